@@ -1,0 +1,115 @@
+/**
+ * cpm.yaml: where the root, the DB, the repository configs and the cache live.
+ * Lookup order: --config, $CPM_CONFIG, /etc/cpm/cpm.yaml; a missing default file means defaults.
+ */
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseDocument } from 'yaml';
+import { CpmError } from './errors.js';
+
+export interface CpmConfig {
+  /** The file the config came from, or undefined for built-in defaults. */
+  file?: string;
+  system: {
+    rootfs: string;
+    /** DB directory; relative paths are inside rootfs. */
+    database_path: string;
+    tmpdir_base: string;
+  };
+  repos_confdir: string[];
+  cache_dir: string;
+  finalizer_envs: Array<{ key: string; value: string }>;
+}
+
+export const DEFAULT_CONFIG_FILE = '/etc/cpm/cpm.yaml';
+
+export function defaultCacheDir(): string {
+  if (process.getuid?.() === 0) return '/var/cache/cpm';
+  const xdg = process.env.XDG_CACHE_HOME;
+  return path.join(xdg && xdg !== '' ? xdg : path.join(os.homedir(), '.cache'), 'cpm');
+}
+
+export function defaultConfig(): CpmConfig {
+  return {
+    system: { rootfs: '/', database_path: 'var/lib/cpm', tmpdir_base: os.tmpdir() },
+    repos_confdir: ['/etc/cpm/repos.conf.d'],
+    cache_dir: defaultCacheDir(),
+    finalizer_envs: [],
+  };
+}
+
+function bad(file: string, line: number | undefined, msg: string): CpmError {
+  return new CpmError('E_CONFIG', `${file}${line ? `:${line}` : ''}: ${msg}`, {
+    context: { file, line },
+  });
+}
+
+/** Loads the config. `explicit` is --config; an explicit or $CPM_CONFIG file must exist. */
+export function loadConfig(explicit?: string): CpmConfig {
+  const cfg = defaultConfig();
+  const file = explicit ?? process.env.CPM_CONFIG ?? DEFAULT_CONFIG_FILE;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'ENOENT' && file === DEFAULT_CONFIG_FILE && !explicit) return cfg;
+    throw new CpmError('E_CONFIG', `cannot read config ${file}: ${err.message}`, {
+      context: { file },
+    });
+  }
+  const doc = parseDocument(text, { prettyErrors: false });
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0]!;
+    throw bad(file, e.linePos?.[0]?.line, e.message.split('\n')[0] ?? 'invalid YAML');
+  }
+  const raw: unknown = doc.toJS({ maxAliasCount: 100 }) ?? {};
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    throw bad(file, 1, 'top level must be a mapping');
+  const r = raw as Record<string, unknown>;
+  const dir = path.dirname(path.resolve(file));
+  const sys = (r.system ?? {}) as Record<string, unknown>;
+  if (typeof sys !== 'object') throw bad(file, undefined, '"system" must be a mapping');
+  const str = (v: unknown, key: string): string | undefined => {
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== 'string') throw bad(file, undefined, `"${key}" must be a string`);
+    return v;
+  };
+  cfg.file = file;
+  cfg.system.rootfs = str(sys.rootfs, 'system.rootfs') ?? cfg.system.rootfs;
+  cfg.system.database_path =
+    str(sys.database_path, 'system.database_path') ?? cfg.system.database_path;
+  cfg.system.tmpdir_base = str(sys.tmpdir_base, 'system.tmpdir_base') ?? cfg.system.tmpdir_base;
+  const cache = str(r.cache_dir, 'cache_dir');
+  if (cache) cfg.cache_dir = path.resolve(dir, cache);
+  if (r.repos_confdir !== undefined) {
+    const list = Array.isArray(r.repos_confdir) ? r.repos_confdir : [r.repos_confdir];
+    cfg.repos_confdir = list.map((d) => path.resolve(dir, str(d, 'repos_confdir') ?? ''));
+  }
+  if (Array.isArray(r.finalizer_envs)) {
+    cfg.finalizer_envs = r.finalizer_envs.map((e: unknown) => {
+      const o = e as Record<string, unknown>;
+      return { key: String(o.key), value: String(o.value ?? '') };
+    });
+  }
+  const known = new Set([
+    'system',
+    'repos_confdir',
+    'cache_dir',
+    'finalizer_envs',
+    'general',
+    'logging',
+  ]);
+  for (const k of Object.keys(r)) {
+    if (!known.has(k))
+      process.emitWarning(`${file}: unknown key "${k}" ignored`, { code: 'CPM_CONFIG' });
+  }
+  return cfg;
+}
+
+/** The DB directory for a root: absolute database_path as is, relative ones inside the root. */
+export function databaseDir(cfg: CpmConfig, root: string): string {
+  const p = cfg.system.database_path;
+  return path.isAbsolute(p) ? p : path.join(root, p);
+}

@@ -1,0 +1,95 @@
+/**
+ * One error type for the whole of cpm. Every failure a user can cause carries a stable code,
+ * a human message, an optional hint and the context that locates it (file:line, digest, path).
+ * The CLI maps codes to exit codes (docs/cli.md); stack traces are shown only with --debug.
+ */
+export type ErrorCode =
+  | 'E_USAGE'
+  | 'E_CONFIG'
+  | 'E_TREE'
+  | 'E_YAML'
+  | 'E_TEMPLATE'
+  | 'E_VERSION'
+  | 'E_NOT_FOUND'
+  | 'E_UNSAT'
+  | 'E_REQUIRED_BY'
+  | 'E_REGISTRY'
+  | 'E_AUTH'
+  | 'E_DIGEST'
+  | 'E_NETWORK'
+  | 'E_REPO'
+  | 'E_UNSAFE_ENTRY'
+  | 'E_FILE_CONFLICT'
+  | 'E_LOCKED'
+  | 'E_DB'
+  | 'E_FINALIZER'
+  | 'E_IMAGE'
+  | 'E_TOOL_MISSING'
+  | 'E_INTERRUPTED'
+  | 'E_IO';
+
+/** Where an error happened. All fields optional; the message already reads well without them. */
+export interface ErrorContext {
+  file?: string;
+  line?: number;
+  column?: number;
+  digest?: string;
+  path?: string;
+  package?: string;
+  [key: string]: unknown;
+}
+
+export class CpmError extends Error {
+  readonly code: ErrorCode;
+  readonly hint: string | undefined;
+  readonly context: ErrorContext;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    opts: { hint?: string; context?: ErrorContext; cause?: unknown } = {},
+  ) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'CpmError';
+    this.code = code;
+    this.hint = opts.hint;
+    this.context = opts.context ?? {};
+  }
+
+  toJSON(): Record<string, unknown> {
+    return { code: this.code, message: this.message, hint: this.hint, context: this.context };
+  }
+}
+
+/** Exit codes, documented in docs/cli.md. 1 is reserved for "the check said no" (validate, verify). */
+export const EXIT_CODES: Record<ErrorCode, number> = {
+  E_USAGE: 2,
+  E_CONFIG: 3,
+  E_TREE: 4,
+  E_YAML: 4,
+  E_TEMPLATE: 4,
+  E_VERSION: 4,
+  E_NOT_FOUND: 5,
+  E_UNSAT: 6,
+  E_REQUIRED_BY: 6,
+  E_REGISTRY: 7,
+  E_AUTH: 7,
+  E_DIGEST: 7,
+  E_NETWORK: 7,
+  E_REPO: 7,
+  E_UNSAFE_ENTRY: 8,
+  E_FILE_CONFLICT: 8,
+  E_LOCKED: 9,
+  E_DB: 10,
+  E_FINALIZER: 11,
+  E_IMAGE: 12,
+  E_TOOL_MISSING: 12,
+  E_INTERRUPTED: 130,
+  E_IO: 10,
+};
+
+/** "file:line: message" — the prefix every located error uses. */
+export function locate(ctx: { file?: string; line?: number }, message: string): string {
+  if (!ctx.file) return message;
+  return ctx.line ? `${ctx.file}:${ctx.line}: ${message}` : `${ctx.file}: ${message}`;
+}

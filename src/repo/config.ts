@@ -1,0 +1,231 @@
+/**
+ * Repository configs: `repos.conf.d/*.yaml` (or *.yml), each file one entry or a list of entries.
+ * Unlike luet, a broken file is reported (with file:line), never silently skipped.
+ */
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { isMap, isSeq, parseDocument, stringify } from 'yaml';
+import { CpmError } from '../errors.js';
+
+export const REPO_TYPES = ['dir', 'oci', 'http', 'luet'] as const;
+export type RepoType = (typeof REPO_TYPES)[number];
+
+export interface RepoConfig {
+  name: string;
+  type: RepoType;
+  /** Tried in order until one answers. dir: path or dir:// URL; oci: oci://host/ns; http(s): URL. */
+  urls: string[];
+  /** Lower number = higher priority (as luet). */
+  priority: number;
+  enabled: boolean;
+  /** Credentials key in the registry credential store (default: the URL's host). */
+  auth?: string;
+  /** Verify TLS certificates for https/oci URLs (default true). Digests are always verified. */
+  verify: boolean;
+  description?: string;
+  /** The file the entry came from (and its line), for messages and `repo remove`. */
+  file?: string;
+  line?: number;
+}
+
+export const DEFAULT_PRIORITY = 99;
+
+const KNOWN = new Set([
+  'name',
+  'type',
+  'urls',
+  'url',
+  'priority',
+  'enabled',
+  'enable',
+  'auth',
+  'verify',
+  'description',
+]);
+
+/** Validates one raw entry; `where` is "file:line" for messages. */
+export function parseRepoEntry(raw: unknown, where: string): RepoConfig {
+  const fail = (msg: string): never => {
+    throw new CpmError('E_CONFIG', `${where}: ${msg}`, { context: { file: where } });
+  };
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    return fail('a repository entry must be a mapping');
+  const r = raw as Record<string, unknown>;
+  if (typeof r.name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(r.name))
+    fail('"name" is required and may contain only letters, digits, ".", "_" and "-"');
+  if (!REPO_TYPES.includes(r.type as RepoType))
+    fail(`"type" must be one of ${REPO_TYPES.join(', ')} (got ${JSON.stringify(r.type)})`);
+  let urls: unknown = r.urls ?? (r.url === undefined ? undefined : [r.url]);
+  if (typeof urls === 'string') urls = [urls];
+  if (!Array.isArray(urls) || urls.length === 0 || urls.some((u) => typeof u !== 'string' || !u))
+    fail('"urls" must be a non-empty list of strings');
+  const priority = r.priority ?? DEFAULT_PRIORITY;
+  if (typeof priority !== 'number' || !Number.isInteger(priority))
+    fail('"priority" must be an integer (lower = preferred)');
+  const enabled = r.enabled ?? r.enable ?? true;
+  if (typeof enabled !== 'boolean') fail('"enabled" must be true or false');
+  const verify = r.verify ?? true;
+  if (typeof verify !== 'boolean') fail('"verify" must be true or false');
+  if (r.auth !== undefined && typeof r.auth !== 'string')
+    fail('"auth" must be a string (a credentials key, e.g. a registry host)');
+  if (r.description !== undefined && typeof r.description !== 'string')
+    fail('"description" must be a string');
+  for (const k of Object.keys(r))
+    if (!KNOWN.has(k))
+      process.emitWarning(`${where}: unknown key "${k}" ignored`, { code: 'CPM_REPO' });
+  const cfg: RepoConfig = {
+    name: r.name as string,
+    type: r.type as RepoType,
+    urls: urls as string[],
+    priority: priority as number,
+    enabled: enabled as boolean,
+    verify: verify as boolean,
+  };
+  if (r.auth !== undefined) cfg.auth = r.auth as string;
+  if (r.description !== undefined) cfg.description = r.description as string;
+  return cfg;
+}
+
+function lineOf(offset: number | undefined, text: string): number | undefined {
+  if (offset === undefined) return undefined;
+  return text.slice(0, offset).split('\n').length;
+}
+
+/** Parses one config file's text: a mapping or a list of mappings. */
+export function parseRepoFile(text: string, file: string): RepoConfig[] {
+  const doc = parseDocument(text, { prettyErrors: false });
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0]!;
+    const line = e.linePos?.[0]?.line;
+    throw new CpmError(
+      'E_CONFIG',
+      `${file}${line ? `:${line}` : ''}: ${e.message.split('\n')[0]}`,
+      {
+        context: { file, line },
+      },
+    );
+  }
+  const nodes = isSeq(doc.contents) ? doc.contents.items : [doc.contents];
+  const out: RepoConfig[] = [];
+  for (const node of nodes) {
+    const offset = isMap(node) ? node.range?.[0] : undefined;
+    const line = lineOf(offset, text);
+    const raw: unknown = isMap(node)
+      ? node.toJSON()
+      : (node as { toJSON?: () => unknown })?.toJSON?.();
+    const entry = parseRepoEntry(raw, line ? `${file}:${line}` : file);
+    entry.file = file;
+    if (line !== undefined) entry.line = line;
+    out.push(entry);
+  }
+  return out;
+}
+
+export interface LoadedRepoConfigs {
+  repos: RepoConfig[];
+  /** One error per broken file or duplicate; the other files still load. */
+  problems: CpmError[];
+}
+
+/** Reads every *.yaml/*.yml of the directories (missing directories are fine), sorted by name. */
+export async function loadRepoConfigs(dirs: readonly string[]): Promise<LoadedRepoConfigs> {
+  const repos: RepoConfig[] = [];
+  const problems: CpmError[] = [];
+  const seen = new Map<string, RepoConfig>();
+  for (const dir of dirs) {
+    let names: string[];
+    try {
+      names = await fsp.readdir(dir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      problems.push(
+        new CpmError('E_CONFIG', `cannot read ${dir}: ${(e as Error).message}`, {
+          context: { path: dir },
+        }),
+      );
+      continue;
+    }
+    for (const n of names.filter((x) => /\.ya?ml$/.test(x)).sort()) {
+      const file = path.join(dir, n);
+      try {
+        for (const entry of parseRepoFile(await fsp.readFile(file, 'utf8'), file)) {
+          const dup = seen.get(entry.name);
+          if (dup) {
+            problems.push(
+              new CpmError(
+                'E_CONFIG',
+                `${file}:${entry.line ?? 1}: repository "${entry.name}" is already defined in ${dup.file}:${dup.line ?? 1}`,
+                { context: { file, line: entry.line } },
+              ),
+            );
+            continue;
+          }
+          seen.set(entry.name, entry);
+          repos.push(entry);
+        }
+      } catch (e) {
+        problems.push(
+          e instanceof CpmError
+            ? e
+            : new CpmError('E_CONFIG', `${file}: ${(e as Error).message}`, { context: { file } }),
+        );
+      }
+    }
+  }
+  return { repos, problems };
+}
+
+/** The YAML written by `repo add` (no bookkeeping fields). */
+export function renderRepoConfig(r: RepoConfig): string {
+  const o: Record<string, unknown> = { name: r.name };
+  if (r.description) o.description = r.description;
+  o.type = r.type;
+  o.urls = r.urls;
+  o.priority = r.priority;
+  o.enabled = r.enabled;
+  if (r.auth) o.auth = r.auth;
+  if (!r.verify) o.verify = false;
+  return stringify(o);
+}
+
+/** Writes `<dir>/<name>.yaml`; refuses a name that any configured directory already defines. */
+export async function addRepoConfig(dirs: readonly string[], entry: RepoConfig): Promise<string> {
+  const dir = dirs[0];
+  if (!dir) throw new CpmError('E_CONFIG', 'no repos_confdir configured');
+  const { repos } = await loadRepoConfigs(dirs);
+  const dup = repos.find((r) => r.name === entry.name);
+  if (dup) {
+    throw new CpmError('E_CONFIG', `repository "${entry.name}" already exists in ${dup.file}`, {
+      hint: `cpm repo remove ${entry.name} first`,
+      context: { file: dup.file },
+    });
+  }
+  await fsp.mkdir(dir, { recursive: true });
+  const file = path.join(dir, `${entry.name}.yaml`);
+  const tmp = `${file}.tmp-${process.pid}`;
+  await fsp.writeFile(tmp, renderRepoConfig(entry), { flag: 'wx' });
+  await fsp.rename(tmp, file);
+  return file;
+}
+
+/** Removes an entry: deletes its file, or rewrites the file without it when it holds several. */
+export async function removeRepoConfig(dirs: readonly string[], name: string): Promise<string> {
+  const { repos } = await loadRepoConfigs(dirs);
+  const hit = repos.find((r) => r.name === name);
+  if (!hit?.file) {
+    throw new CpmError('E_NOT_FOUND', `no repository named "${name}" is configured`, {
+      hint: 'cpm repo list shows the configured repositories',
+    });
+  }
+  const text = await fsp.readFile(hit.file, 'utf8');
+  const doc = parseDocument(text);
+  if (isSeq(doc.contents) && doc.contents.items.length > 1) {
+    doc.contents.items = doc.contents.items.filter(
+      (n) => !(isMap(n) && (n.toJSON() as Record<string, unknown>).name === name),
+    );
+    await fsp.writeFile(hit.file, doc.toString());
+  } else {
+    await fsp.unlink(hit.file);
+  }
+  return hit.file;
+}

@@ -1,0 +1,259 @@
+/**
+ * The repository index: repository metadata plus every package's full metadata and image
+ * location, as canonical JSON (sorted keys, packages in a fixed order) compressed with gzip or
+ * zstd. Identical input gives byte-identical output, so its digest names its content.
+ * Format described in docs/repository.md.
+ */
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { buffer } from 'node:stream/consumers';
+import { CpmError } from '../errors.js';
+import { familyKey, packageId, type Dep, type PackageSpec } from '../spec/package.js';
+import { compareVersions, parseSelector } from '../spec/version.js';
+import {
+  createCompressor,
+  createDecompressor,
+  sniffCompression,
+  type Compression,
+} from '../util/compress.js';
+
+export const INDEX_SCHEMA_VERSION = 1;
+/** OCI 1.1 artifactType of the index manifest, and the base media type of the index blob. */
+export const INDEX_ARTIFACT_TYPE = 'application/vnd.cpm.repository.index.v1';
+export const INDEX_MEDIA_TYPE = 'application/vnd.cpm.repository.index.v1+json';
+
+export interface IndexLayer {
+  digest: string;
+  mediaType: string;
+  size: number;
+}
+
+/**
+ * Where a package's image is, relative to the repository root so a mirrored copy stays valid:
+ * registry repository `<ns>/<repository>:<tag>`, layout ref name `layoutTag(repository, tag)`.
+ */
+export interface IndexImage {
+  /** "category/name" ("name" for an empty category). */
+  repository: string;
+  /** encodeTag(version). */
+  tag: string;
+  manifestDigest: string;
+  manifestMediaType: string;
+  manifestSize: number;
+  layers: IndexLayer[];
+}
+
+export interface IndexDep {
+  category: string;
+  name: string;
+  version: string;
+}
+
+/** One package as stored in the index: the PackageSpec fields, finalize, image, content key. */
+export interface IndexPackage {
+  category: string;
+  name: string;
+  version: string;
+  requires: IndexDep[];
+  conflicts: IndexDep[];
+  provides: IndexDep[];
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  description?: string;
+  license?: string;
+  uri: string[];
+  hidden: boolean;
+  extra: Record<string, unknown>;
+  /** Definition file relative to the tree root (and line), for `cpm info`. */
+  source?: { file: string; line?: number };
+  /** The finalize spec (finalize.yaml) as loaded by the tree, verbatim JSON. */
+  finalize?: unknown;
+  /** Absent for metadata-only (meta) packages: nothing to fetch. */
+  image?: IndexImage;
+  /** sha256 over everything that goes into the image; equal keys → the image is reused. */
+  contentKey: string;
+}
+
+export interface RepoMeta {
+  name: string;
+  description?: string;
+  /** Bumped by `repo create` only when the package set changed. */
+  revision: number;
+  /** Unix seconds: SOURCE_DATE_EPOCH or the newest tree file, never the wall clock. */
+  timestamp: number;
+}
+
+export interface RepoIndex {
+  schemaVersion: number;
+  repository: RepoMeta;
+  packages: IndexPackage[];
+}
+
+/** JSON with object keys sorted at every level: the one serialisation that makes bytes stable. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(sortKeys(value));
+}
+
+function sortKeys(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(sortKeys);
+  if (v !== null && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    const out: Record<string, unknown> = {};
+    for (const k of Object.keys(o).sort()) if (o[k] !== undefined) out[k] = sortKeys(o[k]);
+    return out;
+  }
+  return v;
+}
+
+/** The package order inside an index: family key, then version oldest → newest. */
+export function comparePackages(a: IndexPackage, b: IndexPackage): number {
+  const fa = familyKey(a);
+  const fb = familyKey(b);
+  if (fa !== fb) return fa < fb ? -1 : 1;
+  return (
+    compareVersions(a.version, b.version) ||
+    (a.version < b.version ? -1 : a.version > b.version ? 1 : 0)
+  );
+}
+
+export function depToIndex(d: Dep): IndexDep {
+  return { category: d.category, name: d.name, version: d.version };
+}
+
+/** Media type of the index blob for a compression. */
+export function indexMediaType(c: Compression): string {
+  return c === 'none' ? INDEX_MEDIA_TYPE : `${INDEX_MEDIA_TYPE}+${c}`;
+}
+
+export function compressionOfIndexMediaType(mt: string): Compression {
+  if (mt === INDEX_MEDIA_TYPE) return 'none';
+  if (mt === `${INDEX_MEDIA_TYPE}+gzip`) return 'gzip';
+  if (mt === `${INDEX_MEDIA_TYPE}+zstd`) return 'zstd';
+  throw new CpmError('E_REPO', `unknown repository index media type "${mt}"`);
+}
+
+async function transform(data: Buffer, t: NodeJS.ReadWriteStream): Promise<Buffer> {
+  return buffer(Readable.from([data]).pipe(t));
+}
+
+/** Serialises an index: canonical JSON, packages sorted, compressed (level fixed → stable bytes). */
+export async function serializeIndex(
+  index: RepoIndex,
+  compression: Compression = 'gzip',
+): Promise<{ data: Buffer; digest: string; mediaType: string }> {
+  const sorted: RepoIndex = { ...index, packages: [...index.packages].sort(comparePackages) };
+  for (let i = 1; i < sorted.packages.length; i++) {
+    if (packageId(sorted.packages[i - 1]!) === packageId(sorted.packages[i]!))
+      throw new CpmError('E_REPO', `duplicate package ${packageId(sorted.packages[i]!)} in index`);
+  }
+  const json = Buffer.from(canonicalJson(sorted), 'utf8');
+  const level = compression === 'gzip' ? 9 : compression === 'zstd' ? 19 : undefined;
+  const data =
+    compression === 'none' ? json : await transform(json, createCompressor(compression, level));
+  return {
+    data,
+    digest: `sha256:${createHash('sha256').update(data).digest('hex')}`,
+    mediaType: indexMediaType(compression),
+  };
+}
+
+/** Parses index bytes (compression sniffed) and validates the shape; `where` names the source. */
+export async function parseIndex(data: Buffer, where: string): Promise<RepoIndex> {
+  const c = sniffCompression(data.subarray(0, 4));
+  let json: Buffer;
+  try {
+    json = c === 'none' ? data : await transform(data, createDecompressor(c));
+  } catch (e) {
+    throw new CpmError(
+      'E_REPO',
+      `${where}: cannot decompress repository index: ${(e as Error).message}`,
+      {
+        context: { path: where },
+        cause: e,
+      },
+    );
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(json.toString('utf8'));
+  } catch (e) {
+    throw new CpmError(
+      'E_REPO',
+      `${where}: repository index is not JSON: ${(e as Error).message}`,
+      {
+        context: { path: where },
+      },
+    );
+  }
+  return validateIndex(raw, where);
+}
+
+function validateIndex(raw: unknown, where: string): RepoIndex {
+  const fail = (msg: string): never => {
+    throw new CpmError('E_REPO', `${where}: invalid repository index: ${msg}`, {
+      context: { path: where },
+    });
+  };
+  if (typeof raw !== 'object' || raw === null) return fail('not an object');
+  const r = raw as Record<string, unknown>;
+  if (r.schemaVersion !== INDEX_SCHEMA_VERSION)
+    fail(`schemaVersion ${String(r.schemaVersion)} (this cpm reads ${INDEX_SCHEMA_VERSION})`);
+  const repo = r.repository as Record<string, unknown> | undefined;
+  if (!repo || typeof repo.name !== 'string') fail('repository.name missing');
+  if (typeof repo!.revision !== 'number' || typeof repo!.timestamp !== 'number')
+    fail('repository.revision/timestamp must be numbers');
+  if (!Array.isArray(r.packages)) fail('packages must be a list');
+  (r.packages as unknown[]).forEach((p, i) => {
+    const o = p as Record<string, unknown>;
+    if (
+      typeof o?.name !== 'string' ||
+      typeof o.category !== 'string' ||
+      typeof o.version !== 'string'
+    )
+      fail(`packages[${i}]: category/name/version must be strings`);
+    for (const k of ['requires', 'conflicts', 'provides', 'uri'])
+      if (!Array.isArray(o[k])) fail(`packages[${i}] (${o.name}): "${k}" must be a list`);
+    const img = o.image as Record<string, unknown> | undefined;
+    if (img !== undefined) {
+      if (typeof img.repository !== 'string' || typeof img.tag !== 'string')
+        fail(`packages[${i}] (${o.name}): image.repository/tag missing`);
+      if (
+        typeof img.manifestDigest !== 'string' ||
+        !/^sha256:[a-f0-9]{64}$/.test(img.manifestDigest)
+      )
+        fail(`packages[${i}] (${o.name}): image.manifestDigest is not a sha256 digest`);
+      if (!Array.isArray(img.layers)) fail(`packages[${i}] (${o.name}): image.layers missing`);
+    }
+  });
+  return raw as RepoIndex;
+}
+
+function toDep(d: IndexDep): Dep {
+  return {
+    category: d.category,
+    name: d.name,
+    version: d.version,
+    selector: parseSelector(d.version),
+  };
+}
+
+/** The resolver's view of an index entry. */
+export function toPackageSpec(p: IndexPackage): PackageSpec {
+  const spec: PackageSpec = {
+    category: p.category,
+    name: p.name,
+    version: p.version,
+    requires: p.requires.map(toDep),
+    conflicts: p.conflicts.map(toDep),
+    provides: p.provides.map(toDep),
+    labels: p.labels ?? {},
+    annotations: p.annotations ?? {},
+    uri: p.uri ?? [],
+    hidden: p.hidden ?? false,
+    extra: p.extra ?? {},
+  };
+  if (p.description !== undefined) spec.description = p.description;
+  if (p.license !== undefined) spec.license = p.license;
+  if (p.source) spec.source = { ...p.source };
+  return spec;
+}

@@ -1,0 +1,208 @@
+/**
+ * Turns the reachable part of a Universe into SAT variables and clauses. Only families reachable
+ * from the request and the installed set are encoded; each encoded family gets every version as a
+ * variable plus one native at-most-one group. Every clause carries a tag describing it in package
+ * terms, so an UNSAT core can be read back as plain sentences (explain.ts).
+ */
+import {
+  familyKey,
+  packageId,
+  type Dep,
+  type PackageSpec,
+  type Universe,
+} from '../spec/package.js';
+import { compareVersions, satisfies, type Selector } from '../spec/version.js';
+import { neg, pos, SatSolver } from './sat.js';
+import { provideMatches } from './match.js';
+
+export type Tag =
+  | { kind: 'job'; op: string; family: string; selector: Selector; cands: number[] }
+  | { kind: 'keep'; family: string; installed: number }
+  | { kind: 'requires'; pkg: number; dep: Dep; cands: number[]; known: boolean }
+  | { kind: 'conflicts'; pkg: number; dep: Dep; other: number }
+  | { kind: 'amo'; family: string }
+  | { kind: 'optimise' };
+
+const cmpStr = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+export class Encoding {
+  readonly sat = new SatSolver();
+  readonly specs: PackageSpec[] = [];
+  readonly tags: Tag[] = [];
+  /** BFS distance from the request, per var (for ordering explanations and optimisation). */
+  readonly depth: number[] = [];
+  /** Family → its vars, newest first. */
+  readonly familyVars = new Map<string, number[]>();
+  /** Families in the order they were first reached (deterministic BFS). */
+  readonly familyOrder: string[] = [];
+  private readonly varById = new Map<string, number>();
+  private readonly candCache = new Map<string, number[]>();
+  private readonly queue: number[] = [];
+  private qi = 0;
+  private readonly optTag: number;
+  private readonly installedByFamily: Map<string, PackageSpec>;
+
+  constructor(
+    readonly universe: Universe,
+    /** Installed specs, which stay candidates even when the universe no longer has them. */
+    readonly installed: readonly PackageSpec[],
+  ) {
+    this.optTag = this.tag({ kind: 'optimise' });
+    this.installedByFamily = new Map(installed.map((s) => [familyKey(s), s]));
+  }
+
+  tag(t: Tag): number {
+    this.tags.push(t);
+    return this.tags.length - 1;
+  }
+
+  get optimiseTag(): number {
+    return this.optTag;
+  }
+
+  idOf(v: number): string {
+    return packageId(this.specs[v]!);
+  }
+
+  /** Whether any package has this name or provides it. */
+  known(family: string): boolean {
+    return (
+      this.universe.versions(family).length > 0 ||
+      this.universe.providersOf(family).length > 0 ||
+      this.installedByFamily.has(family)
+    );
+  }
+
+  /** Specs of a family, newest first: the universe's versions plus an installed one it lacks. */
+  familySpecs(family: string): PackageSpec[] {
+    const list = [...this.universe.versions(family)];
+    const inst = this.installedByFamily.get(family);
+    if (inst && !list.some((s) => s.version === inst.version)) {
+      list.push(inst);
+      list.sort((a, b) => compareVersions(b.version, a.version) || cmpStr(a.version, b.version));
+    }
+    return list;
+  }
+
+  /** Vars of a family (encoding it on first use, with its at-most-one group). */
+  family(fam: string, depth: number): number[] {
+    const have = this.familyVars.get(fam);
+    if (have) return have;
+    const vars: number[] = [];
+    for (const s of this.familySpecs(fam)) {
+      const v = this.sat.newVar();
+      this.specs[v] = s;
+      this.depth[v] = depth;
+      this.varById.set(packageId(s), v);
+      vars.push(v);
+      this.queue.push(v);
+    }
+    this.familyVars.set(fam, vars);
+    this.familyOrder.push(fam);
+    if (vars.length > 1) this.sat.addAtMostOne(vars, this.tag({ kind: 'amo', family: fam }));
+    return vars;
+  }
+
+  /** Candidates for a dependency: providers first (by family, newest first), then real versions. */
+  candidates(dep: { category: string; name: string; selector: Selector }, depth: number): number[] {
+    const fam = familyKey(dep);
+    const key = `${fam}\0${dep.selector.raw}`;
+    const hit = this.candCache.get(key);
+    if (hit) return hit;
+    const out: number[] = [];
+    const provFams = new Set<string>();
+    for (const p of this.universe.providersOf(fam)) {
+      const pf = familyKey(p);
+      if (pf !== fam) provFams.add(pf);
+    }
+    for (const pf of [...provFams].sort()) {
+      for (const v of this.family(pf, depth)) {
+        const s = this.specs[v]!;
+        if (s.provides.some((p) => familyKey(p) === fam && provideMatches(p, dep.selector))) {
+          out.push(v);
+        }
+      }
+    }
+    if (this.universe.versions(fam).length > 0 || this.installedByFamily.has(fam)) {
+      for (const v of this.family(fam, depth)) {
+        if (satisfies(this.specs[v]!.version, dep.selector)) out.push(v);
+      }
+    }
+    this.candCache.set(key, out);
+    return out;
+  }
+
+  varOfId(id: string): number | undefined {
+    return this.varById.get(id);
+  }
+
+  /** Encodes requires of everything reached so far (transitively), then conflicts among them. */
+  close(): void {
+    while (this.qi < this.queue.length) {
+      const v = this.queue[this.qi++]!;
+      const s = this.specs[v]!;
+      const d = this.depth[v]! + 1;
+      for (const dep of s.requires) {
+        const cands = this.candidates(dep, d).filter((c) => c !== v);
+        const fam = familyKey(dep);
+        const t = this.tag({ kind: 'requires', pkg: v, dep, cands, known: this.known(fam) });
+        if (cands.length === 0) this.sat.addClause([neg(v)], t);
+        else this.sat.addRequire(v, cands.map(pos), t);
+      }
+    }
+    const seenPairs = new Set<string>();
+    for (let v = 0; v < this.specs.length; v++) {
+      const s = this.specs[v]!;
+      for (const dep of s.conflicts) {
+        const fam = familyKey(dep);
+        const targets: number[] = [];
+        const own = this.familyVars.get(fam);
+        if (own && fam !== familyKey(s)) {
+          for (const o of own) if (satisfies(this.specs[o]!.version, dep.selector)) targets.push(o);
+        }
+        for (const p of this.universe.providersOf(fam)) {
+          const o = this.varById.get(packageId(p));
+          if (o === undefined || o === v) continue;
+          if (p.provides.some((e) => familyKey(e) === fam && provideMatches(e, dep.selector))) {
+            targets.push(o);
+          }
+        }
+        for (const o of targets) {
+          const k = v < o ? `${v}:${o}` : `${o}:${v}`;
+          if (seenPairs.has(k)) continue;
+          seenPairs.add(k);
+          this.sat.addClause(
+            [neg(v), neg(o)],
+            this.tag({ kind: 'conflicts', pkg: v, dep, other: o }),
+          );
+        }
+      }
+    }
+  }
+
+  /** A job: one of `cands` must be installed. */
+  job(op: string, family: string, selector: Selector, cands: number[]): void {
+    this.sat.addRequire(
+      null,
+      cands.map(pos),
+      this.tag({ kind: 'job', op, family, selector, cands }),
+    );
+  }
+
+  /** Keeps an installed family installed (in some version, the installed one preferred). */
+  keep(family: string, cands: number[], installed: number): void {
+    this.sat.addRequire(null, cands.map(pos), this.tag({ kind: 'keep', family, installed }));
+  }
+
+  /** Vars true in the last model. */
+  chosen(): number[] {
+    const out: number[] = [];
+    for (let v = 0; v < this.specs.length; v++) if (this.sat.modelValue(v)) out.push(v);
+    return out;
+  }
+
+  /** Permanently fixes a literal (used by the optimisation passes). */
+  fix(v: number, value: boolean): void {
+    this.sat.addClause([value ? pos(v) : neg(v)], this.optTag);
+  }
+}

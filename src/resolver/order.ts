@@ -1,0 +1,63 @@
+/**
+ * Install order: dependencies before dependents. A depth-first post-order over packages sorted by id,
+ * following each requirement's satisfiers in id order, so a cycle is broken at the same edge on every
+ * run regardless of input order. Removal order is the reverse.
+ */
+import { familyKey, packageId, type PackageSpec } from '../spec/package.js';
+import { satisfies } from '../spec/version.js';
+import { provideMatches } from './match.js';
+
+export function dependencyOrder(specs: readonly PackageSpec[]): PackageSpec[] {
+  const sorted = [...specs].sort((a, b) => (packageId(a) < packageId(b) ? -1 : 1));
+  const byFamily = new Map<string, number[]>();
+  const providers = new Map<string, number[]>();
+  sorted.forEach((s, i) => {
+    const f = familyKey(s);
+    byFamily.set(f, [...(byFamily.get(f) ?? []), i]);
+    for (const p of s.provides) {
+      const pf = familyKey(p);
+      const l = providers.get(pf) ?? [];
+      if (!l.includes(i)) l.push(i);
+      providers.set(pf, l);
+    }
+  });
+  const edges = (i: number): number[] => {
+    const out = new Set<number>();
+    for (const d of sorted[i]!.requires) {
+      const f = familyKey(d);
+      for (const j of byFamily.get(f) ?? []) {
+        if (j !== i && satisfies(sorted[j]!.version, d.selector)) out.add(j);
+      }
+      for (const j of providers.get(f) ?? []) {
+        if (j === i) continue;
+        if (sorted[j]!.provides.some((p) => familyKey(p) === f && provideMatches(p, d.selector))) {
+          out.add(j);
+        }
+      }
+    }
+    return [...out].sort((a, b) => a - b);
+  };
+  const state = new Uint8Array(sorted.length); // 0 new, 1 on stack, 2 done
+  const out: PackageSpec[] = [];
+  for (let root = 0; root < sorted.length; root++) {
+    if (state[root]) continue;
+    // Iterative DFS: [node, its edges, next edge index].
+    const stack: Array<[number, number[], number]> = [[root, edges(root), 0]];
+    state[root] = 1;
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1]!;
+      if (top[2] < top[1].length) {
+        const next = top[1][top[2]++]!;
+        if (state[next] === 0) {
+          state[next] = 1;
+          stack.push([next, edges(next), 0]);
+        }
+      } else {
+        state[top[0]] = 2;
+        out.push(sorted[top[0]]!);
+        stack.pop();
+      }
+    }
+  }
+  return out;
+}

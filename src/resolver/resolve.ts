@@ -1,0 +1,391 @@
+/**
+ * The resolver's operations: install, uninstall, upgrade, reinstall. Pure: same inputs, same Plan.
+ *
+ * install / upgrade encode the reachable problem (encode.ts), find a first model with package-aware
+ * decisions, then make version preference hold by construction: families are visited in priority
+ * order (requested, installed, then dependencies breadth-first) and each is pinned to the most
+ * preferred version that is still jointly satisfiable with the pins before it (one incremental SAT
+ * query per improvement). No package in the result can be swapped alone for a more preferred version.
+ */
+import { familyKey, packageId, type PackageSpec, type Universe } from '../spec/package.js';
+import { describeSelector, type Selector } from '../spec/version.js';
+import { Encoding } from './encode.js';
+import { explainCore } from './explain.js';
+import { satisfiesDep } from './match.js';
+import { dependencyOrder } from './order.js';
+import { failedPlan, type Plan, type PlanStep, type Problem } from './plan.js';
+import { neg, pos } from './sat.js';
+import type { InstalledPackage } from './universe.js';
+
+/** A requested package: `category/name` plus a selector (a PackageRef from src/spec/ref.ts fits). */
+export interface Target {
+  category: string;
+  name: string;
+  version: string;
+  selector: Selector;
+}
+
+export type Request =
+  | { op: 'install'; targets: Target[] }
+  | { op: 'upgrade'; targets?: Target[] }
+  | { op: 'reinstall'; targets: Target[] }
+  | { op: 'uninstall'; targets: Target[]; force?: boolean; full?: boolean };
+
+const byId = (a: PackageSpec, b: PackageSpec): number => {
+  const x = packageId(a);
+  const y = packageId(b);
+  return x < y ? -1 : x > y ? 1 : 0;
+};
+
+function targetText(t: Target): string {
+  const fam = familyKey(t);
+  return t.selector.any ? fam : `${fam} ${describeSelector(t.selector)}`;
+}
+
+/** Computes the plan for `request` against `universe` and the installed state. */
+export function resolve(
+  universe: Universe,
+  installed: readonly InstalledPackage[],
+  request: Request,
+): Plan {
+  const inst = [...installed].sort((a, b) => byId(a.spec, b.spec));
+  switch (request.op) {
+    case 'install':
+      return solveJobs(universe, inst, request.targets, 'install');
+    case 'upgrade':
+      return solveJobs(universe, inst, request.targets ?? [], 'upgrade');
+    case 'reinstall':
+      return reinstall(inst, request.targets);
+    case 'uninstall':
+      return uninstall(inst, request.targets, request.force ?? false, request.full ?? false);
+  }
+}
+
+function installedOf(inst: readonly InstalledPackage[], t: Target): InstalledPackage | undefined {
+  const fam = familyKey(t);
+  return inst.find((i) => familyKey(i.spec) === fam);
+}
+
+function notInstalled(t: Target): Problem {
+  return {
+    code: 'E_NOT_FOUND',
+    message: `${targetText(t)} is not installed`,
+    package: familyKey(t),
+  };
+}
+
+function solveJobs(
+  universe: Universe,
+  inst: readonly InstalledPackage[],
+  targetsIn: Target[],
+  op: 'install' | 'upgrade',
+): Plan {
+  const installedSpecs = inst.map((i) => i.spec);
+  // Sorted and de-duplicated so the plan does not depend on argument order.
+  const targets = [...new Map(targetsIn.map((t) => [`${familyKey(t)} ${t.version}`, t])).values()];
+  targets.sort((a, b) =>
+    familyKey(a) + ' ' + a.version < familyKey(b) + ' ' + b.version ? -1 : 1,
+  );
+
+  const problems: Problem[] = [];
+  const probe = new Encoding(universe, installedSpecs);
+  for (const t of targets) {
+    const fam = familyKey(t);
+    if (op === 'upgrade') {
+      if (!installedOf(inst, t)) problems.push(notInstalled(t));
+      continue;
+    }
+    if (!probe.known(fam)) {
+      problems.push({
+        code: 'E_NOT_FOUND',
+        message: `${fam}: no such package (nothing has this name or provides it)`,
+        package: fam,
+      });
+    } else if (probe.candidates(t, 0).length === 0) {
+      const vers = probe.familySpecs(fam).map((s) => s.version);
+      problems.push({
+        code: 'E_UNSAT',
+        package: fam,
+        message:
+          `no version of ${fam} matches ${describeSelector(t.selector)}` +
+          (vers.length ? ` (available: ${vers.slice(0, 8).join(', ')})` : ''),
+      });
+    }
+  }
+  // Unsatisfiable jobs are reported one independent problem at a time (all offenders), by
+  // re-solving without the targets already explained.
+  const bad = new Set(problems.map((p) => p.package));
+  let remaining = targets.filter((t) => !bad.has(familyKey(t)));
+  for (let round = 0; round < 16; round++) {
+    const attempt = attemptSolve(universe, inst, remaining, op);
+    if (attempt.plan) {
+      return problems.length > 0 ? failedPlan(problems, installedSpecs) : attempt.plan;
+    }
+    problems.push(attempt.problem!);
+    const blamed = new Set(attempt.blamedTargets);
+    if (blamed.size === 0) break;
+    remaining = remaining.filter((t) => !blamed.has(familyKey(t)));
+  }
+  return failedPlan(problems, installedSpecs);
+}
+
+interface Attempt {
+  plan?: Plan;
+  problem?: Problem;
+  blamedTargets: string[];
+}
+
+function attemptSolve(
+  universe: Universe,
+  inst: readonly InstalledPackage[],
+  targets: Target[],
+  op: 'install' | 'upgrade',
+): Attempt {
+  const enc = new Encoding(
+    universe,
+    inst.map((i) => i.spec),
+  );
+  const installedVar = new Map<string, number>();
+  const targetFams = new Set(targets.map(familyKey));
+  const upgradeAll = op === 'upgrade' && targets.length === 0;
+  /** Family → vars in preference order (rank 0 best). */
+  const pref = new Map<string, number[]>();
+
+  for (const t of targets) {
+    if (op !== 'install') continue;
+    const fam = familyKey(t);
+    const cands = enc.candidates(t, 0);
+    const i = installedOf(inst, t);
+    const iv = i ? enc.varOfId(packageId(i.spec)) : undefined;
+    // Keep the installed version when it already satisfies the request (install never upgrades).
+    const ordered =
+      iv !== undefined && cands.includes(iv) ? [iv, ...cands.filter((c) => c !== iv)] : cands;
+    enc.job('install', fam, t.selector, ordered);
+    pref.set(fam, [...ordered.filter((c) => familyKey(enc.specs[c]!) === fam)]);
+  }
+  for (const i of inst) {
+    const fam = familyKey(i.spec);
+    const vars = enc.family(fam, 0);
+    const iv = enc.varOfId(packageId(i.spec))!;
+    installedVar.set(fam, iv);
+    if (op === 'install' && targetFams.has(fam)) continue; // the job already covers it
+    const upgrading = upgradeAll || (op === 'upgrade' && targetFams.has(fam));
+    if (upgrading) {
+      // Newest first, and a package now provided by another may be replaced by its provider (luet).
+      const cands = enc.candidates(
+        { category: i.spec.category, name: i.spec.name, selector: ANY_SEL },
+        0,
+      );
+      enc.keep(fam, cands, iv);
+      pref.set(fam, vars);
+    } else {
+      const ordered = [iv, ...vars.filter((v) => v !== iv)];
+      enc.keep(fam, ordered, iv);
+      pref.set(fam, ordered);
+    }
+  }
+  enc.close();
+
+  const sat = enc.sat;
+  if (!sat.solve()) {
+    const core = sat.unsatCore();
+    const explained = explainCore(enc, core);
+    return {
+      problem: explained.problem,
+      blamedTargets: explained.jobs,
+    };
+  }
+
+  // Lexicographic preference: requested families, installed families, then the rest in BFS order.
+  const order: string[] = [];
+  const seen = new Set<string>();
+  const push = (f: string): void => {
+    if (!seen.has(f)) {
+      seen.add(f);
+      order.push(f);
+    }
+  };
+  for (const t of targets) push(familyKey(t));
+  for (const i of inst) push(familyKey(i.spec));
+  for (const f of enc.familyOrder) push(f);
+
+  const fixed = new Set<string>();
+  for (let pass = 0; pass < order.length + 1; pass++) {
+    let progressed = false;
+    for (const fam of order) {
+      if (fixed.has(fam)) continue;
+      const ranked = pref.get(fam) ?? enc.familyVars.get(fam)!;
+      let chosen = ranked.findIndex((v) => sat.modelValue(v));
+      if (chosen < 0) {
+        // Not installed in this model. Versions outside `ranked` (e.g. not matching) never apply.
+        if (!enc.familyVars.get(fam)!.some((v) => sat.modelValue(v))) continue;
+        chosen = ranked.length;
+      }
+      while (chosen > 0) {
+        const act = sat.newVar();
+        sat.addRequire(act, ranked.slice(0, chosen).map(pos), enc.optimiseTag);
+        const ok = sat.solve([pos(act)]);
+        sat.addClause([neg(act)], enc.optimiseTag);
+        if (!ok) break;
+        chosen = ranked.findIndex((v) => sat.modelValue(v));
+      }
+      if (chosen < ranked.length) enc.fix(ranked[chosen]!, true);
+      fixed.add(fam);
+      progressed = true;
+    }
+    if (!progressed) break;
+  }
+  // The pins above are consistent with the last model, which is therefore the answer.
+  const plan = buildPlan(
+    enc.chosen().map((v) => enc.specs[v]!),
+    inst,
+  );
+  return { plan, blamedTargets: [] };
+}
+
+const ANY_SEL: Selector = { raw: '', any: true, constraints: [] };
+
+/** Diff of installed → final, ordered for the installer. */
+export function buildPlan(
+  finalSpecsIn: PackageSpec[],
+  inst: readonly InstalledPackage[],
+  reinstallIds: ReadonlySet<string> = new Set(),
+): Plan {
+  const finalSpecs = [...finalSpecsIn].sort(byId);
+  const finalIds = new Set(finalSpecs.map(packageId));
+  const instIds = new Set(inst.map((i) => packageId(i.spec)));
+  const instByFam = new Map(inst.map((i) => [familyKey(i.spec), i.spec]));
+  const finalFams = new Set(finalSpecs.map(familyKey));
+
+  const installOrder = dependencyOrder(finalSpecs).filter(
+    (s) => !instIds.has(packageId(s)) || reinstallIds.has(packageId(s)),
+  );
+  const removeOrder = dependencyOrder(inst.map((i) => i.spec))
+    .reverse()
+    .filter((s) => !finalIds.has(packageId(s)));
+
+  const steps: PlanStep[] = [];
+  for (const s of installOrder) {
+    const id = packageId(s);
+    const old = instByFam.get(familyKey(s));
+    if (reinstallIds.has(id)) steps.push({ action: 'reinstall', spec: s });
+    else if (old && !finalIds.has(packageId(old)))
+      steps.push({ action: 'upgrade', spec: s, from: old });
+    else steps.push({ action: 'install', spec: s });
+  }
+  for (const s of removeOrder) {
+    if (!finalFams.has(familyKey(s))) steps.push({ action: 'remove', spec: s });
+  }
+  return {
+    satisfiable: true,
+    install: installOrder.map(packageId),
+    remove: removeOrder.map(packageId),
+    final: finalSpecs.map(packageId),
+    problems: [],
+    steps,
+    finalSpecs,
+  };
+}
+
+function reinstall(inst: readonly InstalledPackage[], targets: Target[]): Plan {
+  const problems: Problem[] = [];
+  const ids = new Set<string>();
+  for (const t of targets) {
+    const i = installedOf(inst, t);
+    if (!i) problems.push(notInstalled(t));
+    else ids.add(packageId(i.spec));
+  }
+  if (problems.length > 0)
+    return failedPlan(
+      problems,
+      inst.map((i) => i.spec),
+    );
+  return buildPlan(
+    inst.map((i) => i.spec),
+    inst,
+    ids,
+  );
+}
+
+/**
+ * Uninstall: refuse while a remaining package requires a target and nothing else remaining satisfies
+ * that requirement (unless force). `full` also removes the targets' dependencies (reason=dependency)
+ * that nothing remaining needs; packages installed explicitly are never removed implicitly.
+ */
+function uninstall(
+  inst: readonly InstalledPackage[],
+  targets: Target[],
+  force: boolean,
+  full: boolean,
+): Plan {
+  const specs = inst.map((i) => i.spec);
+  const problems: Problem[] = [];
+  const remove = new Set<string>();
+  for (const t of targets) {
+    const i = installedOf(inst, t);
+    if (!i) problems.push(notInstalled(t));
+    else remove.add(packageId(i.spec));
+  }
+  if (problems.length > 0) return failedPlan(problems, specs);
+
+  if (full) {
+    // Candidates: the targets' dependency closure inside the installed set, reason=dependency only.
+    const byId = new Map(specs.map((s) => [packageId(s), s]));
+    const reasonOf = new Map(inst.map((i) => [packageId(i.spec), i.reason]));
+    const depsOf = (s: PackageSpec): PackageSpec[] =>
+      s.requires.flatMap((d) => specs.filter((o) => o !== s && satisfiesDep(o, d)));
+    const closure = new Set<string>();
+    const stack = [...remove];
+    while (stack.length > 0) {
+      const id = stack.pop()!;
+      for (const d of depsOf(byId.get(id)!)) {
+        const did = packageId(d);
+        if (closure.has(did) || remove.has(did) || reasonOf.get(did) !== 'dependency') continue;
+        closure.add(did);
+        stack.push(did);
+      }
+    }
+    // Keep whatever the remaining packages (outside the candidates) still reach.
+    const keep = new Set<string>();
+    const roots = specs.filter((s) => !remove.has(packageId(s)) && !closure.has(packageId(s)));
+    const st = [...roots];
+    while (st.length > 0) {
+      const s = st.pop()!;
+      for (const d of depsOf(s)) {
+        const did = packageId(d);
+        if (closure.has(did) && !keep.has(did)) {
+          keep.add(did);
+          st.push(d);
+        }
+      }
+    }
+    for (const id of closure) if (!keep.has(id)) remove.add(id);
+  }
+
+  const remaining = specs.filter((s) => !remove.has(packageId(s)));
+  if (!force) {
+    for (const s of remaining) {
+      for (const d of s.requires) {
+        const removedSat = specs.filter((o) => remove.has(packageId(o)) && satisfiesDep(o, d));
+        if (removedSat.length === 0) continue;
+        if (remaining.some((o) => o !== s && satisfiesDep(o, d))) continue;
+        const where = d.source
+          ? ` (${d.source.file}${d.source.line ? `:${d.source.line}` : ''})`
+          : '';
+        const sel = d.selector.any ? '' : ` ${describeSelector(d.selector)}`;
+        problems.push({
+          code: 'E_REQUIRED_BY',
+          message: `${removedSat.map(packageId).join(', ')} is required by ${packageId(s)}, which requires ${familyKey(d)}${sel}${where}`,
+        });
+      }
+    }
+    if (problems.length > 0) {
+      problems.push({
+        code: 'E_REQUIRED_BY',
+        message: 'uninstall them together, or use --force to leave their dependents broken',
+      });
+      return failedPlan(problems, specs);
+    }
+  }
+  return buildPlan(remaining, inst);
+}

@@ -1,0 +1,43 @@
+/**
+ * The seam between an installed root and the image writers. A root on disk is the truth for file
+ * contents; an optional metadata overlay (supplied by the installer DB) is the truth for owners,
+ * modes and special files, because an install that ran without root could not chown or mknod.
+ */
+
+export type EntryType = 'file' | 'dir' | 'symlink' | 'char' | 'block' | 'fifo' | 'socket';
+
+/** What the overlay knows about one path. `mode` may carry type bits; only 0o7777 is used. */
+export interface EntryMeta {
+  type: EntryType;
+  uid: number;
+  gid: number;
+  mode: number;
+  /** Linux dev_t of a char/block device (as in stat.rdev). */
+  rdev?: number;
+  /** Symlink target. */
+  linkTarget?: string;
+  /** Extended attributes an unprivileged install could not set (security.capability, …). */
+  xattrs?: Record<string, Buffer>;
+}
+
+/**
+ * Looks up a path relative to the root, '/'-separated without a leading slash ("usr/bin/env");
+ * the root directory itself is "". Returns undefined when the overlay has no record.
+ */
+export type MetadataOverlay = (relPath: string) => EntryMeta | undefined;
+
+/** Splits a Linux dev_t into major/minor (glibc's gnu_dev_major/minor layout). */
+export function splitDev(rdev: number): { major: number; minor: number } {
+  const d = BigInt(rdev);
+  const major = Number(((d >> 8n) & 0xfffn) | ((d >> 32n) & ~0xfffn));
+  const minor = Number((d & 0xffn) | ((d >> 12n) & ~0xffn));
+  return { major, minor };
+}
+
+/** Inverse of splitDev. */
+export function makeDev(major: number, minor: number): number {
+  const ma = BigInt(major);
+  const mi = BigInt(minor);
+  const d = ((ma & 0xfffn) << 8n) | ((ma & ~0xfffn) << 32n) | (mi & 0xffn) | ((mi & ~0xffn) << 12n);
+  return Number(d);
+}

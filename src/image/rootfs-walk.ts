@@ -1,0 +1,312 @@
+/**
+ * Walks an assembled root in a stable order (depth first, names sorted bytewise) and yields one
+ * record per entry with everything an image needs: numeric owners, permission bits, clamped
+ * mtimes, hardlinks (by dev+ino), device numbers and xattrs. The metadata overlay wins over the
+ * disk for owners and modes, and supplies special files an unprivileged install only recorded.
+ */
+import { promises as fsp, type Stats } from 'node:fs';
+import path from 'node:path';
+import { CpmError } from '../errors.js';
+import { compileExcludes } from './exclude.js';
+import { splitDev, type EntryMeta, type EntryType, type MetadataOverlay } from './meta.js';
+import { readXattrs, type XattrMap } from './xattrs.js';
+
+export interface RootEntry {
+  /** Root-relative, '/'-separated, no leading slash. */
+  path: string;
+  type: EntryType | 'hardlink';
+  /** Permission bits (0o7777). */
+  mode: number;
+  uid: number;
+  gid: number;
+  /** Seconds since the epoch, clamped to SOURCE_DATE_EPOCH when given. */
+  mtime: number;
+  /** Content size for regular files, 0 otherwise. */
+  size: number;
+  /** Symlink target, or for 'hardlink' the path of the first entry with that inode. */
+  linkTarget?: string;
+  devmajor?: number;
+  devminor?: number;
+  xattrs?: Record<string, Buffer>;
+  /** Absolute path on disk to read contents from (regular files only). */
+  source?: string;
+}
+
+export interface WalkOptions {
+  overlay?: MetadataOverlay;
+  /**
+   * Paths the overlay knows that may be missing on disk (device nodes, fifos, symlinks or empty
+   * dirs that an unprivileged install only recorded). Missing ancestors must be listed too.
+   */
+  overlayPaths?: Iterable<string>;
+  /** Anchored globs, see exclude.ts. */
+  excludes?: readonly string[];
+  /** Clamp every mtime to this (seconds). */
+  sourceDateEpoch?: number;
+  /** Read xattrs from disk with getfattr (default true). */
+  xattrs?: boolean;
+  onWarning?: (message: string) => void;
+}
+
+/** The root directory's own attributes (used as squashfs root inode / tar2sqfs defaults). */
+export interface RootInfo {
+  uid: number;
+  gid: number;
+  mode: number;
+  mtime: number;
+}
+
+const TYPE_OF_STATS: [(s: Stats) => boolean, EntryType][] = [
+  [(s) => s.isFile(), 'file'],
+  [(s) => s.isDirectory(), 'dir'],
+  [(s) => s.isSymbolicLink(), 'symlink'],
+  [(s) => s.isCharacterDevice(), 'char'],
+  [(s) => s.isBlockDevice(), 'block'],
+  [(s) => s.isFIFO(), 'fifo'],
+  [(s) => s.isSocket(), 'socket'],
+];
+
+function typeOf(s: Stats): EntryType {
+  for (const [test, t] of TYPE_OF_STATS) if (test(s)) return t;
+  return 'file';
+}
+
+const SPECIAL = new Set<EntryType>(['char', 'block', 'fifo']);
+
+/** Bytewise comparison, so the order does not depend on the locale. */
+function byteCompare(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}
+
+function normalizeRel(p: string): string {
+  return p.replace(/^\/+/, '').replace(/\/+$/, '').replace(/\/+/g, '/');
+}
+
+export class RootWalker {
+  readonly root: string;
+  private readonly opts: WalkOptions;
+  private readonly excluded: (rel: string) => boolean;
+  /** Children the overlay adds per directory (rel dir → names). */
+  private readonly overlayChildren = new Map<string, Set<string>>();
+  private readonly seenInodes = new Map<string, string>();
+  private xattrMap: XattrMap | undefined;
+  /** Paths dropped by excludes (top-most only): the mksquashfs backend needs them. */
+  readonly excludedPaths: string[] = [];
+
+  constructor(root: string, opts: WalkOptions = {}) {
+    this.root = path.resolve(root);
+    this.opts = opts;
+    this.excluded = compileExcludes(opts.excludes ?? []);
+    for (const raw of opts.overlayPaths ?? []) {
+      const rel = normalizeRel(raw);
+      if (rel === '') continue;
+      const parts = rel.split('/');
+      for (let i = 0; i < parts.length; i++) {
+        const parent = parts.slice(0, i).join('/');
+        let set = this.overlayChildren.get(parent);
+        if (!set) this.overlayChildren.set(parent, (set = new Set()));
+        set.add(parts[i]!);
+      }
+    }
+  }
+
+  private clamp(mtime: number): number {
+    const t = Math.max(0, Math.floor(mtime));
+    const sde = this.opts.sourceDateEpoch;
+    return sde !== undefined && t > sde ? sde : t;
+  }
+
+  /** Attributes of the root directory itself (overlay "" wins over disk). */
+  async rootInfo(): Promise<RootInfo> {
+    const st = await this.lstat(this.root);
+    if (!st?.isDirectory()) {
+      throw new CpmError('E_IMAGE', `root ${this.root} is not a directory`, {
+        context: { path: this.root },
+      });
+    }
+    const meta = this.opts.overlay?.('');
+    return {
+      uid: meta?.uid ?? st.uid,
+      gid: meta?.gid ?? st.gid,
+      mode: (meta?.mode ?? st.mode) & 0o7777,
+      mtime: this.clamp(st.mtimeMs / 1000),
+    };
+  }
+
+  private async lstat(abs: string): Promise<Stats | undefined> {
+    try {
+      return await fsp.lstat(abs);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw new CpmError('E_IO', `cannot stat ${abs}: ${(e as Error).message}`, {
+        context: { path: abs },
+        cause: e,
+      });
+    }
+  }
+
+  /** Yields every entry below the root (not the root itself), parents before children. */
+  async *entries(): AsyncGenerator<RootEntry> {
+    if (this.opts.xattrs !== false) {
+      this.xattrMap = await readXattrs(this.root);
+      if (!this.xattrMap) {
+        this.opts.onWarning?.('getfattr not found (package "attr"): xattrs on disk are not copied');
+      }
+    }
+    const rootSt = await this.lstat(this.root);
+    if (!rootSt?.isDirectory()) {
+      throw new CpmError('E_IMAGE', `root ${this.root} is not a directory`, {
+        context: { path: this.root },
+      });
+    }
+    yield* this.walkDir('');
+  }
+
+  private async *walkDir(relDir: string): AsyncGenerator<RootEntry> {
+    const absDir = relDir === '' ? this.root : path.join(this.root, relDir);
+    const names = new Set<string>();
+    try {
+      for (const n of await fsp.readdir(absDir)) names.add(n);
+    } catch (e) {
+      // A directory only the overlay knows has no listing on disk.
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
+        throw new CpmError('E_IO', `cannot read directory ${absDir}: ${(e as Error).message}`, {
+          context: { path: absDir },
+          cause: e,
+        });
+      }
+    }
+    for (const n of this.overlayChildren.get(relDir) ?? []) names.add(n);
+    const sorted = [...names].sort(byteCompare);
+    for (const name of sorted) {
+      const rel = relDir === '' ? name : `${relDir}/${name}`;
+      if (this.excluded(rel)) {
+        this.excludedPaths.push(rel);
+        continue;
+      }
+      const entry = await this.entryFor(rel);
+      if (!entry) continue;
+      yield entry;
+      if (entry.type === 'dir') yield* this.walkDir(rel);
+    }
+  }
+
+  private async entryFor(rel: string): Promise<RootEntry | undefined> {
+    const abs = path.join(this.root, rel);
+    const st = await this.lstat(abs);
+    const meta = this.opts.overlay?.(rel);
+    if (!st) {
+      if (!meta) {
+        throw new CpmError('E_IMAGE', `${rel} is listed by the overlay but has no record`, {
+          context: { path: rel },
+        });
+      }
+      return this.fromOverlayOnly(rel, meta);
+    }
+    let type = typeOf(st);
+    // An unprivileged install leaves an empty placeholder where it could not mknod.
+    if (meta && SPECIAL.has(meta.type) && type === 'file' && st.size === 0) type = meta.type;
+    if (type === 'socket') {
+      this.opts.onWarning?.(`skipping socket ${rel}: sockets cannot be stored in an image`);
+      return undefined;
+    }
+    const entry: RootEntry = {
+      path: rel,
+      type,
+      mode: (meta?.mode ?? st.mode) & 0o7777,
+      uid: meta?.uid ?? st.uid,
+      gid: meta?.gid ?? st.gid,
+      mtime: this.clamp(st.mtimeMs / 1000),
+      size: 0,
+    };
+    const xattrs = { ...this.xattrMap?.get(rel), ...meta?.xattrs };
+    if (Object.keys(xattrs).length > 0) entry.xattrs = xattrs;
+    switch (type) {
+      case 'file': {
+        if (st.nlink > 1) {
+          const key = `${st.dev}:${st.ino}`;
+          const first = this.seenInodes.get(key);
+          if (first !== undefined) {
+            entry.type = 'hardlink';
+            entry.linkTarget = first;
+            delete entry.xattrs;
+            return entry;
+          }
+          this.seenInodes.set(key, rel);
+        }
+        entry.size = st.size;
+        entry.source = abs;
+        break;
+      }
+      case 'symlink':
+        entry.linkTarget = await fsp.readlink(abs);
+        break;
+      case 'char':
+      case 'block': {
+        const rdev = st.isCharacterDevice() || st.isBlockDevice() ? st.rdev : meta?.rdev;
+        if (rdev === undefined) {
+          throw new CpmError('E_IMAGE', `device node ${rel} has no device number`, {
+            context: { path: rel },
+          });
+        }
+        Object.assign(entry, toDevFields(rdev));
+        break;
+      }
+      default:
+        break;
+    }
+    return entry;
+  }
+
+  private fromOverlayOnly(rel: string, meta: EntryMeta): RootEntry | undefined {
+    const entry: RootEntry = {
+      path: rel,
+      type: meta.type,
+      mode: meta.mode & 0o7777,
+      uid: meta.uid,
+      gid: meta.gid,
+      mtime: this.clamp(this.opts.sourceDateEpoch ?? 0),
+      size: 0,
+    };
+    if (meta.xattrs && Object.keys(meta.xattrs).length > 0) entry.xattrs = { ...meta.xattrs };
+    switch (meta.type) {
+      case 'char':
+      case 'block':
+        if (meta.rdev === undefined) {
+          throw new CpmError('E_IMAGE', `device node ${rel} has no device number in the overlay`, {
+            context: { path: rel },
+          });
+        }
+        Object.assign(entry, toDevFields(meta.rdev));
+        return entry;
+      case 'symlink':
+        if (meta.linkTarget === undefined) {
+          throw new CpmError('E_IMAGE', `symlink ${rel} has no target in the overlay`, {
+            context: { path: rel },
+          });
+        }
+        entry.linkTarget = meta.linkTarget;
+        return entry;
+      case 'dir':
+      case 'fifo':
+        return entry;
+      case 'socket':
+        this.opts.onWarning?.(`skipping socket ${rel}: sockets cannot be stored in an image`);
+        return undefined;
+      case 'file':
+        throw new CpmError(
+          'E_IMAGE',
+          `${rel} is a regular file in the overlay but missing on disk`,
+          {
+            context: { path: path.join(this.root, rel) },
+            hint: 'the root is incomplete; reinstall the package that owns it or run cpm verify',
+          },
+        );
+    }
+  }
+}
+
+function toDevFields(rdev: number): { devmajor: number; devminor: number } {
+  const { major, minor } = splitDev(rdev);
+  return { devmajor: major, devminor: minor };
+}

@@ -1,0 +1,310 @@
+/**
+ * `cpm image squashfs`: the root as a squashfs image, built by the well-kept squashfs tools.
+ * Backends, in order of preference:
+ *  - tar2sqfs (squashfs-tools-ng) fed with our reproducible tar stream;
+ *  - mksquashfs -tar (squashfs-tools ≥ 4.5 with tar input) fed with the same stream;
+ *  - mksquashfs on the directory plus pseudo-file definitions that carry owners, modes, times
+ *    and special files from the overlay (older squashfs-tools).
+ * With SOURCE_DATE_EPOCH the same root gives a byte-identical image on each backend.
+ */
+import { spawnSync } from 'node:child_process';
+import { promises as fsp } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { CpmError } from '../errors.js';
+import { rootfsTarStream, type RootfsTarOptions } from './rootfs-tar.js';
+import { RootWalker, type RootEntry } from './rootfs-walk.js';
+import { findTool, runTool } from './tools.js';
+
+export type SquashfsCompressor = 'zstd' | 'gzip' | 'xz' | 'lz4';
+export type SquashfsBackend = 'tar2sqfs' | 'mksquashfs-tar' | 'mksquashfs-pseudo';
+export const SQUASHFS_COMPRESSORS: readonly SquashfsCompressor[] = ['zstd', 'gzip', 'xz', 'lz4'];
+
+export interface SquashfsOptions extends RootfsTarOptions {
+  comp?: SquashfsCompressor;
+  /** Bytes, a power of two between 4 KiB and 1 MiB (default 128 KiB). */
+  blockSize?: number;
+  /** Compressor threads (default: available CPUs). */
+  jobs?: number;
+  /** 'auto' picks the first installed backend in the order above. */
+  backend?: SquashfsBackend | 'auto';
+}
+
+export interface SquashfsResult {
+  backend: SquashfsBackend;
+  output: string;
+  bytes: number;
+  entries: number;
+}
+
+const MISSING_HINT =
+  'install squashfs-tools-ng (tar2sqfs) or squashfs-tools (mksquashfs): apt-get install squashfs-tools-ng';
+
+let mksquashfsTarCache: boolean | undefined;
+/** mksquashfs grew tar input in 4.5.x/4.6; older ones need the pseudo-file backend. */
+function mksquashfsHasTar(bin: string): boolean {
+  if (mksquashfsTarCache === undefined) {
+    const r = spawnSync(bin, ['-help'], { encoding: 'utf8' });
+    mksquashfsTarCache = /^-tar\s/m.test(`${r.stdout ?? ''}${r.stderr ?? ''}`);
+  }
+  return mksquashfsTarCache;
+}
+
+/** Which backend `auto` resolves to on this machine, or a CpmError naming what to install. */
+export function pickBackend(wanted: SquashfsBackend | 'auto' = 'auto'): {
+  backend: SquashfsBackend;
+  bin: string;
+} {
+  const tar2sqfs = findTool('tar2sqfs');
+  const mksquashfs = findTool('mksquashfs');
+  if (wanted === 'tar2sqfs' || (wanted === 'auto' && tar2sqfs)) {
+    if (!tar2sqfs) {
+      throw new CpmError('E_TOOL_MISSING', 'tar2sqfs is not installed', {
+        hint: 'apt-get install squashfs-tools-ng',
+      });
+    }
+    return { backend: 'tar2sqfs', bin: tar2sqfs };
+  }
+  if (!mksquashfs) {
+    throw new CpmError(
+      'E_TOOL_MISSING',
+      wanted === 'auto'
+        ? 'neither tar2sqfs nor mksquashfs is installed'
+        : 'mksquashfs is not installed',
+      { hint: wanted === 'auto' ? MISSING_HINT : 'apt-get install squashfs-tools' },
+    );
+  }
+  if (wanted === 'mksquashfs-pseudo') return { backend: wanted, bin: mksquashfs };
+  if (mksquashfsHasTar(mksquashfs)) return { backend: 'mksquashfs-tar', bin: mksquashfs };
+  if (wanted === 'mksquashfs-tar') {
+    throw new CpmError('E_TOOL_MISSING', 'this mksquashfs cannot read tar input (-tar)', {
+      hint: 'use --backend mksquashfs-pseudo or install squashfs-tools-ng',
+    });
+  }
+  return { backend: 'mksquashfs-pseudo', bin: mksquashfs };
+}
+
+function checkBlockSize(n: number): void {
+  if (!Number.isInteger(n) || n < 4096 || n > 1 << 20 || (n & (n - 1)) !== 0) {
+    throw new CpmError('E_USAGE', `block size ${n} must be a power of two from 4096 to 1048576`);
+  }
+}
+
+/**
+ * mksquashfs refuses SOURCE_DATE_EPOCH together with -mkfs-time, so the tools get exactly the
+ * epoch we decided on (or none) rather than whatever the caller's environment holds.
+ */
+function toolEnv(sourceDateEpoch?: number): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.SOURCE_DATE_EPOCH;
+  if (sourceDateEpoch !== undefined) env.SOURCE_DATE_EPOCH = String(sourceDateEpoch);
+  return env;
+}
+
+export async function writeSquashfs(
+  root: string,
+  outFile: string,
+  opts: SquashfsOptions = {},
+): Promise<SquashfsResult> {
+  const comp = opts.comp ?? 'zstd';
+  if (!SQUASHFS_COMPRESSORS.includes(comp)) {
+    throw new CpmError('E_USAGE', `unknown squashfs compressor "${comp}"`, {
+      hint: `use one of ${SQUASHFS_COMPRESSORS.join(', ')}`,
+    });
+  }
+  const blockSize = opts.blockSize ?? 131072;
+  checkBlockSize(blockSize);
+  const jobs = Math.max(1, opts.jobs ?? os.availableParallelism());
+  const { backend, bin } = pickBackend(opts.backend);
+  const output = path.resolve(outFile);
+  await fsp.rm(output, { force: true });
+  const walker = new RootWalker(root, opts);
+  const info = await walker.rootInfo();
+  // Without SOURCE_DATE_EPOCH the image records "now" like any other build.
+  const mkfsTime = opts.sourceDateEpoch ?? Math.floor(Date.now() / 1000);
+  let entries: number;
+  if (backend === 'tar2sqfs') {
+    const { stream, stats } = rootfsTarStream(root, opts, walker);
+    // tar2sqfs reads the mode as a decimal number.
+    const defaults = `uid=${info.uid},gid=${info.gid},mode=${info.mode},mtime=${info.mtime}`;
+    await runTool(
+      bin,
+      ['-q', '-f', '-c', comp, '-b', String(blockSize), '-j', String(jobs), '-d', defaults, output],
+      { stdin: stream, env: toolEnv(undefined) },
+    );
+    entries = stats.entries;
+    // tar2sqfs stamps the superblock with 0; set the mkfs time like mksquashfs -mkfs-time does.
+    await setSuperblockTime(output, mkfsTime);
+  } else if (backend === 'mksquashfs-tar') {
+    const { stream, stats } = rootfsTarStream(root, opts, walker);
+    // In tar mode -root-time is ignored; SOURCE_DATE_EPOCH sets root and mkfs time instead.
+    await runTool(
+      bin,
+      ['-', output, '-tar', ...mksquashfsCommon(comp, blockSize, jobs, info, undefined)],
+      { stdin: stream, env: toolEnv(opts.sourceDateEpoch) },
+    );
+    entries = stats.entries;
+  } else {
+    entries = await mksquashfsPseudo(bin, root, output, walker, opts, {
+      comp,
+      blockSize,
+      jobs,
+      info,
+      mkfsTime,
+    });
+  }
+  const { size } = await fsp.stat(output);
+  return { backend, output, bytes: size, entries };
+}
+
+function mksquashfsCommon(
+  comp: SquashfsCompressor,
+  blockSize: number,
+  jobs: number,
+  info: { uid: number; gid: number; mode: number; mtime: number },
+  mkfsTime: number | undefined,
+): string[] {
+  // The pseudo backend passes SOURCE_DATE_EPOCH in the environment instead (see there).
+  const times =
+    mkfsTime === undefined
+      ? []
+      : ['-mkfs-time', String(mkfsTime), '-root-time', String(info.mtime)];
+  return [
+    '-noappend',
+    '-quiet',
+    '-no-progress',
+    '-reproducible',
+    '-comp',
+    comp,
+    '-b',
+    String(blockSize),
+    '-processors',
+    String(jobs),
+    ...times,
+    '-root-mode',
+    info.mode.toString(8),
+    '-root-uid',
+    String(info.uid),
+    '-root-gid',
+    String(info.gid),
+  ];
+}
+
+/** squashfs superblock: modification_time is a little-endian u32 at offset 8. */
+async function setSuperblockTime(file: string, seconds: number): Promise<void> {
+  const fh = await fsp.open(file, 'r+');
+  try {
+    const buf = Buffer.alloc(4);
+    buf.writeUInt32LE(seconds >>> 0);
+    await fh.write(buf, 0, 4, 8);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Pseudo-file names: mksquashfs splits on whitespace and honours backslash escapes. */
+export function pseudoName(rel: string): string {
+  return rel.replace(/[\\\s"]/g, (c) => `\\${c}`);
+}
+
+/**
+ * One pseudo definition for an entry; `onDisk` says whether mksquashfs will find it itself.
+ * Directories on disk get none: mksquashfs 4.5 drops the children of a directory that has an
+ * M definition, so their owners and modes go through actions instead (dirActions).
+ */
+export function pseudoLine(e: RootEntry, onDisk: boolean): string | undefined {
+  const name = pseudoName(e.path);
+  const attrs = `${e.mtime} ${e.mode.toString(8)} ${e.uid} ${e.gid}`;
+  if (onDisk) return e.type === 'hardlink' || e.type === 'dir' ? undefined : `${name} M ${attrs}`;
+  switch (e.type) {
+    case 'dir':
+      return `${name} D ${attrs}`;
+    case 'char':
+      return `${name} C ${attrs} ${e.devmajor} ${e.devminor}`;
+    case 'block':
+      return `${name} B ${attrs} ${e.devmajor} ${e.devminor}`;
+    case 'fifo':
+      return `${name} I ${attrs} f`;
+    case 'symlink':
+      return `${name} S ${attrs} ${e.linkTarget}`;
+    default:
+      return undefined;
+  }
+}
+
+/** mksquashfs action lines that give an on-disk directory the owner and mode the walk decided. */
+export function dirActions(
+  e: RootEntry,
+  disk: { uid: number; gid: number; mode: number },
+): string[] {
+  const pattern = `"${e.path.replace(/[\\*?[\]"]/g, (c) => `\\${c}`)}"`;
+  const out: string[] = [];
+  if (e.uid !== disk.uid || e.gid !== disk.gid)
+    out.push(`guid(${e.uid},${e.gid})@pathname(${pattern})`);
+  if (e.mode !== (disk.mode & 0o7777))
+    out.push(`chmod(${e.mode.toString(8).padStart(4, '0')})@pathname(${pattern})`);
+  return out;
+}
+
+async function mksquashfsPseudo(
+  bin: string,
+  root: string,
+  output: string,
+  walker: RootWalker,
+  opts: SquashfsOptions,
+  p: {
+    comp: SquashfsCompressor;
+    blockSize: number;
+    jobs: number;
+    info: { uid: number; gid: number; mode: number; mtime: number };
+    mkfsTime: number;
+  },
+): Promise<number> {
+  const lines: string[] = [];
+  const actions: string[] = [];
+  // Entries mksquashfs must not take from disk: placeholders for special files.
+  const replaced: string[] = [];
+  let entries = 0;
+  for await (const e of walker.entries()) {
+    entries++;
+    const abs = path.join(walker.root, e.path);
+    const st = await fsp.lstat(abs).catch(() => undefined);
+    const diskIsSame =
+      st !== undefined &&
+      !((e.type === 'char' || e.type === 'block' || e.type === 'fifo') && st.isFile());
+    if (st && !diskIsSame) replaced.push(e.path);
+    const line = pseudoLine(e, diskIsSame);
+    if (line) lines.push(line);
+    if (st && diskIsSame && e.type === 'dir') actions.push(...dirActions(e, st));
+    if (e.xattrs && !diskIsSame) {
+      opts.onWarning?.(`mksquashfs pseudo files cannot carry xattrs: dropped on ${e.path}`);
+    }
+  }
+  const tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'cpm-mksquashfs-'));
+  try {
+    const pf = path.join(tmp, 'pseudo');
+    const ef = path.join(tmp, 'exclude');
+    await fsp.writeFile(pf, lines.join('\n') + '\n');
+    const af = path.join(tmp, 'actions');
+    await fsp.writeFile(ef, [...walker.excludedPaths, ...replaced].join('\n') + '\n');
+    await fsp.writeFile(af, actions.join('\n') + '\n');
+    await runTool(
+      bin,
+      [
+        path.resolve(root),
+        output,
+        // SOURCE_DATE_EPOCH (env) clamps the directory times that pseudo files cannot set.
+        ...mksquashfsCommon(p.comp, p.blockSize, p.jobs, p.info, undefined),
+        '-pf',
+        pf,
+        '-ef',
+        ef,
+        ...(actions.length > 0 ? ['-action-file', af] : []),
+      ],
+      { env: toolEnv(opts.sourceDateEpoch) },
+    );
+  } finally {
+    await fsp.rm(tmp, { recursive: true, force: true });
+  }
+  return entries;
+}

@@ -101,6 +101,7 @@ export function explainCore(enc: Encoding, core: number[]): { problem: Problem; 
   return {
     problem: {
       code: unknown ? 'E_NOT_FOUND' : 'E_UNSAT',
+      ...(jobs.length > 0 ? { package: jobs.join(', ') } : {}),
       message: `cannot satisfy ${what}: ${reasons.join('; ')}`,
       reasons,
     },

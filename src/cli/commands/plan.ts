@@ -1,4 +1,99 @@
 import type { Command } from 'commander';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve as resolvePath } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CpmError, EXIT_CODES } from '../../errors.js';
+import type { Universe } from '../../spec/package.js';
+import { planToJson, resolve, type InstalledPackage } from '../../resolver/index.js';
+import { assumeInstalled, formatPlan, makeRequest, planErrorCode } from '../../resolver/request.js';
+import { printJson } from '../output.js';
 
-/** `cpm plan install|uninstall|upgrade` — filled in by the resolver work. */
-export function registerPlan(_program: Command): void {}
+interface PlanOpts {
+  tree?: string;
+  root?: string;
+  assumeInstalled?: string[];
+  json?: boolean;
+  force?: boolean;
+  full?: boolean;
+  values?: string[];
+}
+
+/** The project's own packages-tree/, found by walking up to cpm's package.json. */
+function defaultTree(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const pj = join(dir, 'package.json');
+    if (
+      existsSync(pj) &&
+      (JSON.parse(readFileSync(pj, 'utf8')) as { name?: string }).name === 'cpm'
+    ) {
+      return join(dir, 'packages-tree');
+    }
+    const up = dirname(dir);
+    if (up === dir)
+      throw new CpmError('E_USAGE', "no --tree given and cpm's packages-tree/ not found");
+    dir = up;
+  }
+}
+
+interface TreeModule {
+  loadTree(dir: string, opts?: { values?: string[] }): Promise<{ universe: Universe }>;
+}
+
+async function loadUniverse(dir: string, values: string[] | undefined): Promise<Universe> {
+  // The tree loader (src/spec/tree.ts) is resolved at run time so this command builds before it lands.
+  const spec = '../../spec/tree.js';
+  let mod: TreeModule;
+  try {
+    mod = (await import(spec)) as TreeModule;
+  } catch (e) {
+    throw new CpmError('E_TREE', 'the packages-tree loader is not available in this build', {
+      cause: e,
+    });
+  }
+  return (await mod.loadTree(resolvePath(dir), values ? { values } : undefined)).universe;
+}
+
+/**
+ * Installed state of a root from its DB. Seam for the installer work: it will read the root's DB
+ * and return InstalledPackage[]; until then only --assume-installed describes an installed state.
+ */
+export async function installedFromRoot(root: string): Promise<InstalledPackage[]> {
+  throw new CpmError(
+    'E_USAGE',
+    `--root ${root}: reading a root's package DB is not available yet`,
+    {
+      hint: 'describe the installed state with --assume-installed category/name@version',
+    },
+  );
+}
+
+/** `cpm plan install|uninstall|upgrade|reinstall` — prints the plan, touches nothing. */
+export function registerPlan(program: Command): void {
+  program
+    .command('plan')
+    .description('print what install / uninstall / upgrade would do, without touching disk')
+    .argument('<operation>', 'install | uninstall | upgrade | reinstall')
+    .argument('[packages...]', 'category/name, category/name@1.2.3 or category/name@>=1.2')
+    .option('--tree <dir>', "packages tree to resolve against (default: cpm's packages-tree/)")
+    .option('--root <dir>', 'root whose installed packages to start from')
+    .option('--assume-installed <id...>', 'treat category/name@version as installed (repeatable)')
+    .option('--force', 'uninstall even while other packages require the target')
+    .option('--full', 'uninstall also removes dependencies nothing else needs')
+    .option('--values <file...>', 'template values files for the tree')
+    .option('--json', 'print the plan as JSON')
+    .action(async (operation: string, packages: string[], opts: PlanOpts) => {
+      const request = makeRequest(operation, packages, { force: opts.force, full: opts.full });
+      const universe = await loadUniverse(opts.tree ?? defaultTree(), opts.values);
+      let installed: InstalledPackage[] = [];
+      if (opts.root) installed = await installedFromRoot(opts.root);
+      if (opts.assumeInstalled?.length) {
+        installed = [...installed, ...assumeInstalled(universe, opts.assumeInstalled)];
+      }
+      const plan = resolve(universe, installed, request);
+      if (opts.json) printJson(planToJson(plan));
+      else process.stdout.write(formatPlan(plan));
+      const code = planErrorCode(plan);
+      if (code) process.exitCode = EXIT_CODES[code];
+    });
+}

@@ -1,0 +1,356 @@
+/**
+ * Executes parsed templates with Go text/template semantics (default `missingkey`: a missing key
+ * prints `<no value>`). Errors are CpmError E_TEMPLATE with the file:line of the action.
+ */
+import { CpmError } from '../../errors.js';
+import { FUNCS, isKnownFunction } from './funcs.js';
+import {
+  parseTemplate,
+  templateError,
+  type Arg,
+  type ParsedTemplate,
+  type Pipeline,
+  type TemplateDef,
+  type TNode,
+} from './parse.js';
+import { isMap, isMissing, MISSING, printValue, toNil, truthy, type Value } from './values.js';
+
+export interface RenderLimits {
+  /** Largest output, characters. */
+  maxOutput: number;
+  /** Deepest nesting of {{template}}/{{include}} calls. */
+  maxDepth: number;
+}
+
+export const DEFAULT_RENDER_LIMITS: RenderLimits = { maxOutput: 16 * 1024 * 1024, maxDepth: 200 };
+
+class Break {}
+class Continue {}
+
+interface Scope {
+  vars: Map<string, Value>;
+  parent: Scope | null;
+}
+
+function lookupVar(s: Scope | null, name: string): Scope | null {
+  for (let c = s; c; c = c.parent) if (c.vars.has(name)) return c;
+  return null;
+}
+
+/** Walks the AST and rejects functions the engine does not have, even in branches not taken. */
+function checkFunctions(nodes: TNode[], file: string): void {
+  const checkPipe = (p: Pipeline | null): void => {
+    if (!p) return;
+    for (const c of p.cmds) for (const a of c.args) checkArg(a);
+  };
+  const checkArg = (a: Arg): void => {
+    if (a.kind === 'ident' && !isKnownFunction(a.name)) {
+      throw templateError(
+        file,
+        a.line,
+        `function "${a.name}" is not supported by cpm's template engine`,
+      );
+    }
+    if (a.kind === 'pipe') checkPipe(a.pipe);
+  };
+  for (const n of nodes) {
+    switch (n.kind) {
+      case 'action':
+      case 'template':
+        checkPipe(n.pipe);
+        break;
+      case 'if':
+      case 'with':
+      case 'range':
+        checkPipe(n.pipe);
+        checkFunctions(n.body, file);
+        if (n.else) checkFunctions(n.else, file);
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+/** A set of named templates (from `templates/` and the file itself) plus the root to render. */
+export class TemplateSet {
+  private readonly defs = new Map<string, TemplateDef>();
+
+  /** Adds the `{{define}}` blocks of a source (e.g. a tree's shared templates/*.yaml). */
+  addDefinitions(src: string, file: string): void {
+    this.add(parseTemplate(src, file));
+  }
+
+  private add(p: ParsedTemplate): void {
+    checkFunctions(p.root, p.file);
+    for (const d of p.defines) {
+      checkFunctions(d.body, d.file);
+      // Later definitions replace earlier ones, as Go's (*Template).Parse does.
+      this.defs.set(d.name, d);
+    }
+  }
+
+  /** Parses and renders `src` with `data` as dot. Defines in `src` are visible only to this render. */
+  render(
+    src: string,
+    file: string,
+    data: Value,
+    limits: RenderLimits = DEFAULT_RENDER_LIMITS,
+  ): string {
+    const parsed = parseTemplate(src, file);
+    const local = new TemplateSet();
+    for (const [k, v] of this.defs) local.defs.set(k, v);
+    local.add(parsed);
+    const ex = new Executor(local.defs, limits);
+    ex.run(parsed.root, file, data, { vars: new Map([['$', data]]), parent: null }, 0);
+    return ex.out.join('');
+  }
+}
+
+class Executor {
+  readonly out: string[] = [];
+  private size = 0;
+
+  constructor(
+    private readonly defs: Map<string, TemplateDef>,
+    private readonly limits: RenderLimits,
+  ) {}
+
+  private write(s: string, file: string, line: number): void {
+    this.size += s.length;
+    if (this.size > this.limits.maxOutput) {
+      throw templateError(file, line, `output is larger than ${this.limits.maxOutput} characters`);
+    }
+    this.out.push(s);
+  }
+
+  run(nodes: TNode[], file: string, dot: Value, scope: Scope, depth: number): void {
+    for (const n of nodes) {
+      switch (n.kind) {
+        case 'text':
+          this.write(n.text, file, 0);
+          break;
+        case 'action': {
+          const v = this.pipeline(n.pipe, file, dot, scope, depth);
+          if (n.pipe.decl.length === 0) this.write(printValue(v), file, n.line);
+          break;
+        }
+        case 'if': {
+          const inner: Scope = { vars: new Map(), parent: scope };
+          const v = this.pipeline(n.pipe, file, dot, inner, depth);
+          if (truthy(v)) this.run(n.body, file, dot, inner, depth);
+          else if (n.else) this.run(n.else, file, dot, inner, depth);
+          break;
+        }
+        case 'with': {
+          const inner: Scope = { vars: new Map(), parent: scope };
+          const v = this.pipeline(n.pipe, file, dot, inner, depth);
+          if (truthy(v)) this.run(n.body, file, v, inner, depth);
+          else if (n.else) this.run(n.else, file, dot, { vars: new Map(), parent: scope }, depth);
+          break;
+        }
+        case 'range':
+          this.range(n, file, dot, scope, depth);
+          break;
+        case 'template': {
+          const data = n.pipe ? this.pipeline(n.pipe, file, dot, scope, depth) : null;
+          this.call(n.name, data, file, n.line, depth);
+          break;
+        }
+        case 'break':
+          throw new Break();
+        case 'continue':
+          throw new Continue();
+      }
+    }
+  }
+
+  /** Runs a named template with `data` as dot; `$` inside it is that data, as in Go. */
+  call(name: string, data: Value, file: string, line: number, depth: number): void {
+    const def = this.defs.get(name);
+    if (!def) throw templateError(file, line, `no template "${name}" is defined`);
+    if (depth + 1 > this.limits.maxDepth) {
+      throw templateError(file, line, `template calls nested deeper than ${this.limits.maxDepth}`);
+    }
+    const d = isMissing(data) ? null : data;
+    this.run(def.body, def.file, d, { vars: new Map([['$', d]]), parent: null }, depth + 1);
+  }
+
+  private range(
+    n: Extract<TNode, { kind: 'range' }>,
+    file: string,
+    dot: Value,
+    scope: Scope,
+    depth: number,
+  ): void {
+    const pipe = { ...n.pipe, decl: [] };
+    const v = this.pipeline(pipe, file, dot, scope, depth);
+    let items: Array<[Value, Value]>;
+    if (Array.isArray(v)) items = v.map((x, i) => [i, x]);
+    else if (isMap(v))
+      items = Object.keys(v)
+        .sort()
+        .map((k) => [k, v[k]]);
+    else if (typeof v === 'number' && Number.isInteger(v)) {
+      items = Array.from({ length: Math.max(0, v) }, (_, i) => [i, i]);
+    } else if (v === null || v === undefined || isMissing(v)) items = [];
+    else throw templateError(file, n.line, `range can't iterate over ${printValue(v)}`);
+    if (items.length === 0) {
+      if (n.else) this.run(n.else, file, dot, { vars: new Map(), parent: scope }, depth);
+      return;
+    }
+    for (const [k, x] of items) {
+      const inner: Scope = { vars: new Map(), parent: scope };
+      if (n.pipe.decl.length === 1) inner.vars.set(n.pipe.decl[0]!, x);
+      if (n.pipe.decl.length === 2) {
+        inner.vars.set(n.pipe.decl[0]!, k);
+        inner.vars.set(n.pipe.decl[1]!, x);
+      }
+      try {
+        this.run(n.body, file, x, inner, depth);
+      } catch (e) {
+        if (e instanceof Break) break;
+        if (e instanceof Continue) continue;
+        throw e;
+      }
+    }
+  }
+
+  pipeline(p: Pipeline, file: string, dot: Value, scope: Scope, depth: number): Value {
+    let v: Value = undefined;
+    let first = true;
+    for (const c of p.cmds) {
+      v = this.command(c.args, first ? undefined : { v }, file, dot, scope, depth, c.line);
+      first = false;
+    }
+    if (p.decl.length > 0) {
+      const name = p.decl[0]!;
+      if (p.assign) {
+        const owner = lookupVar(scope, name);
+        if (!owner) throw templateError(file, p.line, `undefined variable: ${name}`);
+        owner.vars.set(name, v);
+      } else {
+        scope.vars.set(name, v);
+      }
+    }
+    return v;
+  }
+
+  private command(
+    args: Arg[],
+    piped: { v: Value } | undefined,
+    file: string,
+    dot: Value,
+    scope: Scope,
+    depth: number,
+    line: number,
+  ): Value {
+    const head = args[0]!;
+    if (head.kind === 'ident') {
+      return this.callFn(head.name, args.slice(1), piped, file, dot, scope, depth, head.line);
+    }
+    if (args.length > 1 || piped) {
+      const what = head.kind === 'field' ? `.${head.fields.join('.')}` : head.kind;
+      throw templateError(file, line, `can't give argument to non-function ${what}`);
+    }
+    return this.arg(head, file, dot, scope, depth);
+  }
+
+  private callFn(
+    name: string,
+    argNodes: Arg[],
+    piped: { v: Value } | undefined,
+    file: string,
+    dot: Value,
+    scope: Scope,
+    depth: number,
+    line: number,
+  ): Value {
+    const evalAt = (i: number): Value =>
+      i < argNodes.length ? this.arg(argNodes[i]!, file, dot, scope, depth) : piped!.v;
+    const count = argNodes.length + (piped ? 1 : 0);
+    if (name === 'and' || name === 'or') {
+      if (count < 1) throw templateError(file, line, `wrong number of args for ${name}`);
+      // Short-circuit and return the deciding operand, as Go (>= 1.18) does.
+      let v: Value = undefined;
+      for (let i = 0; i < count; i++) {
+        v = evalAt(i);
+        if (name === 'and' ? !truthy(v) : truthy(v)) return v;
+      }
+      return v;
+    }
+    const raw: Value[] = [];
+    for (let i = 0; i < count; i++) raw.push(evalAt(i));
+    if (name === 'include') {
+      if (typeof raw[0] !== 'string' || raw.length !== 2) {
+        throw templateError(file, line, 'include needs a template name and one argument');
+      }
+      const sub = new Executor(this.defs, this.limits);
+      sub.call(raw[0], raw[1], file, line, depth);
+      return sub.out.join('');
+    }
+    // eq/ne/index/... see missing values as Go's invalid reflect.Value; other functions get nil.
+    const passMissing = name === 'eq' || name === 'ne' || name === 'index' || name === 'not';
+    const fn = Object.hasOwn(FUNCS, name) ? FUNCS[name] : undefined;
+    if (!fn)
+      throw templateError(
+        file,
+        line,
+        `function "${name}" is not supported by cpm's template engine`,
+      );
+    try {
+      return fn(passMissing ? raw : raw.map(toNil));
+    } catch (e) {
+      if (e instanceof CpmError) throw e;
+      throw templateError(file, line, `error calling ${name}: ${(e as Error).message}`);
+    }
+  }
+
+  private arg(a: Arg, file: string, dot: Value, scope: Scope, depth: number): Value {
+    switch (a.kind) {
+      case 'dot':
+        return dot;
+      case 'field':
+        return this.fields(dot, a.fields, '', file, a.line);
+      case 'var': {
+        const owner = lookupVar(scope, a.name);
+        if (!owner) throw templateError(file, a.line, `undefined variable: ${a.name}`);
+        return this.fields(owner.vars.get(a.name), a.fields, a.name, file, a.line);
+      }
+      case 'string':
+      case 'number':
+      case 'bool':
+        return a.value;
+      case 'nil':
+        return null;
+      case 'ident':
+        return this.callFn(a.name, [], undefined, file, dot, scope, depth, a.line);
+      case 'pipe': {
+        const v = this.pipeline(a.pipe, file, dot, { vars: new Map(), parent: scope }, depth);
+        return this.fields(v, a.fields, '(...)', file, a.line);
+      }
+    }
+  }
+
+  private fields(v: Value, names: string[], base: string, file: string, line: number): Value {
+    let cur = v;
+    let path = base;
+    for (const f of names) {
+      if (isMissing(cur)) return MISSING; // Go: a field of a missing value is missing, not an error.
+      if (cur === null || cur === undefined) {
+        throw templateError(file, line, `nil pointer evaluating ${path || '.'}.${f}`);
+      }
+      if (!isMap(cur)) {
+        const t = Array.isArray(cur) ? 'list' : typeof cur;
+        throw templateError(
+          file,
+          line,
+          `can't evaluate field ${f} in type ${t} (at ${path || '.'})`,
+        );
+      }
+      cur = Object.prototype.hasOwnProperty.call(cur, f) ? cur[f] : MISSING;
+      path += '.' + f;
+    }
+    return cur;
+  }
+}

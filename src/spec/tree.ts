@@ -1,0 +1,605 @@
+/**
+ * The packages-tree loader: walks a luet-format tree, reads definitions and collections, renders
+ * build specs and finalizers with the package's values (plus `--values` files), and checks the
+ * whole tree, collecting every problem in one run.
+ */
+import { readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { basename, dirname, join, relative, resolve, sep } from 'node:path';
+import { CpmError } from '../errors.js';
+import {
+  mergeValues,
+  readBuildSpec,
+  readFinalize,
+  renderFile,
+  type BuildSpec,
+  type FinalizeSpec,
+} from './build.js';
+import { packageValues, readPackage, realFieldValues, type FieldCtx } from './definition.js';
+import { familyKey, packageId, type Dep, type PackageSpec } from './package.js';
+import { formatProblem, Report, type Problem } from './problems.js';
+import { TemplateSet } from './template/exec.js';
+import { PackageUniverse } from './universe.js';
+import { describeSelector } from './version.js';
+import {
+  DEFAULT_YAML_LIMITS,
+  lineOf,
+  loadYamlFile,
+  type LoadedYaml,
+  type YamlLimits,
+} from './yaml.js';
+
+export interface RenderedFile<S> {
+  /** Display path of the source file. */
+  file: string;
+  raw: string;
+  /** null when rendering failed (see problems). */
+  rendered: string | null;
+  spec: S | null;
+}
+
+export interface LoadedPackage extends PackageSpec {
+  /** Absolute package directory (the build context). */
+  dir: string;
+  /** Display path of definition.yaml or collection.yaml. */
+  definitionFile: string;
+  kind: 'definition' | 'collection';
+  /** Template values the build spec was rendered with (own fields, overridden by --values). */
+  values: Record<string, unknown>;
+  /** Absolute directory whose files form the package (build.yaml `payload:`, else `root/`). */
+  payloadDir?: string;
+  build: RenderedFile<BuildSpec> | null;
+  finalize: RenderedFile<FinalizeSpec> | null;
+}
+
+export interface TreeStats {
+  packages: number;
+  categories: number;
+  definitions: number;
+  collections: number;
+  buildSpecs: number;
+  finalizers: number;
+}
+
+export interface LoadedTree {
+  /** Absolute tree directory. */
+  dir: string;
+  packages: LoadedPackage[];
+  /** Every problem of the tree, sorted; each formats as `file:line: path: message`. */
+  problems: Problem[];
+  warnings: Problem[];
+  universe: PackageUniverse<LoadedPackage>;
+  stats: TreeStats;
+}
+
+export interface LoadTreeOptions {
+  /** Values files (later ones win), overriding each package's own fields in templates. */
+  values?: string[];
+  limits?: Partial<YamlLimits>;
+  /** Most directory entries walked before giving up (hostile trees). */
+  maxEntries?: number;
+}
+
+interface PackageDir {
+  abs: string;
+  files: Set<string>;
+}
+
+const TREE_FILES = ['definition.yaml', 'collection.yaml', 'build.yaml', 'finalize.yaml'];
+
+/** Walks the tree, following directory symlinks but never into a loop. */
+async function walk(
+  root: string,
+  report: Report,
+  display: (p: string) => string,
+  maxEntries: number,
+): Promise<PackageDir[]> {
+  const out: PackageDir[] = [];
+  const visited = new Map<string, string>(); // real path → first path it was seen at
+  let entries = 0;
+  const rootReal = await realpath(root);
+
+  const visit = async (dir: string, ancestors: Set<string>): Promise<void> => {
+    const real = await realpath(dir);
+    if (ancestors.has(real)) {
+      report.error({
+        code: 'E_TREE',
+        file: display(dir),
+        path: '',
+        message: `symlink loop: this directory is ${display(visited.get(real) ?? real)} again`,
+      });
+      return;
+    }
+    const first = visited.get(real);
+    if (first !== undefined) {
+      report.warn({
+        code: 'E_TREE',
+        file: display(dir),
+        path: '',
+        message: `same directory as ${display(first)}; skipped`,
+      });
+      return;
+    }
+    visited.set(real, dir);
+    const inner = new Set(ancestors).add(real);
+    const list = (await readdir(dir, { withFileTypes: true })).sort((a, b) =>
+      a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
+    );
+    entries += list.length;
+    if (entries > maxEntries) {
+      throw new CpmError(
+        'E_TREE',
+        `${display(root)}: more than ${maxEntries} directory entries; not a packages tree?`,
+        {
+          context: { path: root },
+        },
+      );
+    }
+    const files = new Set<string>();
+    const subdirs: string[] = [];
+    for (const e of list) {
+      if (e.name.startsWith('.')) continue; // .git and friends
+      const p = join(dir, e.name);
+      let isDir = e.isDirectory();
+      let isFile = e.isFile();
+      if (e.isSymbolicLink()) {
+        try {
+          const st = await stat(p);
+          isDir = st.isDirectory();
+          isFile = st.isFile();
+        } catch {
+          report.warn({
+            code: 'E_TREE',
+            file: display(p),
+            path: '',
+            message: 'dangling symlink; skipped',
+          });
+          continue;
+        }
+      }
+      if (isFile && TREE_FILES.includes(e.name)) files.add(e.name);
+      // The top-level templates/ directory holds shared template blocks, not packages.
+      if (isDir && !(real === rootReal && e.name === 'templates')) subdirs.push(p);
+    }
+    if (files.has('definition.yaml') || files.has('collection.yaml')) out.push({ abs: dir, files });
+    else if (files.has('build.yaml')) {
+      report.warn({
+        code: 'E_TREE',
+        file: display(join(dir, 'build.yaml')),
+        path: '',
+        message: 'build.yaml without definition.yaml or collection.yaml; ignored',
+      });
+    }
+    for (const s of subdirs) await visit(s, inner);
+  };
+  await visit(root, new Set());
+  return out;
+}
+
+function errorToProblem(e: unknown, file: string): Problem {
+  if (e instanceof CpmError) {
+    const line = typeof e.context.line === 'number' ? e.context.line : undefined;
+    const msg = e.message.startsWith(file)
+      ? e.message.slice(file.length).replace(/^(:\d+)?: /, '')
+      : e.message;
+    return { code: e.code, file, line, path: '', message: msg };
+  }
+  const err = e as NodeJS.ErrnoException;
+  return {
+    code: 'E_IO',
+    file,
+    path: '',
+    message: err.code ? `${err.code}: ${err.message}` : String(err?.message ?? e),
+  };
+}
+
+async function readCapped(path: string, file: string, limits: YamlLimits): Promise<string> {
+  const st = await stat(path);
+  if (st.size > limits.maxBytes) {
+    throw new CpmError(
+      'E_YAML',
+      `${file}: file is ${st.size} bytes, above the ${limits.maxBytes}-byte limit for tree files`,
+      { context: { file } },
+    );
+  }
+  return readFile(path, 'utf8');
+}
+
+/** Loads and checks a packages tree. Never throws for tree content: problems are returned. */
+export async function loadTree(dir: string, opts: LoadTreeOptions = {}): Promise<LoadedTree> {
+  const root = resolve(dir);
+  const limits: YamlLimits = { ...DEFAULT_YAML_LIMITS, ...opts.limits };
+  const base = dirname(root);
+  const display = (p: string): string => relative(base, p).split(sep).join('/') || basename(p);
+  const report = new Report();
+
+  let rootStat;
+  try {
+    rootStat = await stat(root);
+  } catch {
+    throw new CpmError('E_NOT_FOUND', `packages tree ${dir} does not exist`, {
+      context: { path: root },
+    });
+  }
+  if (!rootStat.isDirectory()) {
+    throw new CpmError('E_TREE', `packages tree ${dir} is not a directory`, {
+      context: { path: root },
+    });
+  }
+
+  // --values files: merged in order, later wins.
+  let overrides: Record<string, unknown> = {};
+  for (const v of opts.values ?? []) {
+    try {
+      const y = await loadYamlFile(resolve(v), v, limits);
+      if (y.value === null) continue;
+      if (typeof y.value !== 'object' || Array.isArray(y.value)) {
+        report.error({
+          code: 'E_TREE',
+          file: v,
+          line: 1,
+          path: '',
+          message: 'a values file must be a map',
+        });
+        continue;
+      }
+      overrides = mergeValues(overrides, y.value as Record<string, unknown>);
+    } catch (e) {
+      report.error(errorToProblem(e, v));
+    }
+  }
+
+  // Shared template blocks (templates/*.yaml at the top of the tree).
+  const templates = new TemplateSet();
+  const tdir = join(root, 'templates');
+  try {
+    const names = (await readdir(tdir))
+      .filter((n) => n.endsWith('.yaml') || n.endsWith('.yml') || n.endsWith('.tpl'))
+      .sort();
+    for (const n of names) {
+      const f = display(join(tdir, n));
+      try {
+        templates.addDefinitions(await readCapped(join(tdir, n), f, limits), f);
+      } catch (e) {
+        report.error(errorToProblem(e, f));
+      }
+    }
+  } catch (e) {
+    if (
+      (e as NodeJS.ErrnoException).code !== 'ENOENT' &&
+      (e as NodeJS.ErrnoException).code !== 'ENOTDIR'
+    )
+      throw e;
+  }
+
+  const dirs = await walk(root, report, display, opts.maxEntries ?? 200_000);
+  const packages: LoadedPackage[] = [];
+  const stats: TreeStats = {
+    packages: 0,
+    categories: 0,
+    definitions: 0,
+    collections: 0,
+    buildSpecs: 0,
+    finalizers: 0,
+  };
+
+  for (const pd of dirs) {
+    const loaded = await loadPackageDir(
+      pd,
+      root,
+      display,
+      templates,
+      overrides,
+      limits,
+      report,
+      stats,
+    );
+    packages.push(...loaded);
+  }
+
+  checkDuplicates(packages, report);
+  const universe = new PackageUniverse(packages);
+  checkBuildCycles(packages, universe, report);
+  checkUnresolved(packages, universe, report);
+
+  stats.packages = packages.length;
+  stats.categories = new Set(packages.map((p) => p.category)).size;
+  const { problems, warnings } = report.sorted();
+  return { dir: root, packages: universe.all(), problems, warnings, universe, stats };
+}
+
+async function loadPackageDir(
+  pd: PackageDir,
+  root: string,
+  display: (p: string) => string,
+  templates: TemplateSet,
+  overrides: Record<string, unknown>,
+  limits: YamlLimits,
+  report: Report,
+  stats: TreeStats,
+): Promise<LoadedPackage[]> {
+  const isCollection = pd.files.has('collection.yaml');
+  if (isCollection && pd.files.has('definition.yaml')) {
+    report.error({
+      code: 'E_TREE',
+      file: display(join(pd.abs, 'definition.yaml')),
+      path: '',
+      message: 'a package directory has either definition.yaml or collection.yaml, not both',
+    });
+  }
+  const defPath = join(pd.abs, isCollection ? 'collection.yaml' : 'definition.yaml');
+  const defFile = display(defPath);
+  let y: LoadedYaml;
+  try {
+    y = await loadYamlFile(defPath, defFile, limits);
+  } catch (e) {
+    report.error(errorToProblem(e, defFile));
+    return [];
+  }
+  if (isCollection) stats.collections++;
+  else stats.definitions++;
+
+  // A collection is one YAML document (anchors and merge keys cross stanzas), split afterwards.
+  const stanzas: Array<{ value: unknown; path: string }> = [];
+  if (isCollection) {
+    const v = y.value as Record<string, unknown> | null;
+    if (!v || typeof v !== 'object' || Array.isArray(v) || !Array.isArray(v.packages)) {
+      report.error({
+        code: 'E_TREE',
+        file: defFile,
+        line: lineOf(y, v) ?? 1,
+        path: 'packages',
+        message: 'a collection needs a "packages:" list',
+      });
+      return [];
+    }
+    v.packages.forEach((p, i) => stanzas.push({ value: p, path: `packages[${i}]` }));
+  } else {
+    stanzas.push({ value: y.value, path: '' });
+  }
+
+  let buildRaw: string | null = null;
+  if (pd.files.has('build.yaml')) {
+    stats.buildSpecs++;
+    try {
+      buildRaw = await readCapped(
+        join(pd.abs, 'build.yaml'),
+        display(join(pd.abs, 'build.yaml')),
+        limits,
+      );
+    } catch (e) {
+      report.error(errorToProblem(e, display(join(pd.abs, 'build.yaml'))));
+    }
+  }
+  let finalizeRaw: string | null = null;
+  if (pd.files.has('finalize.yaml')) {
+    stats.finalizers++;
+    try {
+      finalizeRaw = await readCapped(
+        join(pd.abs, 'finalize.yaml'),
+        display(join(pd.abs, 'finalize.yaml')),
+        limits,
+      );
+    } catch (e) {
+      report.error(errorToProblem(e, display(join(pd.abs, 'finalize.yaml'))));
+    }
+  }
+
+  const out: LoadedPackage[] = [];
+  for (const st of stanzas) {
+    const ctx: FieldCtx = { y, file: defFile, path: st.path, report };
+    const spec = readPackage(ctx, st.value);
+    if (!spec) continue;
+    const raw = st.value as Record<string, unknown>;
+    const values = mergeValues(packageValues(raw, spec), overrides);
+    const id = packageId(spec);
+    const pkg: LoadedPackage = {
+      ...spec,
+      dir: pd.abs,
+      definitionFile: defFile,
+      kind: isCollection ? 'collection' : 'definition',
+      values,
+      build: null,
+      finalize: null,
+    };
+    if (buildRaw !== null) {
+      const file = display(join(pd.abs, 'build.yaml'));
+      const rendered = renderFile(
+        templates,
+        buildRaw,
+        file,
+        values,
+        report,
+        isCollection ? `for ${id}` : '',
+      );
+      const shown = `${file} (rendered${isCollection ? ` for ${id}` : ''})`;
+      const spec = rendered === null ? null : readBuildSpec(rendered, shown, report, '');
+      pkg.build = { file, raw: buildRaw, rendered, spec };
+    }
+    if (finalizeRaw !== null) {
+      const file = display(join(pd.abs, 'finalize.yaml'));
+      // luet gives finalize.yaml only the real package fields, not extra keys.
+      const fvalues = mergeValues(realFieldValues(raw, spec), overrides);
+      const rendered = renderFile(
+        templates,
+        finalizeRaw,
+        file,
+        fvalues,
+        report,
+        isCollection ? `for ${id}` : '',
+      );
+      const shown = `${file} (rendered${isCollection ? ` for ${id}` : ''})`;
+      const fspec = rendered === null ? null : readFinalize(rendered, shown, report);
+      pkg.finalize = { file, raw: finalizeRaw, rendered, spec: fspec };
+    }
+    const payloadDir = await resolvePayload(pkg, root, display, report);
+    if (payloadDir) pkg.payloadDir = payloadDir;
+    out.push(pkg);
+  }
+  return out;
+}
+
+/** build.yaml `payload:` (relative to the package dir, inside the tree), else `root/` if present. */
+async function resolvePayload(
+  pkg: LoadedPackage,
+  root: string,
+  display: (p: string) => string,
+  report: Report,
+): Promise<string | undefined> {
+  const declared = pkg.build?.spec?.payload;
+  const candidate = resolve(pkg.dir, declared ?? 'root');
+  let st;
+  try {
+    st = await stat(candidate);
+  } catch {
+    st = null;
+  }
+  if (declared === undefined) return st?.isDirectory() ? candidate : undefined;
+  const where = { code: 'E_TREE' as const, file: pkg.build!.file, path: 'payload' };
+  if (!st || !st.isDirectory()) {
+    report.error({
+      ...where,
+      message: `payload directory "${declared}" (${display(candidate)}) does not exist`,
+    });
+    return undefined;
+  }
+  const [realRoot, realPayload] = await Promise.all([realpath(root), realpath(candidate)]);
+  if (realPayload !== realRoot && !realPayload.startsWith(realRoot + sep)) {
+    report.error({ ...where, message: `payload directory "${declared}" is outside the tree` });
+    return undefined;
+  }
+  return candidate;
+}
+
+function checkDuplicates(packages: LoadedPackage[], report: Report): void {
+  const seen = new Map<string, LoadedPackage>();
+  for (const p of packages) {
+    const id = packageId(p);
+    const first = seen.get(id);
+    if (!first) {
+      seen.set(id, p);
+      continue;
+    }
+    const at = (x: LoadedPackage): string =>
+      `${x.source?.file}${x.source?.line ? ':' + x.source.line : ''}`;
+    report.error({
+      code: 'E_TREE',
+      file: p.source?.file ?? p.definitionFile,
+      line: p.source?.line,
+      path: '',
+      message: `duplicate definition of ${id}: defined at ${at(first)} and at ${at(p)}`,
+    });
+  }
+}
+
+/** Build-time edges: build.yaml requires and copy-from-package (both need the other built first). */
+export function buildDeps(p: LoadedPackage): Dep[] {
+  const spec = p.build?.spec;
+  if (!spec) return [];
+  return [...spec.requires, ...spec.copy.flatMap((c) => (c.package ? [c.package] : []))];
+}
+
+function checkBuildCycles(
+  packages: LoadedPackage[],
+  universe: PackageUniverse<LoadedPackage>,
+  report: Report,
+): void {
+  const edges = new Map<LoadedPackage, Array<{ to: LoadedPackage; dep: Dep }>>();
+  for (const p of packages) {
+    const list: Array<{ to: LoadedPackage; dep: Dep }> = [];
+    for (const d of buildDeps(p)) {
+      const r = universe.resolve(d);
+      if (r) list.push({ to: r.pkg, dep: d });
+    }
+    edges.set(p, list);
+  }
+  // Tarjan's strongly connected components, iteration order fixed by package id.
+  const order = [...packages].sort((a, b) => packageId(a).localeCompare(packageId(b)));
+  const index = new Map<LoadedPackage, number>();
+  const low = new Map<LoadedPackage, number>();
+  const onStack = new Set<LoadedPackage>();
+  const stack: LoadedPackage[] = [];
+  const sccs: LoadedPackage[][] = [];
+  let counter = 0;
+  const strong = (v: LoadedPackage): void => {
+    index.set(v, counter);
+    low.set(v, counter++);
+    stack.push(v);
+    onStack.add(v);
+    for (const { to } of edges.get(v) ?? []) {
+      if (!index.has(to)) {
+        strong(to);
+        low.set(v, Math.min(low.get(v)!, low.get(to)!));
+      } else if (onStack.has(to)) {
+        low.set(v, Math.min(low.get(v)!, index.get(to)!));
+      }
+    }
+    if (low.get(v) === index.get(v)) {
+      const comp: LoadedPackage[] = [];
+      let w: LoadedPackage;
+      do {
+        w = stack.pop()!;
+        onStack.delete(w);
+        comp.push(w);
+      } while (w !== v);
+      sccs.push(comp);
+    }
+  };
+  for (const p of order) if (!index.has(p)) strong(p);
+
+  for (const comp of sccs) {
+    const inComp = new Set(comp);
+    const start = comp.sort((a, b) => packageId(a).localeCompare(packageId(b)))[0]!;
+    const selfLoop = (edges.get(start) ?? []).find((e) => e.to === start);
+    if (comp.length === 1 && !selfLoop) continue;
+    // Walk inside the component back to the start to name one concrete cycle.
+    const path: Array<{ from: LoadedPackage; dep: Dep }> = [];
+    const seen = new Set<LoadedPackage>();
+    const find = (v: LoadedPackage): boolean => {
+      seen.add(v);
+      for (const e of edges.get(v) ?? []) {
+        if (!inComp.has(e.to)) continue;
+        path.push({ from: v, dep: e.dep });
+        if (e.to === start) return true;
+        if (!seen.has(e.to) && find(e.to)) return true;
+        path.pop();
+      }
+      return false;
+    };
+    find(start);
+    const names = [...path.map((s) => packageId(s.from)), packageId(start)].join(' -> ');
+    const first = path[0];
+    report.error({
+      code: 'E_TREE',
+      file: first?.dep.source?.file ?? start.build?.file ?? start.definitionFile,
+      line: first?.dep.source?.line,
+      path: 'requires',
+      message: `build-time requires cycle: ${names} (build images chain by FROM, so a cycle cannot be built)`,
+    });
+  }
+}
+
+function checkUnresolved(
+  packages: LoadedPackage[],
+  universe: PackageUniverse<LoadedPackage>,
+  report: Report,
+): void {
+  for (const p of packages) {
+    const check = (d: Dep, what: string): void => {
+      if (universe.resolve(d)) return;
+      const known = universe.versions(familyKey(d)).length > 0;
+      report.warn({
+        code: 'E_TREE',
+        file: d.source?.file ?? p.definitionFile,
+        line: d.source?.line,
+        path: what,
+        message: known
+          ? `${packageId(p)} requires ${familyKey(d)} ${describeSelector(d.selector)}, but no version in the tree matches`
+          : `${packageId(p)} requires ${familyKey(d)}, which is not in the tree`,
+      });
+    };
+    for (const d of p.requires) check(d, 'requires');
+    for (const d of buildDeps(p)) check(d, 'build requires');
+  }
+}
+
+export { formatProblem };

@@ -1,0 +1,290 @@
+/**
+ * The installed-package database: one JSON-lines text file, `DBDIR/installed`, rewritten whole
+ * and atomically (write + fsync + rename) at each commit — apk's model. Packages sorted by id,
+ * files sorted by path, fixed key order, no timestamps: the same install gives the same bytes.
+ * Indexes (path → owners, family → package) are built in memory at load. docs/database.md says why.
+ */
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { CpmError } from '../errors.js';
+import { familyKey, type Dep, type PackageSpec } from '../spec/package.js';
+import { parseSelector, satisfies } from '../spec/version.js';
+import { faultPoint } from './fault.js';
+import type { FileRecord, InstalledPackage } from './types.js';
+
+export const DB_FILE = 'installed';
+const HEADER = '{"cpm-db":1}';
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** JSON with object keys sorted, so maps from YAML serialize the same every time. */
+function sortedValue(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(sortedValue);
+  if (v && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    return Object.fromEntries(
+      Object.keys(o)
+        .sort(cmp)
+        .map((k) => [k, sortedValue(o[k])]),
+    );
+  }
+  return v;
+}
+
+function depOut(d: Dep): { category: string; name: string; version: string } {
+  return { category: d.category, name: d.name, version: d.version };
+}
+
+function specOut(s: PackageSpec): unknown {
+  // `source` is a path on the machine that resolved the package: not part of the record
+  return {
+    category: s.category,
+    name: s.name,
+    version: s.version,
+    requires: s.requires.map(depOut),
+    conflicts: s.conflicts.map(depOut),
+    provides: s.provides.map(depOut),
+    labels: sortedValue(s.labels),
+    annotations: sortedValue(s.annotations),
+    description: s.description,
+    license: s.license,
+    uri: s.uri,
+    hidden: s.hidden,
+    extra: sortedValue(s.extra),
+  };
+}
+
+function specIn(o: Record<string, unknown>): PackageSpec {
+  const deps = (v: unknown): Dep[] =>
+    ((v as Array<{ category: string; name: string; version: string }>) ?? []).map((d) => ({
+      category: d.category,
+      name: d.name,
+      version: d.version,
+      selector: parseSelector(d.version),
+    }));
+  const spec: PackageSpec = {
+    category: String(o.category ?? ''),
+    name: String(o.name),
+    version: String(o.version ?? ''),
+    requires: deps(o.requires),
+    conflicts: deps(o.conflicts),
+    provides: deps(o.provides),
+    labels: (o.labels as Record<string, string>) ?? {},
+    annotations: (o.annotations as Record<string, string>) ?? {},
+    uri: (o.uri as string[]) ?? [],
+    hidden: Boolean(o.hidden),
+    extra: (o.extra as Record<string, unknown>) ?? {},
+  };
+  if (typeof o.description === 'string') spec.description = o.description;
+  if (typeof o.license === 'string') spec.license = o.license;
+  return spec;
+}
+
+function fileOut(f: FileRecord): string {
+  const o: Record<string, unknown> = { p: f.path, t: f.type, m: f.mode, u: f.uid, g: f.gid };
+  if (f.size !== undefined) o.s = f.size;
+  if (f.sha256 !== undefined) o.h = f.sha256;
+  if (f.target !== undefined) o.l = f.target;
+  if (f.rdev) o.r = f.rdev;
+  if (f.config) o.c = 1;
+  if (f.xattrs) o.x = sortedValue(f.xattrs);
+  if (f.skipped) o.k = f.skipped;
+  return JSON.stringify(o);
+}
+
+function fileIn(o: Record<string, unknown>): FileRecord {
+  const f: FileRecord = {
+    path: o.p as string,
+    type: o.t as FileRecord['type'],
+    mode: o.m as number,
+    uid: o.u as number,
+    gid: o.g as number,
+  };
+  if (o.s !== undefined) f.size = o.s as number;
+  if (o.h !== undefined) f.sha256 = o.h as string;
+  if (o.l !== undefined) f.target = o.l as string;
+  if (o.r !== undefined) f.rdev = o.r as [number, number];
+  if (o.c) f.config = true;
+  if (o.x) f.xattrs = o.x as Record<string, string>;
+  if (o.k) f.skipped = o.k as string;
+  return f;
+}
+
+export class InstalledDb {
+  private pkgs = new Map<string, InstalledPackage>();
+  private fam = new Map<string, string>();
+  private own: Map<string, string[]> | null = null;
+
+  constructor(packages: Iterable<InstalledPackage> = []) {
+    for (const p of packages) this.add(p);
+  }
+
+  static parse(text: string, file = DB_FILE): InstalledDb {
+    const db = new InstalledDb();
+    const lines = text.split('\n');
+    if (lines[0] !== HEADER)
+      throw new CpmError('E_DB', `${file}:1: not a cpm database (bad header)`, {
+        context: { file, line: 1 },
+      });
+    let cur: InstalledPackage | null = null;
+    for (let i = 1; i < lines.length; i++) {
+      const line = lines[i]!;
+      if (line === '') continue;
+      let o: Record<string, unknown>;
+      try {
+        o = JSON.parse(line) as Record<string, unknown>;
+      } catch (e) {
+        throw new CpmError('E_DB', `${file}:${i + 1}: ${(e as Error).message}`, {
+          context: { file, line: i + 1 },
+        });
+      }
+      if (typeof o.package === 'string') {
+        cur = {
+          id: o.package,
+          spec: specIn(o.spec as Record<string, unknown>),
+          origin: String(o.origin ?? ''),
+          imageDigest: String(o.imageDigest ?? ''),
+          reason: o.reason === 'dependency' ? 'dependency' : 'explicit',
+          layers: (o.layers as string[]) ?? [],
+          files: [],
+        };
+        if (o.base) cur.base = true;
+        if (o.rootless) cur.rootless = true;
+        if (o.finalize) cur.finalize = o.finalize as InstalledPackage['finalize'];
+        db.add(cur);
+      } else if (cur && typeof o.p === 'string') {
+        cur.files.push(fileIn(o));
+      } else {
+        throw new CpmError('E_DB', `${file}:${i + 1}: unexpected record`, {
+          context: { file, line: i + 1 },
+        });
+      }
+    }
+    return db;
+  }
+
+  static load(dbDir: string): InstalledDb {
+    const file = `${dbDir}/${DB_FILE}`;
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return new InstalledDb();
+      throw new CpmError('E_DB', `cannot read ${file}: ${(e as Error).message}`, {
+        context: { file },
+      });
+    }
+    return InstalledDb.parse(text, file);
+  }
+
+  serialize(): string {
+    const out: string[] = [HEADER];
+    for (const p of this.list()) {
+      const o: Record<string, unknown> = {
+        package: p.id,
+        spec: specOut(p.spec),
+        origin: p.origin,
+        imageDigest: p.imageDigest,
+        reason: p.reason,
+        layers: p.layers,
+      };
+      if (p.base) o.base = true;
+      if (p.rootless) o.rootless = true;
+      if (p.finalize) o.finalize = sortedValue(p.finalize);
+      out.push(JSON.stringify(o));
+      const files = p.files.slice().sort((a, b) => cmp(a.path, b.path));
+      for (const f of files) out.push(fileOut(f));
+    }
+    return out.join('\n') + '\n';
+  }
+
+  add(p: InstalledPackage): void {
+    const fam = familyKey(p.spec);
+    const old = this.fam.get(fam);
+    if (old && old !== p.id) this.pkgs.delete(old);
+    this.pkgs.set(p.id, p);
+    this.fam.set(fam, p.id);
+    this.own = null;
+  }
+
+  remove(id: string): void {
+    const p = this.pkgs.get(id);
+    if (!p) return;
+    this.pkgs.delete(id);
+    this.fam.delete(familyKey(p.spec));
+    this.own = null;
+  }
+
+  get(id: string): InstalledPackage | undefined {
+    return this.pkgs.get(id);
+  }
+
+  /** The installed package of a family ("cat/name"), or by exact id. */
+  find(ref: string): InstalledPackage | undefined {
+    const byId = this.pkgs.get(ref);
+    if (byId) return byId;
+    const id = this.fam.get(ref);
+    return id ? this.pkgs.get(id) : undefined;
+  }
+
+  list(): InstalledPackage[] {
+    return [...this.pkgs.values()].sort((a, b) => cmp(a.id, b.id));
+  }
+
+  clone(): InstalledDb {
+    return new InstalledDb(this.list().map((p) => ({ ...p, files: p.files.slice() })));
+  }
+
+  /** Packages owning a canonical root-relative path (several only for shared directories). */
+  owners(path: string): string[] {
+    if (!this.own) {
+      this.own = new Map();
+      for (const p of this.list())
+        for (const f of p.files) {
+          const l = this.own.get(f.path);
+          if (l) l.push(p.id);
+          else this.own.set(f.path, [p.id]);
+        }
+    }
+    return this.own.get(path) ?? [];
+  }
+
+  /** Installed packages that require `id` (directly, by family and selector, or via provides). */
+  reverseDeps(id: string): string[] {
+    const target = this.pkgs.get(id);
+    if (!target) return [];
+    const names = new Map<string, string>([[familyKey(target.spec), target.spec.version]]);
+    for (const pr of target.spec.provides) names.set(familyKey(pr), pr.version);
+    const out: string[] = [];
+    for (const p of this.list()) {
+      if (p.id === id) continue;
+      for (const r of p.spec.requires) {
+        const v = names.get(familyKey(r));
+        if (v === undefined) continue;
+        if (r.selector.any || v === '' || satisfies(v, r.selector)) {
+          out.push(p.id);
+          break;
+        }
+      }
+    }
+    return out;
+  }
+}
+
+/** Writes `text` to `file` via a temp file + fsync + rename. */
+export function writeFileAtomic(file: string, text: string): void {
+  const tmp = `${file}.tmp`;
+  faultPoint();
+  const fd = openSync(tmp, 'w', 0o644);
+  try {
+    const buf = Buffer.from(text);
+    let off = 0;
+    while (off < buf.length) off += writeSync(fd, buf, off);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  faultPoint();
+  renameSync(tmp, file);
+}

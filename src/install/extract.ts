@@ -1,0 +1,546 @@
+/**
+ * Streaming extraction of layers into the transaction's staging area: blob → digest check →
+ * decompression → tar-stream (parse only) → one file per entry under ROOT/.cpm-tx/stage, hashed
+ * while written. Nothing outside the staging dir is written here; every entry name is resolved
+ * through fs-path against the root plus everything staged so far, so a symlink from an earlier
+ * layer or package cannot redirect a later write. The result is a per-package map of canonical
+ * path → staged entry that the transaction checks for conflicts and then renames into place.
+ */
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import {
+  closeSync,
+  fchmodSync,
+  fchownSync,
+  futimesSync,
+  lchownSync,
+  linkSync,
+  lutimesSync,
+  mkdirSync,
+  openSync,
+  symlinkSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
+import { once } from 'node:events';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
+import { CpmError } from '../errors.js';
+import { packageId } from '../spec/package.js';
+import {
+  compressionOfMediaType,
+  createDecompressor,
+  sniffCompression,
+  type Compression,
+} from '../util/compress.js';
+import { faultPoint } from './fault.js';
+import {
+  DiskView,
+  UnsafePathError,
+  entryComponents,
+  resolveInRoot,
+  type NodeInfo,
+  type PathView,
+} from './fs-path.js';
+import type { Reporter } from './progress.js';
+import type { ExtractLimits, FileRecord, InstallStep, LayerSource } from './types.js';
+
+export interface StagedEntry {
+  rec: FileRecord;
+  /** Absolute path of the staged object (not for directories). */
+  staged?: string;
+  /** Layer index within its package (whiteouts only hide lower layers). */
+  layer: number;
+  /** mtime from the header, seconds. */
+  mtime: number;
+  /** Directory created because an entry needed it, not listed in the layer. */
+  implicit?: boolean;
+}
+
+export type PackageEntries = Map<string, StagedEntry>;
+
+/** Disk plus everything staged so far in this transaction. */
+class Overlay implements PathView {
+  readonly staged = new Map<string, StagedEntry>();
+  constructor(readonly disk: DiskView) {}
+  lookup(rel: string): NodeInfo | null {
+    if (rel === '') return { type: 'd' };
+    const e = this.staged.get(rel);
+    if (e) return { type: e.rec.type, target: e.rec.target };
+    return this.disk.lookup(rel);
+  }
+}
+
+const isRoot = process.getuid?.() === 0;
+let setfattrPath: string | null | undefined;
+function findSetfattr(): string | null {
+  if (setfattrPath === undefined) {
+    const r = spawnSync('sh', ['-c', 'command -v setfattr'], { encoding: 'utf8' });
+    setfattrPath = r.status === 0 ? r.stdout.trim() : null;
+  }
+  return setfattrPath;
+}
+
+export interface StagerOptions {
+  root: string;
+  stageDir: string;
+  limits: ExtractLimits;
+  reporter: Reporter;
+  verifyDigest: boolean;
+  /** Checked between entries so SIGINT/SIGTERM stop extraction promptly. */
+  interrupted: () => boolean;
+}
+
+export class Stager {
+  readonly view: Overlay;
+  private seq = 0;
+  private entries = 0;
+  private bytes = 0;
+
+  constructor(private readonly o: StagerOptions) {
+    this.view = new Overlay(new DiskView(o.root));
+    mkdirSync(`${o.stageDir}/stage`, { recursive: true, mode: 0o700 });
+  }
+
+  async stagePackage(step: InstallStep): Promise<PackageEntries> {
+    const pkg: PackageEntries = new Map();
+    const id = packageId(step.spec);
+    for (let i = 0; i < step.layers.length; i++) {
+      const layer = step.layers[i]!;
+      this.o.reporter.step(`extract ${id} ${layer.digest.slice(0, 19)}`);
+      await this.extractLayer(layer, i, pkg, id);
+    }
+    return pkg;
+  }
+
+  private nextStage(): string {
+    return `${this.o.stageDir}/stage/${(this.seq++).toString(36)}`;
+  }
+
+  private async extractLayer(
+    layer: LayerSource,
+    layerIndex: number,
+    pkg: PackageEntries,
+    id: string,
+  ): Promise<void> {
+    const src = await layer.open();
+    const first = await readHead(src);
+    let comp: Compression = sniffCompression(first ?? Buffer.alloc(0));
+    if (comp === 'none') comp = compressionOfMediaType(layer.mediaType);
+    if (first) src.unshift(first);
+
+    const digestHash = createHash('sha256');
+    let raw = 0;
+    const reporter = this.o.reporter;
+    const verify = this.o.verifyDigest && layer.digest.startsWith('sha256:');
+    const counter = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        if (verify) digestHash.update(chunk);
+        raw += chunk.length;
+        reporter.progress(`extract ${id}`, raw);
+        cb(null, chunk);
+      },
+    });
+    const limits = this.o.limits;
+    const self = this;
+    const bound = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        self.bytes += chunk.length;
+        if (self.bytes > limits.maxBytes) {
+          cb(
+            unsafe(
+              layer.digest,
+              id,
+              '',
+              `uncompressed data exceeds the limit of ${limits.maxBytes} bytes (decompression bomb?)`,
+            ),
+          );
+          return;
+        }
+        cb(null, chunk);
+      },
+    });
+    const extract = tar.extract();
+    let current = '';
+    let parseError: Error | undefined;
+    extract.on('error', (e: Error) => {
+      parseError ??= e;
+    });
+    extract.on('entry', (header, stream, next) => {
+      current = header.name;
+      // streamx streams implement the node Readable surface that onEntry uses
+      const entry = stream as unknown as Readable;
+      this.onEntry(header, entry, layer.digest, layerIndex, pkg, id).then(
+        () => next(),
+        (e: unknown) => {
+          entry.resume();
+          next(e as Error);
+        },
+      );
+    });
+    try {
+      await pipeline(src, counter, createDecompressor(comp), bound, extract);
+    } catch (e) {
+      if (e instanceof CpmError) throw e;
+      if (parseError === e || (e as Error).message?.match(/Unexpected end|Invalid tar|checksum/i))
+        throw unsafe(
+          layer.digest,
+          id,
+          current,
+          `malformed or truncated tar stream (${(e as Error).message})`,
+        );
+      throw new CpmError(
+        'E_IO',
+        `reading layer ${layer.digest} of ${id}: ${(e as Error).message}`,
+        {
+          context: { digest: layer.digest, package: id },
+          cause: e,
+        },
+      );
+    }
+    if (verify) {
+      const got = `sha256:${digestHash.digest('hex')}`;
+      if (got !== layer.digest)
+        throw new CpmError(
+          'E_DIGEST',
+          `layer of ${id} has digest ${got}, expected ${layer.digest}`,
+          {
+            context: { digest: layer.digest, package: id },
+          },
+        );
+    }
+  }
+
+  private async onEntry(
+    h: tar.Header,
+    stream: Readable,
+    digest: string,
+    layer: number,
+    pkg: PackageEntries,
+    id: string,
+  ): Promise<void> {
+    if (this.o.interrupted())
+      throw new CpmError('E_INTERRUPTED', 'interrupted', { context: { package: id } });
+    const refuse = (why: string): CpmError => unsafe(digest, id, h.name, why);
+    if (++this.entries > this.o.limits.maxEntries)
+      throw refuse(`more than ${this.o.limits.maxEntries} entries`);
+    const size = h.size ?? 0;
+    if (size > this.o.limits.maxBytes - this.bytes + 1024 ** 2 && h.type === 'file')
+      throw refuse(`entry size ${size} exceeds the remaining byte limit`);
+
+    let comps: string[];
+    try {
+      comps = entryComponents(h.name);
+    } catch (e) {
+      if (e instanceof UnsafePathError) throw refuse(e.message);
+      throw e;
+    }
+    const resolve = (c: string[], followLast: boolean): string => {
+      try {
+        return resolveInRoot(this.view, c, followLast);
+      } catch (e) {
+        if (e instanceof UnsafePathError) throw refuse(e.message);
+        throw e;
+      }
+    };
+    const base = comps[comps.length - 1] ?? '';
+    if (base.startsWith('.wh.')) {
+      const parent = resolve(comps.slice(0, -1), true);
+      if (base === '.wh..wh..opq') {
+        this.hideUnder(pkg, parent, layer, false);
+      } else if (!base.startsWith('.wh..wh.')) {
+        const name = base.slice(4);
+        if (name === '' || name === '.' || name === '..')
+          throw refuse(`whiteout of "${name}" points outside its directory`);
+        const target = parent === '' ? name : `${parent}/${name}`;
+        this.hideUnder(pkg, target, layer, true);
+      }
+      await drain(stream);
+      return;
+    }
+    if (comps.length === 0) {
+      await drain(stream); // the root directory itself: its metadata belongs to the root's owner
+      return;
+    }
+
+    const mode = (h.mode ?? 0o644) & 0o7777;
+    const uid = h.uid ?? 0;
+    const gid = h.gid ?? 0;
+    const mtime = h.mtime ? Math.floor(h.mtime.getTime() / 1000) : 0;
+    const xattrs = paxXattrs(h.pax as Record<string, string> | null | undefined);
+    const rel = resolve(comps, false);
+    const existing = this.view.lookup(rel);
+
+    if (h.type === 'directory') {
+      if (existing?.type === 'l') {
+        // merged-/usr style: a directory entry over a symlink to a directory keeps the link
+        const followed = resolve(comps, true);
+        if (this.view.lookup(followed)?.type === 'd') {
+          await drain(stream);
+          return;
+        }
+      }
+      this.ensureParents(pkg, rel, layer);
+      const prev = pkg.get(rel);
+      if (prev && prev.rec.type !== 'd') this.discard(pkg, rel);
+      this.put(pkg, {
+        rec: { path: rel, type: 'd', mode, uid, gid, ...(xattrs ? { xattrs } : {}) },
+        layer,
+        mtime,
+      });
+      await drain(stream);
+      return;
+    }
+
+    this.ensureParents(pkg, rel, layer);
+    const prev = pkg.get(rel);
+    if (prev) this.discard(pkg, rel);
+
+    switch (h.type) {
+      case 'file':
+      case 'contiguous-file':
+      case null:
+      case undefined: {
+        const staged = this.nextStage();
+        faultPoint();
+        const { sha256, size: written } = await writeStaged(stream, staged, {
+          uid,
+          gid,
+          mode,
+          mtime,
+        });
+        if (written !== size) throw refuse(`header says ${size} bytes but entry has ${written}`);
+        if (xattrs) this.applyXattrs(staged, xattrs);
+        this.put(pkg, {
+          rec: {
+            path: rel,
+            type: 'f',
+            mode,
+            uid,
+            gid,
+            size: written,
+            sha256,
+            ...(xattrs ? { xattrs } : {}),
+          },
+          staged,
+          layer,
+          mtime,
+        });
+        return;
+      }
+      case 'symlink': {
+        const target = h.linkname ?? '';
+        if (target === '' || target.includes('\0')) throw refuse('empty or invalid symlink target');
+        const staged = this.nextStage();
+        faultPoint();
+        symlinkSync(target, staged);
+        if (isRoot) lchownSync(staged, uid, gid);
+        lutimesSync(staged, mtime, mtime);
+        this.put(pkg, {
+          rec: { path: rel, type: 'l', mode: 0o777, uid, gid, target },
+          staged,
+          layer,
+          mtime,
+        });
+        break;
+      }
+      case 'link': {
+        let tcomps: string[];
+        try {
+          tcomps = entryComponents(h.linkname ?? '');
+        } catch (e) {
+          if (e instanceof UnsafePathError) throw refuse(`hardlink target: ${e.message}`);
+          throw e;
+        }
+        const trel = resolve(tcomps, false);
+        const target = pkg.get(trel);
+        if (!target || target.rec.type !== 'f' || !target.staged)
+          throw refuse(`hardlink target /${trel} is not a regular file of this package`);
+        const staged = this.nextStage();
+        faultPoint();
+        linkSync(target.staged, staged);
+        this.put(pkg, { rec: { ...target.rec, path: rel }, staged, layer, mtime });
+        break;
+      }
+      case 'character-device':
+      case 'block-device':
+      case 'fifo': {
+        const type = h.type === 'fifo' ? 'p' : h.type === 'block-device' ? 'b' : 'c';
+        const rec: FileRecord = { path: rel, type, mode, uid, gid };
+        if (type !== 'p') rec.rdev = [h.devmajor ?? 0, h.devminor ?? 0];
+        if (!isRoot && type !== 'p') {
+          rec.skipped = 'device nodes need root';
+          this.o.reporter.warn(`${id}: skipped device node /${rel} (not running as root)`);
+          this.put(pkg, { rec, layer, mtime });
+          break;
+        }
+        const staged = this.nextStage();
+        faultPoint();
+        const args = ['-m', (mode & 0o7777).toString(8), staged, type];
+        if (rec.rdev) args.push(String(rec.rdev[0]), String(rec.rdev[1]));
+        const r = spawnSync('mknod', args, { encoding: 'utf8' });
+        if (r.status !== 0)
+          throw new CpmError('E_IO', `mknod /${rel} failed: ${r.stderr || r.error?.message}`, {
+            context: { path: rel, package: id, digest },
+          });
+        if (isRoot) lchownSync(staged, uid, gid);
+        this.put(pkg, { rec, staged, layer, mtime });
+        break;
+      }
+      default:
+        this.o.reporter.warn(`${id}: ignored ${h.type} entry ${h.name} in ${digest}`);
+    }
+    await drain(stream);
+  }
+
+  private put(pkg: PackageEntries, e: StagedEntry): void {
+    pkg.set(e.rec.path, e);
+    this.view.staged.set(e.rec.path, e);
+  }
+
+  /** Adds implicit directories for missing parents of a canonical path. */
+  private ensureParents(pkg: PackageEntries, rel: string, layer: number): void {
+    let i = rel.lastIndexOf('/');
+    const missing: string[] = [];
+    while (i > 0) {
+      const p = rel.slice(0, i);
+      if (this.view.lookup(p)) break;
+      missing.push(p);
+      i = p.lastIndexOf('/');
+    }
+    for (const p of missing.reverse())
+      this.put(pkg, {
+        rec: { path: p, type: 'd', mode: 0o755, uid: 0, gid: 0 },
+        layer,
+        mtime: 0,
+        implicit: true,
+      });
+  }
+
+  /** Removes an entry (and everything below it) from this package. */
+  private discard(pkg: PackageEntries, rel: string): void {
+    const one = pkg.get(rel);
+    if (one && one.rec.type !== 'd') {
+      if (one.staged) unlinkSync(one.staged);
+      pkg.delete(rel);
+      if (this.view.staged.get(rel) === one) this.view.staged.delete(rel);
+      return;
+    }
+    const prefix = rel + '/';
+    for (const [p, e] of pkg) {
+      if (p !== rel && !p.startsWith(prefix)) continue;
+      if (e.staged) unlinkSync(e.staged);
+      pkg.delete(p);
+      if (this.view.staged.get(p) === e) this.view.staged.delete(p);
+    }
+  }
+
+  /** Whiteouts: hide lower-layer entries of this package at/under a path. */
+  private hideUnder(pkg: PackageEntries, rel: string, layer: number, self: boolean): void {
+    const prefix = rel === '' ? '' : rel + '/';
+    for (const [p, e] of pkg) {
+      if (e.layer >= layer) continue;
+      if (!(self && p === rel) && !p.startsWith(prefix)) continue;
+      if (e.staged) unlinkSync(e.staged);
+      pkg.delete(p);
+      if (this.view.staged.get(p) === e) this.view.staged.delete(p);
+    }
+  }
+
+  private applyXattrs(file: string, xattrs: Record<string, string>): void {
+    const tool = findSetfattr();
+    if (!tool) return; // recorded in the DB; image output applies them
+    for (const [k, v] of Object.entries(xattrs)) {
+      const r = spawnSync(tool, ['-h', '-n', k, '-v', v, file], { encoding: 'utf8' });
+      if (r.status !== 0) this.o.reporter.warn(`cannot set xattr ${k}: ${r.stderr.trim()}`);
+    }
+  }
+}
+
+function unsafe(digest: string, id: string, entry: string, why: string): CpmError {
+  return new CpmError(
+    'E_UNSAFE_ENTRY',
+    `refusing ${id}: entry "${entry}" of layer ${digest}: ${why}`,
+    {
+      context: { digest, package: id, path: entry, reason: why },
+      hint: 'the package image is malformed or hostile; nothing was installed',
+    },
+  );
+}
+
+function paxXattrs(pax: Record<string, string> | null | undefined): Record<string, string> | null {
+  if (!pax) return null;
+  let out: Record<string, string> | null = null;
+  for (const [k, v] of Object.entries(pax)) {
+    if (!k.startsWith('SCHILY.xattr.')) continue;
+    (out ??= {})[k.slice('SCHILY.xattr.'.length)] = v;
+  }
+  if (!out) return null;
+  return Object.fromEntries(Object.entries(out).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+async function readHead(src: Readable): Promise<Buffer | null> {
+  for (;;) {
+    const chunk = src.read() as Buffer | null;
+    if (chunk) return chunk;
+    if (src.readableEnded) return null;
+    await Promise.race([once(src, 'readable'), once(src, 'end')]);
+  }
+}
+
+function drain(stream: Readable): Promise<void> {
+  return new Promise((resolve, reject) => {
+    stream.on('end', resolve);
+    stream.on('error', reject);
+    stream.resume();
+  });
+}
+
+/** Writes one entry to its staged file with sync calls (fast for the many small files). */
+function writeStaged(
+  stream: Readable,
+  file: string,
+  meta: { uid: number; gid: number; mode: number; mtime: number },
+): Promise<{ sha256: string; size: number }> {
+  return new Promise((resolve, reject) => {
+    const fd = openSync(file, 'wx', 0o600);
+    const hash = createHash('sha256');
+    let size = 0;
+    let failed = false;
+    const fail = (e: unknown): void => {
+      if (failed) return;
+      failed = true;
+      try {
+        closeSync(fd);
+      } catch {
+        // already closed
+      }
+      reject(e);
+    };
+    stream.on('data', (chunk: Buffer) => {
+      if (failed) return;
+      try {
+        hash.update(chunk);
+        let off = 0;
+        while (off < chunk.length) off += writeSync(fd, chunk, off);
+        size += chunk.length;
+      } catch (e) {
+        fail(e);
+      }
+    });
+    stream.on('error', fail);
+    stream.on('end', () => {
+      if (failed) return;
+      try {
+        if (isRoot) fchownSync(fd, meta.uid, meta.gid);
+        fchmodSync(fd, meta.mode); // after chown, which clears setuid/setgid
+        futimesSync(fd, meta.mtime, meta.mtime);
+        closeSync(fd);
+        resolve({ sha256: hash.digest('hex'), size });
+      } catch (e) {
+        fail(e);
+      }
+    });
+  });
+}

@@ -1,0 +1,147 @@
+/**
+ * The one path resolver: every path cpm touches under a root goes through it. It walks component
+ * by component, looks each one up with lstat (or in the transaction's in-memory overlay), and
+ * resolves symlinks itself with chroot semantics — absolute targets restart at the root, never at
+ * the host's "/". Relative targets that climb above the root are refused: on the host they would
+ * point outside it. Nothing here ever asks the kernel to follow a symlink.
+ */
+import { lstatSync, readlinkSync } from 'node:fs';
+import type { FileType } from './types.js';
+
+export class UnsafePathError extends Error {}
+
+export interface NodeInfo {
+  type: FileType;
+  /** Symlink target. */
+  target?: string;
+}
+
+/** What exists at a canonical root-relative path ("" is the root itself). */
+export interface PathView {
+  lookup(rel: string): NodeInfo | null;
+}
+
+const MAX_LINKS = 40;
+
+export function typeOfMode(mode: number): FileType {
+  switch (mode & 0o170000) {
+    case 0o040000:
+      return 'd';
+    case 0o120000:
+      return 'l';
+    case 0o020000:
+      return 'c';
+    case 0o060000:
+      return 'b';
+    case 0o010000:
+      return 'p';
+    default:
+      return 'f';
+  }
+}
+
+/** The real filesystem under `root`, with a lookup cache the caller may invalidate. */
+export class DiskView implements PathView {
+  private cache = new Map<string, NodeInfo | null>();
+  constructor(readonly root: string) {}
+
+  lookup(rel: string): NodeInfo | null {
+    const hit = this.cache.get(rel);
+    if (hit !== undefined) return hit;
+    let info: NodeInfo | null = null;
+    const abs = rel === '' ? this.root : `${this.root}/${rel}`;
+    try {
+      const st = lstatSync(abs);
+      const type = typeOfMode(st.mode);
+      info = type === 'l' ? { type, target: readlinkSync(abs) } : { type };
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw e;
+    }
+    this.cache.set(rel, info);
+    return info;
+  }
+
+  forget(rel: string): void {
+    this.cache.delete(rel);
+  }
+}
+
+/**
+ * Splits an archive entry name into components. Absolute names and ".." components are refused
+ * outright; "./" prefixes and empty components are dropped.
+ */
+export function entryComponents(name: string): string[] {
+  if (name.startsWith('/')) throw new UnsafePathError('absolute path');
+  if (name.includes('\0')) throw new UnsafePathError('NUL byte in name');
+  const out: string[] = [];
+  for (const c of name.split('/')) {
+    if (c === '' || c === '.') continue;
+    if (c === '..') throw new UnsafePathError('".." component');
+    out.push(c);
+  }
+  return out;
+}
+
+/**
+ * Resolves components to a canonical root-relative path (no symlinks in any parent component).
+ * `followLast` also resolves the final component when it is a symlink. Throws UnsafePathError when
+ * a relative symlink climbs above the root, on loops, and when a parent is not a directory.
+ */
+export function resolveInRoot(view: PathView, comps: string[], followLast: boolean): string {
+  const cur: string[] = [];
+  const queue = comps.slice();
+  let links = 0;
+  // Components that came from a relative symlink target may contain "..".
+  while (queue.length > 0) {
+    const c = queue.shift()!;
+    if (c === '' || c === '.') continue;
+    if (c === '..') {
+      if (cur.length === 0) throw new UnsafePathError('symlink points above the root');
+      cur.pop();
+      continue;
+    }
+    const rel = cur.length === 0 ? c : `${cur.join('/')}/${c}`;
+    const last = queue.length === 0;
+    const node = view.lookup(rel);
+    if (node && node.type === 'l' && (!last || followLast)) {
+      if (++links > MAX_LINKS) throw new UnsafePathError(`too many levels of symlinks at /${rel}`);
+      const target = node.target ?? '';
+      let tcomps = target.split('/').filter((t) => t !== '' && t !== '.');
+      if (target.startsWith('/')) {
+        // chroot semantics: restart at the root, where ".." stays at the root
+        cur.length = 0;
+        tcomps = clampAbsolute(tcomps);
+      }
+      queue.unshift(...tcomps);
+      continue;
+    }
+    if (node && !last && node.type !== 'd') throw new UnsafePathError(`/${rel} is not a directory`);
+    cur.push(c);
+  }
+  return cur.join('/');
+}
+
+function clampAbsolute(comps: string[]): string[] {
+  const out: string[] = [];
+  let depth = 0;
+  for (const c of comps) {
+    if (c === '..') {
+      if (depth === 0) continue;
+      depth--;
+    } else depth++;
+    out.push(c);
+  }
+  return out;
+}
+
+/** Resolves a user-given path ("/usr/bin/sh" or "usr/bin/sh") inside the root, lexically safe. */
+export function resolveUserPath(view: PathView, p: string, followLast = false): string {
+  const comps: string[] = [];
+  for (const c of p.split('/')) {
+    if (c === '' || c === '.') continue;
+    if (c === '..') comps.pop();
+    else comps.push(c);
+  }
+  return resolveInRoot(view, comps, followLast);
+}

@@ -1,0 +1,99 @@
+/**
+ * The installer's public API. The resolver and repositories hand over resolved packages with
+ * their layer sources; everything that writes under a root goes through applyTransaction.
+ */
+import { createReadStream, statSync } from 'node:fs';
+import path from 'node:path';
+import { CpmError } from '../errors.js';
+import { packageId } from '../spec/package.js';
+import { InstalledDb } from './db.js';
+import {
+  applyTransaction,
+  resolveDbDir,
+  type TransactionOptions,
+  type TransactionResult,
+} from './transaction.js';
+import type { InstallStep, LayerSource } from './types.js';
+
+export * from './types.js';
+export { InstalledDb } from './db.js';
+export { applyTransaction, recover, resolveDbDir } from './transaction.js';
+export type {
+  TransactionInput,
+  TransactionOptions,
+  TransactionResult,
+  FileConflict,
+} from './transaction.js';
+export { listInstalled, filesOf, ownersOf, verify, loadDb } from './query.js';
+export type { VerifyReport, VerifyProblem, RootRef } from './query.js';
+export { createReporter, silentReporter } from './progress.js';
+export type { Reporter, ReporterOptions } from './progress.js';
+export { runFinalizers } from './finalize.js';
+
+/** Installs (or upgrades to) the given packages in one transaction. */
+export function installPackages(
+  root: string,
+  steps: InstallStep[],
+  opts: TransactionOptions = {},
+): Promise<TransactionResult> {
+  return applyTransaction(root, { install: steps, remove: [] }, opts);
+}
+
+/** Removes installed packages (ids or "cat/name") in one transaction. */
+export function uninstallPackages(
+  root: string,
+  refs: string[],
+  opts: TransactionOptions & { full?: boolean } = {},
+): Promise<TransactionResult> {
+  const db = InstalledDb.load(resolveDbDir(path.resolve(root), opts.dbDir));
+  const ids = new Set<string>();
+  for (const r of refs) {
+    const p = db.find(r);
+    if (!p) throw new CpmError('E_NOT_FOUND', `${r} is not installed`, { context: { package: r } });
+    ids.add(p.id);
+  }
+  if (!opts.force) {
+    for (const id of ids) {
+      const users = db.reverseDeps(id).filter((u) => !ids.has(u));
+      if (users.length > 0)
+        throw new CpmError('E_REQUIRED_BY', `${id} is required by: ${users.join(', ')}`, {
+          context: { package: id, requiredBy: users },
+          hint: 'uninstall those too, or use --force',
+        });
+    }
+  }
+  return applyTransaction(root, { install: [], remove: [...ids] }, opts);
+}
+
+/** Upgrade = install of newer versions; the old ones are replaced in the same transaction. */
+export const upgradePackages = installPackages;
+
+/** Installs the same packages again, repairing modified or missing files. */
+export function reinstallPackages(
+  root: string,
+  steps: InstallStep[],
+  opts: TransactionOptions = {},
+): Promise<TransactionResult> {
+  return applyTransaction(root, { install: steps, remove: [] }, { ...opts, reinstall: true });
+}
+
+/** The fast "already installed?" check: same id and, when given, the same image digest. */
+export function isInstalled(
+  root: string,
+  spec: { category: string; name: string; version: string },
+  imageDigest?: string,
+  dbDir?: string,
+): boolean {
+  const p = InstalledDb.load(resolveDbDir(path.resolve(root), dbDir)).get(packageId(spec));
+  return p !== undefined && (imageDigest === undefined || p.imageDigest === imageDigest);
+}
+
+/** A layer blob in a local file (blob store, OCI layout, bench). */
+export function fileLayer(file: string, mediaType: string, digest: string): LayerSource {
+  statSync(file);
+  return {
+    digest,
+    mediaType,
+    open: () => Promise.resolve(createReadStream(file, { highWaterMark: 1024 * 1024 })),
+  };
+}

@@ -1,0 +1,132 @@
+/**
+ * Read-only views of a root: installed list, files of a package, owner of a path, and verify
+ * (luet's oscheck, with digests): missing, modified (sha256 / symlink target / type) and
+ * foreign-mode (permissions or owner differ from the DB) files.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, lstatSync, readlinkSync } from 'node:fs';
+import path from 'node:path';
+import { CpmError } from '../errors.js';
+import { InstalledDb } from './db.js';
+import { DiskView, UnsafePathError, resolveUserPath, typeOfMode } from './fs-path.js';
+import { resolveDbDir } from './transaction.js';
+import type { FileRecord, InstalledPackage } from './types.js';
+
+export interface RootRef {
+  root: string;
+  dbDir?: string;
+}
+
+export function loadDb(ref: RootRef): InstalledDb {
+  return InstalledDb.load(resolveDbDir(path.resolve(ref.root), ref.dbDir));
+}
+
+export function listInstalled(ref: RootRef): InstalledPackage[] {
+  return loadDb(ref).list();
+}
+
+function must(db: InstalledDb, pkg: string): InstalledPackage {
+  const p = db.find(pkg);
+  if (!p)
+    throw new CpmError('E_NOT_FOUND', `${pkg} is not installed`, { context: { package: pkg } });
+  return p;
+}
+
+export function filesOf(ref: RootRef, pkg: string): FileRecord[] {
+  return must(loadDb(ref), pkg)
+    .files.slice()
+    .sort((a, b) => (a.path < b.path ? -1 : 1));
+}
+
+/** Owners of a path given as the user sees it (symlinked parents like /bin → usr/bin resolved). */
+export function ownersOf(ref: RootRef, p: string): { path: string; owners: string[] } {
+  const root = path.resolve(ref.root);
+  let rel: string;
+  try {
+    rel = resolveUserPath(new DiskView(root), p, false);
+  } catch (e) {
+    if (e instanceof UnsafePathError)
+      throw new CpmError('E_USAGE', `${p}: ${e.message}`, { context: { path: p } });
+    throw e;
+  }
+  return { path: '/' + rel, owners: loadDb(ref).owners(rel) };
+}
+
+export type ProblemKind = 'missing' | 'modified' | 'type' | 'mode' | 'owner';
+
+export interface VerifyProblem {
+  package: string;
+  path: string;
+  kind: ProblemKind;
+  expected?: string;
+  actual?: string;
+}
+
+export interface VerifyReport {
+  checked: number;
+  problems: VerifyProblem[];
+  /** Config files that differ from what the package shipped: expected, not a problem. */
+  changedConfig: Array<{ package: string; path: string }>;
+}
+
+function sha256Of(file: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const h = createHash('sha256');
+    createReadStream(file)
+      .on('data', (c) => h.update(c))
+      .on('error', reject)
+      .on('end', () => resolve(h.digest('hex')));
+  });
+}
+
+export async function verify(ref: RootRef, pkg?: string): Promise<VerifyReport> {
+  const root = path.resolve(ref.root);
+  const db = loadDb(ref);
+  const pkgs = pkg ? [must(db, pkg)] : db.list();
+  const isRoot = process.getuid?.() === 0;
+  const report: VerifyReport = { checked: 0, problems: [], changedConfig: [] };
+  for (const p of pkgs) {
+    for (const f of p.files) {
+      if (f.skipped) continue;
+      report.checked++;
+      const abs = `${root}/${f.path}`;
+      const add = (kind: ProblemKind, expected?: string, actual?: string): void => {
+        report.problems.push({ package: p.id, path: '/' + f.path, kind, expected, actual });
+      };
+      let st;
+      try {
+        st = lstatSync(abs);
+      } catch {
+        add('missing');
+        continue;
+      }
+      const t = typeOfMode(st.mode);
+      if (t !== f.type) {
+        add('type', f.type, t);
+        continue;
+      }
+      if (f.type === 'f') {
+        const sha = st.size === f.size ? await sha256Of(abs) : '';
+        if (sha !== f.sha256) {
+          if (f.config) report.changedConfig.push({ package: p.id, path: '/' + f.path });
+          else add('modified', `sha256:${f.sha256}`, sha ? `sha256:${sha}` : `size ${st.size}`);
+          continue;
+        }
+      } else if (f.type === 'l') {
+        const target = readlinkSync(abs);
+        if (target !== f.target) add('modified', f.target, target);
+        continue;
+      } else if ((f.type === 'c' || f.type === 'b') && f.rdev) {
+        const major = Math.floor(st.rdev / 256) & 0xfff;
+        const minor = (st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00);
+        if (major !== f.rdev[0] || minor !== f.rdev[1])
+          add('modified', `${f.rdev[0]}:${f.rdev[1]}`, `${major}:${minor}`);
+      }
+      if ((st.mode & 0o7777) !== f.mode)
+        add('mode', (f.mode & 0o7777).toString(8), (st.mode & 0o7777).toString(8));
+      if (isRoot && !p.rootless && (st.uid !== f.uid || st.gid !== f.gid))
+        add('owner', `${f.uid}:${f.gid}`, `${st.uid}:${st.gid}`);
+    }
+  }
+  return report;
+}

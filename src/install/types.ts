@@ -1,0 +1,91 @@
+/**
+ * Shared installer types: the seam between the resolver/repository side (which hands over
+ * resolved packages and their layer blobs) and the installer (extract, DB, transaction).
+ */
+import type { Readable } from 'node:stream';
+import type { PackageSpec } from '../spec/package.js';
+
+/** One layer blob, as the blob store or a local file provides it. */
+export interface LayerSource {
+  /** "sha256:…" of the blob as stored (compressed); checked while streaming. */
+  digest: string;
+  /** OCI media type; compression is sniffed when it says nothing. */
+  mediaType: string;
+  open(): Promise<Readable>;
+}
+
+/** finalize.yaml, already rendered. */
+export interface FinalizeSpec {
+  install: string[];
+  /** argv prefix; default ["sh", "-c"]. */
+  shell?: string[];
+  /** Run with network access (bwrap --share-net). */
+  network?: boolean;
+}
+
+export type InstallReason = 'explicit' | 'dependency';
+
+export interface InstallStep {
+  spec: PackageSpec;
+  layers: LayerSource[];
+  /** Repository name (or image reference) the package came from. */
+  origin: string;
+  /** Manifest digest of the package image; "" when unknown. */
+  imageDigest: string;
+  reason: InstallReason;
+  finalize?: FinalizeSpec;
+  /** Marks a distribution base (rootfs init). */
+  base?: boolean;
+}
+
+/** Type letters: f regular, d directory, l symlink, c/b char/block device, p fifo. */
+export type FileType = 'f' | 'd' | 'l' | 'c' | 'b' | 'p';
+
+export interface FileRecord {
+  /** Root-relative canonical path without a leading slash ("usr/bin/sh"). */
+  path: string;
+  type: FileType;
+  /** Permission bits including setuid/setgid/sticky. */
+  mode: number;
+  uid: number;
+  gid: number;
+  size?: number;
+  sha256?: string;
+  /** Symlink target as written in the layer. */
+  target?: string;
+  /** Device numbers for c/b. */
+  rdev?: [number, number];
+  /** Config file: kept as .cpmsave on uninstall, .cpmnew on upgrade when user-modified. */
+  config?: boolean;
+  /** pax SCHILY.xattr.* values (utf8), recorded whether or not they could be applied. */
+  xattrs?: Record<string, string>;
+  /** Why the entry is recorded but not on disk (device node as non-root). */
+  skipped?: string;
+}
+
+export interface InstalledPackage {
+  id: string;
+  spec: PackageSpec;
+  origin: string;
+  imageDigest: string;
+  reason: InstallReason;
+  /** Digests of the layers it was installed from, in order. */
+  layers: string[];
+  base?: boolean;
+  /** Owners were not applied (installed as non-root); the DB has the intended ones. */
+  rootless?: boolean;
+  finalize?: FinalizeSpec;
+  files: FileRecord[];
+}
+
+/** Bounds against decompression bombs and hostile archives. */
+export interface ExtractLimits {
+  maxEntries: number;
+  /** Total bytes of tar stream (after decompression) over all layers of a transaction. */
+  maxBytes: number;
+}
+
+export const DEFAULT_LIMITS: ExtractLimits = {
+  maxEntries: 2_000_000,
+  maxBytes: 64 * 1024 ** 3,
+};

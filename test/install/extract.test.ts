@@ -1,0 +1,114 @@
+import { execFileSync } from 'node:child_process';
+import { lstatSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { installPackages, listInstalled, silentReporter, verify } from '../../src/install/index.js';
+import { layerFromFiles, rawLayer, step, tmpDir } from './helpers.js';
+
+describe('extraction of real GNU tar layers', () => {
+  it('extracts zstd and gzip layers with files, dirs, symlinks, modes and hashes', async () => {
+    const root = tmpDir();
+    const l1 = layerFromFiles(
+      {
+        'usr/bin/hello': '#!/bin/sh\necho hi\n',
+        'usr/lib/x.so': 'lib',
+        'etc/hello.conf': 'a=1\n',
+        'usr/bin/hi': '->hello',
+      },
+      'zstd',
+      { 'usr/bin/hello': 0o4755 },
+    );
+    const l2 = layerFromFiles({ 'usr/share/doc/hello/README': 'readme' }, 'gzip');
+    const res = await installPackages(root, [step('app/hello@1.0', [l1, l2])]);
+    expect(res.installed).toEqual(['app/hello@1.0']);
+    expect(readFileSync(path.join(root, 'usr/bin/hello'), 'utf8')).toBe('#!/bin/sh\necho hi\n');
+    expect(statSync(path.join(root, 'usr/bin/hello')).mode & 0o7777).toBe(0o4755);
+    expect(readlinkSync(path.join(root, 'usr/bin/hi'))).toBe('hello');
+    expect(readFileSync(path.join(root, 'usr/share/doc/hello/README'), 'utf8')).toBe('readme');
+    const [pkg] = listInstalled({ root });
+    const hello = pkg!.files.find((f) => f.path === 'usr/bin/hello')!;
+    const want = execFileSync('sha256sum', [path.join(root, 'usr/bin/hello')], {
+      encoding: 'utf8',
+    }).split(' ')[0];
+    expect(hello).toMatchObject({
+      type: 'f',
+      mode: 0o4755,
+      uid: 0,
+      gid: 0,
+      size: 18,
+      sha256: want,
+    });
+    expect(pkg!.files.find((f) => f.path === 'etc/hello.conf')!.config).toBe(true);
+    expect(pkg!.files.find((f) => f.path === 'usr/bin/hi')).toMatchObject({
+      type: 'l',
+      target: 'hello',
+    });
+    expect((await verify({ root })).problems).toEqual([]);
+    expect(() => lstatSync(path.join(root, '.cpm-tx'))).toThrow();
+  });
+
+  it('applies owners, hardlinks, fifos, device nodes and xattrs records', async () => {
+    const root = tmpDir();
+    const rep = silentReporter();
+    const layer = await rawLayer([
+      { name: 'data/', type: 'directory', mode: 0o750, uid: 1000, gid: 1000 },
+      { name: 'data/a', content: 'same', uid: 1000, gid: 100, mode: 0o2755 },
+      { name: 'data/b', type: 'link', linkname: 'data/a' },
+      { name: 'data/fifo', type: 'fifo', mode: 0o600 },
+      { name: 'dev/null', type: 'character-device', mode: 0o666, devmajor: 1, devminor: 3 },
+      {
+        name: 'bin/ping',
+        content: 'elf',
+        mode: 0o755,
+        pax: { 'SCHILY.xattr.security.capability': 'cap' },
+      },
+    ]);
+    await installPackages(root, [step('base/x@1', [layer])], { reporter: rep });
+    const a = statSync(path.join(root, 'data/a'));
+    const b = statSync(path.join(root, 'data/b'));
+    expect(a.ino).toBe(b.ino);
+    expect(a.mode & 0o7777).toBe(0o2755);
+    expect(lstatSync(path.join(root, 'data/fifo')).isFIFO()).toBe(true);
+    const [pkg] = listInstalled({ root });
+    expect(pkg!.files.find((f) => f.path === 'bin/ping')!.xattrs).toEqual({
+      'security.capability': 'cap',
+    });
+    expect(pkg!.files.find((f) => f.path === 'dev/null')!.rdev).toEqual([1, 3]);
+    if (process.getuid?.() === 0) {
+      expect(a.uid).toBe(1000);
+      expect(a.gid).toBe(100);
+      expect(statSync(path.join(root, 'data')).uid).toBe(1000);
+      expect(statSync(path.join(root, 'data')).mode & 0o7777).toBe(0o750);
+      expect(lstatSync(path.join(root, 'dev/null')).isCharacterDevice()).toBe(true);
+    } else {
+      expect(rep.warnings.some((w) => w.includes('dev/null'))).toBe(true);
+      expect(pkg!.files.find((f) => f.path === 'data/a')).toMatchObject({ uid: 1000, gid: 100 });
+    }
+    expect((await verify({ root })).problems).toEqual([]);
+  });
+
+  it('applies whiteouts and opaque dirs to lower layers of the same package', async () => {
+    const root = tmpDir();
+    const l1 = await rawLayer([
+      { name: 'a/keep', content: '1' },
+      { name: 'a/gone', content: '2' },
+      { name: 'o/x', content: '3' },
+      { name: 'o/sub/y', content: '4' },
+    ]);
+    const l2 = await rawLayer([
+      { name: 'a/.wh.gone', content: '' },
+      { name: 'o/z', content: '5' },
+      { name: 'o/.wh..wh..opq', content: '' },
+    ]);
+    await installPackages(root, [step('base/wh@1', [l1, l2])]);
+    expect(readFileSync(path.join(root, 'a/keep'), 'utf8')).toBe('1');
+    expect(() => lstatSync(path.join(root, 'a/gone'))).toThrow();
+    expect(() => lstatSync(path.join(root, 'o/x'))).toThrow();
+    expect(() => lstatSync(path.join(root, 'o/sub'))).toThrow();
+    expect(readFileSync(path.join(root, 'o/z'), 'utf8')).toBe('5');
+    const files = listInstalled({ root })[0]!
+      .files.map((f) => f.path)
+      .sort();
+    expect(files).toEqual(['a', 'a/keep', 'o', 'o/z']);
+  });
+});

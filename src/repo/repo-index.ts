@@ -43,6 +43,14 @@ export interface IndexImage {
   layers: IndexLayer[];
 }
 
+export interface IndexArtifact {
+  /** File name relative to the repository root. */
+  file: string;
+  digest: string;
+  /** The tar's media type as if it were an OCI layer (tar, tar+gzip, tar+zstd). */
+  mediaType: string;
+}
+
 export interface IndexDep {
   category: string;
   name: string;
@@ -70,6 +78,8 @@ export interface IndexPackage {
   finalize?: unknown;
   /** Absent for metadata-only (meta) packages: nothing to fetch. */
   image?: IndexImage;
+  /** Packages of a luet repository: a plain `name-cat-ver.package.tar*` file instead of an image. */
+  artifact?: IndexArtifact;
   /** sha256 over everything that goes into the image; equal keys → the image is reused. */
   contentKey: string;
 }

@@ -1,0 +1,273 @@
+/**
+ * `cpm repo create`: packages → package images + one index, into a dir or oci repository.
+ * Deterministic (no clock: timestamps from SOURCE_DATE_EPOCH or the tree, sorted output) and
+ * incremental (a package whose content key matches the previous index and whose image is still
+ * published is neither re-packed nor re-pushed).
+ */
+import os from 'node:os';
+import path from 'node:path';
+import { promises as fsp } from 'node:fs';
+import { CpmError } from '../errors.js';
+import { BlobStore } from '../oci/blobstore.js';
+import { mapLimit } from '../oci/image.js';
+import type { LayerCompression } from '../oci/layer.js';
+import { buildPackageImage, type FinalizeSpec } from '../oci/package-image.js';
+import { hostPlatform } from '../oci/platform.js';
+import type { RegistryOptions } from '../oci/registry.js';
+import { packageId, type PackageSpec } from '../spec/package.js';
+import type { Compression } from '../util/compress.js';
+import { contentKey, payloadDigest } from './content-key.js';
+import { buildIndexArtifact } from './index-artifact.js';
+import {
+  INDEX_SCHEMA_VERSION,
+  canonicalJson,
+  depToIndex,
+  serializeIndex,
+  type IndexImage,
+  type IndexPackage,
+  type RepoIndex,
+} from './repo-index.js';
+import { DirTarget, RegistryTarget, type RepoTarget } from './targets.js';
+import { encodeTag, packageRepository } from './tags.js';
+
+/** A package to publish: its spec plus the tree's extras (what loadTree gives per package). */
+export type CreateInput = PackageSpec & {
+  /** Absolute payload directory; undefined → a metadata-only package (no image). */
+  payloadDir?: string | undefined;
+  finalize?: FinalizeSpec | undefined;
+};
+
+export interface CreateOptions {
+  /** dir://PATH (or a plain path) | oci://HOST[:PORT]/NS */
+  output: string;
+  /** Repository name in the index (default: last path component of the output). */
+  name?: string;
+  description?: string;
+  /** Tree root: definition paths in the index are made relative to it. */
+  treeRoot?: string;
+  /** Layer compression (default gzip). */
+  compression?: LayerCompression;
+  /** Index compression (default gzip). */
+  indexCompression?: Compression;
+  /** oci output: upload; without it nothing is pushed (a dry run that still packs). */
+  push?: boolean;
+  /** Entry mtimes and index timestamp; default $SOURCE_DATE_EPOCH, else the newest tree file. */
+  sourceDateEpoch?: number;
+  /** Where oci output packs before pushing (default <cacheDir>/). */
+  cacheDir?: string;
+  registry?: RegistryOptions;
+  concurrency?: number;
+  log?: (line: string) => void;
+}
+
+export interface CreateResult {
+  url: string;
+  index: RepoIndex;
+  indexDigest: string;
+  indexManifestDigest: string;
+  /** Package ids packed in this run. */
+  packed: string[];
+  /** Package ids whose image from the last run was reused. */
+  reused: string[];
+  /** Package ids indexed without an image (no payload). */
+  metaOnly: string[];
+  /** Blobs and manifests uploaded (oci only). */
+  uploads: string[];
+  /** True when the index differs from the previous one (revision bumped). */
+  changed: boolean;
+  pushed: boolean;
+}
+
+function envEpoch(): number | undefined {
+  const v = process.env.SOURCE_DATE_EPOCH;
+  if (v === undefined || v === '') return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0)
+    throw new CpmError('E_USAGE', `SOURCE_DATE_EPOCH="${v}" is not a non-negative integer`);
+  return n;
+}
+
+function entryOf(p: CreateInput, treeRoot: string | undefined): IndexPackage {
+  const e: IndexPackage = {
+    category: p.category,
+    name: p.name,
+    version: p.version,
+    requires: p.requires.map(depToIndex),
+    conflicts: p.conflicts.map(depToIndex),
+    provides: p.provides.map(depToIndex),
+    labels: { ...p.labels },
+    annotations: { ...p.annotations },
+    uri: [...p.uri],
+    hidden: p.hidden,
+    extra: JSON.parse(JSON.stringify(p.extra ?? {})) as Record<string, unknown>,
+    contentKey: '',
+  };
+  if (p.description !== undefined) e.description = p.description;
+  if (p.license !== undefined) e.license = p.license;
+  if (p.finalize !== undefined) e.finalize = JSON.parse(JSON.stringify(p.finalize)) as unknown;
+  if (p.source?.file) {
+    const f =
+      treeRoot && path.isAbsolute(p.source.file)
+        ? path.relative(treeRoot, p.source.file)
+        : p.source.file;
+    e.source = {
+      file: f.split(path.sep).join('/'),
+      ...(p.source.line ? { line: p.source.line } : {}),
+    };
+  }
+  return e;
+}
+
+async function mtimeOf(file: string | undefined): Promise<number> {
+  if (!file) return 0;
+  try {
+    return Math.floor((await fsp.stat(file)).mtimeMs / 1000);
+  } catch {
+    return 0;
+  }
+}
+
+export async function openTarget(opts: CreateOptions): Promise<RepoTarget> {
+  const out = opts.output;
+  if (out.startsWith('oci://')) {
+    const cache = opts.cacheDir ?? path.join(os.tmpdir(), 'cpm-repo-create');
+    return new RegistryTarget(out, new BlobStore(cache), opts.registry ?? {}, !opts.push);
+  }
+  if (/^[a-z]+:\/\//.test(out) && !out.startsWith('dir://')) {
+    throw new CpmError('E_USAGE', `--output ${out}: expected dir://PATH or oci://HOST/NS`);
+  }
+  if (opts.push) throw new CpmError('E_USAGE', '--push applies to oci:// outputs only');
+  return DirTarget.open(out.startsWith('dir://') ? out.slice('dir://'.length) : out);
+}
+
+export async function createRepository(
+  inputs: readonly CreateInput[],
+  opts: CreateOptions,
+): Promise<CreateResult> {
+  const log = opts.log ?? (() => undefined);
+  const compression = opts.compression ?? 'gzip';
+  const epochFromEnv = opts.sourceDateEpoch ?? envEpoch();
+  const layerEpoch = epochFromEnv ?? 0;
+  const platform = hostPlatform();
+  const seen = new Set<string>();
+  for (const p of inputs) {
+    const id = packageId(p);
+    if (seen.has(id))
+      throw new CpmError('E_TREE', `package ${id} is defined twice`, { context: { package: id } });
+    seen.add(id);
+  }
+
+  const target = await openTarget(opts);
+  try {
+    const prev = await target.previousIndex();
+    const prevById = new Map((prev?.packages ?? []).map((p) => [packageId(p), p]));
+    let newest = 0;
+    const packed: string[] = [];
+    const reused: string[] = [];
+    const metaOnly: string[] = [];
+    const toPublish: IndexImage[] = [];
+
+    const entries = await mapLimit(
+      inputs,
+      opts.concurrency ?? Math.min(4, os.cpus().length),
+      async (p) => {
+        const id = packageId(p);
+        const entry = entryOf(p, opts.treeRoot);
+        newest = Math.max(newest, await mtimeOf(p.source?.file));
+        const meta = { ...entry, contentKey: undefined, source: undefined };
+        if (!p.payloadDir) {
+          entry.contentKey = contentKey({ meta });
+          metaOnly.push(id);
+          return entry;
+        }
+        const payload = await payloadDigest(p.payloadDir);
+        newest = Math.max(newest, payload.newestMtime);
+        entry.contentKey = contentKey({
+          meta,
+          payload: payload.digest,
+          compression,
+          layerEpoch,
+          platform,
+        });
+        const old = prevById.get(id);
+        if (
+          old?.image &&
+          old.contentKey === entry.contentKey &&
+          (await target.hasImage(old.image))
+        ) {
+          entry.image = old.image;
+          reused.push(id);
+          return entry;
+        }
+        log(`pack ${id}`);
+        const img = await buildPackageImage(p, p.payloadDir, {
+          store: target.store,
+          compression,
+          sourceDateEpoch: layerEpoch,
+          platform,
+          ...(p.finalize ? { finalize: p.finalize } : {}),
+        });
+        entry.image = {
+          repository: packageRepository(p),
+          tag: encodeTag(p.version),
+          manifestDigest: img.descriptor.digest,
+          manifestMediaType: img.descriptor.mediaType,
+          manifestSize: img.descriptor.size,
+          layers: img.manifest.layers.map((l) => ({
+            digest: l.digest,
+            mediaType: l.mediaType,
+            size: l.size,
+          })),
+        };
+        packed.push(id);
+        toPublish.push(entry.image);
+        return entry;
+      },
+    );
+
+    for (const img of toPublish) {
+      log(`publish ${img.repository}:${img.tag}`);
+      await target.publishImage(img);
+    }
+
+    const packagesJson = canonicalJson(
+      [...entries].sort((a, b) => (packageId(a) < packageId(b) ? -1 : 1)),
+    );
+    const prevJson = prev
+      ? canonicalJson([...prev.packages].sort((a, b) => (packageId(a) < packageId(b) ? -1 : 1)))
+      : undefined;
+    const name = opts.name ?? (path.basename(opts.output.replace(/\/+$/, '')) || 'cpm');
+    const changed =
+      packagesJson !== prevJson ||
+      prev?.repository.name !== name ||
+      (prev?.repository.description ?? '') !== (opts.description ?? '');
+    const index: RepoIndex = {
+      schemaVersion: INDEX_SCHEMA_VERSION,
+      repository: {
+        name,
+        ...(opts.description ? { description: opts.description } : {}),
+        revision: prev ? (changed ? prev.repository.revision + 1 : prev.repository.revision) : 1,
+        timestamp: !changed && prev ? prev.repository.timestamp : (epochFromEnv ?? newest),
+      },
+      packages: entries,
+    };
+    const serialized = await serializeIndex(index, opts.indexCompression ?? 'gzip');
+    const artifact = buildIndexArtifact(index.repository, serialized);
+    const allImages = entries.map((e) => e.image).filter((i): i is IndexImage => i !== undefined);
+    await target.publishIndex(artifact, allImages);
+    return {
+      url: target.url,
+      index,
+      indexDigest: serialized.digest,
+      indexManifestDigest: artifact.manifestDigest,
+      packed: packed.sort(),
+      reused: reused.sort(),
+      metaOnly: metaOnly.sort(),
+      uploads: target instanceof RegistryTarget ? [...target.uploads] : [],
+      changed,
+      pushed: target instanceof RegistryTarget ? !!opts.push : true,
+    };
+  } finally {
+    await target.close();
+  }
+}

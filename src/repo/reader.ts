@@ -1,0 +1,332 @@
+/**
+ * Reading a repository of any type: fetch its index, name a package's image, open a layer.
+ *   dir   OCI image layout on disk          (dir:///path or a plain path)
+ *   http  the same layout on a static server (http(s)://host/path/)
+ *   oci   a registry namespace               (oci://host[:port]/ns)
+ *   luet  a luet disk/http repository        (path or http(s) URL), read-only, for migration
+ */
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { CpmError } from '../errors.js';
+import { BlobStore } from '../oci/blobstore.js';
+import { findCredentials } from '../oci/auth.js';
+import { RegistryClient } from '../oci/registry.js';
+import { REF_NAME } from '../oci/layout.js';
+import type { RepoType } from './config.js';
+import { openFiles, type RepoFiles } from './files.js';
+import { indexLayerOf, parseIndexBlob } from './index-artifact.js';
+import { readLuetRepository } from './luet.js';
+import {
+  serializeIndex,
+  type IndexLayer,
+  type IndexPackage,
+  type RepoIndex,
+} from './repo-index.js';
+import { INDEX_TAG, layoutTag } from './tags.js';
+
+export interface FetchedIndex {
+  index: RepoIndex;
+  /** The index bytes as fetched (compressed), for the cache. */
+  data: Buffer;
+  digest: string;
+}
+
+export interface RepoReader {
+  readonly type: RepoType;
+  readonly url: string;
+  fetchIndex(): Promise<FetchedIndex>;
+  /** A reference skopeo/crane understand where one exists (dir, oci); a URL otherwise. */
+  imageRef(p: IndexPackage): string | undefined;
+  /** A layer (or luet artifact) stream; it errors with E_DIGEST at the end on any mismatch. */
+  openLayer(p: IndexPackage, layer: IndexLayer): Promise<Readable>;
+  close(): Promise<void>;
+}
+
+export interface ReaderOptions {
+  /** Verify TLS certificates (repo `verify`). */
+  tlsVerify?: boolean;
+  /** Credentials key (repo `auth`); default: the registry host. */
+  auth?: string;
+  /** Blob cache for registry downloads (cache_dir). */
+  blobCache?: BlobStore;
+  plainHttp?: boolean;
+}
+
+/** Passes bytes through, failing at the end unless they hash to `digest` (and match `size`). */
+export function verifying(digest: string, size: number | undefined, where: string): Transform {
+  const h = createHash('sha256');
+  let n = 0;
+  return new Transform({
+    transform(chunk: Buffer, _e, cb: TransformCallback) {
+      h.update(chunk);
+      n += chunk.length;
+      if (size !== undefined && n > size) {
+        cb(
+          new CpmError('E_DIGEST', `${where}: more than the expected ${size} bytes`, {
+            context: { digest },
+          }),
+        );
+        return;
+      }
+      cb(null, chunk);
+    },
+    flush(cb: TransformCallback) {
+      const got = `sha256:${h.digest('hex')}`;
+      if (got !== digest || (size !== undefined && n !== size)) {
+        cb(
+          new CpmError('E_DIGEST', `${where}: content is ${got} (${n} bytes), expected ${digest}`, {
+            context: { digest, path: where },
+          }),
+        );
+        return;
+      }
+      cb();
+    },
+  });
+}
+
+function blobPath(digest: string): string {
+  if (!/^sha256:[a-f0-9]{64}$/.test(digest))
+    throw new CpmError('E_DIGEST', `invalid digest "${digest}"`);
+  return `blobs/sha256/${digest.slice(7)}`;
+}
+
+/** dir and http: an OCI image layout read through RepoFiles. */
+export class LayoutReader implements RepoReader {
+  private readonly files: RepoFiles;
+  constructor(
+    readonly type: 'dir' | 'http',
+    readonly url: string,
+    opts: ReaderOptions = {},
+  ) {
+    this.files = openFiles(url, { tlsVerify: opts.tlsVerify ?? true });
+  }
+
+  async fetchIndex(): Promise<FetchedIndex> {
+    const where = this.files.location;
+    let idx: {
+      manifests?: Array<{ digest: string; size: number; annotations?: Record<string, string> }>;
+    };
+    try {
+      idx = JSON.parse((await this.files.read('index.json')).toString('utf8')) as typeof idx;
+    } catch (e) {
+      if (e instanceof CpmError && e.code === 'E_NOT_FOUND') {
+        throw new CpmError(
+          'E_REPO',
+          `${where}: no index.json — not a cpm ${this.type} repository`,
+          {
+            hint: 'build one with `cpm repo create --tree DIR --output dir://PATH`',
+            context: { path: where },
+            cause: e,
+          },
+        );
+      }
+      if (e instanceof CpmError) throw e;
+      throw new CpmError('E_REPO', `${where}index.json: ${(e as Error).message}`, {
+        context: { path: where },
+      });
+    }
+    const desc = idx.manifests?.find((m) => m.annotations?.[REF_NAME] === INDEX_TAG);
+    if (!desc) {
+      throw new CpmError(
+        'E_REPO',
+        `${where}: the layout has no "${INDEX_TAG}" entry — not a cpm repository`,
+        {
+          context: { path: where },
+        },
+      );
+    }
+    const manifest = await this.files.read(blobPath(desc.digest));
+    if (`sha256:${createHash('sha256').update(manifest).digest('hex')}` !== desc.digest) {
+      throw new CpmError('E_DIGEST', `${where}: index manifest does not match ${desc.digest}`, {
+        context: { digest: desc.digest },
+      });
+    }
+    const layer = indexLayerOf(manifest, where);
+    const data = layer.embedded ?? (await this.files.read(blobPath(layer.digest)));
+    return { index: await parseIndexBlob(data, layer, where), data, digest: layer.digest };
+  }
+
+  imageRef(p: IndexPackage): string | undefined {
+    if (!p.image) return undefined;
+    const tag = layoutTag(p.image.repository, p.image.tag);
+    return this.type === 'dir'
+      ? `oci:${this.files.location}:${tag}`
+      : `${this.files.location}#${tag}`;
+  }
+
+  async openLayer(p: IndexPackage, layer: IndexLayer): Promise<Readable> {
+    const where = `${this.files.location}/${blobPath(layer.digest)}`;
+    return (await this.files.open(blobPath(layer.digest))).pipe(
+      verifying(layer.digest, layer.size, where),
+    );
+  }
+
+  close(): Promise<void> {
+    return this.files.close();
+  }
+}
+
+/** `oci://host[:port]/namespace` → parts. */
+export function parseOciUrl(url: string): { registry: string; namespace: string } {
+  const m = /^oci:\/\/([^/]+)\/(.+?)\/*$/.exec(url);
+  if (!m) {
+    throw new CpmError('E_USAGE', `"${url}" is not an oci:// repository URL`, {
+      hint: 'write oci://HOST[:PORT]/NAMESPACE',
+    });
+  }
+  return { registry: m[1]!.toLowerCase(), namespace: m[2]! };
+}
+
+export class RegistryReader implements RepoReader {
+  readonly type = 'oci' as const;
+  readonly client: RegistryClient;
+  readonly registry: string;
+  readonly namespace: string;
+  private readonly cache: BlobStore | undefined;
+
+  constructor(
+    readonly url: string,
+    opts: ReaderOptions = {},
+  ) {
+    const { registry, namespace } = parseOciUrl(url);
+    this.registry = registry;
+    this.namespace = namespace;
+    this.cache = opts.blobCache;
+    this.client = new RegistryClient(registry, {
+      tlsVerify: opts.tlsVerify ?? true,
+      // `auth` names another credentials entry (e.g. a mirror sharing the upstream's login).
+      ...(opts.auth ? { credentials: findCredentials(opts.auth) ?? null } : {}),
+      ...(opts.plainHttp !== undefined ? { plainHttp: opts.plainHttp } : {}),
+    });
+  }
+
+  async fetchIndex(): Promise<FetchedIndex> {
+    const where = `${this.registry}/${this.namespace}:${INDEX_TAG}`;
+    let m;
+    try {
+      m = await this.client.getManifest(this.namespace, INDEX_TAG);
+    } catch (e) {
+      if (e instanceof CpmError && e.code === 'E_NOT_FOUND') {
+        throw new CpmError('E_REPO', `${where}: no repository index — not a cpm oci repository`, {
+          hint: 'publish one with `cpm repo create --tree DIR --output oci://HOST/NS --push`',
+          context: { path: where },
+          cause: e,
+        });
+      }
+      throw e;
+    }
+    const layer = indexLayerOf(m.bytes, where);
+    let data = layer.embedded;
+    if (!data) {
+      const store = this.requireCache();
+      await this.client.fetchBlob(
+        this.namespace,
+        { digest: layer.digest, size: layer.size },
+        store,
+      );
+      data = await store.read(layer.digest);
+    }
+    return { index: await parseIndexBlob(data, layer, where), data, digest: layer.digest };
+  }
+
+  private requireCache(): BlobStore {
+    if (!this.cache)
+      throw new CpmError('E_CONFIG', 'reading from a registry needs a blob cache directory');
+    return this.cache;
+  }
+
+  imageRef(p: IndexPackage): string | undefined {
+    if (!p.image) return undefined;
+    return `${this.registry}/${this.namespace}/${p.image.repository}:${p.image.tag}`;
+  }
+
+  async openLayer(p: IndexPackage, layer: IndexLayer): Promise<Readable> {
+    if (!p.image) throw new CpmError('E_REPO', `${p.category}/${p.name}@${p.version} has no image`);
+    const store = this.requireCache();
+    // fetchBlob verifies digest and size while writing into the content-addressed cache.
+    await this.client.fetchBlob(`${this.namespace}/${p.image.repository}`, layer, store);
+    return store.open(layer.digest);
+  }
+
+  close(): Promise<void> {
+    return this.client.close();
+  }
+}
+
+export class LuetReader implements RepoReader {
+  readonly type = 'luet' as const;
+  private readonly files: RepoFiles;
+  constructor(
+    readonly url: string,
+    private readonly name: string,
+    opts: ReaderOptions = {},
+  ) {
+    this.files = openFiles(url, { tlsVerify: opts.tlsVerify ?? true });
+  }
+
+  async fetchIndex(): Promise<FetchedIndex> {
+    const index = await readLuetRepository(this.files, this.name);
+    const s = await serializeIndex(index, 'gzip');
+    return { index, data: s.data, digest: s.digest };
+  }
+
+  imageRef(p: IndexPackage): string | undefined {
+    return p.artifact ? path.posix.join(this.files.location, p.artifact.file) : undefined;
+  }
+
+  async artifactSize(p: IndexPackage): Promise<number> {
+    const size = p.artifact ? await this.files.size(p.artifact.file) : undefined;
+    if (size === undefined) {
+      throw new CpmError(
+        'E_NOT_FOUND',
+        `${this.files.location}: artifact ${p.artifact?.file} is missing`,
+        {
+          context: { path: p.artifact?.file, package: `${p.category}/${p.name}@${p.version}` },
+        },
+      );
+    }
+    return size;
+  }
+
+  async openLayer(p: IndexPackage, layer: IndexLayer): Promise<Readable> {
+    if (!p.artifact)
+      throw new CpmError('E_REPO', `${p.category}/${p.name}@${p.version} has no artifact`);
+    const where = `${this.files.location}/${p.artifact.file}`;
+    return (await this.files.open(p.artifact.file)).pipe(
+      verifying(layer.digest, layer.size, where),
+    );
+  }
+
+  close(): Promise<void> {
+    return this.files.close();
+  }
+}
+
+/** Layers of a package as the installer sees them; luet artifacts become one tar layer. */
+export async function layersOf(reader: RepoReader, p: IndexPackage): Promise<IndexLayer[]> {
+  if (p.image) return p.image.layers;
+  if (p.artifact && reader instanceof LuetReader) {
+    const size = await reader.artifactSize(p);
+    return [{ digest: p.artifact.digest, mediaType: p.artifact.mediaType, size }];
+  }
+  return [];
+}
+
+export function openReader(
+  type: RepoType,
+  url: string,
+  name: string,
+  opts: ReaderOptions = {},
+): RepoReader {
+  switch (type) {
+    case 'dir':
+    case 'http':
+      return new LayoutReader(type, url, opts);
+    case 'oci':
+      return new RegistryReader(url, opts);
+    case 'luet':
+      return new LuetReader(url, name, opts);
+  }
+}

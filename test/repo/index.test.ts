@@ -1,0 +1,156 @@
+import { describe, expect, it } from 'vitest';
+import {
+  parseIndex,
+  serializeIndex,
+  type IndexPackage,
+  type RepoIndex,
+} from '../../src/repo/repo-index.js';
+import { IndexUniverse } from '../../src/repo/universe.js';
+
+function pkg(
+  category: string,
+  name: string,
+  version: string,
+  extra: Partial<IndexPackage> = {},
+): IndexPackage {
+  return {
+    category,
+    name,
+    version,
+    requires: [],
+    conflicts: [],
+    provides: [],
+    labels: {},
+    annotations: {},
+    uri: [],
+    hidden: false,
+    extra: {},
+    contentKey: `sha256:${'0'.repeat(64)}`,
+    ...extra,
+  };
+}
+
+function index(name: string, packages: IndexPackage[], revision = 1): RepoIndex {
+  return { schemaVersion: 1, repository: { name, revision, timestamp: 1700000000 }, packages };
+}
+
+describe('index serialisation', () => {
+  const a = pkg('system', 'a', '1.0', {
+    requires: [{ category: 'system', name: 'b', version: '>=1.0' }],
+    labels: { z: '1', a: '2' },
+  });
+  const b1 = pkg('system', 'b', '1.0+1');
+  const b2 = pkg('system', 'b', '1.0-1');
+  it.each(['gzip', 'zstd', 'none'] as const)(
+    'is byte-identical for identical input (%s)',
+    async (c) => {
+      const x = await serializeIndex(index('r', [a, b1, b2]), c);
+      // Same content in another order and with keys in another order → same bytes.
+      const shuffled = { ...b2, version: '1.0-1' };
+      const y = await serializeIndex(
+        index('r', [shuffled, b1, { ...a, labels: { a: '2', z: '1' } }]),
+        c,
+      );
+      expect(y.data.equals(x.data)).toBe(true);
+      expect(y.digest).toBe(x.digest);
+      const back = await parseIndex(x.data, 'test');
+      expect(back.packages.map((p) => p.version)).toEqual(['1.0', '1.0-1', '1.0+1']);
+      expect(back.packages[0]!.requires[0]!.version).toBe('>=1.0');
+    },
+  );
+
+  it('a changed package changes the digest', async () => {
+    const x = await serializeIndex(index('r', [a]));
+    const y = await serializeIndex(index('r', [{ ...a, description: 'x' }]));
+    expect(y.digest).not.toBe(x.digest);
+  });
+
+  it('rejects duplicates and malformed indexes with a located error', async () => {
+    await expect(serializeIndex(index('r', [a, { ...a }]))).rejects.toThrow(
+      /duplicate package system\/a@1.0/,
+    );
+    await expect(parseIndex(Buffer.from('{"schemaVersion":9}'), 'x.json')).rejects.toThrow(
+      /x.json: invalid repository index: schemaVersion 9/,
+    );
+    await expect(parseIndex(Buffer.from([0x1f, 0x8b, 1, 2, 3]), 'y.gz')).rejects.toThrow(
+      /y.gz: cannot decompress/,
+    );
+    const badImg = JSON.stringify({
+      ...index('r', []),
+      packages: [
+        {
+          ...a,
+          image: { repository: 'system/a', tag: '1.0', manifestDigest: 'md5:x', layers: [] },
+        },
+      ],
+    });
+    await expect(parseIndex(Buffer.from(badImg), 'z')).rejects.toThrow(
+      /manifestDigest is not a sha256/,
+    );
+  });
+});
+
+describe('IndexUniverse', () => {
+  it('lists versions newest first and providers by id', () => {
+    const u = new IndexUniverse([
+      {
+        name: 'main',
+        priority: 10,
+        index: index('main', [
+          pkg('sys', 'b', '1.0'),
+          pkg('sys', 'b', '1.0+2'),
+          pkg('sys', 'b', '1.0~rc1'),
+          pkg('sys', 'c', '2', { provides: [{ category: 'virtual', name: 'sh', version: '' }] }),
+          pkg('sys', 'a', '1', { provides: [{ category: 'virtual', name: 'sh', version: '' }] }),
+        ]),
+      },
+    ]);
+    expect([...u.families()]).toEqual(['sys/a', 'sys/b', 'sys/c']);
+    expect(u.versions('sys/b').map((p) => p.version)).toEqual(['1.0+2', '1.0', '1.0~rc1']);
+    expect(u.providersOf('virtual/sh').map((p) => p.name)).toEqual(['a', 'c']);
+    expect(u.versions('nope')).toEqual([]);
+    expect(u.versions('sys/b')[0]!.requires).toEqual([]);
+  });
+
+  it('merges repositories by priority: lower number wins the same id', () => {
+    const hi = index('hi', [pkg('sys', 'a', '1.0', { description: 'from hi' })]);
+    const lo = index('lo', [
+      pkg('sys', 'a', '1.0', { description: 'from lo' }),
+      pkg('sys', 'a', '2.0', { description: 'only lo' }),
+    ]);
+    for (const order of [
+      [
+        { name: 'lo', priority: 50, index: lo },
+        { name: 'hi', priority: 1, index: hi },
+      ],
+      [
+        { name: 'hi', priority: 1, index: hi },
+        { name: 'lo', priority: 50, index: lo },
+      ],
+    ]) {
+      const u = new IndexUniverse(order);
+      expect(u.versions('sys/a').map((p) => `${p.version} ${p.description}`)).toEqual([
+        '2.0 only lo',
+        '1.0 from hi',
+      ]);
+      expect(u.offer('sys/a@1.0')!.repo).toBe('hi');
+      expect(u.offer('sys/a@2.0')!.repo).toBe('lo');
+      expect(u.shadowed.get('sys/a@1.0')).toEqual(['lo']);
+    }
+  });
+
+  it('parses dependency selectors from the index', () => {
+    const u = new IndexUniverse([
+      {
+        name: 'r',
+        priority: 1,
+        index: index('r', [
+          pkg('s', 'x', '1', { requires: [{ category: 's', name: 'y', version: '>=2' }] }),
+        ]),
+      },
+    ]);
+    const dep = u.versions('s/x')[0]!.requires[0]!;
+    expect(dep.selector.any).toBe(false);
+    expect(dep.selector.raw).toBe('>=2');
+  });
+});

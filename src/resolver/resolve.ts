@@ -214,11 +214,13 @@ function attemptSolve(
     let progressed = false;
     for (const fam of order) {
       if (fixed.has(fam)) continue;
-      const ranked = pref.get(fam) ?? enc.familyVars.get(fam)!;
+      const all = enc.familyVars.get(fam);
+      if (!all) continue; // a purely virtual name: only providers exist, ranked as their own families
+      const ranked = pref.get(fam) ?? all;
       let chosen = ranked.findIndex((v) => sat.modelValue(v));
       if (chosen < 0) {
         // Not installed in this model. Versions outside `ranked` (e.g. not matching) never apply.
-        if (!enc.familyVars.get(fam)!.some((v) => sat.modelValue(v))) continue;
+        if (!all.some((v) => sat.modelValue(v))) continue;
         chosen = ranked.length;
       }
       while (chosen > 0) {

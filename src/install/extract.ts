@@ -143,11 +143,10 @@ export class Stager {
       },
     });
     const limits = this.o.limits;
-    const self = this;
     const bound = new Transform({
-      transform(chunk: Buffer, _enc, cb) {
-        self.bytes += chunk.length;
-        if (self.bytes > limits.maxBytes) {
+      transform: (chunk: Buffer, _enc, cb) => {
+        this.bytes += chunk.length;
+        if (this.bytes > limits.maxBytes) {
           cb(
             unsafe(
               layer.digest,
@@ -171,6 +170,9 @@ export class Stager {
       current = header.name;
       // streamx streams implement the node Readable surface that onEntry uses
       const entry = stream as unknown as Readable;
+      // a refused entry destroys the parser and with it this stream; the error is reported once,
+      // through the pipeline
+      entry.on('error', () => undefined);
       this.onEntry(header, entry, layer.digest, layerIndex, pkg, id).then(
         () => next(),
         (e: unknown) => {
@@ -260,6 +262,7 @@ export class Stager {
       return;
     }
     if (comps.length === 0) {
+      if (h.type !== 'directory') throw refuse('the root itself must be a directory');
       await drain(stream); // the root directory itself: its metadata belongs to the root's owner
       return;
     }

@@ -3,6 +3,7 @@
  * contents; an optional metadata overlay (supplied by the installer DB) is the truth for owners,
  * modes and special files, because an install that ran without root could not chown or mknod.
  */
+import { CpmError } from '../errors.js';
 
 export type EntryType = 'file' | 'dir' | 'symlink' | 'char' | 'block' | 'fifo' | 'socket';
 
@@ -29,8 +30,8 @@ export type MetadataOverlay = (relPath: string) => EntryMeta | undefined;
 /** Splits a Linux dev_t into major/minor (glibc's gnu_dev_major/minor layout). */
 export function splitDev(rdev: number): { major: number; minor: number } {
   const d = BigInt(rdev);
-  const major = Number(((d >> 8n) & 0xfffn) | ((d >> 32n) & ~0xfffn));
-  const minor = Number((d & 0xffn) | ((d >> 12n) & ~0xffn));
+  const major = Number(((d >> 8n) & 0xfffn) | ((d >> 32n) & 0xfffff000n));
+  const minor = Number((d & 0xffn) | ((d >> 12n) & 0xffffff00n));
   return { major, minor };
 }
 
@@ -38,6 +39,20 @@ export function splitDev(rdev: number): { major: number; minor: number } {
 export function makeDev(major: number, minor: number): number {
   const ma = BigInt(major);
   const mi = BigInt(minor);
-  const d = ((ma & 0xfffn) << 8n) | ((ma & ~0xfffn) << 32n) | (mi & 0xffn) | ((mi & ~0xffn) << 12n);
+  const d =
+    ((ma & 0xfffn) << 8n) |
+    ((ma & 0xfffff000n) << 32n) |
+    (mi & 0xffn) |
+    ((mi & 0xffffff00n) << 12n);
   return Number(d);
+}
+
+/** SOURCE_DATE_EPOCH from the environment: unset → undefined, garbage → E_USAGE. */
+export function sourceDateEpochFromEnv(env: NodeJS.ProcessEnv = process.env): number | undefined {
+  const raw = env.SOURCE_DATE_EPOCH;
+  if (raw === undefined || raw === '') return undefined;
+  if (!/^\d+$/.test(raw)) {
+    throw new CpmError('E_USAGE', `SOURCE_DATE_EPOCH must be whole seconds, got "${raw}"`);
+  }
+  return Number(raw);
 }

@@ -276,7 +276,9 @@ async function mksquashfsPseudo(
     const line = pseudoLine(e, diskIsSame);
     if (line) lines.push(line);
     if (st && diskIsSame && e.type === 'dir') actions.push(...dirActions(e, st));
-    if (e.xattrs && !diskIsSame) {
+    // mksquashfs copies on-disk xattrs itself, but pseudo files cannot add the overlay's.
+    const overlayXattrs = opts.overlay?.(e.path)?.xattrs;
+    if (overlayXattrs && Object.keys(overlayXattrs).length > 0) {
       opts.onWarning?.(`mksquashfs pseudo files cannot carry xattrs: dropped on ${e.path}`);
     }
   }

@@ -1,5 +1,6 @@
 import { Command, Option } from 'commander';
 import { CpmError } from '../../errors.js';
+import { sourceDateEpochFromEnv } from '../../image/meta.js';
 import { writeRootfsTar } from '../../image/rootfs-tar.js';
 import {
   SQUASHFS_COMPRESSORS,
@@ -10,16 +11,6 @@ import {
 import type { Compression } from '../../util/compress.js';
 import { completionScript, SHELLS } from '../completion.js';
 import { printJson } from '../output.js';
-
-/** SOURCE_DATE_EPOCH from the environment: unset → undefined, garbage → E_USAGE. */
-export function sourceDateEpochFromEnv(env: NodeJS.ProcessEnv = process.env): number | undefined {
-  const raw = env.SOURCE_DATE_EPOCH;
-  if (raw === undefined || raw === '') return undefined;
-  if (!/^\d+$/.test(raw)) {
-    throw new CpmError('E_USAGE', `SOURCE_DATE_EPOCH must be whole seconds, got "${raw}"`);
-  }
-  return Number(raw);
-}
 
 function positiveInt(name: string) {
   return (v: string): number => {

@@ -1,0 +1,181 @@
+/**
+ * Moving whole images: pull (source → blob store, with platform selection), push (blob store →
+ * target) and copy (both). Blobs move with bounded concurrency; manifests go last so a target
+ * never references a blob it does not have.
+ */
+import { CpmError } from '../errors.js';
+import type { BlobRef, BlobStore } from './blobstore.js';
+import type { ImageSource, ImageTarget } from './endpoint.js';
+import { hostPlatform, selectPlatform } from './platform.js';
+import {
+  isIndexMediaType,
+  isManifestMediaType,
+  type Descriptor,
+  type ImageConfig,
+  type ImageIndex,
+  type ImageManifest,
+  type Platform,
+} from './types.js';
+
+export interface PullOptions {
+  /** Platform to pick from an index (default linux + host arch). */
+  platform?: Platform;
+  /** Parallel blob downloads (default 4). */
+  concurrency?: number;
+  /** Called as each blob is present in the store. */
+  onBlob?: (blob: Descriptor) => void;
+}
+
+export interface PulledImage {
+  /** The root the reference named: the index when it was one, else the manifest. */
+  root: Descriptor;
+  /** The (platform-selected) image manifest, stored in the blob store as a blob. */
+  manifestDescriptor: Descriptor;
+  manifest: ImageManifest;
+  config: ImageConfig;
+}
+
+/** Runs `fn` over `items` with at most `limit` in flight; the first failure wins. */
+export async function mapLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<R>,
+): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  let failed = false;
+  const worker = async (): Promise<void> => {
+    while (!failed && next < items.length) {
+      const i = next++;
+      try {
+        out[i] = await fn(items[i]!);
+      } catch (e) {
+        failed = true;
+        throw e;
+      }
+    }
+  };
+  const n = Math.max(1, Math.min(limit, items.length));
+  const results = await Promise.allSettled(Array.from({ length: n }, worker));
+  const bad = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (bad) throw bad.reason;
+  return out;
+}
+
+function parseJson<T>(bytes: Buffer, what: string, digest: string): T {
+  try {
+    return JSON.parse(bytes.toString('utf8')) as T;
+  } catch (e) {
+    throw new CpmError('E_IMAGE', `${what} ${digest} is not valid JSON: ${(e as Error).message}`, {
+      context: { digest },
+    });
+  }
+}
+
+/** Reads and parses a JSON blob (manifest, index, config) from the store. */
+export async function readJsonBlob<T>(store: BlobStore, digest: string, what = 'blob'): Promise<T> {
+  return parseJson<T>(await store.read(digest), what, digest);
+}
+
+/**
+ * Pulls one image into `store`: root manifest/index, the selected platform's manifest, config
+ * and layers (all as blobs). Already-stored blobs are not fetched again.
+ */
+export async function pullImage(
+  src: ImageSource,
+  store: BlobStore,
+  opts: PullOptions = {},
+): Promise<PulledImage> {
+  const rootRes = await src.getManifest();
+  const root: Descriptor = {
+    mediaType: rootRes.mediaType,
+    digest: rootRes.digest,
+    size: rootRes.bytes.length,
+  };
+  await store.putBytes(rootRes.bytes, { digest: root.digest, size: root.size });
+  let manRes = rootRes;
+  let manDesc = root;
+  if (isIndexMediaType(rootRes.mediaType)) {
+    const idx = parseJson<ImageIndex>(rootRes.bytes, 'index', root.digest);
+    const pick = selectPlatform(idx.manifests ?? [], opts.platform ?? hostPlatform(), src.name);
+    manRes = await src.getManifest(pick.digest);
+    manDesc = {
+      mediaType: manRes.mediaType || pick.mediaType,
+      digest: pick.digest,
+      size: manRes.bytes.length,
+    };
+    if (pick.platform) manDesc.platform = pick.platform;
+    await store.putBytes(manRes.bytes, { digest: pick.digest, size: pick.size });
+  }
+  if (!isManifestMediaType(manDesc.mediaType)) {
+    throw new CpmError('E_IMAGE', `${src.name}: unsupported manifest type "${manDesc.mediaType}"`, {
+      context: { digest: manDesc.digest },
+    });
+  }
+  const manifest = parseJson<ImageManifest>(manRes.bytes, 'manifest', manDesc.digest);
+  if (!manifest.config?.digest || !Array.isArray(manifest.layers)) {
+    throw new CpmError(
+      'E_IMAGE',
+      `${src.name}: manifest ${manDesc.digest} lacks config or layers`,
+      {
+        context: { digest: manDesc.digest },
+      },
+    );
+  }
+  const blobs = [manifest.config, ...manifest.layers];
+  await mapLimit(blobs, opts.concurrency ?? 4, async (b) => {
+    await src.fetchBlob(b, store);
+    opts.onBlob?.(b);
+  });
+  const config = await readJsonBlob<ImageConfig>(store, manifest.config.digest, 'config');
+  return { root, manifestDescriptor: manDesc, manifest, config };
+}
+
+export interface PushOptions {
+  /** Parallel blob uploads (default 4). */
+  concurrency?: number;
+  /** Repository to cross-mount blobs from (registry targets). */
+  mountFrom?: string;
+  onBlob?: (blob: Descriptor, result: string) => void;
+}
+
+/**
+ * Pushes the manifest or index `desc` (and everything it references) from `store` to `target`,
+ * tagged with `tag` (default the target's tag; null = by digest only). Returns the digest.
+ */
+export async function pushImage(
+  store: BlobStore,
+  desc: BlobRef & { mediaType: string },
+  target: ImageTarget,
+  opts: PushOptions & { tag?: string | null } = {},
+): Promise<string> {
+  const bytes = await store.read(desc.digest);
+  if (isIndexMediaType(desc.mediaType)) {
+    const idx = parseJson<ImageIndex>(bytes, 'index', desc.digest);
+    for (const m of idx.manifests) {
+      // Children of an index may be absent when only one platform was pulled; skip those.
+      if (await store.has(m.digest)) await pushImage(store, m, target, { ...opts, tag: null });
+    }
+  } else {
+    const man = parseJson<ImageManifest>(bytes, 'manifest', desc.digest);
+    await mapLimit([man.config, ...man.layers], opts.concurrency ?? 4, async (b) => {
+      const r = await target.pushBlob(b, store, opts.mountFrom);
+      opts.onBlob?.(b, r);
+    });
+  }
+  const tag = opts.tag === null ? undefined : (opts.tag ?? target.tag);
+  return target.putManifest(bytes, desc.mediaType, tag);
+}
+
+/** Pull from `src` then push to `dst`; uses the source's own store when it is local. */
+export async function copyImage(
+  src: ImageSource,
+  dst: ImageTarget,
+  store: BlobStore,
+  opts: PullOptions & PushOptions = {},
+): Promise<{ digest: string; pulled: PulledImage }> {
+  const s = src.localStore ?? store;
+  const pulled = await pullImage(src, s, opts);
+  const digest = await pushImage(s, pulled.manifestDescriptor, dst, opts);
+  return { digest, pulled };
+}

@@ -1,0 +1,161 @@
+/**
+ * Reproducible layers: a directory → tar (sorted entries, fixed mtimes from SOURCE_DATE_EPOCH,
+ * numeric owners 0:0 unless asked to keep them, no atime/ctime, no user/group names) →
+ * gzip/zstd → blob store. Same directory content and options ⇒ same bytes ⇒ same digest.
+ */
+import { createReadStream, promises as fsp, type Stats } from 'node:fs';
+import path from 'node:path';
+import { PassThrough, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { pack as tarPack, type Header, type Pack } from 'tar-stream';
+import { CpmError } from '../errors.js';
+import { createCompressor, type Compression } from '../util/compress.js';
+import type { BlobStore } from './blobstore.js';
+import { HashingStream } from './digest.js';
+import { MEDIA } from './types.js';
+
+type Headers = Partial<Header> & { name: string };
+
+export type LayerCompression = 'gzip' | 'zstd';
+
+export interface LayerOptions {
+  compression?: LayerCompression;
+  /** Compression level (gzip 1-9, default 6; zstd 1-19, default 3). */
+  level?: number;
+  /** mtime of every entry, seconds; default $SOURCE_DATE_EPOCH or 0. */
+  sourceDateEpoch?: number;
+  /** Keep the files' uid/gid instead of 0:0. */
+  preserveOwners?: boolean;
+}
+
+export interface LayerResult {
+  /** Digest of the compressed blob (the layer descriptor's digest). */
+  digest: string;
+  /** Digest of the uncompressed tar (the config's rootfs.diff_ids entry). */
+  diffId: string;
+  size: number;
+  mediaType: string;
+}
+
+export function layerMediaType(c: LayerCompression): string {
+  return c === 'zstd' ? MEDIA.ociLayerZstd : MEDIA.ociLayerGzip;
+}
+
+/** SOURCE_DATE_EPOCH when set and valid, else 0. */
+export function defaultSourceDateEpoch(env: NodeJS.ProcessEnv = process.env): number {
+  const v = env.SOURCE_DATE_EPOCH;
+  if (v === undefined || v === '') return 0;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) {
+    throw new CpmError('E_USAGE', `SOURCE_DATE_EPOCH="${v}" is not a non-negative integer`);
+  }
+  return n;
+}
+
+/** Relative paths under `root`, depth-first, sorted by byte order at each level. */
+async function walk(root: string): Promise<Array<{ rel: string; st: Stats }>> {
+  const out: Array<{ rel: string; st: Stats }> = [];
+  const visit = async (rel: string): Promise<void> => {
+    const names = (await fsp.readdir(path.join(root, rel))).sort((a, b) =>
+      Buffer.compare(Buffer.from(a), Buffer.from(b)),
+    );
+    for (const n of names) {
+      const r = rel ? `${rel}/${n}` : n;
+      const st = await fsp.lstat(path.join(root, r));
+      out.push({ rel: r, st });
+      if (st.isDirectory()) await visit(r);
+    }
+  };
+  await visit('');
+  return out;
+}
+
+function addEntry(p: Pack, h: Headers, body?: Readable): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const e = p.entry(h, (err) => (err ? reject(err) : resolve()));
+    if (body) body.on('error', reject).pipe(e);
+  });
+}
+
+/** Writes the tar stream of `dir` into `p`, then finalizes it. */
+async function packDir(dir: string, p: Pack, opts: LayerOptions): Promise<void> {
+  const mtime = new Date((opts.sourceDateEpoch ?? defaultSourceDateEpoch()) * 1000);
+  const seen = new Map<string, string>();
+  let entries: Array<{ rel: string; st: Stats }>;
+  try {
+    entries = await walk(dir);
+  } catch (e) {
+    throw new CpmError('E_IO', `cannot read ${dir}: ${(e as Error).message}`, {
+      context: { path: dir },
+    });
+  }
+  for (const { rel, st } of entries) {
+    const h: Headers = {
+      name: rel,
+      mode: st.mode & 0o7777,
+      uid: opts.preserveOwners ? st.uid : 0,
+      gid: opts.preserveOwners ? st.gid : 0,
+      mtime,
+    };
+    const abs = path.join(dir, rel);
+    if (st.isDirectory()) {
+      await addEntry(p, { ...h, name: `${rel}/`, type: 'directory' });
+    } else if (st.isSymbolicLink()) {
+      await addEntry(p, { ...h, type: 'symlink', linkname: await fsp.readlink(abs) });
+    } else if (st.isFile()) {
+      const key = `${st.dev}:${st.ino}`;
+      const first = st.nlink > 1 ? seen.get(key) : undefined;
+      if (first !== undefined) {
+        await addEntry(p, { ...h, type: 'link', linkname: first });
+        continue;
+      }
+      if (st.nlink > 1) seen.set(key, rel);
+      await addEntry(
+        p,
+        { ...h, type: 'file', size: st.size },
+        createReadStream(abs, { highWaterMark: 1 << 20 }),
+      );
+    } else if (st.isCharacterDevice() || st.isBlockDevice()) {
+      await addEntry(p, {
+        ...h,
+        type: st.isCharacterDevice() ? 'character-device' : 'block-device',
+        devmajor: Math.floor(st.rdev / 256) & 0xfff,
+        devminor: (st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00),
+      });
+    } else if (st.isFIFO()) {
+      await addEntry(p, { ...h, type: 'fifo' });
+    }
+    // Sockets cannot live in a tar; skipped like tar(1) does.
+  }
+  p.finalize();
+}
+
+/** Builds a reproducible layer from `dir` into `store`. */
+export async function buildLayer(
+  dir: string,
+  store: BlobStore,
+  opts: LayerOptions = {},
+): Promise<LayerResult> {
+  const compression = opts.compression ?? 'gzip';
+  const p = tarPack();
+  const diff = new HashingStream();
+  const compressed = new PassThrough({ highWaterMark: 1 << 20 });
+  const packing = packDir(dir, p, opts).catch((e: unknown) => {
+    p.destroy(e as Error);
+    throw e;
+  });
+  const flowing = pipeline(
+    p as AsyncIterable<Buffer>,
+    diff,
+    createCompressor(compression as Compression, opts.level),
+    compressed,
+  );
+  const stored = store.put(compressed);
+  const [, , blob] = await Promise.all([packing, flowing, stored]);
+  return {
+    digest: blob.digest,
+    diffId: diff.digest(),
+    size: blob.size,
+    mediaType: layerMediaType(compression),
+  };
+}

@@ -1,0 +1,592 @@
+/**
+ * OCI distribution client on undici: manifests, blobs (streamed into the BlobStore, verified,
+ * resumed with Range), uploads (monolithic, chunked, cross-repository mount), tag listing, and
+ * auth (anonymous, Basic, Bearer token flow with a per-scope token cache).
+ *
+ * Retries: connection errors, 429 (honouring Retry-After) and 5xx are retried with exponential
+ * backoff. Secrets live only in Authorization headers; messages and logs carry method, path and
+ * status, never headers or query strings.
+ */
+import { Agent, request, type Dispatcher } from 'undici';
+import type { Readable } from 'node:stream';
+import { createReadStream } from 'node:fs';
+import { CpmError, type ErrorCode } from '../errors.js';
+import { basicHeader, findCredentials, parseChallenge, type Credentials } from './auth.js';
+import type { BlobRef, BlobStore } from './blobstore.js';
+import { isDigest, sha256 } from './digest.js';
+import { isLoopbackHost } from './reference.js';
+import { MANIFEST_ACCEPT } from './types.js';
+
+export interface RegistryOptions {
+  /** Force plain http (true) or https (false); default: http for loopback hosts, else https. */
+  plainHttp?: boolean;
+  /** The registry's `insecure: true`: plain http for a non-loopback host. */
+  insecure?: boolean;
+  /** Extra CA certificates (PEM) trusted for this registry. */
+  ca?: string | Buffer;
+  /** Verify TLS certificates (default true). */
+  tlsVerify?: boolean;
+  /** Explicit credentials; default: looked up in the auth files (see auth.ts). */
+  credentials?: Credentials | null;
+  /** Auth files to search instead of the default candidates. */
+  authFiles?: string[];
+  /** Attempts after the first for retryable failures (default 5). */
+  retries?: number;
+  /** First backoff delay in ms, doubled per attempt (default 200). */
+  retryBaseMs?: number;
+  /** Upper bound for one wait, including Retry-After (default 30 s). */
+  maxRetryDelayMs?: number;
+  /** Connections per registry (default 8). */
+  connections?: number;
+  /** Debug log sink: receives "METHOD /path -> status" lines, never headers. */
+  log?: (line: string) => void;
+}
+
+export interface ManifestResponse {
+  bytes: Buffer;
+  mediaType: string;
+  digest: string;
+}
+
+export interface PushBlobOptions {
+  /** Try a cross-repository mount from this repository first. */
+  mountFrom?: string;
+  /** Upload in PATCH chunks of this many bytes instead of one PUT. */
+  chunkSize?: number;
+}
+
+export type PushBlobResult = 'exists' | 'mounted' | 'uploaded';
+
+const MAX_MANIFEST = 4 << 20;
+const RETRYABLE_STATUS = (s: number): boolean => s === 429 || s >= 500;
+
+interface Req {
+  method: Dispatcher.HttpMethod;
+  /** Path (with query) below the registry base, or an absolute URL (upload locations). */
+  url: string;
+  headers?: Record<string, string>;
+  body?: () => Buffer | Readable;
+  /** Token scopes this request needs, e.g. "repository:a/b:pull". */
+  scopes: string[];
+  /** Send at most once (the body cannot be replayed). */
+  noRetry?: boolean;
+}
+
+interface HostAuth {
+  scheme: 'basic' | 'bearer';
+  realm?: string;
+  service?: string;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function errCode(e: unknown): string | undefined {
+  const c = (e as { code?: unknown })?.code;
+  return typeof c === 'string' ? c : undefined;
+}
+
+/** Path-only rendering of a URL for messages (drops query: upload state, tokens). */
+function showUrl(u: string): string {
+  try {
+    return new URL(u).pathname;
+  } catch {
+    return u.split('?')[0] ?? u;
+  }
+}
+
+export class RegistryClient {
+  readonly registry: string;
+  readonly baseUrl: string;
+  private readonly dispatcher: Agent;
+  private readonly creds: Credentials | undefined;
+  private hostAuth: HostAuth | undefined;
+  private readonly tokens = new Map<string, { token: string; expires: number }>();
+  private readonly retries: number;
+  private readonly retryBaseMs: number;
+  private readonly maxRetryDelayMs: number;
+  private readonly log: (line: string) => void;
+
+  constructor(registry: string, opts: RegistryOptions = {}) {
+    this.registry = registry.toLowerCase();
+    const plain = opts.plainHttp ?? (opts.insecure === true || isLoopbackHost(this.registry));
+    this.baseUrl = `${plain ? 'http' : 'https'}://${this.registry}`;
+    this.dispatcher = new Agent({
+      connections: opts.connections ?? 8,
+      connect: {
+        ...(opts.ca !== undefined ? { ca: opts.ca } : {}),
+        rejectUnauthorized: opts.tlsVerify ?? true,
+      },
+    });
+    this.creds =
+      opts.credentials === null
+        ? undefined
+        : (opts.credentials ?? findCredentials(this.registry, opts.authFiles));
+    this.retries = opts.retries ?? 5;
+    this.retryBaseMs = opts.retryBaseMs ?? 200;
+    this.maxRetryDelayMs = opts.maxRetryDelayMs ?? 30_000;
+    this.log = opts.log ?? (() => undefined);
+  }
+
+  async close(): Promise<void> {
+    await this.dispatcher.close();
+  }
+
+  /** GET /v2/ — checks reachability and credentials (used by `cpm login`). */
+  async ping(): Promise<void> {
+    const res = await this.send({ method: 'GET', url: '/v2/', scopes: [] });
+    await this.expect(res, [200], 'GET /v2/');
+  }
+
+  async getManifest(repo: string, reference: string): Promise<ManifestResponse> {
+    const res = await this.send({
+      method: 'GET',
+      url: `/v2/${repo}/manifests/${reference}`,
+      headers: { accept: MANIFEST_ACCEPT.join(', ') },
+      scopes: [`repository:${repo}:pull`],
+    });
+    await this.expect(res, [200], `manifest ${repo}:${reference}`);
+    const len = Number(res.headers['content-length'] ?? 0);
+    if (len > MAX_MANIFEST) {
+      await res.body.dump();
+      throw new CpmError('E_REGISTRY', `manifest ${repo}:${reference} is too large (${len} bytes)`);
+    }
+    const bytes = Buffer.from(await res.body.arrayBuffer());
+    const digest = sha256(bytes);
+    if (isDigest(reference) && digest !== reference) {
+      throw new CpmError('E_DIGEST', `manifest ${repo}@${reference} hashes to ${digest}`, {
+        context: { digest: reference },
+      });
+    }
+    let mediaType = String(res.headers['content-type'] ?? '')
+      .split(';')[0]!
+      .trim();
+    try {
+      const parsed = JSON.parse(bytes.toString('utf8')) as { mediaType?: string };
+      if (parsed.mediaType) mediaType = parsed.mediaType;
+    } catch {
+      throw new CpmError('E_REGISTRY', `manifest ${repo}:${reference} is not JSON`, {
+        context: { digest },
+      });
+    }
+    return { bytes, mediaType, digest };
+  }
+
+  /** Digest of a manifest by tag, or undefined when the tag does not exist. */
+  async headManifest(repo: string, reference: string): Promise<string | undefined> {
+    const res = await this.send({
+      method: 'HEAD',
+      url: `/v2/${repo}/manifests/${reference}`,
+      headers: { accept: MANIFEST_ACCEPT.join(', ') },
+      scopes: [`repository:${repo}:pull`],
+    });
+    await res.body.dump();
+    if (res.statusCode === 404) return undefined;
+    await this.expect(res, [200], `manifest ${repo}:${reference}`);
+    const d = res.headers['docker-content-digest'];
+    return typeof d === 'string' ? d : undefined;
+  }
+
+  async putManifest(
+    repo: string,
+    reference: string,
+    bytes: Buffer,
+    mediaType: string,
+  ): Promise<string> {
+    const res = await this.send({
+      method: 'PUT',
+      url: `/v2/${repo}/manifests/${reference}`,
+      headers: { 'content-type': mediaType },
+      body: () => bytes,
+      scopes: [`repository:${repo}:pull,push`],
+    });
+    await this.expect(res, [201, 200], `PUT manifest ${repo}:${reference}`);
+    await res.body.dump();
+    return sha256(bytes);
+  }
+
+  /** Size of the blob in `repo`, or undefined when absent. */
+  async hasBlob(repo: string, digest: string): Promise<number | undefined> {
+    const res = await this.send({
+      method: 'HEAD',
+      url: `/v2/${repo}/blobs/${digest}`,
+      scopes: [`repository:${repo}:pull`],
+    });
+    await res.body.dump();
+    if (res.statusCode === 404) return undefined;
+    await this.expect(res, [200], `blob ${digest}`);
+    return Number(res.headers['content-length'] ?? 0);
+  }
+
+  /**
+   * Downloads a blob into `store` (no-op when already stored), verifying size and digest while
+   * streaming. An interrupted transfer is resumed with a Range request when the registry honours
+   * it, restarted otherwise. On mismatch: E_DIGEST and nothing is kept.
+   */
+  async fetchBlob(repo: string, blob: BlobRef, store: BlobStore): Promise<void> {
+    if ((await store.size(blob.digest)) === blob.size) return;
+    const w = await store.writer({ digest: blob.digest, size: blob.size });
+    try {
+      for (let attempt = 0; ; attempt++) {
+        const headers: Record<string, string> = {};
+        if (w.received > 0) headers.range = `bytes=${w.received}-`;
+        const res = await this.send({
+          method: 'GET',
+          url: `/v2/${repo}/blobs/${blob.digest}`,
+          headers,
+          scopes: [`repository:${repo}:pull`],
+        });
+        if (res.statusCode === 206) {
+          const start = /bytes (\d+)-/.exec(String(res.headers['content-range'] ?? ''))?.[1];
+          if (Number(start) !== w.received) {
+            await res.body.dump();
+            await w.restart();
+            continue;
+          }
+        } else {
+          await this.expect(res, [200], `blob ${blob.digest}`);
+          if (w.received > 0) {
+            this.log(`GET blob ${blob.digest}: registry ignored Range, restarting`);
+            await w.restart();
+          }
+        }
+        try {
+          for await (const chunk of res.body) await w.write(chunk as Buffer);
+        } catch (e) {
+          if (e instanceof CpmError || attempt >= this.retries)
+            throw this.netError(e, `blob ${blob.digest}`);
+          this.log(
+            `GET blob ${blob.digest}: interrupted at ${w.received} bytes (${errCode(e) ?? 'error'}), resuming`,
+          );
+          await sleep(this.backoff(attempt));
+          continue;
+        }
+        if (w.received < blob.size && attempt < this.retries) {
+          this.log(
+            `GET blob ${blob.digest}: body ended at ${w.received}/${blob.size} bytes, resuming`,
+          );
+          continue;
+        }
+        break;
+      }
+      await w.commit();
+    } catch (e) {
+      await w.abort();
+      throw e;
+    }
+  }
+
+  /**
+   * Uploads a stored blob unless the registry has it: HEAD, then mount from `mountFrom` when
+   * given, else a monolithic PUT (or PATCH chunks with `chunkSize`).
+   */
+  async pushBlob(
+    repo: string,
+    blob: BlobRef,
+    store: BlobStore,
+    opts: PushBlobOptions = {},
+  ): Promise<PushBlobResult> {
+    if ((await this.hasBlob(repo, blob.digest)) !== undefined) return 'exists';
+    const file = store.path(blob.digest);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        let query = '';
+        const scopes = [`repository:${repo}:pull,push`];
+        if (opts.mountFrom && opts.mountFrom !== repo) {
+          query = `?mount=${encodeURIComponent(blob.digest)}&from=${encodeURIComponent(opts.mountFrom)}`;
+          scopes.push(`repository:${opts.mountFrom}:pull`);
+        }
+        const start = await this.send({
+          method: 'POST',
+          url: `/v2/${repo}/blobs/uploads/${query}`,
+          scopes,
+        });
+        if (start.statusCode === 201) {
+          await start.body.dump();
+          return 'mounted';
+        }
+        await this.expect(start, [202], `start upload to ${repo}`);
+        await start.body.dump();
+        let location = this.location(start.headers.location, `upload to ${repo}`);
+        const push = [`repository:${repo}:pull,push`];
+        if (opts.chunkSize && opts.chunkSize > 0 && blob.size > 0) {
+          for (let off = 0; off < blob.size; off += opts.chunkSize) {
+            const end = Math.min(off + opts.chunkSize, blob.size) - 1;
+            const res = await this.send({
+              method: 'PATCH',
+              url: location,
+              headers: {
+                'content-type': 'application/octet-stream',
+                'content-length': String(end - off + 1),
+                'content-range': `${off}-${end}`,
+              },
+              body: () => createReadStream(file, { start: off, end }),
+              scopes: push,
+              noRetry: true,
+            });
+            await this.expect(res, [202], `upload chunk to ${repo}`);
+            await res.body.dump();
+            location = this.location(res.headers.location, `upload to ${repo}`);
+          }
+          const fin = await this.send({
+            method: 'PUT',
+            url: withQuery(location, 'digest', blob.digest),
+            headers: { 'content-length': '0' },
+            scopes: push,
+            noRetry: true,
+          });
+          await this.expect(fin, [201], `finish upload to ${repo}`);
+          await fin.body.dump();
+        } else {
+          const res = await this.send({
+            method: 'PUT',
+            url: withQuery(location, 'digest', blob.digest),
+            headers: {
+              'content-type': 'application/octet-stream',
+              'content-length': String(blob.size),
+            },
+            body: () => createReadStream(file, { highWaterMark: 1 << 20 }),
+            scopes: push,
+            noRetry: true,
+          });
+          await this.expect(res, [201], `upload ${blob.digest} to ${repo}`);
+          await res.body.dump();
+        }
+        return 'uploaded';
+      } catch (e) {
+        if (!this.retryable(e) || attempt >= this.retries) throw e;
+        this.log(`upload ${blob.digest} to ${repo} failed (${(e as Error).message}), restarting`);
+        await sleep(this.backoff(attempt));
+      }
+    }
+  }
+
+  /** All tags of `repo`, following Link: <...>; rel="next" pagination. */
+  async listTags(repo: string, pageSize = 1000): Promise<string[]> {
+    const tags: string[] = [];
+    let url: string | undefined = `/v2/${repo}/tags/list?n=${pageSize}`;
+    while (url) {
+      const res = await this.send({ method: 'GET', url, scopes: [`repository:${repo}:pull`] });
+      if (res.statusCode === 404) {
+        await res.body.dump();
+        return tags;
+      }
+      await this.expect(res, [200], `tags of ${repo}`);
+      const page = (await res.body.json()) as { tags?: string[] | null };
+      tags.push(...(page.tags ?? []));
+      const link = res.headers.link;
+      const m = typeof link === 'string' ? /<([^>]+)>\s*;\s*rel="?next"?/.exec(link) : null;
+      url = m ? m[1] : undefined;
+    }
+    return tags;
+  }
+
+  // ---- transport ----------------------------------------------------------------------------
+
+  private resolve(u: string): string {
+    return /^https?:\/\//.test(u) ? u : this.baseUrl + (u.startsWith('/') ? u : `/${u}`);
+  }
+
+  private location(h: string | string[] | undefined, what: string): string {
+    const v = Array.isArray(h) ? h[0] : h;
+    if (!v) throw new CpmError('E_REGISTRY', `${this.registry}: ${what}: no Location header`);
+    return new URL(v, this.baseUrl + '/').toString();
+  }
+
+  private backoff(attempt: number): number {
+    return Math.min(this.retryBaseMs * 2 ** attempt, this.maxRetryDelayMs);
+  }
+
+  private retryable(e: unknown): boolean {
+    if (e instanceof CpmError)
+      return (
+        e.code === 'E_NETWORK' ||
+        (e.code === 'E_REGISTRY' && RETRYABLE_STATUS(Number(e.context.status)))
+      );
+    return errCode(e) !== undefined;
+  }
+
+  private netError(e: unknown, what: string): CpmError {
+    if (e instanceof CpmError) return e;
+    const code = errCode(e) ?? 'error';
+    return new CpmError(
+      'E_NETWORK',
+      `${this.registry}: ${what}: ${code}: ${(e as Error).message}`,
+      {
+        hint: 'check that the registry is reachable; cpm retried with backoff',
+        context: { registry: this.registry },
+        cause: e,
+      },
+    );
+  }
+
+  /** Sends with auth, retries and redirects. The caller consumes or dumps the body. */
+  private async send(req: Req): Promise<Dispatcher.ResponseData> {
+    let authTried = false;
+    let url = this.resolve(req.url);
+    for (let attempt = 0; ;) {
+      const headers: Record<string, string> = { ...(req.headers ?? {}) };
+      const sameHost = new URL(url).host === new URL(this.baseUrl).host;
+      const auth = sameHost ? this.authHeader(req.scopes) : undefined;
+      if (auth) headers.authorization = auth;
+      let res: Dispatcher.ResponseData;
+      try {
+        res = await request(url, {
+          method: req.method,
+          headers,
+          body: req.body?.() ?? null,
+          dispatcher: this.dispatcher,
+          highWaterMark: 1 << 20,
+        });
+      } catch (e) {
+        if (!req.noRetry && attempt < this.retries && errCode(e) !== undefined) {
+          this.log(`${req.method} ${showUrl(url)} -> ${errCode(e)}, retrying`);
+          await sleep(this.backoff(attempt++));
+          continue;
+        }
+        throw this.netError(e, `${req.method} ${showUrl(url)}`);
+      }
+      const status = res.statusCode;
+      this.log(`${req.method} ${showUrl(url)} -> ${status}`);
+      if (status === 401 && !authTried && sameHost) {
+        authTried = true;
+        const ch = res.headers['www-authenticate'];
+        await res.body.dump();
+        if (typeof ch === 'string' && (await this.authenticate(ch, req.scopes))) continue;
+        throw this.authError(req, url);
+      }
+      if ([301, 302, 303, 307, 308].includes(status) && res.headers.location) {
+        await res.body.dump();
+        url = new URL(String(res.headers.location), url).toString();
+        continue;
+      }
+      if (RETRYABLE_STATUS(status) && !req.noRetry && attempt < this.retries) {
+        const ra = res.headers['retry-after'];
+        await res.body.dump();
+        let wait = this.backoff(attempt++);
+        if (typeof ra === 'string') {
+          const secs = Number(ra);
+          const at = Number.isFinite(secs) ? secs * 1000 : Date.parse(ra) - Date.now();
+          if (Number.isFinite(at)) wait = Math.max(0, Math.min(at, this.maxRetryDelayMs));
+        }
+        this.log(`${req.method} ${showUrl(url)} -> ${status}, retrying in ${wait} ms`);
+        await sleep(wait);
+        continue;
+      }
+      return res;
+    }
+  }
+
+  private authHeader(scopes: string[]): string | undefined {
+    const h = this.hostAuth;
+    if (!h) return undefined;
+    if (h.scheme === 'basic') return this.creds ? basicHeader(this.creds) : undefined;
+    const t = this.tokens.get(this.tokenKey(h, scopes));
+    return t && t.expires > Date.now() ? `Bearer ${t.token}` : undefined;
+  }
+
+  private tokenKey(h: HostAuth, scopes: string[]): string {
+    return `${h.realm}|${h.service ?? ''}|${[...scopes].sort().join(' ')}`;
+  }
+
+  /** Handles a 401 challenge; returns false when there is nothing new to try. */
+  private async authenticate(header: string, scopes: string[]): Promise<boolean> {
+    const ch = parseChallenge(header);
+    if (!ch) return false;
+    if (ch.scheme === 'basic') {
+      this.hostAuth = { scheme: 'basic' };
+      return this.creds !== undefined;
+    }
+    if (ch.scheme !== 'bearer' || !ch.params.realm) return false;
+    const h: HostAuth = { scheme: 'bearer', realm: ch.params.realm };
+    if (ch.params.service !== undefined) h.service = ch.params.service;
+    this.hostAuth = h;
+    const want = new Set(scopes);
+    if (ch.params.scope) for (const s of ch.params.scope.split(' ')) want.add(s);
+    const all = [...want];
+    const u = new URL(h.realm!);
+    if (h.service) u.searchParams.set('service', h.service);
+    for (const s of all) u.searchParams.append('scope', s);
+    const headers: Record<string, string> = {};
+    if (this.creds) {
+      headers.authorization = basicHeader(this.creds);
+      u.searchParams.set('account', this.creds.username);
+    }
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await request(u, { method: 'GET', headers, dispatcher: this.dispatcher });
+    } catch (e) {
+      throw this.netError(e, `token request to ${u.host}`);
+    }
+    this.log(`GET token ${u.host}${u.pathname} -> ${res.statusCode}`);
+    if (res.statusCode !== 200) {
+      await res.body.dump();
+      throw new CpmError(
+        'E_AUTH',
+        `${this.registry}: token server refused (${res.statusCode}) for ${all.join(' ')}`,
+        {
+          hint: this.creds
+            ? 'check the credentials (cpm login)'
+            : 'log in first: cpm login ' + this.registry,
+          context: { registry: this.registry, status: res.statusCode },
+        },
+      );
+    }
+    const body = (await res.body.json()) as {
+      token?: string;
+      access_token?: string;
+      expires_in?: number;
+    };
+    const token = body.token ?? body.access_token;
+    if (!token) throw new CpmError('E_AUTH', `${this.registry}: token server returned no token`);
+    // Renew a little early so a token never expires mid-request.
+    const ttl = Math.max(10, (body.expires_in ?? 60) - 5) * 1000;
+    const entry = { token, expires: Date.now() + ttl };
+    this.tokens.set(this.tokenKey(h, scopes), entry);
+    this.tokens.set(this.tokenKey(h, all), entry);
+    return true;
+  }
+
+  private authError(req: Req, url: string): CpmError {
+    return new CpmError(
+      'E_AUTH',
+      `${this.registry}: ${req.method} ${showUrl(url)}: authentication required or refused`,
+      {
+        hint: this.creds
+          ? 'check the credentials (cpm login)'
+          : `log in first: cpm login ${this.registry}`,
+        context: { registry: this.registry, status: 401 },
+      },
+    );
+  }
+
+  /** Throws the registry's error (JSON errors[] when present) unless the status is expected. */
+  private async expect(res: Dispatcher.ResponseData, ok: number[], what: string): Promise<void> {
+    if (ok.includes(res.statusCode)) return;
+    let detail = '';
+    try {
+      const text = (await res.body.text()).slice(0, 2000);
+      const j = JSON.parse(text) as { errors?: Array<{ code?: string; message?: string }> };
+      detail = (j.errors ?? [])
+        .map((e) => `${e.code ?? ''}${e.message ? `: ${e.message}` : ''}`)
+        .join('; ');
+    } catch {
+      /* not JSON: the status says enough */
+    }
+    const s = res.statusCode;
+    const code: ErrorCode =
+      s === 401 || s === 403 ? 'E_AUTH' : s === 404 ? 'E_NOT_FOUND' : 'E_REGISTRY';
+    throw new CpmError(
+      code,
+      `${this.registry}: ${what}: HTTP ${s}${detail ? ` (${detail})` : ''}`,
+      {
+        context: { registry: this.registry, status: s },
+      },
+    );
+  }
+}
+
+function withQuery(url: string, key: string, value: string): string {
+  const u = new URL(url);
+  u.searchParams.set(key, value);
+  return u.toString();
+}

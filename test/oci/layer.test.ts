@@ -1,0 +1,117 @@
+import { execFileSync } from 'node:child_process';
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BlobStore } from '../../src/oci/blobstore.js';
+import { sha256 } from '../../src/oci/digest.js';
+import { buildLayer } from '../../src/oci/layer.js';
+import { MEDIA } from '../../src/oci/types.js';
+import { createDecompressor } from '../../src/util/compress.js';
+import { readLayer, tempDir, writeTree } from '../support/layers.js';
+import { Readable } from 'node:stream';
+
+let dir: string;
+let payload: string;
+let store: BlobStore;
+
+beforeAll(async () => {
+  dir = await tempDir();
+  store = new BlobStore(path.join(dir, 'cache'));
+  payload = await writeTree(path.join(dir, 'payload'), {
+    'usr/bin/tool': { content: '#!/bin/sh\necho hi\n', mode: 0o755 },
+    'etc/app.conf': 'key=value\n',
+    'etc/zz/deep/file': 'deep',
+    'usr/bin/tool-link': { symlink: 'tool' },
+    'usr/bin/tool-hard': { hardlink: 'usr/bin/tool' },
+    'var/empty': { dir: true, mode: 0o700 },
+    'usr/share/doc/a-very-long-directory-name-that-needs-more-than-one-hundred-bytes/and-a-long-file-name.txt':
+      'x',
+  });
+});
+afterAll(() => fsp.rm(dir, { recursive: true, force: true }));
+
+describe('buildLayer', () => {
+  it('writes sorted entries with fixed mtimes, owners 0:0 and no names or atime/ctime', async () => {
+    const layer = await buildLayer(payload, store, {
+      compression: 'gzip',
+      sourceDateEpoch: 1_700_000_000,
+    });
+    expect(layer.mediaType).toBe(MEDIA.ociLayerGzip);
+    const blob = await store.read(layer.digest);
+    expect(sha256(blob)).toBe(layer.digest);
+    expect(blob.length).toBe(layer.size);
+    const entries = await readLayer(blob);
+    const names = entries.map((e) => e.name);
+    expect(names).toEqual([
+      'etc/',
+      'etc/app.conf',
+      'etc/zz/',
+      'etc/zz/deep/',
+      'etc/zz/deep/file',
+      'usr/',
+      'usr/bin/',
+      'usr/bin/tool',
+      'usr/bin/tool-hard',
+      'usr/bin/tool-link',
+      'usr/share/',
+      'usr/share/doc/',
+      'usr/share/doc/a-very-long-directory-name-that-needs-more-than-one-hundred-bytes/',
+      'usr/share/doc/a-very-long-directory-name-that-needs-more-than-one-hundred-bytes/and-a-long-file-name.txt',
+      'var/',
+      'var/empty/',
+    ]);
+    for (const e of entries) {
+      expect(e.mtime).toBe(1_700_000_000);
+      expect([e.uid, e.gid, e.uname, e.gname]).toEqual([0, 0, '', '']);
+      expect(e.pax?.atime).toBeUndefined();
+      expect(e.pax?.ctime).toBeUndefined();
+    }
+    const byName = new Map(entries.map((e) => [e.name, e]));
+    expect(byName.get('usr/bin/tool')!.mode).toBe(0o755);
+    expect(byName.get('var/empty/')!.mode).toBe(0o700);
+    expect(byName.get('usr/bin/tool-link')).toMatchObject({ type: 'symlink', linkname: 'tool' });
+    expect(byName.get('usr/bin/tool-hard')).toMatchObject({
+      type: 'link',
+      linkname: 'usr/bin/tool',
+    });
+    expect(byName.get('etc/app.conf')!.content!.toString()).toBe('key=value\n');
+  });
+
+  it('diffId is the digest of the uncompressed tar', async () => {
+    const layer = await buildLayer(payload, store, { compression: 'zstd' });
+    expect(layer.mediaType).toBe(MEDIA.ociLayerZstd);
+    const chunks: Buffer[] = [];
+    const d = Readable.from([await store.read(layer.digest)]).pipe(createDecompressor('zstd'));
+    for await (const c of d) chunks.push(c as Buffer);
+    expect(sha256(Buffer.concat(chunks))).toBe(layer.diffId);
+  });
+
+  it.each(['gzip', 'zstd'] as const)(
+    'is reproducible with %s: same content → same digest, later mtimes ignored',
+    async (compression) => {
+      const a = await buildLayer(payload, store, { compression });
+      const copy = path.join(dir, `copy-${compression}`);
+      execFileSync('cp', ['-a', payload, copy]); // -a keeps the hard link
+      // Different timestamps on disk must not matter.
+      await fsp.utimes(path.join(copy, 'etc/app.conf'), new Date(), new Date(2001, 1, 1));
+      const b = await buildLayer(copy, store, { compression });
+      expect(b.digest).toBe(a.digest);
+      expect(b.diffId).toBe(a.diffId);
+      const c = await buildLayer(payload, store, { compression, sourceDateEpoch: 42 });
+      expect(c.digest).not.toBe(a.digest);
+    },
+  );
+
+  it('honours SOURCE_DATE_EPOCH from the environment', async () => {
+    const old = process.env.SOURCE_DATE_EPOCH;
+    process.env.SOURCE_DATE_EPOCH = '86400';
+    try {
+      const layer = await buildLayer(payload, store);
+      const entries = await readLayer(await store.read(layer.digest));
+      expect(new Set(entries.map((e) => e.mtime))).toEqual(new Set([86400]));
+    } finally {
+      if (old === undefined) delete process.env.SOURCE_DATE_EPOCH;
+      else process.env.SOURCE_DATE_EPOCH = old;
+    }
+  });
+});

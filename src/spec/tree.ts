@@ -3,8 +3,10 @@
  * build specs and finalizers with the package's values (plus `--values` files), and checks the
  * whole tree, collecting every problem in one run.
  */
+import { existsSync, readFileSync } from 'node:fs';
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { CpmError } from '../errors.js';
 import {
   mergeValues,
@@ -603,3 +605,29 @@ function checkUnresolved(
 }
 
 export { formatProblem };
+
+/**
+ * cpm's own `packages-tree/`, found next to the installed cpm (the directory holding cpm's
+ * package.json), so the default works from any working directory.
+ */
+export function projectTreeDir(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const pj = join(dir, 'package.json');
+    if (existsSync(pj)) {
+      try {
+        if ((JSON.parse(readFileSync(pj, 'utf8')) as { name?: string }).name === 'cpm')
+          return join(dir, 'packages-tree');
+      } catch {
+        // not ours; keep walking up
+      }
+    }
+    const up = dirname(dir);
+    if (up === dir) {
+      throw new CpmError('E_USAGE', "no --tree given and cpm's packages-tree/ was not found", {
+        hint: 'pass --tree DIR',
+      });
+    }
+    dir = up;
+  }
+}

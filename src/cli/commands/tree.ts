@@ -1,6 +1,186 @@
 import type { Command } from 'commander';
+import { CpmError } from '../../errors.js';
+import {
+  dependencyTree,
+  findPackage,
+  graphToDot,
+  renderDepTree,
+  treeGraph,
+} from '../../spec/graph.js';
+import { packageId } from '../../spec/package.js';
+import { formatProblem, type Problem } from '../../spec/problems.js';
+import { parseRef } from '../../spec/ref.js';
+import { loadTree, projectTreeDir, type LoadedTree } from '../../spec/tree.js';
+import { printJson } from '../output.js';
 
-/** `cpm tree validate|list|deps|graph|render` — filled in by the packages-tree work. */
+interface TreeOpts {
+  tree?: string;
+  values: string[];
+  json?: boolean;
+  verbose?: boolean;
+}
+
+const collect = (v: string, prev: string[]): string[] => [...prev, v];
+
+function common(cmd: Command): Command {
+  return cmd
+    .option('--tree <dir>', "packages tree (default: cpm's own packages-tree/)")
+    .option(
+      '--values <file>',
+      'values file for templates, overrides package fields (repeatable)',
+      collect,
+      [],
+    );
+}
+
+async function load(opts: TreeOpts): Promise<LoadedTree> {
+  return loadTree(opts.tree ?? projectTreeDir(), { values: opts.values });
+}
+
+const problemJson = (p: Problem): Record<string, unknown> => ({ ...p, text: formatProblem(p) });
+
+/** Commands other than validate still work on a tree with problems, but say so. */
+function noteProblems(t: LoadedTree): void {
+  if (t.problems.length === 0) return;
+  process.stderr.write(
+    `cpm: warning: the tree has ${t.problems.length} problem(s); run "cpm tree validate" to list them\n`,
+  );
+}
+
+/** `cpm tree validate|list|deps|graph|render`. */
 export function registerTree(program: Command): void {
-  program.command('tree').description('inspect and validate a packages tree');
+  const tree = program.command('tree').description('inspect and validate a packages tree');
+
+  common(tree.command('validate'))
+    .description('load the whole tree and report every problem (exit 1 if any)')
+    .option('--json', 'machine-readable output')
+    .option('-v, --verbose', 'list warnings too')
+    .action(async (opts: TreeOpts) => {
+      const t = await load(opts);
+      if (opts.json) {
+        printJson({
+          ok: t.problems.length === 0,
+          dir: t.dir,
+          stats: t.stats,
+          problems: t.problems.map(problemJson),
+          warnings: t.warnings.map(problemJson),
+        });
+      } else {
+        for (const p of t.problems) process.stdout.write(`${formatProblem(p)}\n`);
+        if (opts.verbose)
+          for (const w of t.warnings) process.stdout.write(`warning: ${formatProblem(w)}\n`);
+        const s = t.stats;
+        process.stdout.write(
+          `${t.problems.length === 0 ? 'ok' : `${t.problems.length} problem(s)`}: ${s.packages} packages in ${s.categories} categories ` +
+            `(${s.definitions} definitions, ${s.collections} collections, ${s.buildSpecs} build specs, ${s.finalizers} finalizers)` +
+            (t.warnings.length && !opts.verbose
+              ? `, ${t.warnings.length} warning(s) (--verbose lists them)`
+              : '') +
+            '\n',
+        );
+      }
+      if (t.problems.length > 0) process.exitCode = 1;
+    });
+
+  common(tree.command('list'))
+    .description('list the packages of the tree, newest version first per family')
+    .option('--json', 'machine-readable output')
+    .action(async (opts: TreeOpts) => {
+      const t = await load(opts);
+      noteProblems(t);
+      if (opts.json) {
+        printJson(
+          t.packages.map((p) => ({
+            id: packageId(p),
+            category: p.category,
+            name: p.name,
+            version: p.version,
+            hidden: p.hidden,
+            description: p.description ?? null,
+            file: p.source?.file ?? p.definitionFile,
+            line: p.source?.line ?? null,
+          })),
+        );
+        return;
+      }
+      const rows = t.packages.map((p) => [
+        packageId(p) + (p.hidden ? ' (hidden)' : ''),
+        `${p.source?.file}:${p.source?.line ?? ''}`,
+      ]);
+      const w = Math.max(0, ...rows.map((r) => r[0]!.length));
+      for (const [id, file] of rows) process.stdout.write(`${id!.padEnd(w)}  ${file}\n`);
+    });
+
+  common(tree.command('deps'))
+    .description('transitive runtime requires of a package, as a tree (newest match per selector)')
+    .argument('<package>', 'category/name, category/name@1.2.3 or category/name@>=1.2')
+    .option('--json', 'machine-readable output')
+    .action(async (ref: string, opts: TreeOpts) => {
+      const r = parseRef(ref);
+      const t = await load(opts);
+      noteProblems(t);
+      const root = findPackage(t.universe, r);
+      const deps = dependencyTree(t.universe, root);
+      if (opts.json) {
+        printJson({ package: packageId(root), ...deps });
+        return;
+      }
+      process.stdout.write(renderDepTree(deps.root));
+      process.stdout.write(
+        `\n${deps.closure.length} package(s) in the runtime closure of ${packageId(root)}\n`,
+      );
+      if (deps.unresolved.length > 0) {
+        process.stdout.write(`${deps.unresolved.length} unresolved requirement(s):\n`);
+        for (const u of deps.unresolved) process.stdout.write(`  ${u}\n`);
+      }
+    });
+
+  common(tree.command('graph'))
+    .description('runtime dependency graph of the whole tree')
+    .option('--format <fmt>', 'dot or json', 'dot')
+    .action(async (opts: TreeOpts & { format: string }) => {
+      if (opts.format !== 'dot' && opts.format !== 'json') {
+        throw new CpmError('E_USAGE', `--format ${opts.format}: use dot or json`);
+      }
+      const t = await load(opts);
+      noteProblems(t);
+      const g = treeGraph(t.universe);
+      if (opts.format === 'json') printJson(g);
+      else process.stdout.write(graphToDot(g));
+    });
+
+  common(tree.command('render'))
+    .description("print a package's build spec rendered with its values (and --values files)")
+    .argument('<package>', 'category/name, category/name@1.2.3 or category/name@>=1.2')
+    .option('--finalize', 'print the rendered finalize.yaml instead')
+    .action(async (ref: string, opts: TreeOpts & { finalize?: boolean }) => {
+      const r = parseRef(ref);
+      const t = await load(opts);
+      const p = findPackage(t.universe, r);
+      const what = opts.finalize ? p.finalize : p.build;
+      const name = opts.finalize ? 'finalize.yaml' : 'build.yaml';
+      if (!what)
+        throw new CpmError('E_NOT_FOUND', `${packageId(p)} has no ${name}`, {
+          context: { package: packageId(p) },
+        });
+      if (what.rendered === null) {
+        const mine = t.problems.filter(
+          (x) => x.file === what.file || x.message.includes(`rendering for ${packageId(p)})`),
+        );
+        const first = mine[0];
+        throw new CpmError(
+          first?.code === 'E_YAML' ? 'E_YAML' : 'E_TEMPLATE',
+          mine.length ? mine.map(formatProblem).join('\n') : `${what.file}: rendering failed`,
+          { context: { file: what.file, line: first?.line, package: packageId(p) } },
+        );
+      }
+      process.stdout.write(what.rendered.endsWith('\n') ? what.rendered : what.rendered + '\n');
+      const id = packageId(p);
+      const shown = [`${what.file} (rendered)`, `${what.file} (rendered for ${id})`];
+      const rendered = t.problems.filter((x) => shown.includes(x.file));
+      if (rendered.length) {
+        for (const x of rendered) process.stderr.write(`cpm: ${formatProblem(x)}\n`);
+        process.exitCode = 1;
+      }
+    });
 }

@@ -1,13 +1,18 @@
 /**
  * Install order: dependencies before dependents. A depth-first post-order over packages sorted by id,
  * following each requirement's satisfiers in id order, so a cycle is broken at the same edge on every
- * run regardless of input order. Removal order is the reverse.
+ * run regardless of input order. Removal order is the reverse. The walk starts at the requested
+ * families, so in a cycle through a requested package that package comes last.
  */
 import { familyKey, packageId, type PackageSpec } from '../spec/package.js';
 import { satisfies } from '../spec/version.js';
 import { provideMatches } from './match.js';
 
-export function dependencyOrder(specs: readonly PackageSpec[]): PackageSpec[] {
+/** `first`: families to start from (the request), so a cycle through them ends with them. */
+export function dependencyOrder(
+  specs: readonly PackageSpec[],
+  first: readonly string[] = [],
+): PackageSpec[] {
   const sorted = [...specs].sort((a, b) => (packageId(a) < packageId(b) ? -1 : 1));
   const byFamily = new Map<string, number[]>();
   const providers = new Map<string, number[]>();
@@ -39,7 +44,12 @@ export function dependencyOrder(specs: readonly PackageSpec[]): PackageSpec[] {
   };
   const state = new Uint8Array(sorted.length); // 0 new, 1 on stack, 2 done
   const out: PackageSpec[] = [];
-  for (let root = 0; root < sorted.length; root++) {
+  const firstSet = new Set(first);
+  const roots = [
+    ...sorted.flatMap((s, i) => (firstSet.has(familyKey(s)) ? [i] : [])),
+    ...sorted.map((_, i) => i),
+  ];
+  for (const root of roots) {
     if (state[root]) continue;
     // Iterative DFS: [node, its edges, next edge index].
     const stack: Array<[number, number[], number]> = [[root, edges(root), 0]];

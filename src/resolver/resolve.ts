@@ -241,6 +241,8 @@ function attemptSolve(
   const plan = buildPlan(
     enc.chosen().map((v) => enc.specs[v]!),
     inst,
+    new Set(),
+    targets.map(familyKey),
   );
   return { plan, blamedTargets: [] };
 }
@@ -252,6 +254,7 @@ export function buildPlan(
   finalSpecsIn: PackageSpec[],
   inst: readonly InstalledPackage[],
   reinstallIds: ReadonlySet<string> = new Set(),
+  requested: readonly string[] = [],
 ): Plan {
   const finalSpecs = [...finalSpecsIn].sort(byId);
   const finalIds = new Set(finalSpecs.map(packageId));
@@ -259,7 +262,7 @@ export function buildPlan(
   const instByFam = new Map(inst.map((i) => [familyKey(i.spec), i.spec]));
   const finalFams = new Set(finalSpecs.map(familyKey));
 
-  const installOrder = dependencyOrder(finalSpecs).filter(
+  const installOrder = dependencyOrder(finalSpecs, requested).filter(
     (s) => !instIds.has(packageId(s)) || reinstallIds.has(packageId(s)),
   );
   const removeOrder = dependencyOrder(inst.map((i) => i.spec))

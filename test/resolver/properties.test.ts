@@ -94,7 +94,9 @@ function* assignments(specs: readonly PackageSpec[]): Generator<PackageSpec[]> {
   }
 }
 
-function setup(c: fc.Infer<typeof caseArb>): {
+type Case = typeof caseArb extends fc.Arbitrary<infer T> ? T : never;
+
+function setup(c: Case): {
   universe: MemoryUniverse;
   installed: InstalledPackage[];
   targets: Target[];

@@ -1,9 +1,8 @@
 import type { Command } from 'commander';
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve as resolvePath } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { resolve as resolvePath } from 'node:path';
 import { CpmError, EXIT_CODES } from '../../errors.js';
 import type { Universe } from '../../spec/package.js';
+import { loadTree, projectTreeDir } from '../../spec/tree.js';
 import { planToJson, resolve, type InstalledPackage } from '../../resolver/index.js';
 import { assumeInstalled, formatPlan, makeRequest, planErrorCode } from '../../resolver/request.js';
 import { printJson } from '../output.js';
@@ -18,40 +17,14 @@ interface PlanOpts {
   values?: string[];
 }
 
-/** The project's own packages-tree/, found by walking up to cpm's package.json. */
-function defaultTree(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const pj = join(dir, 'package.json');
-    if (
-      existsSync(pj) &&
-      (JSON.parse(readFileSync(pj, 'utf8')) as { name?: string }).name === 'cpm'
-    ) {
-      return join(dir, 'packages-tree');
-    }
-    const up = dirname(dir);
-    if (up === dir)
-      throw new CpmError('E_USAGE', "no --tree given and cpm's packages-tree/ not found");
-    dir = up;
-  }
-}
-
-interface TreeModule {
-  loadTree(dir: string, opts?: { values?: string[] }): Promise<{ universe: Universe }>;
-}
-
 async function loadUniverse(dir: string, values: string[] | undefined): Promise<Universe> {
-  // The tree loader (src/spec/tree.ts) is resolved at run time so this command builds before it lands.
-  const spec = '../../spec/tree.js';
-  let mod: TreeModule;
-  try {
-    mod = (await import(spec)) as TreeModule;
-  } catch (e) {
-    throw new CpmError('E_TREE', 'the packages-tree loader is not available in this build', {
-      cause: e,
-    });
+  const tree = await loadTree(resolvePath(dir), values ? { values } : {});
+  if (tree.problems.length > 0) {
+    process.stderr.write(
+      `cpm: warning: the tree has ${tree.problems.length} problem(s); see \`cpm tree validate\`\n`,
+    );
   }
-  return (await mod.loadTree(resolvePath(dir), values ? { values } : undefined)).universe;
+  return tree.universe;
 }
 
 /**
@@ -84,7 +57,7 @@ export function registerPlan(program: Command): void {
     .option('--json', 'print the plan as JSON')
     .action(async (operation: string, packages: string[], opts: PlanOpts) => {
       const request = makeRequest(operation, packages, { force: opts.force, full: opts.full });
-      const universe = await loadUniverse(opts.tree ?? defaultTree(), opts.values);
+      const universe = await loadUniverse(opts.tree ?? projectTreeDir(), opts.values);
       let installed: InstalledPackage[] = [];
       if (opts.root) installed = await installedFromRoot(opts.root);
       if (opts.assumeInstalled?.length) {

@@ -40,7 +40,7 @@ export function installPackages(
 }
 
 /** Removes installed packages (ids or "cat/name") in one transaction. */
-export function uninstallPackages(
+export async function uninstallPackages(
   root: string,
   refs: string[],
   opts: TransactionOptions & { full?: boolean } = {},

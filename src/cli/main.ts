@@ -9,7 +9,11 @@ import { registerRepo } from './commands/repo.js';
 import { registerInstall } from './commands/install.js';
 import { registerImage } from './commands/image.js';
 
+/** Defined by the single-file build (build/sea.mjs), which has no package.json beside it. */
+declare const __CPM_VERSION__: string | undefined;
+
 export function version(): string {
+  if (typeof __CPM_VERSION__ === 'string') return __CPM_VERSION__;
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
     version: string;
   };

@@ -15,6 +15,7 @@ import { buildPackageImage, type FinalizeSpec } from '../oci/package-image.js';
 import { hostPlatform } from '../oci/platform.js';
 import type { RegistryOptions } from '../oci/registry.js';
 import { packageId, type PackageSpec } from '../spec/package.js';
+import { formatProblem, loadTree } from '../spec/tree.js';
 import type { Compression } from '../util/compress.js';
 import { contentKey, payloadDigest } from './content-key.js';
 import { buildIndexArtifact } from './index-artifact.js';
@@ -226,7 +227,7 @@ export async function createRepository(
     );
 
     for (const img of toPublish) {
-      log(`publish ${img.repository}:${img.tag}`);
+      if (target instanceof RegistryTarget && opts.push) log(`push ${img.repository}:${img.tag}`);
       await target.publishImage(img);
     }
 
@@ -270,4 +271,39 @@ export async function createRepository(
   } finally {
     await target.close();
   }
+}
+
+/** Loads a packages tree (refusing one with problems) and publishes it. */
+export async function createFromTree(treeDir: string, opts: CreateOptions): Promise<CreateResult> {
+  const tree = await loadTree(treeDir);
+  if (tree.problems.length > 0) {
+    const shown = tree.problems.slice(0, 10).map(formatProblem);
+    const more = tree.problems.length > 10 ? `\n… and ${tree.problems.length - 10} more` : '';
+    throw new CpmError(
+      'E_TREE',
+      `the tree has ${tree.problems.length} problem(s):\n${shown.join('\n')}${more}`,
+      {
+        hint: 'cpm tree validate shows them all',
+        context: { path: tree.dir },
+      },
+    );
+  }
+  const displayRoot = path.dirname(tree.dir);
+  const inputs: CreateInput[] = tree.packages.map((p) => {
+    const {
+      dir: _dir,
+      definitionFile: _d,
+      kind: _k,
+      values: _v,
+      build: _b,
+      finalize,
+      payloadDir,
+      ...spec
+    } = p;
+    const input: CreateInput = { ...spec, payloadDir, finalize: finalize?.spec ?? undefined };
+    if (spec.source?.file)
+      input.source = { ...spec.source, file: path.resolve(displayRoot, spec.source.file) };
+    return input;
+  });
+  return createRepository(inputs, { ...opts, treeRoot: tree.dir });
 }

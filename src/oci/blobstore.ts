@@ -155,9 +155,11 @@ export class BlobWriter {
     }
     this.hash.update(chunk);
     this.received += chunk.length;
+    // Explicit positions: after restart() the file offset would otherwise stay past the end.
     let off = 0;
+    const base = this.received - chunk.length;
     while (off < chunk.length) {
-      const { bytesWritten } = await this.fh.write(chunk, off, chunk.length - off);
+      const { bytesWritten } = await this.fh.write(chunk, off, chunk.length - off, base + off);
       off += bytesWritten;
     }
   }

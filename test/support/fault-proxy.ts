@@ -89,19 +89,27 @@ export async function startFaultProxy(targetUrl: string): Promise<FaultProxy> {
         res.writeHead(ur.statusCode ?? 502, ur.headers);
         if (fault?.kind === 'reset' || fault?.kind === 'truncate') {
           let sent = 0;
+          let cut = false;
+          const cutNow = (): void => {
+            if (cut) return;
+            cut = true;
+            ur.destroy();
+            const sock = res.socket;
+            res.flushHeaders();
+            // Flush what was written, then cut: RST for reset, FIN for truncate.
+            if (fault.kind === 'reset') setTimeout(() => sock?.resetAndDestroy(), 20);
+            else setTimeout(() => sock?.end(), 20);
+          };
+          if (fault.afterBytes <= 0) return cutNow();
           ur.on('data', (chunk: Buffer) => {
-            if (sent >= fault.afterBytes) return;
+            if (cut) return;
             const part = chunk.subarray(0, fault.afterBytes - sent);
             sent += part.length;
             res.write(part);
-            if (sent >= fault.afterBytes) {
-              ur.destroy();
-              const sock = res.socket;
-              // Flush what was written, then cut: RST for reset, FIN for truncate.
-              if (fault.kind === 'reset') setTimeout(() => sock?.resetAndDestroy(), 20);
-              else setTimeout(() => sock?.end(), 20);
-            }
+            if (sent >= fault.afterBytes) cutNow();
           });
+          // A body shorter than afterBytes: the fault still fires at its end.
+          ur.on('end', cutNow);
           return;
         }
         if (fault?.kind === 'corrupt') {

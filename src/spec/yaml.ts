@@ -207,6 +207,11 @@ class Converter {
     if (seen !== undefined) return seen;
     if (isScalar(node)) {
       const v = node.value;
+      // yaml's 1.1 float pattern also matches words like "e1" (→ NaN); Go reads those as strings.
+      if (typeof v === 'number' && Number.isNaN(v) && node.range) {
+        const text = this.text.slice(node.range[0], node.range[1]).trim();
+        if (!/^[-+]?\.nan$/i.test(text)) return text;
+      }
       return typeof v === 'symbol' ? String(v.description) : v;
     }
     if (isSeq(node)) {

@@ -1,0 +1,168 @@
+/**
+ * Real CLI runs of `node bin/cpm.js tree ...` (needs `npm run build`; `npm test` builds first).
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const PROJECT = resolve(HERE, '../..');
+const BIN = join(PROJECT, 'bin/cpm.js');
+const FIXTURE = resolve(PROJECT, '../shared/fixtures/cos-toolkit-tree');
+const TREE = join(FIXTURE, 'packages');
+
+function cpm(args: string[], cwd = PROJECT): Promise<{ code: number; out: string; err: string }> {
+  return new Promise((res) => {
+    execFile('node', [BIN, ...args], { cwd, maxBuffer: 16 << 20 }, (e, out, err) => {
+      res({ code: e ? (typeof e.code === 'number' ? e.code : 1) : 0, out, err });
+    });
+  });
+}
+
+function brokenTree(): string {
+  const root = join(mkdtempSync(join(tmpdir(), 'cpm-cli-')), 'packages');
+  const put = (p: string, text: string): void => {
+    mkdirSync(dirname(join(root, p)), { recursive: true });
+    writeFileSync(join(root, p), text);
+  };
+  put(
+    'system/foo/definition.yaml',
+    'name: foo\ncategory: system\nversion: "1.0"\nrequires:\n  - {category: system, name: bar}\n  - category: system\n    name: baz\n    version: "1.x!"\n',
+  );
+  put('system/bar/definition.yaml', 'category: system\nversion: "1.0"\n');
+  return root;
+}
+
+describe('cpm tree (CLI)', () => {
+  beforeAll(() => {
+    if (!existsSync(join(PROJECT, 'dist/cli/main.js'))) {
+      throw new Error('dist/ is missing: run "npm run build" first (npm test does it)');
+    }
+  });
+
+  it('validate: the fixture is ok (exit 0)', async () => {
+    const r = await cpm(['tree', 'validate', '--tree', TREE]);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(
+      /^ok: 77 packages in 13 categories \(27 definitions, 13 collections, 40 build specs, 0 finalizers\)/,
+    );
+  });
+
+  it('validate: a broken tree lists every problem with file:line and exits 1', async () => {
+    const r = await cpm(['tree', 'validate', '--tree', brokenTree()]);
+    expect(r.code).toBe(1);
+    expect(r.out.split('\n').slice(0, 2)).toEqual([
+      'packages/system/bar/definition.yaml:1: name: is missing',
+      'packages/system/foo/definition.yaml:8: requires[1]: version "1.x!" is not a valid selector: "1.x!" is not a valid version',
+    ]);
+    const j = await cpm(['tree', 'validate', '--tree', brokenTree(), '--json']);
+    expect(j.code).toBe(1);
+    const body = JSON.parse(j.out) as {
+      ok: boolean;
+      problems: Array<{ file: string; line: number; text: string }>;
+    };
+    expect(body.ok).toBe(false);
+    expect(body.problems.map((p) => `${p.file}:${p.line}`)).toEqual([
+      'packages/system/bar/definition.yaml:1',
+      'packages/system/foo/definition.yaml:8',
+    ]);
+  });
+
+  it('validate --values with every flavor of the fixture', async () => {
+    const r = await cpm([
+      'tree',
+      'validate',
+      '--tree',
+      TREE,
+      '--values',
+      join(FIXTURE, 'values/teal-x86_64.yaml'),
+      '--values',
+      join(FIXTURE, 'values/blue-arm64.yaml'),
+    ]);
+    expect(r.code).toBe(0);
+  });
+
+  it('list --json', async () => {
+    const r = await cpm(['tree', 'list', '--json', '--tree', TREE]);
+    expect(r.code).toBe(0);
+    const list = JSON.parse(r.out) as Array<{ id: string; file: string }>;
+    expect(list).toHaveLength(77);
+    expect(list.find((p) => p.id === 'system/cos-setup@0.6.5')?.file).toBe(
+      'packages/cos-setup/definition.yaml',
+    );
+  });
+
+  it('deps meta/cos-minimal prints the closure as a tree', async () => {
+    const r = await cpm(['tree', 'deps', 'meta/cos-minimal', '--tree', TREE]);
+    expect(r.code).toBe(0);
+    expect(r.out.split('\n')[0]).toBe('meta/cos-minimal@0.24.1');
+    expect(r.out).toContain(
+      '│   ├── meta/toolchain@0.24.1\n│   │   ├── toolchain/elemental-cli@0.20230217 (>0.0.10)',
+    );
+    expect(r.out).toContain('24 package(s) in the runtime closure of meta/cos-minimal@0.24.1');
+    const j = await cpm(['tree', 'deps', 'meta/cos-minimal@>=0.24', '--json', '--tree', TREE]);
+    expect((JSON.parse(j.out) as { closure: string[] }).closure).toHaveLength(24);
+  });
+
+  it('deps shows unresolved requirements clearly', async () => {
+    const r = await cpm(['tree', 'deps', 'system/foo', '--tree', brokenTree()]);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('system/bar — UNRESOLVED');
+    expect(r.out).toContain('system/bar any version (required by system/foo@1.0)');
+    expect(r.err).toContain('the tree has 2 problem(s)');
+  });
+
+  it('deps of an unknown package exits 5; a bad ref exits 2', async () => {
+    expect((await cpm(['tree', 'deps', 'nope/nothing', '--tree', TREE])).code).toBe(5);
+    const bad = await cpm(['tree', 'deps', 'meta/cos-minimal@', '--tree', TREE]);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain('has "@" but no version');
+  });
+
+  it('graph --format dot|json', async () => {
+    const dot = await cpm(['tree', 'graph', '--tree', TREE]);
+    expect(dot.code).toBe(0);
+    expect(dot.out).toMatch(/^digraph packages \{/);
+    expect(dot.out).toContain('"meta/cos-minimal@0.24.1" -> "meta/cos-core@0.24.1";');
+    const json = await cpm(['tree', 'graph', '--format', 'json', '--tree', TREE]);
+    const g = JSON.parse(json.out) as { nodes: string[]; edges: unknown[] };
+    expect(g.nodes).toHaveLength(77);
+    expect((await cpm(['tree', 'graph', '--format', 'svg', '--tree', TREE])).code).toBe(2);
+  });
+
+  it('render PKG --values F prints the rendered build spec', async () => {
+    const r = await cpm([
+      'tree',
+      'render',
+      'system/cos',
+      '--tree',
+      TREE,
+      '--values',
+      join(FIXTURE, 'values/teal-x86_64.yaml'),
+    ]);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('- name: "elemental-selinux"');
+    expect(r.out).not.toContain('{{');
+    const blue = await cpm([
+      'tree',
+      'render',
+      'system/cos',
+      '--tree',
+      TREE,
+      '--values',
+      join(FIXTURE, 'values/blue-x86_64.yaml'),
+    ]);
+    expect(blue.out).not.toContain('elemental-selinux');
+  });
+
+  it("uses cpm's own packages-tree/ by default, from any working directory", async () => {
+    const r = await cpm(['tree', 'list', '--json'], tmpdir());
+    expect(r.code).toBe(0);
+    const list = JSON.parse(r.out) as Array<{ file: string }>;
+    expect(list.length).toBeGreaterThan(0);
+    expect(list.every((p) => p.file.startsWith('packages-tree/'))).toBe(true);
+  });
+});

@@ -1,0 +1,143 @@
+/**
+ * The single-file cpm (npm run build:dist) runs where there is no Node at all: a Debian minbase
+ * root under bubblewrap. Builds the executable once (~10 s once the Node runtime is cached) and a
+ * minbase root once per day (mmdebstrap, ~1 min), cached in bench/.work/. Set CPM_SKIP_SEA=1 to
+ * skip on machines without network access to the npm registry and Debian mirrors.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+
+const project = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const skip = process.env.CPM_SKIP_SEA === '1';
+const arch = process.arch === 'arm64' ? 'arm64' : 'x64';
+const binary = path.join(project, 'out', `cpm-linux-${arch}`);
+const version = (
+  JSON.parse(await fsp.readFile(path.join(project, 'package.json'), 'utf8')) as { version: string }
+).version;
+
+function run(cmd: string, args: string[], opts: { cwd?: string } = {}) {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', cwd: opts.cwd, maxBuffer: 1 << 26 });
+  if (r.error) throw r.error;
+  return r;
+}
+
+async function distIsStale(): Promise<boolean> {
+  const main = path.join(project, 'dist', 'cli', 'main.js');
+  if (!existsSync(main)) return true;
+  const built = (await fsp.stat(main)).mtimeMs;
+  for (const f of await fsp.readdir(path.join(project, 'src'), { recursive: true })) {
+    if (f.endsWith('.ts') && (await fsp.stat(path.join(project, 'src', f))).mtimeMs > built)
+      return true;
+  }
+  return false;
+}
+
+/** A Debian minbase root (no Node), made once a day and kept in bench/.work/. */
+async function minbaseRoot(): Promise<string> {
+  const day = new Date().toISOString().slice(0, 10);
+  const base = path.join(project, 'bench', '.work', `minbase-${day}`);
+  const root = path.join(base, 'root');
+  if (existsSync(path.join(base, 'done'))) return root;
+  await fsp.rm(base, { recursive: true, force: true });
+  await fsp.mkdir(root, { recursive: true });
+  const tar = path.join(base, 'minbase.tar');
+  const mm = run('mmdebstrap', ['--quiet', '--variant=minbase', '--format=tar', 'bookworm', tar]);
+  expect(mm.status, mm.stderr).toBe(0);
+  // Device nodes cannot be made without root; bwrap supplies /dev anyway.
+  const x = run('tar', ['-xf', tar, '-C', root, '--exclude=./dev/*', '--no-same-owner']);
+  expect(x.status, x.stderr).toBe(0);
+  await fsp.rm(tar);
+  await fsp.writeFile(path.join(base, 'done'), day);
+  return root;
+}
+
+describe.skipIf(skip)('single-file cpm (SEA)', () => {
+  let root: string;
+
+  beforeAll(async () => {
+    // `npm test` builds dist/ first; rebuild only when it is missing or older than src/ (tsc
+    // rewrites every file, which other tests running at the same time should not see).
+    if (await distIsStale()) {
+      const b = run('npm', ['run', '--silent', 'build'], { cwd: project });
+      expect(b.status, b.stdout + b.stderr).toBe(0);
+    }
+    const built = run(process.execPath, [path.join(project, 'build', 'sea.mjs')], { cwd: project });
+    expect(built.status, built.stderr).toBe(0);
+    root = await minbaseRoot();
+  }, 600_000);
+
+  const inRoot = (args: string[]) =>
+    run('bwrap', [
+      '--bind',
+      root,
+      '/',
+      '--dev',
+      '/dev',
+      '--proc',
+      '/proc',
+      '--tmpfs',
+      '/tmp',
+      '--ro-bind',
+      binary,
+      '/usr/local/bin/cpm',
+      '--ro-bind',
+      path.join(project, 'packages-tree'),
+      '/srv/packages-tree',
+      '--setenv',
+      'PATH',
+      '/usr/local/bin:/usr/bin:/bin',
+      '--unsetenv',
+      'SOURCE_DATE_EPOCH',
+      '--',
+      ...args,
+    ]);
+
+  it('the root really has no Node', () => {
+    const r = inRoot([
+      '/bin/sh',
+      '-c',
+      'command -v node nodejs; ls /usr/bin/node* 2>/dev/null; true',
+    ]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe('');
+  });
+
+  it('cpm --version', () => {
+    const r = inRoot(['cpm', '--version']);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe(version);
+  });
+
+  it('cpm tree list on a packages tree', () => {
+    const r = inRoot(['cpm', 'tree', 'list', '--tree', '/srv/packages-tree']);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^system\/cos-setup@\S+/m);
+  });
+
+  it('writes a zstd tar with the runtime’s built-in zstd (no zstd program in the root)', () => {
+    const r = inRoot([
+      '/bin/sh',
+      '-c',
+      'command -v zstd && exit 3; SOURCE_DATE_EPOCH=1700000000 cpm image tar --root /srv/packages-tree -o /tmp/t.tar.zst --compression zstd --no-xattrs --json && head -c 4 /tmp/t.tar.zst | od -An -tx1',
+    ]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/28 b5 2f fd/);
+  });
+
+  it('names the packages to install when no squashfs tool is there', () => {
+    const r = inRoot([
+      'cpm',
+      'image',
+      'squashfs',
+      '--root',
+      '/srv/packages-tree',
+      '-o',
+      '/tmp/x.sqfs',
+    ]);
+    expect(r.status).toBe(12);
+    expect(r.stderr).toMatch(/squashfs-tools-ng/);
+  });
+});

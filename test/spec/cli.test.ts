@@ -2,7 +2,7 @@
  * Real CLI runs of `node bin/cpm.js tree ...` (needs `npm run build`; `npm test` builds first).
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +22,82 @@ function cpm(args: string[], cwd = PROJECT): Promise<{ code: number; out: string
   });
 }
 
+function treeOf(files: Record<string, string>): string {
+  const root = join(mkdtempSync(join(tmpdir(), 'cpm-cli-')), 'packages');
+  for (const [p, text] of Object.entries(files)) {
+    mkdirSync(dirname(join(root, p)), { recursive: true });
+    writeFileSync(join(root, p), text);
+  }
+  return root;
+}
+
+const def = (name: string, version: string, extra = ''): string =>
+  `name: ${name}\ncategory: system\nversion: "${version}"\n${extra}`;
+const req = (n: string): string =>
+  `requires:\n  - {category: system, name: ${n}, version: ">=0"}\n`;
+const bomb = ['name: x', 'category: c', 'version: "1"', 'a0: &a0 [x, x, x, x, x, x, x, x, x]']
+  .concat(
+    Array.from(
+      { length: 9 },
+      (_, i) => `a${i + 1}: &a${i + 1} [${Array(9).fill(`*a${i}`).join(', ')}]`,
+    ),
+  )
+  .join('\n');
+
+/** Each broken shape alone in a tree: validate must name file:line and exit 1. */
+const BROKEN: Array<[string, Record<string, string>, RegExp]> = [
+  [
+    'syntax error',
+    { 's/foo/definition.yaml': 'name: foo\nversion: x: y\n' },
+    /^packages\/s\/foo\/definition\.yaml:2: YAML syntax/,
+  ],
+  [
+    'missing name',
+    { 's/foo/definition.yaml': 'category: s\nversion: "1"\n' },
+    /^packages\/s\/foo\/definition\.yaml:1: name: is missing$/,
+  ],
+  [
+    'missing version',
+    { 's/foo/definition.yaml': 'name: foo\n' },
+    /^packages\/s\/foo\/definition\.yaml:1: version: is missing$/,
+  ],
+  [
+    'bad version',
+    { 's/foo/definition.yaml': 'name: foo\nversion: "1.0!"\n' },
+    /^packages\/s\/foo\/definition\.yaml:2: version: "1\.0!" is not a valid version$/,
+  ],
+  [
+    'bad selector',
+    { 's/foo/definition.yaml': def('foo', '1', 'requires:\n  - {name: bar, version: ">>1"}\n') },
+    /^packages\/s\/foo\/definition\.yaml:5: requires\[0\]: version ">>1" is not a valid selector/,
+  ],
+  [
+    'duplicate definition',
+    { 'a/definition.yaml': def('foo', '1'), 'b/definition.yaml': def('foo', '1') },
+    /^packages\/b\/definition\.yaml:1: duplicate definition of system\/foo@1: defined at packages\/a\/definition\.yaml:1 and at packages\/b\/definition\.yaml:1$/,
+  ],
+  [
+    'build cycle',
+    {
+      'a/definition.yaml': def('a', '1'),
+      'a/build.yaml': req('b'),
+      'b/definition.yaml': def('b', '1'),
+      'b/build.yaml': req('a'),
+    },
+    /^packages\/a\/build\.yaml \(rendered\):2: requires: build-time requires cycle: system\/a@1 -> system\/b@1 -> system\/a@1/,
+  ],
+  [
+    'alias bomb',
+    { 'c/x/definition.yaml': bomb },
+    /^packages\/c\/x\/definition\.yaml:9: alias \*a4 expands the document beyond 100000 nodes/,
+  ],
+  [
+    'template error',
+    { 'a/definition.yaml': def('a', '1'), 'a/build.yaml': 'steps:\n{{ range .Values.x }}\n' },
+    /^packages\/a\/build\.yaml:2: template: unclosed \{\{range\}\}/,
+  ],
+];
+
 function brokenTree(): string {
   const root = join(mkdtempSync(join(tmpdir(), 'cpm-cli-')), 'packages');
   const put = (p: string, text: string): void => {
@@ -36,7 +112,7 @@ function brokenTree(): string {
   return root;
 }
 
-describe('cpm tree (CLI)', () => {
+describe.concurrent('cpm tree (CLI)', () => {
   beforeAll(() => {
     if (!existsSync(join(PROJECT, 'dist/cli/main.js'))) {
       throw new Error('dist/ is missing: run "npm run build" first (npm test does it)');
@@ -71,7 +147,23 @@ describe('cpm tree (CLI)', () => {
     ]);
   });
 
-  it('validate --values with every flavor of the fixture', async () => {
+  it.each(BROKEN)('validate: %s → file:line and exit 1', async (_name, files, re) => {
+    const r = await cpm(['tree', 'validate', '--tree', treeOf(files)]);
+    expect(r.code).toBe(1);
+    expect(r.out.split('\n')[0]).toMatch(re);
+  });
+
+  it('validate: a symlink loop → exit 1', async () => {
+    const dir = treeOf({ 's/foo/definition.yaml': def('foo', '1') });
+    symlinkSync('../..', join(dir, 's', 'foo', 'up'));
+    const r = await cpm(['tree', 'validate', '--tree', dir]);
+    expect(r.code).toBe(1);
+    expect(r.out.split('\n')[0]).toBe(
+      'packages/s/foo/up: symlink loop: this directory is packages again',
+    );
+  });
+
+  it('validate --values with two flavors of the fixture', async () => {
     const r = await cpm([
       'tree',
       'validate',

@@ -91,6 +91,13 @@ function lineOf(offset: number | undefined, text: string): number | undefined {
   return text.slice(0, offset).split('\n').length;
 }
 
+/** Relative local paths (dir, luet) in a file are relative to the file, like cpm.yaml's paths. */
+export function resolveLocalUrl(url: string, base: string): string {
+  if (/^[a-z]+:\/\//.test(url) && !url.startsWith('dir://')) return url;
+  const p = url.startsWith('dir://') ? url.slice('dir://'.length) : url;
+  return path.isAbsolute(p) ? url : path.resolve(base, p);
+}
+
 /** Parses one config file's text: a mapping or a list of mappings. */
 export function parseRepoFile(text: string, file: string): RepoConfig[] {
   const doc = parseDocument(text, { prettyErrors: false });
@@ -114,6 +121,7 @@ export function parseRepoFile(text: string, file: string): RepoConfig[] {
       ? node.toJSON()
       : (node as { toJSON?: () => unknown })?.toJSON?.();
     const entry = parseRepoEntry(raw, line ? `${file}:${line}` : file);
+    entry.urls = entry.urls.map((u) => resolveLocalUrl(u, path.dirname(path.resolve(file))));
     entry.file = file;
     if (line !== undefined) entry.line = line;
     out.push(entry);

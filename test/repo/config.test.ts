@@ -84,3 +84,18 @@ describe('repos.conf.d', () => {
     await expect(removeRepoConfig([conf], 'r1')).rejects.toMatchObject({ code: 'E_NOT_FOUND' });
   });
 });
+
+describe('the project repositories/ examples', () => {
+  it('load without problems; local paths resolve relative to the file', async () => {
+    const project = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+    const { repos, problems } = await loadRepoConfigs([path.join(project, 'repositories')]);
+    expect(problems).toEqual([]);
+    const local = repos.find((r) => r.name === 'local')!;
+    expect(local).toMatchObject({
+      type: 'dir',
+      enabled: true,
+      urls: [path.join(project, 'out/repo')],
+    });
+    expect(repos.find((r) => r.name === 'registry')).toMatchObject({ type: 'oci', enabled: false });
+  });
+});

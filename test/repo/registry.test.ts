@@ -300,7 +300,7 @@ describe('configured repositories: update, search, info, locate', () => {
     const file = path.join(dir, 'static/repo/blobs/sha256', layer.digest.slice(7));
     const good = await fsp.readFile(file);
     const bad = Buffer.from(good);
-    bad[bad.length - 1] ^= 0xff;
+    bad[bad.length - 1] = (bad[bad.length - 1] ?? 0) ^ 0xff;
     await fsp.writeFile(file, bad);
     try {
       const stream = await web.openLayer(b, layer);

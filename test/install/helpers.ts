@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import tar from 'tar-stream';
 import { afterAll } from 'vitest';
+import { CpmError } from '../../src/errors.js';
 import { fileLayer } from '../../src/install/index.js';
 import type { InstallStep, LayerSource } from '../../src/install/types.js';
 import { parseSelector } from '../../src/spec/version.js';
@@ -157,4 +158,15 @@ export function step(
     reason: 'explicit',
     ...extra,
   };
+}
+
+/** The CpmError a promise rejects with; fails the test when it resolves. */
+export async function failure(p: Promise<unknown>): Promise<CpmError> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof CpmError) return e;
+    throw e;
+  }
+  throw new Error('expected a CpmError, but the operation succeeded');
 }

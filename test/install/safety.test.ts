@@ -9,7 +9,7 @@ import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { CpmError } from '../../src/errors.js';
 import { installPackages, type LayerSource } from '../../src/install/index.js';
-import { rawLayer, step, tmpDir, type RawEntry } from './helpers.js';
+import { failure, rawLayer, step, tmpDir, type RawEntry } from './helpers.js';
 
 let root: string;
 let outside: string;
@@ -185,12 +185,10 @@ describe('GNU tar CVE-2025-45582: symlink in one archive, write through it in th
       await L([{ name: 'conf', type: 'symlink', linkname: '../../../../../../../..' + outside }]),
     ]);
     const before = snapshot();
-    const err = await installPackages(root, [
-      link,
-      step('b/write@1', [await L([{ name: 'conf/pwned', content: 'x' }])]),
-    ]).catch((e: unknown) => e as CpmError);
-    expect(err?.code).toBe('E_UNSAFE_ENTRY');
-    expect(err?.message).toContain('b/write@1');
+    const write = step('b/write@1', [await L([{ name: 'conf/pwned', content: 'x' }])]);
+    const err = await failure(installPackages(root, [link, write]));
+    expect(err.code).toBe('E_UNSAFE_ENTRY');
+    expect(err.message).toContain('b/write@1');
     expect(snapshot()).toBe(before);
   });
 });
@@ -299,10 +297,12 @@ describe('bounds', () => {
   it('refuses a layer whose bytes do not match its digest', async () => {
     const good = await L([{ name: 'x', content: 'x' }]);
     const before = snapshot();
-    const err = await installPackages(root, [
-      step('evil/digest@1', [{ ...good, digest: 'sha256:' + '0'.repeat(64) }]),
-    ]).catch((e: unknown) => e as CpmError);
-    expect(err?.code).toBe('E_DIGEST');
+    const err = await failure(
+      installPackages(root, [
+        step('evil/digest@1', [{ ...good, digest: 'sha256:' + '0'.repeat(64) }]),
+      ]),
+    );
+    expect(err.code).toBe('E_DIGEST');
     expect(snapshot()).toBe(before);
   });
 });

@@ -17,7 +17,7 @@ import {
   upgradePackages,
   verify,
 } from '../../src/install/index.js';
-import { dep, layerFromFiles, rawLayer, spec, step, tmpDir } from './helpers.js';
+import { dep, failure, layerFromFiles, rawLayer, spec, step, tmpDir } from './helpers.js';
 
 const dbText = (root: string): string =>
   readFileSync(path.join(root, 'var/lib/cpm/installed'), 'utf8');
@@ -31,10 +31,12 @@ describe('conflicts', () => {
     mkdirSync(path.join(root, 'opt'), { recursive: true });
     writeFileSync(path.join(root, 'opt/local-file'), 'mine');
     const before = dbText(root);
-    const err = await installPackages(root, [
-      step('b/two@1', [layerFromFiles({ 'usr/bin/shared': 'b', 'x/both': '1' })]),
-      step('c/three@1', [layerFromFiles({ 'x/both': '2', 'opt/local-file': 'theirs' })]),
-    ]).catch((e: unknown) => e as CpmError);
+    const err = await failure(
+      installPackages(root, [
+        step('b/two@1', [layerFromFiles({ 'usr/bin/shared': 'b', 'x/both': '1' })]),
+        step('c/three@1', [layerFromFiles({ 'x/both': '2', 'opt/local-file': 'theirs' })]),
+      ]),
+    );
     expect(err).toBeInstanceOf(CpmError);
     expect(err!.code).toBe('E_FILE_CONFLICT');
     const list = (err!.context.conflicts as Array<{ path: string; claimants: string[] }>).map(
@@ -67,12 +69,12 @@ describe('conflicts', () => {
   it('refuses a directory where a file is, even with force', async () => {
     const root = tmpDir();
     await installPackages(root, [step('a/one@1', [layerFromFiles({ 'srv/thing': 'file' })])]);
-    const err = await installPackages(
-      root,
-      [step('b/two@1', [layerFromFiles({ 'srv/thing/x': 'y' })])],
-      { force: true },
-    ).catch((e: unknown) => e as CpmError);
-    expect(err?.code).toBe('E_FILE_CONFLICT');
+    const err = await failure(
+      installPackages(root, [step('b/two@1', [layerFromFiles({ 'srv/thing/x': 'y' })])], {
+        force: true,
+      }),
+    );
+    expect(err.code).toBe('E_FILE_CONFLICT');
   });
 
   it('shares directories and follows merged-/usr symlinks', async () => {
@@ -174,8 +176,8 @@ describe('upgrade, uninstall, config files', () => {
       }),
     ]);
     expect(loadDb({ root }).reverseDeps('lib/base@1.2')).toEqual(['app/user@1']);
-    const err = await uninstallPackages(root, ['lib/base']).catch((e: unknown) => e as CpmError);
-    expect(err?.code).toBe('E_REQUIRED_BY');
+    const err = await failure(uninstallPackages(root, ['lib/base']));
+    expect(err.code).toBe('E_REQUIRED_BY');
     await uninstallPackages(root, ['lib/base'], { force: true });
     expect(listInstalled({ root }).map((p) => p.id)).toEqual(['app/user@1']);
   });
@@ -195,10 +197,11 @@ describe('upgrade, uninstall, config files', () => {
 
 describe('database and no-ops', () => {
   it('gives the same DB bytes for the same install and is a no-op when already installed', async () => {
+    // same layers (GNU tar stamps mtimes, so build them once) into two fresh roots
+    const l1 = layerFromFiles({ 'usr/bin/a': 'a', 'etc/a.conf': 'x' });
+    const l2 = layerFromFiles({ 'usr/bin/b': 'b' });
     const mk = async (): Promise<string> => {
       const root = tmpDir();
-      const l1 = layerFromFiles({ 'usr/bin/a': 'a', 'etc/a.conf': 'x' });
-      const l2 = layerFromFiles({ 'usr/bin/b': 'b' });
       const steps = [step('z/last@1', [l2]), step('a/first@1', [l1])];
       await installPackages(root, steps);
       const text = dbText(root);
@@ -252,11 +255,9 @@ describe('lock and signals', () => {
     writeFileSync(path.join(dbDir, 'lock'), `${holder.pid}\n`);
     try {
       const s = step('a/x@1', [layerFromFiles({ x: '1' })]);
-      const err = await installPackages(root, [s], { noWait: true }).catch(
-        (e: unknown) => e as CpmError,
-      );
-      expect(err?.code).toBe('E_LOCKED');
-      expect(err?.message).toContain(`pid ${holder.pid}`);
+      const err = await failure(installPackages(root, [s], { noWait: true }));
+      expect(err.code).toBe('E_LOCKED');
+      expect(err.message).toContain(`pid ${holder.pid}`);
       const rep = silentReporter();
       const p = installPackages(root, [s], { reporter: rep });
       await new Promise((r) => setTimeout(r, 250));
@@ -278,8 +279,8 @@ describe('lock and signals', () => {
     const layer = layerFromFiles(files);
     const p = applyTransaction(root, { install: [step('b/new@1', [layer])], remove: ['a/old'] });
     setImmediate(() => process.emit('SIGTERM', 'SIGTERM'));
-    const err = await p.catch((e: unknown) => e as CpmError);
-    expect(err?.code).toBe('E_INTERRUPTED');
+    const err = await failure(p);
+    expect(err.code).toBe('E_INTERRUPTED');
     expect(dbText(root)).toBe(before);
     expect(existsSync(path.join(root, 'usr/many'))).toBe(false);
     expect(readFileSync(path.join(root, 'usr/old'), 'utf8')).toBe('o');

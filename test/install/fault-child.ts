@@ -1,0 +1,29 @@
+/**
+ * Child process for the crash-consistency test: runs one transaction described on argv and exits.
+ * The parent sets CPM_FAULT_AT so this process SIGKILLs itself at a chosen filesystem operation.
+ */
+import { applyTransaction, fileLayer } from '../../src/install/index.js';
+import type { InstallStep } from '../../src/install/types.js';
+
+interface Job {
+  root: string;
+  install: Array<
+    Omit<InstallStep, 'layers'> & {
+      layers: Array<{ file: string; mediaType: string; digest: string }>;
+    }
+  >;
+  remove: string[];
+}
+
+const job = JSON.parse(process.argv[2]!) as Job;
+await applyTransaction(
+  job.root,
+  {
+    install: job.install.map((s) => ({
+      ...s,
+      layers: s.layers.map((l) => fileLayer(l.file, l.mediaType, l.digest)),
+    })),
+    remove: job.remove,
+  },
+  { noFinalizers: true },
+);

@@ -1,0 +1,228 @@
+/**
+ * SIGKILL at every filesystem-operation index of an install, an upgrade and an uninstall; then
+ * recovery must leave exactly the old or the new state, with the DB matching the disk, verify
+ * clean and nothing orphaned. The child is bundled once with esbuild so each run starts fast.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import {
+  cpSync,
+  existsSync,
+  lstatSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+} from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { installPackages, recover, verify, type LayerSource } from '../../src/install/index.js';
+import { rawLayer, step, tmpDir, layerFromFiles } from './helpers.js';
+import type { InstallStep } from '../../src/install/types.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+let child: string;
+
+beforeAll(async () => {
+  child = path.join(tmpDir('cpm-fault-'), 'child.mjs');
+  await build({
+    entryPoints: [path.join(here, 'fault-child.ts')],
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    outfile: child,
+    logLevel: 'silent',
+    // tar-stream and friends are CommonJS and require node builtins
+    banner: {
+      js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
+    },
+  });
+});
+
+/** Layer sources made by helpers are files; recover their paths for the child. */
+function describeStep(s: InstallStep, files: Map<LayerSource, string>): unknown {
+  return {
+    ...s,
+    layers: s.layers.map((l) => ({
+      file: files.get(l)!,
+      mediaType: l.mediaType,
+      digest: l.digest,
+    })),
+  };
+}
+
+/** Every path under the root with type, mode, and content hash or link target. */
+function snapshot(root: string): string {
+  const out: string[] = [];
+  const walk = (rel: string): void => {
+    for (const name of readdirSync(path.join(root, rel)).sort()) {
+      const r = rel ? `${rel}/${name}` : name;
+      if (r === 'var/lib/cpm/lock') continue;
+      const abs = path.join(root, r);
+      const st = lstatSync(abs);
+      const mode = (st.mode & 0o7777).toString(8);
+      if (st.isDirectory()) {
+        out.push(`${r} d ${mode}`);
+        walk(r);
+      } else if (st.isSymbolicLink()) out.push(`${r} l ${readlinkSync(abs)}`);
+      else
+        out.push(`${r} f ${mode} ${createHash('sha256').update(readFileSync(abs)).digest('hex')}`);
+    }
+  };
+  walk('');
+  return out.join('\n');
+}
+
+function runChild(
+  job: unknown,
+  env: Record<string, string>,
+): Promise<{ code: number | null; signal: string | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [child, JSON.stringify(job)], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    p.on('close', (code, signal) => resolve({ code, signal, stderr }));
+  });
+}
+
+interface Scenario {
+  name: string;
+  prepare: (root: string) => Promise<void>;
+  job: (root: string) => unknown;
+}
+
+async function runScenario(sc: Scenario): Promise<void> {
+  const dir = tmpDir('cpm-fault-sc-');
+  const template = path.join(dir, 'template');
+  await sc.prepare(template);
+  const oldState = snapshot(template);
+  const fresh = (name: string): string => {
+    const r = path.join(dir, name);
+    cpSync(template, r, { recursive: true, verbatimSymlinks: true, preserveTimestamps: true });
+    return r;
+  };
+  // learn the op count and the new state
+  const full = fresh('full');
+  const countFile = path.join(dir, 'count');
+  const ok = await runChild(sc.job(full), { CPM_FAULT_COUNT: countFile });
+  expect(ok.code, ok.stderr).toBe(0);
+  const newState = snapshot(full);
+  expect(newState).not.toBe(oldState);
+  const total = Number(readFileSync(countFile, 'utf8'));
+  expect(total).toBeGreaterThan(10);
+
+  const indexes = Array.from({ length: total }, (_, i) => i + 1);
+  let seenOld = 0;
+  let seenNew = 0;
+  const worker = async (): Promise<void> => {
+    for (;;) {
+      const i = indexes.shift();
+      if (i === undefined) return;
+      const root = fresh(`r${i}`);
+      const r = await runChild(sc.job(root), { CPM_FAULT_AT: String(i) });
+      expect(r.signal, `op ${i}: ${r.stderr}`).toBe('SIGKILL');
+      await recover(root);
+      const state = snapshot(root);
+      const isOld = state === oldState;
+      const isNew = state === newState;
+      expect(
+        isOld || isNew,
+        `${sc.name}: after SIGKILL at op ${i}/${total} the root is neither old nor new`,
+      ).toBe(true);
+      if (isOld) seenOld++;
+      else seenNew++;
+      expect((await verify({ root })).problems, `op ${i}`).toEqual([]);
+      expect(existsSync(path.join(root, '.cpm-tx'))).toBe(false);
+      expect(existsSync(path.join(root, 'var/lib/cpm/journal'))).toBe(false);
+      expect(existsSync(path.join(root, 'var/lib/cpm/installed.new'))).toBe(false);
+      rmSync(root, { recursive: true, force: true });
+    }
+  };
+  await Promise.all([worker(), worker(), worker(), worker()]);
+  expect(seenOld).toBeGreaterThan(0);
+  expect(seenNew).toBeGreaterThan(0);
+}
+
+describe('SIGKILL at every filesystem operation, then recovery', () => {
+  const files = new Map<LayerSource, string>();
+  const v1 = async (): Promise<InstallStep> =>
+    step('app/svc@1.0', [
+      layerFromFiles(
+        {
+          'usr/bin/svc': 'v1',
+          'usr/lib/svc/old.so': 'old',
+          'etc/svc.conf': 'port=1\n',
+          'usr/share/doc/svc/README': 'r',
+        },
+        'none',
+      ),
+    ]);
+  // helpers' fileLayer keeps the path private: re-read it from the open() stream
+  const fileOf = async (l: LayerSource): Promise<string> => {
+    const s = (await l.open()) as unknown as { path: string; destroy(): void };
+    s.destroy();
+    return s.path;
+  };
+  const job = async (root: string, install: InstallStep[], remove: string[]): Promise<unknown> => {
+    for (const s of install) for (const l of s.layers) files.set(l, await fileOf(l));
+    return { root, install: install.map((s) => describeStep(s, files)), remove };
+  };
+
+  it('install, upgrade and uninstall', async () => {
+    const base = step('base/root@1', [
+      await rawLayer([
+        { name: 'etc/', type: 'directory' },
+        { name: 'etc/os-release', content: 'ID=x\n' },
+        { name: 'usr/bin/', type: 'directory' },
+      ]),
+    ]);
+    const pkg1 = await v1();
+    const pkg2 = step('app/svc@2.0', [
+      layerFromFiles(
+        {
+          'usr/bin/svc': 'v2',
+          'usr/bin/svc-helper': 'h',
+          'etc/svc.conf': 'port=1\nnew=1\n',
+          'usr/share/svc/data/x': 'x',
+          'usr/share/doc/svc/README': 'r2',
+        },
+        'none',
+      ),
+    ]);
+    const installJob = await job('', [pkg1], []);
+    const upgradeJob = await job('', [pkg2], []);
+    const uninstallJob = await job('', [], ['app/svc']);
+    const scenarios: Scenario[] = [
+      {
+        name: 'install',
+        prepare: async (r) => {
+          await installPackages(r, [base]);
+        },
+        job: (root) => ({ ...(installJob as object), root }),
+      },
+      {
+        name: 'upgrade',
+        prepare: async (r) => {
+          await installPackages(r, [base, pkg1]);
+          execFileSync('sh', ['-c', `echo 'port=9' > ${r}/etc/svc.conf`]);
+        },
+        job: (root) => ({ ...(upgradeJob as object), root }),
+      },
+      {
+        name: 'uninstall',
+        prepare: async (r) => {
+          await installPackages(r, [base, pkg2]);
+          execFileSync('sh', ['-c', `echo 'port=9' > ${r}/etc/svc.conf`]);
+        },
+        job: (root) => ({ ...(uninstallJob as object), root }),
+      },
+    ];
+    for (const sc of scenarios) await runScenario(sc);
+  }, 120_000);
+});

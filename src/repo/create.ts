@@ -174,7 +174,9 @@ export async function createRepository(
       async (p) => {
         const id = packageId(p);
         const entry = entryOf(p, opts.treeRoot);
-        newest = Math.max(newest, await mtimeOf(p.source?.file));
+        // Read before assigning: `newest = Math.max(newest, await …)` would lose concurrent updates.
+        const defMtime = await mtimeOf(p.source?.file);
+        newest = Math.max(newest, defMtime);
         const meta = { ...entry, contentKey: undefined, source: undefined };
         if (!p.payloadDir) {
           entry.contentKey = contentKey({ meta });

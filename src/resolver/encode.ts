@@ -27,6 +27,7 @@ const cmpStr = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 export class Encoding {
   readonly sat = new SatSolver();
+  /** Package of each var; sparse, since job activation vars interleave with package vars. */
   readonly specs: PackageSpec[] = [];
   readonly tags: Tag[] = [];
   /** BFS distance from the request, per var (for ordering explanations and optimisation). */
@@ -152,7 +153,8 @@ export class Encoding {
     }
     const seenPairs = new Set<string>();
     for (let v = 0; v < this.specs.length; v++) {
-      const s = this.specs[v]!;
+      const s = this.specs[v];
+      if (!s) continue; // a job's activation var
       for (const dep of s.conflicts) {
         const fam = familyKey(dep);
         const targets: number[] = [];
@@ -180,13 +182,15 @@ export class Encoding {
     }
   }
 
-  /** A job: one of `cands` must be installed. */
-  job(op: string, family: string, selector: Selector, cands: number[]): void {
+  /** A job: one of `cands` must be installed while the returned activation var is true. */
+  job(op: string, family: string, selector: Selector, cands: number[]): number {
+    const act = this.sat.newVar();
     this.sat.addRequire(
-      null,
+      act,
       cands.map(pos),
       this.tag({ kind: 'job', op, family, selector, cands }),
     );
+    return act;
   }
 
   /** Keeps an installed family installed (in some version, the installed one preferred). */
@@ -197,7 +201,9 @@ export class Encoding {
   /** Vars true in the last model. */
   chosen(): number[] {
     const out: number[] = [];
-    for (let v = 0; v < this.specs.length; v++) if (this.sat.modelValue(v)) out.push(v);
+    for (let v = 0; v < this.specs.length; v++) {
+      if (this.specs[v] && this.sat.modelValue(v)) out.push(v);
+    }
     return out;
   }
 

@@ -112,44 +112,30 @@ function solveJobs(
       });
     }
   }
-  // Unsatisfiable jobs are reported one independent problem at a time (all offenders), by
-  // re-solving without the targets already explained.
   const bad = new Set(problems.map((p) => p.package));
-  let remaining = targets.filter((t) => !bad.has(familyKey(t)));
-  for (let round = 0; round < 16; round++) {
-    const attempt = attemptSolve(universe, inst, remaining, op);
-    if (attempt.plan) {
-      return problems.length > 0 ? failedPlan(problems, installedSpecs) : attempt.plan;
-    }
-    problems.push(attempt.problem!);
-    const blamed = new Set(attempt.blamedTargets);
-    if (blamed.size === 0) break;
-    remaining = remaining.filter((t) => !blamed.has(familyKey(t)));
-  }
-  return failedPlan(problems, installedSpecs);
+  const remaining = targets.filter((t) => !bad.has(familyKey(t)));
+  const attempt = solveEncoded(universe, inst, remaining, op);
+  problems.push(...attempt.problems);
+  if (problems.length > 0 || !attempt.plan) return failedPlan(problems, installedSpecs);
+  return attempt.plan;
 }
 
-interface Attempt {
-  plan?: Plan;
-  problem?: Problem;
-  blamedTargets: string[];
-}
-
-function attemptSolve(
+function solveEncoded(
   universe: Universe,
   inst: readonly InstalledPackage[],
   targets: Target[],
   op: 'install' | 'upgrade',
-): Attempt {
+): { plan?: Plan; problems: Problem[] } {
   const enc = new Encoding(
     universe,
     inst.map((i) => i.spec),
   );
-  const installedVar = new Map<string, number>();
   const targetFams = new Set(targets.map(familyKey));
   const upgradeAll = op === 'upgrade' && targets.length === 0;
   /** Family → vars in preference order (rank 0 best). */
   const pref = new Map<string, number[]>();
+  /** Each install job hangs off an activation literal, assumed true, so a failing one can be dropped. */
+  const jobActs: number[] = [];
 
   for (const t of targets) {
     if (op !== 'install') continue;
@@ -160,14 +146,13 @@ function attemptSolve(
     // Keep the installed version when it already satisfies the request (install never upgrades).
     const ordered =
       iv !== undefined && cands.includes(iv) ? [iv, ...cands.filter((c) => c !== iv)] : cands;
-    enc.job('install', fam, t.selector, ordered);
+    jobActs.push(enc.job('install', fam, t.selector, ordered));
     pref.set(fam, [...ordered.filter((c) => familyKey(enc.specs[c]!) === fam)]);
   }
   for (const i of inst) {
     const fam = familyKey(i.spec);
     const vars = enc.family(fam, 0);
     const iv = enc.varOfId(packageId(i.spec))!;
-    installedVar.set(fam, iv);
     if (op === 'install' && targetFams.has(fam)) continue; // the job already covers it
     const upgrading = upgradeAll || (op === 'upgrade' && targetFams.has(fam));
     if (upgrading) {
@@ -187,14 +172,22 @@ function attemptSolve(
   enc.close();
 
   const sat = enc.sat;
-  if (!sat.solve()) {
-    const core = sat.unsatCore();
-    const explained = explainCore(enc, core);
-    return {
-      problem: explained.problem,
-      blamedTargets: explained.jobs,
-    };
+  // All offenders: explain a failing group of jobs, drop it, solve again with the others.
+  const problems: Problem[] = [];
+  let active = jobActs.map(pos);
+  for (;;) {
+    if (sat.solve(active)) break;
+    const failed = sat.assumptionCore;
+    if (!failed) {
+      problems.push(explainCore(enc, sat.unsatCore()).problem);
+      return { problems };
+    }
+    problems.push(explainCore(enc, failed.tags).problem);
+    const drop = new Set(failed.assumptions);
+    active = active.filter((a) => !drop.has(a));
   }
+  if (problems.length > 0) return { problems };
+  for (const a of active) sat.addClause([a], enc.optimiseTag);
 
   // Lexicographic preference: requested families, installed families, then the rest in BFS order.
   const order: string[] = [];
@@ -244,7 +237,7 @@ function attemptSolve(
     new Set(),
     targets.map(familyKey),
   );
-  return { plan, blamedTargets: [] };
+  return { plan, problems: [] };
 }
 
 const ANY_SEL: Selector = { raw: '', any: true, constraints: [] };

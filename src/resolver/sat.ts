@@ -253,7 +253,7 @@ export class SatSolver {
         }
         this.enqueue(first, ci);
       }
-      ws.length = j;
+      if (j !== n) ws.length = j;
     }
     return -1;
   }
@@ -359,6 +359,7 @@ export class SatSolver {
    * false otherwise means UNSAT under the assumptions only.
    */
   solve(assumptions: readonly number[] = []): boolean {
+    this.failedCore = null;
     if (this.rootConflict >= 0) return false;
     this.cancelUntil(0);
     const c0 = this.propagate();
@@ -393,6 +394,7 @@ export class SatSolver {
         const a = assumptions[dl]!;
         const val = this.value(a);
         if (val === -1) {
+          this.failedCore = this.traceFailed(a);
           this.cancelUntil(0);
           return false;
         }
@@ -410,6 +412,56 @@ export class SatSolver {
       this.trailLim.push(this.trailLen);
       this.enqueue(d, NO_REASON);
     }
+  }
+
+  private failedCore: { tags: number[]; assumptions: number[] } | null = null;
+
+  /**
+   * Why assumption `a` is false: the tags of the clauses in its implication chain (expanding learned
+   * clauses into their sources) and the assumptions the chain rests on (including `a`).
+   */
+  private traceFailed(a: number): { tags: number[]; assumptions: number[] } {
+    const tags = new Set<number>();
+    const assumptions = new Set<number>([a]);
+    const seenVar = new Uint8Array(this.nVars);
+    const seenClause = new Set<number>();
+    const vars = [a >> 1];
+    const learned: number[] = [];
+    const visitClause = (ci: number, viaProof: boolean): void => {
+      if (seenClause.has(ci)) return;
+      seenClause.add(ci);
+      const tag = this.tags[ci]!;
+      if (tag >= 0) tags.add(tag);
+      const ante = this.antecedents[ci];
+      if (ante) for (const x of ante) learned.push(x);
+      const lits = this.clauses[ci]!;
+      for (let k = 0; k < lits.length; k++) {
+        const u = lits[k]! >> 1;
+        // Inside a learned clause's proof only the level-0 literals it dropped still need reasons.
+        if (!viaProof || (this.assign[u] !== 0 && this.level[u] === 0)) vars.push(u);
+      }
+    };
+    while (vars.length > 0 || learned.length > 0) {
+      if (vars.length === 0) {
+        visitClause(learned.pop()!, true);
+        continue;
+      }
+      const v = vars.pop()!;
+      if (seenVar[v] || this.assign[v] === 0) continue;
+      seenVar[v] = 1;
+      if (this.reason[v] === NO_REASON) {
+        // Every decision so far is an assumption (failure is detected while placing them).
+        assumptions.add(this.assign[v] === 1 ? pos(v) : neg(v));
+        continue;
+      }
+      visitClause(this.reasonOf(v), false);
+    }
+    return { tags: [...tags].sort((x, y) => x - y), assumptions: [...assumptions] };
+  }
+
+  /** After solve() returned false under assumptions: the core and the assumptions involved. */
+  get assumptionCore(): { tags: number[]; assumptions: number[] } | null {
+    return this.failedCore;
   }
 
   get rootUnsat(): boolean {

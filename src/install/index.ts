@@ -52,6 +52,21 @@ export async function uninstallPackages(
     if (!p) throw new CpmError('E_NOT_FOUND', `${r} is not installed`, { context: { package: r } });
     ids.add(p.id);
   }
+  if (opts.full) {
+    // luet --full: also drop packages pulled in as dependencies (transitively) that no
+    // remaining package requires; explicitly installed ones and bases stay
+    for (let changed = true; changed;) {
+      changed = false;
+      for (const p of db.list()) {
+        if (ids.has(p.id) || p.base || p.reason !== 'dependency') continue;
+        const users = db.reverseDeps(p.id);
+        if (users.length > 0 && users.every((u) => ids.has(u))) {
+          ids.add(p.id);
+          changed = true;
+        }
+      }
+    }
+  }
   if (!opts.force) {
     for (const id of ids) {
       const users = db.reverseDeps(id).filter((u) => !ids.has(u));

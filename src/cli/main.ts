@@ -8,6 +8,7 @@ import { registerOci } from './commands/oci.js';
 import { registerRepo } from './commands/repo.js';
 import { registerInstall } from './commands/install.js';
 import { registerImage } from './commands/image.js';
+import { registerRootfs } from './commands/rootfs.js';
 
 /** Defined by the single-file build (build/sea.mjs), which has no package.json beside it. */
 declare const __CPM_VERSION__: string | undefined;
@@ -34,6 +35,7 @@ export function buildProgram(): Command {
   registerRepo(program);
   registerInstall(program);
   registerImage(program);
+  registerRootfs(program);
   return program;
 }
 

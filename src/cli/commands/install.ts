@@ -1,16 +1,28 @@
 import type { Command } from 'commander';
-import { databaseDir, loadConfig } from '../../config.js';
-import { CpmError } from '../../errors.js';
+import path from 'node:path';
+import { databaseDir, loadConfig, type CpmConfig } from '../../config.js';
+import { CpmError, EXIT_CODES } from '../../errors.js';
 import {
   createReporter,
   filesOf,
   listInstalled,
   ownersOf,
   recover,
-  uninstallPackages,
   verify,
+  type Reporter,
   type RootRef,
 } from '../../install/index.js';
+import {
+  applyOperation,
+  planError,
+  planOperation,
+  type Operation,
+  type OperationResult,
+  type OpsContext,
+  type PlannedOperation,
+} from '../../install/ops.js';
+import type { PackageSource } from '../../install/source.js';
+import { formatPlan } from '../../resolver/request.js';
 import { printJson } from '../output.js';
 
 interface RootOpts {
@@ -22,14 +34,15 @@ interface RootOpts {
 }
 
 /** --root (else config system.rootfs) and the DB dir config puts in it. */
-function rootRef(cmd: Command): RootRef & { finalizerEnv: Record<string, string> } {
+function rootRef(cmd: Command): RootRef & { finalizerEnv: Record<string, string>; cfg: CpmConfig } {
   const o = cmd.optsWithGlobals<RootOpts>();
   const cfg = loadConfig(o.config);
-  const root = o.root ?? cfg.system.rootfs;
+  const root = path.resolve(o.root ?? cfg.system.rootfs);
   return {
     root,
     dbDir: databaseDir(cfg, root),
     finalizerEnv: Object.fromEntries(cfg.finalizer_envs.map((e) => [e.key, e.value])),
+    cfg,
   };
 }
 
@@ -37,6 +50,150 @@ function common(cmd: Command): Command {
   return cmd
     .option('--root <dir>', 'target root (default: system.rootfs from config, "/")')
     .option('--json', 'machine-readable output');
+}
+
+interface OpCli {
+  root?: string;
+  json?: boolean;
+  yes?: boolean;
+  dryRun?: boolean;
+  tree?: string;
+  repo?: string[];
+  force?: boolean;
+  full?: boolean;
+  finalizers?: boolean;
+  wait?: boolean;
+  quiet?: boolean;
+  verbose?: boolean;
+  plainHttp?: boolean;
+}
+
+function sourceOf(o: OpCli): PackageSource {
+  if (o.tree && o.repo?.length)
+    throw new CpmError('E_USAGE', '--tree and --repo cannot be combined', {
+      hint: 'build the tree into a repository with cpm repo create, then use --repo twice',
+    });
+  if (o.tree) return { kind: 'tree', dir: path.resolve(o.tree) };
+  if (o.repo?.length) return { kind: 'repo', urls: o.repo };
+  return { kind: 'configured' };
+}
+
+function reporterOf(o: OpCli): Reporter {
+  return createReporter({
+    ...(o.json ? { mode: 'json' as const } : {}),
+    quiet: o.quiet,
+    verbose: o.verbose,
+  });
+}
+
+/** Asks on the terminal; only called when stdin and stderr are TTYs. */
+async function confirm(question: string): Promise<boolean> {
+  const { createInterface } = await import('node:readline/promises');
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    const a = (await rl.question(question)).trim().toLowerCase();
+    return a === '' || a === 'y' || a === 'yes';
+  } finally {
+    rl.close();
+  }
+}
+
+function printResult(r: OperationResult, o: OpCli): void {
+  const t = r.transaction;
+  if (o.json) {
+    printJson({
+      ...r.planned.json,
+      installed: t?.installed ?? [],
+      removed: t?.removed ?? [],
+      unchanged: t?.unchanged ?? [],
+      forcedConflicts: t?.forcedConflicts ?? [],
+      cpmnew: t?.cpmnew ?? [],
+      cpmsave: t?.cpmsave ?? [],
+      finalizerErrors: (t?.finalizerErrors ?? []).map((e) => e.toJSON()),
+    });
+  } else if (!t) {
+    if (!o.quiet) process.stdout.write('nothing to do\n');
+  } else if (!o.quiet) {
+    for (const id of t.installed) process.stdout.write(`installed ${id}\n`);
+    for (const id of t.removed) process.stdout.write(`removed ${id}\n`);
+    for (const c of t.forcedConflicts)
+      process.stdout.write(`took over /${c.path} from ${c.claimants.slice(0, -1).join(', ')}\n`);
+    for (const p of t.cpmnew)
+      process.stdout.write(`kept changed /${p}, new version in /${p}.cpmnew\n`);
+    for (const p of t.cpmsave) process.stdout.write(`kept changed /${p} as /${p}.cpmsave\n`);
+  }
+  for (const e of t?.finalizerErrors ?? []) {
+    if (!o.json) process.stderr.write(`cpm: ${e.message}\n`);
+    process.exitCode = EXIT_CODES.E_FINALIZER;
+  }
+}
+
+/** The shared flow of install / upgrade / reinstall / uninstall. */
+async function runOp(op: Operation, refs: string[], o: OpCli, cmd: Command): Promise<void> {
+  const ref = rootRef(cmd);
+  const ctx: OpsContext = {
+    root: ref.root,
+    dbDir: ref.dbDir!,
+    config: ref.cfg,
+    source: sourceOf(o),
+    finalizerEnv: ref.finalizerEnv,
+    ...(o.plainHttp ? { plainHttp: true } : {}),
+  };
+  const opts = {
+    force: o.force,
+    full: o.full,
+    noFinalizers: o.finalizers === false,
+    noWait: o.wait === false,
+    ...(o.quiet || o.json ? {} : { log: (l: string) => process.stderr.write(`${l}\n`) }),
+  };
+  const planned: PlannedOperation = await planOperation(ctx, op, refs, opts);
+  if (o.dryRun) {
+    await planned.repos?.close();
+    if (o.json) printJson(planned.json);
+    else process.stdout.write(formatPlan(planned.plan));
+    if (!planned.plan.satisfiable) process.exitCode = EXIT_CODES[planError(planned.plan).code];
+    return;
+  }
+  // Without a terminal (Dockerfile RUN, CI) there is nobody to ask: go ahead.
+  if (
+    !o.yes &&
+    !o.json &&
+    planned.plan.satisfiable &&
+    !planned.noop &&
+    process.stdin.isTTY &&
+    process.stderr.isTTY
+  ) {
+    process.stderr.write(formatPlan(planned.plan));
+    if (!(await confirm('Proceed? [Y/n] '))) {
+      await planned.repos?.close();
+      process.stderr.write('cancelled, nothing was changed\n');
+      process.exitCode = 1;
+      return;
+    }
+  }
+  const reporter = reporterOf(o);
+  printResult(await applyOperation(ctx, planned, { ...opts, reporter }), o);
+}
+
+/** Options shared by the commands that change a root. */
+function changing(cmd: Command, withSource: boolean): Command {
+  common(cmd)
+    .option('-y, --yes', 'do not ask for confirmation (never asked without a terminal)')
+    .option('--dry-run', 'print the plan (as `cpm plan` does) and change nothing')
+    .option('--no-wait', 'fail instead of waiting for the lock of the root')
+    .option('-q, --quiet', 'no progress output')
+    .option('-v, --verbose', 'more detail');
+  if (withSource)
+    cmd
+      .option(
+        '--tree <dir>',
+        'install from a packages tree (built into a cached dir:// repository)',
+      )
+      .option('--repo <url...>', 'install from these repositories instead of repos.conf.d')
+      .option('--plain-http', 'talk plain http to a non-loopback registry')
+      .option('--force', 'let new packages take over files other packages or the root own')
+      .option('--no-finalizers', 'do not run finalize.yaml commands');
+  return cmd;
 }
 
 /** install, uninstall, upgrade, reinstall, list, files, owns, verify, reclaim, cleanup, recover, rootfs — the installer work. */
@@ -120,44 +277,58 @@ export function registerInstall(program: Command): void {
       else process.stdout.write(r === 'clean' ? 'nothing to recover\n' : `transaction ${r}\n`);
     });
 
-  common(program.command('uninstall <packages...>'))
+  changing(program.command('install <packages...>'), true)
+    .description('install packages (and what they need) into a root, in one transaction')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  cpm install system/cos-setup --root /mnt              # from the repositories of repos.conf.d
+  cpm install system/cos-setup@1.0.0 --root /mnt -y     # a given version, no question asked
+  cpm install system/cos-setup --tree ./packages-tree --root /tmp/r --no-finalizers
+  cpm install system/cos-setup --repo oci://127.0.0.1:5000/cpm --root /mnt
+  cpm install system/cos-setup --root /mnt --dry-run --json   # the plan, nothing changed
+  RUN cpm install -y system/cos-setup                   # in a Dockerfile (root from config: /)`,
+    )
+    .action((pkgs: string[], o: OpCli, cmd: Command) => runOp('install', pkgs, o, cmd));
+
+  changing(program.command('upgrade [packages...]'), true)
+    .description(
+      'upgrade installed packages (all of them when none are named) to the newest versions',
+    )
+    .addHelpText(
+      'after',
+      `
+Examples:
+  cpm upgrade --root /mnt                               # everything installed
+  cpm upgrade system/cos-setup --root /mnt --tree ./packages-tree
+  cpm upgrade --root /mnt --dry-run                     # what would change`,
+    )
+    .action((pkgs: string[], o: OpCli, cmd: Command) => runOp('upgrade', pkgs, o, cmd));
+
+  changing(program.command('reinstall <packages...>'), true)
+    .description('install installed packages again, repairing modified or missing files')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  cpm reinstall system/cos-setup --root /mnt
+  cpm verify --root /mnt || cpm reinstall system/cos-setup --root /mnt -y`,
+    )
+    .action((pkgs: string[], o: OpCli, cmd: Command) => runOp('reinstall', pkgs, o, cmd));
+
+  changing(program.command('uninstall <packages...>'), false)
     .description('remove installed packages and exactly the files they own')
     .option('--full', 'also remove dependencies nothing else needs')
     .option('--force', 'remove even when other installed packages require them')
-    .option('--no-wait', 'fail instead of waiting for the lock')
-    .option('-q, --quiet', 'no progress output')
-    .option('-v, --verbose', 'more detail')
-    .action(
-      async (
-        pkgs: string[],
-        o: {
-          json?: boolean;
-          full?: boolean;
-          force?: boolean;
-          wait?: boolean;
-          quiet?: boolean;
-          verbose?: boolean;
-        },
-        cmd: Command,
-      ) => {
-        const ref = rootRef(cmd);
-        const reporter = createReporter({
-          mode: o.json ? 'json' : undefined,
-          quiet: o.quiet,
-          verbose: o.verbose,
-        });
-        const r = await uninstallPackages(ref.root, pkgs, {
-          dbDir: ref.dbDir,
-          full: o.full,
-          force: o.force,
-          noWait: o.wait === false,
-          reporter,
-        });
-        if (o.json) printJson({ removed: r.removed, cpmsave: r.cpmsave });
-        else {
-          for (const id of r.removed) process.stdout.write(`removed ${id}\n`);
-          for (const p of r.cpmsave) process.stdout.write(`kept changed /${p} as /${p}.cpmsave\n`);
-        }
-      },
-    );
+    .addHelpText(
+      'after',
+      `
+Examples:
+  cpm uninstall system/cos-setup --root /mnt
+  cpm uninstall system/cos-setup --root /mnt --full      # and its now unneeded dependencies
+  cpm uninstall system/base-config --root /mnt --force   # even though others require it
+  cpm uninstall system/cos-setup --root /mnt --dry-run --json`,
+    )
+    .action((pkgs: string[], o: OpCli, cmd: Command) => runOp('uninstall', pkgs, o, cmd));
 }

@@ -1,0 +1,241 @@
+/**
+ * Install operations: the glue from a package source through the resolver to one transaction.
+ *
+ *   source (repos / --repo / --tree) + installed state (DB) → resolve → Plan (plain value)
+ *     → locate each package → LayerSource per layer → InstallStep → applyTransaction
+ *
+ * planOperation touches nothing under the root; applyOperation executes a plan (install and
+ * remove in ONE transaction); runOperation does both. `cpm install|upgrade|reinstall|uninstall`
+ * and `cpm demo` call these.
+ */
+import type { CpmConfig } from '../config.js';
+import { CpmError } from '../errors.js';
+import type { OpenedRepositories } from '../repo/open.js';
+import { planToJson, resolve, type Plan, type Request } from '../resolver/index.js';
+import { formatPlan, makeRequest, planErrorCode } from '../resolver/request.js';
+import type { InstalledPackage as ResolverInstalled } from '../resolver/universe.js';
+import { MemoryUniverse } from '../resolver/universe.js';
+import { familyKey, packageId } from '../spec/package.js';
+import { parseRef } from '../spec/ref.js';
+import { satisfies } from '../spec/version.js';
+import { InstalledDb } from './db.js';
+import type { Reporter } from './progress.js';
+import { openSource, type PackageSource } from './source.js';
+import { applyTransaction, type TransactionResult } from './transaction.js';
+import type { FinalizeSpec, InstallStep, InstalledPackage, LayerSource } from './types.js';
+
+export type Operation = 'install' | 'upgrade' | 'uninstall' | 'reinstall';
+
+export interface OpsContext {
+  /** Absolute target root. */
+  root: string;
+  /** Absolute DB directory (config.databaseDir(cfg, root)). */
+  dbDir: string;
+  config: CpmConfig;
+  source: PackageSource;
+  plainHttp?: boolean;
+  /** Extra environment for finalizers (config finalizer_envs). */
+  finalizerEnv?: Record<string, string>;
+}
+
+export interface OpsOptions {
+  /** install/upgrade/reinstall: take over conflicting files; uninstall: even when required. */
+  force?: boolean;
+  /** uninstall: also remove dependencies nothing else needs. */
+  full?: boolean;
+  noFinalizers?: boolean;
+  noWait?: boolean;
+  reporter?: Reporter;
+  /** Lines about building a --tree source. */
+  log?: (line: string) => void;
+}
+
+export type PlanJson = ReturnType<typeof planToJson>;
+
+export interface PlannedOperation {
+  op: Operation;
+  refs: string[];
+  request: Request;
+  plan: Plan;
+  /** Exactly what `cpm plan --json` prints for the same request and state. */
+  json: PlanJson;
+  /** Nothing to do (a satisfiable plan without steps). */
+  noop: boolean;
+  /** The opened source (install/upgrade/reinstall with steps); closed by applyOperation. */
+  repos?: OpenedRepositories;
+}
+
+export interface OperationResult {
+  planned: PlannedOperation;
+  /** null for a no-op. */
+  transaction: TransactionResult | null;
+}
+
+/** The DB's packages as the resolver's installed state. */
+export function installedState(db: InstalledDb): ResolverInstalled[] {
+  return db.list().map((p) => ({ spec: p.spec, reason: p.reason }));
+}
+
+/**
+ * Cheap test that an install request is already satisfied by the DB: every requested family is
+ * installed and matches its selector. Used only to skip opening repositories when every
+ * requested package is pinned to the installed version (`cat/name@1.2.3`), which the resolver
+ * would keep; a bare `cat/name` still goes through the resolver (it may pick a newer version).
+ */
+function pinnedAndInstalled(db: InstalledDb, refs: readonly string[]): boolean {
+  if (refs.length === 0) return false;
+  for (const r of refs) {
+    const t = parseRef(r);
+    const p = db.find(familyKey(t));
+    if (!p) return false;
+    const exact = t.version !== '' && t.selector.constraints.every((c) => c.op === '=');
+    if (!exact || !satisfies(p.spec.version, t.selector)) return false;
+  }
+  return true;
+}
+
+/** Resolves `op refs` against the source and the root's DB. Writes nothing under the root. */
+export async function planOperation(
+  ctx: OpsContext,
+  op: Operation,
+  refs: readonly string[],
+  opts: OpsOptions = {},
+): Promise<PlannedOperation> {
+  const request = makeRequest(op, refs, { force: opts.force, full: opts.full });
+  const db = InstalledDb.load(ctx.dbDir);
+  const installed = installedState(db);
+  const done = (plan: Plan, repos?: OpenedRepositories): PlannedOperation => ({
+    op,
+    refs: [...refs],
+    request,
+    plan,
+    json: planToJson(plan),
+    noop: plan.satisfiable && plan.steps.length === 0,
+    ...(repos ? { repos } : {}),
+  });
+
+  // uninstall needs no repository; a pinned install of what is installed needs none either
+  if (op === 'uninstall' || (op === 'install' && pinnedAndInstalled(db, refs))) {
+    const universe = new MemoryUniverse(installed.map((i) => i.spec));
+    return done(resolve(universe, installed, request));
+  }
+  const repos = await openSource(ctx.config, ctx.source, {
+    ...(ctx.plainHttp !== undefined ? { plainHttp: ctx.plainHttp } : {}),
+    ...(opts.log ? { log: opts.log } : {}),
+  });
+  let plan: Plan;
+  try {
+    plan = resolve(repos.universe, installed, request);
+  } catch (e) {
+    await repos.close();
+    throw e;
+  }
+  if (!plan.satisfiable || plan.steps.length === 0) {
+    await repos.close();
+    return done(plan);
+  }
+  return done(plan, repos);
+}
+
+/** The finalize spec of an index entry (finalize.yaml as the tree loaded it). */
+function finalizeOf(raw: unknown): FinalizeSpec | undefined {
+  if (!raw || typeof raw !== 'object') return undefined;
+  const o = raw as { install?: unknown; shell?: unknown };
+  const install = Array.isArray(o.install) ? o.install.filter((c) => typeof c === 'string') : [];
+  if (install.length === 0) return undefined;
+  const spec: FinalizeSpec = { install: install as string[] };
+  if (Array.isArray(o.shell) && o.shell.length > 0) spec.shell = o.shell.map(String);
+  return spec;
+}
+
+/** The error a failed plan becomes: unknown package (5), unsatisfiable (6), required by (6). */
+export function planError(plan: Plan): CpmError {
+  const code = planErrorCode(plan) ?? 'E_UNSAT';
+  const text = formatPlan(plan).trimEnd();
+  return new CpmError(code, text, {
+    context: { problems: plan.problems },
+    ...(code === 'E_NOT_FOUND'
+      ? { hint: 'cpm search NAME lists what the repositories offer' }
+      : code === 'E_REQUIRED_BY'
+        ? { hint: 'uninstall those too, or use --force' }
+        : {}),
+  });
+}
+
+/** Executes a plan from planOperation in one transaction; throws planError when unsatisfiable. */
+export async function applyOperation(
+  ctx: OpsContext,
+  planned: PlannedOperation,
+  opts: OpsOptions = {},
+): Promise<OperationResult> {
+  const { plan, repos } = planned;
+  try {
+    if (!plan.satisfiable) throw planError(plan);
+    if (planned.noop) return { planned, transaction: null };
+    const requested = new Set(planned.request.targets?.map((t) => familyKey(t)) ?? []);
+    const db = InstalledDb.load(ctx.dbDir);
+    const install: InstallStep[] = [];
+    const remove: string[] = [];
+    for (const s of plan.steps) {
+      const id = packageId(s.spec);
+      if (s.action === 'remove') {
+        remove.push(id);
+        continue;
+      }
+      if (!repos)
+        throw new CpmError('E_NOT_FOUND', `${id}: no repository is open to fetch it from`);
+      const loc = await repos.locate(id);
+      const layers: LayerSource[] = loc.layers.map((l) => ({
+        digest: l.digest,
+        mediaType: l.mediaType,
+        open: () => loc.openLayer(l.digest),
+      }));
+      const fam = familyKey(s.spec);
+      const before = db.find(fam);
+      const step: InstallStep = {
+        spec: loc.spec,
+        layers,
+        origin: loc.repo,
+        imageDigest: loc.manifestDigest ?? '',
+        reason:
+          requested.has(fam) && planned.op !== 'upgrade'
+            ? 'explicit'
+            : (before?.reason ?? 'dependency'),
+      };
+      const fin = finalizeOf(loc.entry.finalize);
+      if (fin) step.finalize = fin;
+      install.push(step);
+    }
+    const transaction = await applyTransaction(
+      ctx.root,
+      { install, remove },
+      {
+        dbDir: ctx.dbDir,
+        force: planned.op === 'uninstall' ? false : opts.force,
+        reinstall: planned.op === 'reinstall',
+        noWait: opts.noWait,
+        noFinalizers: opts.noFinalizers,
+        ...(ctx.finalizerEnv ? { finalizerEnv: ctx.finalizerEnv } : {}),
+        ...(opts.reporter ? { reporter: opts.reporter } : {}),
+      },
+    );
+    return { planned, transaction };
+  } finally {
+    await repos?.close();
+  }
+}
+
+/** planOperation + applyOperation. */
+export async function runOperation(
+  ctx: OpsContext,
+  op: Operation,
+  refs: readonly string[],
+  opts: OpsOptions = {},
+): Promise<OperationResult> {
+  return applyOperation(ctx, await planOperation(ctx, op, refs, opts), opts);
+}
+
+/** Installed packages, for callers that render results. */
+export function installedPackages(ctx: Pick<OpsContext, 'dbDir'>): InstalledPackage[] {
+  return InstalledDb.load(ctx.dbDir).list();
+}

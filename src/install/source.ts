@@ -1,0 +1,106 @@
+/**
+ * Where install operations get packages from: the configured repositories (repos.conf.d), one-off
+ * repository URLs (`--repo`), or a packages tree (`--tree`) built into a cached dir:// repository
+ * under the cache dir. `repo create` is incremental, so a repeat run over an unchanged tree only
+ * re-hashes payloads and packs nothing.
+ */
+import { createHash } from 'node:crypto';
+import { realpathSync } from 'node:fs';
+import path from 'node:path';
+import type { CpmConfig } from '../config.js';
+import { CpmError } from '../errors.js';
+import type { RepoConfig, RepoType } from '../repo/config.js';
+import { openRepositories, type OpenedRepositories } from '../repo/open.js';
+
+export type PackageSource =
+  { kind: 'configured' } | { kind: 'repo'; urls: string[] } | { kind: 'tree'; dir: string };
+
+export interface OpenSourceOptions {
+  plainHttp?: boolean;
+  /** Progress lines of the tree build. */
+  log?: (line: string) => void;
+}
+
+function typeOfUrl(url: string): RepoType {
+  if (url.startsWith('oci://')) return 'oci';
+  if (/^https?:\/\//.test(url)) return 'http';
+  if (/^[a-z]+:\/\//.test(url) && !url.startsWith('dir://'))
+    throw new CpmError(
+      'E_USAGE',
+      `--repo ${url}: expected dir://PATH, a path, oci:// or http(s)://`,
+    );
+  return 'dir';
+}
+
+/** A repository name from a URL: the origin recorded in the DB, and the index cache key. */
+export function repoNameOfUrl(url: string): string {
+  const bare = url.replace(/^[a-z]+:\/\//, '');
+  const name = bare.replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^[^A-Za-z0-9]+/, '');
+  return name === '' ? 'repo' : name;
+}
+
+/** RepoConfigs for `--repo` one-offs: priority 0 in the order given. */
+export function oneOffRepos(urls: readonly string[]): RepoConfig[] {
+  return urls.map((u) => {
+    const type = typeOfUrl(u);
+    const url =
+      type !== 'dir'
+        ? u
+        : u.startsWith('dir://')
+          ? `dir://${path.resolve(u.slice(6))}`
+          : path.resolve(u);
+    return {
+      name: repoNameOfUrl(url),
+      type,
+      urls: [url],
+      priority: 0,
+      enabled: true,
+      verify: true,
+    };
+  });
+}
+
+/** The cached dir:// repository a tree is built into: one per tree directory. */
+export function treeRepoDir(cfg: CpmConfig, treeDir: string): string {
+  let real: string;
+  try {
+    real = realpathSync(treeDir);
+  } catch (e) {
+    throw new CpmError('E_USAGE', `--tree ${treeDir}: ${(e as Error).message}`, {
+      context: { path: treeDir },
+    });
+  }
+  const key = createHash('sha256').update(real).digest('hex').slice(0, 16);
+  return path.join(cfg.cache_dir, 'trees', key);
+}
+
+/** Opens the package source as repositories: universe + locate. Close it after use. */
+export async function openSource(
+  cfg: CpmConfig,
+  source: PackageSource,
+  opts: OpenSourceOptions = {},
+): Promise<OpenedRepositories> {
+  const plain = opts.plainHttp !== undefined ? { plainHttp: opts.plainHttp } : {};
+  switch (source.kind) {
+    case 'configured':
+      return openRepositories(cfg, plain);
+    case 'repo':
+      // an explicit one-off URL is read fresh: a cached index could hide what was just pushed
+      return openRepositories(cfg, { ...plain, repos: oneOffRepos(source.urls), refresh: true });
+    case 'tree': {
+      const dir = treeRepoDir(cfg, source.dir);
+      const name = repoNameOfUrl(path.basename(path.resolve(source.dir)));
+      // imported here: packing pulls in the image writer, which a no-op install never needs
+      const { createFromTree } = await import('../repo/create.js');
+      await createFromTree(path.resolve(source.dir), {
+        output: `dir://${dir}`,
+        name,
+        cacheDir: cfg.cache_dir,
+        ...(opts.log ? { log: opts.log } : {}),
+      });
+      return openRepositories(cfg, {
+        repos: [{ name, type: 'dir', urls: [dir], priority: 0, enabled: true, verify: true }],
+      });
+    }
+  }
+}

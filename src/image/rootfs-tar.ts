@@ -81,7 +81,8 @@ export function tarHeader(e: RootEntry): PaxHeaders {
   return header;
 }
 
-async function writeEntry(pack: Pack, e: RootEntry): Promise<void> {
+/** Appends one walk entry (and the contents of a regular file) to a tar-stream pack. */
+export async function writeTarEntry(pack: Pack, e: RootEntry): Promise<void> {
   const header = tarHeader(e);
   if (e.type !== 'file') {
     await new Promise<void>((resolve, reject) =>
@@ -126,7 +127,7 @@ export function rootfsTarStream(
   const stats: TarStats = { entries: 0, bytes: 0 };
   const produce = async (): Promise<void> => {
     for await (const e of walker.entries()) {
-      await writeEntry(pack, e);
+      await writeTarEntry(pack, e);
       stats.entries++;
     }
     pack.finalize();

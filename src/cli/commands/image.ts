@@ -1,6 +1,10 @@
 import { Command, Option } from 'commander';
+import { databaseDir, loadConfig } from '../../config.js';
 import { CpmError } from '../../errors.js';
+import { dbOverlay, loadRootDb } from '../../image/db-overlay.js';
 import { sourceDateEpochFromEnv } from '../../image/meta.js';
+import { writeOciImage } from '../../image/oci.js';
+import { parsePlatform } from '../../oci/platform.js';
 import { writeRootfsTar } from '../../image/rootfs-tar.js';
 import {
   SQUASHFS_COMPRESSORS,
@@ -29,16 +33,29 @@ interface CommonOpts {
   output: string;
   exclude: string[];
   xattrs: boolean;
+  dbDir?: string;
   json?: boolean;
 }
 
-function addCommon(cmd: Command): Command {
+function addCommon(cmd: Command, output = true): Command {
+  if (output) cmd.requiredOption('-o, --output <file>', 'file to write');
   return cmd
     .requiredOption('--root <dir>', 'the assembled root to pack')
-    .requiredOption('-o, --output <file>', 'file to write')
+    .option('--db-dir <dir>', 'installer DB (default: system.database_path from config)')
     .option('--exclude <glob>', 'leave out paths (anchored at the root, repeatable)', collect, [])
     .option('--no-xattrs', 'do not read extended attributes from disk')
     .option('--json', 'print the result as JSON');
+}
+
+/** The DB dir of a root: --db-dir, else the config's database_path inside the root. */
+function dbDirOf(o: CommonOpts, cmd: Command): string {
+  if (o.dbDir) return o.dbDir;
+  return databaseDir(loadConfig(cmd.optsWithGlobals<{ config?: string }>().config), o.root);
+}
+
+/** Owners, modes and device nodes from the DB for packages installed without root. */
+function overlayOf(o: CommonOpts, cmd: Command): ReturnType<typeof dbOverlay> {
+  return dbOverlay(loadRootDb(o.root, dbDirOf(o, cmd)).db);
 }
 
 /** `cpm image tar|squashfs` and `cpm completion`. (`cpm image oci` and `cpm demo` come with the integration.) */
@@ -63,8 +80,11 @@ Examples:
   cpm image tar --root /srv/root -o root.tar.zst --compression zstd --exclude '/proc/*'
   SOURCE_DATE_EPOCH=1700000000 cpm image tar --root /srv/root -o root.tar`,
     )
-    .action(async (o: CommonOpts & { compression: Compression }) => {
+    .action(async (o: CommonOpts & { compression: Compression }, cmd: Command) => {
+      const ov = overlayOf(o, cmd);
       const stats = await writeRootfsTar(o.root, o.output, {
+        overlay: ov.overlay,
+        overlayPaths: ov.overlayPaths,
         compression: o.compression,
         excludes: o.exclude,
         xattrs: o.xattrs,
@@ -112,8 +132,12 @@ Examples:
           jobs?: number;
           backend: SquashfsBackend | 'auto';
         },
+        cmd: Command,
       ) => {
+        const ov = overlayOf(o, cmd);
         const r = await writeSquashfs(o.root, o.output, {
+          overlay: ov.overlay,
+          overlayPaths: ov.overlayPaths,
           comp: o.comp,
           blockSize: o.blockSize,
           jobs: o.jobs,
@@ -128,6 +152,77 @@ Examples:
           process.stdout.write(
             `wrote ${r.output} with ${r.backend}: ${r.entries} entries, ${r.bytes} bytes\n`,
           );
+      },
+    );
+
+  addCommon(image.command('oci'), false)
+    .description(
+      'write the root as an OCI image: one layer per installed package, base layers first',
+    )
+    .requiredOption('--tag <ref>', 'image name: REGISTRY/REPO[:TAG] or oci:DIR[:TAG]')
+    .option('--push', 'push to the registry named by --tag')
+    .option('--output <layout>', 'also write an OCI layout (oci:DIR[:TAG])')
+    .addOption(
+      new Option('--compression <kind>', 'layer compression')
+        .choices(['gzip', 'zstd'])
+        .default('gzip'),
+    )
+    .option('--platform <os/arch>', 'platform recorded in the config (default: this machine)')
+    .option('--plain-http', 'talk plain http to a non-loopback registry')
+    .option('--no-tls-verify', 'do not verify the registry TLS certificate')
+    .option('--authfile <file>', 'auth file to read credentials from')
+    .addHelpText(
+      'after',
+      `
+Layers, bottom to top: the base package (cpm rootfs init --from), files no package owns, one
+layer per installed package, the installer DB. An upgrade of one package changes one package
+layer (and the DB layer). Same root and SOURCE_DATE_EPOCH, same digests.
+
+Examples:
+  cpm image oci --root /srv/root --tag oci:out/image:1.0
+  SOURCE_DATE_EPOCH=1700000000 cpm image oci --root /srv/root --tag registry.example.com/cos/system:1.0 --push
+  cpm image oci --root /srv/root --tag 127.0.0.1:5000/cos/system:dev --push --output oci:out/image`,
+    )
+    .action(
+      async (
+        o: CommonOpts & {
+          tag: string;
+          push?: boolean;
+          output?: string;
+          compression: 'gzip' | 'zstd';
+          platform?: string;
+          plainHttp?: boolean;
+          tlsVerify: boolean;
+          authfile?: string;
+        },
+        cmd: Command,
+      ) => {
+        const cfg = loadConfig(cmd.optsWithGlobals<{ config?: string }>().config);
+        const r = await writeOciImage(o.root, {
+          tag: o.tag,
+          dbDir: o.dbDir ?? databaseDir(cfg, o.root),
+          cacheDir: cfg.cache_dir,
+          compression: o.compression,
+          excludes: o.exclude,
+          xattrs: o.xattrs,
+          onWarning: warn,
+          ...(o.push ? { push: true } : {}),
+          ...(o.output ? { output: o.output } : {}),
+          ...(o.platform ? { platform: parsePlatform(o.platform) } : {}),
+          ...(o.plainHttp ? { plainHttp: true } : {}),
+          ...(o.tlsVerify === false ? { tlsVerify: false } : {}),
+          ...(o.authfile ? { authFiles: [o.authfile] } : {}),
+        });
+        if (o.json) {
+          printJson({ digest: r.digest, written: r.written, layers: r.layers });
+          return;
+        }
+        for (const l of r.layers) {
+          process.stdout.write(
+            `${l.digest.slice(0, 19)}  ${String(l.size).padStart(10)}  ${l.kind}${l.package ? ` ${l.package}` : ''}\n`,
+          );
+        }
+        for (const w of r.written) process.stdout.write(`wrote ${w}@${r.digest}\n`);
       },
     );
 

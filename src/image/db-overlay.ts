@@ -1,0 +1,81 @@
+/**
+ * The installer DB as a metadata overlay for the image writers (meta.ts). Only packages installed
+ * without root (`rootless` in the DB) contribute: there the disk could not take the owners, modes
+ * and device nodes, so the DB is the truth. After a root install the disk is the truth, including
+ * changes an administrator made since.
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import type { InstalledDb } from '../install/db.js';
+import { loadDb } from '../install/query.js';
+import { resolveDbDir } from '../install/transaction.js';
+import type { FileRecord } from '../install/types.js';
+import { CpmError } from '../errors.js';
+import { makeDev, type EntryMeta, type EntryType, type MetadataOverlay } from './meta.js';
+
+const TYPE: Record<FileRecord['type'], EntryType> = {
+  f: 'file',
+  d: 'dir',
+  l: 'symlink',
+  c: 'char',
+  b: 'block',
+  p: 'fifo',
+};
+
+const DEFAULT_DIR: EntryMeta = { type: 'dir', uid: 0, gid: 0, mode: 0o755 };
+
+export function entryMetaOf(f: FileRecord): EntryMeta {
+  const m: EntryMeta = { type: TYPE[f.type], uid: f.uid, gid: f.gid, mode: f.mode & 0o7777 };
+  if (f.rdev) m.rdev = makeDev(f.rdev[0], f.rdev[1]);
+  if (f.target !== undefined) m.linkTarget = f.target;
+  if (f.xattrs && Object.keys(f.xattrs).length > 0) {
+    m.xattrs = Object.fromEntries(
+      Object.entries(f.xattrs).map(([k, v]) => [k, Buffer.from(v, 'utf8')]),
+    );
+  }
+  return m;
+}
+
+export interface DbOverlay {
+  overlay: MetadataOverlay;
+  /** Recorded non-regular entries (devices, fifos, symlinks, dirs), which may be missing on disk. */
+  overlayPaths: string[];
+  /** Number of packages that contributed (installed rootless). */
+  packages: number;
+}
+
+/** The overlay of the rootless packages in `db`. */
+export function dbOverlay(db: InstalledDb): DbOverlay {
+  const records = new Map<string, EntryMeta>();
+  let packages = 0;
+  for (const p of db.list()) {
+    if (!p.rootless) continue;
+    packages++;
+    for (const f of p.files) records.set(f.path, entryMetaOf(f));
+  }
+  const overlayPaths: string[] = [];
+  for (const [rel, m] of records) {
+    if (m.type === 'file') continue;
+    overlayPaths.push(rel);
+  }
+  // Ancestors of recorded paths that neither the DB nor the disk has become plain directories.
+  const ancestors = new Set<string>();
+  for (const p of overlayPaths) {
+    for (let i = p.indexOf('/'); i > 0; i = p.indexOf('/', i + 1)) ancestors.add(p.slice(0, i));
+  }
+  const overlay: MetadataOverlay = (rel) =>
+    records.get(rel) ?? (ancestors.has(rel) ? DEFAULT_DIR : undefined);
+  return { overlay, overlayPaths, packages };
+}
+
+/** The DB of `root` (dbDir as in the installer: default ROOT/var/lib/cpm). */
+export function loadRootDb(root: string, dbDir?: string): { db: InstalledDb; dbDir: string } {
+  const dir = resolveDbDir(path.resolve(root), dbDir);
+  if (existsSync(path.join(dir, 'journal'))) {
+    throw new CpmError('E_LOCKED', `${root} has an unfinished transaction`, {
+      hint: `run: cpm recover --root ${root}`,
+      context: { path: dir },
+    });
+  }
+  return { db: loadDb({ root, dbDir: dir }), dbDir: dir };
+}

@@ -1,15 +1,15 @@
 /**
  * Read-only views of a root: installed list, files of a package, owner of a path, and verify
- * (luet's oscheck, with digests): missing, modified (sha256 / symlink target / type) and
- * foreign-mode (permissions or owner differ from the DB) files.
+ * (luet's oscheck, with digests): missing, modified (sha256 / symlink target / type), mode or
+ * owner differing from the DB, and foreign files (in a directory a package owns, owned by none).
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, lstatSync, readlinkSync } from 'node:fs';
+import { createReadStream, lstatSync, readdirSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { CpmError } from '../errors.js';
 import { InstalledDb } from './db.js';
 import { DiskView, UnsafePathError, resolveUserPath, typeOfMode } from './fs-path.js';
-import { resolveDbDir } from './transaction.js';
+import { STAGE_DIR, resolveDbDir } from './transaction.js';
 import type { FileRecord, InstalledPackage } from './types.js';
 
 export interface RootRef {
@@ -52,7 +52,7 @@ export function ownersOf(ref: RootRef, p: string): { path: string; owners: strin
   return { path: '/' + rel, owners: loadDb(ref).owners(rel) };
 }
 
-export type ProblemKind = 'missing' | 'modified' | 'type' | 'mode' | 'owner';
+export type ProblemKind = 'missing' | 'modified' | 'type' | 'mode' | 'owner' | 'foreign';
 
 export interface VerifyProblem {
   package: string;
@@ -79,7 +79,52 @@ function sha256Of(file: string): Promise<string> {
   });
 }
 
-export async function verify(ref: RootRef, pkg?: string): Promise<VerifyReport> {
+export interface VerifyOptions {
+  /** Look for foreign files (default true); off for roots over an unmanaged base. */
+  foreign?: boolean;
+}
+
+/** Entries of owned directories that no package owns (cpm's own files excepted). */
+function foreignFiles(
+  root: string,
+  dbDir: string,
+  db: InstalledDb,
+  pkgs: InstalledPackage[],
+): VerifyProblem[] {
+  const out: VerifyProblem[] = [];
+  const dbRel = path.relative(root, dbDir).split(path.sep).join('/');
+  const ours = (rel: string): boolean =>
+    rel === STAGE_DIR ||
+    rel === dbRel ||
+    dbRel.startsWith(rel + '/') ||
+    rel.endsWith('.cpmnew') ||
+    rel.endsWith('.cpmsave');
+  for (const p of pkgs) {
+    for (const f of p.files) {
+      if (f.type !== 'd' || f.skipped) continue;
+      let names: string[];
+      try {
+        names = readdirSync(`${root}/${f.path}`);
+      } catch {
+        continue; // missing or not a directory: reported as such
+      }
+      for (const n of names.sort()) {
+        const rel = f.path === '' ? n : `${f.path}/${n}`;
+        if (db.owners(rel).length > 0 || ours(rel)) continue;
+        out.push({ package: p.id, path: '/' + rel, kind: 'foreign' });
+      }
+    }
+  }
+  // a directory shared by several packages is listed once
+  const seen = new Set<string>();
+  return out.filter((x) => !seen.has(x.path) && seen.add(x.path));
+}
+
+export async function verify(
+  ref: RootRef,
+  pkg?: string,
+  opts: VerifyOptions = {},
+): Promise<VerifyReport> {
   const root = path.resolve(ref.root);
   const db = loadDb(ref);
   const pkgs = pkg ? [must(db, pkg)] : db.list();
@@ -128,5 +173,7 @@ export async function verify(ref: RootRef, pkg?: string): Promise<VerifyReport> 
         add('owner', `${f.uid}:${f.gid}`, `${st.uid}:${st.gid}`);
     }
   }
+  if (opts.foreign !== false)
+    report.problems.push(...foreignFiles(root, resolveDbDir(root, ref.dbDir), db, pkgs));
   return report;
 }

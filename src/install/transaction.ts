@@ -43,6 +43,8 @@ export interface TransactionInput {
   install: InstallStep[];
   /** Installed package ids or family keys ("cat/name") to remove. */
   remove: string[];
+  /** Packages whose files are already on disk (cpm reclaim): recorded in the DB, nothing written. */
+  adopt?: InstalledPackage[];
 }
 
 export interface TransactionOptions {
@@ -99,7 +101,7 @@ function sha256File(p: string): string {
 }
 
 /** Config files: under etc/, or under a directory named by the config_protect annotation. */
-function configDirs(annotations: Record<string, string>): string[] {
+export function configDirs(annotations: Record<string, string>): string[] {
   const dirs = ['etc/'];
   const cp = annotations.config_protect;
   if (typeof cp === 'string')
@@ -192,7 +194,17 @@ export async function applyTransaction(
       if (old) leaving.set(old.id, old);
       steps.push(step);
     }
-    if (steps.length === 0 && leaving.size === 0) return result;
+    if (steps.length === 0 && leaving.size === 0) {
+      const adopt = (input.adopt ?? []).filter((p) => !db.find(familyKey(p.spec)));
+      if (adopt.length > 0) {
+        // no file changes: the atomic DB replace alone is the commit, no journal needed
+        const newDb = db.clone();
+        for (const p of adopt) newDb.add(p);
+        writeFileAtomic(`${dbDir}/${DB_FILE}`, newDb.serialize());
+        result.installed = adopt.map((p) => p.id);
+      }
+      return result;
+    }
 
     // Stage: extract everything before touching the root.
     let staged: PackageEntries[];

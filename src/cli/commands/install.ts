@@ -201,6 +201,13 @@ export function registerInstall(program: Command): void {
   common(program.command('list'))
     .description('list installed packages')
     .option('--installed', 'installed packages of the root')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  cpm list --installed --root /mnt
+  cpm list --installed --root /mnt --json | jq -r '.[].id'`,
+    )
     .action((o: { installed?: boolean; json?: boolean }, cmd: Command) => {
       if (!o.installed)
         throw new CpmError('E_USAGE', 'cpm list needs --installed', {
@@ -231,6 +238,13 @@ export function registerInstall(program: Command): void {
 
   common(program.command('files <package>'))
     .description('files owned by an installed package')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  cpm files system/cos-setup --root /mnt
+  cpm files system/cos-setup --root /mnt --json   # with type, mode, owner, size, sha256`,
+    )
     .action((pkg: string, o: { json?: boolean }, cmd: Command) => {
       const files = filesOf(rootRef(cmd), pkg);
       if (o.json) return printJson(files);
@@ -239,6 +253,13 @@ export function registerInstall(program: Command): void {
 
   common(program.command('owns <path>'))
     .description('which installed package owns a path')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  cpm owns /usr/bin/cos-setup --root /mnt
+  cpm owns /etc/cos/config --root /mnt --json     # exit 1 when nobody owns it`,
+    )
     .action((p: string, o: { json?: boolean }, cmd: Command) => {
       const r = ownersOf(rootRef(cmd), p);
       if (o.json) printJson(r);
@@ -250,25 +271,43 @@ export function registerInstall(program: Command): void {
 
   common(program.command('verify [package]'))
     .description(
-      'check installed files against the DB (missing, modified, mode/owner); exit 1 on problems',
+      'check installed files against the DB (missing, modified, mode/owner, foreign); exit 1 on problems',
     )
-    .action(async (pkg: string | undefined, o: { json?: boolean }, cmd: Command) => {
-      const r = await verify(rootRef(cmd), pkg);
-      if (o.json) printJson(r);
-      else {
-        for (const p of r.problems)
-          process.stdout.write(
-            `${p.kind}\t${p.path}\t${p.package}${p.expected !== undefined ? `\texpected ${p.expected}, found ${p.actual}` : ''}\n`,
-          );
-        for (const c of r.changedConfig)
-          process.stdout.write(`config\t${c.path}\t${c.package}\t(changed, kept)\n`);
-        process.stderr.write(`${r.checked} files checked, ${r.problems.length} problem(s)\n`);
-      }
-      if (r.problems.length > 0) process.exitCode = 1;
-    });
+    .option('--no-foreign', 'do not look for unowned files in owned directories (unmanaged base)')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  cpm verify --root /mnt                       # every installed package
+  cpm verify system/cos-setup --root /mnt --json
+  cpm verify --root / --no-foreign             # a host whose base cpm did not install`,
+    )
+    .action(
+      async (pkg: string | undefined, o: { json?: boolean; foreign?: boolean }, cmd: Command) => {
+        const r = await verify(rootRef(cmd), pkg, { foreign: o.foreign !== false });
+        if (o.json) printJson(r);
+        else {
+          for (const p of r.problems)
+            process.stdout.write(
+              `${p.kind}\t${p.path}\t${p.package}${p.expected !== undefined ? `\texpected ${p.expected}, found ${p.actual}` : ''}\n`,
+            );
+          for (const c of r.changedConfig)
+            process.stdout.write(`config\t${c.path}\t${c.package}\t(changed, kept)\n`);
+          process.stderr.write(`${r.checked} files checked, ${r.problems.length} problem(s)\n`);
+        }
+        if (r.problems.length > 0) process.exitCode = 1;
+      },
+    );
 
   common(program.command('recover'))
     .description('finish or roll back an interrupted transaction')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  cpm recover --root /mnt          # after a crash or kill -9 of cpm install
+  cpm recover --root /mnt --no-wait`,
+    )
     .option('--no-wait', 'fail instead of waiting for the lock')
     .action(async (o: { json?: boolean; wait?: boolean }, cmd: Command) => {
       const ref = rootRef(cmd);
@@ -331,4 +370,69 @@ Examples:
   cpm uninstall system/cos-setup --root /mnt --dry-run --json`,
     )
     .action((pkgs: string[], o: OpCli, cmd: Command) => runOp('uninstall', pkgs, o, cmd));
+
+  common(program.command('reclaim'))
+    .description(
+      'adopt files already in the root that match repository packages (by sha256), writing no file',
+    )
+    .option('--tree <dir>', 'compare with the packages of a tree')
+    .option('--repo <url...>', 'compare with these repositories instead of repos.conf.d')
+    .option('--plain-http', 'talk plain http to a non-loopback registry')
+    .option('--dry-run', 'show what would be adopted')
+    .option('--no-wait', 'fail instead of waiting for the lock of the root')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  cpm reclaim --root /mnt                          # record what an old install copied in
+  cpm reclaim --root /mnt --tree ./packages-tree --dry-run`,
+    )
+    .action(async (o: OpCli, cmd: Command) => {
+      const ref = rootRef(cmd);
+      const { reclaim } = await import('../../install/reclaim.js');
+      const r = await reclaim(
+        {
+          root: ref.root,
+          dbDir: ref.dbDir!,
+          config: ref.cfg,
+          source: sourceOf(o),
+          ...(o.plainHttp ? { plainHttp: true } : {}),
+        },
+        { dryRun: o.dryRun, noWait: o.wait === false },
+      );
+      if (o.json) return printJson(r);
+      const verb = o.dryRun ? 'would adopt' : 'adopted';
+      for (const id of r.adopted) process.stdout.write(`${verb} ${id}\n`);
+      for (const p of r.partial)
+        process.stdout.write(
+          `partial ${p.id}: ${p.matched} of ${p.total} files present, not adopted\n`,
+        );
+      process.stderr.write(`${r.checked} package(s) compared, ${r.adopted.length} ${verb}\n`);
+    });
+
+  program
+    .command('cleanup')
+    .description('prune the cache (blobs, trees built for --tree); report the bytes freed')
+    .option('--all', 'also drop cached repository indexes')
+    .option('--dry-run', 'only count what would be freed')
+    .option('--json', 'machine-readable output')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  cpm cleanup                # at the end of a Dockerfile RUN, after cpm install
+  cpm cleanup --all --json`,
+    )
+    .action(async (o: { all?: boolean; dryRun?: boolean; json?: boolean }, cmd: Command) => {
+      const cfg = loadConfig(cmd.optsWithGlobals<{ config?: string }>().config);
+      const { cleanup } = await import('../../install/cleanup.js');
+      const r = await cleanup(cfg, { all: o.all, dryRun: o.dryRun });
+      if (o.json) return printJson(r);
+      const mib = (r.bytesFreed / 1024 ** 2).toFixed(1);
+      process.stdout.write(
+        `${o.dryRun ? 'would free' : 'freed'} ${r.bytesFreed} bytes (${mib} MiB) in ${r.files} file(s) of ${r.cacheDir}` +
+          (r.pruned.length ? ` (${r.pruned.join(', ')})` : '') +
+          '\n',
+      );
+    });
 }

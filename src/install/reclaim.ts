@@ -1,0 +1,236 @@
+/**
+ * `cpm reclaim`: adopt files already present in a root (copied in by hand, or by another tool)
+ * as owned by the repository packages they match. A package is adopted when every file, symlink
+ * and directory of its layers is on disk with the same sha256 / target / type; it is then
+ * recorded in the DB as installed, without writing a single file under the root.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, type Stats, lstatSync, readlinkSync } from 'node:fs';
+import { once } from 'node:events';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
+import { CpmError } from '../errors.js';
+import { satisfiesDep } from '../resolver/match.js';
+import { packageId } from '../spec/package.js';
+import { compressionOfMediaType, createDecompressor, sniffCompression } from '../util/compress.js';
+import { InstalledDb } from './db.js';
+import {
+  DiskView,
+  UnsafePathError,
+  entryComponents,
+  resolveInRoot,
+  typeOfMode,
+} from './fs-path.js';
+import type { OpsContext } from './ops.js';
+import type { Reporter } from './progress.js';
+import { openSource } from './source.js';
+import { applyTransaction, configDirs } from './transaction.js';
+import type { FileRecord, InstalledPackage } from './types.js';
+
+export interface ReclaimOptions {
+  /** Report what would be adopted, change nothing. */
+  dryRun?: boolean;
+  noWait?: boolean;
+  reporter?: Reporter;
+}
+
+export interface ReclaimResult {
+  /** Package ids recorded as installed (or that would be, with dryRun). */
+  adopted: string[];
+  /** Packages with some but not all of their files present: not adopted. */
+  partial: Array<{ id: string; matched: number; total: number }>;
+  /** Packages whose layers were compared. */
+  checked: number;
+}
+
+function sha256File(p: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const h = createHash('sha256');
+    createReadStream(p)
+      .on('data', (c) => h.update(c))
+      .on('error', reject)
+      .on('end', () => resolve(h.digest('hex')));
+  });
+}
+
+/** The first chunk, read without ending the stream (it is unshifted back). */
+async function headOf(src: Readable): Promise<Buffer> {
+  for (;;) {
+    const chunk = src.read() as Buffer | null;
+    if (chunk) return chunk;
+    if (src.readableEnded) return Buffer.alloc(0);
+    await Promise.race([once(src, 'readable'), once(src, 'end')]);
+  }
+}
+
+/** The entries of one layer as file records (regular files hashed while streaming). */
+async function layerRecords(
+  open: () => Promise<Readable>,
+  mediaType: string,
+): Promise<FileRecord[]> {
+  const src = await open();
+  const head = await headOf(src);
+  let comp = sniffCompression(head);
+  if (comp === 'none') comp = compressionOfMediaType(mediaType);
+  src.unshift(head);
+  const out: FileRecord[] = [];
+  const byName = new Map<string, FileRecord>();
+  const ex = tar.extract();
+  ex.on('entry', (h, stream, next) => {
+    const s = stream as unknown as Readable;
+    let comps: string[];
+    try {
+      comps = entryComponents(h.name);
+    } catch (e) {
+      s.resume();
+      next(e as Error);
+      return;
+    }
+    const name = comps.join('/');
+    const base = comps[comps.length - 1] ?? '';
+    const rec: FileRecord = {
+      path: name,
+      type: 'f',
+      mode: (h.mode ?? 0o644) & 0o7777,
+      uid: h.uid ?? 0,
+      gid: h.gid ?? 0,
+    };
+    const hash = createHash('sha256');
+    let size = 0;
+    s.on('data', (c: Buffer) => {
+      hash.update(c);
+      size += c.length;
+    });
+    s.on('end', () => {
+      if (name === '' || base.startsWith('.wh.')) return next();
+      if (h.type === 'directory') rec.type = 'd';
+      else if (h.type === 'symlink') {
+        rec.type = 'l';
+        rec.target = h.linkname ?? '';
+      } else if (h.type === 'link') {
+        const t = byName.get(entryComponents(h.linkname ?? '').join('/'));
+        if (!t) return next(new Error(`${h.name}: hardlink to an unknown entry`));
+        Object.assign(rec, { size: t.size, sha256: t.sha256 });
+      } else if (h.type === 'file' || h.type === 'contiguous-file') {
+        rec.size = size;
+        rec.sha256 = hash.digest('hex');
+      } else return next(); // devices and fifos: nothing to compare
+      byName.set(name, rec);
+      out.push(rec);
+      next();
+    });
+    s.on('error', (e: Error) => next(e));
+  });
+  await pipeline(src, createDecompressor(comp), ex);
+  return out;
+}
+
+/**
+ * The canonical root-relative path when the record is on disk as the package ships it (parents
+ * resolved through the root's own symlinks, e.g. bin → usr/bin, as extraction records them).
+ */
+async function matches(root: string, view: DiskView, f: FileRecord): Promise<string | null> {
+  let rel: string;
+  try {
+    rel = resolveInRoot(view, f.path.split('/'), false);
+  } catch (e) {
+    if (e instanceof UnsafePathError) return null;
+    throw e;
+  }
+  let st: Stats;
+  try {
+    st = lstatSync(`${root}/${rel}`);
+  } catch {
+    return null;
+  }
+  const t = typeOfMode(st.mode);
+  if (f.type === 'd') return t === 'd' ? rel : null;
+  if (t !== f.type) return null;
+  if (f.type === 'l') return readlinkSync(`${root}/${rel}`) === f.target ? rel : null;
+  const ok = st.size === f.size && (await sha256File(`${root}/${rel}`)) === f.sha256;
+  return ok ? rel : null;
+}
+
+/** Adopts matching packages of the source into the root's DB (one transaction). */
+export async function reclaim(ctx: OpsContext, opts: ReclaimOptions = {}): Promise<ReclaimResult> {
+  const db = InstalledDb.load(ctx.dbDir);
+  const repos = await openSource(ctx.config, ctx.source, {
+    ...(ctx.plainHttp !== undefined ? { plainHttp: ctx.plainHttp } : {}),
+  });
+  const result: ReclaimResult = { adopted: [], partial: [], checked: 0 };
+  const adopt: InstalledPackage[] = [];
+  const isRoot = process.getuid?.() === 0;
+  try {
+    const view = new DiskView(ctx.root);
+    for (const fam of repos.universe.families()) {
+      if (db.find(fam)) continue;
+      // newest first: the first version whose files are all present wins
+      for (const spec of repos.universe.versions(fam)) {
+        const id = packageId(spec);
+        const loc = await repos.locate(id);
+        if (loc.layers.length === 0) continue; // metadata-only: nothing on disk to match
+        opts.reporter?.step(`compare ${id}`);
+        result.checked++;
+        const files = new Map<string, FileRecord>();
+        for (const l of loc.layers)
+          for (const r of await layerRecords(() => loc.openLayer(l.digest), l.mediaType))
+            files.set(r.path, r);
+        const list = [...files.values()];
+        const nonDirs = list.filter((f) => f.type !== 'd');
+        if (nonDirs.length === 0) continue;
+        const canonical = new Map<FileRecord, string>();
+        let matched = 0;
+        let dirsOk = true;
+        for (const f of list) {
+          const rel = await matches(ctx.root, view, f);
+          if (rel === null) {
+            if (f.type === 'd') dirsOk = false;
+            continue;
+          }
+          canonical.set(f, rel);
+          if (f.type !== 'd') matched++;
+        }
+        if (matched === nonDirs.length && dirsOk) {
+          const cfg = configDirs(loc.spec.annotations);
+          for (const f of list) {
+            f.path = canonical.get(f)!;
+            if (f.type === 'f' && cfg.some((d) => f.path.startsWith(d))) f.config = true;
+          }
+          adopt.push({
+            id,
+            spec: loc.spec,
+            origin: loc.repo,
+            imageDigest: loc.manifestDigest ?? '',
+            reason: 'explicit',
+            layers: loc.layers.map((l) => l.digest),
+            ...(isRoot ? {} : { rootless: true }),
+            files: list,
+          });
+          break;
+        }
+        if (matched > 0) result.partial.push({ id, matched, total: nonDirs.length });
+      }
+    }
+  } finally {
+    await repos.close();
+  }
+  // what another adopted package requires was pulled in by it (removable by uninstall --full)
+  for (const p of adopt)
+    if (adopt.some((q) => q !== p && q.spec.requires.some((d) => satisfiesDep(p.spec, d))))
+      p.reason = 'dependency';
+  result.adopted = adopt.map((p) => p.id);
+  if (opts.dryRun || adopt.length === 0) return result;
+  const tx = await applyTransaction(
+    ctx.root,
+    { install: [], remove: [], adopt },
+    {
+      dbDir: ctx.dbDir,
+      noWait: opts.noWait,
+      ...(opts.reporter ? { reporter: opts.reporter } : {}),
+    },
+  );
+  if (tx.installed.length !== adopt.length)
+    throw new CpmError('E_DB', 'reclaim: the DB changed while comparing; run cpm reclaim again');
+  return result;
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env node
+// Runs the benchmarks: every bench/<area>/run.ts, one after the other, each printing its own table
+// (cpm against a baseline measured in the same run). `npm run bench -- [AREA...] [--quick]`.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const areas = readdirSync(here, { withFileTypes: true })
+  .filter((d) => d.isDirectory() && existsSync(path.join(here, d.name, 'run.ts')))
+  .map((d) => d.name)
+  .sort();
+
+const argv = process.argv.slice(2);
+const wanted = argv.filter((a) => !a.startsWith('-'));
+const flags = argv.filter((a) => a.startsWith('-'));
+for (const w of wanted) {
+  if (!areas.includes(w)) {
+    process.stderr.write(`bench: unknown area "${w}" (have: ${areas.join(', ')})\n`);
+    process.exit(2);
+  }
+}
+
+const tsx = path.join(here, '..', 'node_modules', '.bin', 'tsx');
+let failed = 0;
+for (const area of wanted.length > 0 ? wanted : areas) {
+  process.stdout.write(`\n=== bench/${area} ${flags.join(' ')}\n`);
+  const r = spawnSync(tsx, [path.join(here, area, 'run.ts'), ...flags], { stdio: 'inherit' });
+  if (r.status !== 0) {
+    failed++;
+    process.stderr.write(`bench/${area} failed (exit ${r.status ?? r.signal})\n`);
+  }
+}
+process.exit(failed > 0 ? 1 : 0);

@@ -152,6 +152,39 @@ async function matches(root: string, view: DiskView, f: FileRecord): Promise<str
   return ok ? rel : null;
 }
 
+/**
+ * Reasons for adopted packages: explicit for the tops (nothing adopted requires them), dependency
+ * for what they reach. A dependency cycle without a top (cos-setup ⇄ cloud-config-defaults) gets
+ * as top its member requiring the most adopted packages (then the lowest id), the likeliest
+ * thing a person asked for.
+ */
+function markReasons(adopt: InstalledPackage[]): void {
+  const deps = new Map(
+    adopt.map((p) => [
+      p,
+      adopt.filter((q) => q !== p && p.spec.requires.some((d) => satisfiesDep(q.spec, d))),
+    ]),
+  );
+  const reached = new Set<InstalledPackage>();
+  const reach = (p: InstalledPackage): void => {
+    for (const q of deps.get(p)!)
+      if (!reached.has(q)) {
+        reached.add(q);
+        reach(q);
+      }
+  };
+  const tops = adopt.filter((p) => !adopt.some((q) => deps.get(q)!.includes(p)));
+  for (const t of tops) reach(t);
+  for (;;) {
+    const rest = adopt.filter((p) => !tops.includes(p) && !reached.has(p));
+    if (rest.length === 0) break;
+    rest.sort((a, b) => deps.get(b)!.length - deps.get(a)!.length || (a.id < b.id ? -1 : 1));
+    tops.push(rest[0]!);
+    reach(rest[0]!);
+  }
+  for (const p of adopt) p.reason = tops.includes(p) ? 'explicit' : 'dependency';
+}
+
 /** Adopts matching packages of the source into the root's DB (one transaction). */
 export async function reclaim(ctx: OpsContext, opts: ReclaimOptions = {}): Promise<ReclaimResult> {
   const db = InstalledDb.load(ctx.dbDir);
@@ -215,10 +248,7 @@ export async function reclaim(ctx: OpsContext, opts: ReclaimOptions = {}): Promi
   } finally {
     await repos.close();
   }
-  // what another adopted package requires was pulled in by it (removable by uninstall --full)
-  for (const p of adopt)
-    if (adopt.some((q) => q !== p && q.spec.requires.some((d) => satisfiesDep(p.spec, d))))
-      p.reason = 'dependency';
+  markReasons(adopt);
   result.adopted = adopt.map((p) => p.id);
   if (opts.dryRun || adopt.length === 0) return result;
   const tx = await applyTransaction(

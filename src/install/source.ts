@@ -32,9 +32,13 @@ function typeOfUrl(url: string): RepoType {
   return 'dir';
 }
 
-/** A repository name from a URL: the origin recorded in the DB, and the index cache key. */
+/**
+ * A repository name from a URL: the origin recorded in the DB (and the index cache key). A dir
+ * repository is named by its last path component, so the DB does not depend on where it sits.
+ */
 export function repoNameOfUrl(url: string): string {
-  const bare = url.replace(/^[a-z]+:\/\//, '');
+  let bare = url.replace(/^[a-z]+:\/\//, '');
+  if (typeOfUrl(url) === 'dir') bare = path.basename(bare);
   const name = bare.replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^[^A-Za-z0-9]+/, '');
   return name === '' ? 'repo' : name;
 }
@@ -89,7 +93,7 @@ export async function openSource(
       return openRepositories(cfg, { ...plain, repos: oneOffRepos(source.urls), refresh: true });
     case 'tree': {
       const dir = treeRepoDir(cfg, source.dir);
-      const name = repoNameOfUrl(path.basename(path.resolve(source.dir)));
+      const name = repoNameOfUrl(path.resolve(source.dir));
       // imported here: packing pulls in the image writer, which a no-op install never needs
       const { createFromTree } = await import('../repo/create.js');
       await createFromTree(path.resolve(source.dir), {

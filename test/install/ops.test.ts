@@ -1,0 +1,210 @@
+/**
+ * Install operations through the library, on cpm's own packages-tree built into a real dir://
+ * repository (real package images, real layers), into fresh temp roots.
+ */
+import { cpSync, existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { defaultConfig, type CpmConfig } from '../../src/config.js';
+import { CpmError } from '../../src/errors.js';
+import { cleanup } from '../../src/install/cleanup.js';
+import { listInstalled, verify } from '../../src/install/index.js';
+import {
+  planOperation,
+  runOperation,
+  type OpsContext,
+  type OpsOptions,
+} from '../../src/install/ops.js';
+import { reclaim } from '../../src/install/reclaim.js';
+import type { PackageSource } from '../../src/install/source.js';
+import { createFromTree } from '../../src/repo/create.js';
+import { planToJson, resolve } from '../../src/resolver/index.js';
+import { makeRequest } from '../../src/resolver/request.js';
+import { loadTree, projectTreeDir } from '../../src/spec/tree.js';
+import { failure, tmpDir } from './helpers.js';
+
+const TREE = projectTreeDir();
+const COS = (v: string, f: string): string =>
+  readFileSync(path.join(TREE, 'system/cos-setup', v, 'root', f), 'utf8');
+
+let cfg: CpmConfig;
+let repoUrl: string;
+let indexDigests: Map<string, string>;
+
+function ctx(root: string, source: PackageSource = { kind: 'repo', urls: [repoUrl] }): OpsContext {
+  return { root, dbDir: path.join(root, 'var/lib/cpm'), config: cfg, source };
+}
+const quiet: OpsOptions = { noFinalizers: true };
+const dbText = (root: string): string =>
+  readFileSync(path.join(root, 'var/lib/cpm/installed'), 'utf8');
+
+beforeAll(async () => {
+  const dir = tmpDir('cpm-ops-');
+  cfg = {
+    ...defaultConfig(),
+    cache_dir: path.join(dir, 'cache'),
+    repos_confdir: [path.join(dir, 'repos.conf.d')],
+  };
+  const out = path.join(dir, 'repo');
+  const r = await createFromTree(TREE, { output: `dir://${out}`, cacheDir: cfg.cache_dir });
+  repoUrl = `dir://${out}`;
+  indexDigests = new Map(
+    r.index.packages.map((p) => [
+      `${p.category}/${p.name}@${p.version}`,
+      p.image?.manifestDigest ?? '',
+    ]),
+  );
+});
+
+describe('install operations (library)', () => {
+  it('install, no-op, upgrade, reinstall, uninstall --full on a fresh root', async () => {
+    const root = tmpDir();
+    const r = await runOperation(ctx(root), 'install', ['system/cos-setup@1.0.0'], quiet);
+    expect(r.transaction?.installed).toEqual([
+      'system/base-config@1.1.0',
+      'system/cloud-config-defaults@1.1.0',
+      'system/cos-setup@1.0.0',
+    ]);
+    expect(readFileSync(path.join(root, 'usr/bin/cos-setup'), 'utf8')).toBe(
+      COS('1.0.0', 'usr/bin/cos-setup'),
+    );
+    const pkgs = listInstalled({ root });
+    expect(pkgs.map((p) => [p.id, p.reason, p.origin])).toEqual([
+      ['system/base-config@1.1.0', 'dependency', 'repo'],
+      ['system/cloud-config-defaults@1.1.0', 'dependency', 'repo'],
+      ['system/cos-setup@1.0.0', 'explicit', 'repo'],
+    ]);
+    for (const p of pkgs) expect(p.imageDigest).toBe(indexDigests.get(p.id));
+    const cos = pkgs.find((p) => p.spec.name === 'cos-setup')!;
+    expect(cos.files.find((f) => f.path === 'usr/bin/cos-setup')).toMatchObject({
+      type: 'f',
+      sha256: expect.stringMatching(/^[0-9a-f]{64}$/),
+    });
+    expect(await verify({ root })).toMatchObject({ problems: [] });
+
+    // the same request again changes nothing, not even the DB bytes
+    const before = dbText(root);
+    const again = await runOperation(ctx(root), 'install', ['system/cos-setup@1.0.0'], quiet);
+    expect(again.planned.noop).toBe(true);
+    expect(again.transaction).toBeNull();
+    expect(dbText(root)).toBe(before);
+
+    const up = await runOperation(ctx(root), 'upgrade', [], quiet);
+    expect(up.transaction?.installed).toEqual(['system/cos-setup@1.1.0']);
+    expect(up.transaction?.removed).toEqual(['system/cos-setup@1.0.0']);
+    expect(readFileSync(path.join(root, 'usr/bin/cos-setup'), 'utf8')).toBe(
+      COS('1.1.0', 'usr/bin/cos-setup'),
+    );
+    expect(listInstalled({ root }).find((p) => p.spec.name === 'cos-setup')?.reason).toBe(
+      'explicit',
+    );
+
+    writeFileSync(path.join(root, 'usr/bin/cos-setup'), 'tampered\n');
+    const bad = await verify({ root });
+    expect(bad.problems.map((p) => [p.kind, p.path])).toEqual([['modified', '/usr/bin/cos-setup']]);
+    const re = await runOperation(ctx(root), 'reinstall', ['system/cos-setup'], quiet);
+    expect(re.transaction?.installed).toEqual(['system/cos-setup@1.1.0']);
+    expect(await verify({ root })).toMatchObject({ problems: [] });
+
+    const un = await runOperation(ctx(root), 'uninstall', ['system/cos-setup'], { full: true });
+    expect(un.transaction?.removed).toEqual([
+      'system/base-config@1.1.0',
+      'system/cloud-config-defaults@1.1.0',
+      'system/cos-setup@1.1.0',
+    ]);
+    expect(listInstalled({ root })).toEqual([]);
+    // nothing but cpm's own DB is left
+    expect(readdirSync(root)).toEqual(['var']);
+  });
+
+  it('--dry-run plans exactly as `cpm plan` and touches nothing', async () => {
+    const root = path.join(tmpDir(), 'not-yet');
+    const planned = await planOperation(ctx(root), 'install', ['system/cos-setup'], quiet);
+    await planned.repos?.close();
+    const tree = await loadTree(TREE);
+    const expected = planToJson(
+      resolve(tree.universe, [], makeRequest('install', ['system/cos-setup'])),
+    );
+    expect(planned.json).toEqual(expected);
+    expect(planned.json.install).toContain('system/cos-setup@1.1.0');
+    expect(existsSync(root)).toBe(false);
+  });
+
+  it('unsatisfiable and unknown requests fail with plain words and change nothing', async () => {
+    const root = tmpDir();
+    const e = await failure(
+      runOperation(
+        ctx(root),
+        'install',
+        ['system/grub-config', 'system/systemd-boot-config'],
+        quiet,
+      ),
+    );
+    expect(e.code).toBe('E_UNSAT');
+    expect(e.message).toMatch(/conflicts with system\/systemd-boot-config/);
+    const n = await failure(runOperation(ctx(root), 'install', ['nope/missing'], quiet));
+    expect(n).toBeInstanceOf(CpmError);
+    expect(n.code).toBe('E_NOT_FOUND');
+    expect(n.message).toMatch(/nope\/missing: no such package/);
+    expect(existsSync(path.join(root, 'var'))).toBe(false);
+  });
+
+  it('the same install gives the same DB bytes in another root', async () => {
+    const a = tmpDir();
+    const b = tmpDir();
+    await runOperation(ctx(a), 'install', ['system/cos-setup', 'system/grub-config'], quiet);
+    await runOperation(ctx(b), 'install', ['system/grub-config', 'system/cos-setup'], quiet);
+    expect(dbText(b)).toBe(dbText(a));
+    expect(dbText(a)).not.toMatch(new RegExp(a.replace(/[/.]/g, '\\$&')));
+  });
+
+  it('--tree builds a cached repository and installs from it', async () => {
+    const root = tmpDir();
+    const src: PackageSource = { kind: 'tree', dir: TREE };
+    const r = await runOperation(ctx(root, src), 'install', ['system/cos-setup@1.1.0'], quiet);
+    expect(r.transaction?.installed).toContain('system/cos-setup@1.1.0');
+    expect(listInstalled({ root }).map((p) => p.origin)).toEqual([
+      'packages-tree',
+      'packages-tree',
+      'packages-tree',
+    ]);
+    // same images as the repository built from the same tree
+    for (const p of listInstalled({ root })) expect(p.imageDigest).toBe(indexDigests.get(p.id));
+    expect(readdirSync(path.join(cfg.cache_dir, 'trees'))).toHaveLength(1);
+  });
+
+  it('reclaim adopts files already in a root; cleanup prunes the cache', async () => {
+    const src = tmpDir();
+    await runOperation(ctx(src), 'install', ['system/cos-setup'], quiet);
+    const root = tmpDir();
+    cpSync(src, root, { recursive: true });
+    rmSync(path.join(root, 'var/lib/cpm'), { recursive: true });
+    writeFileSync(path.join(root, 'etc/cos/extra'), 'not from a package\n');
+    const dry = await reclaim(ctx(root), { dryRun: true });
+    expect(dry.adopted).toEqual([
+      'system/base-config@1.1.0',
+      'system/cloud-config-defaults@1.1.0',
+      'system/cos-setup@1.1.0',
+    ]);
+    expect(existsSync(path.join(root, 'var/lib/cpm/installed'))).toBe(false);
+    const r = await reclaim(ctx(root));
+    expect(r.adopted).toEqual(dry.adopted);
+    const pkgs = listInstalled({ root });
+    expect(pkgs.map((p) => [p.id, p.reason])).toEqual([
+      ['system/base-config@1.1.0', 'dependency'],
+      ['system/cloud-config-defaults@1.1.0', 'dependency'],
+      ['system/cos-setup@1.1.0', 'explicit'],
+    ]);
+    const v = await verify({ root });
+    expect(v.problems.map((p) => [p.kind, p.path])).toEqual([['foreign', '/etc/cos/extra']]);
+    // an older version whose files are not on disk is not adopted
+    expect(pkgs.some((p) => p.id === 'system/cos-setup@1.0.0')).toBe(false);
+
+    const before = await cleanup(cfg, { dryRun: true });
+    expect(before.bytesFreed).toBeGreaterThan(0);
+    const c = await cleanup(cfg);
+    expect(c.bytesFreed).toBe(before.bytesFreed);
+    expect(existsSync(path.join(cfg.cache_dir, 'trees'))).toBe(false);
+    expect((await cleanup(cfg)).bytesFreed).toBe(0);
+  });
+});

@@ -9,6 +9,7 @@ import { registerRepo } from './commands/repo.js';
 import { registerInstall } from './commands/install.js';
 import { registerImage } from './commands/image.js';
 import { registerRootfs } from './commands/rootfs.js';
+import { registerDemo } from './commands/demo.js';
 
 /** Defined by the single-file build (build/sea.mjs), which has no package.json beside it. */
 declare const __CPM_VERSION__: string | undefined;
@@ -36,6 +37,7 @@ export function buildProgram(): Command {
   registerInstall(program);
   registerImage(program);
   registerRootfs(program);
+  registerDemo(program);
   return program;
 }
 

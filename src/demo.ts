@@ -1,0 +1,171 @@
+/**
+ * The embedded default, end to end, with no server and no root: packages-tree/ → dir:// repository
+ * → install into a fresh root → verify → squashfs image. `cpm demo` (and `npm run demo`) call this;
+ * every step is the same library call the individual commands make.
+ */
+import { existsSync, lstatSync, promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { databaseDir, type CpmConfig } from './config.js';
+import { CpmError } from './errors.js';
+import { dbOverlay, loadRootDb } from './image/db-overlay.js';
+import { sourceDateEpochFromEnv } from './image/meta.js';
+import { writeSquashfs, type SquashfsResult } from './image/squashfs.js';
+import { findTool } from './image/tools.js';
+import { rootfsInit } from './install/image-ref.js';
+import { runOperation, type OperationResult } from './install/ops.js';
+import { silentReporter, type Reporter } from './install/progress.js';
+import { verify, type VerifyReport } from './install/query.js';
+import { createFromTree, type CreateResult } from './repo/create.js';
+
+export interface DemoOptions {
+  config: CpmConfig;
+  /** Where the repository, root and image go (created; the root and image are made afresh). */
+  outDir: string;
+  /** Packages tree (default: the packages-tree/ shipped with cpm). */
+  tree?: string;
+  /** What to install (default system/cos-setup). */
+  packages?: string[];
+  /** Distribution base image to unpack first (`cpm rootfs init --from`), e.g. oci:DIR:TAG. */
+  base?: string;
+  /** Run finalizers even when the root has no shell (they then fail and are reported). */
+  forceFinalizers?: boolean;
+  reporter?: Reporter;
+  log?: (line: string) => void;
+}
+
+export interface DemoResult {
+  repository: string;
+  root: string;
+  dbDir: string;
+  image: string;
+  repo: Pick<CreateResult, 'packed' | 'reused' | 'metaOnly' | 'changed'> & { packages: number };
+  base?: string;
+  installed: string[];
+  finalizers: 'ran' | 'skipped: no /bin/sh in the root' | 'skipped: bubblewrap (bwrap) missing';
+  finalizerErrors: string[];
+  verify: Pick<VerifyReport, 'checked' | 'problems'>;
+  squashfs: SquashfsResult;
+}
+
+/** packages-tree/ beside dist/ (or src/) in the cpm checkout or package. */
+export function defaultTree(): string {
+  return fileURLToPath(new URL('../packages-tree', import.meta.url));
+}
+
+function hasShell(root: string): boolean {
+  try {
+    // a symlink (usrmerge: /bin → usr/bin) is resolved inside the sandbox, so lstat is enough
+    lstatSync(path.join(root, 'bin', 'sh'));
+    return true;
+  } catch {
+    return existsSync(path.join(root, 'usr', 'bin', 'sh'));
+  }
+}
+
+export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
+  const log = opts.log ?? (() => undefined);
+  const reporter = opts.reporter ?? silentReporter();
+  const outDir = path.resolve(opts.outDir);
+  const tree = path.resolve(opts.tree ?? defaultTree());
+  if (!existsSync(tree))
+    throw new CpmError('E_NOT_FOUND', `packages tree ${tree} does not exist`, {
+      context: { path: tree },
+      hint: 'pass --tree DIR',
+    });
+  const repoDir = path.join(outDir, 'repo');
+  const root = path.join(outDir, 'root');
+  const image = path.join(outDir, 'rootfs.squashfs');
+  await fsp.mkdir(outDir, { recursive: true });
+  // The repository is kept between runs (repo create is incremental); the root is made afresh.
+  await fsp.rm(root, { recursive: true, force: true });
+  await fsp.rm(image, { force: true });
+  await fsp.mkdir(root);
+
+  log(`1/4 repo create --tree ${tree} --output dir://${repoDir}`);
+  const created = await createFromTree(tree, { output: `dir://${repoDir}`, name: 'demo' });
+  log(
+    `    ${created.index.packages.length} packages: ${created.packed.length} packed, ` +
+      `${created.reused.length} reused, ${created.metaOnly.length} metadata-only`,
+  );
+
+  const dbDir = databaseDir(opts.config, root);
+  let base: string | undefined;
+  if (opts.base) {
+    log(`    rootfs init --from ${opts.base}`);
+    const r = await rootfsInit(root, opts.base, {
+      cacheDir: opts.config.cache_dir,
+      dbDir,
+      reporter,
+    });
+    base = r.base;
+  }
+
+  const packages = opts.packages ?? ['system/cos-setup'];
+  const bwrap = findTool('bwrap') !== undefined;
+  const shell = hasShell(root);
+  const finalizers: DemoResult['finalizers'] =
+    opts.forceFinalizers || (bwrap && shell)
+      ? 'ran'
+      : !shell
+        ? 'skipped: no /bin/sh in the root'
+        : 'skipped: bubblewrap (bwrap) missing';
+  log(`2/4 install ${packages.join(' ')} --root ${root} (finalizers ${finalizers})`);
+  const op: OperationResult = await runOperation(
+    {
+      root,
+      dbDir,
+      config: opts.config,
+      source: { kind: 'repo', urls: [`dir://${repoDir}`] },
+    },
+    'install',
+    packages,
+    { noFinalizers: finalizers !== 'ran', reporter },
+  );
+  const installed = op.transaction?.installed ?? [];
+  for (const id of installed) log(`    installed ${id}`);
+
+  log(`3/4 verify --root ${root}`);
+  const report = await verify({ root, dbDir });
+  log(`    ${report.checked} files checked, ${report.problems.length} problem(s)`);
+  if (report.problems.length > 0)
+    throw new CpmError(
+      'E_DB',
+      `verify found ${report.problems.length} problem(s) in ${root}: ` +
+        report.problems
+          .slice(0, 5)
+          .map((p) => `${p.kind} ${p.path}`)
+          .join(', '),
+      { context: { path: root } },
+    );
+
+  log(`4/4 image squashfs --root ${root} -o ${image}`);
+  // Owners and device nodes come from the DB: the install ran without root.
+  const ov = dbOverlay(loadRootDb(root, dbDir).db);
+  const squashfs = await writeSquashfs(root, image, {
+    overlay: ov.overlay,
+    overlayPaths: ov.overlayPaths,
+    sourceDateEpoch: sourceDateEpochFromEnv(),
+  });
+  log(`    ${squashfs.entries} entries, ${squashfs.bytes} bytes (${squashfs.backend})`);
+
+  return {
+    repository: `dir://${repoDir}`,
+    root,
+    dbDir,
+    image,
+    repo: {
+      packages: created.index.packages.length,
+      packed: created.packed,
+      reused: created.reused,
+      metaOnly: created.metaOnly,
+      changed: created.changed,
+    },
+    ...(base ? { base } : {}),
+    installed,
+    finalizers,
+    finalizerErrors: (op.transaction?.finalizerErrors ?? []).map((e) => e.message),
+    verify: { checked: report.checked, problems: report.problems },
+    squashfs,
+  };
+}

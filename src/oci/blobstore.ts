@@ -8,7 +8,8 @@
 import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { promises as fsp, type ReadStream } from 'node:fs';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { CpmError } from '../errors.js';
 import { assertDigest, hexOf } from './digest.js';
 
@@ -97,7 +98,12 @@ export class BlobStore {
     }
     const w = await this.writer(expected);
     try {
-      for await (const chunk of src) await w.write(chunk as Buffer);
+      if (src instanceof Readable) {
+        // Flowing mode + writev: no per-chunk await, no re-concatenation of buffered chunks.
+        await pipeline(src, w.sink());
+      } else {
+        for await (const chunk of src) await w.write(chunk as Buffer);
+      }
       return await w.commit();
     } catch (e) {
       await w.abort();
@@ -138,7 +144,9 @@ export class BlobStore {
 export class BlobWriter {
   private hash: Hash = createHash('sha256');
   private done = false;
-  /** Bytes written so far (the offset to resume from). */
+  /** The write in flight (writes are serialized; sink() batches while one is pending). */
+  private pending: Promise<void> = Promise.resolve();
+  /** Bytes handed to write() so far (the offset to resume from once settle() resolved). */
   received = 0;
 
   constructor(
@@ -149,29 +157,57 @@ export class BlobWriter {
   ) {}
 
   async write(chunk: Buffer): Promise<void> {
+    await this.writeMany([chunk]);
+  }
+
+  /** Appends `chunks` in order: hashed now, written with one positioned writev. */
+  async writeMany(chunks: Buffer[]): Promise<void> {
+    let n = 0;
+    for (const c of chunks) n += c.length;
     const limit = this.expected.size;
-    if (limit !== undefined && this.received + chunk.length > limit) {
+    if (limit !== undefined && this.received + n > limit) {
       throw this.mismatch(`more than the expected ${limit} bytes`);
     }
-    this.hash.update(chunk);
-    this.received += chunk.length;
+    for (const c of chunks) this.hash.update(c);
     // Explicit positions: after restart() the file offset would otherwise stay past the end.
-    let off = 0;
-    const base = this.received - chunk.length;
-    while (off < chunk.length) {
-      const { bytesWritten } = await this.fh.write(chunk, off, chunk.length - off, base + off);
-      off += bytesWritten;
-    }
+    const base = this.received;
+    this.received += n;
+    const run = this.pending.then(() => writeAllAt(this.fh, chunks, base));
+    this.pending = run.catch(() => undefined);
+    await run;
+  }
+
+  /** Resolves when no write is in flight (call before reading `received` after an error). */
+  async settle(): Promise<void> {
+    await this.pending;
+  }
+
+  /**
+   * A Writable feeding this writer. While one writev is on disk the next chunks queue up (up to
+   * 4 MiB), so network or compression keep running and disk writes come in large batches.
+   */
+  sink(): Writable {
+    return new Writable({
+      highWaterMark: 4 << 20,
+      writev: (chunks, cb) => {
+        this.writeMany(chunks.map((c) => c.chunk as Buffer)).then(() => cb(), cb);
+      },
+      write: (chunk: Buffer, _enc, cb) => {
+        this.writeMany([chunk]).then(() => cb(), cb);
+      },
+    });
   }
 
   /** Discards everything written so far (a server ignored our Range request). */
   async restart(): Promise<void> {
+    await this.settle();
     await this.fh.truncate(0);
     this.received = 0;
     this.hash = createHash('sha256'); // a Hash cannot be rewound
   }
 
   async commit(): Promise<BlobRef> {
+    await this.settle();
     const digest = 'sha256:' + this.hash.digest('hex');
     const { size: want, digest: wantDigest } = this.expected;
     try {
@@ -193,6 +229,7 @@ export class BlobWriter {
   }
 
   async abort(): Promise<void> {
+    await this.settle();
     if (!this.done) {
       this.done = true;
       await this.fh.close().catch(() => undefined);
@@ -206,5 +243,17 @@ export class BlobWriter {
       hint: 'the registry or the network returned corrupt data; nothing was kept, retry the command',
       context: { digest: d, expectedSize: this.expected.size, received: this.received },
     });
+  }
+}
+
+/** writev until every byte of `chunks` is on file at `pos` (writev may write less than asked). */
+async function writeAllAt(fh: fsp.FileHandle, chunks: Buffer[], pos: number): Promise<void> {
+  let bufs = chunks.filter((c) => c.length > 0);
+  while (bufs.length > 0) {
+    const { bytesWritten } = await fh.writev(bufs, pos);
+    pos += bytesWritten;
+    let left = bytesWritten;
+    while (bufs.length > 0 && left >= bufs[0]!.length) left -= bufs.shift()!.length;
+    if (left > 0) bufs[0] = bufs[0]!.subarray(left);
   }
 }

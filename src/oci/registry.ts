@@ -7,9 +7,10 @@
  * backoff. Secrets live only in Authorization headers; messages and logs carry method, path and
  * status, never headers or query strings.
  */
-import { Agent, request, type Dispatcher } from 'undici';
+import { Agent, request, type Dispatcher } from './http.js';
 import type { Readable } from 'node:stream';
 import { createReadStream } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
 import { CpmError, type ErrorCode } from '../errors.js';
 import { basicHeader, findCredentials, parseChallenge, type Credentials } from './auth.js';
 import type { BlobRef, BlobStore } from './blobstore.js';
@@ -250,8 +251,10 @@ export class RegistryClient {
           }
         }
         try {
-          for await (const chunk of res.body) await w.write(chunk as Buffer);
+          await pipeline(res.body, w.sink());
         } catch (e) {
+          // The resume offset is only known once the last write reached the file.
+          await w.settle();
           if (e instanceof CpmError || attempt >= this.retries)
             throw this.netError(e, `blob ${blob.digest}`);
           this.log(

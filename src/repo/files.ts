@@ -5,7 +5,7 @@
 import { createReadStream, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { Agent, request } from 'undici';
+import { Agent, request } from '../oci/http.js';
 import { CpmError } from '../errors.js';
 
 export interface RepoFiles {

@@ -63,6 +63,36 @@ describe('BlobStore', () => {
     expect(await files()).toEqual(before);
   });
 
+  it('streams many small chunks through the batching sink in order, and stops at the size limit', async () => {
+    const data = pseudoRandom(3_000_000, 11);
+    const chunks: Buffer[] = [];
+    for (let off = 0, i = 0; off < data.length; i++) {
+      const n = 1 + ((i * 7919) % 40_000);
+      chunks.push(data.subarray(off, off + n));
+      off += n;
+    }
+    expect(chunks.length).toBeGreaterThan(100);
+    const ref = await store.put(Readable.from(chunks), { digest: sha256(data), size: data.length });
+    expect((await store.read(ref.digest)).equals(data)).toBe(true);
+
+    // A stream longer than expected fails in the sink, after its earlier writes settled.
+    const before = await files();
+    const w = await store.writer({ size: 1_000_000 });
+    const err = await new Promise<unknown>((resolve) => {
+      const sink = w.sink();
+      sink.on('error', resolve);
+      Readable.from(chunks).pipe(sink);
+    });
+    expect((err as CpmError).code).toBe('E_DIGEST');
+    await w.settle();
+    expect(w.received).toBeLessThanOrEqual(1_000_000);
+    const tmp = (await files()).filter((f) => f.startsWith('.tmp-'));
+    expect(tmp).toHaveLength(1);
+    expect((await fsp.stat(path.join(dir, 'blobs', 'sha256', tmp[0]!))).size).toBe(w.received);
+    await w.abort();
+    expect(await files()).toEqual(before);
+  });
+
   it('writer supports restart (a registry that ignored Range)', async () => {
     const data = Buffer.from('hello world');
     const w = await store.writer({ digest: sha256(data), size: data.length });

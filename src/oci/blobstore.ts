@@ -248,7 +248,7 @@ export class BlobWriter {
 
 /** writev until every byte of `chunks` is on file at `pos` (writev may write less than asked). */
 async function writeAllAt(fh: fsp.FileHandle, chunks: Buffer[], pos: number): Promise<void> {
-  let bufs = chunks.filter((c) => c.length > 0);
+  const bufs = chunks.filter((c) => c.length > 0);
   while (bufs.length > 0) {
     const { bytesWritten } = await fh.writev(bufs, pos);
     pos += bytesWritten;

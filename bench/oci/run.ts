@@ -1,0 +1,272 @@
+/**
+ * OCI pull/push benchmark against a local docker-registry: `cpm pull|push` vs `skopeo copy` in
+ * the same run, fresh cache and fresh destination per run, alternating who goes first.
+ *
+ * Input: bench/.work/debian-root.tar (≈500 MB Debian root, created with mmdebstrap when missing)
+ * extracted into a fresh directory and packed by cpm's library (one gzip layer, owners kept);
+ * `--quick`: a generated ≈50 MB tree instead (the whole bench < 60 s).
+ *
+ *   npm run build && npx tsx bench/oci/run.ts [--quick] [--runs N]
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, promises as fsp, statSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BlobStore } from '../../src/oci/blobstore.js';
+import { LayoutEndpoint } from '../../src/oci/endpoint.js';
+import { pushImage } from '../../src/oci/image.js';
+import { OciLayout } from '../../src/oci/layout.js';
+import { buildPackageImage } from '../../src/oci/package-image.js';
+import { startRegistry, type RegistryInstance } from '../../test/support/registry.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const WORK = path.join(ROOT, 'bench', '.work');
+const TAR = path.join(WORK, 'debian-root.tar');
+const LOCK = `${TAR}.lock`;
+const BIN = path.join(ROOT, 'bin', 'cpm.js');
+const QUICK = process.argv.includes('--quick');
+const runsArg = process.argv.indexOf('--runs');
+const RUNS = runsArg > 0 ? Number(process.argv[runsArg + 1]) : Number(process.env.BENCH_RUNS ?? 3);
+
+/** Creates the Debian tarball unless it exists or another helper is creating it (lock file). */
+async function ensureTar(): Promise<void> {
+  while (existsSync(LOCK) && !existsSync(TAR)) {
+    console.log(`waiting for ${TAR} (another process holds ${LOCK})…`);
+    await new Promise((r) => setTimeout(r, 15_000));
+  }
+  if (existsSync(TAR)) return;
+  console.log(`creating ${TAR} with mmdebstrap (several minutes)…`);
+  await fsp.mkdir(WORK, { recursive: true });
+  await fsp.writeFile(LOCK, `${process.pid}\n`);
+  try {
+    execFileSync(
+      'mmdebstrap',
+      ['--variant=standard', '--format=tar', '--include=python3,git,vim', 'bookworm', `${TAR}.tmp`],
+      { stdio: 'inherit' },
+    );
+    await fsp.rename(`${TAR}.tmp`, TAR);
+  } finally {
+    await fsp.rm(LOCK, { force: true });
+  }
+}
+
+/** ≈50 MB: compressible text files plus incompressible ones, deterministic. */
+async function generateTree(dir: string): Promise<void> {
+  let h = createHash('sha256').update('cpm-bench-oci').digest();
+  const next = (): Buffer => (h = createHash('sha256').update(h).digest());
+  for (let d = 0; d < 20; d++) {
+    const sub = path.join(dir, 'usr', 'share', `pkg${d}`);
+    await fsp.mkdir(sub, { recursive: true });
+    for (let f = 0; f < 10; f++) {
+      const lines: string[] = [];
+      for (let i = 0; i < 1200; i++)
+        lines.push(`option_${i} = ${next().toString('hex')} # ${d}/${f}`);
+      await fsp.writeFile(path.join(sub, `f${f}.conf`), lines.join('\n'));
+    }
+  }
+  const bin = path.join(dir, 'usr', 'lib');
+  await fsp.mkdir(bin, { recursive: true });
+  for (let f = 0; f < 36; f++) {
+    const parts: Buffer[] = [];
+    for (let i = 0; i < 1 << 15; i++) parts.push(next());
+    await fsp.writeFile(path.join(bin, `blob${f}.so`), Buffer.concat(parts));
+  }
+}
+
+/** Fills a fresh directory with the input and packs it into an OCI layout under `scratch`. */
+async function prepareLayout(
+  scratch: string,
+): Promise<{ layout: string; inputBytes: number; layerSize: number; packSeconds: number }> {
+  const root = path.join(scratch, 'rootfs');
+  await fsp.mkdir(root);
+  let inputBytes: number;
+  if (QUICK) {
+    await generateTree(root);
+    inputBytes = Number(execFileSync('du', ['-sb', root], { encoding: 'utf8' }).split('\t')[0]);
+  } else {
+    await ensureTar();
+    inputBytes = statSync(TAR).size;
+    execFileSync('tar', ['-xf', TAR, '-C', root, '--numeric-owner']);
+  }
+  const store = new BlobStore(path.join(scratch, 'pack-cache'));
+  const t0 = performance.now();
+  const img = await buildPackageImage(
+    {
+      category: 'bench',
+      name: QUICK ? 'generated' : 'debian',
+      version: '12',
+      requires: [],
+      conflicts: [],
+      provides: [],
+      labels: {},
+      annotations: {},
+      uri: [],
+      hidden: false,
+      extra: {},
+    },
+    root,
+    { store, compression: 'gzip', preserveOwners: !QUICK, sourceDateEpoch: 0 },
+  );
+  const packSeconds = (performance.now() - t0) / 1000;
+  const layout = path.join(scratch, 'layout');
+  await pushImage(
+    store,
+    img.descriptor,
+    new LayoutEndpoint(await OciLayout.create(layout), 'latest'),
+  );
+  await fsp.rm(path.join(scratch, 'pack-cache'), { recursive: true, force: true });
+  await fsp.rm(root, { recursive: true, force: true });
+  return { layout, inputBytes, layerSize: img.layer.size, packSeconds };
+}
+
+/** An environment whose cpm.yaml points the blob cache at `dir` (fresh per run). */
+async function cpmEnv(dir: string): Promise<NodeJS.ProcessEnv> {
+  const file = `${dir}.yaml`;
+  await fsp.writeFile(file, `cache_dir: ${dir}\n`);
+  return { ...process.env, CPM_CONFIG: file };
+}
+
+function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): number {
+  const t0 = performance.now();
+  const r = spawnSync(cmd, args, { env, encoding: 'utf8', maxBuffer: 64 << 20 });
+  const secs = (performance.now() - t0) / 1000;
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
+  return secs;
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+/** Warns when dist/ (what bin/cpm.js runs) is older than the OCI sources. */
+function checkDist(): void {
+  const dist = path.join(ROOT, 'dist', 'oci', 'registry.js');
+  if (!existsSync(dist)) throw new Error('run "npm run build" first (the bench times bin/cpm.js)');
+  const src = path.join(ROOT, 'src', 'oci');
+  const newest = Math.max(
+    ...execFileSync('ls', [src], { encoding: 'utf8' })
+      .split('\n')
+      .filter(Boolean)
+      .map((f) => statSync(path.join(src, f)).mtimeMs),
+  );
+  if (statSync(dist).mtimeMs < newest)
+    console.warn('warning: dist/ is older than src/oci — run "npm run build"');
+}
+
+async function main(): Promise<void> {
+  checkDist();
+  const scratch = await fsp.mkdtemp(path.join(QUICK ? os.tmpdir() : WORK, 'bench-oci-'));
+  const times = {
+    cpmPull: [] as number[],
+    skopeoPull: [] as number[],
+    cpmPush: [] as number[],
+    skopeoPush: [] as number[],
+  };
+  let reg: RegistryInstance | undefined;
+  let input: Awaited<ReturnType<typeof prepareLayout>>;
+  try {
+    input = await prepareLayout(scratch);
+    const { layout } = input;
+    // The pull source: one registry for all pull runs, filled by skopeo (neutral ground).
+    reg = await startRegistry({ storageDir: path.join(scratch, 'pull-registry') });
+    const src = `${reg.host}/bench/image:latest`;
+    timed('skopeo', [
+      'copy',
+      '-q',
+      '--dest-tls-verify=false',
+      `oci:${layout}:latest`,
+      `docker://${src}`,
+    ]);
+    for (let i = 0; i < RUNS; i++) {
+      // Alternate who goes first so page-cache effects do not favour one tool.
+      for (const who of i % 2 === 0 ? ['cpm', 'skopeo'] : ['skopeo', 'cpm']) {
+        const out = path.join(scratch, `pull-${who}-${i}`);
+        if (who === 'cpm') {
+          const cache = path.join(scratch, `cache-${i}`);
+          const env = await cpmEnv(cache);
+          times.cpmPull.push(
+            timed('node', [BIN, 'pull', src, '--output', `oci:${out}:latest`], env),
+          );
+          await fsp.rm(cache, { recursive: true, force: true });
+        } else {
+          times.skopeoPull.push(
+            timed('skopeo', [
+              'copy',
+              '-q',
+              '--src-tls-verify=false',
+              `docker://${src}`,
+              `oci:${out}:latest`,
+            ]),
+          );
+        }
+        await fsp.rm(out, { recursive: true, force: true });
+      }
+    }
+    await reg.stop();
+    reg = undefined;
+    for (let i = 0; i < RUNS; i++) {
+      for (const who of i % 2 === 0 ? ['cpm', 'skopeo'] : ['skopeo', 'cpm']) {
+        // A fresh registry per push: nothing to skip or mount.
+        reg = await startRegistry({ storageDir: path.join(scratch, `push-registry-${who}-${i}`) });
+        const dest = `${reg.host}/bench/pushed:latest`;
+        if (who === 'cpm') {
+          const cache = path.join(scratch, `push-cache-${i}`);
+          const env = await cpmEnv(cache);
+          times.cpmPush.push(timed('node', [BIN, 'push', `oci:${layout}:latest`, dest], env));
+          await fsp.rm(cache, { recursive: true, force: true });
+        } else {
+          times.skopeoPush.push(
+            timed('skopeo', [
+              'copy',
+              '-q',
+              '--dest-tls-verify=false',
+              `oci:${layout}:latest`,
+              `docker://${dest}`,
+            ]),
+          );
+        }
+        await reg.stop();
+        reg = undefined;
+        await fsp.rm(path.join(scratch, `push-registry-${who}-${i}`), {
+          recursive: true,
+          force: true,
+        });
+      }
+    }
+  } finally {
+    await reg?.stop();
+    await fsp.rm(scratch, { recursive: true, force: true });
+  }
+  const { inputBytes, layerSize, packSeconds } = input;
+  const mb = (n: number): string => (n / 1e6).toFixed(0);
+  console.log(
+    `\nOCI bench${QUICK ? ' (--quick)' : ''}: ${QUICK ? 'generated tree' : 'Debian root'} of ${mb(inputBytes)} MB → ` +
+      `one gzip layer of ${mb(layerSize)} MB (cpm pack: ${packSeconds.toFixed(1)} s); ${RUNS} runs, median`,
+  );
+  const row = (op: string, c: number[], s: number[]): string => {
+    const mc = median(c);
+    const ms = median(s);
+    return (
+      `| ${op} | ${mc.toFixed(2).padStart(7)} | ${ms.toFixed(2).padStart(10)} | ` +
+      `${(mc / ms).toFixed(2).padStart(5)}× | ${(layerSize / 1e6 / mc).toFixed(0).padStart(8)} |`
+    );
+  };
+  console.log('| op   | cpm (s) | skopeo (s) |  ratio | cpm MB/s |');
+  console.log('| ---- | ------- | ---------- | ------ | -------- |');
+  console.log(row('pull', times.cpmPull, times.skopeoPull));
+  console.log(row('push', times.cpmPush, times.skopeoPush));
+  const fmt = (xs: number[]): string => xs.map((x) => x.toFixed(2)).join(' ');
+  console.log(
+    `runs (s): cpm pull ${fmt(times.cpmPull)} | skopeo pull ${fmt(times.skopeoPull)} | ` +
+      `cpm push ${fmt(times.cpmPush)} | skopeo push ${fmt(times.skopeoPush)}`,
+  );
+}
+
+main().catch((e: unknown) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { resolve as resolvePath } from 'node:path';
-import { CpmError, EXIT_CODES } from '../../errors.js';
+import { EXIT_CODES } from '../../errors.js';
 import type { Universe } from '../../spec/package.js';
 import { loadTree, projectTreeDir } from '../../spec/tree.js';
 import { planToJson, resolve, type InstalledPackage } from '../../resolver/index.js';
@@ -27,18 +27,16 @@ async function loadUniverse(dir: string, values: string[] | undefined): Promise<
   return tree.universe;
 }
 
-/**
- * Installed state of a root from its DB. Seam for the installer work: it will read the root's DB
- * and return InstalledPackage[]; until then only --assume-installed describes an installed state.
- */
-export async function installedFromRoot(root: string): Promise<InstalledPackage[]> {
-  throw new CpmError(
-    'E_USAGE',
-    `--root ${root}: reading a root's package DB is not available yet`,
-    {
-      hint: 'describe the installed state with --assume-installed category/name@version',
-    },
-  );
+/** Installed state of a root from its DB (the DB directory config puts in it). */
+export async function installedFromRoot(
+  root: string,
+  configFile?: string,
+): Promise<InstalledPackage[]> {
+  const { databaseDir, loadConfig } = await import('../../config.js');
+  const { InstalledDb } = await import('../../install/db.js');
+  const { installedState } = await import('../../install/ops.js');
+  const dir = resolvePath(root);
+  return installedState(InstalledDb.load(databaseDir(loadConfig(configFile), dir)));
 }
 
 /** `cpm plan install|uninstall|upgrade|reinstall` — prints the plan, touches nothing. */
@@ -55,11 +53,15 @@ export function registerPlan(program: Command): void {
     .option('--full', 'uninstall also removes dependencies nothing else needs')
     .option('--values <file...>', 'template values files for the tree')
     .option('--json', 'print the plan as JSON')
-    .action(async (operation: string, packages: string[], opts: PlanOpts) => {
+    .action(async (operation: string, packages: string[], opts: PlanOpts, cmd: Command) => {
       const request = makeRequest(operation, packages, { force: opts.force, full: opts.full });
       const universe = await loadUniverse(opts.tree ?? projectTreeDir(), opts.values);
       let installed: InstalledPackage[] = [];
-      if (opts.root) installed = await installedFromRoot(opts.root);
+      if (opts.root)
+        installed = await installedFromRoot(
+          opts.root,
+          cmd.optsWithGlobals<{ config?: string }>().config,
+        );
       if (opts.assumeInstalled?.length) {
         installed = [...installed, ...assumeInstalled(universe, opts.assumeInstalled)];
       }

@@ -187,6 +187,7 @@ function solveEncoded(
     active = active.filter((a) => !drop.has(a));
   }
   if (problems.length > 0) return { problems };
+  sat.sealProblem();
   for (const a of active) sat.addClause([a], enc.optimiseTag);
 
   // Lexicographic preference: requested families, installed families, then the rest in BFS order.
@@ -202,6 +203,11 @@ function solveEncoded(
   for (const i of inst) push(familyKey(i.spec));
   for (const f of enc.familyOrder) push(f);
 
+  // Each coordinated improvement costs one SAT query over the whole problem. Requested and installed
+  // families always get them; dependencies share a budget sized so that huge closures stay fast
+  // (a count, not a clock, so plans stay deterministic). Past it they only get local moves.
+  const priority = new Set(order.slice(0, targets.length + inst.length));
+  let budget = Math.max(MIN_QUERIES, Math.floor(QUERY_WORK / Math.max(1, enc.chosen().length)));
   const fixed = new Set<string>();
   for (let pass = 0; pass < order.length + 1; pass++) {
     let progressed = false;
@@ -217,8 +223,23 @@ function solveEncoded(
         chosen = ranked.length;
       }
       while (chosen > 0) {
+        // Cheap first: swap this package alone in the model; then drop better candidates that unit
+        // propagation already refutes under the pins; only what is left needs a SAT query.
+        const from = chosen < ranked.length ? ranked[chosen]! : all.find((v) => sat.modelValue(v))!;
+        const swapped = ranked.slice(0, chosen).findIndex((c) => sat.trySwap(from, c));
+        if (swapped >= 0) {
+          chosen = swapped;
+          continue;
+        }
+        const open = ranked.slice(0, chosen).filter((c) => {
+          if (sat.probe(pos(c))) return true;
+          enc.fix(c, false); // implied by the clauses and pins, so it stays true
+          return false;
+        });
+        if (open.length === 0) break;
+        if (!priority.has(fam) && budget-- <= 0) break;
         const act = sat.newVar();
-        sat.addRequire(act, ranked.slice(0, chosen).map(pos), enc.optimiseTag);
+        sat.addRequire(act, open.map(pos), enc.optimiseTag);
         const ok = sat.solve([pos(act)]);
         sat.addClause([neg(act)], enc.optimiseTag);
         if (!ok) break;
@@ -230,7 +251,23 @@ function solveEncoded(
     }
     if (!progressed) break;
   }
-  // The pins above are consistent with the last model, which is therefore the answer.
+  // The pins above are consistent with the last model, which is therefore the answer. When the
+  // budget ran out, a last sweep makes sure no package can be swapped alone for a better version.
+  if (budget < 0) {
+    for (let changed = true; changed;) {
+      changed = false;
+      for (const fam of order) {
+        const all = enc.familyVars.get(fam);
+        if (!all) continue;
+        const ranked = pref.get(fam) ?? all;
+        const from = all.find((v) => sat.modelValue(v));
+        if (from === undefined) continue;
+        const at = ranked.indexOf(from);
+        const better = at < 0 ? ranked : ranked.slice(0, at);
+        if (better.some((c) => sat.trySwap(from, c))) changed = true;
+      }
+    }
+  }
   const plan = buildPlan(
     enc.chosen().map((v) => enc.specs[v]!),
     inst,
@@ -239,6 +276,10 @@ function solveEncoded(
   );
   return { plan, problems: [] };
 }
+
+/** Dependency improvement queries allowed: QUERY_WORK / installed packages, at least MIN_QUERIES. */
+const QUERY_WORK = 1_000_000;
+const MIN_QUERIES = 64;
 
 const ANY_SEL: Selector = { raw: '', any: true, constraints: [] };
 

@@ -45,7 +45,6 @@ export class SatSolver {
   private rootCursor = 0;
   private reqCursor = 0;
   private dirty = true;
-  private freePtr = 0;
   private rootConflict = -1;
   private modelArr: Int8Array | null = null;
   conflicts = 0;
@@ -169,7 +168,6 @@ export class SatSolver {
     for (let i = this.trailLen - 1; i >= stop; i--) {
       const v = this.trail[i]! >> 1;
       this.assign[v] = 0;
-      if (v < this.freePtr) this.freePtr = v;
     }
     this.trailLen = stop;
     this.qhead = stop;
@@ -318,7 +316,10 @@ export class SatSolver {
     return -1;
   }
 
-  /** Package-aware decision: the best candidate of the first open require clause, else "not installed". */
+  /**
+   * Package-aware decision: the best candidate of the first open require clause; -1 when none is
+   * open, and then every unassigned var can be false at once (see solve()).
+   */
   private pickDecision(): number {
     if (this.dirty) {
       this.rootCursor = 0;
@@ -346,10 +347,6 @@ export class SatSolver {
         }
       }
       this.reqCursor++;
-    }
-    while (this.freePtr < this.nVars) {
-      if (this.assign[this.freePtr] === 0) return neg(this.freePtr);
-      this.freePtr++;
     }
     return -1;
   }
@@ -404,7 +401,11 @@ export class SatSolver {
       }
       const d = this.pickDecision();
       if (d < 0) {
-        this.modelArr = this.assign.slice(0, this.nVars);
+        // Every require clause is satisfied; all other clauses (conflicts, at-most-one, units) and the
+        // learned ones they imply hold with the unassigned vars false: "not installed" for the rest.
+        const m = this.assign.slice(0, this.nVars);
+        for (let v = 0; v < m.length; v++) if (m[v] === 0) m[v] = -1;
+        this.modelArr = m;
         this.cancelUntil(0);
         return true;
       }
@@ -462,6 +463,78 @@ export class SatSolver {
   /** After solve() returned false under assumptions: the core and the assumptions involved. */
   get assumptionCore(): { tags: number[]; assumptions: number[] } | null {
     return this.failedCore;
+  }
+
+  private nProblem = -1;
+  private occ: number[][] | null = null;
+
+  /** Marks the clauses so far as the problem; later ones are pins, learned or query clauses. */
+  sealProblem(): void {
+    this.nProblem = this.clauses.length;
+    this.occ = null;
+  }
+
+  /** Problem clauses by literal (built on first use, for model swaps). */
+  private occurrences(): number[][] {
+    if (this.occ) return this.occ;
+    const occ: number[][] = Array.from({ length: 2 * this.nVars }, () => []);
+    const n = this.nProblem < 0 ? this.clauses.length : this.nProblem;
+    for (let ci = 0; ci < n; ci++) {
+      if (this.tags[ci] === -1) continue; // learned: implied by the others
+      const lits = this.clauses[ci]!;
+      for (let k = 0; k < lits.length; k++) occ[lits[k]!]!.push(ci);
+    }
+    this.occ = occ;
+    return occ;
+  }
+
+  /**
+   * Changes the last model so that `to` is true instead of `from` when that keeps every problem
+   * clause and at-most-one group satisfied; returns whether it did. Only problem clauses are checked
+   * (see sealProblem): pins and query clauses added later are the caller's business.
+   */
+  trySwap(from: number, to: number): boolean {
+    const m = this.modelArr;
+    if (!m || m[from] !== 1 || m[to] === 1) return false;
+    const truth = (l: number): boolean => {
+      const v = l >> 1;
+      const b = v === from ? false : v === to ? true : m[v] === 1;
+      return (l & 1) === 1 ? !b : b;
+    };
+    const occ = this.occurrences();
+    for (const lit of [neg(to), pos(from)]) {
+      const list = occ[lit] ?? [];
+      for (let i = 0; i < list.length; i++) {
+        const lits = this.clauses[list[i]!]!;
+        let ok = false;
+        for (let k = 0; k < lits.length && !ok; k++) ok = truth(lits[k]!);
+        if (!ok) return false;
+      }
+    }
+    const g = this.group[to]!;
+    if (g >= 0)
+      for (const y of this.groups[g]!) if (y !== to && y !== from && m[y] === 1) return false;
+    m[from] = -1;
+    m[to] = 1;
+    return true;
+  }
+
+  /** Whether `lit` survives unit propagation on top of the level-0 facts (failed-literal probe). */
+  probe(lit: number): boolean {
+    if (this.rootConflict >= 0) return false;
+    this.cancelUntil(0);
+    const c0 = this.propagate();
+    if (c0 >= 0) {
+      this.rootConflict = c0;
+      return false;
+    }
+    const val = this.value(lit);
+    if (val !== 0) return val === 1;
+    this.trailLim.push(this.trailLen);
+    this.enqueue(lit, NO_REASON);
+    const c = this.propagate();
+    this.cancelUntil(0);
+    return c < 0;
   }
 
   get rootUnsat(): boolean {

@@ -27,10 +27,25 @@ const byId = (a: PackageSpec, b: PackageSpec): number => {
   return x < y ? -1 : x > y ? 1 : 0;
 };
 
+/** An offer whose PackageSpec is built on first use (a large index is mostly never looked at). */
+class LazyOffer implements Offer {
+  private built: PackageSpec | undefined;
+  constructor(
+    readonly repo: string,
+    readonly entry: IndexPackage,
+  ) {}
+  get spec(): PackageSpec {
+    return (this.built ??= toPackageSpec(this.entry));
+  }
+}
+
 export class IndexUniverse implements Universe {
-  private readonly byFamily = new Map<string, PackageSpec[]>();
-  private readonly providers = new Map<string, PackageSpec[]>();
-  private readonly offers = new Map<string, Offer>();
+  /** Family → offers; sorted newest first on first access (`sorted`). */
+  private readonly byFamily = new Map<string, LazyOffer[]>();
+  private readonly providers = new Map<string, LazyOffer[]>();
+  private readonly offers = new Map<string, LazyOffer>();
+  private readonly sortedFamilies = new Map<string, PackageSpec[]>();
+  private readonly sortedProviders = new Map<string, PackageSpec[]>();
   /** Ids offered by more than one repository, with the losers (for `cpm info`). */
   readonly shadowed = new Map<string, string[]>();
 
@@ -40,29 +55,27 @@ export class IndexUniverse implements Universe {
     );
     for (const src of ordered) {
       for (const entry of src.index.packages) {
-        const id = packageId(entry);
+        const fam = familyKey(entry);
+        const id = `${fam}@${entry.version}`;
         const have = this.offers.get(id);
         if (have) {
           this.shadowed.set(id, [...(this.shadowed.get(id) ?? []), src.name]);
           continue;
         }
-        const spec = toPackageSpec(entry);
-        this.offers.set(id, { repo: src.name, spec, entry });
-        const fam = familyKey(spec);
-        const list = this.byFamily.get(fam) ?? [];
-        list.push(spec);
-        this.byFamily.set(fam, list);
-        for (const prov of spec.provides) {
+        const offer = new LazyOffer(src.name, entry);
+        this.offers.set(id, offer);
+        const list = this.byFamily.get(fam);
+        if (list) list.push(offer);
+        else this.byFamily.set(fam, [offer]);
+        for (const prov of entry.provides) {
           const pf = familyKey(prov);
-          const pl = this.providers.get(pf) ?? [];
-          pl.push(spec);
-          this.providers.set(pf, pl);
+          const pl = this.providers.get(pf);
+          if (pl) {
+            if (pl[pl.length - 1] !== offer) pl.push(offer);
+          } else this.providers.set(pf, [offer]);
         }
       }
     }
-    for (const list of this.byFamily.values())
-      list.sort((a, b) => compareVersions(b.version, a.version) || byId(b, a));
-    for (const list of this.providers.values()) list.sort(byId);
   }
 
   families(): Iterable<string> {
@@ -70,11 +83,23 @@ export class IndexUniverse implements Universe {
   }
 
   versions(family: string): readonly PackageSpec[] {
-    return this.byFamily.get(family) ?? [];
+    let out = this.sortedFamilies.get(family);
+    if (!out) {
+      out = (this.byFamily.get(family) ?? []).map((o) => o.spec);
+      out.sort((a, b) => compareVersions(b.version, a.version) || byId(b, a));
+      this.sortedFamilies.set(family, out);
+    }
+    return out;
   }
 
   providersOf(family: string): readonly PackageSpec[] {
-    return this.providers.get(family) ?? [];
+    let out = this.sortedProviders.get(family);
+    if (!out) {
+      out = (this.providers.get(family) ?? []).map((o) => o.spec);
+      out.sort(byId);
+      this.sortedProviders.set(family, out);
+    }
+    return out;
   }
 
   /** Which repository supplies a package id ("category/name@version"), or undefined. */

@@ -151,6 +151,19 @@ export class Encoding {
         else this.sat.addRequire(v, cands.map(pos), t);
       }
     }
+    // Conflicts only matter between encoded packages: index the encoded providers once.
+    const encodedProviders = new Map<string, number[]>();
+    for (let v = 0; v < this.specs.length; v++) {
+      const s = this.specs[v];
+      if (!s) continue;
+      for (const p of s.provides) {
+        const pf = familyKey(p);
+        const l = encodedProviders.get(pf);
+        if (l) {
+          if (l[l.length - 1] !== v) l.push(v);
+        } else encodedProviders.set(pf, [v]);
+      }
+    }
     const seenPairs = new Set<string>();
     for (let v = 0; v < this.specs.length; v++) {
       const s = this.specs[v];
@@ -162,9 +175,9 @@ export class Encoding {
         if (own && fam !== familyKey(s)) {
           for (const o of own) if (satisfies(this.specs[o]!.version, dep.selector)) targets.push(o);
         }
-        for (const p of this.universe.providersOf(fam)) {
-          const o = this.varById.get(packageId(p));
-          if (o === undefined || o === v) continue;
+        for (const o of encodedProviders.get(fam) ?? []) {
+          if (o === v) continue;
+          const p = this.specs[o]!;
           if (p.provides.some((e) => familyKey(e) === fam && provideMatches(e, dep.selector))) {
             targets.push(o);
           }

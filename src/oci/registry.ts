@@ -86,6 +86,19 @@ function errCode(e: unknown): string | undefined {
   return typeof c === 'string' ? c : undefined;
 }
 
+/** Certificate and TLS protocol failures: retrying cannot fix them. */
+function isTlsError(e: unknown): boolean {
+  const c = errCode(e) ?? '';
+  return /^(ERR_TLS|ERR_SSL|CERT_|UNABLE_TO_|SELF_SIGNED|DEPTH_ZERO_|HOSTNAME_MISMATCH|ERR_OSSL)/.test(
+    c,
+  );
+}
+
+/** Connection-level errors worth another attempt (resets, refused, timeouts, undici socket errors). */
+function isRetryableNetError(e: unknown): boolean {
+  return errCode(e) !== undefined && !isTlsError(e);
+}
+
 /** Path-only rendering of a URL for messages (drops query: upload state, tokens). */
 function showUrl(u: string): string {
   try {
@@ -405,17 +418,20 @@ export class RegistryClient {
         e.code === 'E_NETWORK' ||
         (e.code === 'E_REGISTRY' && RETRYABLE_STATUS(Number(e.context.status)))
       );
-    return errCode(e) !== undefined;
+    return isRetryableNetError(e);
   }
 
   private netError(e: unknown, what: string): CpmError {
     if (e instanceof CpmError) return e;
     const code = errCode(e) ?? 'error';
+    const tls = isTlsError(e);
     return new CpmError(
       'E_NETWORK',
       `${this.registry}: ${what}: ${code}: ${(e as Error).message}`,
       {
-        hint: 'check that the registry is reachable; cpm retried with backoff',
+        hint: tls
+          ? `TLS with ${this.baseUrl} failed: trust its CA with --ca-file (repository: ca_file), or --no-tls-verify; a plain-http registry needs --plain-http`
+          : 'check that the registry is reachable; cpm retried with backoff',
         context: { registry: this.registry },
         cause: e,
       },
@@ -441,7 +457,7 @@ export class RegistryClient {
           highWaterMark: 1 << 20,
         });
       } catch (e) {
-        if (!req.noRetry && attempt < this.retries && errCode(e) !== undefined) {
+        if (!req.noRetry && attempt < this.retries && isRetryableNetError(e)) {
           this.log(`${req.method} ${showUrl(url)} -> ${errCode(e)}, retrying`);
           await sleep(this.backoff(attempt++));
           continue;

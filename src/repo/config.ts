@@ -22,6 +22,10 @@ export interface RepoConfig {
   auth?: string;
   /** Verify TLS certificates for https/oci URLs (default true). Digests are always verified. */
   verify: boolean;
+  /** oci: talk plain http to a registry that is not on loopback (loopback always is). */
+  insecure?: boolean;
+  /** PEM file with extra CA certificates for this repository's https/oci URLs. */
+  ca_file?: string;
   description?: string;
   /** The file the entry came from (and its line), for messages and `repo remove`. */
   file?: string;
@@ -40,6 +44,8 @@ const KNOWN = new Set([
   'enable',
   'auth',
   'verify',
+  'insecure',
+  'ca_file',
   'description',
 ]);
 
@@ -66,6 +72,10 @@ export function parseRepoEntry(raw: unknown, where: string): RepoConfig {
   if (typeof enabled !== 'boolean') fail('"enabled" must be true or false');
   const verify = r.verify ?? true;
   if (typeof verify !== 'boolean') fail('"verify" must be true or false');
+  if (r.insecure !== undefined && typeof r.insecure !== 'boolean')
+    fail('"insecure" must be true or false');
+  if (r.ca_file !== undefined && (typeof r.ca_file !== 'string' || r.ca_file === ''))
+    fail('"ca_file" must be a path to a PEM file');
   if (r.auth !== undefined && typeof r.auth !== 'string')
     fail('"auth" must be a string (a credentials key, e.g. a registry host)');
   if (r.description !== undefined && typeof r.description !== 'string')
@@ -82,6 +92,8 @@ export function parseRepoEntry(raw: unknown, where: string): RepoConfig {
     verify: verify as boolean,
   };
   if (r.auth !== undefined) cfg.auth = r.auth as string;
+  if (r.insecure === true) cfg.insecure = true;
+  if (r.ca_file !== undefined) cfg.ca_file = r.ca_file as string;
   if (r.description !== undefined) cfg.description = r.description as string;
   return cfg;
 }
@@ -121,7 +133,9 @@ export function parseRepoFile(text: string, file: string): RepoConfig[] {
       ? node.toJSON()
       : (node as { toJSON?: () => unknown })?.toJSON?.();
     const entry = parseRepoEntry(raw, line ? `${file}:${line}` : file);
-    entry.urls = entry.urls.map((u) => resolveLocalUrl(u, path.dirname(path.resolve(file))));
+    const base = path.dirname(path.resolve(file));
+    entry.urls = entry.urls.map((u) => resolveLocalUrl(u, base));
+    if (entry.ca_file) entry.ca_file = path.resolve(base, entry.ca_file);
     entry.file = file;
     if (line !== undefined) entry.line = line;
     out.push(entry);
@@ -193,6 +207,8 @@ export function renderRepoConfig(r: RepoConfig): string {
   o.enabled = r.enabled;
   if (r.auth) o.auth = r.auth;
   if (!r.verify) o.verify = false;
+  if (r.insecure) o.insecure = true;
+  if (r.ca_file) o.ca_file = r.ca_file;
   return stringify(o);
 }
 

@@ -74,9 +74,14 @@ function notFound(e: unknown, p: string): CpmError {
 export class HttpFiles implements RepoFiles {
   readonly location: string;
   private readonly agent: Agent;
-  constructor(baseUrl: string, opts: { tlsVerify?: boolean } = {}) {
+  constructor(baseUrl: string, opts: FilesOptions = {}) {
     this.location = baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`;
-    this.agent = new Agent({ connect: { rejectUnauthorized: opts.tlsVerify ?? true } });
+    this.agent = new Agent({
+      connect: {
+        rejectUnauthorized: opts.tlsVerify ?? true,
+        ...(opts.ca !== undefined ? { ca: opts.ca } : {}),
+      },
+    });
   }
   private url(rel: string): string {
     return new URL(safeRel(rel, this.location), this.location).toString();
@@ -131,7 +136,13 @@ export class HttpFiles implements RepoFiles {
 }
 
 /** dir:// URL or plain path → LocalFiles; http(s):// → HttpFiles. */
-export function openFiles(url: string, opts: { tlsVerify?: boolean } = {}): RepoFiles {
+export interface FilesOptions {
+  tlsVerify?: boolean;
+  /** Extra CA certificates (PEM). */
+  ca?: string | Buffer;
+}
+
+export function openFiles(url: string, opts: FilesOptions = {}): RepoFiles {
   if (/^https?:\/\//.test(url)) return new HttpFiles(url, opts);
   return new LocalFiles(url.startsWith('dir://') ? url.slice('dir://'.length) : url);
 }

@@ -4,7 +4,7 @@
  * fills (`<cache_dir>/repos/<name>/`), fetched on first use; `dir` repositories are always read
  * live (they are local and a stale copy would hide a fresh `repo create`).
  */
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { CpmConfig } from '../config.js';
@@ -89,8 +89,22 @@ function readerOptions(
 ): ReaderOptions {
   const o: ReaderOptions = { tlsVerify: r.verify, blobCache: cacheStore(cfg.cache_dir) };
   if (r.auth) o.auth = r.auth;
+  if (r.insecure) o.insecure = true;
+  if (r.ca_file) o.ca = readCaFile(r, r.ca_file);
   if (opts.plainHttp !== undefined) o.plainHttp = opts.plainHttp;
   return o;
+}
+
+function readCaFile(r: RepoConfig, file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (e) {
+    throw new CpmError(
+      'E_CONFIG',
+      `${r.file ?? r.name}${r.line ? `:${r.line}` : ''}: ca_file ${file}: ${(e as Error).message}`,
+      { context: { file: r.file, line: r.line, path: file } },
+    );
+  }
 }
 
 /** Tries each URL in order; all failures are reported together when none answers. */

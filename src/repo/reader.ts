@@ -51,6 +51,14 @@ export interface ReaderOptions {
   /** Blob cache for registry downloads (cache_dir). */
   blobCache?: BlobStore;
   plainHttp?: boolean;
+  /** Repo `insecure`: plain http to a non-loopback registry. */
+  insecure?: boolean;
+  /** Extra CA certificates (PEM) for https (repo `ca_file`). */
+  ca?: string | Buffer;
+}
+
+function filesOptions(opts: ReaderOptions): { tlsVerify: boolean; ca?: string | Buffer } {
+  return { tlsVerify: opts.tlsVerify ?? true, ...(opts.ca !== undefined ? { ca: opts.ca } : {}) };
 }
 
 /** Passes bytes through, failing at the end unless they hash to `digest` (and match `size`). */
@@ -100,7 +108,7 @@ export class LayoutReader implements RepoReader {
     readonly url: string,
     opts: ReaderOptions = {},
   ) {
-    this.files = openFiles(url, { tlsVerify: opts.tlsVerify ?? true });
+    this.files = openFiles(url, filesOptions(opts));
   }
 
   async fetchIndex(): Promise<FetchedIndex> {
@@ -196,6 +204,8 @@ export class RegistryReader implements RepoReader {
     this.cache = opts.blobCache;
     this.client = new RegistryClient(registry, {
       tlsVerify: opts.tlsVerify ?? true,
+      ...(opts.insecure ? { insecure: true } : {}),
+      ...(opts.ca !== undefined ? { ca: opts.ca } : {}),
       // `auth` names another credentials entry (e.g. a mirror sharing the upstream's login).
       ...(opts.auth ? { credentials: findCredentials(opts.auth) ?? null } : {}),
       ...(opts.plainHttp !== undefined ? { plainHttp: opts.plainHttp } : {}),
@@ -263,7 +273,7 @@ export class LuetReader implements RepoReader {
     private readonly name: string,
     opts: ReaderOptions = {},
   ) {
-    this.files = openFiles(url, { tlsVerify: opts.tlsVerify ?? true });
+    this.files = openFiles(url, filesOptions(opts));
   }
 
   async fetchIndex(): Promise<FetchedIndex> {

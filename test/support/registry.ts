@@ -9,6 +9,7 @@
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
+import { connect } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort } from './ports.js';
@@ -23,6 +24,8 @@ export interface RegistryOptions {
   token?: TokenServer;
   /** Storage dir (default: a fresh temp dir, removed on stop). */
   storageDir?: string;
+  /** Serve https with this certificate and key (PEM files); `url` is then https://. */
+  tls?: { certFile: string; keyFile: string };
 }
 
 export interface RegistryInstance {
@@ -37,13 +40,29 @@ export interface RegistryInstance {
   stop(): Promise<void>;
 }
 
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = connect(port, '127.0.0.1');
+    sock.once('connect', () => {
+      sock.destroy();
+      resolve(true);
+    });
+    sock.once('error', () => resolve(false));
+  });
+}
+
 async function waitReady(url: string, proc: ChildProcess, logs: () => string): Promise<void> {
   const deadline = Date.now() + 15_000;
   while (Date.now() < deadline) {
     if (proc.exitCode !== null) throw new Error(`registry exited (${proc.exitCode}):\n${logs()}`);
     try {
-      const res = await fetch(`${url}/v2/`);
-      if (res.status === 200 || res.status === 401) return;
+      if (url.startsWith('https:')) {
+        // Its certificate is the test's own CA: a TCP accept is enough to know it listens.
+        if (await canConnect(Number(new URL(url).port))) return;
+      } else {
+        const res = await fetch(`${url}/v2/`);
+        if (res.status === 200 || res.status === 401) return;
+      }
     } catch {
       /* not listening yet */
     }
@@ -75,6 +94,9 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
     `version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n` +
     `storage:\n  filesystem:\n    rootdirectory: ${storageDir}\n  delete:\n    enabled: true\n` +
     `http:\n  addr: 127.0.0.1:${port}\n` +
+    (opts.tls
+      ? `  tls:\n    certificate: ${opts.tls.certFile}\n    key: ${opts.tls.keyFile}\n`
+      : '') +
     auth;
   const configFile = path.join(dir, 'config.yml');
   await fsp.writeFile(configFile, config);
@@ -83,7 +105,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
   proc.stderr!.setEncoding('utf8').on('data', (d: string) => {
     log = (log + d).slice(-20_000);
   });
-  const url = `http://127.0.0.1:${port}`;
+  const url = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   try {
     await waitReady(url, proc, () => log);
   } catch (e) {

@@ -25,6 +25,7 @@ interface RegistryFlags {
 function registryFlags(cmd: Command): Command {
   return cmd
     .option('--plain-http', 'talk plain http to a non-loopback registry')
+    .option('--no-plain-http', 'talk https even to a loopback registry')
     .option('--no-tls-verify', 'do not verify the registry TLS certificate')
     .option('--ca-file <pem>', 'extra CA certificate(s) to trust')
     .option('--authfile <file>', 'auth file to read credentials from')
@@ -33,7 +34,8 @@ function registryFlags(cmd: Command): Command {
 
 function endpointOptions(f: RegistryFlags): EndpointOptions {
   const o: EndpointOptions = {};
-  if (f.plainHttp) o.plainHttp = true;
+  // Three states: --plain-http, --no-plain-http, or neither (http only for loopback hosts).
+  if (f.plainHttp !== undefined) o.plainHttp = f.plainHttp;
   if (f.tlsVerify === false) o.tlsVerify = false;
   if (f.caFile) o.ca = readFileSync(f.caFile);
   if (f.authfile) o.authFiles = [f.authfile];

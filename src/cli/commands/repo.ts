@@ -183,6 +183,8 @@ function registerRepoCommands(repo: Command): void {
     .option('--disabled', 'add it disabled')
     .option('--auth <key>', 'credentials key (default: the URL host)')
     .option('--no-verify', 'do not verify TLS certificates')
+    .option('--insecure', 'plain http to a registry that is not on loopback')
+    .option('--ca-file <pem>', 'extra CA certificate(s) for https')
     .option('--description <text>', 'description')
     .action(
       async (
@@ -194,6 +196,8 @@ function registerRepoCommands(repo: Command): void {
           disabled?: boolean;
           auth?: string;
           verify: boolean;
+          insecure?: boolean;
+          caFile?: string;
           description?: string;
         },
         cmd: Command,
@@ -210,6 +214,8 @@ function registerRepoCommands(repo: Command): void {
             enabled: !opts.disabled,
             verify: opts.verify,
             ...(opts.auth ? { auth: opts.auth } : {}),
+            ...(opts.insecure ? { insecure: true } : {}),
+            ...(opts.caFile ? { ca_file: path.resolve(opts.caFile) } : {}),
             ...(opts.description ? { description: opts.description } : {}),
           },
           'cpm repo add',

@@ -77,6 +77,21 @@ describe('cpm repo … (CLI)', () => {
     const i = await cpm('info', 'system/hello');
     expect(i.out).toMatch(/^system\/hello@1.0 {2}\[here\]/);
     expect(i.out).toMatch(/image: oci:.*:system_shello_c1.0/);
+    const ij = await cpm('info', 'system/hello@1.0', '--json');
+    expect(ij.code).toBe(0);
+    const info = JSON.parse(ij.out) as {
+      id: string;
+      repo: string;
+      versions: unknown[];
+      package: { name: string; image: { manifestDigest: string } };
+      imageRef: string;
+      layers: Array<{ digest: string }>;
+    };
+    expect(info).toMatchObject({ id: 'system/hello@1.0', repo: 'here', alsoIn: [] });
+    expect(info.versions).toEqual([{ version: '1.0', repo: 'here' }]);
+    expect(info.package.image.manifestDigest).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(info.imageRef).toMatch(/^oci:.*:system_shello_c1.0$/);
+    expect(info.layers).toHaveLength(1);
 
     const u = await cpm('repo', 'update', '--json');
     expect(u.code).toBe(0);

@@ -12,7 +12,8 @@ import { BlobStore } from '../../src/oci/blobstore.js';
 import { readJsonBlob } from '../../src/oci/image.js';
 import { OciLayout } from '../../src/oci/layout.js';
 import { readPackageMetadata } from '../../src/oci/package-image.js';
-import type { ImageConfig, ImageManifest } from '../../src/oci/types.js';
+import { RegistryClient } from '../../src/oci/registry.js';
+import { MEDIA, type ImageConfig, type ImageManifest } from '../../src/oci/types.js';
 import { pseudoRandom, readLayer, tempDir, writeTree } from '../support/layers.js';
 import { startRegistry, type RegistryInstance } from '../support/registry.js';
 
@@ -175,6 +176,84 @@ describe('cpm pack / pull / push with skopeo and umoci', () => {
       ),
     ) as ImageManifest;
     expect(pushed.layers[0]!.mediaType).toBe('application/vnd.oci.image.layer.v1.tar+zstd');
+  });
+
+  it('CLI flags: pull --platform picks from an index; push --chunk-size and --mount-from', async () => {
+    const host = process.arch === 'arm64' ? 'arm64' : 'amd64';
+    const other = host === 'arm64' ? 'amd64' : 'arm64';
+    const digests: Record<string, string> = {};
+    for (const arch of ['amd64', 'arm64']) {
+      const r = await cpm(
+        'pack',
+        payload,
+        '--name',
+        'multi/app@1',
+        '--platform',
+        `linux/${arch}`,
+        '-o',
+        `${reg.host}/multi/app:${arch}`,
+        '--json',
+      );
+      expect(r.code).toBe(0);
+      digests[arch] = (JSON.parse(r.out) as { digest: string }).digest;
+    }
+    expect(digests.amd64).not.toBe(digests.arm64);
+    const client = new RegistryClient(reg.host, { credentials: null });
+    const manifests = [];
+    for (const arch of ['amd64', 'arm64']) {
+      const m = await client.getManifest('multi/app', digests[arch]!);
+      manifests.push({
+        mediaType: m.mediaType,
+        digest: m.digest,
+        size: m.bytes.length,
+        platform: { os: 'linux', architecture: arch },
+      });
+    }
+    const index = { schemaVersion: 2, mediaType: MEDIA.ociIndex, manifests };
+    await client.putManifest('multi/app', '1', Buffer.from(JSON.stringify(index)), MEDIA.ociIndex);
+
+    const pulled = async (...flags: string[]): Promise<string> => {
+      const r = await cpm('pull', `${reg.host}/multi/app:1`, '--json', ...flags);
+      expect(r.err).toBe('');
+      return (JSON.parse(r.out) as { manifest: { digest: string } }).manifest.digest;
+    };
+    expect(await pulled()).toBe(digests[host]);
+    expect(await pulled('--platform', `linux/${other}`)).toBe(digests[other]);
+    const bad = await cpm('pull', `${reg.host}/multi/app:1`, '--platform', 'linux/s390x');
+    expect(bad.code).toBe(5);
+
+    // Mount: the layer is already in multi/app, so nothing is uploaded again.
+    const m = await cpm(
+      'push',
+      `${reg.host}/multi/app:amd64`,
+      `${reg.host}/multi/mounted:1`,
+      '--mount-from',
+      'multi/app',
+      '--json',
+    );
+    expect(m.code).toBe(0);
+    expect(JSON.parse(m.out)).toMatchObject({ digest: digests.amd64 });
+    const amdMan = JSON.parse(
+      (await client.getManifest('multi/app', digests.amd64!)).bytes.toString(),
+    ) as ImageManifest;
+    expect(await client.hasBlob('multi/mounted', amdMan.layers[0]!.digest)).toBe(
+      amdMan.layers[0]!.size,
+    );
+
+    const c = await cpm(
+      'push',
+      `oci:${dir}/rep-a-zstd:v1`,
+      `${reg.host}/apps/chunked:v1`,
+      '--chunk-size',
+      '4096',
+      '--json',
+    );
+    expect(c.code).toBe(0);
+    const inspected = JSON.parse(
+      await skopeo('inspect', '--tls-verify=false', `docker://${reg.host}/apps/chunked:v1`),
+    ) as { Digest: string };
+    expect(inspected.Digest).toBe((JSON.parse(c.out) as { digest: string }).digest);
+    await client.close();
   });
 
   it('pulls what umoci built (init/new/insert/repack) from the layout and via skopeo from the registry', async () => {

@@ -1,48 +1,47 @@
-/** commander wiring only: each command file registers its subcommands and calls into the library. */
+/**
+ * commander wiring only: each command file registers its subcommands and calls into the library.
+ * The full command tree (program.ts) is loaded on demand; the install commands alone start
+ * without it (a no-op `cpm install` must stay far below 150 ms, bench/install/noop.ts).
+ */
 import { Command, CommanderError } from 'commander';
-import { readFileSync } from 'node:fs';
 import { reportError } from './output.js';
-import { registerTree } from './commands/tree.js';
-import { registerPlan } from './commands/plan.js';
-import { registerOci } from './commands/oci.js';
-import { registerRepo } from './commands/repo.js';
 import { registerInstall } from './commands/install.js';
-import { registerImage } from './commands/image.js';
-import { registerRootfs } from './commands/rootfs.js';
-import { registerDemo } from './commands/demo.js';
 
-/** Defined by the single-file build (build/sea.mjs), which has no package.json beside it. */
-declare const __CPM_VERSION__: string | undefined;
+/** Commands registered by commands/install.ts (the root-changing and root-reading ones). */
+const INSTALL_COMMANDS = new Set([
+  'install',
+  'upgrade',
+  'reinstall',
+  'uninstall',
+  'list',
+  'files',
+  'owns',
+  'verify',
+  'reclaim',
+  'cleanup',
+  'recover',
+]);
 
-export function version(): string {
-  if (typeof __CPM_VERSION__ === 'string') return __CPM_VERSION__;
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
-    version: string;
-  };
-  return pkg.version;
-}
-
-export function buildProgram(): Command {
+/**
+ * A program with only the install commands when argv runs one of them: loading every command
+ * module costs more than the whole no-op `cpm install` (bench/install/noop.ts). Help and
+ * completion still see the full program.
+ */
+async function programFor(argv: string[]): Promise<Command> {
+  let i = 0;
+  while (i < argv.length && argv[i]!.startsWith('-')) i += argv[i] === '--config' ? 2 : 1;
+  if (!INSTALL_COMMANDS.has(argv[i] ?? '')) return (await import('./program.js')).buildProgram();
   const program = new Command('cpm')
-    .description('container-based package manager and rootfs assembler')
-    .version(version(), '-V, --version')
     .option('--config <file>', 'config file (default $CPM_CONFIG or /etc/cpm/cpm.yaml)')
     .option('--debug', 'show stack traces')
     .showHelpAfterError()
     .exitOverride();
-  registerTree(program);
-  registerPlan(program);
-  registerOci(program);
-  registerRepo(program);
   registerInstall(program);
-  registerImage(program);
-  registerRootfs(program);
-  registerDemo(program);
   return program;
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  const program = await programFor(argv);
   try {
     await program.parseAsync(argv, { from: 'user' });
     return process.exitCode === undefined ? 0 : Number(process.exitCode);

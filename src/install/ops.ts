@@ -21,7 +21,7 @@ import { satisfies } from '../spec/version.js';
 import { InstalledDb } from './db.js';
 import type { Reporter } from './progress.js';
 import { openSource, type PackageSource } from './source.js';
-import { applyTransaction, type TransactionResult } from './transaction.js';
+import type { TransactionResult } from './transaction.js';
 import type { FinalizeSpec, InstallStep, InstalledPackage, LayerSource } from './types.js';
 
 export type Operation = 'install' | 'upgrade' | 'uninstall' | 'reinstall';
@@ -59,6 +59,11 @@ export interface PlannedOperation {
   plan: Plan;
   /** Exactly what `cpm plan --json` prints for the same request and state. */
   json: PlanJson;
+  /**
+   * Image references among the arguments (`oci:DIR[:TAG]`, `HOST/REPO:TAG`): installed as they
+   * are, with ownership tracking, outside the resolver (like `apk add ./pkg.apk`).
+   */
+  images: string[];
   /** Nothing to do (a satisfiable plan without steps). */
   noop: boolean;
   /** The opened source (install/upgrade/reinstall with steps); closed by applyOperation. */
@@ -94,6 +99,17 @@ function pinnedAndInstalled(db: InstalledDb, refs: readonly string[]): boolean {
   return true;
 }
 
+/**
+ * The arguments that are image references. image-ref.ts (and the OCI client behind it) is only
+ * loaded when an argument could be one: a plain `cat/name@ver` has no ":" and no host.
+ */
+async function imageRefs(refs: readonly string[]): Promise<string[]> {
+  const maybe = refs.some((r) => r.includes(':') || /^(localhost|\[|[^/@]*\.)/.test(r));
+  if (!maybe) return [];
+  const { looksLikeImageRef } = await import('./image-ref.js');
+  return refs.filter((r) => looksLikeImageRef(r));
+}
+
 /** Resolves `op refs` against the source and the root's DB. Writes nothing under the root. */
 export async function planOperation(
   ctx: OpsContext,
@@ -101,7 +117,12 @@ export async function planOperation(
   refs: readonly string[],
   opts: OpsOptions = {},
 ): Promise<PlannedOperation> {
-  const request = makeRequest(op, refs, { force: opts.force, full: opts.full });
+  const images = op === 'install' ? await imageRefs(refs) : [];
+  const pkgRefs = refs.filter((r) => !images.includes(r));
+  const request: Request =
+    images.length > 0 && pkgRefs.length === 0
+      ? { op: 'install', targets: [] }
+      : makeRequest(op, pkgRefs, { force: opts.force, full: opts.full });
   const db = InstalledDb.load(ctx.dbDir);
   const installed = installedState(db);
   const done = (plan: Plan, repos?: OpenedRepositories): PlannedOperation => ({
@@ -110,12 +131,17 @@ export async function planOperation(
     request,
     plan,
     json: planToJson(plan),
-    noop: plan.satisfiable && plan.steps.length === 0,
+    images,
+    noop: plan.satisfiable && plan.steps.length === 0 && images.length === 0,
     ...(repos ? { repos } : {}),
   });
 
   // uninstall needs no repository; a pinned install of what is installed needs none either
-  if (op === 'uninstall' || (op === 'install' && pinnedAndInstalled(db, refs))) {
+  if (
+    op === 'uninstall' ||
+    (op === 'install' && pkgRefs.length === 0) ||
+    (op === 'install' && pinnedAndInstalled(db, pkgRefs))
+  ) {
     const universe = new MemoryUniverse(installed.map((i) => i.spec));
     return done(resolve(universe, installed, request));
   }
@@ -206,6 +232,19 @@ export async function applyOperation(
       if (fin) step.finalize = fin;
       install.push(step);
     }
+    if (planned.images.length > 0) {
+      const { imageInstallStep } = await import('./image-ref.js');
+      for (const ref of planned.images)
+        install.push(
+          await imageInstallStep(ref, {
+            cacheDir: ctx.config.cache_dir,
+            ...(ctx.plainHttp !== undefined ? { plainHttp: ctx.plainHttp } : {}),
+            ...(opts.reporter ? { reporter: opts.reporter } : {}),
+          }),
+        );
+    }
+    // the extractor is loaded only when there is something to extract
+    const { applyTransaction } = await import('./transaction.js');
     const transaction = await applyTransaction(
       ctx.root,
       { install, remove },

@@ -10,7 +10,7 @@ import path from 'node:path';
 import type { CpmConfig } from '../config.js';
 import { CpmError } from '../errors.js';
 import type { RepoConfig, RepoType } from '../repo/config.js';
-import { openRepositories, type OpenedRepositories } from '../repo/open.js';
+import type { OpenedRepositories } from '../repo/open.js';
 
 export type PackageSource =
   { kind: 'configured' } | { kind: 'repo'; urls: string[] } | { kind: 'tree'; dir: string };
@@ -85,6 +85,8 @@ export async function openSource(
   opts: OpenSourceOptions = {},
 ): Promise<OpenedRepositories> {
   const plain = opts.plainHttp !== undefined ? { plainHttp: opts.plainHttp } : {};
+  // loaded on use: the readers bring the HTTP client, which a no-op never needs
+  const { openRepositories } = await import('../repo/open.js');
   switch (source.kind) {
     case 'configured':
       return openRepositories(cfg, plain);

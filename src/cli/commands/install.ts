@@ -2,27 +2,23 @@ import type { Command } from 'commander';
 import path from 'node:path';
 import { databaseDir, loadConfig, type CpmConfig } from '../../config.js';
 import { CpmError, EXIT_CODES } from '../../errors.js';
-import {
-  createReporter,
-  filesOf,
-  listInstalled,
-  ownersOf,
-  recover,
-  verify,
-  type Reporter,
-  type RootRef,
-} from '../../install/index.js';
-import {
-  applyOperation,
-  planError,
-  planOperation,
-  type Operation,
-  type OperationResult,
-  type OpsContext,
-  type PlannedOperation,
+import { createReporter, type Reporter } from '../../install/progress.js';
+import type { RootRef } from '../../install/query.js';
+import type {
+  Operation,
+  OperationResult,
+  OpsContext,
+  PlannedOperation,
 } from '../../install/ops.js';
 import type { PackageSource } from '../../install/source.js';
 import { formatPlan } from '../../resolver/request.js';
+
+// The libraries are imported when a command runs, not when it is registered: every cpm start
+// registers every command, and a no-op `cpm install` should not pay for the extractor or the
+// OCI client (docs/database.md, bench/install/noop.ts).
+const ops = (): Promise<typeof import('../../install/ops.js')> => import('../../install/ops.js');
+const query = (): Promise<typeof import('../../install/query.js')> =>
+  import('../../install/query.js');
 import { printJson } from '../output.js';
 
 interface RootOpts {
@@ -146,11 +142,16 @@ async function runOp(op: Operation, refs: string[], o: OpCli, cmd: Command): Pro
     noWait: o.wait === false,
     ...(o.quiet || o.json ? {} : { log: (l: string) => process.stderr.write(`${l}\n`) }),
   };
+  const { applyOperation, planError, planOperation } = await ops();
   const planned: PlannedOperation = await planOperation(ctx, op, refs, opts);
   if (o.dryRun) {
     await planned.repos?.close();
     if (o.json) printJson(planned.json);
-    else process.stdout.write(formatPlan(planned.plan));
+    else {
+      for (const i of planned.images) process.stdout.write(`install   ${i} (image reference)\n`);
+      if (planned.images.length === 0 || !planned.noop)
+        process.stdout.write(formatPlan(planned.plan));
+    }
     if (!planned.plan.satisfiable) process.exitCode = EXIT_CODES[planError(planned.plan).code];
     return;
   }
@@ -163,6 +164,7 @@ async function runOp(op: Operation, refs: string[], o: OpCli, cmd: Command): Pro
     process.stdin.isTTY &&
     process.stderr.isTTY
   ) {
+    for (const i of planned.images) process.stderr.write(`install   ${i} (image reference)\n`);
     process.stderr.write(formatPlan(planned.plan));
     if (!(await confirm('Proceed? [Y/n] '))) {
       await planned.repos?.close();
@@ -208,12 +210,12 @@ Examples:
   cpm list --installed --root /mnt
   cpm list --installed --root /mnt --json | jq -r '.[].id'`,
     )
-    .action((o: { installed?: boolean; json?: boolean }, cmd: Command) => {
+    .action(async (o: { installed?: boolean; json?: boolean }, cmd: Command) => {
       if (!o.installed)
         throw new CpmError('E_USAGE', 'cpm list needs --installed', {
           hint: 'cpm search lists the packages of repositories',
         });
-      const pkgs = listInstalled(rootRef(cmd));
+      const pkgs = (await query()).listInstalled(rootRef(cmd));
       if (o.json) {
         printJson(
           pkgs.map((p) => ({
@@ -245,8 +247,8 @@ Examples:
   cpm files system/cos-setup --root /mnt
   cpm files system/cos-setup --root /mnt --json   # with type, mode, owner, size, sha256`,
     )
-    .action((pkg: string, o: { json?: boolean }, cmd: Command) => {
-      const files = filesOf(rootRef(cmd), pkg);
+    .action(async (pkg: string, o: { json?: boolean }, cmd: Command) => {
+      const files = (await query()).filesOf(rootRef(cmd), pkg);
       if (o.json) return printJson(files);
       for (const f of files) process.stdout.write(`/${f.path}${f.type === 'd' ? '/' : ''}\n`);
     });
@@ -260,8 +262,8 @@ Examples:
   cpm owns /usr/bin/cos-setup --root /mnt
   cpm owns /etc/cos/config --root /mnt --json     # exit 1 when nobody owns it`,
     )
-    .action((p: string, o: { json?: boolean }, cmd: Command) => {
-      const r = ownersOf(rootRef(cmd), p);
+    .action(async (p: string, o: { json?: boolean }, cmd: Command) => {
+      const r = (await query()).ownersOf(rootRef(cmd), p);
       if (o.json) printJson(r);
       else if (r.owners.length > 0)
         process.stdout.write(`${r.path} is owned by ${r.owners.join(', ')}\n`);
@@ -284,7 +286,7 @@ Examples:
     )
     .action(
       async (pkg: string | undefined, o: { json?: boolean; foreign?: boolean }, cmd: Command) => {
-        const r = await verify(rootRef(cmd), pkg, { foreign: o.foreign !== false });
+        const r = await (await query()).verify(rootRef(cmd), pkg, { foreign: o.foreign !== false });
         if (o.json) printJson(r);
         else {
           for (const p of r.problems)
@@ -311,6 +313,7 @@ Examples:
     .option('--no-wait', 'fail instead of waiting for the lock')
     .action(async (o: { json?: boolean; wait?: boolean }, cmd: Command) => {
       const ref = rootRef(cmd);
+      const { recover } = await import('../../install/transaction.js');
       const r = await recover(ref.root, { dbDir: ref.dbDir, noWait: o.wait === false });
       if (o.json) printJson({ result: r });
       else process.stdout.write(r === 'clean' ? 'nothing to recover\n' : `transaction ${r}\n`);

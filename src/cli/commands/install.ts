@@ -149,8 +149,9 @@ async function runOp(op: Operation, refs: string[], o: OpCli, cmd: Command): Pro
     if (o.json) printJson(planned.json);
     else {
       for (const i of planned.images) process.stdout.write(`install   ${i} (image reference)\n`);
-      if (planned.images.length === 0 || !planned.noop)
-        process.stdout.write(formatPlan(planned.plan));
+      const p = planned.plan;
+      if (planned.images.length === 0 || p.steps.length > 0 || !p.satisfiable)
+        process.stdout.write(formatPlan(p));
     }
     if (!planned.plan.satisfiable) process.exitCode = EXIT_CODES[planError(planned.plan).code];
     return;
@@ -165,7 +166,8 @@ async function runOp(op: Operation, refs: string[], o: OpCli, cmd: Command): Pro
     process.stderr.isTTY
   ) {
     for (const i of planned.images) process.stderr.write(`install   ${i} (image reference)\n`);
-    process.stderr.write(formatPlan(planned.plan));
+    if (planned.images.length === 0 || planned.plan.steps.length > 0)
+      process.stderr.write(formatPlan(planned.plan));
     if (!(await confirm('Proceed? [Y/n] '))) {
       await planned.repos?.close();
       process.stderr.write('cancelled, nothing was changed\n');

@@ -41,7 +41,8 @@ const EPOCH = '1700000000';
 const project = fileURLToPath(new URL('../../', import.meta.url));
 const WORK = path.join(project, 'bench', '.work');
 const TAR = path.join(WORK, 'debian-root.tar');
-const cpm = path.join(project, 'bin', 'cpm.js');
+// CPM_BIN: a cpm built elsewhere (e.g. from a clean `git archive HEAD` while dist/ is in flux).
+const cpm = process.env.CPM_BIN ?? path.join(project, 'bin', 'cpm.js');
 
 function sh(cmd: string, argv: string[]): void {
   const r = spawnSync(cmd, argv, { stdio: ['ignore', 'ignore', 'inherit'] });
@@ -73,7 +74,7 @@ const median = (xs: number[]): number => {
 };
 
 async function main(): Promise<void> {
-  if (!existsSync(path.join(project, 'dist', 'cli', 'main.js'))) {
+  if (!process.env.CPM_BIN && !existsSync(path.join(project, 'dist', 'cli', 'main.js'))) {
     throw new Error('dist/ is missing: run npm run build first');
   }
   mkdirSync(WORK, { recursive: true });

@@ -3,7 +3,7 @@
  * user/group names), clamped mtimes, no atime/ctime, hardlinks, device nodes, fifos and xattrs
  * as pax records. The same root and SOURCE_DATE_EPOCH always give the same bytes.
  */
-import { createReadStream, createWriteStream } from 'node:fs';
+import { closeSync, createWriteStream, openSync, promises as fsp, readSync } from 'node:fs';
 import { once } from 'node:events';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -81,37 +81,98 @@ export function tarHeader(e: RootEntry): PaxHeaders {
   return header;
 }
 
-/** Appends one walk entry (and the contents of a regular file) to a tar-stream pack. */
+/** Files up to this size are read in one call and handed to tar-stream as one buffer. */
+const SMALL_FILE = 1 << 20;
+const CHUNK = 1 << 20;
+
+function entryDone(pack: Pack, header: PaxHeaders, body?: Buffer): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const cb = (err?: Error | null): void => (err ? reject(err) : resolve());
+    if (body) pack.entry(header, body, cb);
+    else pack.entry(header, cb);
+  });
+}
+
+function changedSize(e: RootEntry): CpmError {
+  return new CpmError('E_IO', `${e.source} changed size while being archived`, {
+    context: { path: e.source },
+  });
+}
+
+/**
+ * Appends one walk entry (and the contents of a regular file) to a tar-stream pack. Contents are
+ * read with plain reads into buffers of the exact size (no fs.ReadStream: its 1 MiB buffer per
+ * small file made the garbage collector the busiest part of packing a root).
+ */
 export async function writeTarEntry(pack: Pack, e: RootEntry): Promise<void> {
   const header = tarHeader(e);
-  if (e.type !== 'file') {
-    await new Promise<void>((resolve, reject) =>
-      pack.entry(header, (err) => (err ? reject(err) : resolve())),
-    );
-    return;
+  if (e.type !== 'file') return entryDone(pack, header);
+  if (e.size <= SMALL_FILE) {
+    // Sync, like the walk: small files are most of a root, and a thread-pool hop per
+    // open/read/close dominated the time.
+    const fd = openSync(e.source!, 'r');
+    const buf = Buffer.allocUnsafe(e.size);
+    let got = 0;
+    try {
+      while (got < e.size) {
+        const n = readSync(fd, buf, got, e.size - got, got);
+        if (n === 0) break;
+        got += n;
+      }
+    } finally {
+      closeSync(fd);
+    }
+    if (got !== e.size) throw changedSize(e);
+    return entryDone(pack, header, buf);
   }
-  const sink = pack.entry(header);
-  const done = new Promise<void>((resolve, reject) => {
-    sink.on('finish', resolve);
-    sink.on('error', reject);
-  });
-  let written = 0;
-  for await (const chunk of createReadStream(e.source!, { highWaterMark: 1 << 20 })) {
-    const buf = chunk as Buffer;
-    // Never write past the size in the header if the file grew while we read it.
-    const part = written + buf.length > e.size ? buf.subarray(0, e.size - written) : buf;
-    written += part.length;
-    if (part.length > 0 && !sink.write(part)) await once(sink, 'drain');
-    if (written >= e.size) break;
-  }
-  if (written !== e.size) {
-    sink.destroy();
-    throw new CpmError('E_IO', `${e.source} changed size while being archived`, {
-      context: { path: e.source },
+  const fh = await fsp.open(e.source!, 'r');
+  try {
+    const sink = pack.entry(header);
+    const done = new Promise<void>((resolve, reject) => {
+      sink.on('finish', resolve);
+      sink.on('error', reject);
     });
+    let written = 0;
+    while (written < e.size) {
+      const want = Math.min(CHUNK, e.size - written);
+      const buf = Buffer.allocUnsafe(want);
+      const { bytesRead } = await fh.read(buf, 0, want, written);
+      if (bytesRead === 0) break;
+      written += bytesRead;
+      // Never more than the header's size, even if the file grew while we read it.
+      if (!sink.write(bytesRead === want ? buf : buf.subarray(0, bytesRead))) {
+        await once(sink, 'drain');
+      }
+    }
+    if (written !== e.size) {
+      sink.destroy();
+      throw changedSize(e);
+    }
+    sink.end(undefined);
+    await done;
+  } finally {
+    await fh.close();
   }
-  sink.end(undefined);
-  await done;
+}
+
+/** Coalesces tar-stream's many small chunks (512-byte headers) into ~1 MiB writes. */
+function coalesce(src: AsyncIterable<Buffer>, stats: TarStats): Readable {
+  async function* gen(): AsyncGenerator<Buffer> {
+    let parts: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of src) {
+      stats.bytes += chunk.length;
+      parts.push(chunk);
+      size += chunk.length;
+      if (size >= CHUNK) {
+        yield parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
+        parts = [];
+        size = 0;
+      }
+    }
+    if (size > 0) yield Buffer.concat(parts, size);
+  }
+  return Readable.from(gen(), { objectMode: false });
 }
 
 /**
@@ -134,8 +195,7 @@ export function rootfsTarStream(
   };
   produce().catch((err: unknown) => pack.destroy(err as Error));
   // streamx → node stream, so callers can use node:stream/promises pipeline.
-  const stream = Readable.from(pack as unknown as AsyncIterable<Buffer>, { objectMode: false });
-  stream.on('data', (d: Buffer) => (stats.bytes += d.length));
+  const stream = coalesce(pack as unknown as AsyncIterable<Buffer>, stats);
   return { stream, stats };
 }
 

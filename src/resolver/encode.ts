@@ -37,7 +37,8 @@ export class Encoding {
   /** Families in the order they were first reached (deterministic BFS). */
   readonly familyOrder: string[] = [];
   private readonly varById = new Map<string, number>();
-  private readonly candCache = new Map<string, number[]>();
+  /** Family → selector text → candidates. */
+  private readonly candCache = new Map<string, Map<string, number[]>>();
   private readonly queue: number[] = [];
   private qi = 0;
   private readonly optTag: number;
@@ -106,10 +107,15 @@ export class Encoding {
 
   /** Candidates for a dependency: providers first (by family, newest first), then real versions. */
   candidates(dep: { category: string; name: string; selector: Selector }, depth: number): number[] {
-    const fam = familyKey(dep);
-    const key = `${fam}\0${dep.selector.raw}`;
-    const hit = this.candCache.get(key);
+    return this.candidatesOf(familyKey(dep), dep.selector, depth);
+  }
+
+  private candidatesOf(fam: string, selector: Selector, depth: number): number[] {
+    let bySel = this.candCache.get(fam);
+    if (!bySel) this.candCache.set(fam, (bySel = new Map()));
+    const hit = bySel.get(selector.raw);
     if (hit) return hit;
+    const dep = { selector };
     const out: number[] = [];
     const provFams = new Set<string>();
     for (const p of this.universe.providersOf(fam)) {
@@ -129,7 +135,7 @@ export class Encoding {
         if (satisfies(this.specs[v]!.version, dep.selector)) out.push(v);
       }
     }
-    this.candCache.set(key, out);
+    bySel.set(selector.raw, out);
     return out;
   }
 
@@ -144,9 +150,12 @@ export class Encoding {
       const s = this.specs[v]!;
       const d = this.depth[v]! + 1;
       for (const dep of s.requires) {
-        const cands = this.candidates(dep, d).filter((c) => c !== v);
         const fam = familyKey(dep);
-        const t = this.tag({ kind: 'requires', pkg: v, dep, cands, known: this.known(fam) });
+        const all = this.candidatesOf(fam, dep.selector, d);
+        const cands = all.includes(v) ? all.filter((c) => c !== v) : all;
+        // `known` only matters for explaining a requirement nothing can satisfy.
+        const known = cands.length > 0 || this.known(fam);
+        const t = this.tag({ kind: 'requires', pkg: v, dep, cands, known });
         if (cands.length === 0) this.sat.addClause([neg(v)], t);
         else this.sat.addRequire(v, cands.map(pos), t);
       }

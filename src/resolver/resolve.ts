@@ -172,20 +172,14 @@ function solveEncoded(
   enc.close();
 
   const sat = enc.sat;
-  // All offenders: explain a failing group of jobs, drop it, solve again with the others.
+  // All offenders in one search: each failing group of jobs is explained and dropped, the rest go on.
   const problems: Problem[] = [];
-  let active = jobActs.map(pos);
-  for (;;) {
-    if (sat.solve(active)) break;
-    const failed = sat.assumptionCore;
-    if (!failed) {
-      problems.push(explainCore(enc, sat.unsatCore()).problem);
-      return { problems };
-    }
-    problems.push(explainCore(enc, failed.tags).problem);
-    const drop = new Set(failed.assumptions);
-    active = active.filter((a) => !drop.has(a));
+  const active = jobActs.map(pos);
+  if (!sat.solve(active, true)) {
+    problems.push(explainCore(enc, sat.unsatCore()).problem);
+    return { problems };
   }
+  for (const failed of sat.droppedCores) problems.push(explainCore(enc, failed.tags).problem);
   if (problems.length > 0) return { problems };
   sat.sealProblem();
   for (const a of active) sat.addClause([a], enc.optimiseTag);

@@ -353,10 +353,14 @@ export class SatSolver {
 
   /**
    * Solves under `assumptions`. false with `rootUnsat` set means the clauses themselves are UNSAT;
-   * false otherwise means UNSAT under the assumptions only.
+   * false otherwise means UNSAT under the assumptions only. With `dropFailed`, an assumption found
+   * false is dropped together with the others its failure rests on (see droppedCores), and the
+   * search goes on with the rest, so one call reports every independent failure.
    */
-  solve(assumptions: readonly number[] = []): boolean {
+  solve(assumptions: readonly number[] = [], dropFailed = false): boolean {
     this.failedCore = null;
+    this.dropped = [];
+    let active = assumptions;
     if (this.rootConflict >= 0) return false;
     this.cancelUntil(0);
     const c0 = this.propagate();
@@ -387,13 +391,23 @@ export class SatSolver {
         continue;
       }
       const dl = this.trailLim.length;
-      if (dl < assumptions.length) {
-        const a = assumptions[dl]!;
+      if (dl < active.length) {
+        const a = active[dl]!;
         const val = this.value(a);
         if (val === -1) {
-          this.failedCore = this.traceFailed(a);
-          this.cancelUntil(0);
-          return false;
+          const core = this.traceFailed(a);
+          if (!dropFailed) {
+            this.failedCore = core;
+            this.cancelUntil(0);
+            return false;
+          }
+          // Drop the assumptions this failure rests on and carry on from the first of them.
+          this.dropped.push(core);
+          const gone = new Set(core.assumptions);
+          const first = active.findIndex((x) => gone.has(x));
+          this.cancelUntil(first);
+          active = active.filter((x) => !gone.has(x));
+          continue;
         }
         this.trailLim.push(this.trailLen);
         if (val === 0) this.enqueue(a, NO_REASON);
@@ -458,6 +472,13 @@ export class SatSolver {
       visitClause(this.reasonOf(v), false);
     }
     return { tags: [...tags].sort((x, y) => x - y), assumptions: [...assumptions] };
+  }
+
+  private dropped: { tags: number[]; assumptions: number[] }[] = [];
+
+  /** After solve(…, dropFailed): each failure met (its core and the assumptions it dropped). */
+  get droppedCores(): readonly { tags: number[]; assumptions: number[] }[] {
+    return this.dropped;
   }
 
   /** After solve() returned false under assumptions: the core and the assumptions involved. */

@@ -146,7 +146,11 @@ async function runOp(op: Operation, refs: string[], o: OpCli, cmd: Command): Pro
   const planned: PlannedOperation = await planOperation(ctx, op, refs, opts);
   if (o.dryRun) {
     await planned.repos?.close();
-    if (o.json) printJson(planned.json);
+    // image references are resolved to packages only when pulled: a dry run lists them as given
+    if (o.json)
+      printJson(
+        planned.images.length > 0 ? { ...planned.json, images: planned.images } : planned.json,
+      );
     else {
       for (const i of planned.images) process.stdout.write(`install   ${i} (image reference)\n`);
       const p = planned.plan;

@@ -6,11 +6,11 @@
  * extracted into a fresh directory and packed by cpm's library (one gzip layer, owners kept);
  * `--quick`: a generated ≈50 MB tree instead (the whole bench < 60 s).
  *
- *   npm run build && npx tsx bench/oci/run.ts [--quick] [--runs N]
+ *   npm run build && npx tsx bench/oci/run.ts [--quick] [--runs N] [--cpm out/cpm-linux-x64]
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, promises as fsp, statSync } from 'node:fs';
+import { existsSync, promises as fsp, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,6 +26,10 @@ const WORK = path.join(ROOT, 'bench', '.work');
 const TAR = path.join(WORK, 'debian-root.tar');
 const LOCK = `${TAR}.lock`;
 const BIN = path.join(ROOT, 'bin', 'cpm.js');
+const cpmArg = process.argv.indexOf('--cpm');
+/** `--cpm FILE`: time this executable (e.g. the single-file out/cpm-linux-x64) instead of bin/cpm.js. */
+const CPM: [string, string[]] =
+  cpmArg > 0 ? [path.resolve(process.argv[cpmArg + 1]!), []] : ['node', [BIN]];
 const QUICK = process.argv.includes('--quick');
 const runsArg = process.argv.indexOf('--runs');
 const RUNS = runsArg > 0 ? Number(process.argv[runsArg + 1]) : Number(process.env.BENCH_RUNS ?? 3);
@@ -128,12 +132,30 @@ async function cpmEnv(dir: string): Promise<NodeJS.ProcessEnv> {
   return { ...process.env, CPM_CONFIG: file };
 }
 
-function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): number {
+interface Sample {
+  wall: number;
+  /** user + system CPU seconds of the child (NaN without /usr/bin/time). */
+  cpu: number;
+}
+
+const TIME = '/usr/bin/time';
+const HAVE_TIME = existsSync(TIME);
+
+/** Runs a command; wall time, and its CPU time (a steadier signal on a busy machine). */
+function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Sample {
+  const cpuFile = path.join(os.tmpdir(), `cpm-bench-time-${process.pid}`);
+  const [c, a] = HAVE_TIME ? [TIME, ['-f', '%U %S', '-o', cpuFile, cmd, ...args]] : [cmd, args];
   const t0 = performance.now();
-  const r = spawnSync(cmd, args, { env, encoding: 'utf8', maxBuffer: 64 << 20 });
-  const secs = (performance.now() - t0) / 1000;
+  const r = spawnSync(c, a, { env, encoding: 'utf8', maxBuffer: 64 << 20 });
+  const wall = (performance.now() - t0) / 1000;
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
-  return secs;
+  let cpu = NaN;
+  if (HAVE_TIME) {
+    const [u, sys] = readFileSync(cpuFile, 'utf8').trim().split(/\s+/).map(Number);
+    cpu = u! + sys!;
+    rmSync(cpuFile, { force: true });
+  }
+  return { wall, cpu };
 }
 
 const median = (xs: number[]): number => {
@@ -158,13 +180,13 @@ function checkDist(): void {
 }
 
 async function main(): Promise<void> {
-  checkDist();
+  if (cpmArg < 0) checkDist();
   const scratch = await fsp.mkdtemp(path.join(QUICK ? os.tmpdir() : WORK, 'bench-oci-'));
   const times = {
-    cpmPull: [] as number[],
-    skopeoPull: [] as number[],
-    cpmPush: [] as number[],
-    skopeoPush: [] as number[],
+    cpmPull: [] as Sample[],
+    skopeoPull: [] as Sample[],
+    cpmPush: [] as Sample[],
+    skopeoPush: [] as Sample[],
   };
   let reg: RegistryInstance | undefined;
   let input: Awaited<ReturnType<typeof prepareLayout>>;
@@ -189,7 +211,7 @@ async function main(): Promise<void> {
           const cache = path.join(scratch, `cache-${i}`);
           const env = await cpmEnv(cache);
           times.cpmPull.push(
-            timed('node', [BIN, 'pull', src, '--output', `oci:${out}:latest`], env),
+            timed(CPM[0], [...CPM[1], 'pull', src, '--output', `oci:${out}:latest`], env),
           );
           await fsp.rm(cache, { recursive: true, force: true });
         } else {
@@ -216,7 +238,7 @@ async function main(): Promise<void> {
         if (who === 'cpm') {
           const cache = path.join(scratch, `push-cache-${i}`);
           const env = await cpmEnv(cache);
-          times.cpmPush.push(timed('node', [BIN, 'push', `oci:${layout}:latest`, dest], env));
+          times.cpmPush.push(timed(CPM[0], [...CPM[1], 'push', `oci:${layout}:latest`, dest], env));
           await fsp.rm(cache, { recursive: true, force: true });
         } else {
           times.skopeoPush.push(
@@ -244,25 +266,36 @@ async function main(): Promise<void> {
   const { inputBytes, layerSize, packSeconds } = input;
   const mb = (n: number): string => (n / 1e6).toFixed(0);
   console.log(
-    `\nOCI bench${QUICK ? ' (--quick)' : ''}: ${QUICK ? 'generated tree' : 'Debian root'} of ${mb(inputBytes)} MB → ` +
+    `\nOCI bench${QUICK ? ' (--quick)' : ''}, cpm = ${CPM[1][0] ?? CPM[0]}: ${QUICK ? 'generated tree' : 'Debian root'} of ${mb(inputBytes)} MB → ` +
       `one gzip layer of ${mb(layerSize)} MB (cpm pack: ${packSeconds.toFixed(1)} s); ${RUNS} runs, median`,
   );
-  const row = (op: string, c: number[], s: number[]): string => {
-    const mc = median(c);
-    const ms = median(s);
+  const row = (op: string, c: Sample[], s: Sample[]): string => {
+    const [cw, sw] = [median(c.map((x) => x.wall)), median(s.map((x) => x.wall))];
+    const [cc, sc] = [median(c.map((x) => x.cpu)), median(s.map((x) => x.cpu))];
+    const f = (x: number, w: number): string => x.toFixed(2).padStart(w);
     return (
-      `| ${op} | ${mc.toFixed(2).padStart(7)} | ${ms.toFixed(2).padStart(10)} | ` +
-      `${(mc / ms).toFixed(2).padStart(5)}× | ${(layerSize / 1e6 / mc).toFixed(0).padStart(8)} |`
+      `| ${op} | ${f(cw, 7)} | ${f(sw, 10)} | ${f(cw / sw, 5)}× | ${(layerSize / 1e6 / cw).toFixed(0).padStart(8)} |` +
+      ` ${f(cc, 11)} | ${f(sc, 14)} | ${f(cc / sc, 9)}× |`
     );
   };
-  console.log('| op   | cpm (s) | skopeo (s) |  ratio | cpm MB/s |');
-  console.log('| ---- | ------- | ---------- | ------ | -------- |');
+  console.log(
+    '| op   | cpm (s) | skopeo (s) |  ratio | cpm MB/s | cpm CPU (s) | skopeo CPU (s) | CPU ratio |',
+  );
+  console.log(
+    '| ---- | ------- | ---------- | ------ | -------- | ----------- | -------------- | --------- |',
+  );
   console.log(row('pull', times.cpmPull, times.skopeoPull));
   console.log(row('push', times.cpmPush, times.skopeoPush));
-  const fmt = (xs: number[]): string => xs.map((x) => x.toFixed(2)).join(' ');
+  const fmt = (xs: Sample[]): string => xs.map((x) => x.wall.toFixed(2)).join(' ');
   console.log(
-    `runs (s): cpm pull ${fmt(times.cpmPull)} | skopeo pull ${fmt(times.skopeoPull)} | ` +
+    `wall per run (s): cpm pull ${fmt(times.cpmPull)} | skopeo pull ${fmt(times.skopeoPull)} | ` +
       `cpm push ${fmt(times.cpmPush)} | skopeo push ${fmt(times.skopeoPush)}`,
+  );
+  console.log(
+    `load average at the end: ${os
+      .loadavg()
+      .map((x) => x.toFixed(1))
+      .join(' ')} (${os.cpus().length} CPUs)`,
   );
 }
 

@@ -16,9 +16,8 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { pack as tarPack } from 'tar-stream';
 import { CpmError } from '../errors.js';
 import type { InstalledDb } from '../install/db.js';
 import type { BlobStore } from '../oci/blobstore.js';
@@ -40,7 +39,8 @@ import {
 import { createCompressor } from '../util/compress.js';
 import { dbOverlay, loadRootDb } from './db-overlay.js';
 import { sourceDateEpochFromEnv } from './meta.js';
-import { writeTarEntry } from './rootfs-tar.js';
+import { tarHeader } from './rootfs-tar.js';
+import { tarChunks } from './tar-encode.js';
 import { RootWalker, type RootEntry } from './rootfs-walk.js';
 
 /** Layer descriptor annotation naming what the layer holds. */
@@ -188,24 +188,16 @@ async function buildLayerBlob(
   compression: LayerCompression,
   level?: number,
 ): Promise<{ digest: string; diffId: string; size: number }> {
-  const pack = tarPack();
   const diff = new HashingStream();
   const compressed = new PassThrough({ highWaterMark: 1 << 20 });
-  const producing = (async () => {
-    for (const e of entries) await writeTarEntry(pack, e);
-    pack.finalize();
-  })().catch((err: unknown) => {
-    pack.destroy(err as Error);
-    throw err;
-  });
   const flowing = pipeline(
-    pack as unknown as AsyncIterable<Buffer>,
+    Readable.from(tarChunks(entries, tarHeader), { objectMode: false }),
     diff,
     createCompressor(compression, level),
     compressed,
   );
   const stored = store.put(compressed);
-  const [, , blob] = await Promise.all([producing, flowing, stored]);
+  const [, blob] = await Promise.all([flowing, stored]);
   return { digest: blob.digest, diffId: diff.digest(), size: blob.size };
 }
 

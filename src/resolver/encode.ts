@@ -23,6 +23,9 @@ export type Tag =
   | { kind: 'amo'; family: string }
   | { kind: 'optimise' };
 
+/** Pair keys v * PAIR + o stay exact doubles for up to 2^26 vars. */
+const PAIR = 2 ** 26;
+
 const cmpStr = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 export class Encoding {
@@ -173,7 +176,7 @@ export class Encoding {
         } else encodedProviders.set(pf, [v]);
       }
     }
-    const seenPairs = new Set<string>();
+    const seenPairs = new Set<number>();
     for (let v = 0; v < this.specs.length; v++) {
       const s = this.specs[v];
       if (!s) continue; // a job's activation var
@@ -192,7 +195,7 @@ export class Encoding {
           }
         }
         for (const o of targets) {
-          const k = v < o ? `${v}:${o}` : `${o}:${v}`;
+          const k = v < o ? v * PAIR + o : o * PAIR + v;
           if (seenPairs.has(k)) continue;
           seenPairs.add(k);
           this.sat.addClause(

@@ -18,6 +18,13 @@ export const pos = (v: number): number => v << 1;
 export const neg = (v: number): number => (v << 1) | 1;
 export const varOf = (lit: number): number => lit >> 1;
 
+/** Int32Array.from goes through the iterator protocol; this is several times faster. */
+function i32(xs: readonly number[]): Int32Array {
+  const a = new Int32Array(xs.length);
+  for (let i = 0; i < xs.length; i++) a[i] = xs[i]!;
+  return a;
+}
+
 export class SatSolver {
   private nVars = 0;
   private cap = 0;
@@ -90,7 +97,7 @@ export class SatSolver {
   addAtMostOne(vars: readonly number[], tag: number): void {
     const gi = this.groups.length;
     this.cancelUntil(0);
-    this.groups.push(Int32Array.from(vars));
+    this.groups.push(i32(vars));
     this.groupTags.push(tag);
     for (const v of vars) this.group[v] = gi;
     this.qhead = 0; // re-propagate level-0 facts through the new group
@@ -99,7 +106,7 @@ export class SatSolver {
 
   /** A plain clause. Returns its index. */
   addClause(lits: readonly number[], tag: number): number {
-    return this.add(Int32Array.from(lits), tag, null, null);
+    return this.add(i32(lits), tag, null, null);
   }
 
   /**
@@ -107,8 +114,12 @@ export class SatSolver {
    * true; decisions try candidates in the given order.
    */
   addRequire(owner: number | null, candidates: readonly number[], tag: number): number {
-    const lits = owner === null ? [...candidates] : [neg(owner), ...candidates];
-    const idx = this.add(Int32Array.from(lits), tag, null, Int32Array.from(candidates));
+    const off = owner === null ? 0 : 1;
+    const lits = new Int32Array(candidates.length + off);
+    if (owner !== null) lits[0] = neg(owner);
+    lits.set(candidates, off);
+    // A copy: the clause's literals get reordered by watching, the preference order must not.
+    const idx = this.add(lits, tag, null, lits.slice(off));
     if (owner === null) this.roots.push(idx);
     else this.owned[owner]!.push(idx);
     return idx;
@@ -379,9 +390,9 @@ export class SatSolver {
         const [learnt, ante, bt] = this.analyze(confl);
         this.cancelUntil(bt);
         const idx = this.clauses.length;
-        this.clauses.push(Int32Array.from(learnt));
+        this.clauses.push(i32(learnt));
         this.tags.push(-1);
-        this.antecedents.push(Int32Array.from(ante));
+        this.antecedents.push(i32(ante));
         this.prefs.push(null);
         if (learnt.length > 1) {
           this.watches[learnt[0]!]!.push(idx);

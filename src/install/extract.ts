@@ -44,6 +44,7 @@ import {
   type PathView,
 } from './fs-path.js';
 import type { Reporter } from './progress.js';
+import { SMALL_FILE, StageWriter } from './stage-writer.js';
 import type { ExtractLimits, FileRecord, InstallStep, LayerSource } from './types.js';
 
 export interface StagedEntry {
@@ -97,6 +98,10 @@ export class Stager {
   private seq = 0;
   private entries = 0;
   private bytes = 0;
+  /** Worker for small files of the current layer, started once a layer proves large. */
+  private writer: StageWriter | null = null;
+  private smallFiles = 0;
+  private readonly workerAfter = Number(process.env.CPM_STAGE_WORKER_AFTER ?? 256);
 
   constructor(private readonly o: StagerOptions) {
     this.view = new Overlay(new DiskView(o.root));
@@ -109,7 +114,16 @@ export class Stager {
     for (let i = 0; i < step.layers.length; i++) {
       const layer = step.layers[i]!;
       this.o.reporter.step(`extract ${id} ${layer.digest.slice(0, 19)}`);
-      await this.extractLayer(layer, i, pkg, id);
+      this.smallFiles = 0;
+      try {
+        await this.extractLayer(layer, i, pkg, id);
+        await this.writer?.flush();
+      } finally {
+        // a failed layer: let queued writes finish (or fail) before the caller removes the stage
+        await this.writer?.flush().catch(() => undefined);
+        await this.writer?.close();
+        this.writer = null;
+      }
     }
     return pkg;
   }
@@ -248,6 +262,7 @@ export class Stager {
     };
     const base = comps[comps.length - 1] ?? '';
     if (base.startsWith('.wh.')) {
+      await this.writer?.flush(); // staged files it hides must exist to be removed
       const parent = resolve(comps.slice(0, -1), true);
       if (base === '.wh..wh..opq') {
         this.hideUnder(pkg, parent, layer, false);
@@ -286,7 +301,10 @@ export class Stager {
       }
       this.ensureParents(pkg, rel, layer);
       const prev = pkg.get(rel);
-      if (prev && prev.rec.type !== 'd') this.discard(pkg, rel);
+      if (prev && prev.rec.type !== 'd') {
+        await this.writer?.flush();
+        this.discard(pkg, rel);
+      }
       this.put(pkg, {
         rec: { path: rel, type: 'd', mode, uid, gid, ...(xattrs ? { xattrs } : {}) },
         layer,
@@ -298,7 +316,10 @@ export class Stager {
 
     this.ensureParents(pkg, rel, layer);
     const prev = pkg.get(rel);
-    if (prev) this.discard(pkg, rel);
+    if (prev) {
+      await this.writer?.flush();
+      this.discard(pkg, rel);
+    }
 
     switch (h.type) {
       case 'file':
@@ -307,6 +328,16 @@ export class Stager {
       case undefined: {
         const staged = this.nextStage();
         faultPoint();
+        const writer = size <= SMALL_FILE && !xattrs ? this.smallFileWriter() : null;
+        if (writer) {
+          const { data, got } = await collect(stream, size);
+          if (got !== size) throw refuse(`header says ${size} bytes but entry has ${got}`);
+          const rec: FileRecord = { path: rel, type: 'f', mode, uid, gid, size, sha256: '' };
+          writer.file(staged, data, { uid, gid, mode, mtime }, (h) => (rec.sha256 = h));
+          this.put(pkg, { rec, staged, layer, mtime });
+          await writer.throttle();
+          return;
+        }
         const { sha256, size: written } = await writeStaged(stream, staged, {
           uid,
           gid,
@@ -337,9 +368,12 @@ export class Stager {
         if (target === '' || target.includes('\0')) throw refuse('empty or invalid symlink target');
         const staged = this.nextStage();
         faultPoint();
-        symlinkSync(target, staged);
-        if (isRoot) lchownSync(staged, uid, gid);
-        lutimesSync(staged, mtime, mtime);
+        if (this.writer) this.writer.symlink(staged, target, { uid, gid, mode: 0o777, mtime });
+        else {
+          symlinkSync(target, staged);
+          if (isRoot) lchownSync(staged, uid, gid);
+          lutimesSync(staged, mtime, mtime);
+        }
         this.put(pkg, {
           rec: { path: rel, type: 'l', mode: 0o777, uid, gid, target },
           staged,
@@ -362,6 +396,7 @@ export class Stager {
           throw refuse(`hardlink target /${trel} is not a regular file of this package`);
         const staged = this.nextStage();
         faultPoint();
+        await this.writer?.flush(); // the target must be on disk
         linkSync(target.staged, staged);
         this.put(pkg, { rec: { ...target.rec, path: rel }, staged, layer, mtime });
         break;
@@ -395,6 +430,14 @@ export class Stager {
         this.o.reporter.warn(`${id}: ignored ${h.type} entry ${h.name} in ${digest}`);
     }
     await drain(stream);
+  }
+
+  /** The worker writer, once this layer has had enough small files to be worth a thread. */
+  private smallFileWriter(): StageWriter | null {
+    if (this.writer) return this.writer;
+    if (++this.smallFiles <= this.workerAfter) return null;
+    this.writer = new StageWriter();
+    return this.writer;
   }
 
   private put(pkg: PackageEntries, e: StagedEntry): void {
@@ -455,7 +498,9 @@ export class Stager {
     const tool = findSetfattr();
     if (!tool) return; // recorded in the DB; image output applies them
     for (const [k, v] of Object.entries(xattrs)) {
-      const r = spawnSync(tool, ['-h', '-n', k, '-v', v, file], { encoding: 'utf8' });
+      // hex: values such as security.capability are binary (NUL bytes cannot be argv)
+      const hex = `0x${Buffer.from(v, 'utf8').toString('hex')}`;
+      const r = spawnSync(tool, ['-h', '-n', k, '-v', hex, file], { encoding: 'utf8' });
       if (r.status !== 0) this.o.reporter.warn(`cannot set xattr ${k}: ${r.stderr.trim()}`);
     }
   }
@@ -490,6 +535,20 @@ async function readHead(src: Readable): Promise<Buffer | null> {
     if (src.readableEnded) return null;
     await Promise.race([once(src, 'readable'), once(src, 'end')]);
   }
+}
+
+/** A whole (small) entry as one Buffer with its own ArrayBuffer, so it can be transferred. */
+function collect(stream: Readable, size: number): Promise<{ data: Buffer; got: number }> {
+  return new Promise((resolve, reject) => {
+    const data = Buffer.allocUnsafeSlow(size);
+    let got = 0;
+    stream.on('data', (chunk: Buffer) => {
+      if (got + chunk.length <= size) chunk.copy(data, got);
+      got += chunk.length;
+    });
+    stream.on('error', reject);
+    stream.on('end', () => resolve({ data, got }));
+  });
 }
 
 function drain(stream: Readable): Promise<void> {

@@ -49,6 +49,16 @@ export class DiskView implements PathView {
     const hit = this.cache.get(rel);
     if (hit !== undefined) return hit;
     let info: NodeInfo | null = null;
+    // Nothing exists below a parent that is absent or not a directory: saves one lstat per entry
+    // of every new directory (a fresh root has no other kind), and never lstats through a link.
+    const slash = rel.lastIndexOf('/');
+    if (slash > 0) {
+      const parent = this.lookup(rel.slice(0, slash));
+      if (parent === null || parent.type !== 'd') {
+        this.cache.set(rel, null);
+        return null;
+      }
+    }
     const abs = rel === '' ? this.root : `${this.root}/${rel}`;
     try {
       const st = lstatSync(abs);

@@ -1,0 +1,203 @@
+/**
+ * Writes small staged files and symlinks on a worker thread. Creating a file is mostly kernel work
+ * (open/write/chown/chmod/utimes/close, hundreds of µs each on a busy disk); done on the main
+ * thread it stalls tar parsing and the decompressor pipe. The worker gets batches of whole small
+ * files (transferred, not copied), creates them in the staging dir and returns their sha256.
+ * Memory is bounded by MAX_INFLIGHT bytes; callers flush() before touching a staged path again.
+ */
+import { Worker } from 'node:worker_threads';
+import { CpmError } from '../errors.js';
+
+/** Files up to this size are buffered and written by the worker; larger ones stream. */
+export const SMALL_FILE = 1 << 20;
+const MAX_INFLIGHT = 64 << 20;
+const BATCH_BYTES = 4 << 20;
+const BATCH_JOBS = 256;
+
+interface FileJob {
+  k: 'f';
+  p: string;
+  d: ArrayBuffer;
+  m: number;
+  u: number;
+  g: number;
+  t: number;
+  own: boolean;
+}
+interface LinkJob {
+  k: 'l';
+  p: string;
+  l: string;
+  u: number;
+  g: number;
+  t: number;
+  own: boolean;
+}
+type Job = FileJob | LinkJob;
+
+interface Reply {
+  id: number;
+  hashes: string[];
+  error: { message: string; code?: string; path: string } | null;
+}
+
+// Plain JS, evaluated in the worker: works the same from dist/, from tsx and in the SEA bundle.
+const WORKER_SOURCE = `
+const { parentPort } = require('node:worker_threads');
+const fs = require('node:fs');
+const { createHash } = require('node:crypto');
+parentPort.on('message', (batch) => {
+  const hashes = [];
+  let error = null;
+  for (const j of batch.jobs) {
+    try {
+      if (j.k === 'f') {
+        const b = new Uint8Array(j.d);
+        const fd = fs.openSync(j.p, 'wx', 0o600);
+        try {
+          let off = 0;
+          while (off < b.length) off += fs.writeSync(fd, b, off);
+          if (j.own) fs.fchownSync(fd, j.u, j.g);
+          fs.fchmodSync(fd, j.m);
+          fs.futimesSync(fd, j.t, j.t);
+        } finally {
+          fs.closeSync(fd);
+        }
+        hashes.push(createHash('sha256').update(b).digest('hex'));
+      } else {
+        fs.symlinkSync(j.l, j.p);
+        if (j.own) fs.lchownSync(j.p, j.u, j.g);
+        fs.lutimesSync(j.p, j.t, j.t);
+        hashes.push('');
+      }
+    } catch (e) {
+      error = { message: String(e && e.message), code: e && e.code, path: j.p };
+      break;
+    }
+  }
+  parentPort.postMessage({ id: batch.id, hashes, error });
+});
+`;
+
+export interface StageMeta {
+  uid: number;
+  gid: number;
+  mode: number;
+  mtime: number;
+}
+
+const isRoot = process.getuid?.() === 0;
+
+export class StageWriter {
+  private readonly worker: Worker;
+  private batch: Job[] = [];
+  private batchDone: Array<(hash: string) => void> = [];
+  private transfer: ArrayBuffer[] = [];
+  private batchBytes = 0;
+  private scheduled = false;
+  private nextId = 0;
+  private readonly pending = new Map<number, { done: Array<(h: string) => void>; bytes: number }>();
+  private inflight = 0;
+  private error: CpmError | null = null;
+  private waiters: Array<() => void> = [];
+
+  constructor() {
+    this.worker = new Worker(WORKER_SOURCE, { eval: true });
+    this.worker.on('message', (r: Reply) => this.onReply(r));
+    this.worker.on('error', (e) => this.fail(new CpmError('E_IO', `stage writer: ${e.message}`)));
+  }
+
+  /** Queues a whole file; `onHash` receives its sha256 once it is on disk. */
+  file(p: string, data: Buffer, meta: StageMeta, onHash: (sha256: string) => void): void {
+    // An exclusively owned ArrayBuffer can be transferred; pooled small Buffers cannot.
+    const own =
+      data.byteOffset === 0 && data.byteLength === data.buffer.byteLength
+        ? (data.buffer as ArrayBuffer)
+        : new Uint8Array(data).buffer;
+    this.push(
+      { k: 'f', p, d: own, m: meta.mode, u: meta.uid, g: meta.gid, t: meta.mtime, own: isRoot },
+      onHash,
+      own.byteLength,
+    );
+    this.transfer.push(own);
+  }
+
+  symlink(p: string, target: string, meta: StageMeta): void {
+    this.push(
+      { k: 'l', p, l: target, u: meta.uid, g: meta.gid, t: meta.mtime, own: isRoot },
+      () => undefined,
+      256,
+    );
+  }
+
+  /** Resolves when in-flight data is below the bound; rejects with a write error. */
+  async throttle(): Promise<void> {
+    while (this.inflight > MAX_INFLIGHT && !this.error) await this.wait();
+    if (this.error) throw this.error;
+  }
+
+  /** Everything queued is on disk (or the first error is thrown). */
+  async flush(): Promise<void> {
+    this.send();
+    while (this.pending.size > 0 && !this.error) await this.wait();
+    if (this.error) throw this.error;
+  }
+
+  async close(): Promise<void> {
+    await this.worker.terminate();
+  }
+
+  private push(job: Job, done: (h: string) => void, bytes: number): void {
+    this.batch.push(job);
+    this.batchDone.push(done);
+    this.batchBytes += bytes;
+    this.inflight += bytes;
+    if (this.batch.length >= BATCH_JOBS || this.batchBytes >= BATCH_BYTES) this.send();
+    else if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.send());
+    }
+  }
+
+  private send(): void {
+    this.scheduled = false;
+    if (this.batch.length === 0) return;
+    const id = this.nextId++;
+    this.pending.set(id, { done: this.batchDone, bytes: this.batchBytes });
+    this.worker.postMessage({ id, jobs: this.batch }, this.transfer);
+    this.batch = [];
+    this.batchDone = [];
+    this.transfer = [];
+    this.batchBytes = 0;
+  }
+
+  private onReply(r: Reply): void {
+    const p = this.pending.get(r.id);
+    if (!p) return;
+    this.pending.delete(r.id);
+    this.inflight -= p.bytes;
+    r.hashes.forEach((h, i) => p.done[i]!(h));
+    if (r.error)
+      this.fail(
+        new CpmError('E_IO', `writing ${r.error.path}: ${r.error.message}`, {
+          context: { path: r.error.path, code: r.error.code },
+        }),
+      );
+    this.wake();
+  }
+
+  private fail(e: CpmError): void {
+    this.error ??= e;
+    this.wake();
+  }
+
+  private wait(): Promise<void> {
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+}

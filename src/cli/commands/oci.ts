@@ -85,6 +85,10 @@ export function registerOci(program: Command): void {
     program
       .command('pack')
       .description('build a package image from a directory (reproducible: same input, same digest)')
+      .addHelpText(
+        'after',
+        `\nExamples:\n  cpm pack ./payload --name utils/hello@1.0 -o oci:out/hello:1.0\n  SOURCE_DATE_EPOCH=0 cpm pack ./payload --name utils/hello@1.0 --requires system/base -o 127.0.0.1:5000/cpm/hello:1.0`,
+      )
       .argument('<dir>', 'directory holding the package files')
       .requiredOption('--name <category/name@version>', 'the package')
       .requiredOption('-o, --output <ref>', 'oci:LAYOUT[:TAG] or HOST/REPO:TAG')
@@ -165,6 +169,10 @@ export function registerOci(program: Command): void {
     program
       .command('pull')
       .description('pull an image into the cache (and into an OCI layout with --output)')
+      .addHelpText(
+        'after',
+        `\nExamples:\n  cpm pull 127.0.0.1:5000/cpm/hello:1.0\n  cpm pull registry.example.com/cos/system:1.0 -o oci:out/system --platform linux/arm64`,
+      )
       .argument('<ref>', 'HOST/REPO[:TAG|@DIGEST] or oci:DIR[:TAG]')
       .option('-o, --output <oci:DIR[:TAG]>', 'also write the image to this OCI layout')
       .option(
@@ -202,6 +210,10 @@ export function registerOci(program: Command): void {
     program
       .command('push')
       .description('copy an image (e.g. from an OCI layout) to a registry')
+      .addHelpText(
+        'after',
+        `\nExamples:\n  cpm push oci:out/hello:1.0 127.0.0.1:5000/cpm/hello:1.0\n  cpm push oci:out/system registry.example.com/cos/system:1.0 --mount-from cos/base`,
+      )
       .argument('<source>', 'oci:DIR[:TAG] or HOST/REPO:TAG')
       .argument('<dest>', 'HOST/REPO:TAG or oci:DIR[:TAG]')
       .option('--platform <os/arch[/variant]>', 'platform to pick from an index')
@@ -232,6 +244,10 @@ export function registerOci(program: Command): void {
     program
       .command('login')
       .description('check credentials against a registry and store them in the auth file')
+      .addHelpText(
+        'after',
+        `\nExamples:\n  cpm login registry.example.com -u ci --password-stdin < token.txt\n  cpm login 127.0.0.1:5000 -u alice -p s3cret --json`,
+      )
       .argument('<registry>', 'HOST[:PORT]')
       .requiredOption('-u, --username <user>', 'user name')
       .option('-p, --password <password>', 'password (prefer --password-stdin)')
@@ -261,6 +277,7 @@ export function registerOci(program: Command): void {
   program
     .command('logout')
     .description('remove stored credentials for a registry')
+    .addHelpText('after', `\nExamples:\n  cpm logout registry.example.com`)
     .argument('<registry>', 'HOST[:PORT]')
     .option('--authfile <file>', 'auth file to edit')
     .action(async (registry: string, f: { authfile?: string }) => {

@@ -44,6 +44,10 @@ export function registerPlan(program: Command): void {
   program
     .command('plan')
     .description('print what install / uninstall / upgrade would do, without touching disk')
+    .addHelpText(
+      'after',
+      `\nExamples:\n  cpm plan install system/cos-setup\n  cpm plan install system/cos-setup --root /srv/root --json\n  cpm plan uninstall utils/jq --root /srv/root --full\n  cpm plan upgrade --root /srv/root`,
+    )
     .argument('<operation>', 'install | uninstall | upgrade | reinstall')
     .argument('[packages...]', 'category/name, category/name@1.2.3 or category/name@>=1.2')
     .option('--tree <dir>', "packages tree to resolve against (default: cpm's packages-tree/)")

@@ -65,6 +65,10 @@ function registerRepoCommands(repo: Command): void {
   repo
     .command('create')
     .description('pack every package of a tree and write a repository index (dir:// or oci://)')
+    .addHelpText(
+      'after',
+      `\nExamples:\n  cpm repo create --tree packages-tree --output dir://out/repo\n  cpm repo create --tree packages-tree --output oci://registry.example.com/cos --push --json`,
+    )
     .requiredOption('--tree <dir>', 'packages tree')
     .requiredOption('--output <url>', 'dir://PATH or oci://HOST[:PORT]/NAMESPACE')
     .option('--push', 'upload to the registry (oci:// outputs; without it nothing is pushed)')
@@ -125,6 +129,7 @@ function registerRepoCommands(repo: Command): void {
   repo
     .command('list')
     .description('list the configured repositories')
+    .addHelpText('after', `\nExamples:\n  cpm repo list\n  cpm repo list --json`)
     .option('--json', 'print as JSON')
     .action(async (opts: { json?: boolean }, cmd: Command) => {
       const cfg = config(cmd);
@@ -169,6 +174,10 @@ function registerRepoCommands(repo: Command): void {
   repo
     .command('add')
     .description('add a repository config (repos.conf.d/NAME.yaml)')
+    .addHelpText(
+      'after',
+      `\nExamples:\n  cpm repo add local dir://out/repo\n  cpm repo add cos oci://registry.example.com/cos --priority 10`,
+    )
     .argument('<name>', 'unique repository name')
     .argument('<url>', 'dir://PATH | oci://HOST/NS | http(s)://URL | a path')
     .addOption(
@@ -228,6 +237,7 @@ function registerRepoCommands(repo: Command): void {
   repo
     .command('remove')
     .description('remove a repository config')
+    .addHelpText('after', `\nExamples:\n  cpm repo remove local`)
     .argument('<name>')
     .action(async (name: string, _o: unknown, cmd: Command) => {
       const file = await removeRepoConfig(config(cmd).repos_confdir, name);
@@ -237,6 +247,7 @@ function registerRepoCommands(repo: Command): void {
   repo
     .command('update')
     .description('fetch repository indexes into the cache; report changed, stale and broken ones')
+    .addHelpText('after', `\nExamples:\n  cpm repo update\n  cpm repo update cos --json`)
     .argument('[names...]', 'only these repositories')
     .option('--stale-hours <n>', 'report indexes older than this', (v) => Number(v), 168)
     .option('--plain-http', 'talk plain http to non-loopback registries')
@@ -290,6 +301,10 @@ export function registerRepo(program: Command): void {
   program
     .command('search')
     .description('search the configured repositories by name, description and labels')
+    .addHelpText(
+      'after',
+      `\nExamples:\n  cpm search cos\n  cpm search '' --repo dir://out/repo --json`,
+    )
     .argument('<term>', 'substring ("" lists everything)')
     .option('--repo <url...>', 'search these repositories instead of the configured ones')
     .option('--hidden', 'include hidden packages')
@@ -327,6 +342,10 @@ export function registerRepo(program: Command): void {
   program
     .command('info')
     .description('show a package of the configured repositories (newest matching version)')
+    .addHelpText(
+      'after',
+      `\nExamples:\n  cpm info system/cos-setup\n  cpm info system/cos-setup@'>=1' --json`,
+    )
     .argument('<package>', 'category/name, category/name@1.2 or category/name@>=1')
     .option('--repo <url...>', 'use these repositories instead of the configured ones')
     .option('--json', 'print as JSON')

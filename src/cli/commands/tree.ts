@@ -53,6 +53,10 @@ export function registerTree(program: Command): void {
 
   common(tree.command('validate'))
     .description('load the whole tree and report every problem (exit 1 if any)')
+    .addHelpText(
+      'after',
+      `\nExamples:\n  cpm tree validate\n  cpm tree validate --tree ./packages-tree --json\n  cpm tree validate -v --values values/prod.yaml`,
+    )
     .option('--json', 'machine-readable output')
     .option('-v, --verbose', 'list warnings too')
     .action(async (opts: TreeOpts) => {
@@ -84,6 +88,10 @@ export function registerTree(program: Command): void {
 
   common(tree.command('list'))
     .description('list the packages of the tree, newest version first per family')
+    .addHelpText(
+      'after',
+      `\nExamples:\n  cpm tree list\n  cpm tree list --tree ./packages-tree --json | jq -r '.[].id'`,
+    )
     .option('--json', 'machine-readable output')
     .action(async (opts: TreeOpts) => {
       const t = await load(opts);
@@ -113,6 +121,10 @@ export function registerTree(program: Command): void {
 
   common(tree.command('deps'))
     .description('transitive runtime requires of a package, as a tree (newest match per selector)')
+    .addHelpText(
+      'after',
+      `\nExamples:\n  cpm tree deps system/cos-setup\n  cpm tree deps system/cos-setup@'>=1.0' --json`,
+    )
     .argument('<package>', 'category/name, category/name@1.2.3 or category/name@>=1.2')
     .option('--json', 'machine-readable output')
     .action(async (ref: string, opts: TreeOpts) => {
@@ -137,6 +149,10 @@ export function registerTree(program: Command): void {
 
   common(tree.command('graph'))
     .description('runtime dependency graph of the whole tree')
+    .addHelpText(
+      'after',
+      `\nExamples:\n  cpm tree graph | dot -Tsvg > deps.svg\n  cpm tree graph --format json`,
+    )
     .option('--format <fmt>', 'dot or json', 'dot')
     .action(async (opts: TreeOpts & { format: string }) => {
       if (opts.format !== 'dot' && opts.format !== 'json') {
@@ -151,6 +167,10 @@ export function registerTree(program: Command): void {
 
   common(tree.command('render'))
     .description("print a package's build spec rendered with its values (and --values files)")
+    .addHelpText(
+      'after',
+      `\nExamples:\n  cpm tree render system/cos-setup\n  cpm tree render system/cos-setup --finalize --values values/prod.yaml`,
+    )
     .argument('<package>', 'category/name, category/name@1.2.3 or category/name@>=1.2')
     .option('--finalize', 'print the rendered finalize.yaml instead')
     .action(async (ref: string, opts: TreeOpts & { finalize?: boolean }) => {

@@ -1,0 +1,139 @@
+/**
+ * The command reference of docs/cli.md, generated from the live commander tree and EXIT_CODES so
+ * the document cannot drift from the code (test/cli/docs.test.ts compares the two).
+ */
+import type { Command, Option } from 'commander';
+import { EXIT_CODES, type ErrorCode } from '../errors.js';
+
+export const BEGIN = '<!-- BEGIN GENERATED: cpm command reference (test/cli/docs.test.ts) -->';
+export const END = '<!-- END GENERATED -->';
+
+/** What each error code means for a user, for the exit-code table. */
+export const ERROR_MEANING: Record<ErrorCode, string> = {
+  E_USAGE: 'bad command line, reference or value',
+  E_CONFIG: 'cpm.yaml or a repository config is invalid or unreadable',
+  E_TREE: 'the packages tree is broken (file:line given)',
+  E_YAML: 'a YAML file does not parse (file:line given)',
+  E_TEMPLATE: 'a template does not render (file:line given)',
+  E_VERSION: 'an invalid version or selector',
+  E_NOT_FOUND: 'package, image, tag or file not found',
+  E_UNSAT: 'no set of packages satisfies the request (the conflict is explained)',
+  E_REQUIRED_BY: 'other installed packages still require the target',
+  E_REGISTRY: 'the registry answered with an error',
+  E_AUTH: 'authentication failed or is missing',
+  E_DIGEST: 'downloaded or stored content does not match its digest',
+  E_NETWORK: 'connection failed or timed out',
+  E_REPO: 'a repository index is invalid or unusable',
+  E_UNSAFE_ENTRY: 'a layer entry would escape the root or is not allowed',
+  E_FILE_CONFLICT: 'two packages (or a package and a foreign file) want the same path',
+  E_LOCKED: 'another cpm holds the root, or a transaction needs `cpm recover`',
+  E_DB: 'the installed-package database is unreadable or inconsistent',
+  E_FINALIZER: 'a finalizer failed',
+  E_IMAGE: 'an image could not be read or written',
+  E_TOOL_MISSING: 'an external tool (tar2sqfs, mksquashfs, zstd, …) is not installed',
+  E_INTERRUPTED: 'interrupted (SIGINT/SIGTERM); the transaction was rolled back',
+  E_IO: 'a file system operation failed',
+};
+
+export interface CommandDoc {
+  /** "image oci" */
+  path: string;
+  usage: string;
+  description: string;
+  options: Array<{ flags: string; description: string }>;
+  /** Text added with addHelpText('after', …), examples included. */
+  after: string;
+}
+
+function optionText(o: Option): string {
+  let d = o.description ?? '';
+  if (o.argChoices) d += ` (one of: ${o.argChoices.join(', ')})`;
+  // Defaults are shown only when they are plain values, never machine-specific paths.
+  if (o.defaultValue !== undefined && !o.negate) {
+    const v = o.defaultValue as unknown;
+    const shown = Array.isArray(v) ? (v.length ? v.join(', ') : '') : String(v);
+    if (shown !== '' && !shown.startsWith('/')) d += ` (default: ${shown})`;
+  }
+  return d;
+}
+
+function afterHelp(cmd: Command): string {
+  // outputHelp() = helpInformation() + the addHelpText('after') texts; keep only the latter.
+  let full = '';
+  cmd.configureOutput({ writeOut: (s) => (full += s) });
+  cmd.outputHelp();
+  const base = cmd.helpInformation();
+  return (full.startsWith(base) ? full.slice(base.length) : '').trim();
+}
+
+/** Every runnable command (leaves of the tree), in registration order. */
+export function commandDocs(program: Command): CommandDoc[] {
+  const out: CommandDoc[] = [];
+  const visit = (cmd: Command, path: string[]): void => {
+    for (const c of cmd.commands) {
+      if ((c as unknown as { _hidden?: boolean })._hidden) continue;
+      const p = [...path, c.name()];
+      if (c.commands.length > 0) {
+        visit(c, p);
+        continue;
+      }
+      out.push({
+        path: p.join(' '),
+        usage: `cpm ${p.join(' ')} ${c.usage()}`.trim(),
+        description: c.description(),
+        options: c.options
+          .filter((o) => !o.hidden)
+          .map((o) => ({ flags: o.flags, description: optionText(o) })),
+        after: afterHelp(c),
+      });
+    }
+  };
+  visit(program, []);
+  return out;
+}
+
+const cell = (s: string): string => s.replace(/\|/g, '\\|');
+
+/** The exit-code table, one row per exit code. */
+export function exitCodeTable(): string {
+  const byExit = new Map<number, ErrorCode[]>();
+  for (const [code, exit] of Object.entries(EXIT_CODES) as Array<[ErrorCode, number]>) {
+    byExit.set(exit, [...(byExit.get(exit) ?? []), code]);
+  }
+  const rows: Array<[number, string]> = [
+    [0, '| 0 | | success |'],
+    [
+      1,
+      '| 1 | | the check said no: `cpm tree validate` found problems, `cpm verify` found changes |',
+    ],
+    [70, '| 70 | | internal error (a bug: run with `--debug` and report the stack trace) |'],
+  ];
+  for (const [exit, codes] of byExit) {
+    rows.push([
+      exit,
+      `| ${exit} | ${codes.map((c) => `\`${c}\``).join(', ')} | ${cell(codes.map((c) => ERROR_MEANING[c]).join('; '))} |`,
+    ]);
+  }
+  rows.sort((a, b) => a[0] - b[0]);
+  return [
+    '| exit | error codes | meaning |',
+    '| ---- | ----------- | ------- |',
+    ...rows.map((r) => r[1]),
+  ].join('\n');
+}
+
+/** The generated part of docs/cli.md (between BEGIN and END). */
+export function cliReference(program: Command): string {
+  const parts: string[] = [BEGIN, '', '## Commands', ''];
+  for (const d of commandDocs(program)) {
+    parts.push(`### cpm ${d.path}`, '', d.description, '', '```', d.usage, '```', '');
+    if (d.options.length > 0) {
+      parts.push('| option | |', '| --- | --- |');
+      for (const o of d.options) parts.push(`| \`${o.flags}\` | ${cell(o.description)} |`);
+      parts.push('');
+    }
+    if (d.after) parts.push('```', d.after, '```', '');
+  }
+  parts.push('## Exit codes', '', exitCodeTable(), '', END);
+  return parts.join('\n');
+}

@@ -1,0 +1,107 @@
+/**
+ * docs/cli.md cannot drift: its command reference and exit-code table are generated from the live
+ * program and EXIT_CODES (src/cli/reference.ts) and must match the file. Every command has
+ * --help examples, and every example parses against the real option definitions.
+ * Regenerate after changing a command: CPM_UPDATE_DOCS=1 npx vitest run test/cli/docs.test.ts
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Command } from 'commander';
+import { describe, expect, it } from 'vitest';
+import { buildProgram } from '../../src/cli/program.js';
+import { BEGIN, END, cliReference, commandDocs, exitCodeTable } from '../../src/cli/reference.js';
+import { EXIT_CODES } from '../../src/errors.js';
+
+const DOC = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../docs/cli.md');
+
+describe('docs/cli.md', () => {
+  it('holds the generated command reference and exit codes', () => {
+    const text = readFileSync(DOC, 'utf8');
+    const a = text.indexOf(BEGIN);
+    const b = text.indexOf(END);
+    expect(a, 'docs/cli.md lacks the generated section').toBeGreaterThanOrEqual(0);
+    const want = cliReference(buildProgram());
+    if (process.env.CPM_UPDATE_DOCS) {
+      writeFileSync(DOC, text.slice(0, a) + want + text.slice(b + END.length));
+      return;
+    }
+    expect(
+      text.slice(a, b + END.length),
+      'docs/cli.md is stale: CPM_UPDATE_DOCS=1 npx vitest run test/cli/docs.test.ts',
+    ).toBe(want);
+  });
+
+  it('lists every exit code of EXIT_CODES exactly once', () => {
+    const table = exitCodeTable();
+    for (const [code, exit] of Object.entries(EXIT_CODES)) {
+      const row = table.split('\n').find((l) => l.includes(`\`${code}\``));
+      expect(row, code).toBeDefined();
+      expect(row!.startsWith(`| ${exit} |`), `${code} → ${exit}`).toBe(true);
+    }
+    const exits = table
+      .split('\n')
+      .slice(2)
+      .map((l) => Number(l.split('|')[1]));
+    expect(new Set(exits).size).toBe(exits.length);
+  });
+});
+
+/** Splits an example line like a shell would, enough for our examples; stops at | < > #. */
+function words(line: string): string[] {
+  const out: string[] = [];
+  let cur: string | null = null;
+  for (let i = 0; i < line.length; i++) {
+    const ch = line[i]!;
+    if (ch === "'" || ch === '"') {
+      const j = line.indexOf(ch, i + 1);
+      cur = (cur ?? '') + line.slice(i + 1, j);
+      i = j;
+    } else if (ch === ' ') {
+      if (cur !== null) out.push(cur);
+      cur = null;
+    } else if ('|<>#'.includes(ch) && cur === null) {
+      break;
+    } else {
+      cur = (cur ?? '') + ch;
+    }
+  }
+  if (cur !== null) out.push(cur);
+  return out;
+}
+
+describe('--help', () => {
+  const docs = commandDocs(buildProgram());
+
+  it('covers every command with examples', () => {
+    expect(docs.length).toBeGreaterThan(30);
+    for (const d of docs) expect(d.after, `cpm ${d.path} --help`).toMatch(/Examples:\n {2}\S/);
+  });
+
+  it('has examples that parse with the real options', async () => {
+    let checked = 0;
+    for (const d of docs) {
+      for (const line of d.after.split('\n')) {
+        const w = words(line.trim());
+        while (w.length > 0 && /^[A-Z_]+=/.test(w[0]!)) w.shift();
+        if (w[0] !== 'cpm') continue;
+        const program = buildProgram();
+        program.configureOutput({ writeErr: () => undefined, writeOut: () => undefined });
+        // Parse only: every command's action is replaced by a no-op.
+        const stub = (c: Command): void => {
+          c.exitOverride();
+          c.configureOutput({ writeErr: () => undefined, writeOut: () => undefined });
+          if (c.commands.length === 0) c.action(() => undefined);
+          c.commands.forEach(stub);
+        };
+        stub(program);
+        await expect(
+          program.parseAsync(w.slice(1), { from: 'user' }),
+          `example "${line.trim()}" of cpm ${d.path}`,
+        ).resolves.toBeDefined();
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThan(60);
+  });
+});

@@ -113,7 +113,8 @@ async function packDir(dir: string, p: Pack, opts: LayerOptions): Promise<void> 
       await addEntry(
         p,
         { ...h, type: 'file', size: st.size },
-        createReadStream(abs, { highWaterMark: 1 << 20 }),
+        // Sized to the file: a read stream allocates a whole highWaterMark buffer per read.
+        createReadStream(abs, { highWaterMark: Math.min(1 << 20, Math.max(st.size, 1)) }),
       );
     } else if (st.isCharacterDevice() || st.isBlockDevice()) {
       await addEntry(p, {

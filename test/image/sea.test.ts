@@ -8,7 +8,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startRegistry, type RegistryInstance } from '../support/registry.js';
 
 const project = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const skip = process.env.CPM_SKIP_SEA === '1';
@@ -139,5 +140,77 @@ describe.skipIf(skip)('single-file cpm (SEA)', () => {
     ]);
     expect(r.status).toBe(12);
     expect(r.stderr).toMatch(/squashfs-tools-ng/);
+  });
+
+  describe('the Dockerfile RUN step: cpm install -y into / from a registry', () => {
+    let reg: RegistryInstance;
+    let work: string;
+    let box: string;
+    const inBox = (script: string) =>
+      run('bwrap', [
+        '--bind',
+        box,
+        '/',
+        '--dev',
+        '/dev',
+        '--proc',
+        '/proc',
+        '--tmpfs',
+        '/tmp',
+        '--ro-bind',
+        binary,
+        '/usr/local/bin/cpm',
+        '--setenv',
+        'PATH',
+        '/usr/local/bin:/usr/bin:/bin',
+        '--unsetenv',
+        'NODE_EXTRA_CA_CERTS',
+        '--',
+        '/bin/sh',
+        '-c',
+        script,
+      ]);
+
+    beforeAll(async () => {
+      reg = await startRegistry();
+      work = await fsp.mkdtemp(path.join(project, 'bench', '.work', 'sea-run-'));
+      box = path.join(work, 'root');
+      // A copy: the RUN step changes the root, the cached minbase must stay as it is.
+      const cp = run('cp', ['-a', root, box]);
+      expect(cp.status, cp.stderr).toBe(0);
+      // The single-file cpm publishes the tree too (it is the CI job of docs/ci.md).
+      const env = `XDG_CACHE_HOME=${work}/cache CPM_CONFIG=/dev/null SOURCE_DATE_EPOCH=0`;
+      const pub = run('sh', [
+        '-c',
+        `${env} ${binary} repo create --tree ${project}/packages-tree --output oci://${reg.host}/cpm --push`,
+      ]);
+      expect(pub.status, pub.stderr).toBe(0);
+    }, 300_000);
+    afterAll(async () => {
+      await reg?.stop();
+      if (work) await fsp.rm(work, { recursive: true, force: true });
+    });
+
+    it('installs system/cos-setup and its dependencies into / and records them', () => {
+      const r = inBox(
+        `cpm repo add local oci://${reg.host}/cpm && cpm install -y system/cos-setup; cpm list --installed --json`,
+      );
+      const listed = JSON.parse(r.stdout.slice(r.stdout.indexOf('['))) as Array<{ id: string }>;
+      expect(listed.map((p) => p.id.split('@')[0])).toEqual([
+        'system/base-config',
+        'system/cloud-config-defaults',
+        'system/cos-setup',
+      ]);
+      expect(existsSync(path.join(box, 'var/lib/cpm/installed'))).toBe(true);
+    });
+
+    // Known bug, reported to the lead: finalizers always go through bwrap, which a Dockerfile
+    // base (opensuse/leap, this minbase root) does not have, so the RUN step exits 11 there.
+    // When they run directly in "/", this test starts failing: drop `.fails` then.
+    it.fails('runs the finalizers in / without bubblewrap (exit 0)', () => {
+      const r = inBox('cpm reinstall -y system/cos-setup');
+      expect(r.status, r.stderr).toBe(0);
+      expect(existsSync(path.join(box, 'usr/local/cloud-config'))).toBe(true);
+    });
   });
 });

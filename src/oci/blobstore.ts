@@ -52,26 +52,32 @@ export class BlobStore {
     return (await this.size(digest)) !== undefined;
   }
 
+  private notFound(digest: string, e: NodeJS.ErrnoException): Error {
+    if (e.code !== 'ENOENT') return e;
+    return new CpmError('E_NOT_FOUND', `blob ${digest} is not in the store ${this.root}`, {
+      context: { digest, path: this.path(digest) },
+    });
+  }
+
   /** A read stream of a stored blob; E_NOT_FOUND when absent. */
   async open(digest: string): Promise<ReadStream> {
-    const p = this.path(digest);
-    const fh = await fsp.open(p, 'r').catch((e: NodeJS.ErrnoException) => {
-      if (e.code === 'ENOENT') {
-        throw new CpmError('E_NOT_FOUND', `blob ${digest} is not in the store ${this.root}`, {
-          context: { digest, path: p },
-        });
-      }
+    const fh = await fsp.open(this.path(digest), 'r').catch((e: NodeJS.ErrnoException) => {
+      throw this.notFound(digest, e);
+    });
+    // Each read allocates a whole highWaterMark buffer: no 1 MiB buffers for small blobs.
+    const { size } = await fh.stat().catch(async (e: unknown) => {
+      await fh.close();
       throw e;
     });
     // The stream owns the handle and closes it exactly once.
-    return fh.createReadStream({ highWaterMark: 1 << 20 });
+    return fh.createReadStream({ highWaterMark: Math.min(1 << 20, Math.max(size, 1)) });
   }
 
+  /** A whole blob in memory (manifests, configs, indexes). */
   async read(digest: string): Promise<Buffer> {
-    const s = await this.open(digest);
-    const chunks: Buffer[] = [];
-    for await (const c of s) chunks.push(c as Buffer);
-    return Buffer.concat(chunks);
+    return fsp.readFile(this.path(digest)).catch((e: NodeJS.ErrnoException) => {
+      throw this.notFound(digest, e);
+    });
   }
 
   /** Starts an incremental write (used by resumable downloads). Call commit() or abort(). */

@@ -66,12 +66,7 @@ function splitName(name: string): { prefix: string; name: string } | null {
 
 type BlockFields = Omit<TarHeader, 'pax' | 'type'> & { type: TarHeader['type'] | 'pax-header' };
 
-function block(
-  h: BlockFields,
-  name: string,
-  prefix: string,
-  linkname: string | undefined,
-): Buffer {
+function block(h: BlockFields, name: string, prefix: string, linkname: string | undefined): Buffer {
   const buf = Buffer.alloc(512);
   buf.write(name, 0, 'latin1');
   octal(buf, 100, h.mode & 0o7777, 6);

@@ -72,7 +72,7 @@ export interface CreateResult {
   reused: string[];
   /** Package ids indexed without an image (no payload). */
   metaOnly: string[];
-  /** Blobs and manifests uploaded (oci only). */
+  /** Digests of the blobs and manifests uploaded (oci only), sorted. */
   uploads: string[];
   /** True when the index differs from the previous one (revision bumped). */
   changed: boolean;
@@ -228,10 +228,12 @@ export async function createRepository(
       },
     );
 
-    for (const img of toPublish) {
+    // Images are independent (each image's manifest still goes after its own blobs); pushing a
+    // few at once hides registry round trips, which dominate for many small packages.
+    await mapLimit(toPublish, opts.concurrency ?? 4, async (img) => {
       if (target instanceof RegistryTarget && opts.push) log(`push ${img.repository}:${img.tag}`);
       await target.publishImage(img);
-    }
+    });
 
     const packagesJson = canonicalJson(
       [...entries].sort((a, b) => (packageId(a) < packageId(b) ? -1 : 1)),
@@ -266,7 +268,7 @@ export async function createRepository(
       packed: packed.sort(),
       reused: reused.sort(),
       metaOnly: metaOnly.sort(),
-      uploads: target instanceof RegistryTarget ? [...target.uploads] : [],
+      uploads: target instanceof RegistryTarget ? [...target.uploads].sort() : [],
       changed,
       pushed: target instanceof RegistryTarget ? !!opts.push : true,
     };

@@ -330,12 +330,12 @@ export class Stager {
         faultPoint();
         const writer = size <= SMALL_FILE && !xattrs ? this.smallFileWriter() : null;
         if (writer) {
-          const { data, got } = await collect(stream, size);
+          const view = await writer.reserve(size);
+          const got = await collect(stream, view);
           if (got !== size) throw refuse(`header says ${size} bytes but entry has ${got}`);
           const rec: FileRecord = { path: rel, type: 'f', mode, uid, gid, size, sha256: '' };
-          writer.file(staged, data, { uid, gid, mode, mtime }, (h) => (rec.sha256 = h));
+          writer.file(staged, view, { uid, gid, mode, mtime }, (h) => (rec.sha256 = h));
           this.put(pkg, { rec, staged, layer, mtime });
-          await writer.throttle();
           return;
         }
         const { sha256, size: written } = await writeStaged(stream, staged, {
@@ -537,17 +537,16 @@ async function readHead(src: Readable): Promise<Buffer | null> {
   }
 }
 
-/** A whole (small) entry as one Buffer with its own ArrayBuffer, so it can be transferred. */
-function collect(stream: Readable, size: number): Promise<{ data: Buffer; got: number }> {
+/** Copies a whole (small) entry into `into`; returns the entry's real length. */
+function collect(stream: Readable, into: Uint8Array): Promise<number> {
   return new Promise((resolve, reject) => {
-    const data = Buffer.allocUnsafeSlow(size);
     let got = 0;
     stream.on('data', (chunk: Buffer) => {
-      if (got + chunk.length <= size) chunk.copy(data, got);
+      if (got + chunk.length <= into.length) into.set(chunk, got);
       got += chunk.length;
     });
     stream.on('error', reject);
-    stream.on('end', () => resolve({ data, got }));
+    stream.on('end', () => resolve(got));
   });
 }
 

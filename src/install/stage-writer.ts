@@ -1,23 +1,26 @@
 /**
  * Writes small staged files and symlinks on a worker thread. Creating a file is mostly kernel work
  * (open/write/chown/chmod/utimes/close, hundreds of µs each on a busy disk); done on the main
- * thread it stalls tar parsing and the decompressor pipe. The worker gets batches of whole small
- * files (transferred, not copied), creates them in the staging dir and returns their sha256.
- * Memory is bounded by MAX_INFLIGHT bytes; callers flush() before touching a staged path again.
+ * thread it stalls tar parsing and the decompressor pipe. File contents go through one fixed
+ * SharedArrayBuffer ring (no allocation per file, bounded memory): the main thread reserves space,
+ * copies the entry in and queues a job; the worker creates the file, hashes it and releases the
+ * space in order. Callers flush() before touching a staged path again.
  */
 import { Worker } from 'node:worker_threads';
 import { CpmError } from '../errors.js';
 
-/** Files up to this size are buffered and written by the worker; larger ones stream. */
+/** Files up to this size go through the ring and the worker; larger ones stream. */
 export const SMALL_FILE = 1 << 20;
-const MAX_INFLIGHT = 64 << 20;
-const BATCH_BYTES = 4 << 20;
+const RING = 8 << 20;
+const BATCH_BYTES = 1 << 20;
 const BATCH_JOBS = 256;
 
 interface FileJob {
   k: 'f';
   p: string;
-  d: ArrayBuffer;
+  /** Offset and length in the ring. */
+  o: number;
+  n: number;
   m: number;
   u: number;
   g: number;
@@ -43,16 +46,17 @@ interface Reply {
 
 // Plain JS, evaluated in the worker: works the same from dist/, from tsx and in the SEA bundle.
 const WORKER_SOURCE = `
-const { parentPort } = require('node:worker_threads');
+const { parentPort, workerData } = require('node:worker_threads');
 const fs = require('node:fs');
 const { createHash } = require('node:crypto');
+const ring = workerData;
 parentPort.on('message', (batch) => {
   const hashes = [];
   let error = null;
   for (const j of batch.jobs) {
     try {
       if (j.k === 'f') {
-        const b = new Uint8Array(j.d);
+        const b = new Uint8Array(ring, j.o, j.n);
         const fd = fs.openSync(j.p, 'wx', 0o600);
         try {
           let off = 0;
@@ -90,50 +94,83 @@ const isRoot = process.getuid?.() === 0;
 
 export class StageWriter {
   private readonly worker: Worker;
+  private readonly ring = new SharedArrayBuffer(RING);
+  /** Next free offset, and the oldest offset still in use (FIFO). */
+  private head = 0;
+  private used = 0;
   private batch: Job[] = [];
   private batchDone: Array<(hash: string) => void> = [];
-  private transfer: ArrayBuffer[] = [];
   private batchBytes = 0;
   private scheduled = false;
   private nextId = 0;
   private readonly pending = new Map<number, { done: Array<(h: string) => void>; bytes: number }>();
-  private inflight = 0;
   private error: CpmError | null = null;
   private waiters: Array<() => void> = [];
 
   constructor() {
-    this.worker = new Worker(WORKER_SOURCE, { eval: true });
+    this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: this.ring });
     this.worker.on('message', (r: Reply) => this.onReply(r));
     this.worker.on('error', (e) => this.fail(new CpmError('E_IO', `stage writer: ${e.message}`)));
   }
 
-  /** Queues a whole file; `onHash` receives its sha256 once it is on disk. */
-  file(p: string, data: Buffer, meta: StageMeta, onHash: (sha256: string) => void): void {
-    // An exclusively owned ArrayBuffer can be transferred; pooled small Buffers cannot.
-    const own =
-      data.byteOffset === 0 && data.byteLength === data.buffer.byteLength
-        ? (data.buffer as ArrayBuffer)
-        : new Uint8Array(data).buffer;
+  /**
+   * Space for `size` bytes (≤ SMALL_FILE) in the ring, waiting for the worker when it is full.
+   * Returns a view to copy the file into; pass it to file().
+   */
+  async reserve(size: number): Promise<Uint8Array> {
+    for (;;) {
+      if (this.error) throw this.error;
+      // contiguous space: at the head, or from 0 when the tail end is too short (that gap is
+      // accounted as used until the worker passes it)
+      const atEnd = RING - this.head;
+      const need = size <= atEnd ? size : atEnd + size;
+      if (this.used + need <= RING) {
+        if (size > atEnd) {
+          this.used += atEnd;
+          this.batchBytes += atEnd; // released with this batch
+          this.head = 0;
+        }
+        const view = new Uint8Array(this.ring, this.head, size);
+        this.head = (this.head + size) % RING;
+        this.used += size;
+        return view;
+      }
+      if (this.pending.size === 0 && this.batch.length === 0) {
+        // nothing in flight: space held by an abandoned reservation is free again
+        this.head = 0;
+        this.used = 0;
+        continue;
+      }
+      this.send();
+      await this.wait();
+    }
+  }
+
+  /** Queues a file whose contents are in `view` (from reserve()); `onHash` gets its sha256. */
+  file(p: string, view: Uint8Array, meta: StageMeta, onHash: (sha256: string) => void): void {
     this.push(
-      { k: 'f', p, d: own, m: meta.mode, u: meta.uid, g: meta.gid, t: meta.mtime, own: isRoot },
+      {
+        k: 'f',
+        p,
+        o: view.byteOffset,
+        n: view.byteLength,
+        m: meta.mode,
+        u: meta.uid,
+        g: meta.gid,
+        t: meta.mtime,
+        own: isRoot,
+      },
       onHash,
-      own.byteLength,
+      view.byteLength,
     );
-    this.transfer.push(own);
   }
 
   symlink(p: string, target: string, meta: StageMeta): void {
     this.push(
       { k: 'l', p, l: target, u: meta.uid, g: meta.gid, t: meta.mtime, own: isRoot },
       () => undefined,
-      256,
+      0,
     );
-  }
-
-  /** Resolves when in-flight data is below the bound; rejects with a write error. */
-  async throttle(): Promise<void> {
-    while (this.inflight > MAX_INFLIGHT && !this.error) await this.wait();
-    if (this.error) throw this.error;
   }
 
   /** Everything queued is on disk (or the first error is thrown). */
@@ -151,7 +188,6 @@ export class StageWriter {
     this.batch.push(job);
     this.batchDone.push(done);
     this.batchBytes += bytes;
-    this.inflight += bytes;
     if (this.batch.length >= BATCH_JOBS || this.batchBytes >= BATCH_BYTES) this.send();
     else if (!this.scheduled) {
       this.scheduled = true;
@@ -164,10 +200,9 @@ export class StageWriter {
     if (this.batch.length === 0) return;
     const id = this.nextId++;
     this.pending.set(id, { done: this.batchDone, bytes: this.batchBytes });
-    this.worker.postMessage({ id, jobs: this.batch }, this.transfer);
+    this.worker.postMessage({ id, jobs: this.batch });
     this.batch = [];
     this.batchDone = [];
-    this.transfer = [];
     this.batchBytes = 0;
   }
 
@@ -175,7 +210,7 @@ export class StageWriter {
     const p = this.pending.get(r.id);
     if (!p) return;
     this.pending.delete(r.id);
-    this.inflight -= p.bytes;
+    this.used -= p.bytes; // batches complete in order, so their ring space is the oldest
     r.hashes.forEach((h, i) => p.done[i]!(h));
     if (r.error)
       this.fail(

@@ -1,5 +1,6 @@
 /** `cpm rootfs init --from IMAGE --root DIR` — flags in, rootfsInit(), render. */
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import type { Command } from 'commander';
 import { databaseDir, loadConfig } from '../../config.js';
 import { rootfsInit } from '../../install/image-ref.js';
@@ -55,9 +56,11 @@ export function registerRootfs(program: Command): void {
         quiet: f.quiet,
         verbose: f.verbose,
       });
-      const r = await rootfsInit(f.root, f.from, {
+      // absolute: a relative database_path is joined to the root once, not twice
+      const root = path.resolve(f.root);
+      const r = await rootfsInit(root, f.from, {
         cacheDir: cfg.cache_dir,
-        dbDir: databaseDir(cfg, f.root),
+        dbDir: databaseDir(cfg, root),
         reporter,
         ...(f.force ? { force: true } : {}),
         ...(f.id ? { id: f.id } : {}),

@@ -3,6 +3,7 @@
  * (no cpm metadata: identity from the reference), cpm package images in an OCI layout (identity
  * from the metadata), indexes with platform selection, the cache, and corrupt blobs.
  */
+import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,7 +18,7 @@ import { MEDIA, type ImageIndex } from '../../src/oci/types.js';
 import { startRegistry, type RegistryInstance } from '../support/registry.js';
 import { makeSpec, writeTree } from '../support/layers.js';
 import { skopeoPush, smallBaseLayers, umociImage } from './base-images.js';
-import { failure, tmpDir } from './helpers.js';
+import { failure, layerFromFiles, step, tmpDir } from './helpers.js';
 
 let reg: RegistryInstance;
 let work: string;
@@ -170,6 +171,39 @@ describe('imageInstallStep', () => {
     );
     expect(err.code).toBe('E_NOT_FOUND');
     expect(err.hint).toContain('windows/amd64');
+  });
+
+  it('a large layer (small files written by the stage worker) installs with the right hashes, modes and links', async () => {
+    const files: Record<string, string> = {};
+    const modes: Record<string, number> = {};
+    for (let i = 0; i < 320; i++) {
+      files[`usr/share/many/d${i % 17}/f${i}`] = `content ${i}\n`.repeat(i % 5);
+      if (i % 50 === 0) modes[`usr/share/many/d${i % 17}/f${i}`] = 0o4755;
+      if (i % 10 === 0) files[`usr/share/many/links/l${i}`] = `->../d${i % 17}/f${i}`;
+    }
+    const lower = layerFromFiles(files, 'zstd', modes);
+    // an upper layer replaces one file, whites out another and a whole directory
+    const upper = layerFromFiles({
+      'usr/share/many/d1/f1': 'replaced\n',
+      'usr/share/many/d2/.wh.f2': '',
+      'usr/share/many/d3/.wh..wh..opq': '',
+    });
+    const root = tmpDir();
+    await installPackages(root, [step('apps/many@1', [lower, upper])]);
+    expect(readFileSync(path.join(root, 'usr/share/many/d1/f1'), 'utf8')).toBe('replaced\n');
+    expect(existsSync(path.join(root, 'usr/share/many/d2/f2'))).toBe(false);
+    expect(existsSync(path.join(root, 'usr/share/many/d3/f3'))).toBe(false);
+    expect(readFileSync(path.join(root, 'usr/share/many/links/l10'), 'utf8')).toBe(
+      'content 10\n'.repeat(0),
+    );
+    expect(statSync(path.join(root, 'usr/share/many/d0/f0')).mode & 0o7777).toBe(0o4755);
+    const [pkg] = listInstalled({ root });
+    const f7 = pkg!.files.find((f) => f.path === 'usr/share/many/d7/f7');
+    expect(f7?.sha256).toBe(createHash('sha256').update('content 7\n'.repeat(2)).digest('hex'));
+    expect(
+      pkg!.files.filter((f) => f.type === 'f').every((f) => /^[0-9a-f]{64}$/.test(f.sha256!)),
+    ).toBe(true);
+    expect((await verify({ root })).problems).toEqual([]);
   });
 
   it('a corrupt layer blob is refused by digest and leaves the root untouched', async () => {

@@ -5,6 +5,7 @@
  * packages' finalizers still run (luet semantics); the caller gets the list of failures.
  */
 import { spawn } from 'node:child_process';
+import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { CpmError } from '../errors.js';
 import { packageId } from '../spec/package.js';
@@ -39,9 +40,13 @@ function run(
   cmd: string,
   args: string[],
   onLine: (l: string) => void,
+  env?: NodeJS.ProcessEnv,
 ): Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: Error }> {
   return new Promise((resolve) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      ...(env ? { env, cwd: '/' } : {}),
+    });
     let pending = 2;
     let exit: { code: number | null; signal: NodeJS.Signals | null } | null = null;
     const finish = (): void => {
@@ -70,6 +75,7 @@ export async function runFinalizers(
 ): Promise<CpmError[]> {
   const errors: CpmError[] = [];
   const bwrap = opts.bwrap ?? 'bwrap';
+  const hostRoot = path.resolve(root) === '/';
   for (const step of steps) {
     const fin = step.finalize;
     if (!fin || fin.install.length === 0) continue;
@@ -77,9 +83,17 @@ export async function runFinalizers(
     opts.reporter.step(`finalize ${id}`);
     for (const cmd of fin.install) {
       const argv = [...(fin.shell && fin.shell.length > 0 ? fin.shell : ['sh', '-c']), cmd];
-      const r = await run(bwrap, bwrapArgs(root, argv, fin.network === true, opts.env ?? {}), (l) =>
-        opts.reporter.output(id, l),
-      );
+      // Installing into the running system (a Dockerfile RUN step): the commands already run in
+      // the right root, and distribution images rarely ship bubblewrap.
+      const r = hostRoot
+        ? await run(argv[0]!, argv.slice(1), (l) => opts.reporter.output(id, l), {
+            ...process.env,
+            CPM_FINALIZER: '1',
+            ...opts.env,
+          })
+        : await run(bwrap, bwrapArgs(root, argv, fin.network === true, opts.env ?? {}), (l) =>
+            opts.reporter.output(id, l),
+          );
       if (r.error) {
         const missing = (r.error as NodeJS.ErrnoException).code === 'ENOENT';
         errors.push(

@@ -67,6 +67,8 @@ export interface VerifyReport {
   problems: VerifyProblem[];
   /** Config files that differ from what the package shipped: expected, not a problem. */
   changedConfig: Array<{ package: string; path: string }>;
+  /** Whether foreign files were looked for, and if not, why. */
+  foreign: { checked: boolean; reason?: string };
 }
 
 function sha256Of(file: string): Promise<string> {
@@ -80,8 +82,34 @@ function sha256Of(file: string): Promise<string> {
 }
 
 export interface VerifyOptions {
-  /** Look for foreign files (default true); off for roots over an unmanaged base. */
-  foreign?: boolean;
+  /**
+   * Look for foreign files: true, false, or 'auto' (default) — only in a root cpm manages whole,
+   * since over an unmanaged base (a distribution image cpm did not unpack) every file the
+   * distribution put into a shared directory like /usr/lib/systemd/system would count.
+   */
+  foreign?: boolean | 'auto';
+}
+
+/** Mount points and scratch dirs a container runtime or bwrap creates in any root. */
+const RUNTIME_DIRS = new Set(['dev', 'proc', 'sys', 'run', 'tmp', 'mnt', 'media']);
+
+/**
+ * A root is managed whole when cpm unpacked its base, or when every top-level entry belongs to an
+ * installed package (packages installed into an empty directory). Otherwise names an example of an
+ * entry nobody owns.
+ */
+function unmanagedEntry(root: string, dbDir: string, db: InstalledDb): string | undefined {
+  if (db.list().some((p) => p.base)) return undefined;
+  const dbTop = path.relative(root, dbDir).split(path.sep)[0];
+  let names: string[];
+  try {
+    names = readdirSync(root).sort();
+  } catch {
+    return undefined;
+  }
+  return names.find(
+    (n) => n !== STAGE_DIR && n !== dbTop && !RUNTIME_DIRS.has(n) && db.owners(n).length === 0,
+  );
 }
 
 /** Entries of owned directories that no package owns (cpm's own files excepted). */
@@ -129,7 +157,12 @@ export async function verify(
   const db = loadDb(ref);
   const pkgs = pkg ? [must(db, pkg)] : db.list();
   const isRoot = process.getuid?.() === 0;
-  const report: VerifyReport = { checked: 0, problems: [], changedConfig: [] };
+  const report: VerifyReport = {
+    checked: 0,
+    problems: [],
+    changedConfig: [],
+    foreign: { checked: false },
+  };
   for (const p of pkgs) {
     for (const f of p.files) {
       if (f.skipped) continue;
@@ -173,7 +206,20 @@ export async function verify(
         add('owner', `${f.uid}:${f.gid}`, `${st.uid}:${st.gid}`);
     }
   }
-  if (opts.foreign !== false)
-    report.problems.push(...foreignFiles(root, resolveDbDir(root, ref.dbDir), db, pkgs));
+  const dbDir = resolveDbDir(root, ref.dbDir);
+  const mode = opts.foreign ?? 'auto';
+  const stray = mode === 'auto' ? unmanagedEntry(root, dbDir, db) : undefined;
+  if (mode === true || (mode === 'auto' && stray === undefined)) {
+    report.problems.push(...foreignFiles(root, dbDir, db, pkgs));
+    report.foreign = { checked: true };
+  } else {
+    report.foreign = {
+      checked: false,
+      reason:
+        mode === false
+          ? 'not asked for'
+          : `the root has files no package owns (e.g. /${stray}): its base is not managed by cpm`,
+    };
+  }
   return report;
 }

@@ -4,7 +4,7 @@
  * a dir:// repository and pushed to a real registry.
  */
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -117,6 +117,23 @@ describe('cpm install … (CLI, no TTY)', () => {
     );
     expect(bad.out).toMatch(/^foreign\t\/usr\/bin\/stray\t/m);
     expect(cpm('verify', '--root', root, '--no-foreign').out).not.toContain('stray');
+    // over an unmanaged base (files at the top no package owns) foreign files are not looked for…
+    writeFileSync(
+      path.join(root, 'usr/bin/cos-setup'),
+      readFileSync(path.join(TREE, 'system/cos-setup/1.1.0/root/usr/bin/cos-setup')),
+    );
+    mkdirSync(path.join(root, 'boot'));
+    const over = cpm('verify', '--root', root);
+    expect(over.code).toBe(0);
+    expect(over.err).toContain(
+      'foreign files not checked: the root has files no package owns (e.g. /boot)',
+    );
+    // …unless asked for
+    expect(cpm('verify', '--root', root, '--foreign').out).toMatch(
+      /^foreign\t\/usr\/bin\/stray\t/m,
+    );
+    rmSync(path.join(root, 'boot'), { recursive: true });
+    writeFileSync(path.join(root, 'usr/bin/cos-setup'), 'broken\n');
     rmSync(path.join(root, 'usr/bin/stray'));
     ok(
       'reinstall',

@@ -281,7 +281,11 @@ Examples:
     .description(
       'check installed files against the DB (missing, modified, mode/owner, foreign); exit 1 on problems',
     )
-    .option('--no-foreign', 'do not look for unowned files in owned directories (unmanaged base)')
+    .option(
+      '--foreign',
+      'look for unowned files in owned directories even over an unmanaged base (default: only when cpm manages the whole root)',
+    )
+    .option('--no-foreign', 'do not look for unowned files in owned directories')
     .addHelpText(
       'after',
       `
@@ -292,7 +296,11 @@ Examples:
     )
     .action(
       async (pkg: string | undefined, o: { json?: boolean; foreign?: boolean }, cmd: Command) => {
-        const r = await (await query()).verify(rootRef(cmd), pkg, { foreign: o.foreign !== false });
+        const r = await (
+          await query()
+        ).verify(rootRef(cmd), pkg, {
+          foreign: o.foreign ?? 'auto',
+        });
         if (o.json) printJson(r);
         else {
           for (const p of r.problems)
@@ -301,6 +309,8 @@ Examples:
             );
           for (const c of r.changedConfig)
             process.stdout.write(`config\t${c.path}\t${c.package}\t(changed, kept)\n`);
+          if (!r.foreign.checked && r.foreign.reason !== 'not asked for')
+            process.stderr.write(`foreign files not checked: ${r.foreign.reason}\n`);
           process.stderr.write(`${r.checked} files checked, ${r.problems.length} problem(s)\n`);
         }
         if (r.problems.length > 0) process.exitCode = 1;

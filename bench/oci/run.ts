@@ -36,7 +36,10 @@ const RUNS = runsArg > 0 ? Number(process.argv[runsArg + 1]) : Number(process.en
 
 /** Creates the Debian tarball unless it exists or another helper is creating it (lock file). */
 async function ensureTar(): Promise<void> {
+  const deadline = Date.now() + 30 * 60_000;
   while (existsSync(LOCK) && !existsSync(TAR)) {
+    if (Date.now() > deadline)
+      throw new Error(`${LOCK} is still there after 30 min: stale? remove it`);
     console.log(`waiting for ${TAR} (another process holds ${LOCK})…`);
     await new Promise((r) => setTimeout(r, 15_000));
   }

@@ -49,6 +49,16 @@ export function registerRootfs(program: Command): void {
     .option('--json', 'machine-readable output')
     .option('-q, --quiet', 'no progress output')
     .option('-v, --verbose', 'more detail')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  cpm rootfs init --from 127.0.0.1:5000/base:bookworm --root /srv/root
+  cpm rootfs init --from oci:./bases:fedora-41 --id bases/fedora@41 --root /mnt
+  cpm rootfs init --from registry.example.com/os/base:2.0 --root /mnt --force --json
+
+The root must be empty (lost+found aside) unless --force. See docs/bases.md.`,
+    )
     .action(async (f: InitFlags, cmd: Command) => {
       const cfg = loadConfig(cmd.optsWithGlobals<{ config?: string }>().config);
       const reporter = createReporter({

@@ -18,12 +18,11 @@ export const pos = (v: number): number => v << 1;
 export const neg = (v: number): number => (v << 1) | 1;
 export const varOf = (lit: number): number => lit >> 1;
 
-/** Int32Array.from goes through the iterator protocol; this is several times faster. */
-function i32(xs: readonly number[]): Int32Array {
-  const a = new Int32Array(xs.length);
-  for (let i = 0; i < xs.length; i++) a[i] = xs[i]!;
-  return a;
-}
+/**
+ * Clauses are plain arrays of small integers: V8 allocates those far faster than typed arrays (each
+ * of which needs its own ArrayBuffer), and encoding allocates one or two per clause.
+ */
+type Lits = number[];
 
 export class SatSolver {
   private nVars = 0;
@@ -41,12 +40,12 @@ export class SatSolver {
   private watches: number[][] = [];
   private owned: number[][] = [];
 
-  private readonly clauses: Int32Array[] = [];
+  private readonly clauses: Lits[] = [];
   private readonly tags: number[] = [];
-  private readonly antecedents: (Int32Array | null)[] = [];
+  private readonly antecedents: (Lits | null)[] = [];
   /** Candidate preference order of require clauses (null for plain clauses). */
-  private readonly prefs: (Int32Array | null)[] = [];
-  private readonly groups: Int32Array[] = [];
+  private readonly prefs: (Lits | null)[] = [];
+  private readonly groups: Lits[] = [];
   private readonly roots: number[] = [];
 
   private rootCursor = 0;
@@ -97,7 +96,7 @@ export class SatSolver {
   addAtMostOne(vars: readonly number[], tag: number): void {
     const gi = this.groups.length;
     this.cancelUntil(0);
-    this.groups.push(i32(vars));
+    this.groups.push(vars.slice());
     this.groupTags.push(tag);
     for (const v of vars) this.group[v] = gi;
     this.qhead = 0; // re-propagate level-0 facts through the new group
@@ -106,7 +105,7 @@ export class SatSolver {
 
   /** A plain clause. Returns its index. */
   addClause(lits: readonly number[], tag: number): number {
-    return this.add(i32(lits), tag, null, null);
+    return this.add(lits.slice(), tag, null, null);
   }
 
   /**
@@ -115,9 +114,7 @@ export class SatSolver {
    */
   addRequire(owner: number | null, candidates: readonly number[], tag: number): number {
     const off = owner === null ? 0 : 1;
-    const lits = new Int32Array(candidates.length + off);
-    if (owner !== null) lits[0] = neg(owner);
-    lits.set(candidates, off);
+    const lits: Lits = owner === null ? candidates.slice() : [neg(owner), ...candidates];
     // A copy: the clause's literals get reordered by watching, the preference order must not.
     const idx = this.add(lits, tag, null, lits.slice(off));
     if (owner === null) this.roots.push(idx);
@@ -126,10 +123,10 @@ export class SatSolver {
   }
 
   private add(
-    lits: Int32Array,
+    lits: Lits,
     tag: number,
-    ante: Int32Array | null,
-    pref: Int32Array | null,
+    ante: Lits | null,
+    pref: Lits | null,
   ): number {
     this.cancelUntil(0);
     const idx = this.clauses.length;
@@ -190,7 +187,7 @@ export class SatSolver {
   /** Materialises the binary clause ¬x ∨ ¬y behind an at-most-one implication, for analysis. */
   private amoClause(implied: number, by: number): number {
     const idx = this.clauses.length;
-    this.clauses.push(Int32Array.of(neg(implied), neg(by)));
+    this.clauses.push([neg(implied), neg(by)]);
     this.tags.push(this.groupTags[this.group[implied]!]!);
     this.antecedents.push(null);
     this.prefs.push(null);
@@ -390,9 +387,9 @@ export class SatSolver {
         const [learnt, ante, bt] = this.analyze(confl);
         this.cancelUntil(bt);
         const idx = this.clauses.length;
-        this.clauses.push(i32(learnt));
+        this.clauses.push(learnt);
         this.tags.push(-1);
-        this.antecedents.push(i32(ante));
+        this.antecedents.push(ante);
         this.prefs.push(null);
         if (learnt.length > 1) {
           this.watches[learnt[0]!]!.push(idx);

@@ -122,12 +122,7 @@ export class SatSolver {
     return idx;
   }
 
-  private add(
-    lits: Lits,
-    tag: number,
-    ante: Lits | null,
-    pref: Lits | null,
-  ): number {
+  private add(lits: Lits, tag: number, ante: Lits | null, pref: Lits | null): number {
     this.cancelUntil(0);
     const idx = this.clauses.length;
     this.clauses.push(lits);

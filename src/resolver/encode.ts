@@ -160,7 +160,7 @@ export class Encoding {
         const known = cands.length > 0 || this.known(fam);
         const t = this.tag({ kind: 'requires', pkg: v, dep, cands, known });
         if (cands.length === 0) this.sat.addClause([neg(v)], t);
-        else this.sat.addRequire(v, cands.map(pos), t);
+        else this.sat.addRequire(v, cands, t);
       }
     }
     // Conflicts only matter between encoded packages: index the encoded providers once.
@@ -210,17 +210,13 @@ export class Encoding {
   /** A job: one of `cands` must be installed while the returned activation var is true. */
   job(op: string, family: string, selector: Selector, cands: number[]): number {
     const act = this.sat.newVar();
-    this.sat.addRequire(
-      act,
-      cands.map(pos),
-      this.tag({ kind: 'job', op, family, selector, cands }),
-    );
+    this.sat.addRequire(act, cands, this.tag({ kind: 'job', op, family, selector, cands }));
     return act;
   }
 
   /** Keeps an installed family installed (in some version, the installed one preferred). */
   keep(family: string, cands: number[], installed: number): void {
-    this.sat.addRequire(null, cands.map(pos), this.tag({ kind: 'keep', family, installed }));
+    this.sat.addRequire(null, cands, this.tag({ kind: 'keep', family, installed }));
   }
 
   /** Vars true in the last model. */

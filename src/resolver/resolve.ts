@@ -233,7 +233,7 @@ function solveEncoded(
         if (open.length === 0) break;
         if (!priority.has(fam) && budget-- <= 0) break;
         const act = sat.newVar();
-        sat.addRequire(act, open.map(pos), enc.optimiseTag);
+        sat.addRequire(act, open, enc.optimiseTag);
         const ok = sat.solve([pos(act)]);
         sat.addClause([neg(act)], enc.optimiseTag);
         if (!ok) break;

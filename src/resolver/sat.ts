@@ -43,8 +43,8 @@ export class SatSolver {
   private readonly clauses: Lits[] = [];
   private readonly tags: number[] = [];
   private readonly antecedents: (Lits | null)[] = [];
-  /** Candidate preference order of require clauses (null for plain clauses). */
-  private readonly prefs: (Lits | null)[] = [];
+  /** Candidate vars of require clauses in preference order (null for plain clauses). */
+  private readonly prefs: (readonly number[] | null)[] = [];
   private readonly groups: Lits[] = [];
   private readonly roots: number[] = [];
 
@@ -109,20 +109,22 @@ export class SatSolver {
   }
 
   /**
-   * A require clause: when `owner` is true (or always, when owner is null) one of `candidates` must be
-   * true; decisions try candidates in the given order.
+   * A require clause: when `owner` is true (or always, when owner is null) one of the `candidates`
+   * (vars) must be true; decisions try them in the given order. The array is kept as the preference
+   * order, so the caller must not change it afterwards.
    */
   addRequire(owner: number | null, candidates: readonly number[], tag: number): number {
     const off = owner === null ? 0 : 1;
-    const lits: Lits = owner === null ? candidates.slice() : [neg(owner), ...candidates];
-    // A copy: the clause's literals get reordered by watching, the preference order must not.
-    const idx = this.add(lits, tag, null, lits.slice(off));
+    const lits: Lits = new Array<number>(candidates.length + off);
+    if (owner !== null) lits[0] = neg(owner);
+    for (let k = 0; k < candidates.length; k++) lits[k + off] = pos(candidates[k]!);
+    const idx = this.add(lits, tag, null, candidates);
     if (owner === null) this.roots.push(idx);
     else this.owned[owner]!.push(idx);
     return idx;
   }
 
-  private add(lits: Lits, tag: number, ante: Lits | null, pref: Lits | null): number {
+  private add(lits: Lits, tag: number, ante: Lits | null, pref: readonly number[] | null): number {
     this.cancelUntil(0);
     const idx = this.clauses.length;
     this.clauses.push(lits);
@@ -315,7 +317,10 @@ export class SatSolver {
 
   private firstOpen(ci: number): number {
     const pref = this.prefs[ci]!;
-    for (let k = 0; k < pref.length; k++) if (this.value(pref[k]!) === 0) return pref[k]!;
+    for (let k = 0; k < pref.length; k++) {
+      const v = pref[k]!;
+      if (this.assign[v] === 0) return pos(v);
+    }
     return -1;
   }
 

@@ -58,8 +58,8 @@ describe('SatSolver', () => {
   it('models leave packages no requirement needs uninstalled', () => {
     const sat = new SatSolver();
     const [root, dep1, dep2, other] = vars(sat, 4) as [number, number, number, number];
-    sat.addRequire(null, [pos(root)], 1);
-    sat.addRequire(root, [pos(dep2), pos(dep1)], 2);
+    sat.addRequire(null, [root], 1);
+    sat.addRequire(root, [dep2, dep1], 2);
     expect(sat.solve()).toBe(true);
     expect([root, dep1, dep2, other].map((v) => sat.modelValue(v))).toEqual([
       true,
@@ -73,8 +73,8 @@ describe('SatSolver', () => {
     const sat = new SatSolver();
     const [v1, v2, y, z] = vars(sat, 4) as [number, number, number, number];
     sat.addAtMostOne([v1, v2], 9);
-    sat.addRequire(null, [pos(v1), pos(v2)], 1); // the family must be installed
-    sat.addRequire(null, [pos(y)], 2);
+    sat.addRequire(null, [v1, v2], 1); // the family must be installed
+    sat.addRequire(null, [y], 2);
     sat.addClause([neg(v2), neg(y)], 3); // v2 conflicts with y
     sat.addClause([neg(v1), pos(z)], 4); // v1 needs z
     sat.sealProblem();
@@ -86,7 +86,7 @@ describe('SatSolver', () => {
     const sat2 = new SatSolver();
     const [w1, w2] = vars(sat2, 2) as [number, number];
     sat2.addAtMostOne([w1, w2], 9);
-    sat2.addRequire(null, [pos(w2), pos(w1)], 1);
+    sat2.addRequire(null, [w2, w1], 1);
     sat2.sealProblem();
     expect(sat2.solve()).toBe(true);
     expect(sat2.modelValue(w2)).toBe(true);

@@ -8,12 +8,19 @@ import { familyKey, packageId, type PackageSpec } from '../spec/package.js';
 import { satisfies } from '../spec/version.js';
 import { provideMatches } from './match.js';
 
+/** Specs sorted by id, each id built once (a comparator building them costs n log n strings). */
+export function sortById(specs: readonly PackageSpec[]): PackageSpec[] {
+  const keyed = specs.map((s) => ({ s, id: packageId(s) }));
+  keyed.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  return keyed.map((k) => k.s);
+}
+
 /** `first`: families to start from (the request), so a cycle through them ends with them. */
 export function dependencyOrder(
   specs: readonly PackageSpec[],
   first: readonly string[] = [],
 ): PackageSpec[] {
-  const sorted = [...specs].sort((a, b) => (packageId(a) < packageId(b) ? -1 : 1));
+  const sorted = sortById(specs);
   const byFamily = new Map<string, number[]>();
   const providers = new Map<string, number[]>();
   sorted.forEach((s, i) => {

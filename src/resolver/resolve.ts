@@ -12,7 +12,7 @@ import { describeSelector, type Selector } from '../spec/version.js';
 import { Encoding } from './encode.js';
 import { explainCore } from './explain.js';
 import { satisfiesDep } from './match.js';
-import { dependencyOrder } from './order.js';
+import { dependencyOrder, sortById } from './order.js';
 import { failedPlan, type Plan, type PlanStep, type Problem } from './plan.js';
 import { neg, pos } from './sat.js';
 import type { InstalledPackage } from './universe.js';
@@ -284,7 +284,7 @@ export function buildPlan(
   reinstallIds: ReadonlySet<string> = new Set(),
   requested: readonly string[] = [],
 ): Plan {
-  const finalSpecs = [...finalSpecsIn].sort(byId);
+  const finalSpecs = sortById(finalSpecsIn);
   const finalIds = new Set(finalSpecs.map(packageId));
   const instIds = new Set(inst.map((i) => packageId(i.spec)));
   const instByFam = new Map(inst.map((i) => [familyKey(i.spec), i.spec]));

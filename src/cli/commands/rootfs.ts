@@ -29,10 +29,6 @@ export function registerRootfs(program: Command): void {
   rootfs
     .command('init')
     .description('unpack a distribution base image (all layers, whiteouts applied) as a new root')
-    .addHelpText(
-      'after',
-      `\nExamples:\n  cpm rootfs init --from oci:out/debian:12 --root /srv/root\n  cpm rootfs init --from registry.example.com/library/debian:12 --root /srv/root --id bases/debian@12\n  cpm rootfs init --from oci:out/system:1.0 --root /srv/root --force --json`,
-    )
     .requiredOption('--from <image>', 'base image: HOST[:PORT]/REPO[:TAG|@DIGEST] or oci:DIR[:TAG]')
     .requiredOption('--root <dir>', 'target root (must be empty unless --force)')
     .option('--force', 'unpack over a non-empty root, taking over files already there')

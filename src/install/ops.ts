@@ -48,6 +48,8 @@ export interface OpsOptions {
   reporter?: Reporter;
   /** Lines about building a --tree source. */
   log?: (line: string) => void;
+  /** install: a distribution base image to unpack first, in the same transaction (`--base`). */
+  base?: string;
 }
 
 export type PlanJson = ReturnType<typeof planToJson>;
@@ -64,6 +66,8 @@ export interface PlannedOperation {
    * are, with ownership tracking, outside the resolver (like `apk add ./pkg.apk`).
    */
   images: string[];
+  /** `--base` image reference, unpacked below the packages as the root's base. */
+  base?: string;
   /** Nothing to do (a satisfiable plan without steps). */
   noop: boolean;
   /** The opened source (install/upgrade/reinstall with steps); closed by applyOperation. */
@@ -118,6 +122,7 @@ export async function planOperation(
   opts: OpsOptions = {},
 ): Promise<PlannedOperation> {
   const images = op === 'install' ? await imageRefs(refs) : [];
+  const base = op === 'install' ? opts.base : undefined;
   const pkgRefs = refs.filter((r) => !images.includes(r));
   const request: Request =
     images.length > 0 && pkgRefs.length === 0
@@ -132,7 +137,9 @@ export async function planOperation(
     plan,
     json: planToJson(plan),
     images,
-    noop: plan.satisfiable && plan.steps.length === 0 && images.length === 0,
+    ...(base ? { base } : {}),
+    // a --base is always looked at: the same image again is a no-op in the transaction
+    noop: plan.satisfiable && plan.steps.length === 0 && images.length === 0 && !base,
     ...(repos ? { repos } : {}),
   });
 
@@ -242,6 +249,17 @@ export async function applyOperation(
             ...(opts.reporter ? { reporter: opts.reporter } : {}),
           }),
         );
+    }
+    if (planned.base) {
+      const { baseInstallStep } = await import('./image-ref.js');
+      const step = await baseInstallStep(planned.base, {
+        cacheDir: ctx.config.cache_dir,
+        ...(ctx.plainHttp !== undefined ? { plainHttp: ctx.plainHttp } : {}),
+        ...(opts.reporter ? { reporter: opts.reporter } : {}),
+      });
+      install.unshift(step); // extracted first: the packages go on top of it
+      for (const p of db.list())
+        if (p.base && familyKey(p.spec) !== familyKey(step.spec)) remove.push(p.id);
     }
     // the extractor is loaded only when there is something to extract
     const { applyTransaction } = await import('./transaction.js');

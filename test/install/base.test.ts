@@ -170,6 +170,59 @@ describe('cpm rootfs init (small real base)', () => {
     expect(pkgs.find((p) => p.base)?.id).toBe('images/base@0+small');
     expect(pkgs.map((p) => p.id)).toContain('apps/extra@1');
   });
+
+  it('cpm install --base IMAGE: the base and the resolved packages in one run, again a no-op', async () => {
+    const repo = path.join(work, 'tree-repo');
+    const made = await cpm(
+      'repo',
+      'create',
+      '--tree',
+      path.join(PROJECT, 'packages-tree'),
+      '--output',
+      `dir://${repo}`,
+    );
+    expect(made.code, made.err).toBe(0);
+    const root = tmpDir();
+    const args = [
+      'install',
+      'system/cos-setup',
+      '--base',
+      baseRef,
+      '--repo',
+      `dir://${repo}`,
+      '--root',
+      root,
+      '--no-finalizers',
+    ];
+    const dry = await cpm(...args, '--dry-run', '--json');
+    expect(JSON.parse(dry.out)).toMatchObject({ base: baseRef, satisfiable: true });
+    expect(existsSync(path.join(root, 'etc'))).toBe(false);
+
+    const r = await cpm(...args, '--json');
+    expect(r.code, r.err).toBe(0);
+    const listed = JSON.parse(
+      (await cpm('list', '--installed', '--root', root, '--json')).out,
+    ) as ListedPackage[];
+    expect(listed.map((p) => [p.id, p.base === true])).toEqual([
+      ['images/base@0+small', true],
+      ['system/base-config@1.1.0', false],
+      ['system/cloud-config-defaults@1.1.0', false],
+      ['system/cos-setup@1.1.0', false],
+    ]);
+    expect(readFileSync(path.join(root, 'etc/os-release'), 'utf8')).toContain('cpm test base');
+    // cpm manages the whole root now, so verify also looks for foreign files
+    writeFileSync(path.join(root, 'etc/stray'), 'x');
+    const v = await cpm('verify', '--root', root);
+    expect(v.code).toBe(1);
+    expect(v.out).toMatch(/^foreign\t\/etc\/stray\t/m);
+
+    const again = await cpm(...args, '--json');
+    expect(again.code, again.err).toBe(0);
+    expect(JSON.parse(again.out)).toMatchObject({
+      installed: [],
+      unchanged: ['images/base@0+small'],
+    });
+  });
 });
 
 describe.runIf(process.env.CPM_TEST_MMDEBSTRAP === '1')(

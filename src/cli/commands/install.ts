@@ -26,6 +26,7 @@ interface RootOpts {
   json?: boolean;
   quiet?: boolean;
   verbose?: boolean;
+  base?: string;
   config?: string;
 }
 
@@ -62,6 +63,8 @@ interface OpCli {
   quiet?: boolean;
   verbose?: boolean;
   plainHttp?: boolean;
+  /** install only: a distribution base image to unpack first. */
+  base?: string;
 }
 
 function sourceOf(o: OpCli): PackageSource {
@@ -140,6 +143,7 @@ async function runOp(op: Operation, refs: string[], o: OpCli, cmd: Command): Pro
     full: o.full,
     noFinalizers: o.finalizers === false,
     noWait: o.wait === false,
+    ...(o.base ? { base: o.base } : {}),
     ...(o.quiet || o.json ? {} : { log: (l: string) => process.stderr.write(`${l}\n`) }),
   };
   const { applyOperation, planError, planOperation } = await ops();
@@ -148,10 +152,13 @@ async function runOp(op: Operation, refs: string[], o: OpCli, cmd: Command): Pro
     await planned.repos?.close();
     // image references are resolved to packages only when pulled: a dry run lists them as given
     if (o.json)
-      printJson(
-        planned.images.length > 0 ? { ...planned.json, images: planned.images } : planned.json,
-      );
+      printJson({
+        ...planned.json,
+        ...(planned.images.length > 0 ? { images: planned.images } : {}),
+        ...(planned.base ? { base: planned.base } : {}),
+      });
     else {
+      if (planned.base) process.stdout.write(`base      ${planned.base} (image reference)\n`);
       for (const i of planned.images) process.stdout.write(`install   ${i} (image reference)\n`);
       const p = planned.plan;
       if (planned.images.length === 0 || p.steps.length > 0 || !p.satisfiable)
@@ -337,6 +344,10 @@ Examples:
 
   changing(program.command('install <packages...>'), true)
     .description('install packages (and what they need) into a root, in one transaction')
+    .option(
+      '--base <image>',
+      'unpack this distribution base image first, in the same transaction (as rootfs init --from)',
+    )
     .addHelpText(
       'after',
       `
@@ -346,6 +357,7 @@ Examples:
   cpm install system/cos-setup --tree ./packages-tree --root /tmp/r --no-finalizers
   cpm install system/cos-setup --repo oci://127.0.0.1:5000/cpm --root /mnt
   cpm install system/cos-setup --root /mnt --dry-run --json   # the plan, nothing changed
+  cpm install system/cos-setup --base 127.0.0.1:5000/bases/debian:12 --root /srv/root
   RUN cpm install -y system/cos-setup                   # in a Dockerfile (root from config: /)`,
     )
     .action((pkgs: string[], o: OpCli, cmd: Command) => runOp('install', pkgs, o, cmd));

@@ -25,7 +25,9 @@ import { resolve } from '../../src/resolver/resolve.js';
 import { MemoryUniverse } from '../../src/resolver/universe.js';
 import {
   canonicalJson,
+  compactIndexPackage,
   comparePackages,
+  INDEX_SCHEMA_VERSION,
   depToIndex,
   serializeIndex,
   type RepoIndex,
@@ -135,7 +137,7 @@ async function debian(
   );
   // cpm's own repository index: metadata-only entries, keyed as `repo create` keys them.
   const index: RepoIndex = {
-    schemaVersion: 1,
+    schemaVersion: INDEX_SCHEMA_VERSION,
     repository: { name: 'debian', revision: 1, timestamp: 0 },
     packages: conv.specs.map((s) => {
       const meta = {
@@ -160,7 +162,10 @@ async function debian(
   const data = opts.quick
     ? await compressQuick(
         Buffer.from(
-          canonicalJson({ ...index, packages: [...index.packages].sort(comparePackages) }),
+          canonicalJson({
+            ...index,
+            packages: index.packages.map(compactIndexPackage).sort(comparePackages),
+          }),
         ),
       )
     : (await serializeIndex(index, 'zstd')).data;

@@ -22,6 +22,7 @@ import { buildIndexArtifact } from './index-artifact.js';
 import {
   INDEX_SCHEMA_VERSION,
   canonicalJson,
+  compactIndexPackage,
   depToIndex,
   serializeIndex,
   type IndexImage,
@@ -235,11 +236,16 @@ export async function createRepository(
       await target.publishImage(img);
     });
 
+    // Both sides in the compact dependency form, so an older-schema index compares equal.
     const packagesJson = canonicalJson(
-      [...entries].sort((a, b) => (packageId(a) < packageId(b) ? -1 : 1)),
+      entries.map(compactIndexPackage).sort((a, b) => (packageId(a) < packageId(b) ? -1 : 1)),
     );
     const prevJson = prev
-      ? canonicalJson([...prev.packages].sort((a, b) => (packageId(a) < packageId(b) ? -1 : 1)))
+      ? canonicalJson(
+          prev.packages
+            .map(compactIndexPackage)
+            .sort((a, b) => (packageId(a) < packageId(b) ? -1 : 1)),
+        )
       : undefined;
     const name = opts.name ?? (path.basename(opts.output.replace(/\/+$/, '')) || 'cpm');
     const changed =

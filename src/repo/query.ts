@@ -3,7 +3,7 @@ import { CpmError } from '../errors.js';
 import { familyKey, packageId } from '../spec/package.js';
 import { parseRef } from '../spec/ref.js';
 import { compareVersions, satisfies } from '../spec/version.js';
-import type { IndexPackage } from './repo-index.js';
+import { expandIndexPackage, type ExpandedIndexPackage } from './repo-index.js';
 import type { IndexUniverse } from './universe.js';
 
 export interface SearchHit {
@@ -59,7 +59,7 @@ export interface PackageInfo {
   alsoIn: string[];
   /** Every version of the family, newest first, with its repository. */
   versions: Array<{ version: string; repo: string }>;
-  package: IndexPackage;
+  package: ExpandedIndexPackage;
 }
 
 /** The newest version matching a ref ("cat/name", "cat/name@1.0", "cat/name@>=1"). */
@@ -90,6 +90,6 @@ export function info(universe: IndexUniverse, refText: string): PackageInfo {
     repo: offer.repo,
     alsoIn: universe.shadowed.get(id) ?? [],
     versions: all.map((p) => ({ version: p.version, repo: universe.offer(packageId(p))!.repo })),
-    package: offer.entry,
+    package: expandIndexPackage(offer.entry),
   };
 }

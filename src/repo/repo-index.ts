@@ -17,7 +17,12 @@ import {
   type Compression,
 } from '../util/compress.js';
 
-export const INDEX_SCHEMA_VERSION = 1;
+/**
+ * 2: requires/conflicts/provides entries are compact strings ("category/name selector") where the
+ * dependency round-trips through that text, objects otherwise. 1: always objects (still read).
+ */
+export const INDEX_SCHEMA_VERSION = 2;
+const READABLE_SCHEMA_VERSIONS = [1, 2];
 /** OCI 1.1 artifactType of the index manifest, and the base media type of the index blob. */
 export const INDEX_ARTIFACT_TYPE = 'application/vnd.cpm.repository.index.v1';
 export const INDEX_MEDIA_TYPE = 'application/vnd.cpm.repository.index.v1+json';
@@ -57,14 +62,22 @@ export interface IndexDep {
   version: string;
 }
 
+/**
+ * A dependency as the index holds it: the compact text "category/name selector" ("name" alone for
+ * an empty category and selector), or the object form when the text would not round-trip. Text
+ * keeps the index JSON small and fast to parse; it is turned into a Dep only when the resolver
+ * touches the package.
+ */
+export type IndexDepEntry = string | IndexDep;
+
 /** One package as stored in the index: the PackageSpec fields, finalize, image, content key. */
 export interface IndexPackage {
   category: string;
   name: string;
   version: string;
-  requires: IndexDep[];
-  conflicts: IndexDep[];
-  provides: IndexDep[];
+  requires: IndexDepEntry[];
+  conflicts: IndexDepEntry[];
+  provides: IndexDepEntry[];
   labels: Record<string, string>;
   annotations: Record<string, string>;
   description?: string;
@@ -130,6 +143,69 @@ export function depToIndex(d: Dep): IndexDep {
   return { category: d.category, name: d.name, version: d.version };
 }
 
+const plainPart = (s: string): boolean => !s.includes('/') && !s.includes(' ');
+
+/** The compact form of a dependency: its text when that parses back to the same fields. */
+export function compactDep(d: IndexDepEntry): IndexDepEntry {
+  if (typeof d === 'string') return d;
+  if (d.name === '' || !plainPart(d.name) || !plainPart(d.category)) return d;
+  const fam = d.category ? `${d.category}/${d.name}` : d.name;
+  return d.version ? `${fam} ${d.version}` : fam;
+}
+
+/** The object form of an index dependency entry. */
+export function indexDep(e: IndexDepEntry): IndexDep {
+  if (typeof e !== 'string') return e;
+  const sp = e.indexOf(' ');
+  const fam = sp < 0 ? e : e.slice(0, sp);
+  const slash = fam.indexOf('/');
+  return {
+    category: slash < 0 ? '' : fam.slice(0, slash),
+    name: slash < 0 ? fam : fam.slice(slash + 1),
+    version: sp < 0 ? '' : e.slice(sp + 1),
+  };
+}
+
+/** familyKey() of an index dependency entry, without building the object. */
+export function indexDepFamily(e: IndexDepEntry): string {
+  if (typeof e !== 'string') return familyKey(e);
+  const sp = e.indexOf(' ');
+  return sp < 0 ? e : e.slice(0, sp);
+}
+
+/** "category/name selector" for display, whichever form the entry has. */
+export function indexDepText(e: IndexDepEntry): string {
+  if (typeof e === 'string') return e;
+  const fam = familyKey(e);
+  return e.version ? `${fam} ${e.version}` : fam;
+}
+
+/** An index entry with every dependency in object form (for display and JSON output). */
+export type ExpandedIndexPackage = Omit<IndexPackage, 'requires' | 'conflicts' | 'provides'> & {
+  requires: IndexDep[];
+  conflicts: IndexDep[];
+  provides: IndexDep[];
+};
+
+export function expandIndexPackage(p: IndexPackage): ExpandedIndexPackage {
+  return {
+    ...p,
+    requires: p.requires.map(indexDep),
+    conflicts: p.conflicts.map(indexDep),
+    provides: p.provides.map(indexDep),
+  };
+}
+
+/** An index entry with its dependencies in compact form (what serializeIndex writes). */
+export function compactIndexPackage(p: IndexPackage): IndexPackage {
+  return {
+    ...p,
+    requires: p.requires.map(compactDep),
+    conflicts: p.conflicts.map(compactDep),
+    provides: p.provides.map(compactDep),
+  };
+}
+
 /** Media type of the index blob for a compression. */
 export function indexMediaType(c: Compression): string {
   return c === 'none' ? INDEX_MEDIA_TYPE : `${INDEX_MEDIA_TYPE}+${c}`;
@@ -146,12 +222,19 @@ async function transform(data: Buffer, t: NodeJS.ReadWriteStream): Promise<Buffe
   return buffer(Readable.from([data]).pipe(t));
 }
 
-/** Serialises an index: canonical JSON, packages sorted, compressed (level fixed → stable bytes). */
+/**
+ * Serialises an index in the current schema (dependencies compact): canonical JSON, packages
+ * sorted, compressed (level fixed → stable bytes).
+ */
 export async function serializeIndex(
   index: RepoIndex,
   compression: Compression = 'gzip',
 ): Promise<{ data: Buffer; digest: string; mediaType: string }> {
-  const sorted: RepoIndex = { ...index, packages: [...index.packages].sort(comparePackages) };
+  const sorted: RepoIndex = {
+    ...index,
+    schemaVersion: INDEX_SCHEMA_VERSION,
+    packages: index.packages.map(compactIndexPackage).sort(comparePackages),
+  };
   for (let i = 1; i < sorted.packages.length; i++) {
     if (packageId(sorted.packages[i - 1]!) === packageId(sorted.packages[i]!))
       throw new CpmError('E_REPO', `duplicate package ${packageId(sorted.packages[i]!)} in index`);
@@ -206,8 +289,10 @@ function validateIndex(raw: unknown, where: string): RepoIndex {
   };
   if (typeof raw !== 'object' || raw === null) return fail('not an object');
   const r = raw as Record<string, unknown>;
-  if (r.schemaVersion !== INDEX_SCHEMA_VERSION)
-    fail(`schemaVersion ${String(r.schemaVersion)} (this cpm reads ${INDEX_SCHEMA_VERSION})`);
+  if (!READABLE_SCHEMA_VERSIONS.includes(r.schemaVersion as number))
+    fail(
+      `schemaVersion ${String(r.schemaVersion)} (this cpm reads ${READABLE_SCHEMA_VERSIONS.join(', ')})`,
+    );
   const repo = r.repository as Record<string, unknown> | undefined;
   if (!repo || typeof repo.name !== 'string') fail('repository.name missing');
   if (typeof repo!.revision !== 'number' || typeof repo!.timestamp !== 'number')
@@ -238,7 +323,8 @@ function validateIndex(raw: unknown, where: string): RepoIndex {
   return raw as RepoIndex;
 }
 
-function toDep(d: IndexDep): Dep {
+function toDep(e: IndexDepEntry): Dep {
+  const d = indexDep(e);
   return {
     category: d.category,
     name: d.name,

@@ -5,7 +5,7 @@
  */
 import { familyKey, packageId, type PackageSpec, type Universe } from '../spec/package.js';
 import { compareVersions } from '../spec/version.js';
-import { toPackageSpec, type IndexPackage, type RepoIndex } from './repo-index.js';
+import { indexDepFamily, toPackageSpec, type IndexPackage, type RepoIndex } from './repo-index.js';
 
 export interface RepoSource {
   /** Configured repository name (unique). */
@@ -68,7 +68,7 @@ export class IndexUniverse implements Universe {
         if (list) list.push(offer);
         else this.byFamily.set(fam, [offer]);
         for (const prov of entry.provides) {
-          const pf = familyKey(prov);
+          const pf = indexDepFamily(prov);
           const pl = this.providers.get(pf);
           if (pl) {
             if (pl[pl.length - 1] !== offer) pl.push(offer);

@@ -92,7 +92,8 @@ describe('repo create → dir://', () => {
     expect(a.image!.tag).toBe('1.0_p1');
     expect(a.image!.repository).toBe('system/a');
     expect(a.finalize).toEqual({ install: ['echo hi'], shell: ['sh', '-c'] });
-    expect(a.requires).toEqual([{ category: 'system', name: 'b', version: '>=1' }]);
+    // Schema 2 stores dependencies as compact text.
+    expect(a.requires).toEqual(['system/b >=1']);
     expect(index.packages.find((p) => p.name === 'all')!.image).toBeUndefined();
     const layer = a.image!.layers[0]!;
     const chunks: Buffer[] = [];

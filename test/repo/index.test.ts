@@ -4,6 +4,8 @@ import {
   serializeIndex,
   type IndexPackage,
   type RepoIndex,
+  indexDep,
+  indexDepFamily,
 } from '../../src/repo/repo-index.js';
 import { IndexUniverse } from '../../src/repo/universe.js';
 
@@ -55,9 +57,44 @@ describe('index serialisation', () => {
       expect(y.digest).toBe(x.digest);
       const back = await parseIndex(x.data, 'test');
       expect(back.packages.map((p) => p.version)).toEqual(['1.0', '1.0-1', '1.0+1']);
-      expect(back.packages[0]!.requires[0]!.version).toBe('>=1.0');
+      expect(indexDep(back.packages[0]!.requires[0]!).version).toBe('>=1.0');
     },
   );
+
+  it('writes dependencies as compact text where it round-trips, objects otherwise', async () => {
+    const odd = pkg('', 'c', '1', {
+      requires: [
+        { category: '', name: 'plain', version: '' },
+        { category: 'x', name: 'y', version: '>=1, <2' },
+        { category: 'a/b', name: 'c', version: '' },
+        { category: '', name: 'has space', version: '1' },
+      ],
+      provides: [{ category: 'virt', name: 'v', version: '' }],
+    });
+    const x = await serializeIndex(index('r', [odd]), 'none');
+    const raw = JSON.parse(x.data.toString('utf8')) as RepoIndex;
+    expect(raw.schemaVersion).toBe(2);
+    expect(raw.packages[0]!.requires).toEqual([
+      'plain',
+      'x/y >=1, <2',
+      { category: 'a/b', name: 'c', version: '' },
+      { category: '', name: 'has space', version: '1' },
+    ]);
+    expect(raw.packages[0]!.provides).toEqual(['virt/v']);
+    const back = await parseIndex(x.data, 'test');
+    expect(back.packages[0]!.requires.map(indexDep)).toEqual(odd.requires);
+    expect(back.packages[0]!.provides.map(indexDepFamily)).toEqual(['virt/v']);
+  });
+
+  it('still reads schema 1 (object dependencies) into the same universe', async () => {
+    const v1 = Buffer.from(JSON.stringify(index('r', [a, b1])));
+    const u = new IndexUniverse([
+      { name: 'r', priority: 1, index: await parseIndex(v1, 'v1.json') },
+    ]);
+    const spec = u.versions('system/a')[0]!;
+    expect(spec.requires[0]).toMatchObject({ category: 'system', name: 'b', version: '>=1.0' });
+    expect(spec.requires[0]!.selector.constraints[0]).toMatchObject({ op: '>=' });
+  });
 
   it('a changed package changes the digest', async () => {
     const x = await serializeIndex(index('r', [a]));

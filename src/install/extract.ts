@@ -91,6 +91,11 @@ export interface StagerOptions {
   verifyDigest: boolean;
   /** Checked between entries so SIGINT/SIGTERM stop extraction promptly. */
   interrupted: () => boolean;
+  /**
+   * Root-relative paths that belong to cpm (its DB dir, the stage): a layer entry there is skipped
+   * with a warning, so no image (e.g. one `cpm image oci` wrote, DB included) can rewrite the DB.
+   */
+  reserved?: readonly string[];
 }
 
 export class Stager {
@@ -288,6 +293,12 @@ export class Stager {
     const mtime = h.mtime ? Math.floor(h.mtime.getTime() / 1000) : 0;
     const xattrs = paxXattrs(h.pax as Record<string, string> | null | undefined);
     const rel = resolve(comps, false);
+    const reserved = this.o.reserved?.find((r) => rel === r || rel.startsWith(`${r}/`));
+    if (reserved !== undefined) {
+      this.o.reporter.warn(`${id}: skipped /${rel} (cpm's own /${reserved}, not a package file)`);
+      await drain(stream);
+      return;
+    }
     const existing = this.view.lookup(rel);
 
     if (h.type === 'directory') {

@@ -215,6 +215,9 @@ export async function applyTransaction(
       reporter,
       verifyDigest: opts.verifyDigest ?? true,
       interrupted: () => interrupted !== null,
+      reserved: [STAGE_DIR, path.relative(root, dbDir).split(path.sep).join('/')].filter(
+        (r) => r !== '' && !r.startsWith('..'),
+      ),
     });
     try {
       staged = [];

@@ -236,6 +236,40 @@ describe('database and no-ops', () => {
     expect((await verify({ root })).problems).toEqual([]);
   });
 
+  it("skips layer entries in cpm's own DB dir and stage (an image of a cpm-built root carries a DB)", async () => {
+    const root = tmpDir();
+    const warnings: string[] = [];
+    const reporter = { ...silentReporter(), warn: (m: string) => void warnings.push(m) };
+    const foreignDb = '{"cpm-db":1}\n{"id":"evil/pkg@1"}\n';
+    await installPackages(
+      root,
+      [
+        step('bases/built@1', [
+          layerFromFiles({
+            'etc/os-release': 'ID=built\n',
+            'var/lib/cpm/installed': foreignDb,
+            'var/lib/cpm/extra': 'x',
+            '.cpm-tx/journal': 'y',
+          }),
+        ]),
+      ],
+      { reporter },
+    );
+    expect(listInstalled({ root }).map((p) => p.id)).toEqual(['bases/built@1']);
+    expect(filesOf({ root }, 'bases/built').map((f) => f.path)).not.toContain(
+      'var/lib/cpm/installed',
+    );
+    expect(existsSync(path.join(root, 'var/lib/cpm/extra'))).toBe(false);
+    expect(warnings.some((w) => w.includes("skipped /var/lib/cpm/installed (cpm's own"))).toBe(
+      true,
+    );
+    expect(warnings.some((w) => w.includes('skipped /.cpm-tx/journal'))).toBe(true);
+    expect((await verify({ root })).problems).toEqual([]);
+    // uninstalling the package leaves the DB alone
+    await uninstallPackages(root, ['bases/built']);
+    expect(dbText(root).split('\n')[0]).toBe('{"cpm-db":1}');
+  });
+
   it('uses a configurable DB directory', async () => {
     const root = tmpDir();
     const dbDir = path.join(tmpDir(), 'db');

@@ -3,15 +3,22 @@
  * user/group names), clamped mtimes, no atime/ctime, hardlinks, device nodes, fifos and xattrs
  * as pax records. The same root and SOURCE_DATE_EPOCH always give the same bytes.
  */
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, existsSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { CpmError } from '../errors.js';
+import { createRequire } from 'node:module';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { CpmError, type ErrorCode, type ErrorContext } from '../errors.js';
 import { createCompressor, type Compression } from '../util/compress.js';
 import { RootWalker, type RootEntry, type WalkOptions } from './rootfs-walk.js';
 import { tarChunks, type TarHeader } from './tar-encode.js';
+import type { FromWorker, ToWorker } from './tar-worker.js';
 
-export type RootfsTarOptions = WalkOptions;
+export interface RootfsTarOptions extends WalkOptions {
+  /** Read and encode file contents in a worker thread when it is available (default true). */
+  threads?: boolean;
+}
 
 export interface TarStats {
   entries: number;
@@ -87,6 +94,8 @@ export function rootfsTarStream(
   walker: RootWalker = new RootWalker(root, opts),
 ): { stream: Readable; stats: TarStats } {
   const stats: TarStats = { entries: 0, bytes: 0 };
+  const worker = opts.threads === false ? undefined : workerModule();
+  if (worker) return { stream: workerTarStream(walker, stats, worker), stats };
   async function* counted(): AsyncGenerator<Buffer> {
     for await (const chunk of tarChunks(walker.entries(), tarHeader, () => stats.entries++)) {
       stats.bytes += chunk.length;
@@ -94,6 +103,91 @@ export function rootfsTarStream(
     }
   }
   return { stream: Readable.from(counted(), { objectMode: false }), stats };
+}
+
+/**
+ * The worker script and how to start it: the built .js next to this module, or the .ts source
+ * through tsx (tests). The single-file build has neither and encodes in this thread.
+ */
+function workerModule(): (() => Worker) | undefined {
+  const js = new URL('./tar-worker.js', import.meta.url);
+  if (existsSync(fileURLToPath(js))) return () => new Worker(js);
+  const ts = new URL('./tar-worker.ts', import.meta.url);
+  if (!existsSync(fileURLToPath(ts))) return undefined;
+  // Node 20 workers ignore --import in execArgv: register tsx's loader from inside.
+  const api = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api')).href;
+  const boot = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(ts.href)}); });`;
+  return () => new Worker(boot, { eval: true });
+}
+
+/** Walk batches the main thread sends at once; between them it serves the pipe. */
+const BATCH = 256;
+
+/**
+ * The tar stream with the work split across two threads: this one walks (the overlay is a plain
+ * function and stays here) and writes chunks to the consumer, the worker reads file contents and
+ * encodes. On one thread reading stalled the consumer's pipe and waiting on the pipe stalled
+ * reading; here they overlap. Same bytes as tarChunks in this thread.
+ */
+function workerTarStream(walker: RootWalker, stats: TarStats, start: () => Worker): Readable {
+  const worker = start();
+  const post = (m: ToWorker): void => worker.postMessage(m);
+  let unacked = 0;
+  let finished = false;
+  const stream = new Readable({
+    // Chunks are ~1 MiB: a few of them buffered here keep the pipe fed.
+    highWaterMark: 4 << 20,
+    read() {
+      if (unacked > 0) {
+        post({ ack: unacked });
+        unacked = 0;
+      }
+    },
+    destroy(err, cb) {
+      void worker.terminate();
+      cb(err);
+    },
+  });
+  worker.on('message', (m: FromWorker) => {
+    if ('chunk' in m) {
+      stats.bytes += m.length;
+      unacked++;
+      stream.push(Buffer.from(m.chunk, 0, m.length));
+    } else if ('finished' in m) {
+      // The worker closes its port and exits by itself.
+      finished = true;
+      stream.push(null);
+    } else {
+      const { code, message, hint, context } = m.error;
+      stream.destroy(
+        code
+          ? new CpmError(code as ErrorCode, message, { hint, context: context as ErrorContext })
+          : new CpmError('E_IMAGE', `writing the tar stream failed: ${message}`),
+      );
+    }
+  });
+  worker.on('error', (e) => stream.destroy(e));
+  worker.on('exit', (code) => {
+    if (!finished && !stream.destroyed) {
+      stream.destroy(new CpmError('E_IMAGE', `the tar worker stopped (exit ${code})`));
+    }
+  });
+  void (async () => {
+    let batch: RootEntry[] = [];
+    for await (const e of walker.entries()) {
+      if (stream.destroyed) return;
+      batch.push(e);
+      stats.entries++;
+      if (batch.length === BATCH) {
+        post({ entries: batch });
+        batch = [];
+        // Let the pipe and the worker's messages in between batches.
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    }
+    post({ entries: batch, end: true });
+  })().catch((e: unknown) => stream.destroy(e as Error));
+  return stream;
 }
 
 /** `cpm image tar`: the root as a (compressed) tar file. */

@@ -39,10 +39,18 @@ const TYPEFLAG: Record<TarHeader['type'] | 'pax-header', number> = {
 const CHUNK = 1 << 20;
 const ZERO_BLOCKS = Buffer.alloc(1024);
 
+/** `digits` octal digits then a space, written in place (no strings: it runs ~8 times an entry). */
 function octal(buf: Buffer, off: number, value: number, digits: number): void {
-  let s = Math.floor(value).toString(8);
-  if (s.length > digits) s = '7'.repeat(digits);
-  buf.write(s.padStart(digits, '0') + ' ', off, 'latin1');
+  let n = Math.floor(value);
+  if (n >= 8 ** digits) {
+    buf.fill(0x37, off, off + digits);
+  } else {
+    for (let i = off + digits - 1; i >= off; i--) {
+      buf[i] = 0x30 + (n % 8);
+      n = Math.floor(n / 8);
+    }
+  }
+  buf[off + digits] = 0x20;
 }
 
 function isAscii(s: string): boolean {
@@ -68,34 +76,55 @@ type BlockFields = Omit<TarHeader, 'pax' | 'type'> & { type: TarHeader['type'] |
 
 function block(h: BlockFields, name: string, prefix: string, linkname: string | undefined): Buffer {
   const buf = Buffer.alloc(512);
-  buf.write(name, 0, 'latin1');
-  octal(buf, 100, h.mode & 0o7777, 6);
-  octal(buf, 108, h.uid, 6);
-  octal(buf, 116, h.gid, 6);
-  if (h.size.toString(8).length > 11) {
+  writeBlock(buf, 0, h, name, prefix, linkname);
+  return buf;
+}
+
+/** One ustar header block at buf[o, o+512), which must be zeroed. */
+function writeBlock(
+  buf: Buffer,
+  o: number,
+  h: BlockFields,
+  name: string,
+  prefix: string,
+  linkname: string | undefined,
+): void {
+  buf.write(name, o, 'latin1');
+  octal(buf, o + 100, h.mode & 0o7777, 6);
+  octal(buf, o + 108, h.uid, 6);
+  octal(buf, o + 116, h.gid, 6);
+  if (h.size >= 8 ** 11) {
     // base-256 for sizes ≥ 8 GiB
-    buf[124] = 0x80;
+    buf[o + 124] = 0x80;
     let n = h.size;
     for (let i = 11; i > 0; i--) {
-      buf[124 + i] = n % 256;
+      buf[o + 124 + i] = n % 256;
       n = Math.floor(n / 256);
     }
   } else {
-    octal(buf, 124, h.size, 11);
+    octal(buf, o + 124, h.size, 11);
   }
-  octal(buf, 136, h.mtime, 11);
-  buf[156] = TYPEFLAG[h.type];
-  if (linkname) buf.write(linkname, 157, 'utf8');
-  buf.write('ustar\0', 257, 'latin1');
-  buf.write('00', 263, 'latin1');
-  octal(buf, 329, h.devmajor ?? 0, 6);
-  octal(buf, 337, h.devminor ?? 0, 6);
-  if (prefix) buf.write(prefix, 345, 'latin1');
+  octal(buf, o + 136, h.mtime, 11);
+  buf[o + 156] = TYPEFLAG[h.type];
+  if (linkname) buf.write(linkname, o + 157, 'utf8');
+  USTAR_MAGIC.copy(buf, o + 257);
+  octal(buf, o + 329, h.devmajor ?? 0, 6);
+  octal(buf, o + 337, h.devminor ?? 0, 6);
+  if (prefix) buf.write(prefix, o + 345, 'latin1');
   let sum = 8 * 32;
-  for (let i = 0; i < 148; i++) sum += buf[i]!;
-  for (let i = 156; i < 512; i++) sum += buf[i]!;
-  octal(buf, 148, sum, 6);
-  return buf;
+  for (let i = o; i < o + 148; i++) sum += buf[i]!;
+  for (let i = o + 156; i < o + 512; i++) sum += buf[i]!;
+  octal(buf, o + 148, sum, 6);
+}
+
+const USTAR_MAGIC = Buffer.from('ustar\x0000', 'latin1');
+
+/** Name and prefix when the entry needs nothing but one ustar block, else undefined. */
+function plainSplit(h: TarHeader): { prefix: string; name: string } | undefined {
+  if (h.pax) return undefined;
+  if (h.linkname !== undefined && Buffer.byteLength(h.linkname) > 100) return undefined;
+  if (h.name.length <= 100 && isAscii(h.name)) return { prefix: '', name: h.name };
+  return (isAscii(h.name) && splitName(h.name)) || undefined;
 }
 
 /** "LEN key=value\n" where LEN counts itself. */
@@ -170,9 +199,19 @@ export async function* tarChunks(
     return undefined;
   };
   for await (const e of entries) {
-    for (const b of encodeHeader(headerOf(e))) {
-      const ready = put(b);
-      if (ready) yield ready;
+    const h = headerOf(e);
+    const plain = plainSplit(h);
+    if (plain) {
+      // The common case: one block straight into the output.
+      if (used + 512 > CHUNK) yield flush();
+      out.fill(0, used, used + 512);
+      writeBlock(out, used, h, plain.name, plain.prefix, h.linkname);
+      used += 512;
+    } else {
+      for (const b of encodeHeader(h)) {
+        const ready = put(b);
+        if (ready) yield ready;
+      }
     }
     if (e.type === 'file' && e.size > 0) {
       const fd = openSync(e.source!, 'r');

@@ -199,6 +199,43 @@ describe('rootfs tar', () => {
     expect((err as CpmError).context.path).toContain('etc/missing');
   });
 
+  it('gives the same bytes with and without the worker thread, across chunk boundaries', async () => {
+    // Files larger than the ~1 MiB chunks, and enough entries for several walk batches.
+    const big = path.join(tmp, 'big');
+    await fsp.mkdir(path.join(big, 'many'), { recursive: true });
+    const data = Buffer.alloc(3 * 1048576 + 123);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7919) >>> 5;
+    await fsp.writeFile(path.join(big, 'a.bin'), data);
+    await fsp.writeFile(path.join(big, 'z.bin'), data.subarray(0, 1048576));
+    for (let i = 0; i < 700; i++) {
+      await fsp.writeFile(path.join(big, 'many', `f${i}`), 'x'.repeat(i));
+    }
+    const opts = { sourceDateEpoch: EPOCH, xattrs: false };
+    for (const [root, extra] of [
+      [fx.root, { overlay: fx.overlay, overlayPaths: fx.overlayPaths, excludes: fx.excludes }],
+      [big, {}],
+    ] as const) {
+      const threaded = path.join(tmp, 'threaded.tar');
+      const single = path.join(tmp, 'single.tar');
+      const s1 = await writeRootfsTar(root, threaded, { ...opts, ...extra });
+      const s2 = await writeRootfsTar(root, single, { ...opts, ...extra, threads: false });
+      expect(s1).toEqual(s2);
+      expect((await fsp.readFile(threaded)).equals(await fsp.readFile(single))).toBe(true);
+    }
+  });
+
+  it('passes a walk error through the threaded stream as the CpmError', async () => {
+    const err = await writeRootfsTar(fx.root, path.join(tmp, 'bad.tar'), {
+      overlayPaths: ['etc/missing'],
+      overlay: (p) =>
+        p === 'etc/missing' ? { type: 'file', uid: 0, gid: 0, mode: 0o644 } : undefined,
+      xattrs: false,
+    }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CpmError);
+    expect((err as CpmError).code).toBe('E_IMAGE');
+    expect((err as CpmError).context.path).toContain('etc/missing');
+  });
+
   it('fails with a CpmError when the root is not a directory', async () => {
     const err = await writeRootfsTar(path.join(tmp, 'nope'), path.join(tmp, 'x.tar')).catch(
       (e: unknown) => e,

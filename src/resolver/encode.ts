@@ -13,7 +13,7 @@ import {
 } from '../spec/package.js';
 import { compareVersions, satisfies, type Selector } from '../spec/version.js';
 import { neg, pos, SatSolver } from './sat.js';
-import { provideMatches } from './match.js';
+import { providesDep } from './match.js';
 
 export type Tag =
   | { kind: 'job'; op: string; family: string; selector: Selector; cands: number[] }
@@ -27,6 +27,14 @@ export type Tag =
 const PAIR = 2 ** 26;
 
 const cmpStr = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+const NONE: readonly number[] = [];
+
+/** Cached candidates of one family for one selector; a family rarely sees more than a few. */
+interface CandEntry {
+  raw: string;
+  cands: number[];
+  next: CandEntry | undefined;
+}
 
 export class Encoding {
   readonly sat = new SatSolver();
@@ -39,9 +47,10 @@ export class Encoding {
   readonly familyVars = new Map<string, number[]>();
   /** Families in the order they were first reached (deterministic BFS). */
   readonly familyOrder: string[] = [];
-  private readonly varById = new Map<string, number>();
-  /** Family → selector text → candidates. */
-  private readonly candCache = new Map<string, Map<string, number[]>>();
+  /** Built on first use (most solves ask for a handful of ids); dropped when vars are added. */
+  private varById: Map<string, number> | undefined;
+  /** Family → candidates per selector text (a short list, not a Map per family). */
+  private readonly candCache = new Map<string, CandEntry>();
   private readonly queue: number[] = [];
   private qi = 0;
   private readonly optTag: number;
@@ -79,29 +88,31 @@ export class Encoding {
   }
 
   /** Specs of a family, newest first: the universe's versions plus an installed one it lacks. */
-  familySpecs(family: string): PackageSpec[] {
-    const list = [...this.universe.versions(family)];
+  familySpecs(family: string): readonly PackageSpec[] {
+    const have = this.universe.versions(family);
     const inst = this.installedByFamily.get(family);
-    if (inst && !list.some((s) => s.version === inst.version)) {
-      list.push(inst);
+    if (inst && !have.some((s) => s.version === inst.version)) {
+      const list = [...have, inst];
       list.sort((a, b) => compareVersions(b.version, a.version) || cmpStr(a.version, b.version));
+      return list;
     }
-    return list;
+    return have;
   }
 
   /** Vars of a family (encoding it on first use, with its at-most-one group). */
   family(fam: string, depth: number): number[] {
     const have = this.familyVars.get(fam);
     if (have) return have;
-    const vars: number[] = [];
-    for (const s of this.familySpecs(fam)) {
+    const specs = this.familySpecs(fam);
+    const vars: number[] = new Array<number>(specs.length);
+    for (let i = 0; i < specs.length; i++) {
       const v = this.sat.newVar();
-      this.specs[v] = s;
+      this.specs[v] = specs[i]!;
       this.depth[v] = depth;
-      this.varById.set(packageId(s), v);
-      vars.push(v);
+      vars[i] = v;
       this.queue.push(v);
     }
+    if (specs.length > 0) this.varById = undefined;
     this.familyVars.set(fam, vars);
     this.familyOrder.push(fam);
     if (vars.length > 1) this.sat.addAtMostOne(vars, this.tag({ kind: 'amo', family: fam }));
@@ -114,35 +125,46 @@ export class Encoding {
   }
 
   private candidatesOf(fam: string, selector: Selector, depth: number): number[] {
-    let bySel = this.candCache.get(fam);
-    if (!bySel) this.candCache.set(fam, (bySel = new Map()));
-    const hit = bySel.get(selector.raw);
-    if (hit) return hit;
-    const dep = { selector };
+    const first = this.candCache.get(fam);
+    for (let e = first; e !== undefined; e = e.next) if (e.raw === selector.raw) return e.cands;
     const out: number[] = [];
-    const provFams = new Set<string>();
-    for (const p of this.universe.providersOf(fam)) {
-      const pf = familyKey(p);
-      if (pf !== fam) provFams.add(pf);
-    }
-    for (const pf of [...provFams].sort()) {
-      for (const v of this.family(pf, depth)) {
-        const s = this.specs[v]!;
-        if (s.provides.some((p) => familyKey(p) === fam && provideMatches(p, dep.selector))) {
-          out.push(v);
+    const provs = this.universe.providersOf(fam);
+    if (provs.length > 0) {
+      // Providers come sorted by id, so one family's versions are adjacent.
+      const provFams: string[] = [];
+      let last = '';
+      for (let i = 0; i < provs.length; i++) {
+        const pf = familyKey(provs[i]!);
+        if (pf !== fam && pf !== last) provFams.push(pf);
+        last = pf;
+      }
+      if (provFams.length > 1) provFams.sort();
+      for (let i = 0; i < provFams.length; i++) {
+        if (i > 0 && provFams[i] === provFams[i - 1]) continue;
+        const vars = this.family(provFams[i]!, depth);
+        for (let k = 0; k < vars.length; k++) {
+          if (providesDep(this.specs[vars[k]!]!, fam, selector)) out.push(vars[k]!);
         }
       }
     }
     if (this.universe.versions(fam).length > 0 || this.installedByFamily.has(fam)) {
-      for (const v of this.family(fam, depth)) {
-        if (satisfies(this.specs[v]!.version, dep.selector)) out.push(v);
+      const vars = this.family(fam, depth);
+      for (let k = 0; k < vars.length; k++) {
+        if (satisfies(this.specs[vars[k]!]!.version, selector)) out.push(vars[k]!);
       }
     }
-    bySel.set(selector.raw, out);
+    this.candCache.set(fam, { raw: selector.raw, cands: out, next: first });
     return out;
   }
 
   varOfId(id: string): number | undefined {
+    if (!this.varById) {
+      this.varById = new Map();
+      for (let v = 0; v < this.specs.length; v++) {
+        const s = this.specs[v];
+        if (s) this.varById.set(packageId(s), v);
+      }
+    }
     return this.varById.get(id);
   }
 
@@ -152,7 +174,9 @@ export class Encoding {
       const v = this.queue[this.qi++]!;
       const s = this.specs[v]!;
       const d = this.depth[v]! + 1;
-      for (const dep of s.requires) {
+      const reqs = s.requires;
+      for (let r = 0; r < reqs.length; r++) {
+        const dep = reqs[r]!;
         const fam = familyKey(dep);
         const all = this.candidatesOf(fam, dep.selector, d);
         const cands = all.includes(v) ? all.filter((c) => c !== v) : all;
@@ -168,8 +192,8 @@ export class Encoding {
     for (let v = 0; v < this.specs.length; v++) {
       const s = this.specs[v];
       if (!s) continue;
-      for (const p of s.provides) {
-        const pf = familyKey(p);
+      for (let i = 0; i < s.provides.length; i++) {
+        const pf = familyKey(s.provides[i]!);
         const l = encodedProviders.get(pf);
         if (l) {
           if (l[l.length - 1] !== v) l.push(v);
@@ -180,19 +204,24 @@ export class Encoding {
     for (let v = 0; v < this.specs.length; v++) {
       const s = this.specs[v];
       if (!s) continue; // a job's activation var
-      for (const dep of s.conflicts) {
+      const confs = s.conflicts;
+      if (confs.length === 0) continue;
+      const sFam = familyKey(s);
+      for (let c = 0; c < confs.length; c++) {
+        const dep = confs[c]!;
         const fam = familyKey(dep);
+        const own = fam !== sFam ? this.familyVars.get(fam) : undefined;
+        const provs = encodedProviders.get(fam) ?? NONE;
+        if (own === undefined && provs.length === 0) continue;
         const targets: number[] = [];
-        const own = this.familyVars.get(fam);
-        if (own && fam !== familyKey(s)) {
-          for (const o of own) if (satisfies(this.specs[o]!.version, dep.selector)) targets.push(o);
-        }
-        for (const o of encodedProviders.get(fam) ?? []) {
-          if (o === v) continue;
-          const p = this.specs[o]!;
-          if (p.provides.some((e) => familyKey(e) === fam && provideMatches(e, dep.selector))) {
-            targets.push(o);
+        if (own) {
+          for (let i = 0; i < own.length; i++) {
+            if (satisfies(this.specs[own[i]!]!.version, dep.selector)) targets.push(own[i]!);
           }
+        }
+        for (let i = 0; i < provs.length; i++) {
+          const o = provs[i]!;
+          if (o !== v && providesDep(this.specs[o]!, fam, dep.selector)) targets.push(o);
         }
         for (const o of targets) {
           const k = v < o ? v * PAIR + o : o * PAIR + v;

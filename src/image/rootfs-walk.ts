@@ -78,6 +78,14 @@ function byteCompare(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 }
 
+/**
+ * Names sorted by their UTF-8 bytes. UTF-16 code unit order (the default sort) is the same
+ * order unless a name has a surrogate pair (astral characters), so only then compare bytes.
+ */
+function sortBytewise(names: string[]): string[] {
+  return names.some((n) => /[\ud800-\udfff]/.test(n)) ? names.sort(byteCompare) : names.sort();
+}
+
 function normalizeRel(p: string): string {
   return p.replace(/^\/+/, '').replace(/\/+$/, '').replace(/\/+/g, '/');
 }
@@ -161,14 +169,43 @@ export class RootWalker {
         context: { path: this.root },
       });
     }
-    yield* this.walkDir('');
+    yield* this.walkSync();
   }
 
-  private async *walkDir(relDir: string): AsyncGenerator<RootEntry> {
+  /**
+   * The walk itself, synchronous and with an explicit stack: nested async generators cost a
+   * promise round trip per level for every entry, more than the lstat.
+   */
+  private *walkSync(): Generator<RootEntry> {
+    // Each frame: a directory's sorted child names and the next index.
+    const stack: { relDir: string; names: string[]; i: number }[] = [
+      { relDir: '', names: this.childNames(''), i: 0 },
+    ];
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1]!;
+      if (top.i === top.names.length) {
+        stack.pop();
+        continue;
+      }
+      const name = top.names[top.i++]!;
+      const rel = top.relDir === '' ? name : `${top.relDir}/${name}`;
+      if (this.excluded(rel)) {
+        this.excludedPaths.push(rel);
+        continue;
+      }
+      const entry = this.entryFor(rel);
+      if (!entry) continue;
+      yield entry;
+      if (entry.type === 'dir') stack.push({ relDir: rel, names: this.childNames(rel), i: 0 });
+    }
+  }
+
+  /** A directory's children on disk plus those only the overlay has, sorted bytewise. */
+  private childNames(relDir: string): string[] {
     const absDir = relDir === '' ? this.root : path.join(this.root, relDir);
-    const names = new Set<string>();
+    let names: string[] = [];
     try {
-      for (const n of readdirSync(absDir)) names.add(n);
+      names = readdirSync(absDir);
     } catch (e) {
       // A directory only the overlay knows has no listing on disk.
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
@@ -178,22 +215,12 @@ export class RootWalker {
         });
       }
     }
-    for (const n of this.overlayChildren.get(relDir) ?? []) names.add(n);
-    const sorted = [...names].sort(byteCompare);
-    for (const name of sorted) {
-      const rel = relDir === '' ? name : `${relDir}/${name}`;
-      if (this.excluded(rel)) {
-        this.excludedPaths.push(rel);
-        continue;
-      }
-      const entry = await this.entryFor(rel);
-      if (!entry) continue;
-      yield entry;
-      if (entry.type === 'dir') yield* this.walkDir(rel);
-    }
+    const extra = this.overlayChildren.get(relDir);
+    if (extra) names = [...new Set([...names, ...extra])];
+    return sortBytewise(names);
   }
 
-  private async entryFor(rel: string): Promise<RootEntry | undefined> {
+  private entryFor(rel: string): RootEntry | undefined {
     const abs = path.join(this.root, rel);
     const st = this.lstat(abs);
     const meta = this.opts.overlay?.(rel);

@@ -86,3 +86,35 @@ describe('xattrs', () => {
     }
   });
 });
+
+describe('walk order', () => {
+  it('sorts siblings by UTF-8 bytes, also when names have astral characters', async () => {
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'cpm-walk-order-'));
+    try {
+      // UTF-16 order puts the astral name (surrogates D83D…) before U+FFFD; UTF-8 bytes do not.
+      const names = ['b', 'a\u{1F600}', 'a\uFFFD', 'A', 'a', 'a~'];
+      for (const n of names) await fsp.writeFile(path.join(dir, n), '');
+      await fsp.mkdir(path.join(dir, 'plain'));
+      for (const n of ['z', 'Z', '_', '10', '9'])
+        await fsp.writeFile(path.join(dir, 'plain', n), '');
+      const seen: string[] = [];
+      for await (const e of new RootWalker(dir, { xattrs: false }).entries()) seen.push(e.path);
+      expect(seen).toEqual([
+        'A',
+        'a',
+        'a~',
+        'a\uFFFD',
+        'a\u{1F600}',
+        'b',
+        'plain',
+        'plain/10',
+        'plain/9',
+        'plain/Z',
+        'plain/_',
+        'plain/z',
+      ]);
+    } finally {
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
+  });
+});

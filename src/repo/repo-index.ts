@@ -5,8 +5,6 @@
  * Format described in docs/repository.md.
  */
 import { createHash } from 'node:crypto';
-import { Readable } from 'node:stream';
-import { buffer } from 'node:stream/consumers';
 import { CpmError } from '../errors.js';
 import { familyKey, packageId, type Dep, type PackageSpec } from '../spec/package.js';
 import { compareVersions, parseSelector } from '../spec/version.js';
@@ -218,8 +216,16 @@ export function compressionOfIndexMediaType(mt: string): Compression {
   throw new CpmError('E_REPO', `unknown repository index media type "${mt}"`);
 }
 
+/** Runs bytes through a (de)compressor; chunks collected by hand (stream/consumers goes via a Blob, an extra copy). */
 async function transform(data: Buffer, t: NodeJS.ReadWriteStream): Promise<Buffer> {
-  return buffer(Readable.from([data]).pipe(t));
+  const chunks: Buffer[] = [];
+  await new Promise<void>((res, rej) => {
+    t.on('data', (c: Buffer) => chunks.push(c));
+    t.on('end', res);
+    t.on('error', rej);
+    t.end(data);
+  });
+  return Buffer.concat(chunks);
 }
 
 /**

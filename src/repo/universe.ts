@@ -43,7 +43,8 @@ export class IndexUniverse implements Universe {
   /** Family → offers; sorted newest first on first access (`sorted`). */
   private readonly byFamily = new Map<string, LazyOffer[]>();
   private readonly providers = new Map<string, LazyOffer[]>();
-  private readonly offers = new Map<string, LazyOffer>();
+  /** Id → offer, built on first use (a large index mostly never needs ids). */
+  private offersById: Map<string, LazyOffer> | undefined;
   private readonly sortedFamilies = new Map<string, PackageSpec[]>();
   private readonly sortedProviders = new Map<string, PackageSpec[]>();
   /** Ids offered by more than one repository, with the losers (for `cpm info`). */
@@ -56,15 +57,14 @@ export class IndexUniverse implements Universe {
     for (const src of ordered) {
       for (const entry of src.index.packages) {
         const fam = familyKey(entry);
-        const id = `${fam}@${entry.version}`;
-        const have = this.offers.get(id);
-        if (have) {
+        const list = this.byFamily.get(fam);
+        // A family has few versions: a scan finds an id already offered without building ids.
+        if (list?.some((o) => o.entry.version === entry.version)) {
+          const id = `${fam}@${entry.version}`;
           this.shadowed.set(id, [...(this.shadowed.get(id) ?? []), src.name]);
           continue;
         }
         const offer = new LazyOffer(src.name, entry);
-        this.offers.set(id, offer);
-        const list = this.byFamily.get(fam);
         if (list) list.push(offer);
         else this.byFamily.set(fam, [offer]);
         for (const prov of entry.provides) {
@@ -104,10 +104,19 @@ export class IndexUniverse implements Universe {
 
   /** Which repository supplies a package id ("category/name@version"), or undefined. */
   offer(id: string): Offer | undefined {
-    return this.offers.get(id);
+    return this.byId().get(id);
   }
 
   allOffers(): Offer[] {
-    return [...this.offers.values()];
+    return [...this.byId().values()];
+  }
+
+  private byId(): Map<string, LazyOffer> {
+    if (!this.offersById) {
+      this.offersById = new Map();
+      for (const [fam, list] of this.byFamily)
+        for (const o of list) this.offersById.set(`${fam}@${o.entry.version}`, o);
+    }
+    return this.offersById;
   }
 }

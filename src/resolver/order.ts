@@ -6,7 +6,7 @@
  */
 import { familyKey, packageId, type PackageSpec } from '../spec/package.js';
 import { satisfies } from '../spec/version.js';
-import { provideMatches } from './match.js';
+import { providesDep } from './match.js';
 
 /** Specs sorted by id, each id built once (a comparator building them costs n log n strings). */
 export function sortById(specs: readonly PackageSpec[]): PackageSpec[] {
@@ -25,29 +25,42 @@ export function dependencyOrder(
   const providers = new Map<string, number[]>();
   sorted.forEach((s, i) => {
     const f = familyKey(s);
-    byFamily.set(f, [...(byFamily.get(f) ?? []), i]);
-    for (const p of s.provides) {
-      const pf = familyKey(p);
-      const l = providers.get(pf) ?? [];
-      if (!l.includes(i)) l.push(i);
-      providers.set(pf, l);
+    const fl = byFamily.get(f);
+    if (fl) fl.push(i);
+    else byFamily.set(f, [i]);
+    for (let k = 0; k < s.provides.length; k++) {
+      const pf = familyKey(s.provides[k]!);
+      const l = providers.get(pf);
+      if (!l) providers.set(pf, [i]);
+      else if (l[l.length - 1] !== i) l.push(i);
     }
   });
+  // `mark[j] === stamp` ⇔ j is already among this call's edges (no Set per node).
+  const mark = new Int32Array(sorted.length);
+  let stamps = 0;
   const edges = (i: number): number[] => {
-    const out = new Set<number>();
-    for (const d of sorted[i]!.requires) {
-      const f = familyKey(d);
-      for (const j of byFamily.get(f) ?? []) {
-        if (j !== i && satisfies(sorted[j]!.version, d.selector)) out.add(j);
+    const out: number[] = [];
+    const stamp = ++stamps;
+    const add = (j: number): void => {
+      if (mark[j] !== stamp) {
+        mark[j] = stamp;
+        out.push(j);
       }
-      for (const j of providers.get(f) ?? []) {
-        if (j === i) continue;
-        if (sorted[j]!.provides.some((p) => familyKey(p) === f && provideMatches(p, d.selector))) {
-          out.add(j);
-        }
+    };
+    const reqs = sorted[i]!.requires;
+    for (let r = 0; r < reqs.length; r++) {
+      const d = reqs[r]!;
+      const f = familyKey(d);
+      const fam = byFamily.get(f);
+      if (fam) {
+        for (const j of fam) if (j !== i && satisfies(sorted[j]!.version, d.selector)) add(j);
+      }
+      const provs = providers.get(f);
+      if (provs) {
+        for (const j of provs) if (j !== i && providesDep(sorted[j]!, f, d.selector)) add(j);
       }
     }
-    return [...out].sort((a, b) => a - b);
+    return out.sort((a, b) => a - b);
   };
   const state = new Uint8Array(sorted.length); // 0 new, 1 on stack, 2 done
   const out: PackageSpec[] = [];

@@ -11,7 +11,13 @@ import { loadDb } from '../install/query.js';
 import { resolveDbDir } from '../install/transaction.js';
 import type { FileRecord } from '../install/types.js';
 import { CpmError } from '../errors.js';
-import { makeDev, type EntryMeta, type EntryType, type MetadataOverlay } from './meta.js';
+import {
+  makeDev,
+  tableOverlay,
+  type EntryMeta,
+  type EntryType,
+  type MetadataOverlay,
+} from './meta.js';
 
 const TYPE: Record<FileRecord['type'], EntryType> = {
   f: 'file',
@@ -21,8 +27,6 @@ const TYPE: Record<FileRecord['type'], EntryType> = {
   b: 'block',
   p: 'fifo',
 };
-
-const DEFAULT_DIR: EntryMeta = { type: 'dir', uid: 0, gid: 0, mode: 0o755 };
 
 export function entryMetaOf(f: FileRecord): EntryMeta {
   const m: EntryMeta = { type: TYPE[f.type], uid: f.uid, gid: f.gid, mode: f.mode & 0o7777 };
@@ -63,8 +67,8 @@ export function dbOverlay(db: InstalledDb): DbOverlay {
   for (const p of overlayPaths) {
     for (let i = p.indexOf('/'); i > 0; i = p.indexOf('/', i + 1)) ancestors.add(p.slice(0, i));
   }
-  const overlay: MetadataOverlay = (rel) =>
-    records.get(rel) ?? (ancestors.has(rel) ? DEFAULT_DIR : undefined);
+  // A table, so the image writers can hand it to their worker thread.
+  const overlay = tableOverlay({ records, defaultDirs: ancestors });
   return { overlay, overlayPaths, packages };
 }
 

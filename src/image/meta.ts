@@ -56,3 +56,30 @@ export function sourceDateEpochFromEnv(env: NodeJS.ProcessEnv = process.env): nu
   }
   return Number(raw);
 }
+
+/**
+ * An overlay that is a plain table (what the installer DB gives): records per path, and paths
+ * that read as plain root-owned directories (missing ancestors of records). Unlike an arbitrary
+ * function it can be copied to a worker thread, so the whole walk can run there.
+ */
+export interface OverlayTable {
+  records: Map<string, EntryMeta>;
+  defaultDirs: Set<string>;
+}
+
+const TABLES = new WeakMap<MetadataOverlay, OverlayTable>();
+const DEFAULT_DIR: EntryMeta = { type: 'dir', uid: 0, gid: 0, mode: 0o755 };
+
+/** The overlay function of a table; overlayTable() gives the table back. */
+export function tableOverlay(table: OverlayTable): MetadataOverlay {
+  const { records, defaultDirs } = table;
+  const overlay: MetadataOverlay = (rel) =>
+    records.get(rel) ?? (defaultDirs.has(rel) ? DEFAULT_DIR : undefined);
+  TABLES.set(overlay, table);
+  return overlay;
+}
+
+/** The table behind an overlay made by tableOverlay, else undefined. */
+export function overlayTable(overlay: MetadataOverlay): OverlayTable | undefined {
+  return TABLES.get(overlay);
+}

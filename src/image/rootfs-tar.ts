@@ -13,7 +13,8 @@ import { CpmError, type ErrorCode, type ErrorContext } from '../errors.js';
 import { createCompressor, type Compression } from '../util/compress.js';
 import { RootWalker, type RootEntry, type WalkOptions } from './rootfs-walk.js';
 import { tarChunks, type TarHeader } from './tar-encode.js';
-import type { FromWorker, ToWorker } from './tar-worker.js';
+import { overlayTable } from './meta.js';
+import type { FromWorker, TarWorkerData, ToWorker } from './tar-worker.js';
 
 export interface RootfsTarOptions extends WalkOptions {
   /** Read and encode file contents in a worker thread when it is available (default true). */
@@ -94,8 +95,25 @@ export function rootfsTarStream(
   walker: RootWalker = new RootWalker(root, opts),
 ): { stream: Readable; stats: TarStats } {
   const stats: TarStats = { entries: 0, bytes: 0 };
-  const worker = opts.threads === false ? undefined : workerModule();
-  if (worker) return { stream: workerTarStream(walker, stats, worker), stats };
+  const start = opts.threads === false ? undefined : workerModule();
+  const table = opts.overlay && overlayTable(opts.overlay);
+  if (start && (!opts.overlay || table)) {
+    // Everything the walk needs can be copied: the worker walks too.
+    const { overlay: _o, overlayPaths, onWarning: _w, threads: _t, ...rest } = opts;
+    const data: TarWorkerData = {
+      walk: {
+        root: walker.root,
+        opts: {
+          ...rest,
+          ...(table ? { overlayTable: table } : {}),
+          ...(overlayPaths ? { overlayPaths: [...overlayPaths] } : {}),
+        },
+      },
+    };
+    return { stream: workerTarStream(undefined, stats, () => start(data), opts.onWarning), stats };
+  }
+  if (start)
+    return { stream: workerTarStream(walker, stats, () => start({}), opts.onWarning), stats };
   async function* counted(): AsyncGenerator<Buffer> {
     for await (const chunk of tarChunks(walker.entries(), tarHeader, () => stats.entries++)) {
       stats.bytes += chunk.length;
@@ -109,27 +127,33 @@ export function rootfsTarStream(
  * The worker script and how to start it: the built .js next to this module, or the .ts source
  * through tsx (tests). The single-file build has neither and encodes in this thread.
  */
-function workerModule(): (() => Worker) | undefined {
+function workerModule(): ((workerData: TarWorkerData) => Worker) | undefined {
   const js = new URL('./tar-worker.js', import.meta.url);
-  if (existsSync(fileURLToPath(js))) return () => new Worker(js);
+  if (existsSync(fileURLToPath(js))) return (workerData) => new Worker(js, { workerData });
   const ts = new URL('./tar-worker.ts', import.meta.url);
   if (!existsSync(fileURLToPath(ts))) return undefined;
   // Node 20 workers ignore --import in execArgv: register tsx's loader from inside.
   const api = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api')).href;
   const boot = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(ts.href)}); });`;
-  return () => new Worker(boot, { eval: true });
+  return (workerData) => new Worker(boot, { eval: true, workerData });
 }
 
 /** Walk batches the main thread sends at once; between them it serves the pipe. */
 const BATCH = 256;
 
 /**
- * The tar stream with the work split across two threads: this one walks (the overlay is a plain
- * function and stays here) and writes chunks to the consumer, the worker reads file contents and
- * encodes. On one thread reading stalled the consumer's pipe and waiting on the pipe stalled
- * reading; here they overlap. Same bytes as tarChunks in this thread.
+ * The tar stream with the work split across two threads: the worker reads file contents and
+ * encodes, this one writes the chunks to the consumer. On one thread reading stalled the
+ * consumer's pipe and waiting on the pipe stalled reading; here they overlap. The worker walks
+ * too when `walker` is undefined; else (an overlay that is an arbitrary function) this thread
+ * walks and sends the entries. Same bytes as tarChunks in this thread.
  */
-function workerTarStream(walker: RootWalker, stats: TarStats, start: () => Worker): Readable {
+function workerTarStream(
+  walker: RootWalker | undefined,
+  stats: TarStats,
+  start: () => Worker,
+  onWarning: ((m: string) => void) | undefined,
+): Readable {
   const worker = start();
   const post = (m: ToWorker): void => worker.postMessage(m);
   let unacked = 0;
@@ -153,8 +177,11 @@ function workerTarStream(walker: RootWalker, stats: TarStats, start: () => Worke
       stats.bytes += m.length;
       unacked++;
       stream.push(Buffer.from(m.chunk, 0, m.length));
+    } else if ('warning' in m) {
+      onWarning?.(m.warning);
     } else if ('finished' in m) {
       // The worker closes its port and exits by itself.
+      if (!walker) stats.entries = m.entries;
       finished = true;
       stream.push(null);
     } else {
@@ -172,6 +199,7 @@ function workerTarStream(walker: RootWalker, stats: TarStats, start: () => Worke
       stream.destroy(new CpmError('E_IMAGE', `the tar worker stopped (exit ${code})`));
     }
   });
+  if (!walker) return stream;
   void (async () => {
     let batch: RootEntry[] = [];
     for await (const e of walker.entries()) {

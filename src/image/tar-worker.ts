@@ -4,19 +4,57 @@
  * ~1 MiB chunks (transferred, not copied). Reading files here lets the main thread keep the
  * squashfs tool's pipe full while the next chunk is read.
  */
-import { parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import { CpmError } from '../errors.js';
+import { tableOverlay, type EntryMeta, type OverlayTable } from './meta.js';
 import { tarHeader } from './rootfs-tar.js';
+import { RootWalker, type RootEntry, type WalkOptions } from './rootfs-walk.js';
 import { tarChunks } from './tar-encode.js';
-import type { RootEntry } from './rootfs-walk.js';
+
+/**
+ * workerData: with `walk`, the worker walks the root itself (the overlay, if any, is a table);
+ * without, the main thread walks and sends the entries.
+ */
+export interface TarWorkerData {
+  walk?: {
+    root: string;
+    opts: Omit<WalkOptions, 'overlay' | 'onWarning' | 'overlayPaths'> & {
+      overlayTable?: OverlayTable;
+      overlayPaths?: string[];
+    };
+  };
+}
 
 /** Messages from the main thread. */
 export type ToWorker = { entries: RootEntry[]; end?: boolean } | { ack: number };
 /** Messages to the main thread. */
 export type FromWorker =
   | { chunk: ArrayBuffer; length: number }
-  | { finished: true }
+  | { finished: true; entries: number }
+  | { warning: string }
   | { error: { code?: string; message: string; hint?: string; context?: unknown } };
+
+/** Structured clone turns Buffers into Uint8Arrays. */
+function toBuffers(x: Record<string, Uint8Array>): Record<string, Buffer> {
+  for (const [k, v] of Object.entries(x)) x[k] = Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+  return x as Record<string, Buffer>;
+}
+
+/** The walk the main thread described, with the overlay rebuilt from its table. */
+function ownWalk(
+  walk: NonNullable<TarWorkerData['walk']>,
+  warn: (m: string) => void,
+): AsyncGenerator<RootEntry> {
+  const { overlayTable, ...opts } = walk.opts;
+  let overlay;
+  if (overlayTable) {
+    for (const m of overlayTable.records.values() as Iterable<EntryMeta>) {
+      if (m.xattrs) toBuffers(m.xattrs);
+    }
+    overlay = tableOverlay(overlayTable);
+  }
+  return new RootWalker(walk.root, { ...opts, overlay, onWarning: warn }).entries();
+}
 
 /** Chunks the main thread may hold before it acknowledges one. */
 const WINDOW = 4;
@@ -44,12 +82,7 @@ if (port) {
       const batch = batches.shift();
       if (batch) {
         for (const e of batch) {
-          // Structured clone turns Buffers into Uint8Arrays.
-          if (e.xattrs) {
-            for (const [k, v] of Object.entries(e.xattrs)) {
-              e.xattrs[k] = Buffer.from(v.buffer, v.byteOffset, v.byteLength);
-            }
-          }
+          if (e.xattrs) toBuffers(e.xattrs);
           yield e;
         }
       } else if (ended) {
@@ -61,8 +94,11 @@ if (port) {
   }
 
   const send = (m: FromWorker, transfer?: ArrayBuffer[]): void => port.postMessage(m, transfer);
+  const { walk } = (workerData ?? {}) as TarWorkerData;
+  let count = 0;
   try {
-    for await (const chunk of tarChunks(entries(), tarHeader)) {
+    const source = walk ? ownWalk(walk, (warning) => send({ warning })) : entries();
+    for await (const chunk of tarChunks(source, tarHeader, () => count++)) {
       while (credit <= 0) await next();
       credit--;
       // Output chunks own their memory (≥ 1 MiB, never the small-buffer pool): move them.
@@ -70,7 +106,7 @@ if (port) {
       const ab = own ? (chunk.buffer as ArrayBuffer) : new Uint8Array(chunk).buffer;
       send({ chunk: ab, length: chunk.length }, [ab]);
     }
-    send({ finished: true });
+    send({ finished: true, entries: count });
   } catch (e) {
     const err = e as Error;
     send({

@@ -6,7 +6,12 @@
 import { spawnSync } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { makeDev, type EntryMeta, type MetadataOverlay } from '../../src/image/meta.js';
+import {
+  makeDev,
+  tableOverlay,
+  type EntryMeta,
+  type MetadataOverlay,
+} from '../../src/image/meta.js';
 
 export const EPOCH = 1_700_000_000;
 /** The uid/gid the files have on disk (as root we chown to it to mimic a user install). */
@@ -98,7 +103,11 @@ export async function makeFixture(dir: string): Promise<Fixture> {
     'dev/stdin': { type: 'symlink', uid: 0, gid: 0, mode: 0o777, linkTarget: '/proc/self/fd/0' },
     'dev/initctl': { type: 'fifo', uid: 0, gid: 0, mode: 0o600 },
   };
-  const overlay: MetadataOverlay = (rel) => records[rel];
+  // A table like the DB's (the worker thread can walk with it).
+  const overlay: MetadataOverlay = tableOverlay({
+    records: new Map(Object.entries(records)),
+    defaultDirs: new Set(),
+  });
   const u = USER_ID;
   const own = process.getuid?.() === 0 ? u : (process.getuid?.() ?? 0);
   const ownG = process.getuid?.() === 0 ? u : (process.getgid?.() ?? 0);

@@ -200,6 +200,7 @@ describe('rootfs tar', () => {
   });
 
   it('gives the same bytes with and without the worker thread, across chunk boundaries', async () => {
+    // fx.overlay is a table (the worker walks); a plain function overlay keeps the walk here.
     // Files larger than the ~1 MiB chunks, and enough entries for several walk batches.
     const big = path.join(tmp, 'big');
     await fsp.mkdir(path.join(big, 'many'), { recursive: true });
@@ -213,6 +214,14 @@ describe('rootfs tar', () => {
     const opts = { sourceDateEpoch: EPOCH, xattrs: false };
     for (const [root, extra] of [
       [fx.root, { overlay: fx.overlay, overlayPaths: fx.overlayPaths, excludes: fx.excludes }],
+      [
+        fx.root,
+        {
+          overlay: (p: string) => fx.overlay(p),
+          overlayPaths: fx.overlayPaths,
+          excludes: fx.excludes,
+        },
+      ],
       [big, {}],
     ] as const) {
       const threaded = path.join(tmp, 'threaded.tar');

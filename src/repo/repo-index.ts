@@ -16,8 +16,9 @@ import {
 } from '../util/compress.js';
 
 /**
- * 2: requires/conflicts/provides entries are compact strings ("category/name selector") where the
- * dependency round-trips through that text, objects otherwise. 1: always objects (still read).
+ * 2: each of requires/conflicts/provides is one string of compact dependencies joined by "|"
+ * ("category/name selector|…", "" for none), or a list of entries when one of them has no compact
+ * form. 1: lists of objects (still read).
  */
 export const INDEX_SCHEMA_VERSION = 2;
 const READABLE_SCHEMA_VERSIONS = [1, 2];
@@ -67,15 +68,17 @@ export interface IndexDep {
  * touches the package.
  */
 export type IndexDepEntry = string | IndexDep;
+/** A dependency list as the index holds it: compact entries joined by "|", or a list of entries. */
+export type IndexDepList = string | IndexDepEntry[];
 
 /** One package as stored in the index: the PackageSpec fields, finalize, image, content key. */
 export interface IndexPackage {
   category: string;
   name: string;
   version: string;
-  requires: IndexDepEntry[];
-  conflicts: IndexDepEntry[];
-  provides: IndexDepEntry[];
+  requires: IndexDepList;
+  conflicts: IndexDepList;
+  provides: IndexDepList;
   labels: Record<string, string>;
   annotations: Record<string, string>;
   description?: string;
@@ -151,6 +154,23 @@ export function compactDep(d: IndexDepEntry): IndexDepEntry {
   return d.version ? `${fam} ${d.version}` : fam;
 }
 
+const SEP = '|';
+
+/** The entries of a dependency list, whichever form it has. */
+export function indexDeps(list: IndexDepList): IndexDepEntry[] {
+  if (typeof list !== 'string') return list;
+  return list === '' ? [] : list.split(SEP);
+}
+
+/** The compact form of a dependency list: one joined string when every entry allows it. */
+export function compactDeps(list: IndexDepList): IndexDepList {
+  if (typeof list === 'string') return list;
+  const out = list.map(compactDep);
+  return out.every((e) => typeof e === 'string' && e !== '' && !e.includes(SEP))
+    ? out.join(SEP)
+    : out;
+}
+
 /** The object form of an index dependency entry. */
 export function indexDep(e: IndexDepEntry): IndexDep {
   if (typeof e !== 'string') return e;
@@ -188,9 +208,9 @@ export type ExpandedIndexPackage = Omit<IndexPackage, 'requires' | 'conflicts' |
 export function expandIndexPackage(p: IndexPackage): ExpandedIndexPackage {
   return {
     ...p,
-    requires: p.requires.map(indexDep),
-    conflicts: p.conflicts.map(indexDep),
-    provides: p.provides.map(indexDep),
+    requires: indexDeps(p.requires).map(indexDep),
+    conflicts: indexDeps(p.conflicts).map(indexDep),
+    provides: indexDeps(p.provides).map(indexDep),
   };
 }
 
@@ -198,9 +218,9 @@ export function expandIndexPackage(p: IndexPackage): ExpandedIndexPackage {
 export function compactIndexPackage(p: IndexPackage): IndexPackage {
   return {
     ...p,
-    requires: p.requires.map(compactDep),
-    conflicts: p.conflicts.map(compactDep),
-    provides: p.provides.map(compactDep),
+    requires: compactDeps(p.requires),
+    conflicts: compactDeps(p.conflicts),
+    provides: compactDeps(p.provides),
   };
 }
 
@@ -312,8 +332,10 @@ function validateIndex(raw: unknown, where: string): RepoIndex {
       typeof o.version !== 'string'
     )
       fail(`packages[${i}]: category/name/version must be strings`);
-    for (const k of ['requires', 'conflicts', 'provides', 'uri'])
-      if (!Array.isArray(o[k])) fail(`packages[${i}] (${o.name}): "${k}" must be a list`);
+    for (const k of ['requires', 'conflicts', 'provides'])
+      if (!Array.isArray(o[k]) && typeof o[k] !== 'string')
+        fail(`packages[${i}] (${o.name}): "${k}" must be a list or a string`);
+    if (!Array.isArray(o.uri)) fail(`packages[${i}] (${o.name}): "uri" must be a list`);
     const img = o.image as Record<string, unknown> | undefined;
     if (img !== undefined) {
       if (typeof img.repository !== 'string' || typeof img.tag !== 'string')
@@ -345,9 +367,9 @@ export function toPackageSpec(p: IndexPackage): PackageSpec {
     category: p.category,
     name: p.name,
     version: p.version,
-    requires: p.requires.map(toDep),
-    conflicts: p.conflicts.map(toDep),
-    provides: p.provides.map(toDep),
+    requires: indexDeps(p.requires).map(toDep),
+    conflicts: indexDeps(p.conflicts).map(toDep),
+    provides: indexDeps(p.provides).map(toDep),
     labels: p.labels ?? {},
     annotations: p.annotations ?? {},
     uri: p.uri ?? [],

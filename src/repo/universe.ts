@@ -5,7 +5,13 @@
  */
 import { familyKey, packageId, type PackageSpec, type Universe } from '../spec/package.js';
 import { compareVersions } from '../spec/version.js';
-import { indexDepFamily, toPackageSpec, type IndexPackage, type RepoIndex } from './repo-index.js';
+import {
+  indexDepFamily,
+  indexDeps,
+  toPackageSpec,
+  type IndexPackage,
+  type RepoIndex,
+} from './repo-index.js';
 
 export interface RepoSource {
   /** Configured repository name (unique). */
@@ -67,7 +73,7 @@ export class IndexUniverse implements Universe {
         const offer = new LazyOffer(src.name, entry);
         if (list) list.push(offer);
         else this.byFamily.set(fam, [offer]);
-        for (const prov of entry.provides) {
+        for (const prov of indexDeps(entry.provides)) {
           const pf = indexDepFamily(prov);
           const pl = this.providers.get(pf);
           if (pl) {

@@ -93,7 +93,7 @@ describe('repo create → dir://', () => {
     expect(a.image!.repository).toBe('system/a');
     expect(a.finalize).toEqual({ install: ['echo hi'], shell: ['sh', '-c'] });
     // Schema 2 stores dependencies as compact text.
-    expect(a.requires).toEqual(['system/b >=1']);
+    expect(a.requires).toBe('system/b >=1');
     expect(index.packages.find((p) => p.name === 'all')!.image).toBeUndefined();
     const layer = a.image!.layers[0]!;
     const chunks: Buffer[] = [];

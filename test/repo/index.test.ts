@@ -6,6 +6,8 @@ import {
   type RepoIndex,
   indexDep,
   indexDepFamily,
+  indexDeps,
+  compactDeps,
 } from '../../src/repo/repo-index.js';
 import { IndexUniverse } from '../../src/repo/universe.js';
 
@@ -57,7 +59,7 @@ describe('index serialisation', () => {
       expect(y.digest).toBe(x.digest);
       const back = await parseIndex(x.data, 'test');
       expect(back.packages.map((p) => p.version)).toEqual(['1.0', '1.0-1', '1.0+1']);
-      expect(indexDep(back.packages[0]!.requires[0]!).version).toBe('>=1.0');
+      expect(back.packages[0]!.requires).toBe('system/b >=1.0');
     },
   );
 
@@ -80,10 +82,18 @@ describe('index serialisation', () => {
       { category: 'a/b', name: 'c', version: '' },
       { category: '', name: 'has space', version: '1' },
     ]);
-    expect(raw.packages[0]!.provides).toEqual(['virt/v']);
+    expect(raw.packages[0]!.provides).toEqual('virt/v');
+    expect(raw.packages[0]!.conflicts).toEqual('');
     const back = await parseIndex(x.data, 'test');
-    expect(back.packages[0]!.requires.map(indexDep)).toEqual(odd.requires);
-    expect(back.packages[0]!.provides.map(indexDepFamily)).toEqual(['virt/v']);
+    expect(indexDeps(back.packages[0]!.requires).map(indexDep)).toEqual(odd.requires);
+    expect(indexDeps(back.packages[0]!.provides).map(indexDepFamily)).toEqual(['virt/v']);
+  });
+
+  it('keeps a list form when an entry contains the separator', () => {
+    expect(compactDeps([{ category: '', name: 'p', version: 'a|b' }])).toEqual(['p a|b']);
+    expect(compactDeps([])).toBe('');
+    expect(indexDeps('')).toEqual([]);
+    expect(indexDeps(compactDeps(['x/y >=1, <2', 'z']))).toEqual(['x/y >=1, <2', 'z']);
   });
 
   it('still reads schema 1 (object dependencies) into the same universe', async () => {

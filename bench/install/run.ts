@@ -11,7 +11,10 @@
  * Input: bench/.work/debian-root.tar (≈500 MB; created with mmdebstrap when missing, guarded by a
  * .lock file); `--quick`: a generated ≈40 MB tree, one run each (< 60 s).
  *
- *   npm run build && npx tsx bench/install/run.ts [--quick] [--runs N]
+ *   npm run build && npx tsx bench/install/run.ts [--quick] [--runs N] [--compare BIN] [--warm-only]
+ *
+ * `--compare BIN` also times another build's bin/cpm.js (warm cache) in the same runs, for
+ * before/after figures; `--warm-only` skips the cold, umoci and gzip rows.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -42,6 +45,9 @@ const RUNS = QUICK
     ? Number(process.argv[runsArg + 1])
     : Number(process.env.BENCH_RUNS ?? 3);
 const IS_ROOT = process.getuid?.() === 0;
+const compareArg = process.argv.indexOf('--compare');
+const COMPARE = compareArg > 0 ? path.resolve(process.argv[compareArg + 1]!) : null;
+const WARM_ONLY = process.argv.includes('--warm-only');
 
 async function ensureTar(): Promise<void> {
   while (existsSync(LOCK)) {
@@ -223,6 +229,7 @@ async function main(): Promise<void> {
     cpmWarm: [] as Timed[],
     umoci: [] as Timed[],
     cpmGzip: [] as Timed[],
+    compare: [] as Timed[],
   };
   let tarSize = 0;
   let zstSize = 0;
@@ -269,8 +276,8 @@ async function main(): Promise<void> {
     let n = 0;
     const fresh = (): string => path.join(scratch, `out-${n++}`);
     const rm = (d: string): Promise<void> => fsp.rm(d, { recursive: true, force: true });
-    const cpmInit = (ref: string, dir: string, env: NodeJS.ProcessEnv): Timed =>
-      timed(['node', BIN, 'rootfs', 'init', '--from', ref, '--root', dir, '-q'], env);
+    const cpmInit = (ref: string, dir: string, env: NodeJS.ProcessEnv, bin = BIN): Timed =>
+      timed(['node', bin, 'rootfs', 'init', '--from', ref, '--root', dir, '-q'], env);
 
     // Warm the cache (and the page cache) once, untimed.
     {
@@ -346,7 +353,19 @@ async function main(): Promise<void> {
             await rm(d);
           },
         ],
-      ];
+        [
+          'compare',
+          async () => {
+            const d = fresh();
+            t.compare.push(cpmInit(refZ, d, warmEnv, COMPARE!));
+            await rm(d);
+          },
+        ],
+      ].filter(
+        ([name]) =>
+          (name !== 'compare' || COMPARE !== null) &&
+          (!WARM_ONLY || name === 'raw' || name === 'cpmWarm' || name === 'compare'),
+      ) as Array<[keyof typeof t, () => Promise<void>]>;
       for (let k = 0; k < jobs.length; k++) {
         const [name, job] = jobs[(k + i) % jobs.length]!;
         process.stdout.write(`run ${i + 1}/${RUNS}: ${name}… `);
@@ -364,7 +383,7 @@ async function main(): Promise<void> {
 
   const med = (xs: Timed[]): number => median(xs.map((x) => x.secs));
   const medCpu = (xs: Timed[]): number => median(xs.map((x) => x.cpu));
-  const peak = (xs: Timed[]): number => Math.max(...xs.map((x) => x.rssMb ?? 0));
+  const peak = (xs: Timed[]): number => Math.max(0, ...xs.map((x) => x.rssMb ?? 0));
   // the least disturbed run: on a shared machine medians drift with other people's load
   const best = (xs: Timed[]): number => Math.min(...xs.map((x) => x.secs));
   const raw = med(t.raw);
@@ -382,6 +401,7 @@ async function main(): Promise<void> {
     '| -------------------------------------- | -------- | ------ | -------- | -------- | ----------- | ------- | ---------- | ------------- |',
   );
   const row = (what: string, xs: Timed[], vsUmoci: boolean): void => {
+    if (xs.length === 0) return;
     const m = med(xs);
     const c = medCpu(xs);
     console.log(
@@ -397,10 +417,12 @@ async function main(): Promise<void> {
   row('cpm, cold cache (pull + extract), zstd', t.cpmCold, false);
   row('umoci unpack, gzip', t.umoci, true);
   row('cpm, warm cache, gzip', t.cpmGzip, true);
+  if (COMPARE) row(`--compare build, warm cache, zstd`, t.compare, false);
   const fmt = (xs: Timed[]): string => xs.map((x) => x.secs.toFixed(2)).join(' ');
   console.log(
     `runs (s): raw ${fmt(t.raw)} | cpm warm ${fmt(t.cpmWarm)} | cpm cold ${fmt(t.cpmCold)} | ` +
-      `umoci ${fmt(t.umoci)} | cpm gzip ${fmt(t.cpmGzip)}`,
+      `umoci ${fmt(t.umoci)} | cpm gzip ${fmt(t.cpmGzip)}` +
+      (COMPARE ? ` | compare ${fmt(t.compare)}` : ''),
   );
   const warm = med(t.cpmWarm);
   const targets = [
@@ -417,7 +439,8 @@ async function main(): Promise<void> {
       `${Math.max(peak(t.cpmWarm), peak(t.cpmCold), peak(t.cpmGzip)).toFixed(0)} MB`,
     ],
   ] as const;
-  for (const [what, ok, fig] of targets) console.log(`${ok ? 'met ' : 'MISS'} ${what}: ${fig}`);
+  for (const [what, ok, fig] of targets.filter(([, , fig]) => !/NaN|Infinity/.test(fig)))
+    console.log(`${ok ? 'met ' : 'MISS'} ${what}: ${fig}`);
 }
 
 main().catch((e: unknown) => {

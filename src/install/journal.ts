@@ -150,10 +150,10 @@ export function rollBack(j: Journal, done = j.ops.length): void {
 
 /** After the commit: drop emptied directories, backups and staging. Idempotent. */
 export function rollForward(dbDir: string, j: Journal): void {
-  const db = InstalledDb.load(dbDir);
+  const db = j.rmdirs.length > 0 ? InstalledDb.load(dbDir) : null; // large: only when needed
   for (const d of j.rmdirs) {
     const rel = d.slice(j.root.length + 1);
-    if (db.owners(rel).length > 0) continue;
+    if (db!.owners(rel).length > 0) continue;
     try {
       faultPoint();
       rmdirSync(d);

@@ -336,7 +336,9 @@ function planOps(
     winnerPkg.set(p, last.pkg);
     const newIsDir = last.e.rec.type === 'd';
     const owners = db.owners(p).filter((o) => !leaving.has(o));
-    const st = lstatOrNull(abs(p));
+    // nothing is under a path that is not there (claims list parents first): saves a syscall a path
+    const slash = p.lastIndexOf('/');
+    const st = slash > 0 && diskInfo.get(p.slice(0, slash)) === null ? null : lstatOrNull(abs(p));
     diskInfo.set(p, st);
     if (owners.length > 0) {
       const ownerIsDir = db.get(owners[0]!)!.files.find((f) => f.path === p)?.type === 'd';
@@ -427,11 +429,39 @@ function planOps(
   const metas: Op[] = [];
 
   const paths = [...winner.keys()].sort();
+  const parentOf = (p: string): string => {
+    const slash = p.lastIndexOf('/');
+    return slash < 0 ? '' : p.slice(0, slash);
+  };
+  // New directories whose stage-tree copy holds exactly their winning entries move whole, with
+  // one rename. Children sort after their parent, so walking backwards sees them first.
+  const mixed = new Set<string>();
+  const whole = new Set<string>();
+  for (let k = paths.length - 1; k >= 0; k--) {
+    const p = paths[k]!;
+    const e = winner.get(p)!;
+    const parent = parentOf(p);
+    let ok: boolean;
+    // rootless, a directory without rwx for its owner is made at commit, as before (see extract)
+    if (e.rec.type === 'd') ok = !!e.dir && !!e.metaDone && !diskInfo.get(p) && !mixed.has(p);
+    else ok = !e.staged || !!e.inTree;
+    if (ok && e.rec.type === 'd') whole.add(p);
+    if (!ok || (winner.has(parent) && winnerPkg.get(parent) !== winnerPkg.get(p)))
+      mixed.add(parent);
+  }
+
   for (const p of paths) {
     const e = winner.get(p)!;
     const st = diskInfo.get(p) ?? null;
+    const inWhole = whole.has(parentOf(p));
     if (e.rec.type === 'd') {
       const m = { p: abs(p), mode: e.rec.mode, uid: e.rec.uid, gid: e.rec.gid, mtime: e.mtime };
+      if (whole.has(p)) {
+        if (!inWhole) places.push({ k: 'place', s: e.dir!, p: abs(p) });
+        // the top one's metadata again: moving a directory may touch its times
+        if (!inWhole) metas.push({ k: 'meta', ...m });
+        continue;
+      }
       if (!st) {
         mkdirs.push({ k: 'mkdir', p: abs(p) });
         metas.push({ k: 'meta', ...m });
@@ -444,7 +474,7 @@ function planOps(
       }
       continue;
     }
-    if (!e.staged) continue; // recorded only (device node as non-root)
+    if (!e.staged || inWhole) continue; // recorded only (device node as non-root), or moved whole
     let dest = abs(p);
     const old = oldFiles.get(p);
     if (

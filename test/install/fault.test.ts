@@ -195,6 +195,26 @@ describe('SIGKILL at every filesystem operation, then recovery', () => {
         'none',
       ),
     ]);
+    // two packages in one transaction sharing new directories: some move whole from a package's
+    // stage tree, some are made and filled entry by entry
+    const pkgA = step('app/a@1', [
+      await rawLayer([
+        { name: 'opt/', type: 'directory' },
+        { name: 'opt/a/', type: 'directory', mode: 0o750 },
+        { name: 'opt/a/sub/f', content: 'a' },
+        { name: 'opt/a/sub/l', type: 'symlink', linkname: 'f' },
+        { name: 'opt/a/sub/h', type: 'link', linkname: 'opt/a/sub/f' },
+        { name: 'opt/shared/x', content: 'x' },
+      ]),
+    ]);
+    const pkgB = step('app/b@1', [
+      await rawLayer([
+        { name: 'opt/shared/', type: 'directory', mode: 0o700 },
+        { name: 'opt/shared/y', content: 'y' },
+        { name: 'opt/b/deep/er/z', content: 'z' },
+      ]),
+    ]);
+    const twoJob = await job('', [pkgA, pkgB], []);
     const installJob = await job('', [pkg1], []);
     const upgradeJob = await job('', [pkg2], []);
     const uninstallJob = await job('', [], ['app/svc']);
@@ -205,6 +225,13 @@ describe('SIGKILL at every filesystem operation, then recovery', () => {
           await installPackages(r, [base]);
         },
         job: (root) => ({ ...(installJob as object), root }),
+      },
+      {
+        name: 'install two packages',
+        prepare: async (r) => {
+          await installPackages(r, [base]);
+        },
+        job: (root) => ({ ...(twoJob as object), root }),
       },
       {
         name: 'upgrade',

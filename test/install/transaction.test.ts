@@ -77,6 +77,72 @@ describe('conflicts', () => {
     expect(err.code).toBe('E_FILE_CONFLICT');
   });
 
+  it('a file staged where the stage tree has a directory is still a conflict, not an I/O error', async () => {
+    const root = tmpDir();
+    await installPackages(root, [step('a/one@1', [layerFromFiles({ 'srv/thing/x': 'file' })])]);
+    const err = await failure(
+      installPackages(
+        root,
+        [
+          step('b/two@1', [
+            await rawLayer([
+              { name: 'srv/thing/y', content: 'y' },
+              { name: 'srv/thing', type: 'symlink', linkname: '/tmp' },
+            ]),
+          ]),
+        ],
+        { force: true },
+      ),
+    );
+    expect(err.code).toBe('E_FILE_CONFLICT');
+    expect(err.message).toContain('/srv/thing');
+  });
+
+  it('moves new directories whole, with modes, mtimes, whiteouts and replaced entries applied', async () => {
+    const root = tmpDir();
+    await installPackages(root, [step('a/base@1', [layerFromFiles({ 'etc/os': 'x' })])]);
+    const s = step('b/srv@1', [
+      await rawLayer([
+        { name: 'srv/', type: 'directory', mode: 0o750 },
+        { name: 'srv/app/', type: 'directory', mode: 0o711 },
+        { name: 'srv/app/old', content: 'old' },
+        { name: 'srv/app/d/', type: 'directory' },
+        { name: 'srv/app/d/x', content: 'x' },
+        { name: 'srv/keep', content: 'keep' },
+        { name: 'srv/link', type: 'link', linkname: 'srv/keep' },
+        { name: 'etc/new.d/a', content: 'a' },
+      ]),
+      await rawLayer([
+        { name: 'srv/app/.wh.old', content: '' },
+        { name: 'srv/app/d', content: 'now a file' },
+      ]),
+    ]);
+    await installPackages(root, [s]);
+    const st = (p: string): ReturnType<typeof lstatSync> => lstatSync(path.join(root, p));
+    expect(st('srv').mode & 0o7777).toBe(0o750);
+    expect(st('srv/app').mode & 0o7777).toBe(0o711);
+    expect(st('srv').mtimeMs).toBe(1_700_000_000_000);
+    expect(st('srv/app').mtimeMs).toBe(1_700_000_000_000);
+    expect(existsSync(path.join(root, 'srv/app/old'))).toBe(false);
+    expect(readFileSync(path.join(root, 'srv/app/d'), 'utf8')).toBe('now a file');
+    expect(st('srv/link').ino).toBe(st('srv/keep').ino);
+    expect(readFileSync(path.join(root, 'etc/new.d/a'), 'utf8')).toBe('a');
+    expect(filesOf({ root }, 'b/srv').map((f) => f.path)).toEqual([
+      'etc/new.d',
+      'etc/new.d/a',
+      'srv',
+      'srv/app',
+      'srv/app/d',
+      'srv/keep',
+      'srv/link',
+    ]);
+    expect(existsSync(path.join(root, '.cpm-tx'))).toBe(false);
+    expect((await verify({ root })).problems).toEqual([]);
+    await uninstallPackages(root, ['b/srv']);
+    expect(existsSync(path.join(root, 'srv'))).toBe(false);
+    expect(existsSync(path.join(root, 'etc/os'))).toBe(true);
+  });
+
   it('shares directories and follows merged-/usr symlinks', async () => {
     const root = tmpDir();
     await installPackages(root, [

@@ -6,6 +6,7 @@
  *  - baseline  : `tar -C root --sort=name -cf - . | tar2sqfs` — the shell way to pack a directory;
  *  - ready tar : `tar2sqfs < debian-root.tar` — the tool alone reading a ready-made tar (floor);
  *  - cpm       : `cpm image squashfs --root root` (SOURCE_DATE_EPOCH set).
+ * `CPM_BIN_BEFORE=path/to/bin/cpm.js` adds a row for another cpm build (before/after figures).
  * `--quick`: one run of each (a smoke test of the bench, not a figure to report).
  * `--comp lz4|zstd|gzip|xz` (default lz4, see COMP).
  * The root is unpacked from bench/.work/debian-root.tar into a fresh directory (the disk is ext4
@@ -43,6 +44,8 @@ const WORK = path.join(project, 'bench', '.work');
 const TAR = path.join(WORK, 'debian-root.tar');
 // CPM_BIN: a cpm built elsewhere (e.g. from a clean `git archive HEAD` while dist/ is in flux).
 const cpm = process.env.CPM_BIN ?? path.join(project, 'bin', 'cpm.js');
+// CPM_BIN_BEFORE: another build (an older commit) as an extra row, for before/after figures.
+const cpmBefore = process.env.CPM_BIN_BEFORE;
 
 function sh(cmd: string, argv: string[]): void {
   const r = spawnSync(cmd, argv, { stdio: ['ignore', 'ignore', 'inherit'] });
@@ -125,6 +128,13 @@ async function main(): Promise<void> {
         `node ${cpm} image squashfs --root ${root} -o ${o} --comp ${COMP} -j ${JOBS} --no-xattrs`,
     },
   ];
+  if (cpmBefore) {
+    variants.push({
+      name: 'cpm image squashfs (CPM_BIN_BEFORE)',
+      cmd: (o) =>
+        `node ${cpmBefore} image squashfs --root ${root} -o ${o} --comp ${COMP} -j ${JOBS} --no-xattrs`,
+    });
+  }
   const times = variants.map(() => [] as number[]);
   const sizes = variants.map(() => 0);
   try {

@@ -3,8 +3,9 @@
  * user/group names), clamped mtimes, no atime/ctime, hardlinks, device nodes, fifos and xattrs
  * as pax records. The same root and SOURCE_DATE_EPOCH always give the same bytes.
  */
-import { createWriteStream, existsSync } from 'node:fs';
-import { Readable } from 'node:stream';
+import { createWriteStream, existsSync, WriteStream } from 'node:fs';
+import { Socket } from 'node:net';
+import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -12,7 +13,7 @@ import { Worker } from 'node:worker_threads';
 import { CpmError, type ErrorCode, type ErrorContext } from '../errors.js';
 import { createCompressor, type Compression } from '../util/compress.js';
 import { RootWalker, type RootEntry, type WalkOptions } from './rootfs-walk.js';
-import { tarChunks, type TarHeader } from './tar-encode.js';
+import { CHUNK, tarChunks, type TarHeader } from './tar-encode.js';
 import { overlayTable } from './meta.js';
 import type { FromWorker, TarWorkerData, ToWorker } from './tar-worker.js';
 
@@ -85,42 +86,62 @@ export function tarHeader(e: RootEntry): TarHeader {
   return header;
 }
 
-/**
- * Streams the root as an uncompressed tar. The stream errors (CpmError) if the walk fails.
- * `stats` is filled in by the time the stream ends.
- */
-export function rootfsTarStream(
+/** The root as an uncompressed tar, to be written into one destination. */
+export interface TarSource {
+  /** Filled in by the time pipeTo resolves. */
+  stats: TarStats;
+  /**
+   * Writes the whole tar into `dest` and ends it (buffers are reused: see workerPipe); rejects (CpmError when the walk or a read
+   * failed) on the first error. Resolves once `dest` has finished.
+   */
+  pipeTo(dest: Writable): Promise<void>;
+}
+
+/** Output slots shared with the worker: enough to keep the pipe fed while files are read. */
+const SLOTS = 8;
+
+export function rootfsTarSource(
   root: string,
   opts: RootfsTarOptions = {},
   walker: RootWalker = new RootWalker(root, opts),
-): { stream: Readable; stats: TarStats } {
+): TarSource {
   const stats: TarStats = { entries: 0, bytes: 0 };
   const start = opts.threads === false ? undefined : workerModule();
-  const table = opts.overlay && overlayTable(opts.overlay);
-  if (start && (!opts.overlay || table)) {
-    // Everything the walk needs can be copied: the worker walks too.
-    const { overlay: _o, overlayPaths, onWarning: _w, threads: _t, ...rest } = opts;
+  if (start) {
+    const table = opts.overlay && overlayTable(opts.overlay);
     const data: TarWorkerData = {
-      walk: {
+      slots: new SharedArrayBuffer(SLOTS * CHUNK),
+      state: new SharedArrayBuffer(SLOTS * 4),
+    };
+    // When everything the walk needs can be copied (no overlay, or a table), the worker walks.
+    const own = !opts.overlay || table !== undefined;
+    if (own) {
+      const { overlay: _o, overlayPaths, onWarning: _w, threads: _t, ...rest } = opts;
+      data.walk = {
         root: walker.root,
         opts: {
           ...rest,
           ...(table ? { overlayTable: table } : {}),
           ...(overlayPaths ? { overlayPaths: [...overlayPaths] } : {}),
         },
-      },
+      };
+    }
+    return {
+      stats,
+      pipeTo: (dest) =>
+        workerPipe(own ? undefined : walker, stats, () => start(data), data, dest, opts.onWarning),
     };
-    return { stream: workerTarStream(undefined, stats, () => start(data), opts.onWarning), stats };
   }
-  if (start)
-    return { stream: workerTarStream(walker, stats, () => start({}), opts.onWarning), stats };
   async function* counted(): AsyncGenerator<Buffer> {
     for await (const chunk of tarChunks(walker.entries(), tarHeader, () => stats.entries++)) {
       stats.bytes += chunk.length;
       yield chunk;
     }
   }
-  return { stream: Readable.from(counted(), { objectMode: false }), stats };
+  return {
+    stats,
+    pipeTo: (dest) => pipeline(Readable.from(counted(), { objectMode: false }), dest),
+  };
 }
 
 /**
@@ -142,80 +163,96 @@ function workerModule(): ((workerData: TarWorkerData) => Worker) | undefined {
 const BATCH = 256;
 
 /**
- * The tar stream with the work split across two threads: the worker reads file contents and
- * encodes, this one writes the chunks to the consumer. On one thread reading stalled the
- * consumer's pipe and waiting on the pipe stalled reading; here they overlap. The worker walks
- * too when `walker` is undefined; else (an overlay that is an arbitrary function) this thread
- * walks and sends the entries. Same bytes as tarChunks in this thread.
+ * The tar written with the work split across two threads: the worker reads file contents and
+ * encodes into shared slots, this one writes each slot to `dest` and frees it when the write
+ * completed (no copies, no per-chunk garbage). On one thread, reading stalled the consumer's
+ * pipe and waiting on the pipe stalled reading; here they overlap. The worker walks too when
+ * `walker` is undefined; else (an overlay that is an arbitrary function) this thread walks and
+ * sends the entries. Same bytes as tarChunks in this thread.
  */
-function workerTarStream(
+function workerPipe(
   walker: RootWalker | undefined,
   stats: TarStats,
   start: () => Worker,
+  data: TarWorkerData,
+  dest: Writable,
   onWarning: ((m: string) => void) | undefined,
-): Readable {
-  const worker = start();
-  const post = (m: ToWorker): void => worker.postMessage(m);
-  let unacked = 0;
-  let finished = false;
-  const stream = new Readable({
-    // Chunks are ~1 MiB: a few of them buffered here keep the pipe fed.
-    highWaterMark: 4 << 20,
-    read() {
-      if (unacked > 0) {
-        post({ ack: unacked });
-        unacked = 0;
-      }
-    },
-    destroy(err, cb) {
+): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const worker = start();
+    const state = new Int32Array(data.state);
+    let settled = false;
+    let finished = false;
+    const fail = (e: unknown): void => {
+      if (settled) return;
+      settled = true;
       void worker.terminate();
-      cb(err);
-    },
-  });
-  worker.on('message', (m: FromWorker) => {
-    if ('chunk' in m) {
-      stats.bytes += m.length;
-      unacked++;
-      stream.push(Buffer.from(m.chunk, 0, m.length));
-    } else if ('warning' in m) {
-      onWarning?.(m.warning);
-    } else if ('finished' in m) {
-      // The worker closes its port and exits by itself.
-      if (!walker) stats.entries = m.entries;
-      finished = true;
-      stream.push(null);
-    } else {
-      const { code, message, hint, context } = m.error;
-      stream.destroy(
-        code
-          ? new CpmError(code as ErrorCode, message, { hint, context: context as ErrorContext })
-          : new CpmError('E_IMAGE', `writing the tar stream failed: ${message}`),
-      );
-    }
-  });
-  worker.on('error', (e) => stream.destroy(e));
-  worker.on('exit', (code) => {
-    if (!finished && !stream.destroyed) {
-      stream.destroy(new CpmError('E_IMAGE', `the tar worker stopped (exit ${code})`));
-    }
-  });
-  if (!walker) return stream;
-  void (async () => {
-    let batch: RootEntry[] = [];
-    for await (const e of walker.entries()) {
-      if (stream.destroyed) return;
-      batch.push(e);
-      stats.entries++;
-      if (batch.length === BATCH) {
-        post({ entries: batch });
-        batch = [];
-        // Let the pipe and the worker's messages in between batches.
-        await new Promise((resolve) => setImmediate(resolve));
+      dest.destroy();
+      reject(e instanceof Error ? e : new Error(String(e)));
+    };
+    // A socket or file is done with a buffer when its write callback runs, so slots go out as
+    // they are; other streams (a pass-through, a process duplex) may still hold the buffer then,
+    // so they get a copy. Either way the slot is freed by the callback: that is the back-pressure.
+    const zeroCopy = dest instanceof Socket || dest instanceof WriteStream;
+    const release = (slot: number) => (err?: Error | null) => {
+      if (err) return fail(err);
+      Atomics.store(state, slot, 0);
+      Atomics.notify(state, slot);
+    };
+    dest.on('error', fail);
+    dest.on('close', () => fail(new CpmError('E_IMAGE', 'the tar destination closed early')));
+    worker.on('message', (m: FromWorker) => {
+      if (settled) return;
+      if ('slot' in m) {
+        stats.bytes += m.length;
+        const view = Buffer.from(data.slots, m.slot * CHUNK, m.length);
+        dest.write(zeroCopy ? view : Buffer.from(view), release(m.slot));
+      } else if ('chunk' in m) {
+        stats.bytes += m.length;
+        dest.write(Buffer.from(m.chunk, 0, m.length));
+      } else if ('warning' in m) {
+        onWarning?.(m.warning);
+      } else if ('finished' in m) {
+        // The worker closes its port and exits by itself.
+        if (!walker) stats.entries = m.entries;
+        finished = true;
+        dest.end(() => {
+          if (!settled) {
+            settled = true;
+            resolve();
+          }
+        });
+      } else {
+        const { code, message, hint, context } = m.error;
+        fail(
+          code
+            ? new CpmError(code as ErrorCode, message, { hint, context: context as ErrorContext })
+            : new CpmError('E_IMAGE', `writing the tar stream failed: ${message}`),
+        );
       }
-    }
-    post({ entries: batch, end: true });
-  })().catch((e: unknown) => stream.destroy(e as Error));
-  return stream;
+    });
+    worker.on('error', fail);
+    worker.on('exit', (code) => {
+      if (!finished) fail(new CpmError('E_IMAGE', `the tar worker stopped (exit ${code})`));
+    });
+    if (!walker) return;
+    const post = (m: ToWorker): void => worker.postMessage(m);
+    void (async () => {
+      let batch: RootEntry[] = [];
+      for await (const e of walker.entries()) {
+        if (settled) return;
+        batch.push(e);
+        stats.entries++;
+        if (batch.length === BATCH) {
+          post({ entries: batch });
+          batch = [];
+          // Let the pipe and the worker's messages in between batches.
+          await new Promise((r) => setImmediate(r));
+        }
+      }
+      post({ entries: batch, end: true });
+    })().catch(fail);
+  });
 }
 
 /** `cpm image tar`: the root as a (compressed) tar file. */
@@ -224,19 +261,27 @@ export async function writeRootfsTar(
   outFile: string,
   opts: RootfsTarOptions & { compression?: Compression; level?: number } = {},
 ): Promise<TarStats> {
-  const { stream, stats } = rootfsTarStream(root, opts);
-  try {
-    await pipeline(
-      stream,
-      createCompressor(opts.compression ?? 'none', opts.level),
-      createWriteStream(outFile),
-    );
-  } catch (e) {
-    if (e instanceof CpmError) throw e;
-    throw new CpmError('E_IMAGE', `writing ${outFile} failed: ${(e as Error).message}`, {
+  const src = rootfsTarSource(root, opts);
+  const compression = opts.compression ?? 'none';
+  const file = createWriteStream(outFile);
+  let results: PromiseSettledResult<void>[];
+  if (compression === 'none') {
+    // Straight into the file (no pass-through in between: see workerPipe).
+    results = await Promise.allSettled([src.pipeTo(file)]);
+  } else {
+    const compressor = createCompressor(compression, opts.level);
+    results = await Promise.allSettled([src.pipeTo(compressor), pipeline(compressor, file)]);
+  }
+  const errors = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+  if (errors.length > 0) {
+    // The walk's own error explains more than the stream errors it caused.
+    const own = errors.find((e) => e instanceof CpmError);
+    if (own) throw own;
+    const e = errors[0] as Error;
+    throw new CpmError('E_IMAGE', `writing ${outFile} failed: ${e.message}`, {
       context: { path: outFile },
       cause: e,
     });
   }
-  return stats;
+  return src.stats;
 }

@@ -12,7 +12,7 @@ import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CpmError } from '../errors.js';
-import { rootfsTarStream, type RootfsTarOptions } from './rootfs-tar.js';
+import { rootfsTarSource, type RootfsTarOptions } from './rootfs-tar.js';
 import { RootWalker, type RootEntry } from './rootfs-walk.js';
 import { findTool, runTool } from './tools.js';
 
@@ -124,26 +124,26 @@ export async function writeSquashfs(
   const mkfsTime = opts.sourceDateEpoch ?? Math.floor(Date.now() / 1000);
   let entries: number;
   if (backend === 'tar2sqfs') {
-    const { stream, stats } = rootfsTarStream(root, opts, walker);
+    const src = rootfsTarSource(root, opts, walker);
     // tar2sqfs reads the mode as a decimal number.
     const defaults = `uid=${info.uid},gid=${info.gid},mode=${info.mode},mtime=${info.mtime}`;
     await runTool(
       bin,
       ['-q', '-f', '-c', comp, '-b', String(blockSize), '-j', String(jobs), '-d', defaults, output],
-      { stdin: stream, env: toolEnv(undefined) },
+      { stdin: (w) => src.pipeTo(w), env: toolEnv(undefined) },
     );
-    entries = stats.entries;
+    entries = src.stats.entries;
     // tar2sqfs stamps the superblock with 0; set the mkfs time like mksquashfs -mkfs-time does.
     await setSuperblockTime(output, mkfsTime);
   } else if (backend === 'mksquashfs-tar') {
-    const { stream, stats } = rootfsTarStream(root, opts, walker);
+    const src = rootfsTarSource(root, opts, walker);
     // In tar mode -root-time is ignored; SOURCE_DATE_EPOCH sets root and mkfs time instead.
     await runTool(
       bin,
       ['-', output, '-tar', ...mksquashfsCommon(comp, blockSize, jobs, info, undefined)],
-      { stdin: stream, env: toolEnv(opts.sourceDateEpoch) },
+      { stdin: (w) => src.pipeTo(w), env: toolEnv(opts.sourceDateEpoch) },
     );
-    entries = stats.entries;
+    entries = src.stats.entries;
   } else {
     entries = await mksquashfsPseudo(bin, root, output, walker, opts, {
       comp,

@@ -36,7 +36,8 @@ const TYPEFLAG: Record<TarHeader['type'] | 'pax-header', number> = {
   'pax-header': 0x78,
 };
 
-const CHUNK = 1 << 20;
+/** Output chunk size; also the slot size of the threaded stream (rootfs-tar.ts). */
+export const CHUNK = 1 << 20;
 const ZERO_BLOCKS = Buffer.alloc(1024);
 
 /** `digits` octal digits then a space, written in place (no strings: it runs ~8 times an entry). */
@@ -171,25 +172,29 @@ export type HeaderOf = (e: RootEntry) => TarHeader;
 /**
  * The tar stream of `entries` as ~1 MiB chunks, end-of-archive included. File contents are read
  * with synchronous reads into one output buffer: for a root of small files that is far cheaper
- * than a thread-pool round trip (or a stream) per file. `onEntry` counts.
+ * than a thread-pool round trip (or a stream) per file. `onEntry` counts. `alloc` gives each
+ * next CHUNK-byte output buffer (default: a new one; the worker passes shared slots).
  */
 export async function* tarChunks(
   entries: AsyncIterable<RootEntry> | Iterable<RootEntry>,
   headerOf: HeaderOf,
   onEntry?: (e: RootEntry) => void,
+  alloc: () => Buffer = () => Buffer.allocUnsafe(CHUNK),
 ): AsyncGenerator<Buffer> {
-  let out = Buffer.allocUnsafe(CHUNK);
+  let out = alloc();
   let used = 0;
   const flush = (): Buffer => {
     const b = out.subarray(0, used);
-    out = Buffer.allocUnsafe(CHUNK);
+    out = alloc();
     used = 0;
     return b;
   };
-  const put = (b: Buffer): Buffer | undefined => {
+  // Bytes into the output; returns the chunks that became ready (a buffer over CHUNK bytes, only
+  // ever a huge pax header, goes out on its own after the current chunk).
+  const put = (b: Buffer): Buffer[] | undefined => {
     if (used + b.length > CHUNK) {
-      const full = used > 0 ? flush() : undefined;
-      if (b.length > CHUNK) return full ? Buffer.concat([full, b]) : b;
+      const full = used > 0 ? [flush()] : [];
+      if (b.length > CHUNK) return [...full, b];
       b.copy(out, used);
       used += b.length;
       return full;
@@ -210,7 +215,7 @@ export async function* tarChunks(
     } else {
       for (const b of encodeHeader(h)) {
         const ready = put(b);
-        if (ready) yield ready;
+        if (ready) yield* ready;
       }
     }
     if (e.type === 'file' && e.size > 0) {
@@ -232,12 +237,12 @@ export async function* tarChunks(
       const pad = padding(e.size);
       if (pad) {
         const ready = put(pad);
-        if (ready) yield ready;
+        if (ready) yield* ready;
       }
     }
     onEntry?.(e);
   }
   const ready = put(ZERO_BLOCKS);
-  if (ready) yield ready;
+  if (ready) yield* ready;
   if (used > 0) yield flush();
 }

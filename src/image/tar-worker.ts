@@ -9,13 +9,16 @@ import { CpmError } from '../errors.js';
 import { tableOverlay, type EntryMeta, type OverlayTable } from './meta.js';
 import { tarHeader } from './rootfs-tar.js';
 import { RootWalker, type RootEntry, type WalkOptions } from './rootfs-walk.js';
-import { tarChunks } from './tar-encode.js';
+import { CHUNK, tarChunks } from './tar-encode.js';
 
 /**
  * workerData: with `walk`, the worker walks the root itself (the overlay, if any, is a table);
  * without, the main thread walks and sends the entries.
  */
 export interface TarWorkerData {
+  /** SLOTS output chunks of CHUNK bytes, and one state word per slot (0 free, 1 in use). */
+  slots: SharedArrayBuffer;
+  state: SharedArrayBuffer;
   walk?: {
     root: string;
     opts: Omit<WalkOptions, 'overlay' | 'onWarning' | 'overlayPaths'> & {
@@ -26,9 +29,10 @@ export interface TarWorkerData {
 }
 
 /** Messages from the main thread. */
-export type ToWorker = { entries: RootEntry[]; end?: boolean } | { ack: number };
+export type ToWorker = { entries: RootEntry[]; end?: boolean };
 /** Messages to the main thread. */
 export type FromWorker =
+  | { slot: number; length: number }
   | { chunk: ArrayBuffer; length: number }
   | { finished: true; entries: number }
   | { warning: string }
@@ -56,21 +60,14 @@ function ownWalk(
   return new RootWalker(walk.root, { ...opts, overlay, onWarning: warn }).entries();
 }
 
-/** Chunks the main thread may hold before it acknowledges one. */
-const WINDOW = 4;
-
 const port = parentPort;
 if (port) {
   const batches: RootEntry[][] = [];
   let ended = false;
-  let credit = WINDOW;
   let wake: (() => void) | undefined;
   port.on('message', (m: ToWorker) => {
-    if ('ack' in m) credit += m.ack;
-    else {
-      batches.push(m.entries);
-      if (m.end) ended = true;
-    }
+    batches.push(m.entries);
+    if (m.end) ended = true;
     const w = wake;
     wake = undefined;
     w?.();
@@ -94,17 +91,29 @@ if (port) {
   }
 
   const send = (m: FromWorker, transfer?: ArrayBuffer[]): void => port.postMessage(m, transfer);
-  const { walk } = (workerData ?? {}) as TarWorkerData;
+  const { walk, slots, state: stateBuf } = workerData as TarWorkerData;
+  const state = new Int32Array(stateBuf);
+  let nextSlot = 0;
+  // Output goes straight into the shared slots, round robin; a slot is free again once the main
+  // thread's write of it completed. Waiting here is the back-pressure.
+  const alloc = (): Buffer => {
+    const i = nextSlot;
+    nextSlot = (nextSlot + 1) % state.length;
+    while (Atomics.load(state, i) !== 0) Atomics.wait(state, i, 1);
+    Atomics.store(state, i, 1);
+    return Buffer.from(slots, i * CHUNK, CHUNK);
+  };
   let count = 0;
   try {
     const source = walk ? ownWalk(walk, (warning) => send({ warning })) : entries();
-    for await (const chunk of tarChunks(source, tarHeader, () => count++)) {
-      while (credit <= 0) await next();
-      credit--;
-      // Output chunks own their memory (≥ 1 MiB, never the small-buffer pool): move them.
-      const own = chunk.byteOffset === 0 && chunk.buffer.byteLength >= 1 << 16;
-      const ab = own ? (chunk.buffer as ArrayBuffer) : new Uint8Array(chunk).buffer;
-      send({ chunk: ab, length: chunk.length }, [ab]);
+    for await (const chunk of tarChunks(source, tarHeader, () => count++, alloc)) {
+      if (chunk.buffer === slots) {
+        send({ slot: chunk.byteOffset / CHUNK, length: chunk.length });
+      } else {
+        // A pax header over CHUNK bytes comes as its own buffer: copy it over.
+        const ab = new Uint8Array(chunk).buffer;
+        send({ chunk: ab, length: chunk.length }, [ab]);
+      }
     }
     send({ finished: true, entries: count });
   } catch (e) {

@@ -2,8 +2,7 @@
 import { spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Writable } from 'node:stream';
 import { CpmError } from '../errors.js';
 
 /** Absolute path of an executable on PATH, or undefined. */
@@ -27,13 +26,14 @@ export interface RunResult {
 }
 
 /**
- * Runs a tool to completion, optionally feeding stdin from a stream. Failure (non-zero exit or an
- * error in the input stream) becomes a CpmError naming the command and its stderr tail.
+ * Runs a tool to completion, optionally feeding stdin (`stdin` writes it and ends it, as
+ * TarSource.pipeTo does). Failure (non-zero exit or an error feeding the input) becomes a
+ * CpmError naming the command and its stderr tail.
  */
 export async function runTool(
   cmd: string,
   args: string[],
-  opts: { stdin?: Readable; env?: NodeJS.ProcessEnv; cwd?: string } = {},
+  opts: { stdin?: (w: Writable) => Promise<void>; env?: NodeJS.ProcessEnv; cwd?: string } = {},
 ): Promise<RunResult> {
   const child = spawn(cmd, args, {
     stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
@@ -54,7 +54,7 @@ export async function runTool(
   });
   let inputError: unknown;
   const feeding = opts.stdin
-    ? pipeline(opts.stdin, child.stdin!).catch((e: unknown) => {
+    ? opts.stdin(child.stdin!).catch((e: unknown) => {
         inputError = e;
         child.kill();
       })

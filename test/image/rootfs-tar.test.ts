@@ -6,6 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { extract } from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CpmError } from '../../src/errors.js';
+import { tableOverlay } from '../../src/image/meta.js';
 import { writeRootfsTar } from '../../src/image/rootfs-tar.js';
 import { RootWalker } from '../../src/image/rootfs-walk.js';
 import { createDecompressor, sniffCompression, type Compression } from '../../src/util/compress.js';
@@ -223,6 +224,27 @@ describe('rootfs tar', () => {
         },
       ],
       [big, {}],
+      // A pax header larger than a chunk (an xattr of 1.5 MiB) goes out on its own.
+      [
+        big,
+        {
+          overlay: tableOverlay({
+            records: new Map([
+              [
+                'z.bin',
+                {
+                  type: 'file' as const,
+                  uid: 0,
+                  gid: 0,
+                  mode: 0o644,
+                  xattrs: { 'user.big': Buffer.alloc(1536 * 1024, 'x') },
+                },
+              ],
+            ]),
+            defaultDirs: new Set<string>(),
+          }),
+        },
+      ],
     ] as const) {
       const threaded = path.join(tmp, 'threaded.tar');
       const single = path.join(tmp, 'single.tar');

@@ -21,6 +21,7 @@ import {
   linkSync,
   lutimesSync,
   mkdirSync,
+  statSync,
   openSync,
   rmSync,
   rmdirSync,
@@ -51,7 +52,7 @@ import {
   type PathView,
 } from './fs-path.js';
 import type { Reporter } from './progress.js';
-import { SMALL_FILE, StageWriter } from './stage-writer.js';
+import { SMALL_FILE, StageWriter, metaCalls, type StageMeta } from './stage-writer.js';
 import type { ExtractLimits, FileRecord, InstallStep, LayerSource } from './types.js';
 
 export interface StagedEntry {
@@ -127,9 +128,14 @@ export class Stager {
   /** Root-relative directories that exist in the current tree. */
   private treeDirs = new Set<string>();
 
+  /** New staged objects are owned 0:0 (see metaCalls). */
+  private readonly plainOwner: boolean;
+
   constructor(private readonly o: StagerOptions) {
     this.view = new Overlay(new DiskView(o.root));
     mkdirSync(`${o.stageDir}/stage`, { recursive: true, mode: 0o700 });
+    const st = statSync(`${o.stageDir}/stage`);
+    this.plainOwner = isRoot && st.uid === 0 && st.gid === 0 && (st.mode & 0o2000) === 0;
   }
 
   async stagePackage(step: InstallStep): Promise<PackageEntries> {
@@ -438,12 +444,12 @@ export class Stager {
           this.put(pkg, { rec, staged, inTree, layer, mtime });
           return;
         }
-        const { sha256, size: written } = await writeStaged(stream, staged, {
-          uid,
-          gid,
-          mode,
-          mtime,
-        });
+        const { sha256, size: written } = await writeStaged(
+          stream,
+          staged,
+          { uid, gid, mode, mtime },
+          this.plainOwner,
+        );
         if (written !== size) throw refuse(`header says ${size} bytes but entry has ${written}`);
         if (xattrs) this.applyXattrs(staged, xattrs);
         this.put(pkg, {
@@ -469,10 +475,11 @@ export class Stager {
         if (target === '' || target.includes('\0')) throw refuse('empty or invalid symlink target');
         const { staged, inTree } = this.stagePath(rel);
         faultPoint();
-        if (this.writer) this.writer.symlink(staged, target, { uid, gid, mode: 0o777, mtime });
+        const meta = { uid, gid, mode: 0o777, mtime };
+        if (this.writer) this.writer.symlink(staged, target, meta);
         else {
           symlinkSync(target, staged);
-          if (isRoot) lchownSync(staged, uid, gid);
+          if (metaCalls(meta, this.plainOwner).chown) lchownSync(staged, uid, gid);
           lutimesSync(staged, mtime, mtime);
         }
         this.put(pkg, {
@@ -538,7 +545,7 @@ export class Stager {
   private smallFileWriter(): StageWriter | null {
     if (this.writer) return this.writer;
     if (++this.smallFiles <= this.workerAfter) return null;
-    this.writer = new StageWriter();
+    this.writer = new StageWriter(this.plainOwner);
     return this.writer;
   }
 
@@ -670,10 +677,12 @@ function drain(stream: Readable): Promise<void> {
 function writeStaged(
   stream: Readable,
   file: string,
-  meta: { uid: number; gid: number; mode: number; mtime: number },
+  meta: StageMeta,
+  plainOwner: boolean,
 ): Promise<{ sha256: string; size: number }> {
+  const calls = metaCalls(meta, plainOwner);
   return new Promise((resolve, reject) => {
-    const fd = openSync(file, 'wx', 0o600);
+    const fd = openSync(file, 'wx', calls.chmod ? 0o600 : meta.mode);
     const hash = createHash('sha256');
     let size = 0;
     let failed = false;
@@ -702,8 +711,8 @@ function writeStaged(
     stream.on('end', () => {
       if (failed) return;
       try {
-        if (isRoot) fchownSync(fd, meta.uid, meta.gid);
-        fchmodSync(fd, meta.mode); // after chown, which clears setuid/setgid
+        if (calls.chown) fchownSync(fd, meta.uid, meta.gid);
+        if (calls.chmod) fchmodSync(fd, meta.mode); // after chown, which clears setuid/setgid
         futimesSync(fd, meta.mtime, meta.mtime);
         closeSync(fd);
         resolve({ sha256: hash.digest('hex'), size });

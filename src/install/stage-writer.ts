@@ -18,6 +18,8 @@ const BATCH_JOBS = 256;
 interface FileJob {
   k: 'f';
   p: string;
+  /** fchmod needed: open(2) cannot give the mode (umask, setuid/setgid/sticky). */
+  c: boolean;
   /** Offset and length in the ring. */
   o: number;
   n: number;
@@ -57,12 +59,12 @@ parentPort.on('message', (batch) => {
     try {
       if (j.k === 'f') {
         const b = new Uint8Array(ring, j.o, j.n);
-        const fd = fs.openSync(j.p, 'wx', 0o600);
+        const fd = fs.openSync(j.p, 'wx', j.c ? 0o600 : j.m);
         try {
           let off = 0;
           while (off < b.length) off += fs.writeSync(fd, b, off);
           if (j.own) fs.fchownSync(fd, j.u, j.g);
-          fs.fchmodSync(fd, j.m);
+          if (j.c) fs.fchmodSync(fd, j.m);
           fs.futimesSync(fd, j.t, j.t);
         } finally {
           fs.closeSync(fd);
@@ -91,6 +93,22 @@ export interface StageMeta {
 }
 
 const isRoot = process.getuid?.() === 0;
+// read once; the stage is private (0700), so files may get their final mode at open(2)
+const UMASK = process.umask();
+
+/**
+ * Which metadata calls a new staged file needs. `plainOwner`: new files in the stage are owned
+ * 0:0 already (root, gid 0, no setgid directory above), so a 0:0 entry needs no fchown.
+ */
+export function metaCalls(
+  meta: StageMeta,
+  plainOwner: boolean,
+): { chown: boolean; chmod: boolean } {
+  return {
+    chown: isRoot && !(plainOwner && meta.uid === 0 && meta.gid === 0),
+    chmod: (meta.mode & 0o7000) !== 0 || (meta.mode & UMASK) !== 0,
+  };
+}
 
 export class StageWriter {
   private readonly worker: Worker;
@@ -107,7 +125,7 @@ export class StageWriter {
   private error: CpmError | null = null;
   private waiters: Array<() => void> = [];
 
-  constructor() {
+  constructor(private readonly plainOwner = false) {
     this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: this.ring });
     this.worker.on('message', (r: Reply) => this.onReply(r));
     this.worker.on('error', (e) => this.fail(new CpmError('E_IO', `stage writer: ${e.message}`)));
@@ -148,17 +166,19 @@ export class StageWriter {
 
   /** Queues a file whose contents are in `view` (from reserve()); `onHash` gets its sha256. */
   file(p: string, view: Uint8Array, meta: StageMeta, onHash: (sha256: string) => void): void {
+    const calls = metaCalls(meta, this.plainOwner);
     this.push(
       {
         k: 'f',
         p,
+        c: calls.chmod,
         o: view.byteOffset,
         n: view.byteLength,
         m: meta.mode,
         u: meta.uid,
         g: meta.gid,
         t: meta.mtime,
-        own: isRoot,
+        own: calls.chown,
       },
       onHash,
       view.byteLength,
@@ -167,7 +187,15 @@ export class StageWriter {
 
   symlink(p: string, target: string, meta: StageMeta): void {
     this.push(
-      { k: 'l', p, l: target, u: meta.uid, g: meta.gid, t: meta.mtime, own: isRoot },
+      {
+        k: 'l',
+        p,
+        l: target,
+        u: meta.uid,
+        g: meta.gid,
+        t: meta.mtime,
+        own: metaCalls(meta, this.plainOwner).chown,
+      },
       () => undefined,
       0,
     );

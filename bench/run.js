@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Runs the benchmarks: every bench/<area>/run.ts, one after the other, each printing its own table
-// (cpm against a baseline measured in the same run). `npm run bench -- [AREA...] [--quick]`.
+// Runs the benchmarks: every bench/<area>/run.ts (and noop.ts, the no-op install), one after the
+// other, each printing its own table (cpm against a baseline measured in the same run).
+// `npm run bench -- [AREA...] [--quick]`.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
@@ -25,11 +26,17 @@ for (const w of wanted) {
 const tsx = path.join(here, '..', 'node_modules', '.bin', 'tsx');
 let failed = 0;
 for (const area of wanted.length > 0 ? wanted : areas) {
-  process.stdout.write(`\n=== bench/${area} ${flags.join(' ')}\n`);
-  const r = spawnSync(tsx, [path.join(here, area, 'run.ts'), ...flags], { stdio: 'inherit' });
-  if (r.status !== 0) {
-    failed++;
-    process.stderr.write(`bench/${area} failed (exit ${r.status ?? r.signal})\n`);
+  for (const entry of ['run.ts', 'noop.ts']) {
+    const file = path.join(here, area, entry);
+    if (!existsSync(file)) continue;
+    // noop.ts takes a run count, not the flags
+    const args = entry === 'run.ts' ? flags : [];
+    process.stdout.write(`\n=== bench/${area}/${entry} ${args.join(' ')}\n`);
+    const r = spawnSync(tsx, [file, ...args], { stdio: 'inherit' });
+    if (r.status !== 0) {
+      failed++;
+      process.stderr.write(`bench/${area}/${entry} failed (exit ${r.status ?? r.signal})\n`);
+    }
   }
 }
 process.exit(failed > 0 ? 1 : 0);

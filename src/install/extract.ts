@@ -440,7 +440,11 @@ export class Stager {
           const got = await collect(stream, view);
           if (got !== size) throw refuse(`header says ${size} bytes but entry has ${got}`);
           const rec: FileRecord = { path: rel, type: 'f', mode, uid, gid, size, sha256: '' };
-          writer.file(staged, view, { uid, gid, mode, mtime }, (h) => (rec.sha256 = h));
+          // hash here while the worker is behind: this thread would only wait for ring space
+          const sha256 = writer.behind()
+            ? createHash('sha256').update(view).digest('hex')
+            : undefined;
+          writer.file(staged, view, { uid, gid, mode, mtime }, (h) => (rec.sha256 = h), sha256);
           this.put(pkg, { rec, staged, inTree, layer, mtime });
           return;
         }

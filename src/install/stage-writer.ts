@@ -3,7 +3,8 @@
  * (open/write/chown/chmod/utimes/close, hundreds of µs each on a busy disk); done on the main
  * thread it stalls tar parsing and the decompressor pipe. File contents go through one fixed
  * SharedArrayBuffer ring (no allocation per file, bounded memory): the main thread reserves space,
- * copies the entry in and queues a job; the worker creates the file, hashes it and releases the
+ * copies the entry in and queues a job; the worker creates the file, hashes it (unless the caller
+ * did: see behind()) and releases the
  * space in order. Callers flush() before touching a staged path again.
  */
 import { Worker } from 'node:worker_threads';
@@ -20,6 +21,8 @@ interface FileJob {
   p: string;
   /** fchmod needed: open(2) cannot give the mode (umask, setuid/setgid/sticky). */
   c: boolean;
+  /** Hash it here (the caller has not). */
+  h: boolean;
   /** Offset and length in the ring. */
   o: number;
   n: number;
@@ -69,7 +72,7 @@ parentPort.on('message', (batch) => {
         } finally {
           fs.closeSync(fd);
         }
-        hashes.push(createHash('sha256').update(b).digest('hex'));
+        hashes.push(j.h ? createHash('sha256').update(b).digest('hex') : '');
       } else {
         fs.symlinkSync(j.l, j.p);
         if (j.own) fs.lchownSync(j.p, j.u, j.g);
@@ -164,14 +167,32 @@ export class StageWriter {
     }
   }
 
-  /** Queues a file whose contents are in `view` (from reserve()); `onHash` gets its sha256. */
-  file(p: string, view: Uint8Array, meta: StageMeta, onHash: (sha256: string) => void): void {
+  /**
+   * The worker is the slower side (over half the ring waits for it): the caller should hash files
+   * itself rather than wait idle, and pass the hash to file().
+   */
+  behind(): boolean {
+    return this.used > RING / 2;
+  }
+
+  /**
+   * Queues a file whose contents are in `view` (from reserve()). `onHash` gets its sha256: `sha256`
+   * when the caller hashed it, else the worker's.
+   */
+  file(
+    p: string,
+    view: Uint8Array,
+    meta: StageMeta,
+    onHash: (sha256: string) => void,
+    sha256?: string,
+  ): void {
     const calls = metaCalls(meta, this.plainOwner);
     this.push(
       {
         k: 'f',
         p,
         c: calls.chmod,
+        h: sha256 === undefined,
         o: view.byteOffset,
         n: view.byteLength,
         m: meta.mode,
@@ -180,7 +201,7 @@ export class StageWriter {
         t: meta.mtime,
         own: calls.chown,
       },
-      onHash,
+      sha256 === undefined ? onHash : () => onHash(sha256),
       view.byteLength,
     );
   }
@@ -217,7 +238,9 @@ export class StageWriter {
     this.batchDone.push(done);
     this.batchBytes += bytes;
     if (this.batch.length >= BATCH_JOBS || this.batchBytes >= BATCH_BYTES) this.send();
-    else if (!this.scheduled) {
+    else if (!this.scheduled && this.pending.size === 0) {
+      // the worker is idle: send soon. While it is busy, jobs gather until it replies (fewer,
+      // larger messages: each one wakes a thread on a 2-core box)
       this.scheduled = true;
       setImmediate(() => this.send());
     }
@@ -240,6 +263,7 @@ export class StageWriter {
     this.pending.delete(r.id);
     this.used -= p.bytes; // batches complete in order, so their ring space is the oldest
     r.hashes.forEach((h, i) => p.done[i]!(h));
+    if (this.pending.size === 0) this.send();
     if (r.error)
       this.fail(
         new CpmError('E_IO', `writing ${r.error.path}: ${r.error.message}`, {

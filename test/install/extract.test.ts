@@ -1,8 +1,10 @@
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { lstatSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { installPackages, listInstalled, silentReporter, verify } from '../../src/install/index.js';
+import { StageWriter } from '../../src/install/stage-writer.js';
 import { layerFromFiles, rawLayer, step, tmpDir } from './helpers.js';
 
 describe('extraction of real GNU tar layers', () => {
@@ -110,5 +112,38 @@ describe('extraction of real GNU tar layers', () => {
       .files.map((f) => f.path)
       .sort();
     expect(files).toEqual(['a', 'a/keep', 'o', 'o/z']);
+  });
+});
+
+describe('stage writer', () => {
+  it('writes files with exact modes (at open or by fchmod) and hashes where it is asked to', async () => {
+    const dir = tmpDir();
+    const w = new StageWriter(process.getuid?.() === 0);
+    const got = new Map<string, string>();
+    const put = async (name: string, text: string, mode: number, sha?: string): Promise<void> => {
+      const view = await w.reserve(Buffer.byteLength(text));
+      view.set(Buffer.from(text));
+      const meta = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, mode, mtime: 1e9 };
+      w.file(path.join(dir, name), view, meta, (h) => got.set(name, h), sha);
+    };
+    const hex = (t: string): string => createHash('sha256').update(t).digest('hex');
+    try {
+      await put('plain', 'a', 0o644);
+      await put('group-write', 'b', 0o664); // umask 022 would drop g+w at open
+      await put('setuid', 'c', 0o4755);
+      await put('hashed-by-caller', 'd', 0o600, 'f'.repeat(64));
+      await w.flush();
+    } finally {
+      await w.close();
+    }
+    const mode = (n: string): number => statSync(path.join(dir, n)).mode & 0o7777;
+    expect([mode('plain'), mode('group-write'), mode('setuid'), mode('hashed-by-caller')]).toEqual([
+      0o644, 0o664, 0o4755, 0o600,
+    ]);
+    expect(statSync(path.join(dir, 'plain')).mtimeMs).toBe(1e12);
+    expect(got.get('plain')).toBe(hex('a'));
+    expect(got.get('setuid')).toBe(hex('c'));
+    expect(got.get('hashed-by-caller')).toBe('f'.repeat(64));
+    expect(readFileSync(path.join(dir, 'hashed-by-caller'), 'utf8')).toBe('d');
   });
 });

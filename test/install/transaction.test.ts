@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync, mkdirSync, lstatSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync, mkdirSync, lstatSync, type Stats } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CpmError } from '../../src/errors.js';
@@ -118,7 +118,7 @@ describe('conflicts', () => {
       ]),
     ]);
     await installPackages(root, [s]);
-    const st = (p: string): ReturnType<typeof lstatSync> => lstatSync(path.join(root, p));
+    const st = (p: string): Stats => lstatSync(path.join(root, p));
     expect(st('srv').mode & 0o7777).toBe(0o750);
     expect(st('srv/app').mode & 0o7777).toBe(0o711);
     expect(st('srv').mtimeMs).toBe(1_700_000_000_000);

@@ -275,7 +275,11 @@ async function main(): Promise<void> {
     const warmEnv = { ...process.env, CPM_CONFIG: `${warmCache}.yaml` };
     let n = 0;
     const fresh = (): string => path.join(scratch, `out-${n++}`);
-    const rm = (d: string): Promise<void> => fsp.rm(d, { recursive: true, force: true });
+    // flush the removed tree too: otherwise the next timed job pays for this one's writeback
+    const rm = async (d: string): Promise<void> => {
+      await fsp.rm(d, { recursive: true, force: true });
+      execFileSync('sync');
+    };
     const cpmInit = (ref: string, dir: string, env: NodeJS.ProcessEnv, bin = BIN): Timed =>
       timed(['node', bin, 'rootfs', 'init', '--from', ref, '--root', dir, '-q'], env);
 

@@ -227,7 +227,7 @@ export class Stager {
   }
 
   private nextStage(): string {
-    return `${this.o.stageDir}/stage/${(this.seq++).toString(36)}`;
+    return `${this.o.stageDir}/stage/f${(this.seq++).toString(36)}`; // trees are tN
   }
 
   private async extractLayer(

@@ -5,9 +5,10 @@
  * through fs-path against the root plus everything staged so far, so a symlink from an earlier
  * layer or package cannot redirect a later write. The result is a per-package map of canonical
  * path → staged entry that the transaction checks for conflicts and then renames into place.
- * Each package stages into a tree that mirrors the root (stage/tN/REL), so a directory the root
- * does not have yet is renamed into place whole; an entry that cannot take its tree path (a
- * non-directory where the tree already has a directory) gets a flat name (stage/SEQ) instead.
+ * With CPM_STAGE_TREE=1 each package stages into a tree that mirrors the root (stage/tN/REL), so a
+ * directory the root does not have yet is renamed into place whole; an entry that cannot take its
+ * tree path (a non-directory where the tree already has a directory) gets a flat name
+ * (stage/fSEQ), as every entry does by default.
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -88,6 +89,12 @@ class Overlay implements PathView {
 }
 
 const isRoot = process.getuid?.() === 0;
+/**
+ * Stage trees (CPM_STAGE_TREE=1): off by default. On the install bench (ext4, 2 shared cores) they
+ * made a 25k-file root ~1.8× slower: creating files across thousands of new stage directories
+ * costs more than the per-file renames at commit that whole-directory moves save.
+ */
+const STAGE_TREE = process.env.CPM_STAGE_TREE === '1';
 let setfattrPath: string | null | undefined;
 function findSetfattr(): string | null {
   if (setfattrPath === undefined) {
@@ -203,7 +210,7 @@ export class Stager {
   /** Where a non-directory entry at `rel` is staged: its tree path when free, else a flat name. */
   private stagePath(rel: string): { staged: string; inTree?: boolean } {
     const slash = rel.lastIndexOf('/');
-    if (!this.treeDirs.has(rel) && this.treeDir(slash < 0 ? '' : rel.slice(0, slash)))
+    if (STAGE_TREE && !this.treeDirs.has(rel) && this.treeDir(slash < 0 ? '' : rel.slice(0, slash)))
       return { staged: `${this.tree}/${rel}`, inTree: true };
     return { staged: this.nextStage() };
   }
@@ -415,7 +422,7 @@ export class Stager {
         mtime,
       };
       this.put(pkg, dirEntry);
-      if (this.treeDir(rel)) dirEntry.dir = `${this.tree}/${rel}`;
+      if (STAGE_TREE && this.treeDir(rel)) dirEntry.dir = `${this.tree}/${rel}`;
       await drain(stream);
       return;
     }

@@ -252,7 +252,7 @@ export class Stager {
     const digestHash = createHash('sha256');
     let raw = 0;
     const reporter = this.o.reporter;
-    const verify = this.o.verifyDigest && !layer.verified && layer.digest.startsWith('sha256:');
+    const verify = this.o.verifyDigest && layer.digest.startsWith('sha256:');
     const counter = new Transform({
       transform(chunk: Buffer, _enc, cb) {
         if (verify) digestHash.update(chunk);

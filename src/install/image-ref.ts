@@ -147,9 +147,8 @@ export async function imageInstallStep(
       finalize = { install: f.install, ...(f.shell ? { shell: f.shell } : {}) };
   } else spec = emptySpec(IMAGE_CATEGORY, nameFrom(ref), versionFrom(ref, pulled));
 
-  // blobs of the cache were checked against their digests when pulled; a layout's were not
   const layers = pulled.manifest.layers.map((l) =>
-    fileLayer(blobs.path(l.digest), l.mediaType, l.digest, blobs === store),
+    fileLayer(blobs.path(l.digest), l.mediaType, l.digest),
   );
   const step: InstallStep = {
     spec,

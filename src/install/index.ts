@@ -103,21 +103,12 @@ export function isInstalled(
   return p !== undefined && (imageDigest === undefined || p.imageDigest === imageDigest);
 }
 
-/**
- * A layer blob in a local file (blob store, OCI layout, bench). `verified`: the file is in cpm's
- * blob cache, checked against its digest when written (see LayerSource.verified).
- */
-export function fileLayer(
-  file: string,
-  mediaType: string,
-  digest: string,
-  verified = false,
-): LayerSource {
+/** A layer blob in a local file (blob store, OCI layout, bench). */
+export function fileLayer(file: string, mediaType: string, digest: string): LayerSource {
   statSync(file);
   return {
     digest,
     mediaType,
-    ...(verified ? { verified } : {}),
     open: () => Promise.resolve(createReadStream(file, { highWaterMark: 1024 * 1024 })),
   };
 }

@@ -11,11 +11,6 @@ export interface LayerSource {
   digest: string;
   /** OCI media type; compression is sniffed when it says nothing. */
   mediaType: string;
-  /**
-   * The blob comes from cpm's content-addressed cache, whose writer checked its digest: extraction
-   * then skips the re-check (≈0.3 s CPU per 100 MB). Leave unset for any other source.
-   */
-  verified?: boolean;
   open(): Promise<Readable>;
 }
 

@@ -4,15 +4,7 @@
  * from the metadata), indexes with platform selection, the cache, and corrupt blobs.
  */
 import { createHash } from 'node:crypto';
-import {
-  copyFileSync,
-  cpSync,
-  existsSync,
-  lstatSync,
-  readFileSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, lstatSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CpmError } from '../../src/errors.js';
@@ -214,12 +206,10 @@ describe('imageInstallStep', () => {
     expect((await verify({ root })).problems).toEqual([]);
   });
 
-  it('a corrupt cached layer blob is refused and leaves the root untouched', async () => {
+  it('a corrupt layer blob is refused by digest and leaves the root untouched', async () => {
     const step = await imageInstallStep(`${reg.host}/tools/small:1.2`, {
       cacheDir: path.join(work, 'cache-corrupt'),
     });
-    // checked when pulled: extraction relies on the decompressor's checks (gzip CRC) instead
-    expect(step.layers[0]!.verified).toBe(true);
     const blob = new BlobStore(path.join(work, 'cache-corrupt')).path(step.layers[0]!.digest);
     const buf = readFileSync(blob);
     buf[buf.length - 20] = (buf[buf.length - 20]! + 1) & 0xff;
@@ -231,22 +221,5 @@ describe('imageInstallStep', () => {
     expect(err.message).toContain(step.layers[0]!.digest);
     expect(listInstalled({ root })).toEqual([]);
     expect(existsSync(path.join(root, 'etc'))).toBe(false);
-  });
-
-  it('a layer blob of an OCI layout (read in place) is checked against its digest', async () => {
-    const copy = path.join(work, 'layout-swapped');
-    cpSync(layout, copy, { recursive: true });
-    const step = await imageInstallStep(`oci:${copy}:small`, {
-      cacheDir: path.join(work, 'cache-swapped'),
-    });
-    expect(step.layers[0]!.verified).toBeUndefined();
-    // a valid layer under another layer's name: only the digest check can tell
-    const blob = (d: string): string => path.join(copy, 'blobs', 'sha256', d.slice(7));
-    copyFileSync(blob(step.layers[1]!.digest), blob(step.layers[0]!.digest));
-    const root = tmpDir();
-    const err = await failure(installPackages(root, [step]));
-    expect(err.code).toBe('E_DIGEST');
-    expect(err.message).toContain(step.layers[0]!.digest);
-    expect(listInstalled({ root })).toEqual([]);
   });
 });

@@ -204,9 +204,14 @@ export async function applyOperation(
   const { plan, repos } = planned;
   try {
     if (!plan.satisfiable) throw planError(plan);
-    if (planned.noop) return { planned, transaction: null };
     const requested = new Set(planned.request.targets?.map((t) => familyKey(t)) ?? []);
     const db = InstalledDb.load(ctx.dbDir);
+    // `install` of what is installed as a dependency still records it as explicit (apk, dnf)
+    const explicit =
+      planned.op === 'install'
+        ? [...requested].filter((f) => db.find(f)?.reason === 'dependency')
+        : [];
+    if (planned.noop && explicit.length === 0) return { planned, transaction: null };
     const install: InstallStep[] = [];
     const remove: string[] = [];
     for (const s of plan.steps) {
@@ -265,7 +270,7 @@ export async function applyOperation(
     const { applyTransaction } = await import('./transaction.js');
     const transaction = await applyTransaction(
       ctx.root,
-      { install, remove },
+      { install, remove, ...(explicit.length > 0 ? { explicit } : {}) },
       {
         dbDir: ctx.dbDir,
         force: planned.op === 'uninstall' ? false : opts.force,

@@ -45,6 +45,8 @@ export interface TransactionInput {
   remove: string[];
   /** Packages whose files are already on disk (cpm reclaim): recorded in the DB, nothing written. */
   adopt?: InstalledPackage[];
+  /** Families the user asked for: an installed one recorded as a dependency becomes explicit. */
+  explicit?: string[];
 }
 
 export interface TransactionOptions {
@@ -81,6 +83,20 @@ export interface TransactionResult {
   cpmnew: string[];
   cpmsave: string[];
   finalizerErrors: CpmError[];
+  /** Installed packages whose reason changed from dependency to explicit. */
+  markedExplicit: string[];
+}
+
+/** Records the installed packages of `families` as explicit (apk's world, dnf mark install). */
+function markExplicit(db: InstalledDb, families: readonly string[]): string[] {
+  const changed: string[] = [];
+  for (const fam of families) {
+    const p = db.find(fam);
+    if (!p || p.reason === 'explicit') continue;
+    db.add({ ...p, reason: 'explicit' });
+    changed.push(p.id);
+  }
+  return changed;
 }
 
 export function resolveDbDir(root: string, dbDir?: string): string {
@@ -163,6 +179,7 @@ export async function applyTransaction(
     cpmnew: [],
     cpmsave: [],
     finalizerErrors: [],
+    markedExplicit: [],
   };
   try {
     const rec = recoverWithLock(dbDir, stageDir);
@@ -196,10 +213,11 @@ export async function applyTransaction(
     }
     if (steps.length === 0 && leaving.size === 0) {
       const adopt = (input.adopt ?? []).filter((p) => !db.find(familyKey(p.spec)));
-      if (adopt.length > 0) {
+      const newDb = db.clone();
+      for (const p of adopt) newDb.add(p);
+      result.markedExplicit = markExplicit(newDb, input.explicit ?? []);
+      if (adopt.length > 0 || result.markedExplicit.length > 0) {
         // no file changes: the atomic DB replace alone is the commit, no journal needed
-        const newDb = db.clone();
-        for (const p of adopt) newDb.add(p);
         writeFileAtomic(`${dbDir}/${DB_FILE}`, newDb.serialize());
         result.installed = adopt.map((p) => p.id);
       }
@@ -230,6 +248,7 @@ export async function applyTransaction(
 
     try {
       const plan = planOps(root, stageDir, db, steps, staged, leaving, opts, result);
+      result.markedExplicit = markExplicit(plan.newDb, input.explicit ?? []);
       checkInterrupt();
       const newText = plan.newDb.serialize();
       writeFileAtomic(`${dbDir}/${NEW_DB_FILE}`, newText);

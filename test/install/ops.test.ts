@@ -89,6 +89,27 @@ describe('install operations (library)', () => {
     expect(again.transaction).toBeNull();
     expect(dbText(root)).toBe(before);
 
+    // installing what is there as a dependency changes no file, only its reason (apk, dnf mark)
+    const root2 = tmpDir();
+    await runOperation(ctx(root2), 'install', ['system/cos-setup@1.0.0'], quiet);
+    const db2 = dbText(root2);
+    const mark = await runOperation(ctx(root2), 'install', ['system/base-config'], quiet);
+    expect(mark.transaction?.installed).toEqual([]);
+    expect(mark.transaction?.markedExplicit).toEqual(['system/base-config@1.1.0']);
+    // one DB line changed: base-config's, its reason
+    const old = db2.split('\n');
+    const changed = dbText(root2)
+      .split('\n')
+      .filter((l, i) => l !== old[i]);
+    expect(changed).toHaveLength(1);
+    expect(changed[0]).toContain('"reason":"explicit"');
+    expect(changed[0]).toContain('system/base-config');
+    expect(listInstalled({ root: root2 }).find((p) => p.spec.name === 'base-config')?.reason).toBe(
+      'explicit',
+    );
+    const twice = await runOperation(ctx(root2), 'install', ['system/base-config'], quiet);
+    expect(twice.transaction).toBeNull();
+
     const up = await runOperation(ctx(root), 'upgrade', [], quiet);
     expect(up.transaction?.installed).toEqual(['system/cos-setup@1.1.0']);
     expect(up.transaction?.removed).toEqual(['system/cos-setup@1.0.0']);

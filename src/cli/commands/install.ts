@@ -108,6 +108,7 @@ function printResult(r: OperationResult, o: OpCli): void {
       forcedConflicts: t?.forcedConflicts ?? [],
       cpmnew: t?.cpmnew ?? [],
       cpmsave: t?.cpmsave ?? [],
+      markedExplicit: t?.markedExplicit ?? [],
       finalizerErrors: (t?.finalizerErrors ?? []).map((e) => e.toJSON()),
     });
   } else if (!t) {
@@ -115,6 +116,8 @@ function printResult(r: OperationResult, o: OpCli): void {
   } else if (!o.quiet) {
     for (const id of t.installed) process.stdout.write(`installed ${id}\n`);
     for (const id of t.removed) process.stdout.write(`removed ${id}\n`);
+    for (const id of t.markedExplicit)
+      process.stdout.write(`marked ${id} as explicitly installed\n`);
     for (const c of t.forcedConflicts)
       process.stdout.write(`took over /${c.path} from ${c.claimants.slice(0, -1).join(', ')}\n`);
     for (const p of t.cpmnew)

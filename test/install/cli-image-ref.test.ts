@@ -3,34 +3,19 @@
  * an OCI layout, a plain image without cpm metadata (umoci) pushed to the real registry by skopeo,
  * ownership tracked like any package, mixed with repository packages in one transaction.
  */
-import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeTree } from '../support/layers.js';
 import { startRegistry, type RegistryInstance } from '../support/registry.js';
 import { PROJECT, skopeoPush, tarOf, umociImage } from './base-images.js';
-import { tmpDir } from './helpers.js';
+import { cpmCli, tmpDir } from './helpers.js';
 
-const BIN = path.join(PROJECT, 'bin/cpm.js');
 let dir: string;
 let cfgFile: string;
 let reg: RegistryInstance;
 
-function cpm(...args: string[]): { code: number; out: string; err: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args], {
-    encoding: 'utf8',
-    env: { ...process.env, CPM_CONFIG: cfgFile },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
-}
-
-function ok(...args: string[]): string {
-  const r = cpm(...args);
-  if (r.code !== 0) throw new Error(`cpm ${args.join(' ')} → ${r.code}\n${r.out}\n${r.err}`);
-  return r.out;
-}
+const { cpm, ok } = cpmCli(() => cfgFile);
 
 interface Listed {
   id: string;

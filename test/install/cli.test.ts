@@ -3,16 +3,14 @@
  * Dockerfile RUN would call them: no TTY, exit codes, stdout/stderr. packages-tree/ is built into
  * a dir:// repository and pushed to a real registry.
  */
-import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRegistry, type RegistryInstance } from '../support/registry.js';
-import { tmpDir } from './helpers.js';
+import { cpmCli, tmpDir } from './helpers.js';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const BIN = path.join(REPO_ROOT, 'bin/cpm.js');
 const TREE = path.join(REPO_ROOT, 'packages-tree');
 
 let dir: string;
@@ -20,20 +18,7 @@ let cfgFile: string;
 let repoDir: string;
 let reg: RegistryInstance;
 
-function cpm(...args: string[]): { code: number; out: string; err: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args], {
-    encoding: 'utf8',
-    env: { ...process.env, CPM_CONFIG: cfgFile },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
-}
-
-function ok(...args: string[]): string {
-  const r = cpm(...args);
-  if (r.code !== 0) throw new Error(`cpm ${args.join(' ')} → ${r.code}\n${r.out}\n${r.err}`);
-  return r.out;
-}
+const { cpm, ok } = cpmCli(() => cfgFile);
 
 beforeAll(async () => {
   if (!existsSync(path.join(REPO_ROOT, 'dist/cli/main.js')))

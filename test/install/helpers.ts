@@ -1,5 +1,5 @@
 /** Test helpers: real layers made by GNU tar + zstd/gzip, hostile ones by tar-stream. */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -169,4 +169,30 @@ export async function failure(p: Promise<unknown>): Promise<CpmError> {
     throw e;
   }
   throw new Error('expected a CpmError, but the operation succeeded');
+}
+
+const CPM_BIN = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../bin/cpm.js');
+
+/**
+ * `node bin/cpm.js` as a Dockerfile RUN calls it (no TTY), with CPM_CONFIG from `config()` (read
+ * at call time, so a beforeAll can set it). `ok` throws with the output on a non-zero exit.
+ */
+export function cpmCli(config: () => string): {
+  cpm: (...args: string[]) => { code: number; out: string; err: string };
+  ok: (...args: string[]) => string;
+} {
+  const cpm = (...args: string[]): { code: number; out: string; err: string } => {
+    const r = spawnSync(process.execPath, [CPM_BIN, ...args], {
+      encoding: 'utf8',
+      env: { ...process.env, CPM_CONFIG: config() },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
+  };
+  const ok = (...args: string[]): string => {
+    const r = cpm(...args);
+    if (r.code !== 0) throw new Error(`cpm ${args.join(' ')} → ${r.code}\n${r.out}\n${r.err}`);
+    return r.out;
+  };
+  return { cpm, ok };
 }

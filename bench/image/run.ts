@@ -15,18 +15,11 @@
  * the baseline measured in the same run.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import {
-  createReadStream,
-  existsSync,
-  mkdirSync,
-  promises as fsp,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, promises as fsp, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { debianRootTar } from '../support.js';
 
 const args = process.argv.slice(2);
 const runsArg = args.indexOf('--runs');
@@ -81,23 +74,7 @@ async function main(): Promise<void> {
     throw new Error('dist/ is missing: run npm run build first');
   }
   mkdirSync(WORK, { recursive: true });
-  // Another bench may be creating the tar: wait for its lock to go.
-  while (existsSync(`${TAR}.lock`)) await new Promise((r) => setTimeout(r, 2000));
-  if (!existsSync(TAR)) {
-    process.stderr.write('bench: creating debian-root.tar with mmdebstrap (a few minutes)…\n');
-    writeFileSync(`${TAR}.lock`, String(process.pid));
-    try {
-      sh('mmdebstrap', [
-        '--variant=standard',
-        '--include=python3,git,vim',
-        '--format=tar',
-        'bookworm',
-        TAR,
-      ]);
-    } finally {
-      rmSync(`${TAR}.lock`, { force: true });
-    }
-  }
+  await debianRootTar();
   const run = await fsp.mkdtemp(path.join(WORK, 'image-bench-'));
   const root = path.join(run, 'root');
   await fsp.mkdir(root);

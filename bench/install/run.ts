@@ -31,11 +31,11 @@ import { parseImageRef } from '../../src/oci/reference.js';
 import { MEDIA, type ImageConfig, type ImageManifest } from '../../src/oci/types.js';
 import type { PackageSpec } from '../../src/spec/package.js';
 import { startRegistry, type RegistryInstance } from '../../test/support/registry.js';
+import { debianRootTar } from '../support.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const WORK = path.join(ROOT, 'bench', '.work');
 const TAR = path.join(WORK, 'debian-root.tar');
-const LOCK = `${TAR}.lock`;
 const BIN = path.join(ROOT, 'bin', 'cpm.js');
 const QUICK = process.argv.includes('--quick');
 const runsArg = process.argv.indexOf('--runs');
@@ -48,27 +48,6 @@ const IS_ROOT = process.getuid?.() === 0;
 const compareArg = process.argv.indexOf('--compare');
 const COMPARE = compareArg > 0 ? path.resolve(process.argv[compareArg + 1]!) : null;
 const WARM_ONLY = process.argv.includes('--warm-only');
-
-async function ensureTar(): Promise<void> {
-  while (existsSync(LOCK)) {
-    console.log(`waiting for ${TAR} (another process holds ${LOCK})…`);
-    await new Promise((r) => setTimeout(r, 15_000));
-  }
-  if (existsSync(TAR)) return;
-  console.log(`creating ${TAR} with mmdebstrap (several minutes)…`);
-  await fsp.mkdir(WORK, { recursive: true });
-  await fsp.writeFile(LOCK, `${process.pid}\n`);
-  try {
-    execFileSync(
-      'mmdebstrap',
-      ['--variant=standard', '--format=tar', '--include=python3,git,vim', 'bookworm', `${TAR}.tmp`],
-      { stdio: 'inherit' },
-    );
-    await fsp.rename(`${TAR}.tmp`, TAR);
-  } finally {
-    await fsp.rm(LOCK, { force: true });
-  }
-}
 
 /** ≈40 MB of rootfs-like files (many small text files, some binaries, symlinks), deterministic. */
 async function quickTar(scratch: string): Promise<string> {
@@ -239,7 +218,7 @@ async function main(): Promise<void> {
     let tar: string;
     if (QUICK) tar = await quickTar(scratch);
     else {
-      await ensureTar();
+      await debianRootTar();
       tar = TAR;
     }
     tarSize = statSync(tar).size;

@@ -20,11 +20,11 @@ import { pushImage } from '../../src/oci/image.js';
 import { OciLayout } from '../../src/oci/layout.js';
 import { buildPackageImage } from '../../src/oci/package-image.js';
 import { startRegistry, type RegistryInstance } from '../../test/support/registry.js';
+import { debianRootTar } from '../support.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const WORK = path.join(ROOT, 'bench', '.work');
 const TAR = path.join(WORK, 'debian-root.tar');
-const LOCK = `${TAR}.lock`;
 const BIN = path.join(ROOT, 'bin', 'cpm.js');
 const cpmArg = process.argv.indexOf('--cpm');
 /** `--cpm FILE`: time this executable (e.g. the single-file out/cpm-linux-x64) instead of bin/cpm.js. */
@@ -33,31 +33,6 @@ const CPM: [string, string[]] =
 const QUICK = process.argv.includes('--quick');
 const runsArg = process.argv.indexOf('--runs');
 const RUNS = runsArg > 0 ? Number(process.argv[runsArg + 1]) : Number(process.env.BENCH_RUNS ?? 3);
-
-/** Creates the Debian tarball unless it exists or another helper is creating it (lock file). */
-async function ensureTar(): Promise<void> {
-  const deadline = Date.now() + 30 * 60_000;
-  while (existsSync(LOCK) && !existsSync(TAR)) {
-    if (Date.now() > deadline)
-      throw new Error(`${LOCK} is still there after 30 min: stale? remove it`);
-    console.log(`waiting for ${TAR} (another process holds ${LOCK})…`);
-    await new Promise((r) => setTimeout(r, 15_000));
-  }
-  if (existsSync(TAR)) return;
-  console.log(`creating ${TAR} with mmdebstrap (several minutes)…`);
-  await fsp.mkdir(WORK, { recursive: true });
-  await fsp.writeFile(LOCK, `${process.pid}\n`);
-  try {
-    execFileSync(
-      'mmdebstrap',
-      ['--variant=standard', '--format=tar', '--include=python3,git,vim', 'bookworm', `${TAR}.tmp`],
-      { stdio: 'inherit' },
-    );
-    await fsp.rename(`${TAR}.tmp`, TAR);
-  } finally {
-    await fsp.rm(LOCK, { force: true });
-  }
-}
 
 /** ≈50 MB: compressible text files plus incompressible ones, deterministic. */
 async function generateTree(dir: string): Promise<void> {
@@ -93,7 +68,7 @@ async function prepareLayout(
     await generateTree(root);
     inputBytes = Number(execFileSync('du', ['-sb', root], { encoding: 'utf8' }).split('\t')[0]);
   } else {
-    await ensureTar();
+    await debianRootTar();
     inputBytes = statSync(TAR).size;
     execFileSync('tar', ['-xf', TAR, '-C', root, '--numeric-owner']);
   }

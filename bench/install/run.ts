@@ -16,6 +16,7 @@
  * `--compare BIN` also times another build's bin/cpm.js (warm cache) in the same runs, for
  * before/after figures; `--warm-only` skips the cold, umoci and gzip rows.
  */
+import { makeSpec } from '../../src/resolver/universe.js';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, promises as fsp, readFileSync, statSync } from 'node:fs';
@@ -113,19 +114,7 @@ function compressed(tar: string, kind: 'zstd' | 'gzip', cacheDir: string): strin
   return out;
 }
 
-const spec: PackageSpec = {
-  category: 'bench',
-  name: 'debian-root',
-  version: '12',
-  requires: [],
-  conflicts: [],
-  provides: [],
-  labels: {},
-  annotations: {},
-  uri: [],
-  hidden: false,
-  extra: {},
-};
+const spec: PackageSpec = makeSpec('bench/debian-root@12');
 
 /** A cpm package image (metadata labels, one layer) into `store`; returns the manifest descriptor. */
 async function packageImage(

@@ -15,6 +15,7 @@ import { pullImage, type PulledImage } from '../oci/image.js';
 import { readPackageMetadata } from '../oci/package-image.js';
 import { parseImageRef, formatRef, type ImageRef } from '../oci/reference.js';
 import type { Platform } from '../oci/types.js';
+import { makeSpec } from '../resolver/universe.js';
 import { familyKey, packageId, type PackageSpec } from '../spec/package.js';
 import { parseRef } from '../spec/ref.js';
 import { isValidVersion } from '../spec/version.js';
@@ -80,22 +81,6 @@ function nameFrom(ref: ImageRef): string {
   return name === '' ? 'image' : name;
 }
 
-function emptySpec(category: string, name: string, version: string): PackageSpec {
-  return {
-    category,
-    name,
-    version,
-    requires: [],
-    conflicts: [],
-    provides: [],
-    labels: {},
-    annotations: {},
-    uri: [],
-    hidden: false,
-    extra: {},
-  };
-}
-
 /** The identity given with `id` ("category/name@version"). */
 function specFromId(id: string): PackageSpec {
   const r = parseRef(id);
@@ -103,7 +88,7 @@ function specFromId(id: string): PackageSpec {
     throw new CpmError('E_USAGE', `"${id}" must be category/name@version with a valid version`, {
       context: { id },
     });
-  return emptySpec(r.category, r.name, r.version);
+  return makeSpec(`${r.category}/${r.name}@${r.version}`);
 }
 
 /**
@@ -145,7 +130,7 @@ export async function imageInstallStep(
     spec = rest;
     if (f && f.install.length > 0)
       finalize = { install: f.install, ...(f.shell ? { shell: f.shell } : {}) };
-  } else spec = emptySpec(IMAGE_CATEGORY, nameFrom(ref), versionFrom(ref, pulled));
+  } else spec = makeSpec(`${IMAGE_CATEGORY}/${nameFrom(ref)}@${versionFrom(ref, pulled)}`);
 
   const layers = pulled.manifest.layers.map((l) =>
     fileLayer(blobs.path(l.digest), l.mediaType, l.digest),

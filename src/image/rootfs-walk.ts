@@ -43,6 +43,8 @@ export interface WalkOptions {
   excludes?: readonly string[];
   /** Clamp every mtime to this (seconds). */
   sourceDateEpoch?: number;
+  /** Give every entry (and the root) this mtime instead (seconds); wins over the clamp. */
+  fixedMtime?: number;
   /** Read xattrs from disk with getfattr (default true). */
   xattrs?: boolean;
   onWarning?: (message: string) => void;
@@ -119,6 +121,7 @@ export class RootWalker {
   }
 
   private clamp(mtime: number): number {
+    if (this.opts.fixedMtime !== undefined) return this.opts.fixedMtime;
     const t = Math.max(0, Math.floor(mtime));
     const sde = this.opts.sourceDateEpoch;
     return sde !== undefined && t > sde ? sde : t;

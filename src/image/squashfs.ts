@@ -1,6 +1,9 @@
 /**
  * `cpm image squashfs`: the root as a squashfs image, built by the well-kept squashfs tools.
  * Backends, in order of preference:
+ *  - gensquashfs (squashfs-tools-ng) with a pack file from our walk: it reads the files itself
+ *    (see gensquashfs.ts); 'auto' takes it only when the pack file describes the root exactly
+ *    (one mtime for every entry, no xattrs), else goes on to the next;
  *  - tar2sqfs (squashfs-tools-ng) fed with our reproducible tar stream;
  *  - mksquashfs -tar (squashfs-tools ≥ 4.5 with tar input) fed with the same stream;
  *  - mksquashfs on the directory plus pseudo-file definitions that carry owners, modes, times
@@ -12,12 +15,21 @@ import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CpmError } from '../errors.js';
+import { compileExcludes } from './exclude.js';
+import { describePack, packDefaults, type PackResult } from './gensquashfs.js';
 import { rootfsTarSource, type RootfsTarOptions } from './rootfs-tar.js';
-import { RootWalker, type RootEntry } from './rootfs-walk.js';
+import { RootWalker, type RootEntry, type RootInfo } from './rootfs-walk.js';
+import { readXattrs } from './xattrs.js';
 import { findTool, runTool } from './tools.js';
 
 export type SquashfsCompressor = 'zstd' | 'gzip' | 'xz' | 'lz4';
-export type SquashfsBackend = 'tar2sqfs' | 'mksquashfs-tar' | 'mksquashfs-pseudo';
+export type SquashfsBackend = 'gensquashfs' | 'tar2sqfs' | 'mksquashfs-tar' | 'mksquashfs-pseudo';
+export const SQUASHFS_BACKENDS: readonly SquashfsBackend[] = [
+  'gensquashfs',
+  'tar2sqfs',
+  'mksquashfs-tar',
+  'mksquashfs-pseudo',
+];
 export const SQUASHFS_COMPRESSORS: readonly SquashfsCompressor[] = ['zstd', 'gzip', 'xz', 'lz4'];
 
 export interface SquashfsOptions extends RootfsTarOptions {
@@ -26,7 +38,7 @@ export interface SquashfsOptions extends RootfsTarOptions {
   blockSize?: number;
   /** Compressor threads (default: available CPUs). */
   jobs?: number;
-  /** 'auto' picks the first installed backend in the order above. */
+  /** 'auto' picks the first installed backend in the order above (gensquashfs only if exact). */
   backend?: SquashfsBackend | 'auto';
 }
 
@@ -35,6 +47,8 @@ export interface SquashfsResult {
   output: string;
   bytes: number;
   entries: number;
+  /** Why 'auto' passed over gensquashfs (it was installed but could not be exact). */
+  skipped?: string;
 }
 
 const MISSING_HINT =
@@ -50,11 +64,27 @@ function mksquashfsHasTar(bin: string): boolean {
   return mksquashfsTarCache;
 }
 
-/** Which backend `auto` resolves to on this machine, or a CpmError naming what to install. */
-export function pickBackend(wanted: SquashfsBackend | 'auto' = 'auto'): {
+/**
+ * Which backend `auto` resolves to on this machine (gensquashfs is tried first when `exact` is
+ * not false; writeSquashfs passes false once the pack file turned out inexact), or a CpmError
+ * naming what to install.
+ */
+export function pickBackend(
+  wanted: SquashfsBackend | 'auto' = 'auto',
+  gensquashfsOk = true,
+): {
   backend: SquashfsBackend;
   bin: string;
 } {
+  if (wanted === 'gensquashfs' || (wanted === 'auto' && gensquashfsOk)) {
+    const gensquashfs = findTool('gensquashfs');
+    if (gensquashfs) return { backend: 'gensquashfs', bin: gensquashfs };
+    if (wanted === 'gensquashfs') {
+      throw new CpmError('E_TOOL_MISSING', 'gensquashfs is not installed', {
+        hint: 'apt-get install squashfs-tools-ng',
+      });
+    }
+  }
   const tar2sqfs = findTool('tar2sqfs');
   const mksquashfs = findTool('mksquashfs');
   if (wanted === 'tar2sqfs' || (wanted === 'auto' && tar2sqfs)) {
@@ -115,7 +145,7 @@ export async function writeSquashfs(
   const blockSize = opts.blockSize ?? 131072;
   checkBlockSize(blockSize);
   const jobs = Math.max(1, opts.jobs ?? os.availableParallelism());
-  const { backend, bin } = pickBackend(opts.backend);
+  let { backend, bin } = pickBackend(opts.backend);
   const output = path.resolve(outFile);
   await fsp.rm(output, { force: true });
   const walker = new RootWalker(root, opts);
@@ -123,6 +153,59 @@ export async function writeSquashfs(
   // Without SOURCE_DATE_EPOCH the image records "now" like any other build.
   const mkfsTime = opts.sourceDateEpoch ?? Math.floor(Date.now() / 1000);
   let entries: number;
+  let skipped: string | undefined;
+  if (backend === 'gensquashfs') {
+    const pack = await gensquashfsPack(walker.root, opts, info);
+    if (pack.ok) {
+      // A file, not stdin: Node's child stdin is a socket, which /dev/stdin cannot open.
+      const tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'cpm-gensquashfs-'));
+      try {
+        const packFile = path.join(tmp, 'pack');
+        await fsp.writeFile(packFile, pack.text);
+        await runTool(
+          bin,
+          [
+            '-q',
+            '-f',
+            '-F',
+            packFile,
+            '-D',
+            walker.root,
+            '-c',
+            comp,
+            '-b',
+            String(blockSize),
+            '-j',
+            String(jobs),
+            '-d',
+            packDefaults(info),
+            output,
+          ],
+          { env: toolEnv(undefined) },
+        );
+      } finally {
+        await fsp.rm(tmp, { recursive: true, force: true });
+      }
+      await setSuperblockTime(output, mkfsTime);
+      const { size } = await fsp.stat(output);
+      return { backend, output, bytes: size, entries: pack.entries };
+    }
+    if (opts.backend === 'gensquashfs') {
+      throw new CpmError('E_IMAGE', `gensquashfs cannot describe this root: ${pack.reason}`, {
+        hint: 'a pack file has one mtime for all entries and no xattrs: use --fixed-mtime (and --no-xattrs), or --backend tar2sqfs',
+        context: { path: walker.root },
+      });
+    }
+    skipped = pack.reason;
+    ({ backend, bin } = pickBackend('auto', false));
+  }
+  // With a fixed mtime mksquashfs sets every time itself (-all-time) and refuses
+  // SOURCE_DATE_EPOCH next to it; without, the epoch goes in the environment.
+  const fixed = opts.fixedMtime;
+  const mksqTimes =
+    fixed === undefined
+      ? { env: toolEnv(opts.sourceDateEpoch), args: [] as string[], mkfs: undefined }
+      : { env: toolEnv(undefined), args: ['-all-time', String(fixed)], mkfs: mkfsTime };
   if (backend === 'tar2sqfs') {
     const src = rootfsTarSource(root, opts, walker);
     // tar2sqfs reads the mode as a decimal number.
@@ -140,8 +223,14 @@ export async function writeSquashfs(
     // In tar mode -root-time is ignored; SOURCE_DATE_EPOCH sets root and mkfs time instead.
     await runTool(
       bin,
-      ['-', output, '-tar', ...mksquashfsCommon(comp, blockSize, jobs, info, undefined)],
-      { stdin: (w) => src.pipeTo(w), env: toolEnv(opts.sourceDateEpoch) },
+      [
+        '-',
+        output,
+        '-tar',
+        ...mksquashfsCommon(comp, blockSize, jobs, info, mksqTimes.mkfs),
+        ...mksqTimes.args,
+      ],
+      { stdin: (w) => src.pipeTo(w), env: mksqTimes.env },
     );
     entries = src.stats.entries;
   } else {
@@ -151,10 +240,39 @@ export async function writeSquashfs(
       jobs,
       info,
       mkfsTime,
+      times: mksqTimes,
     });
   }
   const { size } = await fsp.stat(output);
-  return { backend, output, bytes: size, entries };
+  return { backend, output, bytes: size, entries, ...(skipped ? { skipped } : {}) };
+}
+
+/**
+ * The pack file, or why it would not be exact. getfattr runs over the whole root before a walk
+ * yields its first entry, so the walk goes without it first: most roots have differing mtimes,
+ * and that shows within the first entries. Only a root that passes pays for the xattr scan.
+ */
+async function gensquashfsPack(
+  root: string,
+  opts: SquashfsOptions,
+  info: RootInfo,
+): Promise<PackResult> {
+  const walker = new RootWalker(root, { ...opts, xattrs: false });
+  const pack = await describePack(walker.entries(), info);
+  if (!pack.ok || opts.xattrs === false) return pack;
+  const map = await readXattrs(root);
+  if (!map) {
+    opts.onWarning?.('getfattr not found (package "attr"): xattrs on disk are not copied');
+    return pack;
+  }
+  const excluded = compileExcludes(opts.excludes ?? []);
+  for (const [rel, attrs] of map) {
+    if (rel === '' || Object.keys(attrs).length === 0) continue;
+    const parts = rel.split('/');
+    const inImage = parts.every((_, i) => !excluded(parts.slice(0, i + 1).join('/')));
+    if (inImage) return { ok: false, reason: `${rel} has xattrs`, entries: pack.entries };
+  }
+  return pack;
 }
 
 function mksquashfsCommon(
@@ -258,6 +376,7 @@ async function mksquashfsPseudo(
     jobs: number;
     info: { uid: number; gid: number; mode: number; mtime: number };
     mkfsTime: number;
+    times: { env: NodeJS.ProcessEnv; args: string[]; mkfs: number | undefined };
   },
 ): Promise<number> {
   const lines: string[] = [];
@@ -296,14 +415,15 @@ async function mksquashfsPseudo(
         path.resolve(root),
         output,
         // SOURCE_DATE_EPOCH (env) clamps the directory times that pseudo files cannot set.
-        ...mksquashfsCommon(p.comp, p.blockSize, p.jobs, p.info, undefined),
+        ...mksquashfsCommon(p.comp, p.blockSize, p.jobs, p.info, p.times.mkfs),
+        ...p.times.args,
         '-pf',
         pf,
         '-ef',
         ef,
         ...(actions.length > 0 ? ['-action-file', af] : []),
       ],
-      { env: toolEnv(opts.sourceDateEpoch) },
+      { env: p.times.env },
     );
   } finally {
     await fsp.rm(tmp, { recursive: true, force: true });

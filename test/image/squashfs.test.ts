@@ -1,10 +1,11 @@
 import { spawnSync } from 'node:child_process';
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CpmError } from '../../src/errors.js';
 import { pickBackend, writeSquashfs, type SquashfsBackend } from '../../src/image/squashfs.js';
+import type { MetadataOverlay } from '../../src/image/meta.js';
 import { EPOCH, makeFixture, type Expected, type Fixture } from './fixture.js';
 
 interface Listed {
@@ -13,6 +14,8 @@ interface Listed {
   uid: number;
   gid: number;
   sizeOrDev: string;
+  /** "YYYY-MM-DD HH:MM" in UTC. */
+  time: string;
   linkTarget?: string;
 }
 
@@ -38,15 +41,18 @@ function parsePerms(s: string): number {
 
 /** `unsquashfs -lln` → path → attributes (paths relative to the image root, "" for the root). */
 function listImage(file: string): Map<string, Listed> {
-  const r = spawnSync('unsquashfs', ['-lln', file], { encoding: 'utf8' });
+  const r = spawnSync('unsquashfs', ['-lln', file], {
+    encoding: 'utf8',
+    env: { ...process.env, TZ: 'UTC' },
+  });
   expect(r.status, r.stderr).toBe(0);
   const out = new Map<string, Listed>();
   const re =
-    /^(\S{10}) (\d+)\/(\d+)\s+(\d+|\d+,\s*\d+) \d{4}-\d\d-\d\d \d\d:\d\d (squashfs-root.*)$/;
+    /^(\S{10}) (\d+)\/(\d+)\s+(\d+|\d+,\s*\d+) (\d{4}-\d\d-\d\d \d\d:\d\d) (squashfs-root.*)$/;
   for (const line of r.stdout.split('\n')) {
     const m = re.exec(line);
     if (!m) continue;
-    let name = m[5]!.replace(/^squashfs-root\/?/, '');
+    let name = m[6]!.replace(/^squashfs-root\/?/, '');
     let linkTarget: string | undefined;
     if (m[1]![0] === 'l') [name, linkTarget] = name.split(' -> ') as [string, string];
     out.set(name, {
@@ -55,6 +61,7 @@ function listImage(file: string): Map<string, Listed> {
       uid: Number(m[2]),
       gid: Number(m[3]),
       sizeOrDev: m[4]!.replace(/\s+/g, ''),
+      time: m[5]!,
       linkTarget,
     });
   }
@@ -62,6 +69,66 @@ function listImage(file: string): Map<string, Listed> {
 }
 
 const hasTool = (t: string): boolean => spawnSync('sh', ['-c', `command -v ${t}`]).status === 0;
+
+/** The fixture's overlay without xattrs: a pack file (gensquashfs) cannot carry them. */
+function withoutXattrs(overlay: MetadataOverlay): MetadataOverlay {
+  return (rel) => {
+    const m = overlay(rel);
+    if (!m) return m;
+    const { xattrs: _x, ...rest } = m;
+    return rest;
+  };
+}
+
+/** "YYYY-MM-DD HH:MM" (UTC) of seconds, as unsquashfs lists it with TZ=UTC. */
+const listedTime = (s: number): string =>
+  new Date(s * 1000).toISOString().slice(0, 16).replace('T', ' ');
+
+/** The image shows every path, type, owner, mode, size, device and link target of the fixture. */
+function expectFixtureListing(
+  image: string,
+  fx: Fixture,
+  fixedMtime?: number,
+): Map<string, Listed> {
+  const listed = listImage(image);
+  const root = listed.get('')!;
+  expect({ mode: root.mode, uid: root.uid, gid: root.gid }).toEqual({
+    mode: 0o755,
+    uid: 0,
+    gid: 0,
+  });
+  expect([...listed.keys()].sort()).toEqual(['', ...fx.expected.keys()].sort());
+  for (const [p, want] of fx.expected) {
+    const got = listed.get(p)!;
+    // squashfs has no hardlink entry type: both names are the same file.
+    const type = want.type === 'hardlink' ? 'file' : want.type;
+    expect({ p, type: got.type, mode: got.mode, uid: got.uid, gid: got.gid }).toEqual({
+      p,
+      type,
+      mode: want.mode,
+      uid: want.uid,
+      gid: want.gid,
+    });
+    if (want.size !== undefined) expect(got.sizeOrDev).toBe(String(want.size));
+    if (want.dev) expect(got.sizeOrDev).toBe(want.dev.join(','));
+    if (want.type === 'symlink') expect(got.linkTarget).toBe(want.linkTarget);
+  }
+  if (fixedMtime !== undefined) {
+    for (const [p, got] of listed)
+      expect({ p, time: got.time }).toEqual({ p, time: listedTime(fixedMtime) });
+  }
+  return listed;
+}
+
+/** Inode number and link count of a path in an image (rdsquashfs -s). */
+function inodeOf(image: string, p: string): { inode: string; links: string } {
+  const r = spawnSync('rdsquashfs', ['-s', p, image], { encoding: 'utf8' });
+  expect(r.status, r.stderr).toBe(0);
+  return {
+    inode: /Inode number: (\d+)/.exec(r.stdout)![1]!,
+    links: /Hard link count: (\d+)/.exec(r.stdout)![1]!,
+  };
+}
 
 describe('squashfs image', () => {
   let tmp: string;
@@ -75,6 +142,7 @@ describe('squashfs image', () => {
     await fsp.rm(tmp, { recursive: true, force: true });
   });
 
+  // Per-entry mtimes and xattrs: everything but gensquashfs (see the fixed-mtime suite below).
   const backends: SquashfsBackend[] = ['tar2sqfs', 'mksquashfs-tar', 'mksquashfs-pseudo'];
   describe.each(backends)('%s', (backend) => {
     let image: string;
@@ -97,30 +165,10 @@ describe('squashfs image', () => {
     });
 
     it('lists every file, owner, mode, symlink and device node as the overlay and root say', () => {
-      const listed = listImage(image);
-      const root = listed.get('')!;
-      expect({ mode: root.mode, uid: root.uid, gid: root.gid }).toEqual({
-        mode: 0o755,
-        uid: 0,
-        gid: 0,
-      });
-      listed.delete('');
-      expect([...listed.keys()].sort()).toEqual([...fx.expected.keys()].sort());
-      for (const [p, want] of fx.expected) {
-        const got = listed.get(p)!;
-        // squashfs has no hardlink entry type: both names are the same file.
-        const type = want.type === 'hardlink' ? 'file' : want.type;
-        expect({ p, type: got.type, mode: got.mode, uid: got.uid, gid: got.gid }).toEqual({
-          p,
-          type,
-          mode: want.mode,
-          uid: want.uid,
-          gid: want.gid,
-        });
-        if (want.size !== undefined) expect(got.sizeOrDev).toBe(String(want.size));
-        if (want.dev) expect(got.sizeOrDev).toBe(want.dev.join(','));
-        if (want.type === 'symlink') expect(got.linkTarget).toBe(want.linkTarget);
-      }
+      const listed = expectFixtureListing(image, fx);
+      // An old mtime stays, a new one is clamped to the epoch.
+      expect(listed.get('etc/hostname')!.time).toBe(listedTime(1_000_000_000));
+      expect(listed.get('usr/bin/sudo')!.time).toBe(listedTime(EPOCH));
     });
 
     it('is byte-identical when built again from the same root and epoch', async () => {
@@ -148,9 +196,189 @@ describe('squashfs image', () => {
     });
   });
 
+  // One mtime for every entry (--fixed-mtime), no xattrs: what a gensquashfs pack file can say.
+  const allBackends: SquashfsBackend[] = ['gensquashfs', ...backends];
+  describe.each(allBackends)('%s with a fixed mtime', (backend) => {
+    let image: string;
+    const build = (out: string, epoch = EPOCH) =>
+      writeSquashfs(fx.root, out, {
+        backend,
+        overlay: withoutXattrs(fx.overlay),
+        overlayPaths: fx.overlayPaths,
+        excludes: fx.excludes,
+        sourceDateEpoch: epoch,
+        fixedMtime: epoch,
+      });
+
+    beforeAll(async () => {
+      image = path.join(tmp, `fixed-${backend}.sqfs`);
+      const r = await build(image);
+      expect(r.backend).toBe(backend);
+      expect(r.entries).toBe(fx.expected.size);
+    });
+
+    it('lists the fixture with every mtime at the epoch, hardlinks as one inode', () => {
+      expectFixtureListing(image, fx, EPOCH);
+      const a = inodeOf(image, '/usr/bin/tool');
+      expect(inodeOf(image, '/usr/bin/tool-alias')).toEqual(a);
+      expect(a.links).toBe('2');
+    });
+
+    it('is byte-identical when built again, and records the epoch as filesystem time', async () => {
+      const again = path.join(tmp, `fixed-${backend}-again.sqfs`);
+      await build(again);
+      const a = await fsp.readFile(image);
+      expect((await fsp.readFile(again)).equals(a)).toBe(true);
+      const other = path.join(tmp, `fixed-${backend}-other.sqfs`);
+      await build(other, EPOCH + 1000);
+      expect((await fsp.readFile(other)).equals(a)).toBe(false);
+      const r = spawnSync('unsquashfs', ['-mkfs-time', image], { encoding: 'utf8' });
+      expect(r.stdout.trim()).toBe(String(EPOCH));
+    });
+
+    it('lists the same entries, owners, modes, sizes and times as the gensquashfs image', () => {
+      const gen = path.join(tmp, 'fixed-gensquashfs.sqfs');
+      expect(listImage(image)).toEqual(listImage(gen));
+      // tar2sqfs builds the very same image from the tar stream.
+      if (backend === 'tar2sqfs') {
+        expect(readFileSync(image).equals(readFileSync(gen))).toBe(true);
+      }
+    });
+  });
+
+  describe('gensquashfs', () => {
+    it('is refused when asked for by name and an entry keeps its own mtime', async () => {
+      const err = await writeSquashfs(fx.root, path.join(tmp, 'g1.sqfs'), {
+        backend: 'gensquashfs',
+        overlay: withoutXattrs(fx.overlay),
+        overlayPaths: fx.overlayPaths,
+        excludes: fx.excludes,
+        sourceDateEpoch: EPOCH,
+      }).catch((e: unknown) => e);
+      expect((err as CpmError).code).toBe('E_IMAGE');
+      expect((err as CpmError).message).toContain('etc/hostname has its own mtime');
+      expect((err as CpmError).hint).toContain('--fixed-mtime');
+    });
+
+    it('is refused for xattrs, from the overlay or from the disk', async () => {
+      const err = await writeSquashfs(fx.root, path.join(tmp, 'g2.sqfs'), {
+        backend: 'gensquashfs',
+        overlay: fx.overlay,
+        overlayPaths: fx.overlayPaths,
+        excludes: fx.excludes,
+        sourceDateEpoch: EPOCH,
+        fixedMtime: EPOCH,
+      }).catch((e: unknown) => e);
+      expect((err as CpmError).message).toContain('usr/bin/sudo has xattrs');
+      const dir = path.join(tmp, 'xattr-root');
+      await fsp.mkdir(path.join(dir, 'bin'), { recursive: true });
+      await fsp.writeFile(path.join(dir, 'bin/ping'), 'x');
+      const set = spawnSync('setfattr', [
+        '-n',
+        'user.cpm',
+        '-v',
+        'yes',
+        path.join(dir, 'bin/ping'),
+      ]);
+      expect(set.status, String(set.stderr)).toBe(0);
+      const opts = { sourceDateEpoch: EPOCH, fixedMtime: EPOCH };
+      const err2 = await writeSquashfs(dir, path.join(tmp, 'g3.sqfs'), {
+        ...opts,
+        backend: 'gensquashfs',
+      }).catch((e: unknown) => e);
+      expect((err2 as CpmError).message).toContain('bin/ping has xattrs');
+      // Excluded, the file's xattrs do not matter; without xattrs the pack file is exact.
+      const r = await writeSquashfs(dir, path.join(tmp, 'g4.sqfs'), {
+        ...opts,
+        backend: 'gensquashfs',
+        excludes: ['/bin/ping'],
+      });
+      expect(r.backend).toBe('gensquashfs');
+      const r2 = await writeSquashfs(dir, path.join(tmp, 'g5.sqfs'), { ...opts, xattrs: false });
+      expect(r2.backend).toBe('gensquashfs');
+    });
+
+    it("'auto' falls back to tar2sqfs when the pack file would not be exact", async () => {
+      const r = await writeSquashfs(fx.root, path.join(tmp, 'auto.sqfs'), {
+        overlay: fx.overlay,
+        overlayPaths: fx.overlayPaths,
+        excludes: fx.excludes,
+        sourceDateEpoch: EPOCH,
+      });
+      expect(r.backend).toBe('tar2sqfs');
+      expect(r.skipped).toContain('has its own mtime');
+      // The same image the tar2sqfs backend builds.
+      expect(readFileSync(r.output).equals(readFileSync(path.join(tmp, 'tar2sqfs.sqfs')))).toBe(
+        true,
+      );
+    });
+
+    it('quotes names with spaces, quotes and backslashes; a line break falls back', async () => {
+      const dir = path.join(tmp, 'names-root');
+      const odd = [
+        'sp ace',
+        ' lead',
+        'trail ',
+        'q"uote',
+        "apo'strophe",
+        'back\\slash',
+        '#hash',
+        'tab\tx',
+      ];
+      await fsp.mkdir(path.join(dir, 'd ir'), { recursive: true });
+      for (const n of odd) await fsp.writeFile(path.join(dir, 'd ir', n), n);
+      await fsp.symlink('target with "quotes" \\ ', path.join(dir, 'd ir', 'link'));
+      await fsp.link(path.join(dir, 'd ir', ' lead'), path.join(dir, 'hard " link'));
+      const opts = { sourceDateEpoch: EPOCH, fixedMtime: EPOCH };
+      const gen = await writeSquashfs(dir, path.join(tmp, 'names-gen.sqfs'), {
+        ...opts,
+        backend: 'gensquashfs',
+      });
+      const tar = await writeSquashfs(dir, path.join(tmp, 'names-tar.sqfs'), {
+        ...opts,
+        backend: 'tar2sqfs',
+      });
+      expect(gen.entries).toBe(odd.length + 3);
+      const listed = listImage(gen.output);
+      expect([...listed.keys()].sort()).toEqual(
+        ['', 'd ir', 'd ir/link', 'hard " link', ...odd.map((n) => `d ir/${n}`)].sort(),
+      );
+      expect(listed).toEqual(listImage(tar.output));
+      expect(readFileSync(gen.output).equals(readFileSync(tar.output))).toBe(true);
+      expect(inodeOf(gen.output, '/hard " link')).toEqual(inodeOf(gen.output, '/d ir/ lead'));
+
+      await fsp.writeFile(path.join(dir, 'd ir', 'new\nline'), 'x');
+      const auto = await writeSquashfs(dir, path.join(tmp, 'names-auto.sqfs'), opts);
+      expect(auto.backend).toBe('tar2sqfs');
+      expect(auto.skipped).toContain('line break');
+      await fsp.rm(path.join(dir, 'd ir', 'new\nline'));
+      // A symlink target a pack file cannot hold (leading blank) falls back too.
+      await fsp.symlink(' lead', path.join(dir, 'lead-link'));
+      const auto2 = await writeSquashfs(dir, path.join(tmp, 'names-auto2.sqfs'), opts);
+      expect(auto2.backend).toBe('tar2sqfs');
+      expect(auto2.skipped).toContain('symlink lead-link');
+    });
+  });
+
   it('honours compressor and block size', async () => {
     const out = path.join(tmp, 'gzip.sqfs');
     await writeSquashfs(fx.root, out, { comp: 'gzip', blockSize: 65536, sourceDateEpoch: EPOCH });
+    const r = spawnSync('unsquashfs', ['-s', out], { encoding: 'utf8' });
+    expect(r.stdout).toMatch(/Compression gzip/);
+    expect(r.stdout).toMatch(/Block size 65536/);
+  });
+
+  it('honours compressor and block size with gensquashfs', async () => {
+    const out = path.join(tmp, 'gzip-gen.sqfs');
+    const r0 = await writeSquashfs(fx.root, out, {
+      backend: 'gensquashfs',
+      comp: 'gzip',
+      blockSize: 65536,
+      sourceDateEpoch: EPOCH,
+      fixedMtime: EPOCH,
+      xattrs: false,
+    });
+    expect(r0.backend).toBe('gensquashfs');
     const r = spawnSync('unsquashfs', ['-s', out], { encoding: 'utf8' });
     expect(r.stdout).toMatch(/Compression gzip/);
     expect(r.stdout).toMatch(/Block size 65536/);
@@ -180,8 +408,10 @@ describe('squashfs image', () => {
     }
   });
 
-  it('prefers tar2sqfs when it is installed', () => {
+  it('prefers gensquashfs, then tar2sqfs, when they are installed', () => {
+    expect(hasTool('gensquashfs')).toBe(true);
     expect(hasTool('tar2sqfs')).toBe(true);
-    expect(pickBackend('auto').backend).toBe('tar2sqfs');
+    expect(pickBackend('auto').backend).toBe('gensquashfs');
+    expect(pickBackend('auto', false).backend).toBe('tar2sqfs');
   });
 });

@@ -7,6 +7,7 @@ import { writeOciImage } from '../../image/oci.js';
 import { parsePlatform } from '../../oci/platform.js';
 import { writeRootfsTar } from '../../image/rootfs-tar.js';
 import {
+  SQUASHFS_BACKENDS,
   SQUASHFS_COMPRESSORS,
   writeSquashfs,
   type SquashfsBackend,
@@ -99,7 +100,7 @@ Examples:
     });
 
   addCommon(image.command('squashfs'))
-    .description('write the root as a squashfs image (tar2sqfs, or mksquashfs as fallback)')
+    .description('write the root as a squashfs image (gensquashfs or tar2sqfs, else mksquashfs)')
     .addOption(
       new Option('--comp <compressor>', 'squashfs compressor')
         .choices([...SQUASHFS_COMPRESSORS])
@@ -114,15 +115,23 @@ Examples:
     .option('-j, --jobs <n>', 'compressor threads (default: all CPUs)', positiveInt('--jobs'))
     .addOption(
       new Option('--backend <tool>', 'which squashfs tool to drive')
-        .choices(['auto', 'tar2sqfs', 'mksquashfs-tar', 'mksquashfs-pseudo'])
+        .choices(['auto', ...SQUASHFS_BACKENDS])
         .default('auto'),
+    )
+    .option(
+      '--fixed-mtime',
+      'give every entry the mtime SOURCE_DATE_EPOCH (0 if unset) instead of its own, clamped one',
     )
     .addHelpText(
       'after',
       `
 Examples:
   cpm image squashfs --root /srv/root -o rootfs.squashfs --exclude '/proc/*' --exclude '/sys/*'
-  SOURCE_DATE_EPOCH=1700000000 cpm image squashfs --root /srv/root -o rootfs.squashfs --comp xz`,
+  SOURCE_DATE_EPOCH=1700000000 cpm image squashfs --root /srv/root -o rootfs.squashfs --comp xz
+  SOURCE_DATE_EPOCH=1700000000 cpm image squashfs --root /srv/root -o rootfs.squashfs --fixed-mtime
+
+'auto' uses gensquashfs (files read by the tool itself, fastest) when its pack file describes
+the root exactly: one mtime for all entries (--fixed-mtime) and no xattrs; else tar2sqfs.`,
     )
     .action(
       async (
@@ -131,10 +140,12 @@ Examples:
           blockSize: number;
           jobs?: number;
           backend: SquashfsBackend | 'auto';
+          fixedMtime?: boolean;
         },
         cmd: Command,
       ) => {
         const ov = overlayOf(o, cmd);
+        const sde = sourceDateEpochFromEnv();
         const r = await writeSquashfs(o.root, o.output, {
           overlay: ov.overlay,
           overlayPaths: ov.overlayPaths,
@@ -144,7 +155,8 @@ Examples:
           backend: o.backend,
           excludes: o.exclude,
           xattrs: o.xattrs,
-          sourceDateEpoch: sourceDateEpochFromEnv(),
+          sourceDateEpoch: sde,
+          ...(o.fixedMtime ? { fixedMtime: sde ?? 0 } : {}),
           onWarning: warn,
         });
         if (o.json) printJson(r);

@@ -465,7 +465,9 @@ export async function runResolverBench(
     luetShapes(opts, figures);
     lap('luet shapes done');
   } finally {
-    rmSync(work, { recursive: true, force: true });
+    // CPM_BENCH_KEEP=1 keeps the converted index and testtags for profiling single solves.
+    if (process.env.CPM_BENCH_KEEP === '1') console.log(`kept ${work}`);
+    else rmSync(work, { recursive: true, force: true });
   }
   table(
     ['figure', 'value', 'target', 'met'],

@@ -1,8 +1,13 @@
 /**
- * Turns the reachable part of a Universe into SAT variables and clauses. Only families reachable
- * from the request and the installed set are encoded; each encoded family gets every version as a
- * variable plus one native at-most-one group. Every clause carries a tag describing it in package
- * terms, so an UNSAT core can be read back as plain sentences (explain.ts).
+ * Turns the part of a Universe that a solve needs into SAT variables and clauses, lazily: a family
+ * gets every version as a variable (plus one native at-most-one group) when something names it, but
+ * a package's own requires and conflicts are encoded only once it is "expanded" — when a model
+ * installs it (solve() below), or the optimiser considers it. A model that installs only expanded
+ * packages satisfies every clause of the whole reachable problem (the rest are false, and their
+ * clauses all start with "not installed"), and an UNSAT core of the partial problem is a core of the
+ * whole, so the answers are those of the full encoding at a fraction of its size.
+ * Every clause carries a tag describing it in package terms, so an UNSAT core can be read back as
+ * plain sentences (explain.ts).
  */
 import {
   familyKey,
@@ -40,7 +45,13 @@ export class Encoding {
   readonly sat = new SatSolver();
   /** Package of each var; sparse, since job activation vars interleave with package vars. */
   readonly specs: PackageSpec[] = [];
-  readonly tags: Tag[] = [];
+  /**
+   * Clause tags by id. A requires tag (most of them) is stored as its package var and the index of
+   * the dependency, and only becomes a Tag object when an explanation reads it (tagAt).
+   */
+  private readonly tagObjs: (Tag | null)[] = [];
+  private readonly tagPkg: number[] = [];
+  private readonly tagDep: number[] = [];
   /** BFS distance from the request, per var (for ordering explanations and optimisation). */
   readonly depth: number[] = [];
   /** Family → its vars, newest first. */
@@ -51,8 +62,15 @@ export class Encoding {
   private varById: Map<string, number> | undefined;
   /** Family → candidates per selector text (a short list, not a Map per family). */
   private readonly candCache = new Map<string, CandEntry>();
-  private readonly queue: number[] = [];
-  private qi = 0;
+  /** Per var: its requires and conflicts are encoded. */
+  private readonly done: boolean[] = [];
+  /** Provided family → vars providing it (every var created so far). */
+  private readonly providerVars = new Map<string, number[]>();
+  /** Conflicted family → expanded packages' conflict entries naming it (checked against new vars). */
+  private readonly conflictsOn = new Map<string, { pkg: number; dep: Dep }[]>();
+  private readonly seenPairs = new Set<number>();
+  /** Failures met by solve(…, true), across its rounds. */
+  readonly dropped: { tags: number[]; assumptions: number[] }[] = [];
   private readonly optTag: number;
   private readonly installedByFamily: Map<string, PackageSpec>;
 
@@ -66,8 +84,33 @@ export class Encoding {
   }
 
   tag(t: Tag): number {
-    this.tags.push(t);
-    return this.tags.length - 1;
+    this.tagObjs.push(t);
+    this.tagPkg.push(-1);
+    this.tagDep.push(-1);
+    return this.tagObjs.length - 1;
+  }
+
+  private requireTag(v: number, r: number): number {
+    this.tagObjs.push(null);
+    this.tagPkg.push(v);
+    this.tagDep.push(r);
+    return this.tagObjs.length - 1;
+  }
+
+  /** The tag of a clause, in package terms. */
+  tagAt(i: number): Tag {
+    const t = this.tagObjs[i];
+    if (t) return t;
+    const v = this.tagPkg[i]!;
+    const dep = this.specs[v]!.requires[this.tagDep[i]!]!;
+    const fam = familyKey(dep);
+    const cands = this.requireCands(v, this.candidatesOf(fam, dep.selector, this.depth[v]! + 1));
+    return { kind: 'requires', pkg: v, dep, cands, known: cands.length > 0 || this.known(fam) };
+  }
+
+  /** A requirement of `v` is not met by `v` itself. */
+  private requireCands(v: number, all: number[]): number[] {
+    return all.includes(v) ? all.filter((c) => c !== v) : all;
   }
 
   get optimiseTag(): number {
@@ -110,13 +153,52 @@ export class Encoding {
       this.specs[v] = specs[i]!;
       this.depth[v] = depth;
       vars[i] = v;
-      this.queue.push(v);
     }
     if (specs.length > 0) this.varById = undefined;
     this.familyVars.set(fam, vars);
     this.familyOrder.push(fam);
     if (vars.length > 1) this.sat.addAtMostOne(vars, this.tag({ kind: 'amo', family: fam }));
+    for (let i = 0; i < vars.length; i++) this.registerVar(vars[i]!, fam);
     return vars;
+  }
+
+  /** Indexes a new var's provides, and encodes expanded packages' conflicts that name it. */
+  private registerVar(v: number, fam: string): void {
+    const s = this.specs[v]!;
+    const pending = this.conflictsOn.size > 0;
+    if (pending) this.conflictsAgainst(v, fam, fam);
+    const provs = s.provides;
+    for (let i = 0; i < provs.length; i++) {
+      const pf = familyKey(provs[i]!);
+      const l = this.providerVars.get(pf);
+      if (l) {
+        if (l[l.length - 1] !== v) l.push(v);
+      } else this.providerVars.set(pf, [v]);
+      if (pending && pf !== fam) this.conflictsAgainst(v, fam, pf);
+    }
+  }
+
+  /** Expanded packages whose conflicts on family `on` match new var `v` (of family `fam`). */
+  private conflictsAgainst(v: number, fam: string, on: string): void {
+    const list = this.conflictsOn.get(on);
+    if (!list) return;
+    const s = this.specs[v]!;
+    for (let i = 0; i < list.length; i++) {
+      const { pkg, dep } = list[i]!;
+      if (pkg === v) continue;
+      const hit =
+        on === fam
+          ? familyKey(this.specs[pkg]!) !== fam && satisfies(s.version, dep.selector)
+          : providesDep(s, on, dep.selector);
+      if (hit) this.conflict(pkg, dep, v);
+    }
+  }
+
+  private conflict(pkg: number, dep: Dep, other: number): void {
+    const k = pkg < other ? pkg * PAIR + other : other * PAIR + pkg;
+    if (this.seenPairs.has(k)) return;
+    this.seenPairs.add(k);
+    this.sat.addClause([neg(pkg), neg(other)], this.tag({ kind: 'conflicts', pkg, dep, other }));
   }
 
   /** Candidates for a dependency: providers first (by family, newest first), then real versions. */
@@ -168,71 +250,81 @@ export class Encoding {
     return this.varById.get(id);
   }
 
-  /** Encodes requires of everything reached so far (transitively), then conflicts among them. */
-  close(): void {
-    while (this.qi < this.queue.length) {
-      const v = this.queue[this.qi++]!;
-      const s = this.specs[v]!;
-      const d = this.depth[v]! + 1;
-      const reqs = s.requires;
-      for (let r = 0; r < reqs.length; r++) {
-        const dep = reqs[r]!;
-        const fam = familyKey(dep);
-        const all = this.candidatesOf(fam, dep.selector, d);
-        const cands = all.includes(v) ? all.filter((c) => c !== v) : all;
-        // `known` only matters for explaining a requirement nothing can satisfy.
-        const known = cands.length > 0 || this.known(fam);
-        const t = this.tag({ kind: 'requires', pkg: v, dep, cands, known });
-        if (cands.length === 0) this.sat.addClause([neg(v)], t);
-        else this.sat.addRequire(v, cands, t);
-      }
+  /** Whether v's requires and conflicts are encoded (job activation vars count as expanded). */
+  expanded(v: number): boolean {
+    return this.done[v] === true || this.specs[v] === undefined;
+  }
+
+  /** Encodes package v's requires (its candidates become vars) and its conflicts. */
+  expand(v: number): void {
+    if (this.expanded(v)) return;
+    this.done[v] = true;
+    const s = this.specs[v]!;
+    const d = this.depth[v]! + 1;
+    const reqs = s.requires;
+    for (let r = 0; r < reqs.length; r++) {
+      const dep = reqs[r]!;
+      const cands = this.requireCands(v, this.candidatesOf(familyKey(dep), dep.selector, d));
+      const t = this.requireTag(v, r);
+      if (cands.length === 0) this.sat.addClause([neg(v)], t);
+      else this.sat.addRequire(v, cands, t);
     }
-    // Conflicts only matter between encoded packages: index the encoded providers once.
-    const encodedProviders = new Map<string, number[]>();
-    for (let v = 0; v < this.specs.length; v++) {
-      const s = this.specs[v];
-      if (!s) continue;
-      for (let i = 0; i < s.provides.length; i++) {
-        const pf = familyKey(s.provides[i]!);
-        const l = encodedProviders.get(pf);
-        if (l) {
-          if (l[l.length - 1] !== v) l.push(v);
-        } else encodedProviders.set(pf, [v]);
+    const confs = s.conflicts;
+    if (confs.length === 0) return;
+    const sFam = familyKey(s);
+    for (let c = 0; c < confs.length; c++) {
+      const dep = confs[c]!;
+      const fam = familyKey(dep);
+      if (fam !== sFam) {
+        const own = this.familyVars.get(fam) ?? NONE;
+        for (let i = 0; i < own.length; i++) {
+          if (satisfies(this.specs[own[i]!]!.version, dep.selector)) this.conflict(v, dep, own[i]!);
+        }
       }
+      const provs = this.providerVars.get(fam) ?? NONE;
+      for (let i = 0; i < provs.length; i++) {
+        const o = provs[i]!;
+        if (o !== v && providesDep(this.specs[o]!, fam, dep.selector)) this.conflict(v, dep, o);
+      }
+      const l = this.conflictsOn.get(fam);
+      if (l) l.push({ pkg: v, dep });
+      else this.conflictsOn.set(fam, [{ pkg: v, dep }]);
     }
-    const seenPairs = new Set<number>();
-    for (let v = 0; v < this.specs.length; v++) {
-      const s = this.specs[v];
-      if (!s) continue; // a job's activation var
-      const confs = s.conflicts;
-      if (confs.length === 0) continue;
-      const sFam = familyKey(s);
-      for (let c = 0; c < confs.length; c++) {
-        const dep = confs[c]!;
-        const fam = familyKey(dep);
-        const own = fam !== sFam ? this.familyVars.get(fam) : undefined;
-        const provs = encodedProviders.get(fam) ?? NONE;
-        if (own === undefined && provs.length === 0) continue;
-        const targets: number[] = [];
-        if (own) {
-          for (let i = 0; i < own.length; i++) {
-            if (satisfies(this.specs[own[i]!]!.version, dep.selector)) targets.push(own[i]!);
-          }
+  }
+
+  /**
+   * sat.solve, then expands every package the model installs that is not expanded yet and solves
+   * again, until a model installs only expanded packages. With dropFailed, failures accumulate in
+   * `dropped` (the engine's own list covers one round). When no such model exists, the last complete
+   * model stays the current one (a model of a round in between may break clauses added after it).
+   */
+  solve(assumptions: readonly number[], dropFailed = false): boolean {
+    if (dropFailed) this.dropped.length = 0;
+    const before = this.sat.saveModel();
+    let active = assumptions;
+    for (;;) {
+      const ok = this.sat.solve(active, dropFailed);
+      if (dropFailed && this.sat.droppedCores.length > 0) {
+        const gone = new Set<number>();
+        for (const core of this.sat.droppedCores) {
+          this.dropped.push(core);
+          for (const a of core.assumptions) gone.add(a);
         }
-        for (let i = 0; i < provs.length; i++) {
-          const o = provs[i]!;
-          if (o !== v && providesDep(this.specs[o]!, fam, dep.selector)) targets.push(o);
-        }
-        for (const o of targets) {
-          const k = v < o ? v * PAIR + o : o * PAIR + v;
-          if (seenPairs.has(k)) continue;
-          seenPairs.add(k);
-          this.sat.addClause(
-            [neg(v), neg(o)],
-            this.tag({ kind: 'conflicts', pkg: v, dep, other: o }),
-          );
+        active = active.filter((a) => !gone.has(a));
+      }
+      if (!ok) {
+        this.sat.restoreModel(before);
+        return false;
+      }
+      let grew = false;
+      const n = this.specs.length;
+      for (let v = 0; v < n; v++) {
+        if (!this.done[v] && this.specs[v] !== undefined && this.sat.modelValue(v)) {
+          this.expand(v);
+          grew = true;
         }
       }
+      if (!grew) return true;
     }
   }
 

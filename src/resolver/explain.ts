@@ -89,7 +89,7 @@ function rank(enc: Encoding, t: Tag): number {
 }
 
 export function explainCore(enc: Encoding, core: number[]): { problem: Problem; jobs: string[] } {
-  const tags = core.map((i) => enc.tags[i]!);
+  const tags = core.map((i) => enc.tagAt(i));
   const rows = tags
     .map((t) => ({ t, r: rank(enc, t), s: sentence(enc, t) }))
     .filter((x): x is { t: Tag; r: number; s: string } => x.s !== null)

@@ -10,9 +10,17 @@ import { providesDep } from './match.js';
 
 /** Specs sorted by id, each id built once (a comparator building them costs n log n strings). */
 export function sortById(specs: readonly PackageSpec[]): PackageSpec[] {
+  return sortWithIds(specs).specs;
+}
+
+/** Specs sorted by id, with their ids (same index). */
+export function sortWithIds(specs: readonly PackageSpec[]): {
+  specs: PackageSpec[];
+  ids: string[];
+} {
   const keyed = specs.map((s) => ({ s, id: packageId(s) }));
   keyed.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-  return keyed.map((k) => k.s);
+  return { specs: keyed.map((k) => k.s), ids: keyed.map((k) => k.id) };
 }
 
 /** `first`: families to start from (the request), so a cycle through them ends with them. */
@@ -21,6 +29,11 @@ export function dependencyOrder(
   first: readonly string[] = [],
 ): PackageSpec[] {
   const sorted = sortById(specs);
+  return orderOfSorted(sorted, first).map((i) => sorted[i]!);
+}
+
+/** dependencyOrder over specs already sorted by id; returns their indices. */
+export function orderOfSorted(sorted: readonly PackageSpec[], first: readonly string[]): number[] {
   const byFamily = new Map<string, number[]>();
   const providers = new Map<string, number[]>();
   sorted.forEach((s, i) => {
@@ -63,7 +76,7 @@ export function dependencyOrder(
     return out.sort((a, b) => a - b);
   };
   const state = new Uint8Array(sorted.length); // 0 new, 1 on stack, 2 done
-  const out: PackageSpec[] = [];
+  const out: number[] = [];
   const firstSet = new Set(first);
   const roots = [
     ...sorted.flatMap((s, i) => (firstSet.has(familyKey(s)) ? [i] : [])),
@@ -84,7 +97,7 @@ export function dependencyOrder(
         }
       } else {
         state[top[0]] = 2;
-        out.push(sorted[top[0]]!);
+        out.push(top[0]);
         stack.pop();
       }
     }

@@ -12,7 +12,7 @@ import { describeSelector, type Selector } from '../spec/version.js';
 import { Encoding } from './encode.js';
 import { explainCore } from './explain.js';
 import { satisfiesDep } from './match.js';
-import { dependencyOrder, sortById } from './order.js';
+import { dependencyOrder, orderOfSorted, sortWithIds } from './order.js';
 import { failedPlan, type Plan, type PlanStep, type Problem } from './plan.js';
 import { neg, pos } from './sat.js';
 import type { InstalledPackage } from './universe.js';
@@ -169,19 +169,18 @@ function solveEncoded(
       pref.set(fam, ordered);
     }
   }
-  enc.close();
 
   const sat = enc.sat;
   // All offenders in one search: each failing group of jobs is explained and dropped, the rest go on.
   const problems: Problem[] = [];
   const active = jobActs.map(pos);
-  if (!sat.solve(active, true)) {
+  if (!enc.solve(active, true)) {
     problems.push(explainCore(enc, sat.unsatCore()).problem);
     return { problems };
   }
-  for (const failed of sat.droppedCores) problems.push(explainCore(enc, failed.tags).problem);
+  for (const failed of enc.dropped) problems.push(explainCore(enc, failed.tags).problem);
   if (problems.length > 0) return { problems };
-  sat.sealProblem();
+  sat.sealProblem(enc.optimiseTag);
   for (const a of active) sat.addClause([a], enc.optimiseTag);
 
   // Lexicographic preference: requested families, installed families, then the rest in BFS order.
@@ -195,7 +194,17 @@ function solveEncoded(
   };
   for (const t of targets) push(familyKey(t));
   for (const i of inst) push(familyKey(i.spec));
-  for (const f of enc.familyOrder) push(f);
+  // Families met later (expanding a package creates its dependencies' families) join at the end.
+  let met = 0;
+  const sync = (): void => {
+    while (met < enc.familyOrder.length) push(enc.familyOrder[met++]!);
+  };
+  sync();
+  // A package is expanded before it is swapped in or probed, so its requires are checked too.
+  const trySwap = (from: number, to: number): boolean => {
+    enc.expand(to);
+    return sat.trySwap(from, to);
+  };
 
   // Each coordinated improvement costs one SAT query over the whole problem. Requested and installed
   // families always get them; dependencies share a budget sized so that huge closures stay fast
@@ -220,12 +229,13 @@ function solveEncoded(
         // Cheap first: swap this package alone in the model; then drop better candidates that unit
         // propagation already refutes under the pins; only what is left needs a SAT query.
         const from = chosen < ranked.length ? ranked[chosen]! : all.find((v) => sat.modelValue(v))!;
-        const swapped = ranked.slice(0, chosen).findIndex((c) => sat.trySwap(from, c));
+        const swapped = ranked.slice(0, chosen).findIndex((c) => trySwap(from, c));
         if (swapped >= 0) {
           chosen = swapped;
           continue;
         }
         const open = ranked.slice(0, chosen).filter((c) => {
+          enc.expand(c);
           if (sat.probe(pos(c))) return true;
           enc.fix(c, false); // implied by the clauses and pins, so it stays true
           return false;
@@ -234,7 +244,7 @@ function solveEncoded(
         if (!priority.has(fam) && budget-- <= 0) break;
         const act = sat.newVar();
         sat.addRequire(act, open, enc.optimiseTag);
-        const ok = sat.solve([pos(act)]);
+        const ok = enc.solve([pos(act)]);
         sat.addClause([neg(act)], enc.optimiseTag);
         if (!ok) break;
         chosen = ranked.findIndex((v) => sat.modelValue(v));
@@ -242,6 +252,7 @@ function solveEncoded(
       if (chosen < ranked.length) enc.fix(ranked[chosen]!, true);
       fixed.add(fam);
       progressed = true;
+      sync();
     }
     if (!progressed) break;
   }
@@ -258,7 +269,7 @@ function solveEncoded(
         if (from === undefined) continue;
         const at = ranked.indexOf(from);
         const better = at < 0 ? ranked : ranked.slice(0, at);
-        if (better.some((c) => sat.trySwap(from, c))) changed = true;
+        if (better.some((c) => trySwap(from, c))) changed = true;
       }
     }
   }
@@ -284,36 +295,38 @@ export function buildPlan(
   reinstallIds: ReadonlySet<string> = new Set(),
   requested: readonly string[] = [],
 ): Plan {
-  const finalSpecs = sortById(finalSpecsIn);
-  const finalIds = new Set(finalSpecs.map(packageId));
+  const sorted = sortWithIds(finalSpecsIn);
+  const finalSpecs = sorted.specs;
+  const finalIds = new Set(sorted.ids);
   const instIds = new Set(inst.map((i) => packageId(i.spec)));
   const instByFam = new Map(inst.map((i) => [familyKey(i.spec), i.spec]));
-  const finalFams = new Set(finalSpecs.map(familyKey));
 
-  const installOrder = dependencyOrder(finalSpecs, requested).filter(
-    (s) => !instIds.has(packageId(s)) || reinstallIds.has(packageId(s)),
+  const installIdx = orderOfSorted(finalSpecs, requested).filter(
+    (i) => !instIds.has(sorted.ids[i]!) || reinstallIds.has(sorted.ids[i]!),
   );
   const removeOrder = dependencyOrder(inst.map((i) => i.spec))
     .reverse()
     .filter((s) => !finalIds.has(packageId(s)));
 
   const steps: PlanStep[] = [];
-  for (const s of installOrder) {
-    const id = packageId(s);
-    const old = instByFam.get(familyKey(s));
+  for (const i of installIdx) {
+    const s = finalSpecs[i]!;
+    const id = sorted.ids[i]!;
+    const old = instByFam.size > 0 ? instByFam.get(familyKey(s)) : undefined;
     if (reinstallIds.has(id)) steps.push({ action: 'reinstall', spec: s });
     else if (old && !finalIds.has(packageId(old)))
       steps.push({ action: 'upgrade', spec: s, from: old });
     else steps.push({ action: 'install', spec: s });
   }
+  const finalFams = new Set(removeOrder.length > 0 ? finalSpecs.map(familyKey) : []);
   for (const s of removeOrder) {
     if (!finalFams.has(familyKey(s))) steps.push({ action: 'remove', spec: s });
   }
   return {
     satisfiable: true,
-    install: installOrder.map(packageId),
+    install: installIdx.map((i) => sorted.ids[i]!),
     remove: removeOrder.map(packageId),
-    final: finalSpecs.map(packageId),
+    final: sorted.ids,
     problems: [],
     steps,
     finalSpecs,

@@ -13,6 +13,7 @@
  */
 
 const NO_REASON = -1;
+const NONE: readonly number[] = [];
 
 export const pos = (v: number): number => v << 1;
 export const neg = (v: number): number => (v << 1) | 1;
@@ -37,8 +38,10 @@ export class SatSolver {
   private trailLen = 0;
   private qhead = 0;
   private trailLim: number[] = [];
-  private watches: number[][] = [];
-  private owned: number[][] = [];
+  /** Clauses watching each literal; created on first watch (most literals never get one). */
+  private watches: (number[] | undefined)[] = [];
+  /** Require clauses owned by each var; created on first use. */
+  private owned: (number[] | undefined)[] = [];
 
   private readonly clauses: Lits[] = [];
   private readonly tags: number[] = [];
@@ -67,8 +70,8 @@ export class SatSolver {
     if (this.nVars === this.cap) this.grow(Math.max(64, this.cap * 2));
     const v = this.nVars++;
     this.group[v] = -1;
-    this.watches.push([], []);
-    this.owned.push([]);
+    this.watches.push(undefined, undefined);
+    this.owned.push(undefined);
     return v;
   }
 
@@ -119,8 +122,13 @@ export class SatSolver {
     if (owner !== null) lits[0] = neg(owner);
     for (let k = 0; k < candidates.length; k++) lits[k + off] = pos(candidates[k]!);
     const idx = this.add(lits, tag, null, candidates);
+    this.dirty = true; // the owner may already be true: the decision scan must see the new clause
     if (owner === null) this.roots.push(idx);
-    else this.owned[owner]!.push(idx);
+    else {
+      const own = this.owned[owner];
+      if (own) own.push(idx);
+      else this.owned[owner] = [idx];
+    }
     return idx;
   }
 
@@ -131,6 +139,7 @@ export class SatSolver {
     this.tags.push(tag);
     this.antecedents.push(ante);
     this.prefs.push(pref);
+    if (this.occ && this.isProblem(idx)) this.occurs(idx);
     if (this.rootConflict >= 0) return idx;
     // Drop literals already false at level 0 from the watch choice; keep them in the clause for proofs.
     let open = 0;
@@ -154,9 +163,15 @@ export class SatSolver {
       if (c >= 0) this.rootConflict = c;
       return idx;
     }
-    this.watches[lits[0]!]!.push(idx);
-    this.watches[lits[1]!]!.push(idx);
+    this.watch(lits[0]!, idx);
+    this.watch(lits[1]!, idx);
     return idx;
+  }
+
+  private watch(lit: number, ci: number): void {
+    const ws = this.watches[lit];
+    if (ws) ws.push(ci);
+    else this.watches[lit] = [ci];
   }
 
   private enqueue(lit: number, reason: number): void {
@@ -220,7 +235,8 @@ export class SatSolver {
         }
       }
       const falseLit = p ^ 1;
-      const ws = this.watches[falseLit]!;
+      const ws = this.watches[falseLit];
+      if (ws === undefined) continue;
       let i = 0;
       let j = 0;
       const n = ws.length;
@@ -242,7 +258,7 @@ export class SatSolver {
           if (this.value(l) !== -1) {
             lits[1] = l;
             lits[k] = falseLit;
-            this.watches[l]!.push(ci);
+            this.watch(l, ci);
             moved = true;
             break;
           }
@@ -345,7 +361,7 @@ export class SatSolver {
     while (this.reqCursor < this.trailLen) {
       const lit = this.trail[this.reqCursor]!;
       if ((lit & 1) === 0) {
-        const own = this.owned[lit >> 1]!;
+        const own = this.owned[lit >> 1] ?? NONE;
         for (let k = 0; k < own.length; k++) {
           const ci = own[k]!;
           if (!this.satisfied(ci)) {
@@ -392,8 +408,8 @@ export class SatSolver {
         this.antecedents.push(ante);
         this.prefs.push(null);
         if (learnt.length > 1) {
-          this.watches[learnt[0]!]!.push(idx);
-          this.watches[learnt[1]!]!.push(idx);
+          this.watch(learnt[0]!, idx);
+          this.watch(learnt[1]!, idx);
         }
         this.enqueue(learnt[0]!, idx);
         continue;
@@ -494,27 +510,41 @@ export class SatSolver {
     return this.failedCore;
   }
 
-  private nProblem = -1;
-  private occ: number[][] | null = null;
+  /** Tag of pins and query clauses, which are not part of the problem (sealProblem). */
+  private auxTag = -2;
+  private occ: (number[] | undefined)[] | null = null;
 
-  /** Marks the clauses so far as the problem; later ones are pins, learned or query clauses. */
-  sealProblem(): void {
-    this.nProblem = this.clauses.length;
+  /**
+   * From now on, clauses tagged `auxTag` are pins or query clauses, not part of the problem that
+   * trySwap checks; every other clause (learned ones aside) is, including ones added later.
+   */
+  sealProblem(auxTag: number): void {
+    this.auxTag = auxTag;
     this.occ = null;
   }
 
-  /** Problem clauses by literal (built on first use, for model swaps). */
-  private occurrences(): number[][] {
+  private isProblem(ci: number): boolean {
+    const t = this.tags[ci]!;
+    return t !== -1 && t !== this.auxTag; // -1: learned, implied by the others
+  }
+
+  /** Problem clauses by literal (built on first use, kept up to date after, for model swaps). */
+  private occurrences(): (number[] | undefined)[] {
     if (this.occ) return this.occ;
-    const occ: number[][] = Array.from({ length: 2 * this.nVars }, () => []);
-    const n = this.nProblem < 0 ? this.clauses.length : this.nProblem;
-    for (let ci = 0; ci < n; ci++) {
-      if (this.tags[ci] === -1) continue; // learned: implied by the others
-      const lits = this.clauses[ci]!;
-      for (let k = 0; k < lits.length; k++) occ[lits[k]!]!.push(ci);
-    }
+    const occ: (number[] | undefined)[] = [];
     this.occ = occ;
+    for (let ci = 0; ci < this.clauses.length; ci++) if (this.isProblem(ci)) this.occurs(ci);
     return occ;
+  }
+
+  private occurs(ci: number): void {
+    const occ = this.occ!;
+    const lits = this.clauses[ci]!;
+    for (let k = 0; k < lits.length; k++) {
+      const l = occ[lits[k]!];
+      if (l) l.push(ci);
+      else occ[lits[k]!] = [ci];
+    }
   }
 
   /**
@@ -532,7 +562,7 @@ export class SatSolver {
     };
     const occ = this.occurrences();
     for (const lit of [neg(to), pos(from)]) {
-      const list = occ[lit] ?? [];
+      const list = occ[lit] ?? NONE;
       for (let i = 0; i < list.length; i++) {
         const lits = this.clauses[list[i]!]!;
         let ok = false;
@@ -568,6 +598,15 @@ export class SatSolver {
 
   get rootUnsat(): boolean {
     return this.rootConflict >= 0;
+  }
+
+  /** The last model, to put back with restoreModel (a caller may reject a model it found). */
+  saveModel(): Int8Array | null {
+    return this.modelArr;
+  }
+
+  restoreModel(m: Int8Array | null): void {
+    this.modelArr = m;
   }
 
   /** Truth of `v` in the last model found (kept across later failed solves). */

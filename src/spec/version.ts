@@ -108,8 +108,16 @@ function verrevcmp(a: string, b: string): number {
  */
 export function compareVersions(a: string, b: string): number {
   if (a === b) return 0;
-  const pa = parseVersion(a);
-  const pb = parseVersion(b);
+  return compareParsed(a, parseVersion(a), b, parseVersion(b));
+}
+
+/** compareVersions on versions already parsed (null: invalid), for the resolver's hot loops. */
+function compareParsed(
+  a: string,
+  pa: ParsedVersion | null,
+  b: string,
+  pb: ParsedVersion | null,
+): number {
   if (!pa || !pb) {
     if (pa) return 1;
     if (pb) return -1;
@@ -129,6 +137,8 @@ export type Op = '>=' | '<=' | '>' | '<' | '=' | '!=';
 export interface Constraint {
   op: Op;
   version: string;
+  /** parseVersion(version), kept so matching parses each candidate version only once. */
+  parsed: ParsedVersion;
 }
 
 /** A conjunction of constraints. `any` is true for "" and `>=0`-style selectors that admit everything. */
@@ -182,18 +192,12 @@ function parseTerm(raw: string, term: string): Constraint[] {
     const { epoch, nums } = numericParts(raw, v);
     let i = nums.findIndex((n) => n !== 0);
     if (i < 0) i = nums.length - 1;
-    return [
-      { op: '>=', version: v },
-      { op: '<', version: upperBound(epoch, nums, i) },
-    ];
+    return [constraint('>=', v), constraint('<', upperBound(epoch, nums, i))];
   }
   if (term.startsWith('~') && !term.startsWith('~>')) {
     const v = term.slice(1).trim();
     const { epoch, nums } = numericParts(raw, v);
-    return [
-      { op: '>=', version: v },
-      { op: '<', version: upperBound(epoch, nums, nums.length > 1 ? 1 : 0) },
-    ];
+    return [constraint('>=', v), constraint('<', upperBound(epoch, nums, nums.length > 1 ? 1 : 0))];
   }
   let op: Op = '=';
   let v = term;
@@ -205,8 +209,14 @@ function parseTerm(raw: string, term: string): Constraint[] {
     }
   }
   if (v === '') throw badSelector(raw, `operator "${op}" has no version`);
-  if (!isValidVersion(v)) throw badSelector(raw, `"${v}" is not a valid version`);
-  return [{ op, version: v }];
+  const parsed = parseVersion(v);
+  if (!parsed) throw badSelector(raw, `"${v}" is not a valid version`);
+  return [{ op, version: v, parsed }];
+}
+
+function constraint(op: Op, version: string): Constraint {
+  // Bounds built from a valid version are valid themselves.
+  return { op, version, parsed: parseVersion(version)! };
 }
 
 const selectorCache = new Map<string, Selector>();
@@ -237,10 +247,12 @@ export function parseSelector(input: string | number | undefined | null): Select
 /** Whether `version` satisfies every constraint. An empty version matches every selector (as luet). */
 export function satisfies(version: string, sel: Selector): boolean {
   if (sel.any || version === '') return true;
-  for (const c of sel.constraints) {
-    const valid = isValidVersion(version);
-    if (!valid && c.op !== '!=') return false;
-    const cmp = compareVersions(version, c.version);
+  const pv = parseVersion(version);
+  const cs = sel.constraints;
+  for (let i = 0; i < cs.length; i++) {
+    const c = cs[i]!;
+    if (!pv && c.op !== '!=') return false;
+    const cmp = version === c.version ? 0 : compareParsed(version, pv, c.version, c.parsed);
     switch (c.op) {
       case '>=':
         if (cmp < 0) return false;

@@ -77,7 +77,7 @@ describe('SatSolver', () => {
     sat.addRequire(null, [y], 2);
     sat.addClause([neg(v2), neg(y)], 3); // v2 conflicts with y
     sat.addClause([neg(v1), pos(z)], 4); // v1 needs z
-    sat.sealProblem();
+    sat.sealProblem(7);
     expect(sat.solve()).toBe(true);
     expect(sat.modelValue(v1)).toBe(true);
     expect(sat.trySwap(v1, v2)).toBe(false); // y is installed
@@ -87,11 +87,27 @@ describe('SatSolver', () => {
     const [w1, w2] = vars(sat2, 2) as [number, number];
     sat2.addAtMostOne([w1, w2], 9);
     sat2.addRequire(null, [w2, w1], 1);
-    sat2.sealProblem();
+    sat2.sealProblem(7);
     expect(sat2.solve()).toBe(true);
     expect(sat2.modelValue(w2)).toBe(true);
+    sat2.addClause([neg(w1)], 7); // a pin: the caller's business, not checked
     expect(sat2.trySwap(w2, w1)).toBe(true);
     expect([sat2.modelValue(w1), sat2.modelValue(w2)]).toEqual([true, false]);
+  });
+
+  it('trySwap checks problem clauses added after sealing (lazily expanded packages)', () => {
+    const sat = new SatSolver();
+    const [a1, a2, b] = vars(sat, 3) as [number, number, number];
+    sat.addAtMostOne([a1, a2], 9);
+    sat.addRequire(null, [a2, a1], 1);
+    sat.sealProblem(7);
+    expect(sat.solve()).toBe(true);
+    expect(sat.modelValue(a2)).toBe(true);
+    expect(sat.trySwap(a2, a1)).toBe(true); // builds the occurrence lists
+    expect(sat.trySwap(a1, a2)).toBe(true);
+    sat.addRequire(a1, [b], 4); // a1 needs b, which the model lacks
+    expect(sat.trySwap(a2, a1)).toBe(false);
+    expect(sat.modelValue(a2)).toBe(true);
   });
 
   it('probe refutes a literal that unit propagation contradicts, and leaves no trace', () => {

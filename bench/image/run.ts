@@ -1,14 +1,21 @@
 /**
  * Image benchmark (one command: `npm run build && npx tsx bench/image/run.ts [--runs N] [--quick]`).
  *
- * `cpm image squashfs` (the built CLI: walk + reproducible tar stream + tar2sqfs) against plain
- * tar2sqfs on the same ≈500 MB Debian root, same compressor, block size and threads:
- *  - baseline  : `tar -C root --sort=name -cf - . | tar2sqfs` — the shell way to pack a directory;
- *  - ready tar : `tar2sqfs < debian-root.tar` — the tool alone reading a ready-made tar (floor);
- *  - cpm       : `cpm image squashfs --root root` (SOURCE_DATE_EPOCH set).
+ * `cpm image squashfs` (the built CLI, run as a user runs it: `node bin/cpm.js …`) against the
+ * squashfs-tools-ng tools on the same ≈500 MB Debian root, same compressor, block size, threads:
+ *  - baseline   : `tar -C root --sort=name -cf - . | tar2sqfs` — the shell way to pack a directory;
+ *  - ready tar  : `tar2sqfs < debian-root.tar` — tar2sqfs alone reading a ready-made tar;
+ *  - gensquashfs: `gensquashfs -D root -k` — the tool packing the directory itself (no owner
+ *                 overlay, no hardlinks, no excludes: a floor, not an equivalent);
+ *  - cpm        : `cpm image squashfs --root root` (SOURCE_DATE_EPOCH set; 'auto' picks tar2sqfs
+ *                 here, the root's files have their own mtimes);
+ *  - cpm --fixed-mtime: every mtime at the epoch, so 'auto' picks gensquashfs (pack file).
+ * The backend cpm used (its --json output) is shown in the row name.
  * `CPM_BIN_BEFORE=path/to/bin/cpm.js` adds a row for another cpm build (before/after figures).
  * `--quick`: one run of each (a smoke test of the bench, not a figure to report).
- * `--comp lz4|zstd|gzip|xz` (default lz4, see COMP).
+ * `--comp lz4|zstd|gzip|xz` (default lz4, see COMP) for the main table; a second table times the
+ * CLI's default compressor (zstd) for baseline and cpm (`--zstd-runs N`, default the same N;
+ * `--zstd-runs 0` leaves it out: one zstd run takes about a minute here).
  * The root is unpacked from bench/.work/debian-root.tar into a fresh directory (the disk is ext4
  * without a journal; we never reuse an old tree). The tar is re-created with mmdebstrap if missing.
  * Each variant runs N times (default 3), interleaved; the table shows the median and the ratio to
@@ -29,6 +36,8 @@ const RUNS = runsArg >= 0 ? Number(args[runsArg + 1]) : QUICK ? 1 : 3;
 // packing cost being measured (and one run takes minutes on 2 shared cores). --comp zstd works too.
 const compArg = args.indexOf('--comp');
 const COMP = compArg >= 0 ? args[compArg + 1]! : 'lz4';
+const zstdArg = args.indexOf('--zstd-runs');
+const ZSTD_RUNS = zstdArg >= 0 ? Number(args[zstdArg + 1]) : RUNS;
 const JOBS = os.availableParallelism();
 const EPOCH = '1700000000';
 
@@ -45,18 +54,23 @@ function sh(cmd: string, argv: string[]): void {
   if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} failed (${r.status})`);
 }
 
-/** Runs a shell pipeline and returns wall seconds. */
-async function timed(cmd: string, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+/** Runs a shell pipeline and returns wall seconds and its stdout. */
+async function timed(
+  cmd: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ secs: number; stdout: string }> {
   const t0 = performance.now();
+  let stdout = '';
   await new Promise<void>((resolve, reject) => {
     const c = spawn('bash', ['-o', 'pipefail', '-c', cmd], {
-      stdio: ['ignore', 'ignore', 'inherit'],
+      stdio: ['ignore', 'pipe', 'inherit'],
       env,
     });
+    c.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
     c.on('error', reject);
     c.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd}: exit ${code}`))));
   });
-  return (performance.now() - t0) / 1000;
+  return { secs: (performance.now() - t0) / 1000, stdout };
 }
 
 async function dropCaches(file: string): Promise<void> {
@@ -73,6 +87,7 @@ async function main(): Promise<void> {
   if (!process.env.CPM_BIN && !existsSync(path.join(project, 'dist', 'cli', 'main.js'))) {
     throw new Error('dist/ is missing: run npm run build first');
   }
+  const loadBefore = os.loadavg();
   mkdirSync(WORK, { recursive: true });
   await debianRootTar();
   const run = await fsp.mkdtemp(path.join(WORK, 'image-bench-'));
@@ -89,49 +104,92 @@ async function main(): Promise<void> {
   ]);
   const rootMB = Number(spawnSync('du', ['-sm', root], { encoding: 'utf8' }).stdout.split('\t')[0]);
 
-  const common = `-c ${COMP} -j ${JOBS} -q -f`;
-  const variants: { name: string; cmd: (out: string) => string }[] = [
+  const tables: string[] = [];
+  try {
+    tables.push(await table(run, root, COMP, RUNS, true));
+    if (ZSTD_RUNS > 0 && COMP !== 'zstd')
+      tables.push(await table(run, root, 'zstd', ZSTD_RUNS, false));
+  } finally {
+    await fsp.rm(run, { recursive: true, force: true });
+  }
+  console.log(
+    `root: ${rootMB} MB unpacked from ${path.relative(project, TAR)}; ${JOBS} threads; load before: ${loadBefore
+      .map((l) => l.toFixed(2))
+      .join(' ')}`,
+  );
+  for (const t of tables) console.log(`\n${t}`);
+}
+
+interface Variant {
+  name: string;
+  cmd: (out: string) => string;
+  /** cpm rows: the backend from --json goes into the row name. */
+  cpm?: boolean;
+}
+
+/** Times every variant `runs` times, interleaved, and returns the markdown table. */
+async function table(
+  run: string,
+  root: string,
+  comp: string,
+  runs: number,
+  all: boolean,
+): Promise<string> {
+  const common = `-c ${comp} -j ${JOBS} -q -f`;
+  const cpmArgs = `image squashfs --root ${root} --comp ${comp} -j ${JOBS} --no-xattrs --json`;
+  const variants: Variant[] = [
     {
       name: 'tar --sort=name | tar2sqfs (baseline)',
       cmd: (o) => `tar -C ${root} --sort=name --numeric-owner -cf - . | tar2sqfs ${common} ${o}`,
     },
-    {
-      name: 'tar2sqfs < debian-root.tar',
-      cmd: (o) => `tar2sqfs ${common} ${o} < ${TAR}`,
-    },
-    {
-      name: 'cpm image squashfs',
-      cmd: (o) =>
-        `node ${cpm} image squashfs --root ${root} -o ${o} --comp ${COMP} -j ${JOBS} --no-xattrs`,
-    },
   ];
+  if (all) {
+    variants.push(
+      { name: 'tar2sqfs < debian-root.tar', cmd: (o) => `tar2sqfs ${common} ${o} < ${TAR}` },
+      {
+        name: 'gensquashfs -D root -k (tool alone)',
+        cmd: (o) => `gensquashfs -D ${root} -k ${common} ${o}`,
+      },
+    );
+  }
+  variants.push(
+    { name: 'cpm image squashfs', cmd: (o) => `node ${cpm} ${cpmArgs} -o ${o}`, cpm: true },
+    {
+      name: 'cpm image squashfs --fixed-mtime',
+      cmd: (o) => `node ${cpm} ${cpmArgs} --fixed-mtime -o ${o}`,
+      cpm: true,
+    },
+  );
   if (cpmBefore) {
     variants.push({
       name: 'cpm image squashfs (CPM_BIN_BEFORE)',
-      cmd: (o) =>
-        `node ${cpmBefore} image squashfs --root ${root} -o ${o} --comp ${COMP} -j ${JOBS} --no-xattrs`,
+      cmd: (o) => `node ${cpmBefore} ${cpmArgs} -o ${o}`,
+      cpm: true,
     });
   }
   const times = variants.map(() => [] as number[]);
   const sizes = variants.map(() => 0);
-  try {
-    for (let r = 0; r < RUNS; r++) {
-      for (let i = 0; i < variants.length; i++) {
-        const out = path.join(run, `v${i}.sqfs`);
-        await dropCaches(TAR);
-        const t = await timed(variants[i]!.cmd(out), { ...process.env, SOURCE_DATE_EPOCH: EPOCH });
-        times[i]!.push(t);
-        sizes[i] = statSync(out).size;
-        await fsp.rm(out);
-        process.stderr.write(`  run ${r + 1}/${RUNS} ${variants[i]!.name}: ${t.toFixed(2)} s\n`);
-      }
+  const used = variants.map(() => '');
+  for (let r = 0; r < runs; r++) {
+    for (let i = 0; i < variants.length; i++) {
+      const out = path.join(run, `v${i}.sqfs`);
+      await dropCaches(TAR);
+      const { secs, stdout } = await timed(variants[i]!.cmd(out), {
+        ...process.env,
+        SOURCE_DATE_EPOCH: EPOCH,
+      });
+      times[i]!.push(secs);
+      sizes[i] = statSync(out).size;
+      if (variants[i]!.cpm) used[i] = (JSON.parse(stdout) as { backend: string }).backend;
+      await fsp.rm(out);
+      process.stderr.write(
+        `  ${comp} run ${r + 1}/${runs} ${variants[i]!.name}: ${secs.toFixed(2)} s\n`,
+      );
     }
-  } finally {
-    await fsp.rm(run, { recursive: true, force: true });
   }
   const base = median(times[0]!);
   const rows = variants.map((v, i) => [
-    v.name,
+    used[i] ? `${v.name} [${used[i]}]` : v.name,
     median(times[i]!).toFixed(2),
     times[i]!.map((t) => t.toFixed(2)).join(' '),
     (median(times[i]!) / base).toFixed(2) + '×',
@@ -141,12 +199,15 @@ async function main(): Promise<void> {
   const widths = head.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
   const line = (r: string[]): string =>
     '| ' + r.map((x, c) => x.padEnd(widths[c]!)).join(' | ') + ' |';
-  console.log(
-    `root: ${rootMB} MB unpacked from ${path.relative(project, TAR)}; ${COMP}, ${JOBS} threads, ${RUNS} runs`,
-  );
-  console.log(line(head));
-  console.log('| ' + widths.map((w) => '-'.repeat(w)).join(' | ') + ' |');
-  for (const r of rows) console.log(line(r));
+  return [
+    `${comp}, ${runs} runs; load after: ${os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}`,
+    line(head),
+    '| ' + widths.map((w) => '-'.repeat(w)).join(' | ') + ' |',
+    ...rows.map(line),
+  ].join('\n');
 }
 
 await main();

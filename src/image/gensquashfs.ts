@@ -64,26 +64,35 @@ export function packLine(e: RootEntry): string {
 }
 
 export type PackResult =
-  { ok: true; text: string; entries: number } | { ok: false; reason: string; entries: number };
+  { ok: true; entries: number } | { ok: false; reason: string; entries: number };
+
+/** Pack-file text is handed on in pieces of about this many characters. */
+const FLUSH = 1 << 16;
 
 /**
- * The pack file for a walk, or the first reason it cannot be exact. The root inode comes from
- * `-d` (uid, gid, mode, mtime), which is also the mtime of every other entry.
+ * Writes the pack file for a walk through `write`, in pieces as the walk goes (so gensquashfs
+ * can parse while we walk), or stops at the first reason it cannot be exact. The root inode
+ * comes from `-d` (uid, gid, mode, mtime), which is also the mtime of every other entry.
  */
 export async function describePack(
   entries: AsyncIterable<RootEntry>,
   info: RootInfo,
+  write: (text: string) => Promise<void>,
 ): Promise<PackResult> {
-  const lines: string[] = [];
+  let buf = '';
   let n = 0;
   for await (const e of entries) {
     n++;
     const why = packBlocker(e, info.mtime);
     if (why) return { ok: false, reason: why, entries: n };
-    lines.push(packLine(e));
+    buf += packLine(e) + '\n';
+    if (buf.length >= FLUSH) {
+      await write(buf);
+      buf = '';
+    }
   }
-  lines.push('');
-  return { ok: true, text: lines.join('\n'), entries: n };
+  if (buf !== '') await write(buf);
+  return { ok: true, entries: n };
 }
 
 /** gensquashfs's `-d`: root owner, mode (read by strtol base 0: decimal here) and mtime. */

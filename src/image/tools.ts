@@ -33,12 +33,19 @@ export interface RunResult {
 export async function runTool(
   cmd: string,
   args: string[],
-  opts: { stdin?: (w: Writable) => Promise<void>; env?: NodeJS.ProcessEnv; cwd?: string } = {},
+  opts: {
+    stdin?: (w: Writable) => Promise<void>;
+    env?: NodeJS.ProcessEnv;
+    cwd?: string;
+    /** Aborting kills the tool (SIGTERM); the promise then rejects. */
+    signal?: AbortSignal;
+  } = {},
 ): Promise<RunResult> {
   const child = spawn(cmd, args, {
     stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
     env: opts.env ?? process.env,
     cwd: opts.cwd,
+    ...(opts.signal ? { signal: opts.signal } : {}),
   });
   let stdout = '';
   let stderr = '';

@@ -313,6 +313,29 @@ describe('squashfs image', () => {
       );
     });
 
+    it('reports the tool failing before it reads the pack file, and a walk error, leaving no image', async () => {
+      const opts = { backend: 'gensquashfs' as const, sourceDateEpoch: EPOCH, fixedMtime: EPOCH };
+      const e1 = await writeSquashfs(fx.root, path.join(tmp, 'no-such-dir', 'x.sqfs'), {
+        ...opts,
+        xattrs: false,
+      }).catch((e: unknown) => e);
+      expect((e1 as CpmError).code).toBe('E_IMAGE');
+      expect((e1 as CpmError).message).toContain('gensquashfs failed');
+      // The overlay records a regular file the disk lacks: the walk fails half-way.
+      const out = path.join(tmp, 'walk-error.sqfs');
+      const records = new Map([
+        ['usr/bin/gone', { type: 'file' as const, uid: 0, gid: 0, mode: 0o755 }],
+      ]);
+      const e2 = await writeSquashfs(fx.root, out, {
+        ...opts,
+        overlay: (rel) => records.get(rel),
+        overlayPaths: ['usr/bin/gone'],
+        excludes: fx.excludes,
+      }).catch((e: unknown) => e);
+      expect((e2 as CpmError).message).toContain('usr/bin/gone is a regular file in the overlay');
+      await expect(fsp.stat(out)).rejects.toThrow(/ENOENT/);
+    });
+
     it('quotes names with spaces, quotes and backslashes; a line break falls back', async () => {
       const dir = path.join(tmp, 'names-root');
       const odd = [

@@ -3,7 +3,6 @@ import { databaseDir, loadConfig } from '../../config.js';
 import { CpmError } from '../../errors.js';
 import { dbOverlay, loadRootDb } from '../../image/db-overlay.js';
 import { sourceDateEpochFromEnv } from '../../image/meta.js';
-import { writeOciImage } from '../../image/oci.js';
 import { parsePlatform } from '../../oci/platform.js';
 import { writeRootfsTar } from '../../image/rootfs-tar.js';
 import {
@@ -210,6 +209,8 @@ Examples:
         cmd: Command,
       ) => {
         const cfg = loadConfig(cmd.optsWithGlobals<{ config?: string }>().config);
+        // Loaded here: the registry client is not needed by tar and squashfs (start-up time).
+        const { writeOciImage } = await import('../../image/oci.js');
         const r = await writeOciImage(o.root, {
           tag: o.tag,
           dbDir: o.dbDir ?? databaseDir(cfg, o.root),

@@ -63,7 +63,7 @@ export class Encoding {
   /** Family → candidates per selector text (a short list, not a Map per family). */
   private readonly candCache = new Map<string, CandEntry>();
   /** Per var: its requires and conflicts are encoded. */
-  private readonly done: boolean[] = [];
+  private done = new Uint8Array(256);
   /** Provided family → vars providing it (every var created so far). */
   private readonly providerVars = new Map<string, number[]>();
   /** Conflicted family → expanded packages' conflict entries naming it (checked against new vars). */
@@ -252,13 +252,18 @@ export class Encoding {
 
   /** Whether v's requires and conflicts are encoded (job activation vars count as expanded). */
   expanded(v: number): boolean {
-    return this.done[v] === true || this.specs[v] === undefined;
+    return (v < this.done.length && this.done[v] === 1) || this.specs[v] === undefined;
   }
 
   /** Encodes package v's requires (its candidates become vars) and its conflicts. */
   expand(v: number): void {
     if (this.expanded(v)) return;
-    this.done[v] = true;
+    if (v >= this.done.length) {
+      const d = new Uint8Array(Math.max(v + 1, this.done.length * 2));
+      d.set(this.done);
+      this.done = d;
+    }
+    this.done[v] = 1;
     const s = this.specs[v]!;
     const d = this.depth[v]! + 1;
     const reqs = s.requires;
@@ -319,7 +324,7 @@ export class Encoding {
       let grew = false;
       const n = this.specs.length;
       for (let v = 0; v < n; v++) {
-        if (!this.done[v] && this.specs[v] !== undefined && this.sat.modelValue(v)) {
+        if (this.sat.modelValue(v) && !this.expanded(v)) {
           this.expand(v);
           grew = true;
         }
@@ -351,6 +356,6 @@ export class Encoding {
 
   /** Permanently fixes a literal (used by the optimisation passes). */
   fix(v: number, value: boolean): void {
-    this.sat.addClause([value ? pos(v) : neg(v)], this.optTag);
+    this.sat.addUnit(value ? pos(v) : neg(v), this.optTag);
   }
 }

@@ -73,7 +73,17 @@ export function orderOfSorted(sorted: readonly PackageSpec[], first: readonly st
         for (const j of provs) if (j !== i && providesDep(sorted[j]!, f, d.selector)) add(j);
       }
     }
-    return out.sort((a, b) => a - b);
+    // Insertion sort: edge lists are short, and Array#sort allocates on every call.
+    for (let x = 1; x < out.length; x++) {
+      const e = out[x]!;
+      let y = x - 1;
+      while (y >= 0 && out[y]! > e) {
+        out[y + 1] = out[y]!;
+        y--;
+      }
+      out[y + 1] = e;
+    }
+    return out;
   };
   const state = new Uint8Array(sorted.length); // 0 new, 1 on stack, 2 done
   const out: number[] = [];

@@ -111,6 +111,10 @@ export class SatSolver {
     return this.add(lits.slice(), tag, null, null);
   }
 
+  addUnit(lit: number, tag: number): number {
+    return this.add([lit], tag, null, null);
+  }
+
   /**
    * A require clause: when `owner` is true (or always, when owner is null) one of the `candidates`
    * (vars) must be true; decisions try them in the given order. The array is kept as the preference

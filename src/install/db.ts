@@ -5,6 +5,7 @@
  * Indexes (path → owners, family → package) are built in memory at load. docs/database.md says why.
  */
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import path from 'node:path';
 import { CpmError } from '../errors.js';
 import { familyKey, type Dep, type PackageSpec } from '../spec/package.js';
 import { parseSelector, satisfies } from '../spec/version.js';
@@ -12,6 +13,13 @@ import { faultPoint } from './fault.js';
 import type { FileRecord, InstalledPackage } from './types.js';
 
 export const DB_FILE = 'installed';
+export const DEFAULT_DB_DIR = 'var/lib/cpm';
+
+/** The DB directory of a root: `dbDir` (absolute, or relative to the root) or the default. */
+export function resolveDbDir(root: string, dbDir?: string): string {
+  if (!dbDir) return path.join(root, DEFAULT_DB_DIR);
+  return path.isAbsolute(dbDir) ? dbDir : path.join(root, dbDir);
+}
 const HEADER = '{"cpm-db":1}';
 
 function cmp(a: string, b: string): number {

@@ -10,7 +10,7 @@ import { lstatSync, mkdirSync, readFileSync, renameSync, rmSync, type Stats } fr
 import path from 'node:path';
 import { CpmError } from '../errors.js';
 import { familyKey, packageId } from '../spec/package.js';
-import { DB_FILE, InstalledDb, writeFileAtomic } from './db.js';
+import { DB_FILE, InstalledDb, resolveDbDir, writeFileAtomic } from './db.js';
 import { faultPoint } from './fault.js';
 import { Stager, type PackageEntries, type StagedEntry } from './extract.js';
 import { runFinalizers } from './finalize.js';
@@ -37,7 +37,8 @@ import {
 } from './types.js';
 
 export const STAGE_DIR = '.cpm-tx';
-export const DEFAULT_DB_DIR = 'var/lib/cpm';
+// In db.ts, which readers of the DB (cpm image) load without the installer.
+export { DEFAULT_DB_DIR, resolveDbDir } from './db.js';
 
 export interface TransactionInput {
   install: InstallStep[];
@@ -97,11 +98,6 @@ function markExplicit(db: InstalledDb, families: readonly string[]): string[] {
     changed.push(p.id);
   }
   return changed;
-}
-
-export function resolveDbDir(root: string, dbDir?: string): string {
-  if (!dbDir) return path.join(root, DEFAULT_DB_DIR);
-  return path.isAbsolute(dbDir) ? dbDir : path.join(root, dbDir);
 }
 
 function lstatOrNull(p: string): Stats | null {

@@ -1,9 +1,10 @@
 /**
  * The cpm side of the Debian comparison, run in a child process so its peak RSS and timings are
  * cpm's alone (not the converter's): load the universe from cpm's own repository index (zstd JSON →
- * IndexUniverse), then solve each install job `reps` times. Prints one JSON line.
+ * IndexUniverse) `reps` times, then solve each install job `solveReps` times (the first solve of a
+ * job is cold: index entries decoded on first use, JIT). Prints one JSON line.
  *
- *   tsx bench/resolver/debian-solve.ts INDEX JOB[,JOB...] REPS
+ *   tsx bench/resolver/debian-solve.ts INDEX JOB[,JOB...] REPS [SOLVE_REPS]
  */
 import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
@@ -33,6 +34,7 @@ export async function solveDebianIndex(
   indexFile: string,
   jobs: string[],
   reps: number,
+  solveReps = reps,
 ): Promise<CpmDebianResult> {
   const loadMs: number[] = [];
   let universe: IndexUniverse | undefined;
@@ -49,7 +51,7 @@ export async function solveDebianIndex(
     let first: string[] | undefined;
     let deterministic = true;
     let plan;
-    for (let i = 0; i < reps; i++) {
+    for (let i = 0; i < solveReps; i++) {
       const t0 = performance.now();
       plan = resolve(universe!, [], { op: 'install', targets: [parseRef(job)] });
       solveMs.push(performance.now() - t0);
@@ -70,7 +72,12 @@ export async function solveDebianIndex(
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const [indexFile, jobs, reps] = process.argv.slice(2);
-  const r = await solveDebianIndex(indexFile!, jobs!.split(','), Number(reps ?? 3));
+  const [indexFile, jobs, reps, solveReps] = process.argv.slice(2);
+  const r = await solveDebianIndex(
+    indexFile!,
+    jobs!.split(','),
+    Number(reps ?? 3),
+    Number(solveReps ?? reps ?? 3),
+  );
   process.stdout.write(JSON.stringify(r) + '\n');
 }

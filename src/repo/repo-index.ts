@@ -352,12 +352,24 @@ function validateIndex(raw: unknown, where: string): RepoIndex {
 }
 
 function toDep(e: IndexDepEntry): Dep {
-  const d = indexDep(e);
+  if (typeof e !== 'string') {
+    return {
+      category: e.category,
+      name: e.name,
+      version: e.version,
+      selector: parseSelector(e.version),
+    };
+  }
+  // The compact text straight into the Dep (no intermediate IndexDep per entry).
+  const sp = e.indexOf(' ');
+  const fam = sp < 0 ? e : e.slice(0, sp);
+  const slash = fam.indexOf('/');
+  const version = sp < 0 ? '' : e.slice(sp + 1);
   return {
-    category: d.category,
-    name: d.name,
-    version: d.version,
-    selector: parseSelector(d.version),
+    category: slash < 0 ? '' : fam.slice(0, slash),
+    name: slash < 0 ? fam : fam.slice(slash + 1),
+    version,
+    selector: parseSelector(version),
   };
 }
 

@@ -78,11 +78,13 @@ export async function describePack(
   entries: AsyncIterable<RootEntry>,
   info: RootInfo,
   write: (text: string) => Promise<void>,
+  /** Called once when the walk has passed `at` entries without a blocker. */
+  passed?: { at: number; then: () => void },
 ): Promise<PackResult> {
   let buf = '';
   let n = 0;
   for await (const e of entries) {
-    n++;
+    if (n++ === passed?.at) passed.then();
     const why = packBlocker(e, info.mtime);
     if (why) return { ok: false, reason: why, entries: n };
     buf += packLine(e) + '\n';

@@ -52,7 +52,7 @@ export interface SquashfsResult {
 }
 
 const MISSING_HINT =
-  'install squashfs-tools-ng (tar2sqfs) or squashfs-tools (mksquashfs): apt-get install squashfs-tools-ng';
+  'install squashfs-tools-ng (gensquashfs, tar2sqfs) or squashfs-tools (mksquashfs): apt-get install squashfs-tools-ng';
 
 let mksquashfsTarCache: boolean | undefined;
 /** mksquashfs grew tar input in 4.5.x/4.6; older ones need the pseudo-file backend. */
@@ -99,7 +99,7 @@ export function pickBackend(
     throw new CpmError(
       'E_TOOL_MISSING',
       wanted === 'auto'
-        ? 'neither tar2sqfs nor mksquashfs is installed'
+        ? 'none of gensquashfs, tar2sqfs and mksquashfs is installed'
         : 'mksquashfs is not installed',
       { hint: wanted === 'auto' ? MISSING_HINT : 'apt-get install squashfs-tools' },
     );
@@ -234,7 +234,7 @@ export async function writeSquashfs(
  * the tool parses it (≈0.2 s CPU for 25k entries) on the other core while the walk goes on. The
  * tool starts reading files only at the end of the pack file, so when the walk finds something
  * a pack file cannot say, killing it loses nothing; then nothing is built and the reason comes
- * back. xattrs on disk are read by getfattr alongside and checked before the pack file ends.
+ * back. xattrs on disk (getfattr) are checked before the pack file ends.
  */
 async function gensquashfsBuild(
   bin: string,
@@ -254,13 +254,14 @@ async function gensquashfsBuild(
     if (mk.status !== 0) {
       throw new CpmError('E_IMAGE', `cannot make a fifo for gensquashfs: ${mk.stderr || mk.error}`);
     }
-    const xattrs =
-      opts.xattrs === false
-        ? undefined
-        : readXattrs(root).then(
-            (m) => ({ m }),
-            (e: unknown) => ({ e }),
-          );
+    // getfattr (xattrs on disk) runs beside the walk, but only once the walk looks exact: most
+    // roots show an own mtime within the first entries, and then its work would be wasted.
+    let xattrs: Promise<{ m: XattrMap | undefined } | { e: unknown }> | undefined;
+    const readDiskXattrs = () =>
+      (xattrs ??= readXattrs(root).then(
+        (m) => ({ m }),
+        (e: unknown) => ({ e }),
+      ));
     // Settled either way, so an early failure is not an unhandled rejection.
     const tool = runTool(bin, [...args, '-F', fifo, '-D', root, output], {
       env: toolEnv(undefined),
@@ -285,11 +286,16 @@ async function gensquashfsBuild(
     let pack: PackResult;
     try {
       const walk = new RootWalker(root, { ...opts, xattrs: false });
-      pack = await describePack(walk.entries(), info, async (text) => {
-        await handle.write(text);
-      });
-      if (pack.ok && xattrs) {
-        const x = await xattrs;
+      pack = await describePack(
+        walk.entries(),
+        info,
+        async (text) => {
+          await handle.write(text);
+        },
+        opts.xattrs === false ? undefined : { at: 1000, then: readDiskXattrs },
+      );
+      if (pack.ok && opts.xattrs !== false) {
+        const x = await readDiskXattrs();
         if ('e' in x) throw x.e;
         pack = xattrBlocker(x.m, opts, pack.entries) ?? pack;
       }

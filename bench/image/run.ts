@@ -189,7 +189,8 @@ async function table(
   }
   const base = median(times[0]!);
   const rows = variants.map((v, i) => [
-    used[i] ? `${v.name} [${used[i]}]` : v.name,
+    // Markdown: a "|" in a name would split the cell.
+    (used[i] ? `${v.name} [${used[i]}]` : v.name).replace(/\|/g, '\\|'),
     median(times[i]!).toFixed(2),
     times[i]!.map((t) => t.toFixed(2)).join(' '),
     (median(times[i]!) / base).toFixed(2) + '×',

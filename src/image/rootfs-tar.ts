@@ -199,10 +199,15 @@ function workerPipe(
       Atomics.store(state, slot, 0);
       Atomics.notify(state, slot);
     };
+    const closedEarly = () => fail(new CpmError('E_IMAGE', 'the tar destination closed early'));
+    // A tool may exit as soon as it has read the end-of-archive blocks, before the worker's
+    // 'finished' message is here: that close is only early if more data comes after it.
+    let destClosed = false;
     dest.on('error', fail);
-    dest.on('close', () => fail(new CpmError('E_IMAGE', 'the tar destination closed early')));
+    dest.on('close', () => (destClosed = true));
     worker.on('message', (m: FromWorker) => {
       if (settled) return;
+      if (destClosed && ('slot' in m || 'chunk' in m)) return closedEarly();
       if ('slot' in m) {
         stats.bytes += m.length;
         const view = Buffer.from(data.slots, m.slot * CHUNK, m.length);
@@ -216,6 +221,11 @@ function workerPipe(
         // The worker closes its port and exits by itself.
         if (!walker) stats.entries = m.entries;
         finished = true;
+        if (destClosed) {
+          settled = true;
+          resolve();
+          return;
+        }
         dest.end(() => {
           if (!settled) {
             settled = true;

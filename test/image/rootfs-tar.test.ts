@@ -2,12 +2,13 @@ import { spawnSync } from 'node:child_process';
 import { createReadStream, promises as fsp, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { extract } from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CpmError } from '../../src/errors.js';
 import { tableOverlay } from '../../src/image/meta.js';
-import { writeRootfsTar } from '../../src/image/rootfs-tar.js';
+import { rootfsTarSource, writeRootfsTar } from '../../src/image/rootfs-tar.js';
 import { RootWalker } from '../../src/image/rootfs-walk.js';
 import { createDecompressor, sniffCompression, type Compression } from '../../src/util/compress.js';
 import { EPOCH, makeFixture, type Fixture } from './fixture.js';
@@ -253,6 +254,30 @@ describe('rootfs tar', () => {
       expect(s1).toEqual(s2);
       expect((await fsp.readFile(threaded)).equals(await fsp.readFile(single))).toBe(true);
     }
+  });
+
+  it('is done when the consumer closes right after the end-of-archive (a tool that exits)', async () => {
+    const want = readFileSync(tarFile);
+    const got: Buffer[] = [];
+    let n = 0;
+    // Like tar2sqfs: reads up to the end-of-archive blocks, then exits (closing its stdin)
+    // before the writer has ended the stream.
+    const tool = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        got.push(Buffer.from(chunk));
+        n += chunk.length;
+        cb();
+        if (n === want.length) this.destroy();
+      },
+    });
+    const src = rootfsTarSource(fx.root, {
+      overlay: fx.overlay,
+      overlayPaths: fx.overlayPaths,
+      excludes: fx.excludes,
+      sourceDateEpoch: EPOCH,
+    });
+    await src.pipeTo(tool);
+    expect(Buffer.concat(got).equals(want)).toBe(true);
   });
 
   it('passes a walk error through the threaded stream as the CpmError', async () => {

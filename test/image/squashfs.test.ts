@@ -2,9 +2,14 @@ import { spawnSync } from 'node:child_process';
 import { promises as fsp, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CpmError } from '../../src/errors.js';
-import { pickBackend, writeSquashfs, type SquashfsBackend } from '../../src/image/squashfs.js';
+import {
+  pickBackend,
+  writeSquashfs,
+  type SquashfsBackend,
+  type SquashfsResult,
+} from '../../src/image/squashfs.js';
 import type { MetadataOverlay } from '../../src/image/meta.js';
 import { EPOCH, makeFixture, type Expected, type Fixture } from './fixture.js';
 
@@ -381,6 +386,37 @@ describe('squashfs image', () => {
       expect(auto2.backend).toBe('tar2sqfs');
       expect(auto2.skipped).toContain('symlink lead-link');
     });
+  });
+
+  it('cpm image squashfs --fixed-mtime uses gensquashfs; without it, tar2sqfs says why', async () => {
+    const { main } = await import('../../src/cli/main.js');
+    const run = async (...extra: string[]): Promise<SquashfsResult> => {
+      const out: string[] = [];
+      const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+        out.push(String(chunk));
+        return true;
+      });
+      const saved = process.env.SOURCE_DATE_EPOCH;
+      process.env.SOURCE_DATE_EPOCH = String(EPOCH);
+      try {
+        const args = ['image', 'squashfs', '--root', fx.root, '--db-dir', path.join(tmp, 'no-db')];
+        const code = await main([...args, '--no-xattrs', '--json', ...extra]);
+        expect(code, out.join('')).toBe(0);
+      } finally {
+        spy.mockRestore();
+        if (saved === undefined) delete process.env.SOURCE_DATE_EPOCH;
+        else process.env.SOURCE_DATE_EPOCH = saved;
+      }
+      return JSON.parse(out.join('')) as SquashfsResult;
+    };
+    const fixed = await run('-o', path.join(tmp, 'cli-fixed.sqfs'), '--fixed-mtime');
+    expect(fixed.backend).toBe('gensquashfs');
+    for (const [p, got] of listImage(fixed.output)) {
+      expect({ p, time: got.time }).toEqual({ p, time: listedTime(EPOCH) });
+    }
+    const kept = await run('-o', path.join(tmp, 'cli-kept.sqfs'));
+    expect(kept.backend).toBe('tar2sqfs');
+    expect(kept.skipped).toMatch(/has its own mtime/);
   });
 
   it('honours compressor and block size', async () => {

@@ -16,7 +16,13 @@ import {
   type PackageSpec,
   type Universe,
 } from '../spec/package.js';
-import { compareVersions, satisfies, type Selector } from '../spec/version.js';
+import {
+  compareVersions,
+  parseVersion,
+  satisfiesParsed,
+  type ParsedVersion,
+  type Selector,
+} from '../spec/version.js';
 import { neg, pos, SatSolver } from './sat.js';
 import { providesDep } from './match.js';
 
@@ -52,6 +58,8 @@ export class Encoding {
   private readonly tagObjs: (Tag | null)[] = [];
   private readonly tagPkg: number[] = [];
   private readonly tagDep: number[] = [];
+  /** Each package var's parsed version (selectors are matched against it many times). */
+  private readonly parsed: (ParsedVersion | null)[] = [];
   /** BFS distance from the request, per var (for ordering explanations and optimisation). */
   readonly depth: number[] = [];
   /** Family → its vars, newest first. */
@@ -151,6 +159,7 @@ export class Encoding {
     for (let i = 0; i < specs.length; i++) {
       const v = this.sat.newVar();
       this.specs[v] = specs[i]!;
+      this.parsed[v] = parseVersion(specs[i]!.version);
       this.depth[v] = depth;
       vars[i] = v;
     }
@@ -188,7 +197,7 @@ export class Encoding {
       if (pkg === v) continue;
       const hit =
         on === fam
-          ? familyKey(this.specs[pkg]!) !== fam && satisfies(s.version, dep.selector)
+          ? familyKey(this.specs[pkg]!) !== fam && this.matches(v, dep.selector)
           : providesDep(s, on, dep.selector);
       if (hit) this.conflict(pkg, dep, v);
     }
@@ -232,7 +241,7 @@ export class Encoding {
     if (this.universe.versions(fam).length > 0 || this.installedByFamily.has(fam)) {
       const vars = this.family(fam, depth);
       for (let k = 0; k < vars.length; k++) {
-        if (satisfies(this.specs[vars[k]!]!.version, selector)) out.push(vars[k]!);
+        if (this.matches(vars[k]!, selector)) out.push(vars[k]!);
       }
     }
     this.candCache.set(fam, { raw: selector.raw, cands: out, next: first });
@@ -283,7 +292,7 @@ export class Encoding {
       if (fam !== sFam) {
         const own = this.familyVars.get(fam) ?? NONE;
         for (let i = 0; i < own.length; i++) {
-          if (satisfies(this.specs[own[i]!]!.version, dep.selector)) this.conflict(v, dep, own[i]!);
+          if (this.matches(own[i]!, dep.selector)) this.conflict(v, dep, own[i]!);
         }
       }
       const provs = this.providerVars.get(fam) ?? NONE;
@@ -294,6 +303,21 @@ export class Encoding {
       const l = this.conflictsOn.get(fam);
       if (l) l.push({ pkg: v, dep });
       else this.conflictsOn.set(fam, [{ pkg: v, dep }]);
+    }
+  }
+
+  /** Whether package var v's version matches `sel`. */
+  private matches(v: number, sel: Selector): boolean {
+    return sel.any || satisfiesParsed(this.specs[v]!.version, this.parsed[v] ?? null, sel);
+  }
+
+  /** Calls `f` with every candidate of every requirement of expanded package v. */
+  eachRequireCandidate(v: number, f: (c: number) => unknown): void {
+    const reqs = this.specs[v]!.requires;
+    for (let r = 0; r < reqs.length; r++) {
+      const dep = reqs[r]!;
+      const cands = this.candidatesOf(familyKey(dep), dep.selector, 0);
+      for (let k = 0; k < cands.length; k++) if (cands[k] !== v) f(cands[k]!);
     }
   }
 

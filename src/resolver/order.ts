@@ -32,8 +32,15 @@ export function dependencyOrder(
   return orderOfSorted(sorted, first).map((i) => sorted[i]!);
 }
 
-/** dependencyOrder over specs already sorted by id; returns their indices. */
-export function orderOfSorted(sorted: readonly PackageSpec[], first: readonly string[]): number[] {
+/**
+ * Calls `add(j)` for every package j of `sorted` that satisfies a requirement of package i (in any
+ * order, repeats allowed). The default matches selectors; the resolver passes what its encoding
+ * already knows.
+ */
+export type Neighbours = (i: number, add: (j: number) => void) => void;
+
+/** The default Neighbours: each requirement matched against the family members and providers. */
+function matchNeighbours(sorted: readonly PackageSpec[]): Neighbours {
   const byFamily = new Map<string, number[]>();
   const providers = new Map<string, number[]>();
   sorted.forEach((s, i) => {
@@ -48,18 +55,7 @@ export function orderOfSorted(sorted: readonly PackageSpec[], first: readonly st
       else if (l[l.length - 1] !== i) l.push(i);
     }
   });
-  // `mark[j] === stamp` ⇔ j is already among this call's edges (no Set per node).
-  const mark = new Int32Array(sorted.length);
-  let stamps = 0;
-  const edges = (i: number): number[] => {
-    const out: number[] = [];
-    const stamp = ++stamps;
-    const add = (j: number): void => {
-      if (mark[j] !== stamp) {
-        mark[j] = stamp;
-        out.push(j);
-      }
-    };
+  return (i, add) => {
     const reqs = sorted[i]!.requires;
     for (let r = 0; r < reqs.length; r++) {
       const d = reqs[r]!;
@@ -73,6 +69,31 @@ export function orderOfSorted(sorted: readonly PackageSpec[], first: readonly st
         for (const j of provs) if (j !== i && providesDep(sorted[j]!, f, d.selector)) add(j);
       }
     }
+  };
+}
+
+/** dependencyOrder over specs already sorted by id; returns their indices. */
+export function orderOfSorted(
+  sorted: readonly PackageSpec[],
+  first: readonly string[],
+  neighbours: Neighbours = matchNeighbours(sorted),
+): number[] {
+  // `mark[j] === stamp` ⇔ j is already among this call's edges (no Set per node).
+  const mark = new Int32Array(sorted.length);
+  let stamps = 0;
+  let cur = -1;
+  let found: number[] = [];
+  const add = (j: number): void => {
+    if (j !== cur && mark[j] !== stamps) {
+      mark[j] = stamps;
+      found.push(j);
+    }
+  };
+  const edges = (i: number): number[] => {
+    const out: number[] = (found = []);
+    cur = i;
+    stamps++;
+    neighbours(i, add);
     // Insertion sort: edge lists are short, and Array#sort allocates on every call.
     for (let x = 1; x < out.length; x++) {
       const e = out[x]!;

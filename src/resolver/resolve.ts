@@ -12,7 +12,7 @@ import { describeSelector, type Selector } from '../spec/version.js';
 import { Encoding } from './encode.js';
 import { explainCore } from './explain.js';
 import { satisfiesDep } from './match.js';
-import { dependencyOrder, orderOfSorted, sortWithIds } from './order.js';
+import { dependencyOrder, orderOfSorted, sortWithIds, type Neighbours } from './order.js';
 import { failedPlan, type Plan, type PlanStep, type Problem } from './plan.js';
 import { neg, pos } from './sat.js';
 import type { InstalledPackage } from './universe.js';
@@ -273,11 +273,21 @@ function solveEncoded(
       }
     }
   }
+  const chosen = enc.chosen();
   const plan = buildPlan(
-    enc.chosen().map((v) => enc.specs[v]!),
+    chosen.map((v) => enc.specs[v]!),
     inst,
     new Set(),
     targets.map(familyKey),
+    (sorted) => {
+      // The install order's edges straight from the encoding: each chosen package's requirement
+      // candidates that are chosen too (no selector matching again).
+      const varOf = new Map(chosen.map((v) => [enc.specs[v]!, v]));
+      const at = new Int32Array(enc.specs.length).fill(-1);
+      const vars = sorted.map((s) => varOf.get(s)!);
+      vars.forEach((v, i) => (at[v] = i));
+      return (i, add) => enc.eachRequireCandidate(vars[i]!, (c) => at[c]! >= 0 && add(at[c]!));
+    },
   );
   return { plan, problems: [] };
 }
@@ -294,6 +304,8 @@ export function buildPlan(
   inst: readonly InstalledPackage[],
   reinstallIds: ReadonlySet<string> = new Set(),
   requested: readonly string[] = [],
+  /** What satisfies each final package's requirements, when the caller knows (see order.ts). */
+  neighbours?: (sorted: readonly PackageSpec[]) => Neighbours,
 ): Plan {
   const sorted = sortWithIds(finalSpecsIn);
   const finalSpecs = sorted.specs;
@@ -301,7 +313,7 @@ export function buildPlan(
   const instIds = new Set(inst.map((i) => packageId(i.spec)));
   const instByFam = new Map(inst.map((i) => [familyKey(i.spec), i.spec]));
 
-  const installIdx = orderOfSorted(finalSpecs, requested).filter(
+  const installIdx = orderOfSorted(finalSpecs, requested, neighbours?.(finalSpecs)).filter(
     (i) => !instIds.has(sorted.ids[i]!) || reinstallIds.has(sorted.ids[i]!),
   );
   const removeOrder = dependencyOrder(inst.map((i) => i.spec))

@@ -247,7 +247,12 @@ export function parseSelector(input: string | number | undefined | null): Select
 /** Whether `version` satisfies every constraint. An empty version matches every selector (as luet). */
 export function satisfies(version: string, sel: Selector): boolean {
   if (sel.any || version === '') return true;
-  const pv = parseVersion(version);
+  return satisfiesParsed(version, parseVersion(version), sel);
+}
+
+/** satisfies() for a version already parsed (`pv` = parseVersion(version)). */
+export function satisfiesParsed(version: string, pv: ParsedVersion | null, sel: Selector): boolean {
+  if (sel.any || version === '') return true;
   const cs = sel.constraints;
   for (let i = 0; i < cs.length; i++) {
     const c = cs[i]!;

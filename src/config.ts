@@ -5,7 +5,6 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseDocument } from 'yaml';
 import { CpmError } from './errors.js';
 
 export interface CpmConfig {
@@ -45,8 +44,11 @@ function bad(file: string, line: number | undefined, msg: string): CpmError {
   });
 }
 
-/** Loads the config. `explicit` is --config; an explicit or $CPM_CONFIG file must exist. */
-export function loadConfig(explicit?: string): CpmConfig {
+/**
+ * Loads the config. `explicit` is --config; an explicit or $CPM_CONFIG file must exist. The YAML
+ * parser is loaded only when there is a file to parse (it is a fifth of a command's start-up).
+ */
+export async function loadConfig(explicit?: string): Promise<CpmConfig> {
   const cfg = defaultConfig();
   const file = explicit ?? process.env.CPM_CONFIG ?? DEFAULT_CONFIG_FILE;
   let text: string;
@@ -59,6 +61,7 @@ export function loadConfig(explicit?: string): CpmConfig {
       context: { file },
     });
   }
+  const { parseDocument } = await import('yaml');
   const doc = parseDocument(text, { prettyErrors: false });
   if (doc.errors.length > 0) {
     const e = doc.errors[0]!;

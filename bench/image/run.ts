@@ -7,9 +7,10 @@
  *  - ready tar  : `tar2sqfs < debian-root.tar` — tar2sqfs alone reading a ready-made tar;
  *  - gensquashfs: `gensquashfs -D root -k` — the tool packing the directory itself (no owner
  *                 overlay, no hardlinks, no excludes: a floor, not an equivalent);
- *  - cpm        : `cpm image squashfs --root root` (SOURCE_DATE_EPOCH set; 'auto' picks tar2sqfs
- *                 here, the root's files have their own mtimes);
- *  - cpm --fixed-mtime: every mtime at the epoch, so 'auto' picks gensquashfs (pack file).
+ *  - mksquashfs : `mksquashfs root` — the other tool reading the directory itself;
+ *  - cpm        : `cpm image squashfs --root root` as a user runs it (SOURCE_DATE_EPOCH set,
+ *                 xattrs on; 'auto' picks mksquashfs-dir here: no records differ from the disk);
+ *  - cpm --fixed-mtime --no-xattrs: every mtime at the epoch, so 'auto' picks gensquashfs.
  * The backend cpm used (its --json output) is shown in the row name.
  * `CPM_BIN_BEFORE=path/to/bin/cpm.js` adds a row for another cpm build (before/after figures).
  * `--quick`: one run of each (a smoke test of the bench, not a figure to report).
@@ -136,7 +137,7 @@ async function table(
   all: boolean,
 ): Promise<string> {
   const common = `-c ${comp} -j ${JOBS} -q -f`;
-  const cpmArgs = `image squashfs --root ${root} --comp ${comp} -j ${JOBS} --no-xattrs --json`;
+  const cpmArgs = `image squashfs --root ${root} --comp ${comp} -j ${JOBS} --json`;
   const variants: Variant[] = [
     {
       name: 'tar --sort=name | tar2sqfs (baseline)',
@@ -150,13 +151,18 @@ async function table(
         name: 'gensquashfs -D root -k (tool alone)',
         cmd: (o) => `gensquashfs -D ${root} -k ${common} ${o}`,
       },
+      {
+        name: 'mksquashfs root (tool alone)',
+        cmd: (o) =>
+          `mksquashfs ${root} ${o} -comp ${comp} -processors ${JOBS} -noappend -quiet -no-progress`,
+      },
     );
   }
   variants.push(
     { name: 'cpm image squashfs', cmd: (o) => `node ${cpm} ${cpmArgs} -o ${o}`, cpm: true },
     {
       name: 'cpm image squashfs --fixed-mtime',
-      cmd: (o) => `node ${cpm} ${cpmArgs} --fixed-mtime -o ${o}`,
+      cmd: (o) => `node ${cpm} ${cpmArgs} --no-xattrs --fixed-mtime -o ${o}`,
       cpm: true,
     },
   );

@@ -102,6 +102,12 @@ export class RootWalker {
   private xattrMap: XattrMap | undefined;
   /** Paths dropped by excludes (top-most only): the mksquashfs backend needs them. */
   readonly excludedPaths: string[] = [];
+  /**
+   * Why a tool that reads the directory itself (mksquashfs) would not build the same image: the
+   * first entry whose type, owners, mode or xattrs the overlay changes, that only the overlay
+   * has, that is excluded or skipped, or that has xattrs. Undefined while the disk is exact.
+   */
+  diskInexact: string | undefined;
 
   constructor(root: string, opts: WalkOptions = {}) {
     this.root = path.resolve(root);
@@ -194,6 +200,7 @@ export class RootWalker {
       const rel = top.relDir === '' ? name : `${top.relDir}/${name}`;
       if (this.excluded(rel)) {
         this.excludedPaths.push(rel);
+        this.diskInexact ??= `${rel} is excluded`;
         continue;
       }
       const entry = this.entryFor(rel);
@@ -240,7 +247,18 @@ export class RootWalker {
     if (meta && SPECIAL.has(meta.type) && type === 'file' && st.size === 0) type = meta.type;
     if (type === 'socket') {
       this.opts.onWarning?.(`skipping socket ${rel}: sockets cannot be stored in an image`);
+      this.diskInexact ??= `${rel} is a socket`;
       return undefined;
+    }
+    if (
+      meta &&
+      this.diskInexact === undefined &&
+      (type !== typeOf(st) ||
+        (meta.mode & 0o7777) !== (st.mode & 0o7777) ||
+        meta.uid !== st.uid ||
+        meta.gid !== st.gid)
+    ) {
+      this.diskInexact = `${rel} differs on disk from its record (owner, mode or type)`;
     }
     const entry: RootEntry = {
       path: rel,
@@ -252,7 +270,11 @@ export class RootWalker {
       size: 0,
     };
     const xattrs = { ...this.xattrMap?.get(rel), ...meta?.xattrs };
-    if (Object.keys(xattrs).length > 0) entry.xattrs = xattrs;
+    if (Object.keys(xattrs).length > 0) {
+      entry.xattrs = xattrs;
+      // Which xattr namespaces a directory-reading tool keeps is its own business.
+      this.diskInexact ??= `${rel} has xattrs`;
+    }
     switch (type) {
       case 'file': {
         if (st.nlink > 1) {
@@ -291,6 +313,7 @@ export class RootWalker {
   }
 
   private fromOverlayOnly(rel: string, meta: EntryMeta): RootEntry | undefined {
+    this.diskInexact ??= `${rel} is only in the records, not on disk`;
     const entry: RootEntry = {
       path: rel,
       type: meta.type,

@@ -2,8 +2,12 @@
  * `cpm image squashfs`: the root as a squashfs image, built by the well-kept squashfs tools.
  * Backends, in order of preference:
  *  - gensquashfs (squashfs-tools-ng) with a pack file from our walk: it reads the files itself
- *    (see gensquashfs.ts); 'auto' takes it only when the pack file describes the root exactly
- *    (one mtime for every entry, no xattrs), else goes on to the next;
+ *    (see gensquashfs.ts); 'auto' tries it only with --fixed-mtime and takes it only when the pack
+ *    file describes the root exactly (one mtime for every entry, no xattrs);
+ *  - mksquashfs reading the root directory itself (mksquashfs-dir), started at once while we walk
+ *    beside it; 'auto' keeps its image only when the disk holds every entry exactly as the
+ *    records say (an install run as root, or a root without records; no excludes, no xattrs),
+ *    else stops it and goes on to the next;
  *  - tar2sqfs (squashfs-tools-ng) fed with our reproducible tar stream;
  *  - mksquashfs -tar (squashfs-tools ≥ 4.5 with tar input) fed with the same stream;
  *  - mksquashfs on the directory plus pseudo-file definitions that carry owners, modes, times
@@ -23,9 +27,11 @@ import { readXattrs, type XattrMap } from './xattrs.js';
 import { findTool, runTool } from './tools.js';
 
 export type SquashfsCompressor = 'zstd' | 'gzip' | 'xz' | 'lz4';
-export type SquashfsBackend = 'gensquashfs' | 'tar2sqfs' | 'mksquashfs-tar' | 'mksquashfs-pseudo';
+export type SquashfsBackend =
+  'gensquashfs' | 'mksquashfs-dir' | 'tar2sqfs' | 'mksquashfs-tar' | 'mksquashfs-pseudo';
 export const SQUASHFS_BACKENDS: readonly SquashfsBackend[] = [
   'gensquashfs',
+  'mksquashfs-dir',
   'tar2sqfs',
   'mksquashfs-tar',
   'mksquashfs-pseudo',
@@ -47,7 +53,7 @@ export interface SquashfsResult {
   output: string;
   bytes: number;
   entries: number;
-  /** Why 'auto' passed over gensquashfs (it was installed but could not be exact). */
+  /** Why 'auto' passed over gensquashfs or mksquashfs-dir (installed, but not exact here). */
   skipped?: string;
 }
 
@@ -104,7 +110,9 @@ export function pickBackend(
       { hint: wanted === 'auto' ? MISSING_HINT : 'apt-get install squashfs-tools' },
     );
   }
-  if (wanted === 'mksquashfs-pseudo') return { backend: wanted, bin: mksquashfs };
+  if (wanted === 'mksquashfs-pseudo' || wanted === 'mksquashfs-dir') {
+    return { backend: wanted, bin: mksquashfs };
+  }
   if (mksquashfsHasTar(mksquashfs)) return { backend: 'mksquashfs-tar', bin: mksquashfs };
   if (wanted === 'mksquashfs-tar') {
     throw new CpmError('E_TOOL_MISSING', 'this mksquashfs cannot read tar input (-tar)', {
@@ -145,7 +153,14 @@ export async function writeSquashfs(
   const blockSize = opts.blockSize ?? 131072;
   checkBlockSize(blockSize);
   const jobs = Math.max(1, opts.jobs ?? os.availableParallelism());
+  const auto = (opts.backend ?? 'auto') === 'auto';
   let { backend, bin } = pickBackend(opts.backend);
+  // A pack file has one mtime for every entry: without --fixed-mtime 'auto' does not try it.
+  if (auto && backend === 'gensquashfs' && opts.fixedMtime === undefined) {
+    ({ backend, bin } = pickBackend('auto', false));
+  }
+  // The tools that read the directory themselves come first where they can be exact.
+  const mksquashfsBin = auto ? findTool('mksquashfs') : undefined;
   const output = path.resolve(outFile);
   await fsp.rm(output, { force: true });
   const walker = new RootWalker(root, opts);
@@ -153,7 +168,17 @@ export async function writeSquashfs(
   // Without SOURCE_DATE_EPOCH the image records "now" like any other build.
   const mkfsTime = opts.sourceDateEpoch ?? Math.floor(Date.now() / 1000);
   let entries: number;
-  let skipped: string | undefined;
+  const skipped: string[] = [];
+  const result = async (e: number): Promise<SquashfsResult> => {
+    const { size } = await fsp.stat(output);
+    return {
+      backend,
+      output,
+      bytes: size,
+      entries: e,
+      ...(skipped.length > 0 ? { skipped: skipped.join('; ') } : {}),
+    };
+  };
   if (backend === 'gensquashfs') {
     const pack = await gensquashfsBuild(bin, walker.root, output, opts, info, [
       '-q',
@@ -169,8 +194,7 @@ export async function writeSquashfs(
     ]);
     if (pack.ok) {
       await setSuperblockTime(output, mkfsTime);
-      const { size } = await fsp.stat(output);
-      return { backend, output, bytes: size, entries: pack.entries };
+      return result(pack.entries);
     }
     if (opts.backend === 'gensquashfs') {
       throw new CpmError('E_IMAGE', `gensquashfs cannot describe this root: ${pack.reason}`, {
@@ -178,7 +202,7 @@ export async function writeSquashfs(
         context: { path: walker.root },
       });
     }
-    skipped = pack.reason;
+    skipped.push(`gensquashfs: ${pack.reason}`);
     ({ backend, bin } = pickBackend('auto', false));
   }
   // With a fixed mtime mksquashfs sets every time itself (-all-time) and refuses
@@ -188,6 +212,32 @@ export async function writeSquashfs(
     fixed === undefined
       ? { env: toolEnv(opts.sourceDateEpoch), args: [] as string[], mkfs: undefined }
       : { env: toolEnv(undefined), args: ['-all-time', String(fixed)], mkfs: mkfsTime };
+  const mkArgs = [
+    ...mksquashfsCommon(comp, blockSize, jobs, info, mksqTimes.mkfs),
+    ...mksqTimes.args,
+    ...(opts.xattrs === false ? ['-no-xattrs'] : []),
+  ];
+  if (backend === 'mksquashfs-dir' || (mksquashfsBin && !opts.excludes?.length)) {
+    const dir = await mksquashfsDir(backend === 'mksquashfs-dir' ? bin : mksquashfsBin!, {
+      root: walker.root,
+      output,
+      opts,
+      args: mkArgs,
+      env: mksqTimes.env,
+    });
+    if (dir.ok) {
+      backend = 'mksquashfs-dir';
+      return result(dir.entries);
+    }
+    if (backend === 'mksquashfs-dir' && dir.error !== undefined) throw dir.error;
+    if (backend === 'mksquashfs-dir') {
+      throw new CpmError('E_IMAGE', `mksquashfs cannot read this root as it is: ${dir.reason}`, {
+        hint: 'the disk must hold every entry as the records say (an install run as root does); use --backend tar2sqfs',
+        context: { path: walker.root },
+      });
+    }
+    skipped.push(`mksquashfs-dir: ${dir.reason}`);
+  }
   if (backend === 'tar2sqfs') {
     const src = rootfsTarSource(root, opts, walker);
     // tar2sqfs reads the mode as a decimal number.
@@ -225,8 +275,61 @@ export async function writeSquashfs(
       times: mksqTimes,
     });
   }
-  const { size } = await fsp.stat(output);
-  return { backend, output, bytes: size, entries, ...(skipped ? { skipped } : {}) };
+  return result(entries);
+}
+
+/**
+ * mksquashfs reading the root directory itself, started at once while we walk the root beside
+ * it: when the walk ends with the disk exact (every entry as the records say, see
+ * RootWalker.diskInexact), the tool's image is the image, and no file byte passed through Node.
+ * When the walk finds a difference the tool is stopped and its partial output removed.
+ */
+async function mksquashfsDir(
+  bin: string,
+  p: {
+    root: string;
+    output: string;
+    opts: SquashfsOptions;
+    args: string[];
+    env: NodeJS.ProcessEnv;
+  },
+): Promise<{ ok: true; entries: number } | { ok: false; reason: string; error?: unknown }> {
+  const ac = new AbortController();
+  // Settled either way, so a tool failing during the walk is not an unhandled rejection.
+  const tool = runTool(bin, [p.root, p.output, ...p.args], { env: p.env, signal: ac.signal }).then(
+    () => undefined,
+    (e: unknown) => ({ e }),
+  );
+  let done = false;
+  try {
+    const walker = new RootWalker(p.root, p.opts);
+    let entries = 0;
+    for await (const _ of walker.entries()) {
+      entries++;
+      if (walker.diskInexact !== undefined) break;
+    }
+    if (walker.diskInexact !== undefined) {
+      ac.abort();
+      await tool;
+      return { ok: false, reason: walker.diskInexact };
+    }
+    const failed = await tool;
+    if (failed) {
+      return {
+        ok: false,
+        reason: (failed.e as Error).message ?? String(failed.e),
+        error: failed.e,
+      };
+    }
+    done = true;
+    return { ok: true, entries };
+  } finally {
+    ac.abort();
+    if (!done) {
+      await tool;
+      await fsp.rm(p.output, { force: true });
+    }
+  }
 }
 
 /**

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { promises as fsp, readFileSync } from 'node:fs';
+import { lstatSync, promises as fsp, readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -303,7 +303,8 @@ describe('squashfs image', () => {
       expect(r2.backend).toBe('gensquashfs');
     });
 
-    it("'auto' falls back to tar2sqfs when the pack file would not be exact", async () => {
+    it("'auto' goes to tar2sqfs when no tool reading the files itself can be exact", async () => {
+      // Excludes: mksquashfs-dir is not even tried; no fixed mtime: nor is gensquashfs.
       const r = await writeSquashfs(fx.root, path.join(tmp, 'auto.sqfs'), {
         overlay: fx.overlay,
         overlayPaths: fx.overlayPaths,
@@ -311,11 +312,29 @@ describe('squashfs image', () => {
         sourceDateEpoch: EPOCH,
       });
       expect(r.backend).toBe('tar2sqfs');
-      expect(r.skipped).toContain('has its own mtime');
+      expect(r.skipped).toBeUndefined();
       // The same image the tar2sqfs backend builds.
       expect(readFileSync(r.output).equals(readFileSync(path.join(tmp, 'tar2sqfs.sqfs')))).toBe(
         true,
       );
+      // Without excludes mksquashfs-dir starts, and is stopped where the records differ from disk.
+      const r2 = await writeSquashfs(fx.root, path.join(tmp, 'auto2.sqfs'), {
+        overlay: fx.overlay,
+        overlayPaths: fx.overlayPaths,
+        sourceDateEpoch: EPOCH,
+      });
+      expect(r2.backend).toBe('tar2sqfs');
+      expect(r2.skipped).toMatch(/^mksquashfs-dir: .*(differs on disk|only in the records)/);
+      // With --fixed-mtime gensquashfs is tried first, and says why not.
+      const r3 = await writeSquashfs(fx.root, path.join(tmp, 'auto3.sqfs'), {
+        overlay: fx.overlay,
+        overlayPaths: fx.overlayPaths,
+        excludes: fx.excludes,
+        sourceDateEpoch: EPOCH,
+        fixedMtime: EPOCH,
+      });
+      expect(r3.backend).toBe('tar2sqfs');
+      expect(r3.skipped).toContain('gensquashfs: usr/bin/sudo has xattrs');
     });
 
     it('reports the tool failing before it reads the pack file, and a walk error, leaving no image', async () => {
@@ -376,19 +395,23 @@ describe('squashfs image', () => {
       expect(inodeOf(gen.output, '/hard " link')).toEqual(inodeOf(gen.output, '/d ir/ lead'));
 
       await fsp.writeFile(path.join(dir, 'd ir', 'new\nline'), 'x');
+      // The disk is exact (no records, no excludes), so mksquashfs reading it takes over.
       const auto = await writeSquashfs(dir, path.join(tmp, 'names-auto.sqfs'), opts);
-      expect(auto.backend).toBe('tar2sqfs');
+      expect(auto.backend).toBe('mksquashfs-dir');
       expect(auto.skipped).toContain('line break');
       await fsp.rm(path.join(dir, 'd ir', 'new\nline'));
       // A symlink target a pack file cannot hold (leading blank) falls back too.
       await fsp.symlink(' lead', path.join(dir, 'lead-link'));
-      const auto2 = await writeSquashfs(dir, path.join(tmp, 'names-auto2.sqfs'), opts);
+      const auto2 = await writeSquashfs(dir, path.join(tmp, 'names-auto2.sqfs'), {
+        ...opts,
+        excludes: ['/nothing-here'],
+      });
       expect(auto2.backend).toBe('tar2sqfs');
       expect(auto2.skipped).toContain('symlink lead-link');
     });
   });
 
-  it('cpm image squashfs --fixed-mtime uses gensquashfs; without it, tar2sqfs says why', async () => {
+  it('cpm image squashfs --fixed-mtime uses gensquashfs; without it, mksquashfs reads the root', async () => {
     const { main } = await import('../../src/cli/main.js');
     const run = async (...extra: string[]): Promise<SquashfsResult> => {
       const out: string[] = [];
@@ -414,9 +437,13 @@ describe('squashfs image', () => {
     for (const [p, got] of listImage(fixed.output)) {
       expect({ p, time: got.time }).toEqual({ p, time: listedTime(EPOCH) });
     }
+    // No records (no DB) and no excludes: the disk is the truth, and mksquashfs reads it.
     const kept = await run('-o', path.join(tmp, 'cli-kept.sqfs'));
-    expect(kept.backend).toBe('tar2sqfs');
-    expect(kept.skipped).toMatch(/has its own mtime/);
+    expect(kept.backend).toBe('mksquashfs-dir');
+    expect(kept.skipped).toBeUndefined();
+    const listed = listImage(kept.output);
+    expect(listed.get('etc/hostname')!.time).toBe(listedTime(1_000_000_000));
+    expect(listed.get('usr/bin/sudo')!.time).toBe(listedTime(EPOCH));
   });
 
   it('honours compressor and block size', async () => {
@@ -472,5 +499,118 @@ describe('squashfs image', () => {
     expect(hasTool('tar2sqfs')).toBe(true);
     expect(pickBackend('auto').backend).toBe('gensquashfs');
     expect(pickBackend('auto', false).backend).toBe('tar2sqfs');
+  });
+});
+
+describe('squashfs image read from disk by mksquashfs (mksquashfs-dir)', () => {
+  let tmp: string;
+  let root: string;
+  const build = (out: string, extra: Parameters<typeof writeSquashfs>[2] = {}) =>
+    writeSquashfs(root, path.join(tmp, out), { sourceDateEpoch: EPOCH, ...extra });
+
+  /** Records that say exactly what the disk says (an install that ran as root). */
+  function diskRecords(): { overlay: MetadataOverlay; overlayPaths: string[] } {
+    const recs = new Map<
+      string,
+      { type: 'file' | 'dir' | 'symlink'; uid: number; gid: number; mode: number }
+    >();
+    const walk = (rel: string): void => {
+      for (const n of readdirSync(path.join(root, rel))) {
+        const r = rel ? `${rel}/${n}` : n;
+        const st = lstatSync(path.join(root, r));
+        if (st.isFIFO()) continue;
+        const type = st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : 'file';
+        recs.set(r, { type, uid: st.uid, gid: st.gid, mode: st.mode & 0o7777 });
+        if (type === 'dir') walk(r);
+      }
+    };
+    walk('');
+    return { overlay: (rel) => recs.get(rel), overlayPaths: [...recs.keys()] };
+  }
+
+  beforeAll(async () => {
+    tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'cpm-image-mksq-dir-'));
+    root = path.join(tmp, 'root');
+    await fsp.mkdir(path.join(root, 'usr/bin'), { recursive: true });
+    await fsp.mkdir(path.join(root, 'etc/empty'), { recursive: true });
+    await fsp.writeFile(path.join(root, 'usr/bin/tool'), Buffer.alloc(200_000, 3));
+    await fsp.chmod(path.join(root, 'usr/bin/tool'), 0o4755);
+    await fsp.link(path.join(root, 'usr/bin/tool'), path.join(root, 'usr/bin/tool-alias'));
+    await fsp.writeFile(path.join(root, 'etc/secret'), 'x');
+    await fsp.chmod(path.join(root, 'etc/secret'), 0o600);
+    await fsp.writeFile(path.join(root, 'etc/old'), 'old\n');
+    await fsp.utimes(path.join(root, 'etc/old'), 1_000_000_000, 1_000_000_000);
+    await fsp.symlink('../usr/bin/tool', path.join(root, 'etc/tool-link'));
+    spawnSync('mkfifo', [path.join(root, 'run-fifo')]);
+  });
+  afterAll(async () => {
+    await fsp.rm(tmp, { recursive: true, force: true });
+  });
+
+  it("is what 'auto' picks on an exact disk, and lists what the tar2sqfs image lists", async () => {
+    const dir = await build('dir.sqfs');
+    expect(dir.backend).toBe('mksquashfs-dir');
+    expect(dir.entries).toBe(10);
+    const tar = await build('tar.sqfs', { backend: 'tar2sqfs' });
+    const listed = listImage(dir.output);
+    expect(listed).toEqual(listImage(tar.output));
+    expect(listed.get('usr/bin/tool')!.mode).toBe(0o4755);
+    expect(listed.get('etc/old')!.time).toBe(listedTime(1_000_000_000));
+    expect(listed.get('etc/secret')!.time).toBe(listedTime(EPOCH)); // clamped
+    expect(listed.get('run-fifo')!.type).toBe('fifo');
+    const a = inodeOf(dir.output, '/usr/bin/tool');
+    expect(inodeOf(dir.output, '/usr/bin/tool-alias')).toEqual(a);
+    expect(a.links).toBe('2');
+  });
+
+  it('is byte-identical when built again, and records the epoch as filesystem time', async () => {
+    const a = await build('again-a.sqfs', { backend: 'mksquashfs-dir' });
+    const b = await build('again-b.sqfs', { backend: 'mksquashfs-dir' });
+    expect(readFileSync(a.output).equals(readFileSync(b.output))).toBe(true);
+    const r = spawnSync('unsquashfs', ['-mkfs-time', a.output], { encoding: 'utf8' });
+    expect(r.stdout.trim()).toBe(String(EPOCH));
+  });
+
+  it('takes records that match the disk, and stops where they do not, leaving no image', async () => {
+    const recs = diskRecords();
+    const same = await build('records.sqfs', recs);
+    expect(same.backend).toBe('mksquashfs-dir');
+    // A record that gives etc/secret another mode (as a rootless install would record it).
+    const other: MetadataOverlay = (rel) => {
+      const m = recs.overlay(rel);
+      return rel === 'etc/secret' && m ? { ...m, mode: 0o640 } : m;
+    };
+    const out = path.join(tmp, 'differs.sqfs');
+    const err = await writeSquashfs(root, out, {
+      backend: 'mksquashfs-dir',
+      overlay: other,
+      overlayPaths: recs.overlayPaths,
+      sourceDateEpoch: EPOCH,
+    }).catch((e: unknown) => e);
+    expect((err as CpmError).code).toBe('E_IMAGE');
+    expect((err as CpmError).message).toContain('etc/secret differs on disk from its record');
+    await expect(fsp.stat(out)).rejects.toThrow(/ENOENT/);
+    const auto = await build('differs-auto.sqfs', {
+      overlay: other,
+      overlayPaths: recs.overlayPaths,
+    });
+    expect(auto.backend).toBe('tar2sqfs');
+    expect(auto.skipped).toContain('etc/secret differs on disk');
+    expect(listImage(auto.output).get('etc/secret')!.mode).toBe(0o640);
+  });
+
+  it('falls back when the disk has xattrs (which namespaces a tool keeps is its own business)', async () => {
+    const f = path.join(root, 'etc/old');
+    const set = spawnSync('setfattr', ['-n', 'user.cpm', '-v', 'yes', f]);
+    expect(set.status, String(set.stderr)).toBe(0);
+    try {
+      const r = await build('xattr.sqfs');
+      expect(r.backend).toBe('tar2sqfs');
+      expect(r.skipped).toContain('etc/old has xattrs');
+      const r2 = await build('no-xattr.sqfs', { xattrs: false });
+      expect(r2.backend).toBe('mksquashfs-dir');
+    } finally {
+      spawnSync('setfattr', ['-x', 'user.cpm', f]);
+    }
   });
 });

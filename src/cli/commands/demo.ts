@@ -34,7 +34,7 @@ Examples:
   cpm demo --base oci:/srv/bases/debian:bookworm   # finalizers run when the base has a shell`,
     )
     .action(async (packages: string[], o: DemoOpts, cmd: Command) => {
-      const config = loadConfig(cmd.optsWithGlobals<{ config?: string }>().config);
+      const config = await loadConfig(cmd.optsWithGlobals<{ config?: string }>().config);
       const quiet = o.quiet || o.json;
       const r = await runDemo({
         config,

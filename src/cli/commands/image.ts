@@ -48,14 +48,14 @@ function addCommon(cmd: Command, output = true): Command {
 }
 
 /** The DB dir of a root: --db-dir, else the config's database_path inside the root. */
-function dbDirOf(o: CommonOpts, cmd: Command): string {
+async function dbDirOf(o: CommonOpts, cmd: Command): Promise<string> {
   if (o.dbDir) return o.dbDir;
-  return databaseDir(loadConfig(cmd.optsWithGlobals<{ config?: string }>().config), o.root);
+  return databaseDir(await loadConfig(cmd.optsWithGlobals<{ config?: string }>().config), o.root);
 }
 
 /** Owners, modes and device nodes from the DB for packages installed without root. */
-function overlayOf(o: CommonOpts, cmd: Command): ReturnType<typeof dbOverlay> {
-  return dbOverlay(loadRootDb(o.root, dbDirOf(o, cmd)).db);
+async function overlayOf(o: CommonOpts, cmd: Command): Promise<ReturnType<typeof dbOverlay>> {
+  return dbOverlay(loadRootDb(o.root, await dbDirOf(o, cmd)).db);
 }
 
 /** `cpm image tar|squashfs` and `cpm completion`. (`cpm image oci` and `cpm demo` come with the integration.) */
@@ -81,7 +81,7 @@ Examples:
   SOURCE_DATE_EPOCH=1700000000 cpm image tar --root /srv/root -o root.tar`,
     )
     .action(async (o: CommonOpts & { compression: Compression }, cmd: Command) => {
-      const ov = overlayOf(o, cmd);
+      const ov = await overlayOf(o, cmd);
       const stats = await writeRootfsTar(o.root, o.output, {
         overlay: ov.overlay,
         overlayPaths: ov.overlayPaths,
@@ -143,7 +143,7 @@ the root exactly: one mtime for all entries (--fixed-mtime) and no xattrs; else 
         },
         cmd: Command,
       ) => {
-        const ov = overlayOf(o, cmd);
+        const ov = await overlayOf(o, cmd);
         const sde = sourceDateEpochFromEnv();
         const r = await writeSquashfs(o.root, o.output, {
           overlay: ov.overlay,
@@ -208,7 +208,7 @@ Examples:
         },
         cmd: Command,
       ) => {
-        const cfg = loadConfig(cmd.optsWithGlobals<{ config?: string }>().config);
+        const cfg = await loadConfig(cmd.optsWithGlobals<{ config?: string }>().config);
         // Loaded here: the registry client is not needed by tar and squashfs (start-up time).
         const { writeOciImage } = await import('../../image/oci.js');
         const r = await writeOciImage(o.root, {

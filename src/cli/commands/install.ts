@@ -31,9 +31,11 @@ interface RootOpts {
 }
 
 /** --root (else config system.rootfs) and the DB dir config puts in it. */
-function rootRef(cmd: Command): RootRef & { finalizerEnv: Record<string, string>; cfg: CpmConfig } {
+async function rootRef(
+  cmd: Command,
+): Promise<RootRef & { finalizerEnv: Record<string, string>; cfg: CpmConfig }> {
   const o = cmd.optsWithGlobals<RootOpts>();
-  const cfg = loadConfig(o.config);
+  const cfg = await loadConfig(o.config);
   const root = path.resolve(o.root ?? cfg.system.rootfs);
   return {
     root,
@@ -132,7 +134,7 @@ function printResult(r: OperationResult, o: OpCli): void {
 
 /** The shared flow of install / upgrade / reinstall / uninstall. */
 async function runOp(op: Operation, refs: string[], o: OpCli, cmd: Command): Promise<void> {
-  const ref = rootRef(cmd);
+  const ref = await rootRef(cmd);
   const ctx: OpsContext = {
     root: ref.root,
     dbDir: ref.dbDir!,
@@ -231,7 +233,7 @@ Examples:
         throw new CpmError('E_USAGE', 'cpm list needs --installed', {
           hint: 'cpm search lists the packages of repositories',
         });
-      const pkgs = (await query()).listInstalled(rootRef(cmd));
+      const pkgs = (await query()).listInstalled(await rootRef(cmd));
       if (o.json) {
         printJson(
           pkgs.map((p) => ({
@@ -264,7 +266,7 @@ Examples:
   cpm files system/cos-setup --root /mnt --json   # with type, mode, owner, size, sha256`,
     )
     .action(async (pkg: string, o: { json?: boolean }, cmd: Command) => {
-      const files = (await query()).filesOf(rootRef(cmd), pkg);
+      const files = (await query()).filesOf(await rootRef(cmd), pkg);
       if (o.json) return printJson(files);
       for (const f of files) process.stdout.write(`/${f.path}${f.type === 'd' ? '/' : ''}\n`);
     });
@@ -279,7 +281,7 @@ Examples:
   cpm owns /etc/cos/config --root /mnt --json     # exit 1 when nobody owns it`,
     )
     .action(async (p: string, o: { json?: boolean }, cmd: Command) => {
-      const r = (await query()).ownersOf(rootRef(cmd), p);
+      const r = (await query()).ownersOf(await rootRef(cmd), p);
       if (o.json) printJson(r);
       else if (r.owners.length > 0)
         process.stdout.write(`${r.path} is owned by ${r.owners.join(', ')}\n`);
@@ -308,7 +310,7 @@ Examples:
       async (pkg: string | undefined, o: { json?: boolean; foreign?: boolean }, cmd: Command) => {
         const r = await (
           await query()
-        ).verify(rootRef(cmd), pkg, {
+        ).verify(await rootRef(cmd), pkg, {
           foreign: o.foreign ?? 'auto',
         });
         if (o.json) printJson(r);
@@ -338,7 +340,7 @@ Examples:
     )
     .option('--no-wait', 'fail instead of waiting for the lock')
     .action(async (o: { json?: boolean; wait?: boolean }, cmd: Command) => {
-      const ref = rootRef(cmd);
+      const ref = await rootRef(cmd);
       const { recover } = await import('../../install/transaction.js');
       const r = await recover(ref.root, { dbDir: ref.dbDir, noWait: o.wait === false });
       if (o.json) printJson({ result: r });
@@ -422,7 +424,7 @@ Examples:
   cpm reclaim --root /mnt --tree ./packages-tree --dry-run`,
     )
     .action(async (o: OpCli, cmd: Command) => {
-      const ref = rootRef(cmd);
+      const ref = await rootRef(cmd);
       const { reclaim } = await import('../../install/reclaim.js');
       const r = await reclaim(
         {
@@ -458,7 +460,7 @@ Examples:
   cpm cleanup --all --json`,
     )
     .action(async (o: { all?: boolean; dryRun?: boolean; json?: boolean }, cmd: Command) => {
-      const cfg = loadConfig(cmd.optsWithGlobals<{ config?: string }>().config);
+      const cfg = await loadConfig(cmd.optsWithGlobals<{ config?: string }>().config);
       const { cleanup } = await import('../../install/cleanup.js');
       const r = await cleanup(cfg, { all: o.all, dryRun: o.dryRun });
       if (o.json) return printJson(r);

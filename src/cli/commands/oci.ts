@@ -42,8 +42,8 @@ function endpointOptions(f: RegistryFlags): EndpointOptions {
   return o;
 }
 
-function cacheDir(cmd: Command): string {
-  return loadConfig(cmd.optsWithGlobals<{ config?: string }>().config).cache_dir;
+async function cacheDir(cmd: Command): Promise<string> {
+  return (await loadConfig(cmd.optsWithGlobals<{ config?: string }>().config)).cache_dir;
 }
 
 function deps(list: string[]): Dep[] {
@@ -147,7 +147,7 @@ export function registerOci(program: Command): void {
     }
     const r = await packTo(spec, dir, f.output, {
       ...endpointOptions(f),
-      cacheDir: cacheDir(cmd),
+      cacheDir: await cacheDir(cmd),
       compression: f.compression,
       ...(epoch !== undefined ? { sourceDateEpoch: epoch } : {}),
       ...(finalize ? { finalize } : {}),
@@ -188,7 +188,7 @@ export function registerOci(program: Command): void {
     ) => {
       const r = await pull(refText, {
         ...endpointOptions(f),
-        cacheDir: cacheDir(cmd),
+        cacheDir: await cacheDir(cmd),
         concurrency: Number(f.concurrency) || 4,
         ...(f.output ? { output: f.output } : {}),
         ...(f.platform ? { platform: parsePlatform(f.platform) } : {}),
@@ -229,7 +229,7 @@ export function registerOci(program: Command): void {
     ) => {
       const digest = await push(source, dest, {
         ...endpointOptions(f),
-        cacheDir: cacheDir(cmd),
+        cacheDir: await cacheDir(cmd),
         concurrency: Number(f.concurrency) || 4,
         ...(f.chunkSize ? { chunkSize: Number(f.chunkSize) } : {}),
         ...(f.mountFrom ? { mountFrom: f.mountFrom } : {}),

@@ -36,7 +36,7 @@ export async function installedFromRoot(
   const { InstalledDb } = await import('../../install/db.js');
   const { installedState } = await import('../../install/ops.js');
   const dir = resolvePath(root);
-  return installedState(InstalledDb.load(databaseDir(loadConfig(configFile), dir)));
+  return installedState(InstalledDb.load(databaseDir(await loadConfig(configFile), dir)));
 }
 
 /** `cpm plan install|uninstall|upgrade|reinstall` — prints the plan, touches nothing. */

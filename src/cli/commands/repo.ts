@@ -18,7 +18,7 @@ import { updateRepositories } from '../../repo/update.js';
 import { familyKey } from '../../spec/package.js';
 import { printJson } from '../output.js';
 
-function config(cmd: Command): CpmConfig {
+function config(cmd: Command): Promise<CpmConfig> {
   return loadConfig(cmd.optsWithGlobals<{ config?: string }>().config);
 }
 
@@ -90,7 +90,7 @@ function registerRepoCommands(repo: Command): void {
     .option('--plain-http', 'talk plain http to a non-loopback registry')
     .option('--json', 'print the result as JSON')
     .action(async (opts: CreateCli, cmd: Command) => {
-      const cfg = config(cmd);
+      const cfg = await config(cmd);
       const r = await createFromTree(path.resolve(opts.tree), {
         output: opts.output,
         ...(opts.push ? { push: true } : {}),
@@ -132,7 +132,7 @@ function registerRepoCommands(repo: Command): void {
     .addHelpText('after', `\nExamples:\n  cpm repo list\n  cpm repo list --json`)
     .option('--json', 'print as JSON')
     .action(async (opts: { json?: boolean }, cmd: Command) => {
-      const cfg = config(cmd);
+      const cfg = await config(cmd);
       const { repos, problems } = await loadRepoConfigs(cfg.repos_confdir);
       const rows = await Promise.all(
         repos.map(async (r) => {
@@ -211,7 +211,7 @@ function registerRepoCommands(repo: Command): void {
         },
         cmd: Command,
       ) => {
-        const cfg = config(cmd);
+        const cfg = await config(cmd);
         const type = opts.type ?? typeOfUrl(url);
         const u = type === 'dir' && !url.startsWith('dir://') ? path.resolve(url) : url;
         const entry = parseRepoEntry(
@@ -240,7 +240,7 @@ function registerRepoCommands(repo: Command): void {
     .addHelpText('after', `\nExamples:\n  cpm repo remove local`)
     .argument('<name>')
     .action(async (name: string, _o: unknown, cmd: Command) => {
-      const file = await removeRepoConfig(config(cmd).repos_confdir, name);
+      const file = await removeRepoConfig((await config(cmd)).repos_confdir, name);
       process.stdout.write(`removed ${name} from ${file}\n`);
     });
 
@@ -258,7 +258,7 @@ function registerRepoCommands(repo: Command): void {
         opts: { staleHours: number; plainHttp?: boolean; json?: boolean },
         cmd: Command,
       ) => {
-        const { results, problems } = await updateRepositories(config(cmd), {
+        const { results, problems } = await updateRepositories(await config(cmd), {
           names,
           staleHours: opts.staleHours,
           ...(opts.plainHttp ? { plainHttp: true } : {}),
@@ -316,7 +316,7 @@ export function registerRepo(program: Command): void {
         cmd: Command,
       ) => {
         const repos = oneOffs(opts.repo);
-        const opened = await openRepositories(config(cmd), {
+        const opened = await openRepositories(await config(cmd), {
           ...(repos ? { repos } : {}),
           tolerant: true,
         });
@@ -351,7 +351,7 @@ export function registerRepo(program: Command): void {
     .option('--json', 'print as JSON')
     .action(async (ref: string, opts: { repo?: string[]; json?: boolean }, cmd: Command) => {
       const repos = oneOffs(opts.repo);
-      const opened = await openRepositories(config(cmd), {
+      const opened = await openRepositories(await config(cmd), {
         ...(repos ? { repos } : {}),
         tolerant: true,
       });

@@ -56,7 +56,7 @@ Examples:
 The root must be empty (lost+found aside) unless --force. See docs/bases.md.`,
     )
     .action(async (f: InitFlags, cmd: Command) => {
-      const cfg = loadConfig(cmd.optsWithGlobals<{ config?: string }>().config);
+      const cfg = await loadConfig(cmd.optsWithGlobals<{ config?: string }>().config);
       const reporter = createReporter({
         ...(f.json ? { mode: 'json' as const } : {}),
         quiet: f.quiet,

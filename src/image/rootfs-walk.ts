@@ -102,12 +102,6 @@ export class RootWalker {
   private xattrMap: XattrMap | undefined;
   /** Paths dropped by excludes (top-most only): the mksquashfs backend needs them. */
   readonly excludedPaths: string[] = [];
-  /**
-   * Why a tool that reads the directory itself (mksquashfs) would not build the same image: the
-   * first entry whose type, owners, mode or xattrs the overlay changes, that only the overlay
-   * has, that is excluded or skipped, or that has xattrs. Undefined while the disk is exact.
-   */
-  diskInexact: string | undefined;
 
   constructor(root: string, opts: WalkOptions = {}) {
     this.root = path.resolve(root);
@@ -164,6 +158,64 @@ export class RootWalker {
     }
   }
 
+  /**
+   * Whether a tool that reads the directory itself (mksquashfs) stores this root as the walk
+   * would, checked without building entries: counts what entries() would yield and returns the
+   * first entry that is excluded, a socket, only in the overlay, of another type, mode or owner
+   * in the overlay than on disk (an unprivileged install), or whose xattrs differ.
+   */
+  async diskCheck(): Promise<{ entries: number; inexact?: string }> {
+    if (this.opts.xattrs !== false) this.xattrMap = await readXattrs(this.root);
+    const overlay = this.opts.overlay;
+    let entries = 0;
+    const stack = [''];
+    while (stack.length > 0) {
+      const relDir = stack.pop()!;
+      const dirents = readdirSync(relDir === '' ? this.root : path.join(this.root, relDir), {
+        withFileTypes: true,
+      });
+      const extra = this.overlayChildren.get(relDir);
+      if (extra) {
+        const have = new Set(dirents.map((d) => d.name));
+        for (const n of extra) {
+          if (!have.has(n)) {
+            const rel = relDir === '' ? n : `${relDir}/${n}`;
+            return { entries, inexact: `${rel} is only in the records, not on disk` };
+          }
+        }
+      }
+      for (const d of dirents) {
+        const rel = relDir === '' ? d.name : `${relDir}/${d.name}`;
+        if (this.excluded(rel)) return { entries, inexact: `${rel} is excluded` };
+        if (d.isSocket()) return { entries, inexact: `${rel} is a socket` };
+        entries++;
+        const meta = overlay?.(rel);
+        if (meta) {
+          const st = this.lstat(path.join(this.root, rel));
+          if (
+            !st ||
+            meta.type !== typeOf(st) ||
+            (meta.mode & 0o7777) !== (st.mode & 0o7777) ||
+            meta.uid !== st.uid ||
+            meta.gid !== st.gid
+          ) {
+            return {
+              entries,
+              inexact: `${rel} differs on disk from its record (owner, mode or type)`,
+            };
+          }
+        }
+        const disk = this.xattrMap?.get(rel);
+        if (disk || meta?.xattrs) {
+          const why = xattrsInexact({ ...disk, ...meta?.xattrs }, disk);
+          if (why) return { entries, inexact: `${rel} ${why}` };
+        }
+        if (d.isDirectory()) stack.push(rel);
+      }
+    }
+    return { entries };
+  }
+
   /** Yields every entry below the root (not the root itself), parents before children. */
   async *entries(): AsyncGenerator<RootEntry> {
     if (this.opts.xattrs !== false) {
@@ -200,7 +252,6 @@ export class RootWalker {
       const rel = top.relDir === '' ? name : `${top.relDir}/${name}`;
       if (this.excluded(rel)) {
         this.excludedPaths.push(rel);
-        this.diskInexact ??= `${rel} is excluded`;
         continue;
       }
       const entry = this.entryFor(rel);
@@ -247,18 +298,7 @@ export class RootWalker {
     if (meta && SPECIAL.has(meta.type) && type === 'file' && st.size === 0) type = meta.type;
     if (type === 'socket') {
       this.opts.onWarning?.(`skipping socket ${rel}: sockets cannot be stored in an image`);
-      this.diskInexact ??= `${rel} is a socket`;
       return undefined;
-    }
-    if (
-      meta &&
-      this.diskInexact === undefined &&
-      (type !== typeOf(st) ||
-        (meta.mode & 0o7777) !== (st.mode & 0o7777) ||
-        meta.uid !== st.uid ||
-        meta.gid !== st.gid)
-    ) {
-      this.diskInexact = `${rel} differs on disk from its record (owner, mode or type)`;
     }
     const entry: RootEntry = {
       path: rel,
@@ -270,11 +310,7 @@ export class RootWalker {
       size: 0,
     };
     const xattrs = { ...this.xattrMap?.get(rel), ...meta?.xattrs };
-    if (Object.keys(xattrs).length > 0) {
-      entry.xattrs = xattrs;
-      // Which xattr namespaces a directory-reading tool keeps is its own business.
-      this.diskInexact ??= `${rel} has xattrs`;
-    }
+    if (Object.keys(xattrs).length > 0) entry.xattrs = xattrs;
     switch (type) {
       case 'file': {
         if (st.nlink > 1) {
@@ -313,7 +349,6 @@ export class RootWalker {
   }
 
   private fromOverlayOnly(rel: string, meta: EntryMeta): RootEntry | undefined {
-    this.diskInexact ??= `${rel} is only in the records, not on disk`;
     const entry: RootEntry = {
       path: rel,
       type: meta.type,
@@ -359,6 +394,22 @@ export class RootWalker {
         );
     }
   }
+}
+
+/** Namespaces squashfs stores, and so a tool reading the directory keeps (mksquashfs). */
+const SQUASHFS_XATTR = /^(user|trusted|security)\./;
+
+/** Why the entry's xattrs are not what a tool reading the disk would store, if they are not. */
+function xattrsInexact(
+  want: Record<string, Buffer>,
+  disk: Record<string, Buffer> | undefined,
+): string | undefined {
+  const names = Object.keys(want);
+  for (const n of names) {
+    if (!SQUASHFS_XATTR.test(n)) return `has an xattr outside user/trusted/security (${n})`;
+    if (!disk?.[n]?.equals(want[n]!)) return `has an xattr the disk does not (${n})`;
+  }
+  return undefined;
 }
 
 function toDevFields(rdev: number): { devmajor: number; devminor: number } {

@@ -279,10 +279,10 @@ export async function writeSquashfs(
 }
 
 /**
- * mksquashfs reading the root directory itself, started at once while we walk the root beside
- * it: when the walk ends with the disk exact (every entry as the records say, see
- * RootWalker.diskInexact), the tool's image is the image, and no file byte passed through Node.
- * When the walk finds a difference the tool is stopped and its partial output removed.
+ * mksquashfs reading the root directory itself, started at once while we check the root beside
+ * it: when the disk is exact (every entry as the records say, see RootWalker.diskCheck), the
+ * tool's image is the image, and no file byte passed through Node. When the check finds a
+ * difference the tool is stopped and its partial output removed.
  */
 async function mksquashfsDir(
   bin: string,
@@ -302,17 +302,13 @@ async function mksquashfsDir(
   );
   let done = false;
   try {
-    const walker = new RootWalker(p.root, p.opts);
-    let entries = 0;
-    for await (const _ of walker.entries()) {
-      entries++;
-      if (walker.diskInexact !== undefined) break;
-    }
-    if (walker.diskInexact !== undefined) {
+    const check = await new RootWalker(p.root, p.opts).diskCheck();
+    if (check.inexact !== undefined) {
       ac.abort();
       await tool;
-      return { ok: false, reason: walker.diskInexact };
+      return { ok: false, reason: check.inexact };
     }
+    const entries = check.entries;
     const failed = await tool;
     if (failed) {
       return {

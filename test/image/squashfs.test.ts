@@ -599,16 +599,28 @@ describe('squashfs image read from disk by mksquashfs (mksquashfs-dir)', () => {
     expect(listImage(auto.output).get('etc/secret')!.mode).toBe(0o640);
   });
 
-  it('falls back when the disk has xattrs (which namespaces a tool keeps is its own business)', async () => {
+  it("keeps the disk's xattrs, and falls back when the records add one", async () => {
     const f = path.join(root, 'etc/old');
     const set = spawnSync('setfattr', ['-n', 'user.cpm', '-v', 'yes', f]);
     expect(set.status, String(set.stderr)).toBe(0);
     try {
       const r = await build('xattr.sqfs');
-      expect(r.backend).toBe('tar2sqfs');
-      expect(r.skipped).toContain('etc/old has xattrs');
-      const r2 = await build('no-xattr.sqfs', { xattrs: false });
-      expect(r2.backend).toBe('mksquashfs-dir');
+      expect(r.backend).toBe('mksquashfs-dir');
+      const x = spawnSync('rdsquashfs', ['-x', '/etc/old', r.output], { encoding: 'utf8' });
+      expect(x.stdout).toContain('user.cpm=');
+      const recs = diskRecords();
+      const added: MetadataOverlay = (rel) => {
+        const m = recs.overlay(rel);
+        return rel === 'etc/secret' && m ? { ...m, xattrs: { 'user.extra': Buffer.from('1') } } : m;
+      };
+      const r2 = await build('xattr-added.sqfs', {
+        overlay: added,
+        overlayPaths: recs.overlayPaths,
+      });
+      expect(r2.backend).toBe('tar2sqfs');
+      expect(r2.skipped).toContain('etc/secret has an xattr the disk does not (user.extra)');
+      const x2 = spawnSync('rdsquashfs', ['-x', '/etc/secret', r2.output], { encoding: 'utf8' });
+      expect(x2.stdout).toContain('user.extra=');
     } finally {
       spawnSync('setfattr', ['-x', 'user.cpm', f]);
     }

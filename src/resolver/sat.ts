@@ -389,13 +389,7 @@ export class SatSolver {
     this.failedCore = null;
     this.dropped = [];
     let active = assumptions;
-    if (this.rootConflict >= 0) return false;
-    this.cancelUntil(0);
-    const c0 = this.propagate();
-    if (c0 >= 0) {
-      this.rootConflict = c0;
-      return false;
-    }
+    if (!this.atRoot()) return false;
     for (;;) {
       const confl = this.propagate();
       if (confl >= 0) {
@@ -582,15 +576,18 @@ export class SatSolver {
     return true;
   }
 
-  /** Whether `lit` survives unit propagation on top of the level-0 facts (failed-literal probe). */
-  probe(lit: number): boolean {
+  /** Back to level 0 with the level-0 facts propagated; false when they conflict (root UNSAT). */
+  private atRoot(): boolean {
     if (this.rootConflict >= 0) return false;
     this.cancelUntil(0);
     const c0 = this.propagate();
-    if (c0 >= 0) {
-      this.rootConflict = c0;
-      return false;
-    }
+    if (c0 >= 0) this.rootConflict = c0;
+    return c0 < 0;
+  }
+
+  /** Whether `lit` survives unit propagation on top of the level-0 facts (failed-literal probe). */
+  probe(lit: number): boolean {
+    if (!this.atRoot()) return false;
     const val = this.value(lit);
     if (val !== 0) return val === 1;
     this.trailLim.push(this.trailLen);

@@ -99,7 +99,9 @@ Examples:
     });
 
   addCommon(image.command('squashfs'))
-    .description('write the root as a squashfs image (gensquashfs or tar2sqfs, else mksquashfs)')
+    .description(
+      'write the root as a squashfs image (mksquashfs or squashfs-tools-ng, whichever can be exact)',
+    )
     .addOption(
       new Option('--comp <compressor>', 'squashfs compressor')
         .choices([...SQUASHFS_COMPRESSORS])

@@ -19,6 +19,27 @@ const version = (
   JSON.parse(await fsp.readFile(path.join(project, 'package.json'), 'utf8')) as { version: string }
 ).version;
 
+/** bwrap arguments for a root at `dir` as `/`, with cpm's single-file build on the PATH. */
+function boxArgs(dir: string, binary: string): string[] {
+  return [
+    '--bind',
+    dir,
+    '/',
+    '--dev',
+    '/dev',
+    '--proc',
+    '/proc',
+    '--tmpfs',
+    '/tmp',
+    '--ro-bind',
+    binary,
+    '/usr/local/bin/cpm',
+    '--setenv',
+    'PATH',
+    '/usr/local/bin:/usr/bin:/bin',
+  ];
+}
+
 function run(cmd: string, args: string[], opts: { cwd?: string } = {}) {
   const r = spawnSync(cmd, args, { encoding: 'utf8', cwd: opts.cwd, maxBuffer: 1 << 26 });
   if (r.error) throw r.error;
@@ -72,24 +93,10 @@ describe.skipIf(skip)('single-file cpm (SEA)', () => {
 
   const inRoot = (args: string[]) =>
     run('bwrap', [
-      '--bind',
-      root,
-      '/',
-      '--dev',
-      '/dev',
-      '--proc',
-      '/proc',
-      '--tmpfs',
-      '/tmp',
-      '--ro-bind',
-      binary,
-      '/usr/local/bin/cpm',
+      ...boxArgs(root, binary),
       '--ro-bind',
       path.join(project, 'packages-tree'),
       '/srv/packages-tree',
-      '--setenv',
-      'PATH',
-      '/usr/local/bin:/usr/bin:/bin',
       '--unsetenv',
       'SOURCE_DATE_EPOCH',
       '--',
@@ -148,21 +155,7 @@ describe.skipIf(skip)('single-file cpm (SEA)', () => {
     let box: string;
     const inBox = (script: string) =>
       run('bwrap', [
-        '--bind',
-        box,
-        '/',
-        '--dev',
-        '/dev',
-        '--proc',
-        '/proc',
-        '--tmpfs',
-        '/tmp',
-        '--ro-bind',
-        binary,
-        '/usr/local/bin/cpm',
-        '--setenv',
-        'PATH',
-        '/usr/local/bin:/usr/bin:/bin',
+        ...boxArgs(box, binary),
         '--unsetenv',
         'NODE_EXTRA_CA_CERTS',
         '--',

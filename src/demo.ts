@@ -14,8 +14,8 @@ import { writeSquashfs, type SquashfsResult } from './image/squashfs.js';
 import { findTool } from './image/tools.js';
 import { rootfsInit } from './install/image-ref.js';
 import { runOperation, type OperationResult } from './install/ops.js';
-import { silentReporter, type Reporter } from './install/progress.js';
-import { verify, type VerifyReport } from './install/query.js';
+import { silentReporter, type Reporter } from './util/progress.js';
+import { verify, type VerifyReport } from './upkeep/query.js';
 import { createFromTree, type CreateResult } from './repo/create.js';
 
 export interface DemoOptions {

@@ -30,7 +30,7 @@ import { packageLabels } from '../../src/oci/package-image.js';
 import { hostPlatform } from '../../src/oci/platform.js';
 import { parseImageRef } from '../../src/oci/reference.js';
 import { MEDIA, type ImageConfig, type ImageManifest } from '../../src/oci/types.js';
-import type { PackageSpec } from '../../src/spec/package.js';
+import type { PackageSpec } from '../../src/package/package.js';
 import { startRegistry, type RegistryInstance } from '../../test/support/registry.js';
 import { debianRootTar } from '../support.js';
 
@@ -179,9 +179,9 @@ const median = (xs: number[]): number => {
 };
 
 function checkDist(): void {
-  const dist = path.join(ROOT, 'dist', 'install', 'extract.js');
+  const dist = path.join(ROOT, 'dist', 'rootfs', 'extract.js');
   if (!existsSync(dist)) throw new Error('run "npm run build" first (the bench times bin/cpm.js)');
-  for (const f of ['install/extract.ts', 'install/transaction.ts', 'install/image-ref.ts'])
+  for (const f of ['rootfs/extract.ts', 'rootfs/transaction.ts', 'install/image-ref.ts'])
     if (statSync(path.join(ROOT, 'src', f)).mtimeMs > statSync(dist).mtimeMs)
       console.warn(`warning: dist/ is older than src/${f} — run "npm run build"`);
 }

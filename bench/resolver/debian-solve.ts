@@ -11,7 +11,7 @@ import { pathToFileURL } from 'node:url';
 import { parseIndex } from '../../src/repo/repo-index.js';
 import { IndexUniverse } from '../../src/repo/universe.js';
 import { resolve } from '../../src/resolver/resolve.js';
-import { parseRef } from '../../src/spec/ref.js';
+import { parseRef } from '../../src/package/ref.js';
 import { violations } from './verify.js';
 
 export interface CpmDebianResult {

@@ -13,8 +13,8 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Dep, PackageSpec } from '../../src/spec/package.js';
-import { parseSelector, satisfies } from '../../src/spec/version.js';
+import type { Dep, PackageSpec } from '../../src/package/package.js';
+import { parseSelector, satisfies } from '../../src/package/version.js';
 
 const LISTS = '/var/lib/apt/lists';
 

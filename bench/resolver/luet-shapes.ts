@@ -1,6 +1,6 @@
 /** The shapes of luet's published solver measurements (luet-reference.md §7). */
-import { familyKey, packageId, type PackageSpec } from '../../src/spec/package.js';
-import { compareVersions } from '../../src/spec/version.js';
+import { familyKey, packageId, type PackageSpec } from '../../src/package/package.js';
+import { compareVersions } from '../../src/package/version.js';
 import {
   dep,
   makeSpec,
@@ -8,7 +8,7 @@ import {
   type InstalledPackage,
 } from '../../src/resolver/universe.js';
 import { resolve } from '../../src/resolver/resolve.js';
-import { parseRef } from '../../src/spec/ref.js';
+import { parseRef } from '../../src/package/ref.js';
 import { rng } from './synthetic.js';
 import { violations } from './verify.js';
 

@@ -21,8 +21,8 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { packageId, type PackageSpec } from '../../src/spec/package.js';
-import { parseRef } from '../../src/spec/ref.js';
+import { packageId, type PackageSpec } from '../../src/package/package.js';
+import { parseRef } from '../../src/package/ref.js';
 import { resolve } from '../../src/resolver/resolve.js';
 import { MemoryUniverse } from '../../src/resolver/universe.js';
 import {

@@ -8,7 +8,7 @@
  * backtrack chronologically". The oldest versions never conflict and accept any version of their
  * dependencies, so every request is satisfiable.
  */
-import type { PackageSpec } from '../../src/spec/package.js';
+import type { PackageSpec } from '../../src/package/package.js';
 import { dep, makeSpec } from '../../src/resolver/universe.js';
 
 export function rng(seed: number): () => number {

@@ -1,6 +1,6 @@
 /** Checks a final package set against every constraint (the bench's answer validation). */
-import { familyKey, packageId, type PackageSpec } from '../../src/spec/package.js';
-import { satisfiesDep } from '../../src/resolver/match.js';
+import { familyKey, packageId, type PackageSpec } from '../../src/package/package.js';
+import { satisfiesDep } from '../../src/package/match.js';
 
 export function violations(final: readonly PackageSpec[]): string[] {
   const out: string[] = [];

@@ -7,8 +7,8 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 // db.js only: the installer (transaction.js) costs ~0.1 s to load and cpm image needs none of it.
-import { InstalledDb, resolveDbDir } from '../install/db.js';
-import type { FileRecord } from '../install/types.js';
+import { InstalledDb, resolveDbDir } from '../rootfs/db.js';
+import type { FileRecord } from '../rootfs/types.js';
 import { CpmError } from '../errors.js';
 import {
   makeDev,

@@ -19,7 +19,7 @@ import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { CpmError } from '../errors.js';
-import type { InstalledDb } from '../install/db.js';
+import type { InstalledDb } from '../rootfs/db.js';
 import type { BlobStore } from '../oci/blobstore.js';
 import { HashingStream } from '../oci/digest.js';
 import { openTarget, type EndpointOptions } from '../oci/endpoint.js';

@@ -16,19 +16,19 @@ import { readPackageMetadata } from '../oci/package-image.js';
 import { parseImageRef, formatRef, type ImageRef } from '../oci/reference.js';
 import type { Platform } from '../oci/types.js';
 import { makeSpec } from '../resolver/universe.js';
-import { familyKey, packageId, type PackageSpec } from '../spec/package.js';
-import { parseRef } from '../spec/ref.js';
-import { isValidVersion } from '../spec/version.js';
-import { fileLayer } from './index.js';
-import { InstalledDb } from './db.js';
-import { silentReporter, type Reporter } from './progress.js';
+import { familyKey, packageId, type PackageSpec } from '../package/package.js';
+import { parseRef } from '../package/ref.js';
+import { isValidVersion } from '../package/version.js';
+import { fileLayer } from '../rootfs/index.js';
+import { InstalledDb } from '../rootfs/db.js';
+import { silentReporter, type Reporter } from '../util/progress.js';
 import {
   applyTransaction,
   resolveDbDir,
   type TransactionOptions,
   type TransactionResult,
-} from './transaction.js';
-import type { InstallReason, InstallStep } from './types.js';
+} from '../rootfs/transaction.js';
+import type { InstallReason, InstallStep } from '../rootfs/types.js';
 
 /** Category of packages whose identity comes from an image reference. */
 export const IMAGE_CATEGORY = 'images';

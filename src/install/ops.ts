@@ -15,14 +15,14 @@ import { planToJson, resolve, type Plan, type Request } from '../resolver/index.
 import { formatPlan, makeRequest, planErrorCode } from '../resolver/request.js';
 import type { InstalledPackage as ResolverInstalled } from '../resolver/universe.js';
 import { MemoryUniverse } from '../resolver/universe.js';
-import { familyKey, packageId } from '../spec/package.js';
-import { parseRef } from '../spec/ref.js';
-import { satisfies } from '../spec/version.js';
-import { InstalledDb } from './db.js';
-import type { Reporter } from './progress.js';
+import { familyKey, packageId } from '../package/package.js';
+import { parseRef } from '../package/ref.js';
+import { satisfies } from '../package/version.js';
+import { InstalledDb } from '../rootfs/db.js';
+import type { Reporter } from '../util/progress.js';
 import { openSource, type PackageSource } from './source.js';
-import type { TransactionResult } from './transaction.js';
-import type { FinalizeSpec, InstallStep, InstalledPackage, LayerSource } from './types.js';
+import type { TransactionResult } from '../rootfs/transaction.js';
+import type { FinalizeSpec, InstallStep, InstalledPackage, LayerSource } from '../rootfs/types.js';
 
 export type Operation = 'install' | 'upgrade' | 'uninstall' | 'reinstall';
 
@@ -267,7 +267,7 @@ export async function applyOperation(
         if (p.base && familyKey(p.spec) !== familyKey(step.spec)) remove.push(p.id);
     }
     // the extractor is loaded only when there is something to extract
-    const { applyTransaction } = await import('./transaction.js');
+    const { applyTransaction } = await import('../rootfs/transaction.js');
     const transaction = await applyTransaction(
       ctx.root,
       { install, remove, ...(explicit.length > 0 ? { explicit } : {}) },

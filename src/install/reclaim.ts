@@ -11,22 +11,22 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { CpmError } from '../errors.js';
-import { satisfiesDep } from '../resolver/match.js';
-import { packageId } from '../spec/package.js';
+import { satisfiesDep } from '../package/match.js';
+import { packageId } from '../package/package.js';
 import { compressionOfMediaType, createDecompressor, sniffCompression } from '../util/compress.js';
-import { InstalledDb } from './db.js';
+import { InstalledDb } from '../rootfs/db.js';
 import {
   DiskView,
   UnsafePathError,
   entryComponents,
   resolveInRoot,
   typeOfMode,
-} from './fs-path.js';
+} from '../rootfs/fs-path.js';
 import type { OpsContext } from './ops.js';
-import type { Reporter } from './progress.js';
+import type { Reporter } from '../util/progress.js';
 import { openSource } from './source.js';
-import { applyTransaction, configDirs } from './transaction.js';
-import type { FileRecord, InstalledPackage } from './types.js';
+import { applyTransaction, configDirs } from '../rootfs/transaction.js';
+import type { FileRecord, InstalledPackage } from '../rootfs/types.js';
 
 export interface ReclaimOptions {
   /** Report what would be adopted, change nothing. */

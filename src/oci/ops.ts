@@ -4,7 +4,7 @@
  */
 import path from 'node:path';
 import { CpmError } from '../errors.js';
-import type { PackageSpec } from '../spec/package.js';
+import type { PackageSpec } from '../package/package.js';
 import { removeCredentials, saveCredentials, defaultLoginFile, type Credentials } from './auth.js';
 import { BlobStore } from './blobstore.js';
 import { openSource, openTarget, type EndpointOptions } from './endpoint.js';

@@ -8,8 +8,8 @@ import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CpmError } from '../errors.js';
-import type { Dep, PackageSpec } from '../spec/package.js';
-import { parseSelector } from '../spec/version.js';
+import type { Dep, PackageSpec } from '../package/package.js';
+import { parseSelector } from '../package/version.js';
 import type { BlobStore } from './blobstore.js';
 import {
   buildLayer,

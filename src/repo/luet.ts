@@ -11,7 +11,7 @@ import { buffer } from 'node:stream/consumers';
 import tar from 'tar-stream';
 import { parse as parseYaml } from 'yaml';
 import { CpmError } from '../errors.js';
-import { packageId } from '../spec/package.js';
+import { packageId } from '../package/package.js';
 import { createDecompressor, sniffCompression, type Compression } from '../util/compress.js';
 import type { RepoFiles } from './files.js';
 import {

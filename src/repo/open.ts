@@ -10,7 +10,7 @@ import type { Readable } from 'node:stream';
 import type { CpmConfig } from '../config.js';
 import { CpmError } from '../errors.js';
 import { cacheStore } from '../oci/ops.js';
-import type { PackageSpec } from '../spec/package.js';
+import type { PackageSpec } from '../package/package.js';
 import { loadRepoConfigs, type RepoConfig } from './config.js';
 import { parseIndex, type IndexLayer, type IndexPackage, type RepoIndex } from './repo-index.js';
 import {

@@ -1,8 +1,8 @@
 /** `cpm search` and `cpm info` over an opened set of repositories. */
 import { CpmError } from '../errors.js';
-import { familyKey, packageId } from '../spec/package.js';
-import { parseRef } from '../spec/ref.js';
-import { compareVersions, satisfies } from '../spec/version.js';
+import { familyKey, packageId } from '../package/package.js';
+import { parseRef } from '../package/ref.js';
+import { compareVersions, satisfies } from '../package/version.js';
 import { expandIndexPackage, type ExpandedIndexPackage } from './repo-index.js';
 import type { IndexUniverse } from './universe.js';
 

@@ -6,8 +6,8 @@
  */
 import { createHash } from 'node:crypto';
 import { CpmError } from '../errors.js';
-import { familyKey, packageId, type Dep, type PackageSpec } from '../spec/package.js';
-import { compareVersions, parseSelector } from '../spec/version.js';
+import { familyKey, packageId, type Dep, type PackageSpec } from '../package/package.js';
+import { compareVersions, parseSelector } from '../package/version.js';
 import {
   createCompressor,
   createDecompressor,

@@ -3,8 +3,8 @@
  * priority as luet does: lower number = higher priority; for the same package id in two
  * repositories the higher-priority repository's artifact wins (ties: repository name order).
  */
-import { familyKey, packageId, type PackageSpec, type Universe } from '../spec/package.js';
-import { compareVersions } from '../spec/version.js';
+import { familyKey, packageId, type PackageSpec, type Universe } from '../package/package.js';
+import { compareVersions } from '../package/version.js';
 import {
   indexDepFamily,
   indexDeps,

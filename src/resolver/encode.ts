@@ -15,16 +15,16 @@ import {
   type Dep,
   type PackageSpec,
   type Universe,
-} from '../spec/package.js';
+} from '../package/package.js';
 import {
   compareVersions,
   parseVersion,
   satisfiesParsed,
   type ParsedVersion,
   type Selector,
-} from '../spec/version.js';
+} from '../package/version.js';
 import { neg, pos, SatSolver } from './sat.js';
-import { providesDep } from './match.js';
+import { providesDep } from '../package/match.js';
 
 export type Tag =
   | { kind: 'job'; op: string; family: string; selector: Selector; cands: number[] }

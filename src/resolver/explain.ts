@@ -4,8 +4,8 @@
  * universe came from a tree), and why no candidate is left. Sentences are ordered from the request
  * outwards (breadth-first distance of the package they are about).
  */
-import { familyKey, packageId, type Dep, type SourceLoc } from '../spec/package.js';
-import { compareVersions, describeSelector, type Selector } from '../spec/version.js';
+import { familyKey, packageId, type Dep, type SourceLoc } from '../package/package.js';
+import { compareVersions, describeSelector, type Selector } from '../package/version.js';
 import type { Encoding, Tag } from './encode.js';
 import type { Problem } from './plan.js';
 

@@ -4,9 +4,9 @@
  * run regardless of input order. Removal order is the reverse. The walk starts at the requested
  * families, so in a cycle through a requested package that package comes last.
  */
-import { familyKey, packageId, type PackageSpec } from '../spec/package.js';
-import { satisfies } from '../spec/version.js';
-import { providesDep } from './match.js';
+import { familyKey, packageId, type PackageSpec } from '../package/package.js';
+import { satisfies } from '../package/version.js';
+import { providesDep } from '../package/match.js';
 
 /** Specs sorted by id, each id built once (a comparator building them costs n log n strings). */
 export function sortById(specs: readonly PackageSpec[]): PackageSpec[] {

@@ -1,6 +1,6 @@
 /** The Plan: a plain value the resolver returns, the CLI prints and the installer executes. */
 import type { ErrorCode } from '../errors.js';
-import { packageId, type PackageSpec } from '../spec/package.js';
+import { packageId, type PackageSpec } from '../package/package.js';
 
 export type StepAction = 'install' | 'remove' | 'upgrade' | 'reinstall';
 

@@ -4,8 +4,8 @@
  * `cpm install|uninstall --dry-run`.
  */
 import { CpmError, type ErrorCode } from '../errors.js';
-import { familyKey, packageId, type Universe } from '../spec/package.js';
-import { parseRef } from '../spec/ref.js';
+import { familyKey, packageId, type Universe } from '../package/package.js';
+import { parseRef } from '../package/ref.js';
 import type { Plan } from './plan.js';
 import type { Request, Target } from './resolve.js';
 import { makeSpec, type InstalledPackage } from './universe.js';

@@ -7,17 +7,17 @@
  * preferred version that is still jointly satisfiable with the pins before it (one incremental SAT
  * query per improvement). No package in the result can be swapped alone for a more preferred version.
  */
-import { familyKey, packageId, type PackageSpec, type Universe } from '../spec/package.js';
-import { describeSelector, type Selector } from '../spec/version.js';
+import { familyKey, packageId, type PackageSpec, type Universe } from '../package/package.js';
+import { describeSelector, type Selector } from '../package/version.js';
 import { Encoding } from './encode.js';
 import { explainCore } from './explain.js';
-import { satisfiesDep } from './match.js';
+import { satisfiesDep } from '../package/match.js';
 import { dependencyOrder, orderOfSorted, sortWithIds, type Neighbours } from './order.js';
 import { failedPlan, type Plan, type PlanStep, type Problem } from './plan.js';
 import { neg, pos } from './sat.js';
 import type { InstalledPackage } from './universe.js';
 
-/** A requested package: `category/name` plus a selector (a PackageRef from src/spec/ref.ts fits). */
+/** A requested package: `category/name` plus a selector (a PackageRef from src/package/ref.ts fits). */
 export interface Target {
   category: string;
   name: string;

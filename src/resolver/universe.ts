@@ -2,14 +2,14 @@
  * Inputs of the resolver besides the request: an in-memory Universe (tests, bench, CLI
  * `--assume-installed`) and the installed state of a root.
  */
-import { compareVersions, parseSelector } from '../spec/version.js';
+import { compareVersions, parseSelector } from '../package/version.js';
 import {
   familyKey,
   packageId,
   type Dep,
   type PackageSpec,
   type Universe,
-} from '../spec/package.js';
+} from '../package/package.js';
 
 /** One package installed in a root, as the installer's DB records it. */
 export interface InstalledPackage {

@@ -7,7 +7,7 @@ import { promises as fsp, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { InstalledDb } from '../../src/install/db.js';
+import { InstalledDb } from '../../src/rootfs/db.js';
 import { tempDir } from '../support/layers.js';
 
 const project = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');

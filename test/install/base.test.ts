@@ -15,7 +15,7 @@ import {
   installPackages,
   listInstalled,
   verify,
-} from '../../src/install/index.js';
+} from '../../src/rootfs/index.js';
 import { startRegistry, type RegistryInstance } from '../support/registry.js';
 import { PROJECT, minbaseTar, skopeoPush, smallBaseLayers, umociImage } from './base-images.js';
 import { failure, layerFromFiles, step, tmpDir } from './helpers.js';

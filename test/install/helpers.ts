@@ -7,10 +7,10 @@ import path from 'node:path';
 import tar from 'tar-stream';
 import { afterAll } from 'vitest';
 import { CpmError } from '../../src/errors.js';
-import { fileLayer } from '../../src/install/index.js';
-import type { InstallStep, LayerSource } from '../../src/install/types.js';
-import { parseSelector } from '../../src/spec/version.js';
-import type { PackageSpec } from '../../src/spec/package.js';
+import { fileLayer } from '../../src/rootfs/index.js';
+import type { InstallStep, LayerSource } from '../../src/rootfs/types.js';
+import { parseSelector } from '../../src/package/version.js';
+import type { PackageSpec } from '../../src/package/package.js';
 
 const dirs: string[] = [];
 afterAll(() => {

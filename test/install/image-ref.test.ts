@@ -9,7 +9,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CpmError } from '../../src/errors.js';
 import { imageInstallStep, looksLikeImageRef } from '../../src/install/image-ref.js';
-import { installPackages, listInstalled, verify } from '../../src/install/index.js';
+import { installPackages, listInstalled, verify } from '../../src/rootfs/index.js';
 import { BlobStore } from '../../src/oci/blobstore.js';
 import { OciLayout } from '../../src/oci/layout.js';
 import { packTo } from '../../src/oci/ops.js';

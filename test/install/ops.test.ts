@@ -7,8 +7,8 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { defaultConfig, type CpmConfig } from '../../src/config.js';
 import { CpmError } from '../../src/errors.js';
-import { cleanup } from '../../src/install/cleanup.js';
-import { listInstalled, verify } from '../../src/install/index.js';
+import { cleanup } from '../../src/upkeep/cleanup.js';
+import { listInstalled, verify } from '../../src/rootfs/index.js';
 import {
   planOperation,
   runOperation,
@@ -20,7 +20,7 @@ import type { PackageSource } from '../../src/install/source.js';
 import { createFromTree } from '../../src/repo/create.js';
 import { planToJson, resolve } from '../../src/resolver/index.js';
 import { makeRequest } from '../../src/resolver/request.js';
-import { loadTree, projectTreeDir } from '../../src/spec/tree.js';
+import { loadTree, projectTreeDir } from '../../src/tree/tree.js';
 import { failure, tmpDir } from './helpers.js';
 
 const TREE = projectTreeDir();

@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRepository, type CreateInput } from '../../src/repo/create.js';
 import { LayoutReader } from '../../src/repo/reader.js';
-import { parseSelector } from '../../src/spec/version.js';
+import { parseSelector } from '../../src/package/version.js';
 
 const run = promisify(execFile);
 

@@ -1,6 +1,6 @@
 /** An independent checker of resolver answers, for scenario and property tests. */
-import { familyKey, packageId, type PackageSpec } from '../../src/spec/package.js';
-import { satisfiesDep } from '../../src/resolver/match.js';
+import { familyKey, packageId, type PackageSpec } from '../../src/package/package.js';
+import { satisfiesDep } from '../../src/package/match.js';
 import type { Target } from '../../src/resolver/resolve.js';
 
 /** Every violated constraint of `final`, as text (empty = valid). */

@@ -11,10 +11,10 @@ import {
   resolve,
   type InstalledPackage,
 } from '../../src/resolver/index.js';
-import { familyKey, packageId, type Dep, type PackageSpec } from '../../src/spec/package.js';
-import { compareVersions, satisfies } from '../../src/spec/version.js';
+import { familyKey, packageId, type Dep, type PackageSpec } from '../../src/package/package.js';
+import { compareVersions, satisfies } from '../../src/package/version.js';
 import type { Target } from '../../src/resolver/resolve.js';
-import { parseRef } from '../../src/spec/ref.js';
+import { parseRef } from '../../src/package/ref.js';
 import { violations } from './check.js';
 
 const FAMS = ['f/a', 'f/b', 'f/c', 'f/d', 'f/e'];

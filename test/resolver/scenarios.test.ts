@@ -9,8 +9,8 @@ import {
   type Plan,
   type Request,
 } from '../../src/resolver/index.js';
-import { parseRef } from '../../src/spec/ref.js';
-import type { PackageSpec } from '../../src/spec/package.js';
+import { parseRef } from '../../src/package/ref.js';
+import type { PackageSpec } from '../../src/package/package.js';
 import { violations } from './check.js';
 
 const u = (...specs: PackageSpec[]): MemoryUniverse => new MemoryUniverse(specs);

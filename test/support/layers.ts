@@ -7,8 +7,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { extract } from 'tar-stream';
-import type { PackageSpec } from '../../src/spec/package.js';
-import { parseSelector } from '../../src/spec/version.js';
+import type { PackageSpec } from '../../src/package/package.js';
+import { parseSelector } from '../../src/package/version.js';
 import { createDecompressor, sniffCompression } from '../../src/util/compress.js';
 
 export async function tempDir(prefix = 'cpm-test-'): Promise<string> {

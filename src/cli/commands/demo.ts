@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../../config.js';
 import { runDemo } from '../../demo.js';
-import { createReporter } from '../../install/progress.js';
+import { createReporter } from '../../util/progress.js';
 import { printJson } from '../output.js';
 
 interface DemoOpts {

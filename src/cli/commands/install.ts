@@ -2,8 +2,8 @@ import type { Command } from 'commander';
 import path from 'node:path';
 import { databaseDir, loadConfig, type CpmConfig } from '../../config.js';
 import { CpmError, EXIT_CODES } from '../../errors.js';
-import { createReporter, type Reporter } from '../../install/progress.js';
-import type { RootRef } from '../../install/query.js';
+import { createReporter, type Reporter } from '../../util/progress.js';
+import type { RootRef } from '../../upkeep/query.js';
 import type {
   Operation,
   OperationResult,
@@ -17,8 +17,8 @@ import { formatPlan } from '../../resolver/request.js';
 // registers every command, and a no-op `cpm install` should not pay for the extractor or the
 // OCI client (docs/database.md, bench/install/noop.ts).
 const ops = (): Promise<typeof import('../../install/ops.js')> => import('../../install/ops.js');
-const query = (): Promise<typeof import('../../install/query.js')> =>
-  import('../../install/query.js');
+const query = (): Promise<typeof import('../../upkeep/query.js')> =>
+  import('../../upkeep/query.js');
 import { printJson } from '../output.js';
 
 interface RootOpts {
@@ -341,7 +341,7 @@ Examples:
     .option('--no-wait', 'fail instead of waiting for the lock')
     .action(async (o: { json?: boolean; wait?: boolean }, cmd: Command) => {
       const ref = await rootRef(cmd);
-      const { recover } = await import('../../install/transaction.js');
+      const { recover } = await import('../../rootfs/transaction.js');
       const r = await recover(ref.root, { dbDir: ref.dbDir, noWait: o.wait === false });
       if (o.json) printJson({ result: r });
       else process.stdout.write(r === 'clean' ? 'nothing to recover\n' : `transaction ${r}\n`);
@@ -461,7 +461,7 @@ Examples:
     )
     .action(async (o: { all?: boolean; dryRun?: boolean; json?: boolean }, cmd: Command) => {
       const cfg = await loadConfig(cmd.optsWithGlobals<{ config?: string }>().config);
-      const { cleanup } = await import('../../install/cleanup.js');
+      const { cleanup } = await import('../../upkeep/cleanup.js');
       const r = await cleanup(cfg, { all: o.all, dryRun: o.dryRun });
       if (o.json) return printJson(r);
       const mib = (r.bytesFreed / 1024 ** 2).toFixed(1);

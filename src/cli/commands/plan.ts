@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { resolve as resolvePath } from 'node:path';
 import { EXIT_CODES } from '../../errors.js';
-import type { Universe } from '../../spec/package.js';
-import { loadTree, projectTreeDir } from '../../spec/tree.js';
+import type { Universe } from '../../package/package.js';
+import { loadTree, projectTreeDir } from '../../tree/tree.js';
 import { planToJson, resolve, type InstalledPackage } from '../../resolver/index.js';
 import { assumeInstalled, formatPlan, makeRequest, planErrorCode } from '../../resolver/request.js';
 import { printJson } from '../output.js';
@@ -33,7 +33,7 @@ export async function installedFromRoot(
   configFile?: string,
 ): Promise<InstalledPackage[]> {
   const { databaseDir, loadConfig } = await import('../../config.js');
-  const { InstalledDb } = await import('../../install/db.js');
+  const { InstalledDb } = await import('../../rootfs/db.js');
   const { installedState } = await import('../../install/ops.js');
   const dir = resolvePath(root);
   return installedState(InstalledDb.load(databaseDir(await loadConfig(configFile), dir)));

@@ -15,7 +15,7 @@ import { createFromTree } from '../../repo/create.js';
 import { openRepositories, readCachedIndex } from '../../repo/open.js';
 import { info, search } from '../../repo/query.js';
 import { updateRepositories } from '../../repo/update.js';
-import { familyKey } from '../../spec/package.js';
+import { familyKey } from '../../package/package.js';
 import { printJson } from '../output.js';
 
 function config(cmd: Command): Promise<CpmConfig> {

@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { databaseDir, loadConfig } from '../../config.js';
 import { rootfsInit } from '../../install/image-ref.js';
-import { createReporter } from '../../install/progress.js';
+import { createReporter } from '../../util/progress.js';
 import { parsePlatform } from '../../oci/platform.js';
 import { printJson } from '../output.js';
 

@@ -6,11 +6,11 @@ import {
   graphToDot,
   renderDepTree,
   treeGraph,
-} from '../../spec/graph.js';
-import { packageId } from '../../spec/package.js';
-import { formatProblem, type Problem } from '../../spec/problems.js';
-import { parseRef } from '../../spec/ref.js';
-import { loadTree, projectTreeDir, type LoadedTree } from '../../spec/tree.js';
+} from '../../tree/graph.js';
+import { packageId } from '../../package/package.js';
+import { formatProblem, type Problem } from '../../tree/problems.js';
+import { parseRef } from '../../package/ref.js';
+import { loadTree, projectTreeDir, type LoadedTree } from '../../tree/tree.js';
 import { printJson } from '../output.js';
 
 interface TreeOpts {

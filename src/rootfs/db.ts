@@ -7,8 +7,8 @@
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { CpmError } from '../errors.js';
-import { familyKey, type Dep, type PackageSpec } from '../spec/package.js';
-import { parseSelector, satisfies } from '../spec/version.js';
+import { familyKey, type Dep, type PackageSpec } from '../package/package.js';
+import { parseSelector, satisfies } from '../package/version.js';
 import { faultPoint } from './fault.js';
 import type { FileRecord, InstalledPackage } from './types.js';
 

@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { lstatSync, mkdirSync, readFileSync, renameSync, rmSync, type Stats } from 'node:fs';
 import path from 'node:path';
 import { CpmError } from '../errors.js';
-import { familyKey, packageId } from '../spec/package.js';
+import { familyKey, packageId } from '../package/package.js';
 import { DB_FILE, InstalledDb, resolveDbDir, writeFileAtomic } from './db.js';
 import { faultPoint } from './fault.js';
 import { Stager, type PackageEntries, type StagedEntry } from './extract.js';
@@ -27,7 +27,7 @@ import {
   type Op,
 } from './journal.js';
 import { acquireLock } from './lock.js';
-import { silentReporter, type Reporter } from './progress.js';
+import { silentReporter, type Reporter } from '../util/progress.js';
 import {
   DEFAULT_LIMITS,
   type ExtractLimits,

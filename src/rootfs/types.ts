@@ -3,7 +3,7 @@
  * resolved packages and their layer blobs) and the installer (extract, DB, transaction).
  */
 import type { Readable } from 'node:stream';
-import type { PackageSpec } from '../spec/package.js';
+import type { PackageSpec } from '../package/package.js';
 
 /** One layer blob, as the blob store or a local file provides it. */
 export interface LayerSource {

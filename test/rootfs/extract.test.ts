@@ -3,9 +3,9 @@ import { createHash } from 'node:crypto';
 import { lstatSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { installPackages, listInstalled, silentReporter, verify } from '../../src/install/index.js';
-import { StageWriter } from '../../src/install/stage-writer.js';
-import { layerFromFiles, rawLayer, step, tmpDir } from './helpers.js';
+import { installPackages, listInstalled, silentReporter, verify } from '../../src/rootfs/index.js';
+import { StageWriter } from '../../src/rootfs/stage-writer.js';
+import { layerFromFiles, rawLayer, step, tmpDir } from '../install/helpers.js';
 
 describe('extraction of real GNU tar layers', () => {
   it('extracts zstd and gzip layers with files, dirs, symlinks, modes and hashes', async () => {

@@ -7,11 +7,11 @@ import { readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { dependencyTree, findPackage } from '../../src/spec/graph.js';
-import { packageId } from '../../src/spec/package.js';
-import { formatProblem } from '../../src/spec/problems.js';
-import { parseRef } from '../../src/spec/ref.js';
-import { loadTree, type LoadedTree } from '../../src/spec/tree.js';
+import { dependencyTree, findPackage } from '../../src/tree/graph.js';
+import { packageId } from '../../src/package/package.js';
+import { formatProblem } from '../../src/tree/problems.js';
+import { parseRef } from '../../src/package/ref.js';
+import { loadTree, type LoadedTree } from '../../src/tree/tree.js';
 
 const FIXTURE = resolve(
   dirname(fileURLToPath(import.meta.url)),

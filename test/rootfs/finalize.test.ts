@@ -6,9 +6,9 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { installPackages, silentReporter } from '../../src/install/index.js';
-import { layerFromFiles, step, tmpDir } from './helpers.js';
-import { fileLayer } from '../../src/install/index.js';
+import { installPackages, silentReporter } from '../../src/rootfs/index.js';
+import { layerFromFiles, step, tmpDir } from '../install/helpers.js';
+import { fileLayer } from '../../src/rootfs/index.js';
 import { createHash } from 'node:crypto';
 
 /** A layer holding /bin/sh (dash) plus the shared objects it needs, found with ldd. */

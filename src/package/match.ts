@@ -3,8 +3,8 @@
  * `provides` entry names the family with a matching version. One definition serves the encoder, the
  * install order, uninstall's reverse-dependency check and the tests' plan checker.
  */
-import { familyKey, type Dep, type PackageSpec } from '../spec/package.js';
-import { satisfies, type Selector } from '../spec/version.js';
+import { familyKey, type Dep, type PackageSpec } from './package.js';
+import { satisfies, type Selector } from './version.js';
 
 /** The exact version a provide entry names, or null when it names a range (or nothing). */
 function exactProvide(p: Dep): string | null {

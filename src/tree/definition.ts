@@ -2,9 +2,9 @@
  * Package definitions: one `definition.yaml` or one stanza of a `collection.yaml` → PackageSpec.
  * Every field error becomes a located problem; unknown keys are kept in `extra` and warned about.
  */
-import type { Dep, PackageSpec } from './package.js';
+import type { Dep, PackageSpec } from '../package/package.js';
 import { joinPath, type Report } from './problems.js';
-import { isValidVersion, parseSelector } from './version.js';
+import { isValidVersion, parseSelector } from '../package/version.js';
 import { lineOf, sourceOf, type LoadedYaml } from './yaml.js';
 
 /** The fields of luet's types.Package that cpm models. */

@@ -2,8 +2,8 @@
  * Child process for the crash-consistency test: runs one transaction described on argv and exits.
  * The parent sets CPM_FAULT_AT so this process SIGKILLs itself at a chosen filesystem operation.
  */
-import { applyTransaction, fileLayer } from '../../src/install/index.js';
-import type { InstallStep } from '../../src/install/types.js';
+import { applyTransaction, fileLayer } from '../../src/rootfs/index.js';
+import type { InstallStep } from '../../src/rootfs/types.js';
 
 interface Job {
   root: string;

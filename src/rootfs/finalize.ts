@@ -8,8 +8,8 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { CpmError } from '../errors.js';
-import { packageId } from '../spec/package.js';
-import type { Reporter } from './progress.js';
+import { packageId } from '../package/package.js';
+import type { Reporter } from '../util/progress.js';
 import type { InstallStep } from './types.js';
 
 export interface FinalizerOptions {

@@ -5,7 +5,7 @@
 import { createReadStream, statSync } from 'node:fs';
 import path from 'node:path';
 import { CpmError } from '../errors.js';
-import { packageId } from '../spec/package.js';
+import { packageId } from '../package/package.js';
 import { InstalledDb } from './db.js';
 import {
   applyTransaction,
@@ -24,10 +24,10 @@ export type {
   TransactionResult,
   FileConflict,
 } from './transaction.js';
-export { listInstalled, filesOf, ownersOf, verify, loadDb } from './query.js';
-export type { VerifyReport, VerifyProblem, RootRef } from './query.js';
-export { createReporter, silentReporter } from './progress.js';
-export type { Reporter, ReporterOptions } from './progress.js';
+export { listInstalled, filesOf, ownersOf, verify, loadDb } from '../upkeep/query.js';
+export type { VerifyReport, VerifyProblem, RootRef } from '../upkeep/query.js';
+export { createReporter, silentReporter } from '../util/progress.js';
+export type { Reporter, ReporterOptions } from '../util/progress.js';
 export { runFinalizers } from './finalize.js';
 
 /** Installs (or upgrades to) the given packages in one transaction. */

@@ -3,10 +3,10 @@
  * tree, newest version matching each selector) and the whole-tree graph (dot or JSON).
  */
 import { CpmError } from '../errors.js';
-import { familyKey, packageId, type Dep, type PackageSpec } from './package.js';
-import type { PackageRef } from './ref.js';
-import type { PackageUniverse } from './universe.js';
-import { describeSelector, satisfies } from './version.js';
+import { familyKey, packageId, type Dep, type PackageSpec } from '../package/package.js';
+import type { PackageRef } from '../package/ref.js';
+import type { PackageUniverse } from '../package/universe.js';
+import { describeSelector, satisfies } from '../package/version.js';
 
 export interface DepNode {
   /** `category/name@version` when resolved, else `category/name`. */

@@ -16,8 +16,8 @@ import {
   uninstallPackages,
   upgradePackages,
   verify,
-} from '../../src/install/index.js';
-import { dep, failure, layerFromFiles, rawLayer, spec, step, tmpDir } from './helpers.js';
+} from '../../src/rootfs/index.js';
+import { dep, failure, layerFromFiles, rawLayer, spec, step, tmpDir } from '../install/helpers.js';
 
 const dbText = (root: string): string =>
   readFileSync(path.join(root, 'var/lib/cpm/installed'), 'utf8');

@@ -36,7 +36,7 @@ import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { CpmError } from '../errors.js';
-import { packageId } from '../spec/package.js';
+import { packageId } from '../package/package.js';
 import {
   compressionOfMediaType,
   createDecompressor,
@@ -52,7 +52,7 @@ import {
   type NodeInfo,
   type PathView,
 } from './fs-path.js';
-import type { Reporter } from './progress.js';
+import type { Reporter } from '../util/progress.js';
 import { SMALL_FILE, StageWriter, metaCalls, type StageMeta } from './stage-writer.js';
 import type { ExtractLimits, FileRecord, InstallStep, LayerSource } from './types.js';
 

@@ -18,9 +18,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { installPackages, recover, verify, type LayerSource } from '../../src/install/index.js';
-import { rawLayer, step, tmpDir, layerFromFiles } from './helpers.js';
-import type { InstallStep } from '../../src/install/types.js';
+import { installPackages, recover, verify, type LayerSource } from '../../src/rootfs/index.js';
+import { rawLayer, step, tmpDir, layerFromFiles } from '../install/helpers.js';
+import type { InstallStep } from '../../src/rootfs/types.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 let child: string;

@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { lineOf, loadYamlFile, parseYaml, sourceOf } from '../../src/spec/yaml.js';
+import { lineOf, loadYamlFile, parseYaml, sourceOf } from '../../src/tree/yaml.js';
 
 function bomb(levels: number): string {
   const lines = ['a0: &a0 [x, x, x, x, x, x, x, x, x]'];

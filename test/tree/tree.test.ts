@@ -2,8 +2,8 @@ import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { formatProblem } from '../../src/spec/problems.js';
-import { loadTree } from '../../src/spec/tree.js';
+import { formatProblem } from '../../src/tree/problems.js';
+import { loadTree } from '../../src/tree/tree.js';
 
 /** Writes files under a fresh `<tmp>/packages/` and returns that tree dir. */
 function mkTree(files: Record<string, string>): string {

@@ -7,7 +7,7 @@ import {
   parseSelector,
   sanitizeVersion,
   satisfies,
-} from '../../src/spec/version.js';
+} from '../../src/package/version.js';
 
 /** Every pair (i < j) of each chain must compare a < b and b > a. */
 const CHAINS: string[][] = [

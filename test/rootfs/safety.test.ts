@@ -8,8 +8,8 @@ import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync } from 'no
 import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { CpmError } from '../../src/errors.js';
-import { installPackages, type LayerSource } from '../../src/install/index.js';
-import { failure, rawLayer, step, tmpDir, type RawEntry } from './helpers.js';
+import { installPackages, type LayerSource } from '../../src/rootfs/index.js';
+import { failure, rawLayer, step, tmpDir, type RawEntry } from '../install/helpers.js';
 
 let root: string;
 let outside: string;
@@ -276,7 +276,7 @@ describe('bounds', () => {
       '-c',
       `mkdir ${dir}/s && head -c 4194304 /dev/zero > ${dir}/s/zero && tar -C ${dir}/s -cf - zero | zstd -19 -q -c > ${big}`,
     ]);
-    const { fileLayer } = await import('../../src/install/index.js');
+    const { fileLayer } = await import('../../src/rootfs/index.js');
     const digest = 'sha256:' + execFileSync('sha256sum', [big], { encoding: 'utf8' }).split(' ')[0];
     expect(readFileSync(big).length).toBeLessThan(4096);
     await expectRefused(

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { TemplateSet } from '../../src/spec/template/exec.js';
+import { TemplateSet } from '../../src/tree/template/exec.js';
 
 const V = {
   Values: {

@@ -17,11 +17,11 @@ import {
   type FinalizeSpec,
 } from './build.js';
 import { packageValues, readPackage, realFieldValues, type FieldCtx } from './definition.js';
-import { familyKey, packageId, type Dep, type PackageSpec } from './package.js';
+import { familyKey, packageId, type Dep, type PackageSpec } from '../package/package.js';
 import { formatProblem, Report, type Problem } from './problems.js';
 import { TemplateSet } from './template/exec.js';
-import { PackageUniverse } from './universe.js';
-import { describeSelector } from './version.js';
+import { PackageUniverse } from '../package/universe.js';
+import { describeSelector } from '../package/version.js';
 import {
   DEFAULT_YAML_LIMITS,
   lineOf,

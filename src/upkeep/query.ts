@@ -7,10 +7,10 @@ import { createHash } from 'node:crypto';
 import { createReadStream, lstatSync, readdirSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { CpmError } from '../errors.js';
-import { InstalledDb } from './db.js';
-import { DiskView, UnsafePathError, resolveUserPath, typeOfMode } from './fs-path.js';
-import { STAGE_DIR, resolveDbDir } from './transaction.js';
-import type { FileRecord, InstalledPackage } from './types.js';
+import { InstalledDb } from '../rootfs/db.js';
+import { DiskView, UnsafePathError, resolveUserPath, typeOfMode } from '../rootfs/fs-path.js';
+import { STAGE_DIR, resolveDbDir } from '../rootfs/transaction.js';
+import type { FileRecord, InstalledPackage } from '../rootfs/types.js';
 
 export interface RootRef {
   root: string;

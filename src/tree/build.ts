@@ -4,7 +4,7 @@
  */
 import { CpmError } from '../errors.js';
 import { readDeps, type FieldCtx } from './definition.js';
-import type { Dep } from './package.js';
+import type { Dep } from '../package/package.js';
 import { joinPath, type Report } from './problems.js';
 import type { TemplateSet } from './template/exec.js';
 import { lineOf, parseYaml, type LoadedYaml } from './yaml.js';

@@ -13,6 +13,7 @@ const PROJECT = resolve(HERE, '../..');
 const BIN = join(PROJECT, 'bin/cpm.js');
 const FIXTURE = resolve(PROJECT, '../shared/fixtures/cos-toolkit-tree');
 const TREE = join(FIXTURE, 'packages');
+const VALUES = join(FIXTURE, 'values/teal-x86_64.yaml');
 
 function cpm(args: string[], cwd = PROJECT): Promise<{ code: number; out: string; err: string }> {
   return new Promise((res) => {
@@ -119,8 +120,13 @@ describe.concurrent('cpm tree (CLI)', () => {
     }
   });
 
-  it('validate: the fixture is ok (exit 0)', async () => {
-    const r = await cpm(['tree', 'validate', '--tree', TREE]);
+  it('validate: the fixture is ok with its values file (exit 0), without it the missing values are problems', async () => {
+    const bare = await cpm(['tree', 'validate', '--tree', TREE]);
+    expect(bare.code).toBe(1);
+    expect(bare.out).toMatch(
+      /^packages\/base\/build\.yaml:1: template: \.Values\.image has no value/,
+    );
+    const r = await cpm(['tree', 'validate', '--tree', TREE, '--values', VALUES]);
     expect(r.code).toBe(0);
     expect(r.out).toMatch(
       /^ok: 77 packages in 13 categories \(27 definitions, 13 collections, 40 build specs, 0 finalizers\)/,

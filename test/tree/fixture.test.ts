@@ -53,12 +53,15 @@ const COS_MINIMAL_CLOSURE = [
 
 describe('cOS-toolkit fixture tree', () => {
   let tree: LoadedTree;
+  let bare: LoadedTree;
   beforeAll(async () => {
-    tree = await loadTree(TREE);
+    tree = await loadTree(TREE, { values: [join(FIXTURE, 'values', FLAVORS[0]!)] });
+    bare = await loadTree(TREE);
   });
 
   it('loads all 77 packages, 13 categories, 13 collections, 40 build specs, no problems', () => {
     expect(tree.problems.map(formatProblem)).toEqual([]);
+    expect(bare.packages).toHaveLength(77);
     expect(tree.stats).toEqual({
       packages: 77,
       categories: 13,
@@ -88,9 +91,22 @@ describe('cOS-toolkit fixture tree', () => {
     expect(recovery.labels).toEqual({ 'autobump.revdeps': 'true' });
   });
 
-  it('without values, a missing key renders as <no value> (Go default)', () => {
-    const base = tree.universe.versions('distro/base')[0]!;
-    expect(base.build?.spec?.image).toBe('<no value>');
+  it('without values, a build spec that prints a missing key is a problem with file:line (missingkey=error)', () => {
+    expect(bare.problems.map(formatProblem)).toEqual([
+      expect.stringMatching(
+        /^packages\/base\/build\.yaml:1: template: \.Values\.image has no value/,
+      ),
+      expect.stringMatching(
+        /^packages\/golang\/build\.yaml:19: .*\.Values\.golang_arch has no value/,
+      ),
+      expect.stringMatching(
+        /^packages\/golang\/build\.yaml:19: .*\.Values\.golang_arch has no value/,
+      ),
+      expect.stringMatching(
+        /^packages\/tool\/build\.yaml:1: template: \.Values\.tool_image has no value/,
+      ),
+    ]);
+    expect(bare.universe.versions('distro/base')[0]!.build?.spec).toBeNull();
   });
 
   it.each(FLAVORS)('every build spec renders with values/%s', async (flavor) => {

@@ -29,15 +29,11 @@ describe('Go text/template subset', () => {
   it.each([
     ['{{ .Values.name }}', 'cos'],
     ['{{.Values.name}}-{{.Values.version}}', 'cos-1.2.3'],
-    ['{{ .Values.missing }}', '<no value>'],
-    ['{{ .Values.missing.deeper }}', '<no value>'],
-    ['{{ .Values.nil }}', '<no value>'],
     ['{{ .Values.zero }} {{ .Values.yes }}', '0 true'],
     ['{{ .Values.list }}', '[a b c]'],
     ['{{ .Values.nested }}', 'map[deep:map[x:1]]'],
     ['{{ index .Values.labels "github.owner" }}', 'rancher'],
     ['{{ ( index .Values.labels "package.checksum" ) }}', 'abc'],
-    ['{{ index .Values.labels "nope" }}', '<no value>'],
     ['{{ index .Values.list 1 }}', 'b'],
     ['{{ if .Values.yes }}Y{{ end }}', 'Y'],
     ['{{ if .Values.no }}Y{{ else }}N{{ end }}', 'N'],
@@ -152,6 +148,18 @@ describe('Go text/template subset', () => {
       /^build\.yaml:1: template: error calling index: index out of range/,
     ],
     ['{{ range 3 }}{{ template "loop" . }}{{ end }}', /no template "loop"/],
+    // missingkey=error for output: printing a missing value is an error, not "<no value>"
+    [
+      'chmod 0755 /system/oem/\n/{{ .Values.missing }}/*',
+      /^build\.yaml:2: template: \.Values\.missing has no value \(it would render as "<no value>"\)/,
+    ],
+    [
+      '{{ .Values.missing.deeper }}',
+      /^build\.yaml:1: template: \.Values\.missing\.deeper has no value/,
+    ],
+    ['{{ .Values.nil }}', /^build\.yaml:1: template: \.Values\.nil has no value/],
+    ['{{ index .Values.labels "nope" }}', /^build\.yaml:1: template: the action has no value/],
+    ['{{ $x := .Values.missing }}{{ $x }}', /^build\.yaml:1: template: \$x has no value/],
   ])('fails clearly: %s', (src, re) => {
     expect(() => render(src)).toThrow(re);
   });

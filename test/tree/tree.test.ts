@@ -254,7 +254,10 @@ describe('loadTree: the model', () => {
     writeFileSync(v1, 'flavour: v1\nopts: {a: 10}\nextra: e1\n');
     writeFileSync(v2, 'flavour: v2\n');
     const plain = await loadTree(dir);
-    expect(plain.packages[0]!.build!.spec!.steps).toEqual(['own 1 2 <no value>']);
+    // without the values file, .Values.extra is missing: a problem, never "<no value>" in a step
+    expect(plain.problems.map(formatProblem)).toEqual([
+      expect.stringMatching(/system\/foo\/build\.yaml:2: template: \.Values\.extra has no value/),
+    ]);
     const t = await loadTree(dir, { values: [v1, v2] });
     expect(t.packages[0]!.build!.spec!.steps).toEqual(['v2 10 2 e1']);
     expect(t.packages[0]!.build!.raw).toContain('{{ .Values.flavour }}');
@@ -300,7 +303,7 @@ describe('loadTree: the model', () => {
       mkTree({
         'system/a/definition.yaml': def('a', '1.2', 'secret: s\n'),
         'system/a/finalize.yaml':
-          'install:\n- echo {{ .Values.name }}-{{ .Values.version }} {{ .Values.secret }}\nuninstall: [rm -f /x]\nenv: [A=1]\n',
+          'install:\n- echo {{ .Values.name }}-{{ .Values.version }} {{ if hasKey .Values "secret" }}leak{{ else }}none{{ end }}\nuninstall: [rm -f /x]\nenv: [A=1]\n',
         'system/b/definition.yaml': def('b', '1'),
         'system/b/finalize.yaml': 'install: [x]\nshell: [/bin/bash, -ec]\n',
       }),
@@ -308,12 +311,27 @@ describe('loadTree: the model', () => {
     expect(t.problems).toEqual([]);
     const a = t.universe.versions('system/a')[0]!;
     expect(a.finalize?.spec).toEqual({
-      install: ['echo a-1.2 <no value>'],
+      install: ['echo a-1.2 none'],
       uninstall: ['rm -f /x'],
       shell: ['sh', '-c'],
       env: { A: '1' },
     });
     expect(t.universe.versions('system/b')[0]!.finalize?.spec?.shell).toEqual(['/bin/bash', '-ec']);
+  });
+
+  it('finalize.yaml printing an extra key (not a real field) is a problem with file:line', async () => {
+    const t = await loadTree(
+      mkTree({
+        'system/a/definition.yaml': def('a', '1', 'stage_dir: boot.d\n'),
+        'system/a/finalize.yaml':
+          'install:\n  - chmod 0755 /system/oem/{{ .Values.stage_dir }}/*\n',
+      }),
+    );
+    expect(t.problems.map(formatProblem)).toEqual([
+      expect.stringMatching(
+        /system\/a\/finalize\.yaml:2: template: \.Values\.stage_dir has no value \(it would render as "<no value>"\)/,
+      ),
+    ]);
   });
 
   it('universe: newest first, deterministic whatever the file order; provides indexed', async () => {

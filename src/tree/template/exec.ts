@@ -1,6 +1,9 @@
 /**
- * Executes parsed templates with Go text/template semantics (default `missingkey`: a missing key
- * prints `<no value>`). Errors are CpmError E_TEMPLATE with the file:line of the action.
+ * Executes parsed templates with Go text/template semantics, except that printing a missing value
+ * is an error (Go's `missingkey=error` for output): `<no value>` in a build spec or a finalizer is
+ * always a bug (`chmod /x/<no value>/*` is a shell redirect). Missing values stay usable in
+ * conditions, `default`, `hasKey`, `index`, ... as in Go's default mode. Errors are CpmError
+ * E_TEMPLATE with the file:line of the action.
  */
 import { CpmError } from '../../errors.js';
 import { FUNCS, isKnownFunction } from './funcs.js';
@@ -72,6 +75,22 @@ function checkFunctions(nodes: TNode[], file: string): void {
   }
 }
 
+/** Names the value an action printed as `<no value>` (the last command's field chain). */
+function missingMessage(p: Pipeline): string {
+  const last = p.cmds[p.cmds.length - 1];
+  const a = last && last.args.length === 1 ? last.args[0] : undefined;
+  const name =
+    a?.kind === 'field'
+      ? `.${a.fields.join('.')}`
+      : a?.kind === 'var'
+        ? `${a.name}${a.fields.map((f) => `.${f}`).join('')}`
+        : undefined;
+  return (
+    `${name ? `${name} has no value` : 'the action has no value'} (it would render as "<no value>"); ` +
+    'set it (in the package or a --values file) or guard it with `default`, `if` or `hasKey`'
+  );
+}
+
 /** A set of named templates (from `templates/` and the file itself) plus the root to render. */
 export class TemplateSet {
   private readonly defs = new Map<string, TemplateDef>();
@@ -132,7 +151,11 @@ class Executor {
           break;
         case 'action': {
           const v = this.pipeline(n.pipe, file, dot, scope, depth);
-          if (n.pipe.decl.length === 0) this.write(printValue(v), file, n.line);
+          if (n.pipe.decl.length === 0) {
+            if (isMissing(v) || v === null || v === undefined)
+              throw templateError(file, n.line, missingMessage(n.pipe));
+            this.write(printValue(v), file, n.line);
+          }
           break;
         }
         case 'if': {

@@ -15,6 +15,8 @@ export function reportError(e: unknown, opts: { json?: boolean; debug?: boolean 
       if (e.hint) process.stderr.write(`hint: ${e.hint}\n`);
       if (opts.debug && e.stack) process.stderr.write(e.stack + '\n');
     }
+    // 128 + signal number, as a shell reports a process the signal ended
+    if (e.code === 'E_INTERRUPTED' && e.context.signal === 'SIGTERM') return 143;
     return EXIT_CODES[e.code];
   }
   const err = e as Error;

@@ -31,7 +31,8 @@ export const ERROR_MEANING: Record<ErrorCode, string> = {
   E_FINALIZER: 'a finalizer failed',
   E_IMAGE: 'an image could not be read or written',
   E_TOOL_MISSING: 'an external tool (tar2sqfs, mksquashfs, zstd, …) is not installed',
-  E_INTERRUPTED: 'interrupted (SIGINT/SIGTERM); the transaction was rolled back',
+  E_INTERRUPTED:
+    'interrupted: 130 for SIGINT, 143 for SIGTERM; the work was rolled back, or finished if it had committed',
   E_IO: 'a file system operation failed',
 };
 

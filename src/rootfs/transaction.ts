@@ -28,6 +28,7 @@ import {
 } from './journal.js';
 import { acquireLock } from './lock.js';
 import { silentReporter, type Reporter } from '../util/progress.js';
+import { interruptReceived, throwIfInterrupted, watchInterrupts } from '../util/signals.js';
 import {
   DEFAULT_LIMITS,
   type ExtractLimits,
@@ -156,16 +157,8 @@ export async function applyTransaction(
     onWait: (pid) => reporter.step(`waiting for lock held by pid ${pid}`),
   });
 
-  let interrupted: NodeJS.Signals | null = null;
-  const onSignal = (sig: NodeJS.Signals): void => {
-    interrupted = sig;
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  const checkInterrupt = (): void => {
-    if (interrupted)
-      throw new CpmError('E_INTERRUPTED', `interrupted by ${interrupted}; nothing was changed`);
-  };
+  const unwatch = watchInterrupts();
+  const checkInterrupt = (): void => throwIfInterrupted('nothing was changed');
 
   const result: TransactionResult = {
     installed: [],
@@ -228,7 +221,7 @@ export async function applyTransaction(
       limits,
       reporter,
       verifyDigest: opts.verifyDigest ?? true,
-      interrupted: () => interrupted !== null,
+      interrupted: () => interruptReceived() !== null,
       reserved: [STAGE_DIR, path.relative(root, dbDir).split(path.sep).join('/')].filter(
         (r) => r !== '' && !r.startsWith('..'),
       ),
@@ -252,11 +245,13 @@ export async function applyTransaction(
       writeJournal(dbDir, journal);
       let done = 0;
       try {
+        // The operations run synchronously: a signal that arrives meanwhile is delivered at this
+        // await, and rolls back what they did.
         for (const op of plan.ops) {
-          if (interrupted) checkInterrupt();
           doOp(op);
           done++;
         }
+        await signalsDelivered();
         checkInterrupt();
       } catch (e) {
         reporter.warn(`rolling back: ${(e as Error).message}`);
@@ -281,22 +276,49 @@ export async function applyTransaction(
     }
     result.installed = steps.map((s) => packageId(s.spec));
     result.removed = [...leaving.keys()].filter((id) => !result.installed.includes(id)).sort();
+    // A signal during the commit is not dropped: the transaction finished, say so and stop here.
+    await signalsDelivered();
+    throwIfInterrupted(committedState(result, !opts.noFinalizers && steps.some(hasFinalizer)));
 
     if (!opts.noFinalizers) {
-      const todo = steps.filter((s) => s.finalize && s.finalize.install.length > 0);
+      const todo = steps.filter(hasFinalizer);
       if (todo.length > 0)
         result.finalizerErrors = await runFinalizers(root, todo, {
           reporter,
           env: opts.finalizerEnv,
         });
+      throwIfInterrupted(committedState(result, false));
     }
     return result;
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    unwatch();
     reporter.end();
     lock.release();
   }
+}
+
+function hasFinalizer(s: InstallStep): boolean {
+  return !!s.finalize && s.finalize.install.length > 0;
+}
+
+/**
+ * Lets pending signal events run (the commit window is synchronous). Signals are read in the
+ * event loop's poll phase: the first immediate ends this turn, the second runs after a poll.
+ */
+async function signalsDelivered(): Promise<void> {
+  for (let i = 0; i < 2; i++) await new Promise((r) => setImmediate(r));
+}
+
+/** What an interrupt after the commit leaves: the new state, possibly without finalizers. */
+function committedState(r: TransactionResult, finalizersSkipped: boolean): string {
+  const did = [
+    r.installed.length > 0 ? `installed ${r.installed.join(', ')}` : '',
+    r.removed.length > 0 ? `removed ${r.removed.join(', ')}` : '',
+  ].filter(Boolean);
+  return (
+    `the transaction had committed (${did.join('; ') || 'no package changes'})` +
+    (finalizersSkipped ? '; finalizers were not run (cpm reinstall runs them)' : '')
+  );
 }
 
 interface Plan {

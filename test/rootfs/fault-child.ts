@@ -2,6 +2,7 @@
  * Child process for the crash-consistency test: runs one transaction described on argv and exits.
  * The parent sets CPM_FAULT_AT so this process SIGKILLs itself at a chosen filesystem operation.
  */
+import { reportError } from '../../src/cli/output.js';
 import { applyTransaction, fileLayer } from '../../src/rootfs/index.js';
 import type { InstallStep } from '../../src/rootfs/types.js';
 
@@ -16,6 +17,7 @@ interface Job {
 }
 
 const job = JSON.parse(process.argv[2]!) as Job;
+// errors end as the CLI ends them: a message and the documented exit code
 await applyTransaction(
   job.root,
   {
@@ -26,4 +28,4 @@ await applyTransaction(
     remove: job.remove,
   },
   { noFinalizers: true },
-);
+).catch((e: unknown) => process.exit(reportError(e)));

@@ -97,7 +97,14 @@ interface Scenario {
   job: (root: string) => unknown;
 }
 
-async function runScenario(sc: Scenario): Promise<void> {
+/**
+ * `kill`: SIGKILL at op i, then `cpm recover`. A signal: SIGINT/SIGTERM at op i must end the run
+ * with exit 130/143 and an "interrupted" line, the root old or new with no leftover to recover.
+ */
+async function runScenario(
+  sc: Scenario,
+  mode: 'kill' | 'SIGINT' | 'SIGTERM' = 'kill',
+): Promise<void> {
   const dir = tmpDir('cpm-fault-sc-');
   const template = path.join(dir, 'template');
   await sc.prepare(template);
@@ -125,9 +132,19 @@ async function runScenario(sc: Scenario): Promise<void> {
       const i = indexes.shift();
       if (i === undefined) return;
       const root = fresh(`r${i}`);
-      const r = await runChild(sc.job(root), { CPM_FAULT_AT: String(i) });
-      expect(r.signal, `op ${i}: ${r.stderr}`).toBe('SIGKILL');
-      await recover(root);
+      const r = await runChild(sc.job(root), {
+        CPM_FAULT_AT: String(i),
+        ...(mode === 'kill' ? {} : { CPM_FAULT_SIGNAL: mode }),
+      });
+      if (mode === 'kill') {
+        expect(r.signal, `op ${i}: ${r.stderr}`).toBe('SIGKILL');
+        await recover(root);
+      } else {
+        expect(r.code, `op ${i}: ${r.stderr}`).toBe(mode === 'SIGINT' ? 130 : 143);
+        expect(r.stderr, `op ${i}`).toMatch(new RegExp(`^cpm: interrupted by ${mode}; `, 'm'));
+        for (const left of ['.cpm-tx', 'var/lib/cpm/lock', 'var/lib/cpm/journal'])
+          expect(existsSync(path.join(root, left)), `op ${i}: ${left} left`).toBe(false);
+      }
       const state = snapshot(root);
       const isOld = state === oldState;
       const isNew = state === newState;
@@ -251,5 +268,8 @@ describe('SIGKILL at every filesystem operation, then recovery', () => {
       },
     ];
     for (const sc of scenarios) await runScenario(sc);
-  }, 120_000);
+    // a signal in the commit window is honoured, never dropped: rolled back or finished, exit 130/143
+    await runScenario(scenarios[2]!, 'SIGINT');
+    await runScenario(scenarios[3]!, 'SIGTERM');
+  }, 240_000);
 });

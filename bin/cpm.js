@@ -5,17 +5,28 @@ import module from 'node:module';
 // Node ≥ 22 keeps the compiled code of dist/ between runs: a no-op install is mostly startup.
 module.enableCompileCache?.();
 
+// process.exit() drops what a pipe has not taken yet (stdout to a pipe is asynchronous): exit only
+// once both streams have flushed everything written before this point.
+function finish(code) {
+  process.exitCode = code;
+  let pending = 2;
+  const done = () => {
+    if (--pending === 0) process.exit(code);
+  };
+  for (const s of [process.stdout, process.stderr]) {
+    if (s.destroyed || s.writableEnded) done();
+    else s.write('', done);
+  }
+}
+
 import('../dist/cli/main.js').then(
   ({ main }) =>
-    main(process.argv.slice(2)).then(
-      (code) => process.exit(code),
-      (e) => {
-        process.stderr.write(`cpm: ${e?.stack ?? e}\n`);
-        process.exit(70);
-      },
-    ),
+    main(process.argv.slice(2)).then(finish, (e) => {
+      process.stderr.write(`cpm: ${e?.stack ?? e}\n`);
+      finish(70);
+    }),
   (e) => {
     process.stderr.write(`cpm: cannot load dist/ (run npm run build): ${e?.message ?? e}\n`);
-    process.exit(70);
+    finish(70);
   },
 );

@@ -116,7 +116,10 @@ function parseRendered(
   path: string,
 ): LoadedYaml | null {
   try {
-    return parseYaml(rendered, file);
+    const y = parseYaml(rendered, file);
+    for (const w of y.warnings)
+      report.warn({ code: 'E_YAML', file, line: w.line, path, message: w.message });
+    return y;
   } catch (e) {
     if (!(e instanceof CpmError)) throw e;
     report.error({

@@ -177,6 +177,12 @@ async function walk(
   return out;
 }
 
+/** Repeated keys and the like: accepted as luet does, reported as warnings at file:line. */
+function yamlWarnings(y: LoadedYaml, report: Report, path = ''): void {
+  for (const w of y.warnings)
+    report.warn({ code: 'E_YAML', file: y.file, line: w.line, path, message: w.message });
+}
+
 function errorToProblem(e: unknown, file: string): Problem {
   if (e instanceof CpmError) {
     const line = typeof e.context.line === 'number' ? e.context.line : undefined;
@@ -337,6 +343,7 @@ async function loadPackageDir(
     report.error(errorToProblem(e, defFile));
     return [];
   }
+  yamlWarnings(y, report);
   if (isCollection) stats.collections++;
   else stats.definitions++;
 

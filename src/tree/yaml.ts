@@ -50,6 +50,8 @@ export interface LoadedYaml {
   positions: WeakMap<object, NodePos>;
   /** The original scalar text of every scalar value, keyed by (container, key): `1.10` stays "1.10". */
   sources: WeakMap<object, Map<string | number, string>>;
+  /** What luet's parser accepts silently but a reader should hear of (a repeated key). */
+  warnings: Array<{ line: number; message: string }>;
 }
 
 /** Line of `key` inside `container` (or of the container itself), if known. */
@@ -117,7 +119,13 @@ export function parseYaml(
   let doc: Document.Parsed;
   try {
     // YAML 1.1 as luet's Go parser reads it (merge keys, yes/no booleans).
-    doc = parseDocument(text, { lineCounter: lc, version: '1.1', prettyErrors: true });
+    // Repeated keys: go-yaml v2 (luet) keeps the last; the converter does the same and warns.
+    doc = parseDocument(text, {
+      lineCounter: lc,
+      version: '1.1',
+      prettyErrors: true,
+      uniqueKeys: false,
+    });
   } catch (e) {
     if (e instanceof RangeError) throw yamlError(file, undefined, 'nesting is too deep to parse');
     throw e;
@@ -131,12 +139,19 @@ export function parseYaml(
   }
   const conv = new Converter(doc, lc, text, file, limits);
   const value = conv.convert(doc.contents as YamlNode | null, 0);
-  return { file, value, positions: conv.positions, sources: conv.sources };
+  return {
+    file,
+    value,
+    positions: conv.positions,
+    sources: conv.sources,
+    warnings: conv.warnings,
+  };
 }
 
 class Converter {
   readonly positions = new WeakMap<object, NodePos>();
   readonly sources = new WeakMap<object, Map<string | number, string>>();
+  readonly warnings: Array<{ line: number; message: string }> = [];
   /** Converted value per node, so an alias yields the same object (no copies, no blow-up). */
   private readonly done = new Map<YamlNode, unknown>();
   /** Node count of each anchored subtree with aliases expanded, memoised. */
@@ -212,6 +227,16 @@ class Converter {
         const text = this.text.slice(node.range[0], node.range[1]).trim();
         if (!/^[-+]?\.nan$/i.test(text)) return text;
       }
+      // A block scalar that ends the file without a line break: go-yaml adds none, nor do we.
+      if (
+        typeof v === 'string' &&
+        (node.type === 'BLOCK_LITERAL' || node.type === 'BLOCK_FOLDED') &&
+        node.range?.[1] === this.text.length &&
+        !/[\r\n]$/.test(this.text) &&
+        v.endsWith('\n')
+      ) {
+        return v.slice(0, -1);
+      }
       return typeof v === 'symbol' ? String(v.description) : v;
     }
     if (isSeq(node)) {
@@ -244,7 +269,10 @@ class Converter {
         }
         const key = this.keyString(k, depth);
         if (Object.prototype.hasOwnProperty.call(out, key)) {
-          throw yamlError(this.file, this.line(k), `duplicate key "${key}"`);
+          this.warnings.push({
+            line: this.line(k),
+            message: `key "${key}" repeats the one at line ${pos.keys.get(key) ?? '?'}; the last one wins (as luet)`,
+          });
         }
         setOwn(out, key, this.convert(pair.value as YamlNode, depth + 1));
         pos.keys.set(key, this.line(k));

@@ -75,9 +75,22 @@ describe('parseYaml', () => {
 
   it('reports syntax errors with file:line', () => {
     expect(() => parseYaml('a: 1\nb: c: d\n', 'bad.yaml')).toThrow(/^bad\.yaml:2: YAML syntax/);
-    expect(() => parseYaml('a: 1\na: 2\n', 'dup.yaml')).toThrow(
-      /^dup\.yaml:2: YAML syntax: Map keys must be unique/,
-    );
+  });
+
+  it('keeps the last of repeated keys, as go-yaml v2 does, and says where', () => {
+    const y = parseYaml('a: 1\nb: {c: 1, c: 2}\na: 3\n', 'dup.yaml');
+    expect(y.value).toEqual({ a: 3, b: { c: 2 } });
+    expect(y.warnings).toEqual([
+      { line: 2, message: 'key "c" repeats the one at line 2; the last one wins (as luet)' },
+      { line: 3, message: 'key "a" repeats the one at line 1; the last one wins (as luet)' },
+    ]);
+  });
+
+  it('adds no line break to a block scalar that ends the file without one (go-yaml)', () => {
+    expect(parseYaml('a: |\n  x\n  y', 'f.yaml').value).toEqual({ a: 'x\ny' });
+    expect(parseYaml('a: >\n  x\n  y', 'f.yaml').value).toEqual({ a: 'x y' });
+    expect(parseYaml('a: |\n  x\n  y\n', 'f.yaml').value).toEqual({ a: 'x\ny\n' });
+    expect(parseYaml('a: |\n  x\nb: 1', 'f.yaml').value).toEqual({ a: 'x\n', b: 1 });
   });
 
   it('rejects deep nesting and huge input', () => {

@@ -4,6 +4,7 @@
  * does for interface{} parameters) and throws a plain Error whose message the engine locates.
  */
 import { stringify } from 'yaml';
+import { DATE_FUNCS } from './dates.js';
 import {
   goEqual,
   goLess,
@@ -112,6 +113,7 @@ function indent(n: number, s: string): string {
 }
 
 export const FUNCS: Record<string, Fn> = {
+  ...DATE_FUNCS,
   // Go builtins (and/or/not/eq/ne/index/len/print... live here too; and/or short-circuit in exec).
   not: (a) => (arity('not', a, 1), !truthy(a[0])),
   eq: (a) => {

@@ -9,6 +9,14 @@ export type Missing = typeof MISSING;
 
 export type Value = unknown;
 
+/** A Go value with a String() method (time.Time, *semver.Version): how it prints. */
+export const GO_STRING: unique symbol = Symbol('goString');
+
+function stringer(v: object): (() => string) | undefined {
+  const f = (v as { [GO_STRING]?: () => string })[GO_STRING];
+  return typeof f === 'function' ? f : undefined;
+}
+
 export function isMissing(v: Value): v is Missing {
   return v === MISSING;
 }
@@ -20,7 +28,7 @@ export function truthy(v: Value): boolean {
   if (typeof v === 'number') return v !== 0;
   if (typeof v === 'string') return v.length > 0;
   if (Array.isArray(v)) return v.length > 0;
-  if (typeof v === 'object') return Object.keys(v).length > 0;
+  if (typeof v === 'object') return stringer(v) !== undefined || Object.keys(v).length > 0;
   return true;
 }
 
@@ -44,6 +52,8 @@ export function printValue(v: Value, nested = false): string {
   if (typeof v === 'boolean') return v ? 'true' : 'false';
   if (Array.isArray(v)) return `[${v.map((x) => printValue(x, true)).join(' ')}]`;
   if (typeof v === 'object') {
+    const s = stringer(v);
+    if (s) return s();
     const keys = Object.keys(v).sort();
     const rec = v as Record<string, unknown>;
     return `map[${keys.map((k) => `${k}:${printValue(rec[k], true)}`).join(' ')}]`;

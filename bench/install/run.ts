@@ -16,7 +16,7 @@
  * `--compare BIN` also times another build's bin/cpm.js (warm cache) in the same runs, for
  * before/after figures; `--warm-only` skips the cold, umoci and gzip rows.
  */
-import { makeSpec } from '../../src/resolver/universe.js';
+import { makeSpec } from '../../test/support/specs.js';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, promises as fsp, readFileSync, statSync } from 'node:fs';

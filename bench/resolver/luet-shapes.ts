@@ -1,19 +1,16 @@
 /** The shapes of luet's published solver measurements (luet-reference.md §7). */
 import { familyKey, packageId, type PackageSpec } from '../../src/package/package.js';
 import { compareVersions } from '../../src/package/version.js';
-import {
-  dep,
-  makeSpec,
-  MemoryUniverse,
-  type InstalledPackage,
-} from '../../src/resolver/universe.js';
+import { PackageUniverse } from '../../src/package/universe.js';
+import type { InstalledSpec } from '../../src/package/package.js';
+import { dep, makeSpec } from '../../test/support/specs.js';
 import { resolve } from '../../src/resolver/resolve.js';
 import { parseRef } from '../../src/package/ref.js';
 import { rng } from './synthetic.js';
 import { violations } from './verify.js';
 
 /** 20 families × 78 versions, all installed at version 1; version v of f_i requires f_{i+1} >= v. */
-export function upgradeShape(): { universe: MemoryUniverse; installed: InstalledPackage[] } {
+export function upgradeShape(): { universe: PackageUniverse; installed: InstalledSpec[] } {
   const specs: PackageSpec[] = [];
   for (let i = 0; i < 20; i++) {
     for (let v = 1; v <= 78; v++) {
@@ -22,7 +19,7 @@ export function upgradeShape(): { universe: MemoryUniverse; installed: Installed
       specs.push(makeSpec(`up/f${i}@${v}`, { requires, conflicts }));
     }
   }
-  const universe = new MemoryUniverse(specs);
+  const universe = new PackageUniverse(specs);
   const installed = Array.from({ length: 20 }, (_, i) => ({
     spec: universe.versions(`up/f${i}`).at(-1)!,
     reason: 'explicit' as const,
@@ -34,7 +31,7 @@ export function upgradeShape(): { universe: MemoryUniverse; installed: Installed
  * 800 families × 20 versions, each version requiring 4 other families; the newest version of f_i
  * conflicts with the newest of f_{i+1}; the request pins every family to its newest version.
  */
-export function unsatShape(): { universe: MemoryUniverse; targets: string[]; clauses: number } {
+export function unsatShape(): { universe: PackageUniverse; targets: string[]; clauses: number } {
   const r = rng(800);
   const F = 800;
   const V = 20;
@@ -51,7 +48,7 @@ export function unsatShape(): { universe: MemoryUniverse; targets: string[]; cla
     }
   }
   const targets = Array.from({ length: F }, (_, i) => `x/f${i}@>=${V}`);
-  return { universe: new MemoryUniverse(specs), targets, clauses };
+  return { universe: new PackageUniverse(specs), targets, clauses };
 }
 
 /**
@@ -92,7 +89,7 @@ export function randomWorlds(
         specs.push(makeSpec(`w/f${i}@${v}`, { requires, conflicts }));
       }
     }
-    const u = new MemoryUniverse(specs);
+    const u = new PackageUniverse(specs);
     const a = Math.floor(r() * 10);
     const b = (a + 1 + Math.floor(r() * 9)) % 10;
     const plan = resolve(u, [], {

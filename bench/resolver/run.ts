@@ -24,7 +24,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { packageId, type PackageSpec } from '../../src/package/package.js';
 import { parseRef } from '../../src/package/ref.js';
 import { resolve } from '../../src/resolver/resolve.js';
-import { MemoryUniverse } from '../../src/resolver/universe.js';
+import { PackageUniverse } from '../../src/package/universe.js';
 import {
   canonicalJson,
   compactIndexPackage,
@@ -327,7 +327,7 @@ function syntheticBench(
     const solves: number[] = [];
     let plan;
     for (let i = 0; i < opts.runs; i++) {
-      const [u, loadMs] = time(() => new MemoryUniverse(specs));
+      const [u, loadMs] = time(() => new PackageUniverse(specs));
       const [p, solveMs] = time(() =>
         resolve(u, [], { op: 'install', targets: targets.map(parseRef) }),
       );

@@ -9,7 +9,7 @@
  * dependencies, so every request is satisfiable.
  */
 import type { PackageSpec } from '../../src/package/package.js';
-import { dep, makeSpec } from '../../src/resolver/universe.js';
+import { dep, makeSpec } from '../../test/support/specs.js';
 
 export function rng(seed: number): () => number {
   let a = seed >>> 0;

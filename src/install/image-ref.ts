@@ -15,8 +15,14 @@ import { pullImage, type PulledImage } from '../oci/image.js';
 import { readPackageMetadata } from '../oci/package-image.js';
 import { parseImageRef, formatRef, type ImageRef } from '../oci/reference.js';
 import type { Platform } from '../oci/types.js';
-import { makeSpec } from '../resolver/universe.js';
-import { familyKey, packageId, type PackageSpec } from '../package/package.js';
+import { finalizeFromJson } from '../package/finalize.js';
+import {
+  createSpec,
+  familyKey,
+  packageId,
+  type InstallReason,
+  type PackageSpec,
+} from '../package/package.js';
 import { parseRef } from '../package/ref.js';
 import { isValidVersion } from '../package/version.js';
 import { fileLayer } from '../rootfs/index.js';
@@ -28,7 +34,7 @@ import {
   type TransactionOptions,
   type TransactionResult,
 } from '../rootfs/transaction.js';
-import type { InstallReason, InstallStep } from '../rootfs/types.js';
+import type { InstallStep } from '../rootfs/types.js';
 
 /** Category of packages whose identity comes from an image reference. */
 export const IMAGE_CATEGORY = 'images';
@@ -88,7 +94,7 @@ function specFromId(id: string): PackageSpec {
     throw new CpmError('E_USAGE', `"${id}" must be category/name@version with a valid version`, {
       context: { id },
     });
-  return makeSpec(`${r.category}/${r.name}@${r.version}`);
+  return createSpec({ category: r.category, name: r.name, version: r.version });
 }
 
 /**
@@ -128,9 +134,13 @@ export async function imageInstallStep(
   else if (meta) {
     const { finalize: f, ...rest } = meta;
     spec = rest;
-    if (f && f.install.length > 0)
-      finalize = { install: f.install, ...(f.shell ? { shell: f.shell } : {}) };
-  } else spec = makeSpec(`${IMAGE_CATEGORY}/${nameFrom(ref)}@${versionFrom(ref, pulled)}`);
+    finalize = finalizeFromJson(f);
+  } else
+    spec = createSpec({
+      category: IMAGE_CATEGORY,
+      name: nameFrom(ref),
+      version: versionFrom(ref, pulled),
+    });
 
   const layers = pulled.manifest.layers.map((l) =>
     fileLayer(blobs.path(l.digest), l.mediaType, l.digest),

@@ -13,16 +13,16 @@ import { CpmError } from '../errors.js';
 import type { OpenedRepositories } from '../repo/open.js';
 import { planToJson, resolve, type Plan, type Request } from '../resolver/index.js';
 import { formatPlan, makeRequest, planErrorCode } from '../resolver/request.js';
-import type { InstalledPackage as ResolverInstalled } from '../resolver/universe.js';
-import { MemoryUniverse } from '../resolver/universe.js';
-import { familyKey, packageId } from '../package/package.js';
+import { finalizeFromJson } from '../package/finalize.js';
+import { familyKey, packageId, type InstalledSpec } from '../package/package.js';
+import { PackageUniverse } from '../package/universe.js';
 import { parseRef } from '../package/ref.js';
 import { satisfies } from '../package/version.js';
 import { InstalledDb } from '../rootfs/db.js';
 import type { Reporter } from '../util/progress.js';
 import { openSource, type PackageSource } from './source.js';
 import type { TransactionResult } from '../rootfs/transaction.js';
-import type { FinalizeSpec, InstallStep, InstalledPackage, LayerSource } from '../rootfs/types.js';
+import type { InstallStep, InstalledPackage, LayerSource } from '../rootfs/types.js';
 
 export type Operation = 'install' | 'upgrade' | 'uninstall' | 'reinstall';
 
@@ -81,7 +81,7 @@ export interface OperationResult {
 }
 
 /** The DB's packages as the resolver's installed state. */
-export function installedState(db: InstalledDb): ResolverInstalled[] {
+export function installedState(db: InstalledDb): InstalledSpec[] {
   return db.list().map((p) => ({ spec: p.spec, reason: p.reason }));
 }
 
@@ -149,7 +149,7 @@ export async function planOperation(
     (op === 'install' && pkgRefs.length === 0) ||
     (op === 'install' && pinnedAndInstalled(db, pkgRefs))
   ) {
-    const universe = new MemoryUniverse(installed.map((i) => i.spec));
+    const universe = new PackageUniverse(installed.map((i) => i.spec));
     return done(resolve(universe, installed, request));
   }
   const repos = await openSource(ctx.config, ctx.source, {
@@ -168,17 +168,6 @@ export async function planOperation(
     return done(plan);
   }
   return done(plan, repos);
-}
-
-/** The finalize spec of an index entry (finalize.yaml as the tree loaded it). */
-function finalizeOf(raw: unknown): FinalizeSpec | undefined {
-  if (!raw || typeof raw !== 'object') return undefined;
-  const o = raw as { install?: unknown; shell?: unknown };
-  const install = Array.isArray(o.install) ? o.install.filter((c) => typeof c === 'string') : [];
-  if (install.length === 0) return undefined;
-  const spec: FinalizeSpec = { install: install as string[] };
-  if (Array.isArray(o.shell) && o.shell.length > 0) spec.shell = o.shell.map(String);
-  return spec;
 }
 
 /** The error a failed plan becomes: unknown package (5), unsatisfiable (6), required by (6). */
@@ -240,7 +229,7 @@ export async function applyOperation(
             ? 'explicit'
             : (before?.reason ?? 'dependency'),
       };
-      const fin = finalizeOf(loc.entry.finalize);
+      const fin = finalizeFromJson(loc.entry.finalize);
       if (fin) step.finalize = fin;
       install.push(step);
     }

@@ -9,7 +9,8 @@ import { removeCredentials, saveCredentials, defaultLoginFile, type Credentials 
 import { BlobStore } from './blobstore.js';
 import { openSource, openTarget, type EndpointOptions } from './endpoint.js';
 import { pullImage, pushImage, type PulledImage } from './image.js';
-import { buildPackageImage, type FinalizeSpec, type PackageImage } from './package-image.js';
+import type { FinalizeSpec } from '../package/finalize.js';
+import { buildPackageImage, type PackageImage } from './package-image.js';
 import type { LayerCompression } from './layer.js';
 import { parseImageRef, parseRegistryRef, formatRef } from './reference.js';
 import { RegistryClient } from './registry.js';

@@ -8,8 +8,9 @@ import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CpmError } from '../errors.js';
+import { sortedRecord, specFromJson, specToJson, type SpecJson } from '../package/codec.js';
+import { finalizeFromJson, type FinalizeSpec } from '../package/finalize.js';
 import type { Dep, PackageSpec } from '../package/package.js';
-import { parseSelector } from '../package/version.js';
 import type { BlobStore } from './blobstore.js';
 import {
   buildLayer,
@@ -29,13 +30,6 @@ import {
 export const NS = 'io.cpm.package';
 export const METADATA_KEY = `${NS}.metadata`;
 export const FORMAT_VERSION = 1;
-
-/** finalize.yaml: commands run after install (and, recorded for later, on uninstall). */
-export interface FinalizeSpec {
-  install: string[];
-  uninstall?: string[];
-  shell?: string[];
-}
 
 /** What a package image carries: the PackageSpec plus its finalize spec. */
 export interface PackageMetadata extends PackageSpec {
@@ -58,58 +52,21 @@ export interface PackageImage {
   layer: LayerResult;
 }
 
-interface DepJson {
-  category: string;
-  name: string;
-  version: string;
-}
-
 /** The JSON document stored under io.cpm.package.metadata. */
-interface MetadataJson {
+interface MetadataJson extends SpecJson {
   formatVersion: number;
-  category: string;
-  name: string;
-  version: string;
-  requires: DepJson[];
-  conflicts: DepJson[];
-  provides: DepJson[];
-  labels: Record<string, string>;
-  annotations: Record<string, string>;
-  description?: string;
-  license?: string;
-  uri: string[];
-  hidden: boolean;
-  extra?: Record<string, unknown>;
   finalize?: FinalizeSpec;
 }
 
-const depJson = (d: Dep): DepJson => ({ category: d.category, name: d.name, version: d.version });
 const depText = (d: Dep): string =>
   `${d.category ? `${d.category}/` : ''}${d.name}${d.version ? ` ${d.version}` : ''}`;
 
-function sortedRecord<T>(r: Record<string, T>): Record<string, T> {
-  return Object.fromEntries(Object.entries(r).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-}
-
 function toJson(spec: PackageSpec, finalize?: FinalizeSpec): MetadataJson {
-  const m: MetadataJson = {
+  return {
     formatVersion: FORMAT_VERSION,
-    category: spec.category,
-    name: spec.name,
-    version: spec.version,
-    requires: spec.requires.map(depJson),
-    conflicts: spec.conflicts.map(depJson),
-    provides: spec.provides.map(depJson),
-    labels: sortedRecord(spec.labels),
-    annotations: sortedRecord(spec.annotations),
-    uri: [...spec.uri],
-    hidden: spec.hidden,
+    ...specToJson(spec, 'image'),
+    ...(finalize ? { finalize } : {}),
   };
-  if (spec.description !== undefined) m.description = spec.description;
-  if (spec.license !== undefined) m.license = spec.license;
-  if (Object.keys(spec.extra).length > 0) m.extra = sortedRecord(spec.extra);
-  if (finalize) m.finalize = finalize;
-  return m;
 }
 
 /** The flat `io.cpm.package.*` labels (also used as manifest annotations). */
@@ -208,31 +165,6 @@ function bad(msg: string): CpmError {
   return new CpmError('E_IMAGE', `invalid package metadata: ${msg}`);
 }
 
-function strRecord(v: unknown, key: string): Record<string, string> {
-  if (v === undefined) return {};
-  if (typeof v !== 'object' || v === null || Array.isArray(v))
-    throw bad(`"${key}" is not a mapping`);
-  for (const [k, x] of Object.entries(v))
-    if (typeof x !== 'string') throw bad(`"${key}.${k}" is not a string`);
-  return v as Record<string, string>;
-}
-
-function deps(v: unknown, key: string): Dep[] {
-  if (v === undefined) return [];
-  if (!Array.isArray(v)) throw bad(`"${key}" is not a list`);
-  return v.map((d: unknown, i) => {
-    const o = d as Partial<DepJson> | null;
-    if (!o || typeof o.name !== 'string') throw bad(`"${key}[${i}]" has no name`);
-    const version = typeof o.version === 'string' ? o.version : '';
-    return {
-      category: typeof o.category === 'string' ? o.category : '',
-      name: o.name,
-      version,
-      selector: parseSelector(version),
-    };
-  });
-}
-
 /**
  * The package metadata of an image, from the config label (preferred) or the manifest
  * annotation; undefined when the image is not a cpm package. E_IMAGE when it is malformed.
@@ -257,21 +189,8 @@ export function readPackageMetadata(
   }
   if (typeof j.name !== 'string' || j.name === '') throw bad('no name');
   if (typeof j.version !== 'string' || j.version === '') throw bad('no version');
-  const spec: PackageMetadata = {
-    category: typeof j.category === 'string' ? j.category : '',
-    name: j.name,
-    version: j.version,
-    requires: deps(j.requires, 'requires'),
-    conflicts: deps(j.conflicts, 'conflicts'),
-    provides: deps(j.provides, 'provides'),
-    labels: strRecord(j.labels, 'labels'),
-    annotations: strRecord(j.annotations, 'annotations'),
-    uri: Array.isArray(j.uri) ? j.uri.filter((u): u is string => typeof u === 'string') : [],
-    hidden: j.hidden === true,
-    extra: typeof j.extra === 'object' && j.extra !== null ? j.extra : {},
-  };
-  if (typeof j.description === 'string') spec.description = j.description;
-  if (typeof j.license === 'string') spec.license = j.license;
-  if (j.finalize && Array.isArray(j.finalize.install)) spec.finalize = j.finalize;
+  const spec: PackageMetadata = specFromJson(j, bad);
+  const finalize = finalizeFromJson(j.finalize);
+  if (finalize) spec.finalize = finalize;
   return spec;
 }

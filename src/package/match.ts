@@ -1,7 +1,8 @@
 /**
  * What satisfies a dependency: a package of that family whose version matches, or a package whose
- * `provides` entry names the family with a matching version. One definition serves the encoder, the
- * install order, uninstall's reverse-dependency check and the tests' plan checker.
+ * `provides` entry names the family with a matching version. The one definition: the resolver's
+ * encoder and install order, the DB's reverse dependencies (uninstall), reclaim, the tree's
+ * dependency views (package/universe.ts) and the tests' plan checker all call it.
  */
 import { familyKey, type Dep, type PackageSpec } from './package.js';
 import { satisfies, type Selector } from './version.js';

@@ -2,7 +2,7 @@
  * The package model every stage shares: the tree loader and repository indexes produce it, the
  * resolver consumes it through a Universe, the installer and the DB record it.
  */
-import type { Selector } from './version.js';
+import { parseSelector, type Selector } from './version.js';
 
 /** Where a value came from, for file:line in errors and explanations. */
 export interface SourceLoc {
@@ -48,6 +48,55 @@ export function familyKey(p: { category: string; name: string }): string {
 /** "category/name@version" — the id used in plans, the DB and messages. */
 export function packageId(p: { category: string; name: string; version: string }): string {
   return `${familyKey(p)}@${p.version}`;
+}
+
+/** Why a package is in a root: asked for, or pulled in (removable by `uninstall --full`). */
+export type InstallReason = 'explicit' | 'dependency';
+
+/** A package installed in a root as the resolver sees it (the DB record has more). */
+export interface InstalledSpec {
+  spec: PackageSpec;
+  reason: InstallReason;
+}
+
+/** Splits "category/name" (the last slash separates the name). */
+export function splitFamily(key: string): { category: string; name: string } {
+  const i = key.lastIndexOf('/');
+  return i < 0
+    ? { category: '', name: key }
+    : { category: key.slice(0, i), name: key.slice(i + 1) };
+}
+
+/** A dependency entry; `version` is the selector text ("" = any). */
+export function createDep(category: string, name: string, version = ''): Dep {
+  return { category, name, version, selector: parseSelector(version) };
+}
+
+/** The fields a PackageSpec needs; everything else defaults to empty. */
+export type SpecInit = Pick<PackageSpec, 'category' | 'name' | 'version'> & Partial<PackageSpec>;
+
+/**
+ * The one builder of PackageSpec values: fills the defaults (no relations, no labels, not
+ * hidden) and leaves optional fields absent rather than undefined.
+ */
+export function createSpec(init: SpecInit): PackageSpec {
+  const spec: PackageSpec = {
+    category: init.category,
+    name: init.name,
+    version: init.version,
+    requires: init.requires ?? [],
+    conflicts: init.conflicts ?? [],
+    provides: init.provides ?? [],
+    labels: init.labels ?? {},
+    annotations: init.annotations ?? {},
+    uri: init.uri ?? [],
+    hidden: init.hidden ?? false,
+    extra: init.extra ?? {},
+  };
+  if (init.description !== undefined) spec.description = init.description;
+  if (init.license !== undefined) spec.license = init.license;
+  if (init.source !== undefined) spec.source = init.source;
+  return spec;
 }
 
 /**

@@ -1,36 +1,69 @@
-/** An in-memory Universe over a list of packages (the tree loader's, or any other). */
+/**
+ * The one in-memory Universe (tree loader, installed state, tests, bench, `--assume-installed`)
+ * and the one ordering every Universe uses, the repository index's included: a family's versions
+ * newest first, providers by id — strings compared by bytes, never by locale.
+ */
+import { providesDep } from './match.js';
 import { familyKey, packageId, type Dep, type PackageSpec, type Universe } from './package.js';
 import { compareVersions, satisfies } from './version.js';
+
+const byBytes = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+const sourceText = (p: PackageSpec): string => `${p.source?.file ?? ''}:${p.source?.line ?? 0}`;
+
+/**
+ * Newest first. Versions that compare equal but are written differently ("1.01", "1.1") by their
+ * text; the same version twice (a duplicate a tree reports) by where it was defined.
+ */
+export function newestFirst(a: PackageSpec, b: PackageSpec): number {
+  return (
+    compareVersions(b.version, a.version) ||
+    byBytes(a.version, b.version) ||
+    byBytes(sourceText(a), sourceText(b))
+  );
+}
+
+/** Providers of a family: by package id, then by where they were defined. */
+export function byPackageId(a: PackageSpec, b: PackageSpec): number {
+  return byBytes(packageId(a), packageId(b)) || byBytes(sourceText(a), sourceText(b));
+}
+
+export interface UniverseOptions {
+  /**
+   * Keep every package of the same id (the tree loader reports duplicates and still lists them).
+   * Default: the first one of an id wins.
+   */
+  keepDuplicates?: boolean;
+}
 
 export class PackageUniverse<P extends PackageSpec = PackageSpec> implements Universe {
   private readonly byFamily = new Map<string, P[]>();
   private readonly providers = new Map<string, P[]>();
 
-  constructor(packages: Iterable<P>) {
+  constructor(packages: Iterable<P>, opts: UniverseOptions = {}) {
+    const ids = new Set<string>();
     for (const p of packages) {
+      if (!opts.keepDuplicates) {
+        const id = packageId(p);
+        if (ids.has(id)) continue;
+        ids.add(id);
+      }
       const key = familyKey(p);
-      const list = this.byFamily.get(key) ?? [];
-      list.push(p);
-      this.byFamily.set(key, list);
+      const list = this.byFamily.get(key);
+      if (list) list.push(p);
+      else this.byFamily.set(key, [p]);
       for (const pr of p.provides) {
         const k = familyKey(pr);
-        const l = this.providers.get(k) ?? [];
-        if (!l.includes(p)) l.push(p);
-        this.providers.set(k, l);
+        const l = this.providers.get(k);
+        if (!l) this.providers.set(k, [p]);
+        else if (l[l.length - 1] !== p) l.push(p);
       }
     }
-    // Newest first; equal versions (duplicates, reported elsewhere) by source for determinism.
-    const src = (p: P): string => `${p.source?.file ?? ''}:${p.source?.line ?? 0}`;
-    for (const list of this.byFamily.values()) {
-      list.sort((a, b) => compareVersions(b.version, a.version) || src(a).localeCompare(src(b)));
-    }
-    for (const list of this.providers.values()) {
-      list.sort((a, b) => packageId(a).localeCompare(packageId(b)) || src(a).localeCompare(src(b)));
-    }
+    for (const list of this.byFamily.values()) list.sort(newestFirst);
+    for (const list of this.providers.values()) list.sort(byPackageId);
   }
 
   families(): string[] {
-    return [...this.byFamily.keys()].sort();
+    return [...this.byFamily.keys()].sort(byBytes);
   }
 
   versions(family: string): readonly P[] {
@@ -54,27 +87,11 @@ export class PackageUniverse<P extends PackageSpec = PackageSpec> implements Uni
    * luet's lookup: a package whose `provides` entry matches the request shadows the real package
    * (reference §2.6); otherwise the newest real match.
    */
-  resolve(
-    dep: Pick<Dep, 'category' | 'name' | 'selector' | 'version'>,
-  ): { pkg: P; via?: P } | undefined {
-    for (const prov of this.providersOf(familyKey(dep))) {
-      const entry = prov.provides.find((x) => familyKey(x) === familyKey(dep));
-      if (!entry) continue;
-      if (entry.version === dep.version || entry.selector.any || satisfiesAnyOf(entry, dep)) {
-        return { pkg: prov, via: prov };
-      }
-    }
+  resolve(dep: Dep): { pkg: P; via?: P } | undefined {
+    const fam = familyKey(dep);
+    for (const prov of this.providersOf(fam))
+      if (providesDep(prov, fam, dep.selector)) return { pkg: prov, via: prov };
     const pkg = this.newest(dep);
     return pkg ? { pkg } : undefined;
   }
-}
-
-/** Whether a provide entry (a version or a selector) can serve the request. */
-function satisfiesAnyOf(entry: Dep, dep: Pick<Dep, 'selector'>): boolean {
-  if (dep.selector.any) return true;
-  // The provide's bound versions as candidates: a provide of ">0.0.2" serves "=0.0.3" requests.
-  const exact = entry.selector.constraints.filter((c) => c.op === '=').map((c) => c.version);
-  if (exact.some((v) => satisfies(v, dep.selector))) return true;
-  const wanted = dep.selector.constraints.filter((c) => c.op === '=').map((c) => c.version);
-  return wanted.length > 0 && wanted.every((v) => satisfies(v, entry.selector));
 }

@@ -11,7 +11,9 @@ import { CpmError } from '../errors.js';
 import { BlobStore } from '../oci/blobstore.js';
 import { mapLimit } from '../oci/image.js';
 import type { LayerCompression } from '../oci/layer.js';
-import { buildPackageImage, type FinalizeSpec } from '../oci/package-image.js';
+import { specToJson } from '../package/codec.js';
+import type { FinalizeSpec } from '../package/finalize.js';
+import { buildPackageImage } from '../oci/package-image.js';
 import { hostPlatform } from '../oci/platform.js';
 import type { RegistryOptions } from '../oci/registry.js';
 import { packageId, type PackageSpec } from '../package/package.js';
@@ -23,7 +25,6 @@ import {
   INDEX_SCHEMA_VERSION,
   canonicalJson,
   compactIndexPackage,
-  depToIndex,
   serializeIndex,
   type IndexImage,
   type IndexPackage,
@@ -90,22 +91,9 @@ function envEpoch(): number | undefined {
 }
 
 function entryOf(p: CreateInput, treeRoot: string | undefined): IndexPackage {
-  const e: IndexPackage = {
-    category: p.category,
-    name: p.name,
-    version: p.version,
-    requires: p.requires.map(depToIndex),
-    conflicts: p.conflicts.map(depToIndex),
-    provides: p.provides.map(depToIndex),
-    labels: { ...p.labels },
-    annotations: { ...p.annotations },
-    uri: [...p.uri],
-    hidden: p.hidden,
-    extra: JSON.parse(JSON.stringify(p.extra ?? {})) as Record<string, unknown>,
-    contentKey: '',
-  };
-  if (p.description !== undefined) e.description = p.description;
-  if (p.license !== undefined) e.license = p.license;
+  // canonicalJson sorts the keys again: the layout does not change the index bytes
+  const { extra, ...fields } = specToJson(p, 'db');
+  const e: IndexPackage = { ...fields, extra: extra ?? {}, contentKey: '' };
   if (p.finalize !== undefined) e.finalize = JSON.parse(JSON.stringify(p.finalize)) as unknown;
   if (p.source?.file) {
     const f =

@@ -6,8 +6,15 @@
  */
 import { createHash } from 'node:crypto';
 import { CpmError } from '../errors.js';
-import { familyKey, packageId, type Dep, type PackageSpec } from '../package/package.js';
-import { compareVersions, parseSelector } from '../package/version.js';
+import { depFromJson, depToJson, type DepJson } from '../package/codec.js';
+import {
+  createSpec,
+  familyKey,
+  packageId,
+  type Dep,
+  type PackageSpec,
+} from '../package/package.js';
+import { compareVersions } from '../package/version.js';
 import {
   createCompressor,
   createDecompressor,
@@ -55,11 +62,8 @@ export interface IndexArtifact {
   mediaType: string;
 }
 
-export interface IndexDep {
-  category: string;
-  name: string;
-  version: string;
-}
+/** A dependency in object form (package/codec.ts). */
+export type IndexDep = DepJson;
 
 /**
  * A dependency as the index holds it: the compact text "category/name selector" ("name" alone for
@@ -140,9 +144,7 @@ export function comparePackages(a: IndexPackage, b: IndexPackage): number {
   );
 }
 
-export function depToIndex(d: Dep): IndexDep {
-  return { category: d.category, name: d.name, version: d.version };
-}
+export const depToIndex: (d: Dep) => IndexDep = depToJson;
 
 const plainPart = (s: string): boolean => !s.includes('/') && !s.includes(' ');
 
@@ -351,45 +353,32 @@ function validateIndex(raw: unknown, where: string): RepoIndex {
   return raw as RepoIndex;
 }
 
-function toDep(e: IndexDepEntry): Dep {
-  if (typeof e !== 'string') {
-    return {
-      category: e.category,
-      name: e.name,
-      version: e.version,
-      selector: parseSelector(e.version),
-    };
-  }
-  // The compact text straight into the Dep (no intermediate IndexDep per entry).
-  const sp = e.indexOf(' ');
-  const fam = sp < 0 ? e : e.slice(0, sp);
-  const slash = fam.indexOf('/');
-  const version = sp < 0 ? '' : e.slice(sp + 1);
-  return {
-    category: slash < 0 ? '' : fam.slice(0, slash),
-    name: slash < 0 ? fam : fam.slice(slash + 1),
-    version,
-    selector: parseSelector(version),
-  };
-}
-
-/** The resolver's view of an index entry. */
+/**
+ * The resolver's view of an index entry. Not specFromJson: parseIndex checked the shape once, and
+ * this runs for every package the resolver touches.
+ */
 export function toPackageSpec(p: IndexPackage): PackageSpec {
-  const spec: PackageSpec = {
+  const deps = (list: IndexDepList): Dep[] =>
+    indexDeps(list).map((e) => {
+      const d = depFromJson(e);
+      if (!d)
+        throw new CpmError('E_REPO', `${packageId(p)}: dependency "${String(e)}" has no name`);
+      return d;
+    });
+  return createSpec({
     category: p.category,
     name: p.name,
     version: p.version,
-    requires: indexDeps(p.requires).map(toDep),
-    conflicts: indexDeps(p.conflicts).map(toDep),
-    provides: indexDeps(p.provides).map(toDep),
+    requires: deps(p.requires),
+    conflicts: deps(p.conflicts),
+    provides: deps(p.provides),
     labels: p.labels ?? {},
     annotations: p.annotations ?? {},
     uri: p.uri ?? [],
     hidden: p.hidden ?? false,
     extra: p.extra ?? {},
-  };
-  if (p.description !== undefined) spec.description = p.description;
-  if (p.license !== undefined) spec.license = p.license;
-  if (p.source) spec.source = { ...p.source };
-  return spec;
+    ...(p.description !== undefined ? { description: p.description } : {}),
+    ...(p.license !== undefined ? { license: p.license } : {}),
+    ...(p.source ? { source: { ...p.source } } : {}),
+  });
 }

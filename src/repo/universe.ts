@@ -2,9 +2,10 @@
  * The resolver's Universe over one or more repository indexes. Repositories are merged by
  * priority as luet does: lower number = higher priority; for the same package id in two
  * repositories the higher-priority repository's artifact wins (ties: repository name order).
+ * Versions and providers are ordered as every Universe orders them (package/universe.ts).
  */
-import { familyKey, packageId, type PackageSpec, type Universe } from '../package/package.js';
-import { compareVersions } from '../package/version.js';
+import { familyKey, type PackageSpec, type Universe } from '../package/package.js';
+import { byPackageId, newestFirst } from '../package/universe.js';
 import {
   indexDepFamily,
   indexDeps,
@@ -26,12 +27,6 @@ export interface Offer {
   spec: PackageSpec;
   entry: IndexPackage;
 }
-
-const byId = (a: PackageSpec, b: PackageSpec): number => {
-  const x = packageId(a);
-  const y = packageId(b);
-  return x < y ? -1 : x > y ? 1 : 0;
-};
 
 /** An offer whose PackageSpec is built on first use (a large index is mostly never looked at). */
 class LazyOffer implements Offer {
@@ -92,7 +87,7 @@ export class IndexUniverse implements Universe {
     let out = this.sortedFamilies.get(family);
     if (!out) {
       out = (this.byFamily.get(family) ?? []).map((o) => o.spec);
-      out.sort((a, b) => compareVersions(b.version, a.version) || byId(b, a));
+      out.sort(newestFirst);
       this.sortedFamilies.set(family, out);
     }
     return out;
@@ -102,7 +97,7 @@ export class IndexUniverse implements Universe {
     let out = this.sortedProviders.get(family);
     if (!out) {
       out = (this.providers.get(family) ?? []).map((o) => o.spec);
-      out.sort(byId);
+      out.sort(byPackageId);
       this.sortedProviders.set(family, out);
     }
     return out;

@@ -1,6 +1,4 @@
 /** Public API of the resolver. */
 export { resolve, buildPlan, type Request, type Target } from './resolve.js';
 export { planToJson, type Plan, type PlanStep, type Problem, type StepAction } from './plan.js';
-export { MemoryUniverse, makeSpec, dep, type InstalledPackage } from './universe.js';
 export { dependencyOrder } from './order.js';
-export { satisfiesDep } from '../package/match.js';

@@ -1,14 +1,19 @@
 /**
  * Glue between user input and the resolver: requests from command-line refs, the installed state
- * `--assume-installed` describes, and the plan as people read it. Shared by `cpm plan` and, later,
- * `cpm install|uninstall --dry-run`.
+ * `--assume-installed` describes, and the plan as people read it. Shared by `cpm plan` and
+ * `cpm install|upgrade|reinstall|uninstall --dry-run`.
  */
 import { CpmError, type ErrorCode } from '../errors.js';
-import { familyKey, packageId, type Universe } from '../package/package.js';
+import {
+  createSpec,
+  familyKey,
+  packageId,
+  type InstalledSpec,
+  type Universe,
+} from '../package/package.js';
 import { parseRef } from '../package/ref.js';
 import type { Plan } from './plan.js';
 import type { Request, Target } from './resolve.js';
-import { makeSpec, type InstalledPackage } from './universe.js';
 
 export type Operation = Request['op'];
 
@@ -40,8 +45,8 @@ export function makeRequest(
  * The installed state from `category/name@version` ids: the universe's spec when it has that id
  * (with its requires and provides), else a bare spec with no relations. All are explicit.
  */
-export function assumeInstalled(universe: Universe, ids: readonly string[]): InstalledPackage[] {
-  const out = new Map<string, InstalledPackage>();
+export function assumeInstalled(universe: Universe, ids: readonly string[]): InstalledSpec[] {
+  const out = new Map<string, InstalledSpec>();
   for (const id of ids) {
     const ref = parseRef(id);
     if (ref.version === '' || !ref.selector.constraints.every((c) => c.op === '=')) {
@@ -58,7 +63,7 @@ export function assumeInstalled(universe: Universe, ids: readonly string[]): Ins
     }
     const spec =
       universe.versions(fam).find((s) => s.version === ref.version) ??
-      makeSpec(`${fam}@${ref.version}`);
+      createSpec({ category: ref.category, name: ref.name, version: ref.version });
     out.set(fam, { spec, reason: 'explicit' });
   }
   return [...out.values()];

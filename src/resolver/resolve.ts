@@ -7,7 +7,13 @@
  * preferred version that is still jointly satisfiable with the pins before it (one incremental SAT
  * query per improvement). No package in the result can be swapped alone for a more preferred version.
  */
-import { familyKey, packageId, type PackageSpec, type Universe } from '../package/package.js';
+import {
+  familyKey,
+  packageId,
+  type InstalledSpec,
+  type PackageSpec,
+  type Universe,
+} from '../package/package.js';
 import { describeSelector, type Selector } from '../package/version.js';
 import { Encoding } from './encode.js';
 import { explainCore } from './explain.js';
@@ -15,7 +21,6 @@ import { satisfiesDep } from '../package/match.js';
 import { dependencyOrder, orderOfSorted, sortWithIds, type Neighbours } from './order.js';
 import { failedPlan, type Plan, type PlanStep, type Problem } from './plan.js';
 import { neg, pos } from './sat.js';
-import type { InstalledPackage } from './universe.js';
 
 /** A requested package: `category/name` plus a selector (a PackageRef from src/package/ref.ts fits). */
 export interface Target {
@@ -45,7 +50,7 @@ function targetText(t: Target): string {
 /** Computes the plan for `request` against `universe` and the installed state. */
 export function resolve(
   universe: Universe,
-  installed: readonly InstalledPackage[],
+  installed: readonly InstalledSpec[],
   request: Request,
 ): Plan {
   const inst = [...installed].sort((a, b) => byId(a.spec, b.spec));
@@ -61,7 +66,7 @@ export function resolve(
   }
 }
 
-function installedOf(inst: readonly InstalledPackage[], t: Target): InstalledPackage | undefined {
+function installedOf(inst: readonly InstalledSpec[], t: Target): InstalledSpec | undefined {
   const fam = familyKey(t);
   return inst.find((i) => familyKey(i.spec) === fam);
 }
@@ -76,7 +81,7 @@ function notInstalled(t: Target): Problem {
 
 function solveJobs(
   universe: Universe,
-  inst: readonly InstalledPackage[],
+  inst: readonly InstalledSpec[],
   targetsIn: Target[],
   op: 'install' | 'upgrade',
 ): Plan {
@@ -122,7 +127,7 @@ function solveJobs(
 
 function solveEncoded(
   universe: Universe,
-  inst: readonly InstalledPackage[],
+  inst: readonly InstalledSpec[],
   targets: Target[],
   op: 'install' | 'upgrade',
 ): { plan?: Plan; problems: Problem[] } {
@@ -301,7 +306,7 @@ const ANY_SEL: Selector = { raw: '', any: true, constraints: [] };
 /** Diff of installed → final, ordered for the installer. */
 export function buildPlan(
   finalSpecsIn: PackageSpec[],
-  inst: readonly InstalledPackage[],
+  inst: readonly InstalledSpec[],
   reinstallIds: ReadonlySet<string> = new Set(),
   requested: readonly string[] = [],
   /** What satisfies each final package's requirements, when the caller knows (see order.ts). */
@@ -345,7 +350,7 @@ export function buildPlan(
   };
 }
 
-function reinstall(inst: readonly InstalledPackage[], targets: Target[]): Plan {
+function reinstall(inst: readonly InstalledSpec[], targets: Target[]): Plan {
   const problems: Problem[] = [];
   const ids = new Set<string>();
   for (const t of targets) {
@@ -371,7 +376,7 @@ function reinstall(inst: readonly InstalledPackage[], targets: Target[]): Plan {
  * that nothing remaining needs; packages installed explicitly are never removed implicitly.
  */
 function uninstall(
-  inst: readonly InstalledPackage[],
+  inst: readonly InstalledSpec[],
   targets: Target[],
   force: boolean,
   full: boolean,

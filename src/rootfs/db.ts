@@ -7,8 +7,10 @@
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { CpmError } from '../errors.js';
-import { familyKey, type Dep, type PackageSpec } from '../package/package.js';
-import { parseSelector, satisfies } from '../package/version.js';
+import { sortedDeep, specFromJson, specToJson } from '../package/codec.js';
+import { finalizeFromJson } from '../package/finalize.js';
+import { satisfiesDep } from '../package/match.js';
+import { familyKey } from '../package/package.js';
 import { faultPoint } from './fault.js';
 import type { FileRecord, InstalledPackage } from './types.js';
 
@@ -26,69 +28,6 @@ function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-/** JSON with object keys sorted, so maps from YAML serialize the same every time. */
-function sortedValue(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(sortedValue);
-  if (v && typeof v === 'object') {
-    const o = v as Record<string, unknown>;
-    return Object.fromEntries(
-      Object.keys(o)
-        .sort(cmp)
-        .map((k) => [k, sortedValue(o[k])]),
-    );
-  }
-  return v;
-}
-
-function depOut(d: Dep): { category: string; name: string; version: string } {
-  return { category: d.category, name: d.name, version: d.version };
-}
-
-function specOut(s: PackageSpec): unknown {
-  // `source` is a path on the machine that resolved the package: not part of the record
-  return {
-    category: s.category,
-    name: s.name,
-    version: s.version,
-    requires: s.requires.map(depOut),
-    conflicts: s.conflicts.map(depOut),
-    provides: s.provides.map(depOut),
-    labels: sortedValue(s.labels),
-    annotations: sortedValue(s.annotations),
-    description: s.description,
-    license: s.license,
-    uri: s.uri,
-    hidden: s.hidden,
-    extra: sortedValue(s.extra),
-  };
-}
-
-function specIn(o: Record<string, unknown>): PackageSpec {
-  const deps = (v: unknown): Dep[] =>
-    ((v as Array<{ category: string; name: string; version: string }>) ?? []).map((d) => ({
-      category: d.category,
-      name: d.name,
-      version: d.version,
-      selector: parseSelector(d.version),
-    }));
-  const spec: PackageSpec = {
-    category: String(o.category ?? ''),
-    name: String(o.name),
-    version: String(o.version ?? ''),
-    requires: deps(o.requires),
-    conflicts: deps(o.conflicts),
-    provides: deps(o.provides),
-    labels: (o.labels as Record<string, string>) ?? {},
-    annotations: (o.annotations as Record<string, string>) ?? {},
-    uri: (o.uri as string[]) ?? [],
-    hidden: Boolean(o.hidden),
-    extra: (o.extra as Record<string, unknown>) ?? {},
-  };
-  if (typeof o.description === 'string') spec.description = o.description;
-  if (typeof o.license === 'string') spec.license = o.license;
-  return spec;
-}
-
 function fileOut(f: FileRecord): string {
   const o: Record<string, unknown> = { p: f.path, t: f.type, m: f.mode, u: f.uid, g: f.gid };
   if (f.size !== undefined) o.s = f.size;
@@ -96,7 +35,7 @@ function fileOut(f: FileRecord): string {
   if (f.target !== undefined) o.l = f.target;
   if (f.rdev) o.r = f.rdev;
   if (f.config) o.c = 1;
-  if (f.xattrs) o.x = sortedValue(f.xattrs);
+  if (f.xattrs) o.x = sortedDeep(f.xattrs);
   if (f.skipped) o.k = f.skipped;
   return JSON.stringify(o);
 }
@@ -148,9 +87,14 @@ export class InstalledDb {
         });
       }
       if (typeof o.package === 'string') {
+        const at = { file, line: i + 1 };
         cur = {
           id: o.package,
-          spec: specIn(o.spec as Record<string, unknown>),
+          spec: specFromJson(
+            o.spec,
+            (m) =>
+              new CpmError('E_DB', `${file}:${i + 1}: package ${o.package}: ${m}`, { context: at }),
+          ),
           origin: String(o.origin ?? ''),
           imageDigest: String(o.imageDigest ?? ''),
           reason: o.reason === 'dependency' ? 'dependency' : 'explicit',
@@ -159,7 +103,8 @@ export class InstalledDb {
         };
         if (o.base) cur.base = true;
         if (o.rootless) cur.rootless = true;
-        if (o.finalize) cur.finalize = o.finalize as InstalledPackage['finalize'];
+        const fin = finalizeFromJson(o.finalize);
+        if (fin) cur.finalize = fin;
         db.add(cur);
       } else if (cur && typeof o.p === 'string') {
         cur.files.push(fileIn(o));
@@ -191,7 +136,7 @@ export class InstalledDb {
     for (const p of this.list()) {
       const o: Record<string, unknown> = {
         package: p.id,
-        spec: specOut(p.spec),
+        spec: specToJson(p.spec, 'db'),
         origin: p.origin,
         imageDigest: p.imageDigest,
         reason: p.reason,
@@ -199,7 +144,7 @@ export class InstalledDb {
       };
       if (p.base) o.base = true;
       if (p.rootless) o.rootless = true;
-      if (p.finalize) o.finalize = sortedValue(p.finalize);
+      if (p.finalize) o.finalize = sortedDeep(p.finalize);
       out.push(JSON.stringify(o));
       const files = p.files.slice().sort((a, b) => cmp(a.path, b.path));
       for (const f of files) out.push(fileOut(f));
@@ -258,25 +203,13 @@ export class InstalledDb {
     return this.own.get(path) ?? [];
   }
 
-  /** Installed packages that require `id` (directly, by family and selector, or via provides). */
+  /** Installed packages with a requirement `id` satisfies (package/match.ts decides). */
   reverseDeps(id: string): string[] {
     const target = this.pkgs.get(id);
     if (!target) return [];
-    const names = new Map<string, string>([[familyKey(target.spec), target.spec.version]]);
-    for (const pr of target.spec.provides) names.set(familyKey(pr), pr.version);
-    const out: string[] = [];
-    for (const p of this.list()) {
-      if (p.id === id) continue;
-      for (const r of p.spec.requires) {
-        const v = names.get(familyKey(r));
-        if (v === undefined) continue;
-        if (r.selector.any || v === '' || satisfies(v, r.selector)) {
-          out.push(p.id);
-          break;
-        }
-      }
-    }
-    return out;
+    return this.list()
+      .filter((p) => p.id !== id && p.spec.requires.some((r) => satisfiesDep(target.spec, r)))
+      .map((p) => p.id);
   }
 }
 

@@ -3,11 +3,14 @@
  * target root under bubblewrap (no network unless the package asks), in install order, output
  * streamed to the reporter. A failure is reported with the package name and the remaining
  * packages' finalizers still run (luet semantics); the caller gets the list of failures.
+ * Environment: the package's finalize.yaml `env`, then the configured finalizer_envs (the
+ * machine's setting wins over the package's default).
  */
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { CpmError } from '../errors.js';
+import { DEFAULT_FINALIZE_SHELL } from '../package/finalize.js';
 import { packageId } from '../package/package.js';
 import type { Reporter } from '../util/progress.js';
 import type { InstallStep } from './types.js';
@@ -81,17 +84,21 @@ export async function runFinalizers(
     if (!fin || fin.install.length === 0) continue;
     const id = packageId(step.spec);
     opts.reporter.step(`finalize ${id}`);
+    const env = { ...fin.env, ...opts.env };
     for (const cmd of fin.install) {
-      const argv = [...(fin.shell && fin.shell.length > 0 ? fin.shell : ['sh', '-c']), cmd];
+      const argv = [
+        ...(fin.shell && fin.shell.length > 0 ? fin.shell : DEFAULT_FINALIZE_SHELL),
+        cmd,
+      ];
       // Installing into the running system (a Dockerfile RUN step): the commands already run in
       // the right root, and distribution images rarely ship bubblewrap.
       const r = hostRoot
         ? await run(argv[0]!, argv.slice(1), (l) => opts.reporter.output(id, l), {
             ...process.env,
             CPM_FINALIZER: '1',
-            ...opts.env,
+            ...env,
           })
-        : await run(bwrap, bwrapArgs(root, argv, fin.network === true, opts.env ?? {}), (l) =>
+        : await run(bwrap, bwrapArgs(root, argv, fin.network === true, env), (l) =>
             opts.reporter.output(id, l),
           );
       if (r.error) {

@@ -3,7 +3,8 @@
  * resolved packages and their layer blobs) and the installer (extract, DB, transaction).
  */
 import type { Readable } from 'node:stream';
-import type { PackageSpec } from '../package/package.js';
+import type { FinalizeSpec } from '../package/finalize.js';
+import type { InstallReason, PackageSpec } from '../package/package.js';
 
 /** One layer blob, as the blob store or a local file provides it. */
 export interface LayerSource {
@@ -13,17 +14,6 @@ export interface LayerSource {
   mediaType: string;
   open(): Promise<Readable>;
 }
-
-/** finalize.yaml, already rendered. */
-export interface FinalizeSpec {
-  install: string[];
-  /** argv prefix; default ["sh", "-c"]. */
-  shell?: string[];
-  /** Run with network access (bwrap --share-net). */
-  network?: boolean;
-}
-
-export type InstallReason = 'explicit' | 'dependency';
 
 export interface InstallStep {
   spec: PackageSpec;

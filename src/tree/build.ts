@@ -4,6 +4,7 @@
  */
 import { CpmError } from '../errors.js';
 import { readDeps, type FieldCtx } from './definition.js';
+import { DEFAULT_FINALIZE_SHELL, type FinalizeSpec } from '../package/finalize.js';
 import type { Dep } from '../package/package.js';
 import { joinPath, type Report } from './problems.js';
 import type { TemplateSet } from './template/exec.js';
@@ -35,14 +36,6 @@ export interface BuildSpec {
   payload?: string;
   /** The whole rendered map, known and unknown keys alike. */
   fields: Record<string, unknown>;
-}
-
-export interface FinalizeSpec {
-  install: string[];
-  uninstall: string[];
-  /** argv prefix the commands run with; luet's default is `sh -c`. */
-  shell: string[];
-  env: Record<string, string>;
 }
 
 const BUILD_KEYS = new Set([
@@ -245,7 +238,7 @@ export function readBuildSpec(
   return spec;
 }
 
-/** Parses a rendered finalize.yaml. */
+/** Parses a rendered finalize.yaml; every field set (empty when absent), shell defaulted. */
 export function readFinalize(rendered: string, file: string, report: Report): FinalizeSpec | null {
   const y = parseRendered(rendered, file, report, '');
   if (!y) return null;
@@ -283,7 +276,7 @@ export function readFinalize(rendered: string, file: string, report: Report): Fi
   return {
     install: strings(ctx, obj, 'install'),
     uninstall: strings(ctx, obj, 'uninstall'),
-    shell: shell.length > 0 ? shell : ['sh', '-c'],
+    shell: shell.length > 0 ? shell : [...DEFAULT_FINALIZE_SHELL],
     env,
   };
 }

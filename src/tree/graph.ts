@@ -6,7 +6,7 @@ import { CpmError } from '../errors.js';
 import { familyKey, packageId, type Dep, type PackageSpec } from '../package/package.js';
 import type { PackageRef } from '../package/ref.js';
 import type { PackageUniverse } from '../package/universe.js';
-import { describeSelector, satisfies } from '../package/version.js';
+import { describeSelector } from '../package/version.js';
 
 export interface DepNode {
   /** `category/name@version` when resolved, else `category/name`. */
@@ -42,7 +42,7 @@ export function findPackage<P extends PackageSpec>(
       context: { package: family },
     });
   }
-  const hit = versions.find((p) => satisfies(p.version, ref.selector));
+  const hit = universe.newest(ref);
   if (!hit) {
     throw new CpmError(
       'E_NOT_FOUND',

@@ -8,14 +8,8 @@ import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CpmError } from '../errors.js';
-import {
-  mergeValues,
-  readBuildSpec,
-  readFinalize,
-  renderFile,
-  type BuildSpec,
-  type FinalizeSpec,
-} from './build.js';
+import { mergeValues, readBuildSpec, readFinalize, renderFile, type BuildSpec } from './build.js';
+import type { FinalizeSpec } from '../package/finalize.js';
 import { packageValues, readPackage, realFieldValues, type FieldCtx } from './definition.js';
 import { familyKey, packageId, type Dep, type PackageSpec } from '../package/package.js';
 import { formatProblem, Report, type Problem } from './problems.js';
@@ -305,7 +299,7 @@ export async function loadTree(dir: string, opts: LoadTreeOptions = {}): Promise
   }
 
   checkDuplicates(packages, report);
-  const universe = new PackageUniverse(packages);
+  const universe = new PackageUniverse(packages, { keepDuplicates: true });
   checkBuildCycles(packages, universe, report);
   checkUnresolved(packages, universe, report);
 

@@ -4,13 +4,10 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import {
-  MemoryUniverse,
-  dep,
-  makeSpec,
-  resolve,
-  type InstalledPackage,
-} from '../../src/resolver/index.js';
+import { resolve } from '../../src/resolver/index.js';
+import { PackageUniverse } from '../../src/package/universe.js';
+import type { InstalledSpec } from '../../src/package/package.js';
+import { dep, makeSpec } from '../support/specs.js';
 import { familyKey, packageId, type Dep, type PackageSpec } from '../../src/package/package.js';
 import { compareVersions, satisfies } from '../../src/package/version.js';
 import type { Target } from '../../src/resolver/resolve.js';
@@ -97,12 +94,12 @@ function* assignments(specs: readonly PackageSpec[]): Generator<PackageSpec[]> {
 type Case = typeof caseArb extends fc.Arbitrary<infer T> ? T : never;
 
 function setup(c: Case): {
-  universe: MemoryUniverse;
-  installed: InstalledPackage[];
+  universe: PackageUniverse;
+  installed: InstalledSpec[];
   targets: Target[];
 } {
-  const universe = new MemoryUniverse(c.specs);
-  const installed = new Map<string, InstalledPackage>();
+  const universe = new PackageUniverse(c.specs);
+  const installed = new Map<string, InstalledSpec>();
   for (const k of c.installedPick) {
     const s = c.specs[k % Math.max(1, c.specs.length)];
     if (s && !installed.has(familyKey(s)))
@@ -205,8 +202,8 @@ describe('random universes', () => {
     fc.assert(
       fc.property(caseArb, (c) => {
         const { installed, targets } = setup(c);
-        const a = resolve(new MemoryUniverse(c.specs), installed, { op: 'install', targets });
-        const b = resolve(new MemoryUniverse([...c.specs].reverse()), [...installed].reverse(), {
+        const a = resolve(new PackageUniverse(c.specs), installed, { op: 'install', targets });
+        const b = resolve(new PackageUniverse([...c.specs].reverse()), [...installed].reverse(), {
           op: 'install',
           targets: [...targets].reverse(),
         });

@@ -1,20 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import {
-  MemoryUniverse,
-  dep,
-  makeSpec,
-  planToJson,
-  resolve,
-  type InstalledPackage,
-  type Plan,
-  type Request,
-} from '../../src/resolver/index.js';
+import { planToJson, resolve, type Plan, type Request } from '../../src/resolver/index.js';
+import { PackageUniverse } from '../../src/package/universe.js';
+import type { InstalledSpec } from '../../src/package/package.js';
+import { dep, makeSpec } from '../support/specs.js';
 import { parseRef } from '../../src/package/ref.js';
 import type { PackageSpec } from '../../src/package/package.js';
 import { violations } from './check.js';
 
-const u = (...specs: PackageSpec[]): MemoryUniverse => new MemoryUniverse(specs);
-const inst = (universe: MemoryUniverse, ...ids: string[]): InstalledPackage[] =>
+const u = (...specs: PackageSpec[]): PackageUniverse => new PackageUniverse(specs);
+const inst = (universe: PackageUniverse, ...ids: string[]): InstalledSpec[] =>
   ids.map((id) => {
     const [key, version] = id.split('@') as [string, string];
     const spec = universe.versions(key).find((s) => s.version === version) ?? makeSpec(id);
@@ -227,7 +221,7 @@ describe('uninstall', () => {
     makeSpec('a/conf@1'),
     makeSpec('a/tool@1', { requires: [dep('a/core')] }),
   );
-  const state: InstalledPackage[] = [
+  const state: InstalledSpec[] = [
     { spec: w.versions('a/app')[0]!, reason: 'explicit' },
     { spec: w.versions('a/lib')[0]!, reason: 'dependency' },
     { spec: w.versions('a/core')[0]!, reason: 'dependency' },
@@ -344,8 +338,8 @@ describe('determinism', () => {
       makeSpec('v/lib@2', { requires: [dep('v/app')] }),
       makeSpec('v/tool@1', { requires: [dep('v/lib', '<2')] }),
     ];
-    const a = resolve(new MemoryUniverse(specs), [], install('v/app', 'v/tool'));
-    const b = resolve(new MemoryUniverse([...specs].reverse()), [], install('v/tool', 'v/app'));
+    const a = resolve(new PackageUniverse(specs), [], install('v/app', 'v/tool'));
+    const b = resolve(new PackageUniverse([...specs].reverse()), [], install('v/tool', 'v/app'));
     expect(planToJson(b)).toEqual(planToJson(a));
     expect(a.final).toEqual(['v/app@1', 'v/lib@1', 'v/syslog-a@1', 'v/tool@1']);
   });

@@ -8,7 +8,7 @@ import { parseRef } from '../../package/ref.js';
 import { parsePlatform } from '../../oci/platform.js';
 import { login, logout, packTo, pull, push } from '../../oci/ops.js';
 import type { EndpointOptions } from '../../oci/endpoint.js';
-import type { FinalizeSpec } from '../../oci/package-image.js';
+import type { FinalizeSpec } from '../../package/finalize.js';
 import { printJson } from '../output.js';
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];

@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
 import { resolve as resolvePath } from 'node:path';
 import { EXIT_CODES } from '../../errors.js';
-import type { Universe } from '../../package/package.js';
+import type { InstalledSpec, Universe } from '../../package/package.js';
 import { loadTree, projectTreeDir } from '../../tree/tree.js';
-import { planToJson, resolve, type InstalledPackage } from '../../resolver/index.js';
+import { planToJson, resolve } from '../../resolver/index.js';
 import { assumeInstalled, formatPlan, makeRequest, planErrorCode } from '../../resolver/request.js';
 import { printJson } from '../output.js';
 
@@ -31,7 +31,7 @@ async function loadUniverse(dir: string, values: string[] | undefined): Promise<
 export async function installedFromRoot(
   root: string,
   configFile?: string,
-): Promise<InstalledPackage[]> {
+): Promise<InstalledSpec[]> {
   const { databaseDir, loadConfig } = await import('../../config.js');
   const { InstalledDb } = await import('../../rootfs/db.js');
   const { installedState } = await import('../../install/ops.js');
@@ -60,7 +60,7 @@ export function registerPlan(program: Command): void {
     .action(async (operation: string, packages: string[], opts: PlanOpts, cmd: Command) => {
       const request = makeRequest(operation, packages, { force: opts.force, full: opts.full });
       const universe = await loadUniverse(opts.tree ?? projectTreeDir(), opts.values);
-      let installed: InstalledPackage[] = [];
+      let installed: InstalledSpec[] = [];
       if (opts.root)
         installed = await installedFromRoot(
           opts.root,

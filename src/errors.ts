@@ -26,7 +26,12 @@ export type ErrorCode =
   | 'E_IMAGE'
   | 'E_TOOL_MISSING'
   | 'E_INTERRUPTED'
-  | 'E_IO';
+  | 'E_IO'
+  | 'E_NO_SPACE'
+  | 'E_READ_ONLY'
+  | 'E_PERMISSION'
+  | 'E_PATH'
+  | 'E_LIMIT';
 
 /** Where an error happened. All fields optional; the message already reads well without them. */
 export interface ErrorContext {
@@ -85,8 +90,19 @@ export const EXIT_CODES: Record<ErrorCode, number> = {
   E_IMAGE: 12,
   E_TOOL_MISSING: 12,
   E_INTERRUPTED: 130,
-  E_IO: 10,
+  E_IO: 13,
+  E_NO_SPACE: 14,
+  E_READ_ONLY: 15,
+  E_PERMISSION: 16,
+  E_PATH: 17,
+  E_LIMIT: 18,
 };
+
+/** The exit code of an error: 143 for an interrupt by SIGTERM (128 + 15), as shells report it. */
+export function exitCodeOf(e: CpmError): number {
+  if (e.code === 'E_INTERRUPTED' && e.context.signal === 'SIGTERM') return 143;
+  return EXIT_CODES[e.code];
+}
 
 /** "file:line: message" — the prefix every located error uses. */
 export function locate(ctx: { file?: string; line?: number }, message: string): string {

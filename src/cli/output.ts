@@ -1,5 +1,6 @@
 /** Rendering helpers shared by commands: JSON output and error → exit code mapping. */
-import { CpmError, EXIT_CODES } from '../errors.js';
+import { CpmError, exitCodeOf } from '../errors.js';
+import { fsError } from '../util/fs-errors.js';
 
 export function printJson(value: unknown): void {
   process.stdout.write(JSON.stringify(value, null, 2) + '\n');
@@ -7,6 +8,9 @@ export function printJson(value: unknown): void {
 
 /** Prints an error for humans (or as JSON) and returns the documented exit code. */
 export function reportError(e: unknown, opts: { json?: boolean; debug?: boolean } = {}): number {
+  // a system error (ENOSPC, EROFS, EACCES, …) that no caller named is still an environment
+  // problem with its own exit code, never an internal error
+  e = fsError(e);
   if (e instanceof CpmError) {
     if (opts.json) {
       process.stdout.write(JSON.stringify({ error: e.toJSON() }, null, 2) + '\n');
@@ -15,9 +19,7 @@ export function reportError(e: unknown, opts: { json?: boolean; debug?: boolean 
       if (e.hint) process.stderr.write(`hint: ${e.hint}\n`);
       if (opts.debug && e.stack) process.stderr.write(e.stack + '\n');
     }
-    // 128 + signal number, as a shell reports a process the signal ended
-    if (e.code === 'E_INTERRUPTED' && e.context.signal === 'SIGTERM') return 143;
-    return EXIT_CODES[e.code];
+    return exitCodeOf(e);
   }
   const err = e as Error;
   process.stderr.write(`cpm: internal error: ${err?.message ?? String(e)}\n`);

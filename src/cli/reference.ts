@@ -33,7 +33,13 @@ export const ERROR_MEANING: Record<ErrorCode, string> = {
   E_TOOL_MISSING: 'an external tool (tar2sqfs, mksquashfs, zstd, …) is not installed',
   E_INTERRUPTED:
     'interrupted: 130 for SIGINT, 143 for SIGTERM; the work was rolled back, or finished if it had committed',
-  E_IO: 'a file system operation failed',
+  E_IO: 'the disk reported an I/O error (EIO), or another file operation failed',
+  E_NO_SPACE: 'no space left on a filesystem, or a quota is exceeded (ENOSPC, EDQUOT)',
+  E_READ_ONLY: 'a filesystem cpm must write is read-only (EROFS)',
+  E_PERMISSION: 'permission denied (EACCES, EPERM): run as root or choose a writable location',
+  E_PATH:
+    'a path is in the way: not a directory, a directory, too long, a symlink loop (ENOTDIR, EISDIR, ENAMETOOLONG, ELOOP, EEXIST)',
+  E_LIMIT: 'a process or system limit was hit (EMFILE, ENFILE, ENOMEM)',
 };
 
 export interface CommandDoc {
@@ -108,6 +114,10 @@ export function exitCodeTable(): string {
       '| 1 | | the check said no: `cpm tree validate` found problems, `cpm verify` found changes |',
     ],
     [70, '| 70 | | internal error (a bug: run with `--debug` and report the stack trace) |'],
+    [
+      143,
+      '| 143 | `E_INTERRUPTED` | interrupted by SIGTERM (128 + 15); the root was left unchanged |',
+    ],
   ];
   for (const [exit, codes] of byExit) {
     rows.push([

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { CpmError } from '../errors.js';
+import { fsError } from '../util/fs-errors.js';
 import { assertDigest, hexOf } from './digest.js';
 
 export interface BlobRef {
@@ -83,10 +84,14 @@ export class BlobStore {
   /** Starts an incremental write (used by resumable downloads). Call commit() or abort(). */
   async writer(expected: Expected = {}): Promise<BlobWriter> {
     if (expected.digest !== undefined) assertDigest(expected.digest);
-    await fsp.mkdir(this.dir, { recursive: true });
     const tmp = path.join(this.dir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
-    const fh = await fsp.open(tmp, 'w', 0o644);
-    return new BlobWriter(this, tmp, fh, expected);
+    try {
+      await fsp.mkdir(this.dir, { recursive: true });
+      const fh = await fsp.open(tmp, 'w', 0o644);
+      return new BlobWriter(this, tmp, fh, expected);
+    } catch (e) {
+      throw this.localError(e, expected.digest);
+    }
   }
 
   /** Streams `src` into the store, verifying `expected`; returns the blob's digest and size. */
@@ -140,6 +145,16 @@ export class BlobStore {
     await this.put(await other.open(blob.digest), blob);
   }
 
+  /** A local error writing the cache, named as such (never a network or registry problem). */
+  localError(e: unknown, digest?: string): unknown {
+    return fsError(e, {
+      doing: `caching blob${digest ? ` ${digest}` : ''} in`,
+      path: this.root,
+      where: 'cache',
+      ...(digest ? { context: { digest } } : {}),
+    });
+  }
+
   /** Removes a blob (no error when absent). */
   async delete(digest: string): Promise<void> {
     await fsp.rm(this.path(digest), { force: true });
@@ -178,7 +193,11 @@ export class BlobWriter {
     // Explicit positions: after restart() the file offset would otherwise stay past the end.
     const base = this.received;
     this.received += n;
-    const run = this.pending.then(() => writeAllAt(this.fh, chunks, base));
+    const run = this.pending
+      .then(() => writeAllAt(this.fh, chunks, base))
+      .catch((e: unknown) => {
+        throw this.store.localError(e, this.expected.digest);
+      });
     this.pending = run.catch(() => undefined);
     await run;
   }
@@ -223,10 +242,14 @@ export class BlobWriter {
       if (wantDigest !== undefined && digest !== wantDigest) {
         throw this.mismatch(`content hashes to ${digest}`);
       }
-      await this.fh.sync();
-      await this.fh.close();
-      this.done = true;
-      await fsp.rename(this.tmp, this.store.path(digest));
+      try {
+        await this.fh.sync();
+        await this.fh.close();
+        this.done = true;
+        await fsp.rename(this.tmp, this.store.path(digest));
+      } catch (e) {
+        throw this.store.localError(e, digest);
+      }
       return { digest, size: this.received };
     } catch (e) {
       await this.abort();

@@ -43,6 +43,7 @@ import {
   sniffCompression,
   type Compression,
 } from '../util/compress.js';
+import { fsError } from '../util/fs-errors.js';
 import { faultPoint } from './fault.js';
 import {
   DiskView,
@@ -296,13 +297,38 @@ export class Stager {
         () => next(),
         (e: unknown) => {
           entry.resume();
-          next(e as Error);
+          // a failed local write is the machine's problem, not the package's: named as such here,
+          // before the parser reports it as a broken stream
+          next(
+            fsError(e, {
+              doing: `extracting /${header.name} of ${id} into`,
+              path: (e as { path?: string }).path ?? this.o.root,
+              where: 'root',
+              context: { package: id, digest: layer.digest },
+            }) as Error,
+          );
         },
       );
     });
+    const decompressor = createDecompressor(comp);
+    // which stage failed first: a pipeline destroys the others with the same error afterwards
+    let failed: { stage: string; e: unknown } | undefined;
+    const track = (stage: string) => (e: unknown) => void (failed ??= { stage, e });
+    decompressor.on('error', track('decompress'));
+    extract.on('error', track('parse'));
     try {
-      await pipeline(src, counter, createDecompressor(comp), bound, extract);
+      await pipeline(src, counter, decompressor, bound, extract);
     } catch (e) {
+      if (failed?.stage === 'decompress') {
+        const tool = failed.e as Error;
+        if (tool instanceof CpmError && tool.code === 'E_TOOL_MISSING') throw tool;
+        throw unsafe(
+          layer.digest,
+          id,
+          current,
+          `corrupt or truncated ${comp} data (${tool.message})`,
+        );
+      }
       if (e instanceof CpmError) throw e;
       if (parseError === e || (e as Error).message?.match(/Unexpected end|Invalid tar|checksum/i))
         throw unsafe(
@@ -311,6 +337,12 @@ export class Stager {
           current,
           `malformed or truncated tar stream (${(e as Error).message})`,
         );
+      const local = fsError(e, {
+        doing: `reading layer ${layer.digest} of ${id}`,
+        where: 'cache',
+        context: { digest: layer.digest, package: id },
+      });
+      if (local instanceof CpmError) throw local;
       throw new CpmError(
         'E_IO',
         `reading layer ${layer.digest} of ${id}: ${(e as Error).message}`,

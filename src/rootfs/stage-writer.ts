@@ -9,6 +9,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { CpmError } from '../errors.js';
+import { fsError } from '../util/fs-errors.js';
 
 /** Files up to this size go through the ring and the worker; larger ones stream. */
 export const SMALL_FILE = 1 << 20;
@@ -46,7 +47,7 @@ type Job = FileJob | LinkJob;
 interface Reply {
   id: number;
   hashes: string[];
-  error: { message: string; code?: string; path: string } | null;
+  error: { message: string; code?: string; syscall?: string; path: string } | null;
 }
 
 // Plain JS, evaluated in the worker: works the same from dist/, from tsx and in the SEA bundle.
@@ -80,7 +81,7 @@ parentPort.on('message', (batch) => {
         hashes.push('');
       }
     } catch (e) {
-      error = { message: String(e && e.message), code: e && e.code, path: j.p };
+      error = { message: String(e && e.message), code: e && e.code, syscall: e && e.syscall, path: j.p };
       break;
     }
   }
@@ -264,12 +265,21 @@ export class StageWriter {
     this.used -= p.bytes; // batches complete in order, so their ring space is the oldest
     r.hashes.forEach((h, i) => p.done[i]!(h));
     if (this.pending.size === 0) this.send();
-    if (r.error)
+    if (r.error) {
+      // the worker's error, rebuilt so it maps like any other system error (ENOSPC, EROFS, …)
+      const { message, ...props } = r.error;
+      const mapped = fsError(Object.assign(new Error(message), props), {
+        doing: 'writing staged file',
+        where: 'root',
+      });
       this.fail(
-        new CpmError('E_IO', `writing ${r.error.path}: ${r.error.message}`, {
-          context: { path: r.error.path, code: r.error.code },
-        }),
+        mapped instanceof CpmError
+          ? mapped
+          : new CpmError('E_IO', `writing ${r.error.path}: ${message}`, {
+              context: { path: r.error.path, code: r.error.code },
+            }),
       );
+    }
     this.wake();
   }
 

@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { lstatSync, mkdirSync, readFileSync, renameSync, rmSync, type Stats } from 'node:fs';
 import path from 'node:path';
 import { CpmError } from '../errors.js';
+import { fsError } from '../util/fs-errors.js';
 import { familyKey, packageId } from '../package/package.js';
 import { DB_FILE, InstalledDb, resolveDbDir, writeFileAtomic } from './db.js';
 import { faultPoint } from './fault.js';
@@ -232,7 +233,7 @@ export async function applyTransaction(
       checkInterrupt();
     } catch (e) {
       rmSync(stageDir, { recursive: true, force: true });
-      throw e;
+      throw fsError(e, { doing: 'staging', where: 'root' });
     }
 
     try {
@@ -259,9 +260,14 @@ export async function applyTransaction(
         rmSync(`${dbDir}/${JOURNAL_FILE}`, { force: true });
         rmSync(`${dbDir}/${NEW_DB_FILE}`, { force: true });
         rmSync(stageDir, { recursive: true, force: true });
-        throw e instanceof CpmError
-          ? e
-          : new CpmError('E_IO', `install failed and was rolled back: ${(e as Error).message}`, {
+        const what = steps.length === 0 ? 'uninstall' : leaving.size > 0 ? 'upgrade' : 'install';
+        const mapped = fsError(e, {
+          doing: `${what} failed and was rolled back (root unchanged):`,
+          where: 'root',
+        });
+        throw mapped instanceof CpmError
+          ? mapped
+          : new CpmError('E_IO', `${what} failed and was rolled back: ${(e as Error).message}`, {
               cause: e,
             });
       }
@@ -272,7 +278,7 @@ export async function applyTransaction(
       rollForward(dbDir, journal);
     } catch (e) {
       rmSync(stageDir, { recursive: true, force: true });
-      throw e;
+      throw fsError(e, { where: 'root' });
     }
     result.installed = steps.map((s) => packageId(s.spec));
     result.removed = [...leaving.keys()].filter((id) => !result.installed.includes(id)).sort();

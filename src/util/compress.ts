@@ -27,7 +27,10 @@ function processDuplex(cmd: string, args: string[]): Duplex {
   child.stderr.setEncoding('utf8').on('data', (d: string) => {
     if (stderr.length < 4096) stderr += d;
   });
-  const out = child.stdout as Readable;
+  // the output ends only once the tool exited 0: a truncated input makes zstd print what it could
+  // decode and then fail, and that failure must reach the reader before its end does
+  const out = new PassThrough();
+  (child.stdout as Readable).pipe(out, { end: false });
   const inp = child.stdin as Writable;
   const duplex = Duplex.from({ readable: out, writable: inp });
   child.on('error', (e: NodeJS.ErrnoException) => {
@@ -44,7 +47,8 @@ function processDuplex(cmd: string, args: string[]): Duplex {
     );
   });
   child.on('close', (code, signal) => {
-    if (code !== 0 && !duplex.destroyed) {
+    if (code === 0) out.end();
+    else if (!duplex.destroyed) {
       duplex.destroy(
         new CpmError(
           'E_IO',

@@ -137,8 +137,11 @@ export type Op = '>=' | '<=' | '>' | '<' | '=' | '!=';
 export interface Constraint {
   op: Op;
   version: string;
-  /** parseVersion(version), kept so matching parses each candidate version only once. */
-  parsed: ParsedVersion;
+  /**
+   * parseVersion(version), kept so matching parses each candidate version only once. null only for
+   * `=`/`!=` on a version that is not Debian-style (`=rpi-6.6.y-1`): compared as text, as luet does.
+   */
+  parsed: ParsedVersion | null;
 }
 
 /** A conjunction of constraints. `any` is true for "" and `>=0`-style selectors that admit everything. */
@@ -210,7 +213,8 @@ function parseTerm(raw: string, term: string): Constraint[] {
   }
   if (v === '') throw badSelector(raw, `operator "${op}" has no version`);
   const parsed = parseVersion(v);
-  if (!parsed) throw badSelector(raw, `"${v}" is not a valid version`);
+  if (!parsed && ((op !== '=' && op !== '!=') || !/^[A-Za-z0-9][A-Za-z0-9.+~:_-]*$/.test(v)))
+    throw badSelector(raw, `"${v}" is not a valid version`);
   return [{ op, version: v, parsed }];
 }
 
@@ -256,7 +260,12 @@ export function satisfiesParsed(version: string, pv: ParsedVersion | null, sel: 
   const cs = sel.constraints;
   for (let i = 0; i < cs.length; i++) {
     const c = cs[i]!;
-    if (!pv && c.op !== '!=') return false;
+    if (!pv || !c.parsed) {
+      // Not a Debian-style version on one side: only equality means anything (luet's versioner).
+      if (c.op === '=' ? version !== c.version : c.op === '!=' ? version === c.version : true)
+        return false;
+      continue;
+    }
     const cmp = version === c.version ? 0 : compareParsed(version, pv, c.version, c.parsed);
     switch (c.op) {
       case '>=':

@@ -196,12 +196,13 @@ export function readBuildSpec(
   };
   if (typeof obj.image === 'string' && obj.image !== '') spec.image = obj.image;
   if (spec.image && spec.requires.length > 0) {
-    report.error({
+    report.warn({
       code: 'E_TREE',
       file: ctx.file,
       line: lineOf(y, obj, 'image'),
       path: joinPath(path, 'image'),
-      message: 'a build spec takes either "image" or "requires", not both',
+      message:
+        'both "image" and "requires": the build starts FROM the image (as luet); the required packages only order the build',
     });
   }
   if (obj.payload !== undefined) {

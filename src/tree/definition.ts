@@ -44,6 +44,8 @@ export interface FieldCtx {
   /** Field path of the object being read (e.g. `packages[2]`), "" for a whole file. */
   path: string;
   report: Report;
+  /** Accept what luet accepts even where cpm refuses by default. */
+  lenient?: boolean;
 }
 
 /** A scalar as text, using the source text for numbers (`version: 1.10` stays "1.10"). */
@@ -198,19 +200,39 @@ export function readPackage(ctx: FieldCtx, value: unknown): PackageSpec | null {
     problem(ctx, obj, 'category', 'category', `"${category}" may not contain spaces or "@"`);
     ok = false;
   }
-  const version = stringField(ctx, obj, 'version');
+  let version = stringField(ctx, obj, 'version');
   if (version === undefined || version === '') {
+    // luet loads such a package with an empty version (which every selector matches).
+    ctx.report.warn({
+      code: 'E_VERSION',
+      file: ctx.file,
+      line: lineOf(ctx.y, obj, version === undefined ? undefined : 'version'),
+      path: joinPath(ctx.path, 'version'),
+      message: `${version === undefined ? 'is missing' : 'is empty'}; loaded with an empty version, as luet does (every selector matches it)`,
+    });
+    version = '';
+  } else if (
+    !isValidVersion(version) &&
+    !ctx.lenient &&
+    !/^[A-Za-z0-9][A-Za-z0-9.+~:_-]*$/.test(version)
+  ) {
     problem(
       ctx,
       obj,
-      version === undefined ? undefined : 'version',
       'version',
-      version === undefined ? 'is missing' : 'is empty',
+      'version',
+      `"${version}" is not a valid version (luet would load it anyway; --lenient does too)`,
+      'E_VERSION',
     );
     ok = false;
   } else if (!isValidVersion(version)) {
-    problem(ctx, obj, 'version', 'version', `"${version}" is not a valid version`, 'E_VERSION');
-    ok = false;
+    ctx.report.warn({
+      code: 'E_VERSION',
+      file: ctx.file,
+      line: lineOf(ctx.y, obj, 'version'),
+      path: joinPath(ctx.path, 'version'),
+      message: `"${version}" is not a Debian-style version; loaded as luet does: it sorts below every valid version and only "=${version}" or an any-version selector matches it`,
+    });
   }
 
   const requires = readDeps(ctx, obj, 'requires');
@@ -249,7 +271,7 @@ export function readPackage(ctx: FieldCtx, value: unknown): PackageSpec | null {
       });
     }
   }
-  if (!ok || !name || !version) return null;
+  if (!ok || !name || version === undefined) return null;
   const spec: PackageSpec = {
     category,
     name,

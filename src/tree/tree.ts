@@ -73,6 +73,8 @@ export interface LoadTreeOptions {
   limits?: Partial<YamlLimits>;
   /** Most directory entries walked before giving up (hostile trees). */
   maxEntries?: number;
+  /** Follow luet where cpm refuses by default (differing duplicates: keep the first). */
+  lenient?: boolean;
 }
 
 interface PackageDir {
@@ -294,17 +296,18 @@ export async function loadTree(dir: string, opts: LoadTreeOptions = {}): Promise
       limits,
       report,
       stats,
+      opts.lenient ?? false,
     );
     packages.push(...loaded);
   }
 
-  checkDuplicates(packages, report);
-  const universe = new PackageUniverse(packages, { keepDuplicates: true });
-  checkBuildCycles(packages, universe, report);
-  checkUnresolved(packages, universe, report);
+  const kept = dropDuplicates(packages, report, opts.lenient ?? false);
+  const universe = new PackageUniverse(kept);
+  checkBuildCycles(kept, universe, report);
+  checkUnresolved(kept, universe, report);
 
-  stats.packages = packages.length;
-  stats.categories = new Set(packages.map((p) => p.category)).size;
+  stats.packages = kept.length;
+  stats.categories = new Set(kept.map((p) => p.category)).size;
   const { problems, warnings } = report.sorted();
   return { dir: root, packages: universe.all(), problems, warnings, universe, stats };
 }
@@ -318,16 +321,80 @@ async function loadPackageDir(
   limits: YamlLimits,
   report: Report,
   stats: TreeStats,
+  lenient: boolean,
 ): Promise<LoadedPackage[]> {
-  const isCollection = pd.files.has('collection.yaml');
-  if (isCollection && pd.files.has('definition.yaml')) {
-    report.error({
+  if (pd.files.has('collection.yaml') && pd.files.has('definition.yaml')) {
+    report.warn({
       code: 'E_TREE',
       file: display(join(pd.abs, 'definition.yaml')),
       path: '',
-      message: 'a package directory has either definition.yaml or collection.yaml, not both',
+      message:
+        'definition.yaml and collection.yaml in one directory: both are read, collection.yaml first, as luet does (they share build.yaml)',
     });
   }
+  let buildRaw: string | null = null;
+  if (pd.files.has('build.yaml')) {
+    stats.buildSpecs++;
+    try {
+      buildRaw = await readCapped(
+        join(pd.abs, 'build.yaml'),
+        display(join(pd.abs, 'build.yaml')),
+        limits,
+      );
+    } catch (e) {
+      report.error(errorToProblem(e, display(join(pd.abs, 'build.yaml'))));
+    }
+  }
+  let finalizeRaw: string | null = null;
+  if (pd.files.has('finalize.yaml')) {
+    stats.finalizers++;
+    try {
+      finalizeRaw = await readCapped(
+        join(pd.abs, 'finalize.yaml'),
+        display(join(pd.abs, 'finalize.yaml')),
+        limits,
+      );
+    } catch (e) {
+      report.error(errorToProblem(e, display(join(pd.abs, 'finalize.yaml'))));
+    }
+  }
+  const out: LoadedPackage[] = [];
+  // luet walks a directory's files in name order: collection.yaml before definition.yaml.
+  for (const isCollection of [true, false]) {
+    if (!pd.files.has(isCollection ? 'collection.yaml' : 'definition.yaml')) continue;
+    const raws = { buildRaw, finalizeRaw };
+    out.push(
+      ...(await loadDefinitionFile(
+        pd,
+        isCollection,
+        raws,
+        root,
+        display,
+        templates,
+        overrides,
+        limits,
+        report,
+        stats,
+        lenient,
+      )),
+    );
+  }
+  return out;
+}
+
+async function loadDefinitionFile(
+  pd: PackageDir,
+  isCollection: boolean,
+  { buildRaw, finalizeRaw }: { buildRaw: string | null; finalizeRaw: string | null },
+  root: string,
+  display: (p: string) => string,
+  templates: TemplateSet,
+  overrides: Record<string, unknown>,
+  limits: YamlLimits,
+  report: Report,
+  stats: TreeStats,
+  lenient: boolean,
+): Promise<LoadedPackage[]> {
   const defPath = join(pd.abs, isCollection ? 'collection.yaml' : 'definition.yaml');
   const defFile = display(defPath);
   let y: LoadedYaml;
@@ -360,36 +427,9 @@ async function loadPackageDir(
     stanzas.push({ value: y.value, path: '' });
   }
 
-  let buildRaw: string | null = null;
-  if (pd.files.has('build.yaml')) {
-    stats.buildSpecs++;
-    try {
-      buildRaw = await readCapped(
-        join(pd.abs, 'build.yaml'),
-        display(join(pd.abs, 'build.yaml')),
-        limits,
-      );
-    } catch (e) {
-      report.error(errorToProblem(e, display(join(pd.abs, 'build.yaml'))));
-    }
-  }
-  let finalizeRaw: string | null = null;
-  if (pd.files.has('finalize.yaml')) {
-    stats.finalizers++;
-    try {
-      finalizeRaw = await readCapped(
-        join(pd.abs, 'finalize.yaml'),
-        display(join(pd.abs, 'finalize.yaml')),
-        limits,
-      );
-    } catch (e) {
-      report.error(errorToProblem(e, display(join(pd.abs, 'finalize.yaml'))));
-    }
-  }
-
   const out: LoadedPackage[] = [];
   for (const st of stanzas) {
-    const ctx: FieldCtx = { y, file: defFile, path: st.path, report };
+    const ctx: FieldCtx = { y, file: defFile, path: st.path, report, lenient };
     const spec = readPackage(ctx, st.value);
     if (!spec) continue;
     const raw = st.value as Record<string, unknown>;
@@ -473,25 +513,75 @@ async function resolvePayload(
   return candidate;
 }
 
-function checkDuplicates(packages: LoadedPackage[], report: Report): void {
+/** The runtime metadata of a package as text with sorted keys, to tell identical stanzas apart. */
+function canonical(p: LoadedPackage): string {
+  const dep = (d: Dep): unknown => [d.category, d.name, d.version];
+  const sortKeys = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(sortKeys);
+    if (v === null || typeof v !== 'object') return v;
+    const o = v as Record<string, unknown>;
+    return Object.fromEntries(
+      Object.keys(o)
+        .sort()
+        .map((k) => [k, sortKeys(o[k])]),
+    );
+  };
+  return JSON.stringify(
+    sortKeys({
+      ...p.values,
+      requires: p.requires.map(dep),
+      conflicts: p.conflicts.map(dep),
+      provides: p.provides.map(dep),
+    }),
+  );
+}
+
+/**
+ * luet keeps the first package of an id and drops later ones silently. An identical repeat is
+ * harmless (warned); a repeat that differs is refused unless `lenient`, since which one wins
+ * depends on file order.
+ */
+function dropDuplicates(
+  packages: LoadedPackage[],
+  report: Report,
+  lenient: boolean,
+): LoadedPackage[] {
   const seen = new Map<string, LoadedPackage>();
+  const kept: LoadedPackage[] = [];
   for (const p of packages) {
     const id = packageId(p);
     const first = seen.get(id);
     if (!first) {
       seen.set(id, p);
+      kept.push(p);
       continue;
     }
     const at = (x: LoadedPackage): string =>
       `${x.source?.file}${x.source?.line ? ':' + x.source.line : ''}`;
-    report.error({
-      code: 'E_TREE',
+    const where = {
+      code: 'E_TREE' as const,
       file: p.source?.file ?? p.definitionFile,
       line: p.source?.line,
       path: '',
-      message: `duplicate definition of ${id}: defined at ${at(first)} and at ${at(p)}`,
-    });
+    };
+    if (canonical(p) === canonical(first)) {
+      report.warn({
+        ...where,
+        message: `repeats ${id} from ${at(first)} identically; the first is kept (as luet)`,
+      });
+    } else if (lenient) {
+      report.warn({
+        ...where,
+        message: `duplicate definition of ${id} (first at ${at(first)}), different from the first; the first is kept (--lenient, as luet)`,
+      });
+    } else {
+      report.error({
+        ...where,
+        message: `duplicate definition of ${id}: defined at ${at(first)} and at ${at(p)}, differently (luet silently keeps the first; --lenient does too)`,
+      });
+    }
   }
+  return kept;
 }
 
 /** Build-time edges: build.yaml requires and copy-from-package (both need the other built first). */

@@ -58,14 +58,9 @@ const BROKEN: Array<[string, Record<string, string>, RegExp]> = [
     /^packages\/s\/foo\/definition\.yaml:1: name: is missing$/,
   ],
   [
-    'missing version',
-    { 's/foo/definition.yaml': 'name: foo\n' },
-    /^packages\/s\/foo\/definition\.yaml:1: version: is missing$/,
-  ],
-  [
     'bad version',
     { 's/foo/definition.yaml': 'name: foo\nversion: "1.0!"\n' },
-    /^packages\/s\/foo\/definition\.yaml:2: version: "1\.0!" is not a valid version$/,
+    /^packages\/s\/foo\/definition\.yaml:2: version: "1\.0!" is not a valid version \(luet would load it anyway; --lenient does too\)$/,
   ],
   [
     'bad selector',
@@ -74,8 +69,11 @@ const BROKEN: Array<[string, Record<string, string>, RegExp]> = [
   ],
   [
     'duplicate definition',
-    { 'a/definition.yaml': def('foo', '1'), 'b/definition.yaml': def('foo', '1') },
-    /^packages\/b\/definition\.yaml:1: duplicate definition of system\/foo@1: defined at packages\/a\/definition\.yaml:1 and at packages\/b\/definition\.yaml:1$/,
+    {
+      'a/definition.yaml': def('foo', '1'),
+      'b/definition.yaml': def('foo', '1', 'description: other\n'),
+    },
+    /^packages\/b\/definition\.yaml:1: duplicate definition of system\/foo@1: defined at packages\/a\/definition\.yaml:1 and at packages\/b\/definition\.yaml:1, differently/,
   ],
   [
     'build cycle',

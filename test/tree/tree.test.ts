@@ -39,10 +39,33 @@ describe('loadTree: broken shapes, one by one', () => {
         'system/a/definition.yaml': 'category: system\nversion: 1.0\n',
         'system/b/definition.yaml': 'name: b\ncategory: system\n',
       }),
-    ).toEqual([
-      'packages/system/a/definition.yaml:1: name: is missing',
-      'packages/system/b/definition.yaml:1: version: is missing',
+    ).toEqual(['packages/system/a/definition.yaml:1: name: is missing']);
+  });
+
+  it('a package without a version loads with an empty one, as luet does, with a warning', async () => {
+    const t = await loadTree(mkTree({ 'system/b/definition.yaml': 'name: b\ncategory: system\n' }));
+    expect(t.problems).toEqual([]);
+    expect(t.packages.map((p) => [p.name, p.version])).toEqual([['b', '']]);
+    expect(t.warnings.map(formatProblem)).toEqual([
+      'packages/system/b/definition.yaml:1: version: is missing; loaded with an empty version, as luet does (every selector matches it)',
     ]);
+  });
+
+  it('a version that is not Debian-style (rpi-6.6.y-1) loads with a warning; = matches it', async () => {
+    const t = await loadTree(
+      mkTree({
+        'kernels/linux-rpi/collection.yaml':
+          'packages:\n  - {name: linux-rpi, category: kernels, version: "rpi-6.6.y-1"}\n',
+        'system/a/definition.yaml':
+          'name: a\ncategory: system\nversion: "1"\nrequires:\n  - {name: linux-rpi, category: kernels, version: "=rpi-6.6.y-1"}\n',
+      }),
+    );
+    expect(t.problems).toEqual([]);
+    expect(t.warnings.map(formatProblem)).toEqual([
+      'packages/kernels/linux-rpi/collection.yaml:2: packages[0].version: "rpi-6.6.y-1" is not a Debian-style version; loaded as luet does: it sorts below every valid version and only "=rpi-6.6.y-1" or an any-version selector matches it',
+    ]);
+    const a = t.packages.find((p) => p.name === 'a')!;
+    expect(t.universe.resolve(a.requires[0]!)?.pkg.version).toBe('rpi-6.6.y-1');
   });
 
   it('bad version and bad selector, with the field path', async () => {
@@ -62,7 +85,7 @@ describe('loadTree: broken shapes, one by one', () => {
         'system/baz/definition.yaml': def('baz', '1'),
       }),
     ).toEqual([
-      'packages/system/bar/definition.yaml:3: version: "not a version" is not a valid version',
+      'packages/system/bar/definition.yaml:3: version: "not a version" is not a valid version (luet would load it anyway; --lenient does too)',
       'packages/system/foo/definition.yaml:8: requires[1]: version "1.x!" is not a valid selector: "1.x!" is not a valid version',
     ]);
   });
@@ -83,24 +106,69 @@ describe('loadTree: broken shapes, one by one', () => {
     ]);
   });
 
-  it('duplicate definitions name both files', async () => {
-    expect(
-      await problems({
-        'system/foo/definition.yaml': def('foo', '1.0'),
-        'other/foo-copy/definition.yaml': def('foo', '1.0'),
-      }),
-    ).toEqual([
-      'packages/system/foo/definition.yaml:1: duplicate definition of system/foo@1.0: defined at packages/other/foo-copy/definition.yaml:1 and at packages/system/foo/definition.yaml:1',
+  it('differing duplicate definitions name both files; --lenient keeps the first, as luet', async () => {
+    const files = {
+      'system/foo/definition.yaml': def('foo', '1.0', 'description: second\n'),
+      'other/foo-copy/definition.yaml': def('foo', '1.0', 'description: first\n'),
+    };
+    expect(await problems(files)).toEqual([
+      'packages/system/foo/definition.yaml:1: duplicate definition of system/foo@1.0: defined at packages/other/foo-copy/definition.yaml:1 and at packages/system/foo/definition.yaml:1, differently (luet silently keeps the first; --lenient does too)',
+    ]);
+    const t = await loadTree(mkTree(files), { lenient: true });
+    expect(t.problems).toEqual([]);
+    expect(t.packages.map((p) => p.description)).toEqual(['first']);
+    expect(t.warnings.map(formatProblem)).toEqual([
+      'packages/system/foo/definition.yaml:1: duplicate definition of system/foo@1.0 (first at packages/other/foo-copy/definition.yaml:1), different from the first; the first is kept (--lenient, as luet)',
     ]);
   });
 
-  it('duplicate inside one collection', async () => {
-    const ps = await problems({
-      'c/collection.yaml':
-        'packages:\n  - &a\n    name: x\n    category: c\n    version: "1"\n  - <<: *a\n',
-    });
-    expect(ps).toEqual([
-      'packages/c/collection.yaml:6: duplicate definition of c/x@1: defined at packages/c/collection.yaml:3 and at packages/c/collection.yaml:6',
+  it('an identical repeat inside one collection keeps the first, with a warning', async () => {
+    const t = await loadTree(
+      mkTree({
+        'c/collection.yaml':
+          'packages:\n  - &a\n    name: x\n    category: c\n    version: "1"\n  - <<: *a\n',
+      }),
+    );
+    expect(t.problems).toEqual([]);
+    expect(t.packages).toHaveLength(1);
+    expect(t.warnings.map(formatProblem)).toEqual([
+      'packages/c/collection.yaml:6: repeats c/x@1 from packages/c/collection.yaml:3 identically; the first is kept (as luet)',
+    ]);
+  });
+
+  it('definition.yaml and collection.yaml in one directory: both are read, sharing build.yaml', async () => {
+    const t = await loadTree(
+      mkTree({
+        'd/definition.yaml': 'name: one\ncategory: d\nversion: "1"\n',
+        'd/collection.yaml': 'packages:\n  - {name: two, category: d, version: "2"}\n',
+        'd/build.yaml': 'image: alpine\nsteps: [touch /{{ .Values.name }}]\n',
+      }),
+    );
+    expect(t.problems).toEqual([]);
+    expect(t.packages.map((p) => [p.name, p.build?.spec?.steps])).toEqual([
+      ['one', ['touch /one']],
+      ['two', ['touch /two']],
+    ]);
+    expect(t.stats).toMatchObject({ definitions: 1, collections: 1, buildSpecs: 1 });
+    expect(t.warnings.map(formatProblem)).toContain(
+      'packages/d/definition.yaml: definition.yaml and collection.yaml in one directory: both are read, collection.yaml first, as luet does (they share build.yaml)',
+    );
+  });
+
+  it('image with requires: luet builds from the image; a warning, not a problem', async () => {
+    const t = await loadTree(
+      mkTree({
+        'a/definition.yaml': 'name: a\ncategory: s\nversion: "1"\n',
+        'b/definition.yaml': 'name: b\ncategory: s\nversion: "1"\n',
+        'b/build.yaml':
+          'image: alpine\nrequires:\n  - {name: a, category: s, version: ">=0"}\nsteps: [x]\n',
+      }),
+    );
+    expect(t.problems).toEqual([]);
+    const b = t.packages.find((p) => p.name === 'b')!;
+    expect(b.build?.spec?.image).toBe('alpine');
+    expect(t.warnings.map(formatProblem)).toEqual([
+      'packages/b/build.yaml (rendered):1: image: both "image" and "requires": the build starts FROM the image (as luet); the required packages only order the build',
     ]);
   });
 
@@ -192,7 +260,7 @@ describe('loadTree: broken shapes, one by one', () => {
 
   it('collects every problem of the tree in one run, sorted', async () => {
     const ps = await problems({
-      'a/definition.yaml': 'name: a\n',
+      'a/definition.yaml': 'name: a\nversion: "1!"\n',
       'b/definition.yaml': 'version: 1\n',
       'c/definition.yaml': 'name: [\n',
       'd/collection.yaml': 'packages: {}\n',

@@ -38,6 +38,15 @@ export type CreateInput = PackageSpec & {
   /** Absolute payload directory; undefined → a metadata-only package (no image). */
   payloadDir?: string | undefined;
   finalize?: FinalizeSpec | undefined;
+  /**
+   * Set for packages built from build.yaml (src/build): the content key derives from this hash
+   * instead of the payload, so an unchanged build is recognised before it runs.
+   */
+  buildHash?: string | undefined;
+  /** The image `cpm build` already packed into the target's store for this run. */
+  prebuilt?: IndexImage | undefined;
+  /** Not built in this run: keep the previous index entry as it is, or leave the package out. */
+  keepPrevious?: boolean | undefined;
 };
 
 export interface CreateOptions {
@@ -117,6 +126,31 @@ async function mtimeOf(file: string | undefined): Promise<number> {
   }
 }
 
+/**
+ * The content key of a package built from build.yaml: its index metadata (what the package image
+ * labels carry), the build hash and the packing parameters.
+ */
+export function builtContentKey(
+  entry: IndexPackage,
+  buildHash: string,
+  compression: LayerCompression,
+  layerEpoch: number,
+  platform: ReturnType<typeof hostPlatform>,
+): string {
+  const meta = { ...entry, contentKey: undefined, source: undefined, image: undefined };
+  return contentKey({ meta, build: buildHash, compression, layerEpoch, platform });
+}
+
+/** The index entry `repo create` writes for `p` (contentKey and image not set yet). */
+export function indexEntryOf(p: CreateInput, treeRoot: string | undefined): IndexPackage {
+  return entryOf(p, treeRoot);
+}
+
+/** The layer epoch `repo create` packs with: the option, else $SOURCE_DATE_EPOCH, else 0. */
+export function layerEpochOf(opts: Pick<CreateOptions, 'sourceDateEpoch'>): number {
+  return opts.sourceDateEpoch ?? envEpoch() ?? 0;
+}
+
 export async function openTarget(opts: CreateOptions): Promise<RepoTarget> {
   const out = opts.output;
   if (out.startsWith('oci://')) {
@@ -157,8 +191,18 @@ export async function createRepository(
     const metaOnly: string[] = [];
     const toPublish: IndexImage[] = [];
 
-    const entries = await mapLimit(
-      inputs,
+    const kept: IndexPackage[] = [];
+    const current = inputs.filter((p) => {
+      if (!p.keepPrevious) return true;
+      const old = prevById.get(packageId(p));
+      if (old) {
+        kept.push(old);
+        reused.push(packageId(p));
+      }
+      return false;
+    });
+    const fresh = await mapLimit(
+      current,
       opts.concurrency ?? Math.min(4, os.cpus().length),
       async (p) => {
         const id = packageId(p);
@@ -167,6 +211,32 @@ export async function createRepository(
         const defMtime = await mtimeOf(p.source?.file);
         newest = Math.max(newest, defMtime);
         const meta = { ...entry, contentKey: undefined, source: undefined };
+        if (p.buildHash !== undefined) {
+          entry.contentKey = builtContentKey(entry, p.buildHash, compression, layerEpoch, platform);
+          const old = prevById.get(id);
+          if (
+            old?.image &&
+            old.contentKey === entry.contentKey &&
+            (await target.hasImage(old.image))
+          ) {
+            entry.image = old.image;
+            reused.push(id);
+            return entry;
+          }
+          if (!p.prebuilt)
+            throw new CpmError(
+              'E_REPO',
+              `${id} is built from build.yaml and its image is not in ${target.url}`,
+              {
+                context: { package: id },
+                hint: 'run cpm build for it',
+              },
+            );
+          entry.image = p.prebuilt;
+          packed.push(id);
+          toPublish.push(entry.image);
+          return entry;
+        }
         if (!p.payloadDir) {
           entry.contentKey = contentKey({ meta });
           metaOnly.push(id);
@@ -217,6 +287,7 @@ export async function createRepository(
       },
     );
 
+    const entries = [...fresh, ...kept];
     // Images are independent (each image's manifest still goes after its own blobs); pushing a
     // few at once hides registry round trips, which dominate for many small packages.
     await mapLimit(toPublish, opts.concurrency ?? 4, async (img) => {

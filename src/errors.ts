@@ -31,7 +31,8 @@ export type ErrorCode =
   | 'E_READ_ONLY'
   | 'E_PERMISSION'
   | 'E_PATH'
-  | 'E_LIMIT';
+  | 'E_LIMIT'
+  | 'E_BUILD';
 
 /** Where an error happened. All fields optional; the message already reads well without them. */
 export interface ErrorContext {
@@ -96,6 +97,7 @@ export const EXIT_CODES: Record<ErrorCode, number> = {
   E_PERMISSION: 16,
   E_PATH: 17,
   E_LIMIT: 18,
+  E_BUILD: 19,
 };
 
 /** The exit code of an error: 143 for an interrupt by SIGTERM (128 + 15), as shells report it. */

@@ -9,6 +9,7 @@ import { registerInstall } from './commands/install.js';
 import { registerImage } from './commands/image.js';
 import { registerRootfs } from './commands/rootfs.js';
 import { registerDemo } from './commands/demo.js';
+import { registerBuild } from './commands/build.js';
 
 /** Defined by the single-file build (build/sea.mjs), which has no package.json beside it. */
 declare const __CPM_VERSION__: string | undefined;
@@ -33,6 +34,7 @@ export function buildProgram(): Command {
   registerPlan(program);
   registerOci(program);
   registerRepo(program);
+  registerBuild(program);
   registerInstall(program);
   registerImage(program);
   registerRootfs(program);

@@ -30,7 +30,8 @@ export const ERROR_MEANING: Record<ErrorCode, string> = {
   E_DB: 'the installed-package database is unreadable or inconsistent',
   E_FINALIZER: 'a finalizer failed',
   E_IMAGE: 'an image could not be read or written',
-  E_TOOL_MISSING: 'an external tool (tar2sqfs, mksquashfs, zstd, …) is not installed',
+  E_TOOL_MISSING: 'an external tool (tar2sqfs, mksquashfs, zstd, bwrap, …) is not installed',
+  E_BUILD: 'a package build failed (cpm build): its step, exit code and log are named',
   E_INTERRUPTED:
     'interrupted: 130 for SIGINT, 143 for SIGTERM; the work was rolled back, or finished if it had committed',
   E_IO: 'the disk reported an I/O error (EIO), or another file operation failed',

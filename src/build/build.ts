@@ -1,0 +1,681 @@
+/**
+ * `cpm build`: builds a luet tree's packages from their build.yaml without a container daemon.
+ * Plan (plan.ts) → build hash per package (hash.ts) → skip what the target repository or the
+ * cache already has → build the rest in parallel, dependants after their dependencies: root
+ * (root.ts), prelude and steps under bwrap (sandbox.ts), delta (delta.ts), package image packed
+ * into the target's store → one `repo create` pass that publishes the images and the index.
+ */
+import { createHash } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { CpmError } from '../errors.js';
+import type { LayerCompression } from '../oci/layer.js';
+import { buildPackageImage } from '../oci/package-image.js';
+import { hostPlatform } from '../oci/platform.js';
+import type { RegistryOptions } from '../oci/registry.js';
+import { packageId } from '../package/package.js';
+import {
+  builtContentKey,
+  createRepository,
+  indexEntryOf,
+  layerEpochOf,
+  openTarget,
+  type CreateInput,
+  type CreateResult,
+} from '../repo/create.js';
+import { canonicalJson, type IndexImage, type IndexPackage } from '../repo/repo-index.js';
+import { encodeTag, packageRepository } from '../repo/tags.js';
+import type { RepoTarget } from '../repo/targets.js';
+import { fileLayer } from '../rootfs/index.js';
+import { applyTransaction } from '../rootfs/transaction.js';
+import { formatProblem, loadTree, type LoadedPackage } from '../tree/tree.js';
+import { BuildCache, explainChange, type HashParts } from './cache.js';
+import {
+  allEntries,
+  compileFilter,
+  diff,
+  isEmptyFilter,
+  keeps,
+  layoutPayload,
+  snapshot,
+  type Entry,
+} from './delta.js';
+import { buildHash, contextDigest } from './hash.js';
+import { planBuild, type BuildNode, type BuildPlan } from './plan.js';
+import {
+  copyIntoRoot,
+  copyTree,
+  hasResultRoot,
+  keepResultRoot,
+  pathInRoot,
+  prepareRoot,
+  resolveImage,
+  resultRootDir,
+  unpackImage,
+} from './root.js';
+import {
+  CONTEXT_DIR,
+  DEFAULT_PATH,
+  UserNamespace,
+  openLog,
+  runInSandbox,
+  type SandboxOptions,
+} from './sandbox.js';
+
+export interface BuildOptions {
+  /** Packages tree directory. */
+  tree: string;
+  /** Template values files (later win). */
+  values?: string[];
+  /** Package refs to build (with their build dependencies); empty = every package. */
+  packages?: string[];
+  /** dir://PATH or oci://HOST/NS: where package images and the index go. */
+  output: string;
+  /** oci:// output: upload (without it nothing is pushed). */
+  push?: boolean;
+  /** cpm's cache dir: blob store, unpacked images, result roots, results by build hash. */
+  cacheDir: string;
+  /** Packages built at once (default: the number of cores). */
+  jobs?: number;
+  /** Network inside the sandbox (default true, as luet and docker build). */
+  network?: boolean;
+  /** Keep the build root of a failed package for inspection. */
+  keepFailed?: boolean;
+  /** Stop starting builds after the first failure. */
+  failFast?: boolean;
+  /** Only plan: what would be built and why. */
+  dryRun?: boolean;
+  /** Build even when the target or the cache has the build hash. */
+  rebuild?: boolean;
+  /** Per-package logs (default: <output dir>/build-logs for dir://, else <cache>/build/logs). */
+  logDir?: string;
+  compression?: LayerCompression;
+  sourceDateEpoch?: number;
+  registry?: RegistryOptions;
+  /** Progress lines ("build system/foo@1.0", "done …"). */
+  log?: (line: string) => void;
+}
+
+export type Outcome = 'built' | 'cached' | 'up-to-date' | 'failed' | 'skipped' | 'would-build';
+
+export interface StepFailure {
+  phase: 'prelude' | 'steps';
+  /** 1-based index within the phase. */
+  index: number;
+  command: string;
+  exitCode: number;
+  /** Last lines of the command's output. */
+  tail: string;
+}
+
+export interface PackageOutcome {
+  id: string;
+  hash: string;
+  outcome: Outcome;
+  /** Why it was (or would be) built, or why not. */
+  reason: string;
+  log?: string;
+  failure?: StepFailure;
+  /** --keep-failed: where the failed build root is. */
+  keptRoot?: string;
+  error?: string;
+  image?: string;
+  /** Files in the package. */
+  files?: number;
+  seconds?: number;
+}
+
+export interface BuildResult {
+  /** In build order. */
+  packages: PackageOutcome[];
+  repo?: CreateResult;
+  failed: number;
+}
+
+interface NodeState {
+  node: BuildNode;
+  parts: HashParts;
+  key: string;
+  entry: IndexPackage;
+  outcome: PackageOutcome;
+  /** Needs its result root kept (a package chains on it or copies from it). */
+  provider: boolean;
+  image?: IndexImage;
+}
+
+function sha(s: string): string {
+  return createHash('sha256').update(s).digest('hex');
+}
+
+function inputOf(p: LoadedPackage, displayRoot: string): CreateInput {
+  const {
+    dir: _dir,
+    definitionFile: _d,
+    kind: _k,
+    values: _v,
+    build: _b,
+    finalize,
+    payloadDir,
+    ...spec
+  } = p;
+  const input: CreateInput = { ...spec, payloadDir, finalize: finalize?.spec ?? undefined };
+  if (spec.source?.file)
+    input.source = { ...spec.source, file: path.resolve(displayRoot, spec.source.file) };
+  return input;
+}
+
+function failureText(id: string, f: StepFailure): string {
+  return `${id}: ${f.phase} step ${f.index} (${f.command}) exited with code ${f.exitCode}`;
+}
+
+/** Loads the tree and plans; throws E_TREE when the tree has problems. */
+export async function loadPlan(opts: BuildOptions): Promise<{
+  plan: BuildPlan;
+  packages: LoadedPackage[];
+  treeDir: string;
+}> {
+  const tree = await loadTree(opts.tree, opts.values ? { values: opts.values } : {});
+  if (tree.problems.length > 0) {
+    const shown = tree.problems.slice(0, 10).map(formatProblem);
+    const more = tree.problems.length > 10 ? `\n… and ${tree.problems.length - 10} more` : '';
+    throw new CpmError(
+      'E_TREE',
+      `the tree has ${tree.problems.length} problem(s):\n${shown.join('\n')}${more}`,
+      { hint: 'cpm tree validate shows them all', context: { path: tree.dir } },
+    );
+  }
+  return { plan: planBuild(tree, opts.packages ?? []), packages: tree.packages, treeDir: tree.dir };
+}
+
+export async function build(opts: BuildOptions): Promise<BuildResult> {
+  const log = opts.log ?? (() => undefined);
+  const { plan, packages, treeDir } = await loadPlan(opts);
+  const displayRoot = path.dirname(treeDir);
+  const compression = opts.compression ?? 'gzip';
+  const epoch = layerEpochOf(opts);
+  const platform = hostPlatform();
+  const cacheDir = path.resolve(opts.cacheDir);
+  const target = await openTarget({
+    output: opts.output,
+    cacheDir,
+    ...(opts.push ? { push: true } : {}),
+    ...(opts.registry ? { registry: opts.registry } : {}),
+  });
+  const cache = new BuildCache(cacheDir, target.store);
+  const states = new Map<BuildNode, NodeState>();
+  let userns: UserNamespace | undefined;
+  try {
+    const prev = await target.previousIndex();
+    const prevById = new Map((prev?.packages ?? []).map((p) => [packageId(p), p]));
+
+    // Hashes, dependencies first.
+    const imageDigests = new Map<string, Promise<string>>();
+    const digestOf = (ref: string): Promise<string> => {
+      let d = imageDigests.get(ref);
+      if (!d) {
+        d = resolveImage(ref, opts.registry ?? {}).then((i) => i.digest);
+        imageDigests.set(ref, d);
+      }
+      return d;
+    };
+    for (const node of plan.order) {
+      const input = inputOf(node.pkg, displayRoot);
+      const entry = indexEntryOf(input, treeDir);
+      const images: Record<string, string> = {};
+      for (const ref of [node.image, ...node.copies.map((c) => c.from)])
+        if (typeof ref === 'string') images[ref] = await digestOf(ref);
+      const deps: Record<string, string> = {};
+      for (const d of node.deps) deps[d.id] = states.get(d)!.parts.hash;
+      const meta = sha(canonicalJson({ ...entry, contentKey: undefined, source: undefined }));
+      const spec = sha(node.rendered);
+      const context = await contextDigest(node.pkg.dir);
+      const hash = buildHash({
+        meta,
+        renderedSpec: spec,
+        context,
+        images,
+        deps: node.deps.map((d) => states.get(d)!.parts.hash),
+      });
+      const parts: HashParts = { hash, meta, spec, context, images, deps };
+      const key = builtContentKey(entry, hash, compression, epoch, platform);
+      states.set(node, {
+        node,
+        parts,
+        key,
+        entry,
+        provider: false,
+        outcome: { id: node.id, hash, outcome: 'up-to-date', reason: '' },
+      });
+    }
+
+    // What to build: not in the target, not in the cache (or --rebuild).
+    for (const node of plan.order) {
+      const st = states.get(node)!;
+      const old = prevById.get(node.id);
+      if (
+        !opts.rebuild &&
+        old?.image &&
+        old.contentKey === st.key &&
+        (await target.hasImage(old.image))
+      ) {
+        st.outcome.reason = `build hash in ${target.url}`;
+        st.image = old.image;
+        continue;
+      }
+      const cached = opts.rebuild ? undefined : await cache.result(st.parts.hash);
+      if (cached) {
+        st.outcome.outcome = 'cached';
+        st.outcome.reason = 'build hash in the cache';
+        st.image = cached;
+        continue;
+      }
+      st.outcome.outcome = 'would-build';
+      const why = explainChange(await cache.lastParts(node.id), st.parts);
+      st.outcome.reason = opts.rebuild
+        ? '--rebuild'
+        : old
+          ? `build hash not in ${target.url} (${why})`
+          : `not in ${target.url}${why === 'not built before' ? '' : ` (${why})`}`;
+    }
+    // A package to build needs the result roots of what it chains on or copies from: one that is
+    // not kept any more is built again (same inputs, same package).
+    for (const node of [...plan.order].reverse()) {
+      const st = states.get(node)!;
+      const providers = [
+        ...(node.source === 'chain' ? node.chain.slice(-1) : []),
+        ...node.copies.flatMap((c) => (typeof c.from === 'string' ? [] : [c.from])),
+      ];
+      for (const p of providers) {
+        const ps = states.get(p)!;
+        ps.provider = true;
+        if (st.outcome.outcome !== 'would-build' || ps.outcome.outcome === 'would-build') continue;
+        if (await hasResultRoot(cacheDir, sha(ps.parts.hash))) continue;
+        ps.outcome.outcome = 'would-build';
+        ps.outcome.reason = `its build root is needed by ${node.id} and is not in the cache`;
+      }
+    }
+
+    if (opts.dryRun) {
+      return { packages: plan.order.map((n) => states.get(n)!.outcome), failed: 0 };
+    }
+
+    const logDir =
+      opts.logDir ??
+      (target.url.startsWith('dir://')
+        ? path.join(target.url.slice('dir://'.length), 'build-logs')
+        : path.join(cacheDir, 'build', 'logs'));
+    await fsp.mkdir(logDir, { recursive: true });
+    const workBase = path.join(cacheDir, 'build', 'work');
+    await fsp.mkdir(workBase, { recursive: true });
+    if (plan.order.some((n) => states.get(n)!.outcome.outcome === 'would-build'))
+      userns = await UserNamespace.open();
+
+    // Scheduler: each package waits for its dependencies; at most `jobs` build at once.
+    const jobs = Math.max(1, opts.jobs ?? os.cpus().length);
+    let running = 0;
+    const waiting: Array<() => void> = [];
+    const slot = async (): Promise<void> => {
+      if (running < jobs) {
+        running++;
+        return;
+      }
+      await new Promise<void>((r) => waiting.push(r));
+    };
+    const release = (): void => {
+      const next = waiting.shift();
+      if (next) next();
+      else running--;
+    };
+    let stop = false;
+    const done = new Map<BuildNode, Promise<boolean>>();
+    const ctx: RunCtx = {
+      opts,
+      cache,
+      cacheDir,
+      target,
+      states,
+      logDir,
+      workBase,
+      epoch,
+      compression,
+      platform,
+      log,
+      userns,
+    };
+    const runNode = (node: BuildNode): Promise<boolean> => {
+      let p = done.get(node);
+      if (p) return p;
+      p = (async () => {
+        const st = states.get(node)!;
+        const depsOk = await Promise.all(node.deps.map(runNode));
+        if (st.outcome.outcome !== 'would-build') {
+          if (st.outcome.outcome === 'cached') await cache.exportResult(st.image!, target.store);
+          return true;
+        }
+        const bad = node.deps.filter((_d, i) => !depsOk[i]);
+        if (bad.length > 0 || stop) {
+          st.outcome.outcome = 'skipped';
+          st.outcome.reason =
+            bad.length > 0
+              ? `build dependency failed: ${bad.map((d) => d.id).join(', ')}`
+              : '--fail-fast: an earlier build failed';
+          log(`skip ${node.id}: ${st.outcome.reason}`);
+          return false;
+        }
+        await slot();
+        try {
+          if (stop) {
+            st.outcome.outcome = 'skipped';
+            st.outcome.reason = '--fail-fast: an earlier build failed';
+            return false;
+          }
+          const ok = await buildOne(ctx, st);
+          if (!ok && opts.failFast) stop = true;
+          return ok;
+        } finally {
+          release();
+        }
+      })();
+      done.set(node, p);
+      return p;
+    };
+    await Promise.all(plan.order.map(runNode));
+
+    // One repo-create pass: built images published, unchanged ones reused, the index written.
+    const planned = new Map(plan.order.map((n) => [n.id, states.get(n)!]));
+    const inputs: CreateInput[] = [];
+    for (const p of packages) {
+      const input = inputOf(p, displayRoot);
+      const st = planned.get(packageId(p));
+      if (st) {
+        if (st.outcome.outcome === 'failed' || st.outcome.outcome === 'skipped')
+          inputs.push({ ...input, keepPrevious: true });
+        else {
+          const fresh = st.outcome.outcome === 'built' || st.outcome.outcome === 'cached';
+          inputs.push({
+            ...input,
+            buildHash: st.parts.hash,
+            ...(fresh ? { prebuilt: st.image } : {}),
+          });
+        }
+      } else if (p.build?.spec && p.build.spec.payload === undefined) {
+        inputs.push({ ...input, keepPrevious: true });
+      } else inputs.push(input);
+    }
+    await target.close();
+    const repo = await createRepository(inputs, {
+      output: opts.output,
+      treeRoot: treeDir,
+      cacheDir,
+      compression,
+      sourceDateEpoch: epoch,
+      ...(opts.push ? { push: true } : {}),
+      ...(opts.registry ? { registry: opts.registry } : {}),
+      log,
+    });
+    const outcomes = plan.order.map((n) => states.get(n)!.outcome);
+    return {
+      packages: outcomes,
+      repo,
+      failed: outcomes.filter((o) => o.outcome === 'failed').length,
+    };
+  } finally {
+    userns?.close();
+    await target.close().catch(() => undefined);
+  }
+}
+
+interface RunCtx {
+  opts: BuildOptions;
+  cache: BuildCache;
+  cacheDir: string;
+  target: RepoTarget;
+  states: Map<BuildNode, NodeState>;
+  logDir: string;
+  workBase: string;
+  epoch: number;
+  compression: LayerCompression;
+  platform: ReturnType<typeof hostPlatform>;
+  log: (line: string) => void;
+  userns: UserNamespace | undefined;
+}
+
+function safeId(id: string): string {
+  return id.replace(/[^A-Za-z0-9._+-]/g, '_');
+}
+
+/** Environment of the sandbox: PATH and HOME, the image's Env, luet's PACKAGE_*, the spec's env. */
+function envFor(node: BuildNode, imageEnv: string[]): Record<string, string> {
+  const env: Record<string, string> = { PATH: DEFAULT_PATH, HOME: '/root' };
+  const set = (kv: string): void => {
+    const eq = kv.indexOf('=');
+    if (eq > 0) env[kv.slice(0, eq)] = kv.slice(eq + 1);
+  };
+  imageEnv.forEach(set);
+  env.PACKAGE_NAME = node.pkg.name;
+  env.PACKAGE_VERSION = node.pkg.version;
+  env.PACKAGE_CATEGORY = node.pkg.category;
+  node.spec.env.forEach(set);
+  return env;
+}
+
+async function imageOfState(ctx: RunCtx, st: NodeState): Promise<IndexImage> {
+  if (!st.image) throw new CpmError('E_REPO', `${st.node.id} has no image to install`);
+  return st.image;
+}
+
+/** Assembles the root of `node` in `root`; returns the image Env that applies. */
+async function assembleRoot(
+  ctx: RunCtx,
+  node: BuildNode,
+  root: string,
+  work: string,
+): Promise<string[]> {
+  if (node.source === 'image') {
+    const img = await unpackImage(node.image!, ctx.cacheDir, ctx.opts.registry ?? {});
+    await copyTree(img.dir, root);
+    return img.env;
+  }
+  if (node.source === 'chain') {
+    const last = node.chain[node.chain.length - 1]!;
+    const dir = resultRootDir(ctx.cacheDir, sha(ctx.states.get(last)!.parts.hash));
+    await copyTree(path.join(dir, 'root'), root);
+    return JSON.parse(
+      await fsp.readFile(path.join(dir, 'env.json'), 'utf8').catch(() => '[]'),
+    ) as string[];
+  }
+  await fsp.mkdir(root, { recursive: true });
+  if (node.source === 'final') {
+    const steps = [];
+    for (const f of node.finals) {
+      const img = await imageOfState(ctx, ctx.states.get(f)!);
+      const layers = img.layers.map((l) =>
+        fileLayer(ctx.target.store.path(l.digest), l.mediaType, l.digest),
+      );
+      steps.push({
+        spec: f.pkg,
+        layers,
+        origin: ctx.target.url,
+        imageDigest: img.manifestDigest,
+        reason: 'explicit' as const,
+      });
+    }
+    await applyTransaction(
+      root,
+      { install: steps, remove: [] },
+      { dbDir: path.join(work, 'db'), noFinalizers: true },
+    );
+  }
+  return [];
+}
+
+/** luet's `copy:` (docker COPY --from): a directory's contents, or a file, into the root. */
+async function copyFrom(ctx: RunCtx, node: BuildNode, root: string): Promise<void> {
+  for (const c of node.copies) {
+    const srcRoot =
+      typeof c.from === 'string'
+        ? (await unpackImage(c.from, ctx.cacheDir, ctx.opts.registry ?? {})).dir
+        : path.join(resultRootDir(ctx.cacheDir, sha(ctx.states.get(c.from)!.parts.hash)), 'root');
+    const from = typeof c.from === 'string' ? c.from : c.from.id;
+    const src = pathInRoot(srcRoot, c.source, `${node.id}: copy source`);
+    const st = await fsp.lstat(src).catch(() => undefined);
+    if (!st)
+      throw new CpmError(
+        'E_NOT_FOUND',
+        `${node.id}: copy source ${c.source} does not exist in ${from}`,
+        {
+          context: { package: node.id },
+        },
+      );
+    const dest = path.posix.normalize(`/${c.destination}`);
+    if (st.isDirectory()) {
+      for (const n of (await fsp.readdir(src)).sort())
+        await copyIntoRoot(root, path.join(src, n), `${dest}/${n}`, `${node.id}: copy destination`);
+    } else {
+      const to = c.destination.endsWith('/') ? `${dest}/${path.basename(src)}` : dest;
+      await copyIntoRoot(root, src, to, `${node.id}: copy destination`);
+    }
+  }
+}
+
+async function runPhase(
+  ctx: RunCtx,
+  sb: SandboxOptions,
+  phase: 'prelude' | 'steps',
+  commands: string[],
+): Promise<StepFailure | undefined> {
+  for (let i = 0; i < commands.length; i++) {
+    const command = commands[i]!;
+    sb.log.write(`\n### ${phase} ${i + 1}: ${command}\n`);
+    const r = await runInSandbox(sb, command, ctx.userns);
+    if (r.code !== 0) return { phase, index: i + 1, command, exitCode: r.code, tail: r.tail };
+  }
+  return undefined;
+}
+
+/** Builds one package; records the outcome in its state. False when it failed. */
+async function buildOne(ctx: RunCtx, st: NodeState): Promise<boolean> {
+  const { node, outcome } = st;
+  const started = Date.now();
+  const logFile = path.join(ctx.logDir, `${safeId(node.id)}.log`);
+  outcome.log = logFile;
+  await fsp.rm(logFile, { force: true });
+  const logStream = openLog(logFile);
+  const work = await fsp.mkdtemp(path.join(ctx.workBase, `${safeId(node.id)}-`));
+  const root = path.join(work, 'root');
+  let keep = false;
+  ctx.log(`build ${node.id}: ${outcome.reason}`);
+  try {
+    const payload = path.join(work, 'payload');
+    await fsp.mkdir(payload);
+    const needRoot = !node.empty || st.provider;
+    let entries: Entry[] = [];
+    let env: string[] = [];
+    if (needRoot) {
+      env = await assembleRoot(ctx, node, root, work);
+      await prepareRoot(root, node.pkg.dir);
+      await copyFrom(ctx, node, root);
+      const tmp = path.join(work, 'tmp');
+      await fsp.mkdir(tmp, { mode: 0o1777 });
+      await fsp.chmod(tmp, 0o1777);
+      const sb: SandboxOptions = {
+        root,
+        tmp,
+        cwd: CONTEXT_DIR,
+        env: envFor(node, env),
+        network: ctx.opts.network ?? true,
+        log: logStream,
+      };
+      const skip = new Set(['proc', 'dev', 'tmp']);
+      let failure = await runPhase(ctx, sb, 'prelude', node.spec.prelude);
+      const before = failure || node.empty ? undefined : await snapshot(root, skip);
+      if (!failure) failure = await runPhase(ctx, sb, 'steps', node.spec.steps);
+      if (failure) {
+        outcome.outcome = 'failed';
+        outcome.failure = failure;
+        outcome.error = failureText(node.id, failure);
+        outcome.reason = outcome.error;
+        if (ctx.opts.keepFailed) {
+          keep = true;
+          outcome.keptRoot = root;
+        }
+        ctx.log(`FAILED ${outcome.error}; log ${logFile}`);
+        return false;
+      }
+      if (!node.empty) {
+        const filter = compileFilter(node.spec.includes, node.spec.excludes, node.id);
+        let base = root;
+        if (node.unpack || node.packageDir) {
+          if (node.packageDir) {
+            base = pathInRoot(root, node.packageDir, `${node.id}: package_dir`);
+            if (!(await fsp.stat(base).catch(() => undefined))?.isDirectory())
+              throw new CpmError(
+                'E_BUILD',
+                `package_dir ${node.packageDir} is not a directory after the steps`,
+              );
+          }
+          entries = await allEntries(base);
+          if (!node.packageDir) entries = entries.filter((e) => !skip.has(e.rel.split('/')[0]!));
+        } else {
+          entries = diff(before!, await snapshot(root, skip));
+        }
+        if (!isEmptyFilter(filter)) entries = entries.filter((e) => keeps(filter, `/${e.rel}`));
+        const skipped = await layoutPayload(base, entries, payload);
+        for (const s of skipped)
+          logStream.write(`cpm: /${s} is a device, fifo or socket: not packaged\n`);
+      }
+    }
+    const input = inputOf(node.pkg, path.dirname(node.pkg.dir));
+    const img = await buildPackageImage(node.pkg, payload, {
+      store: ctx.target.store,
+      compression: ctx.compression,
+      sourceDateEpoch: ctx.epoch,
+      platform: ctx.platform,
+      ...(input.finalize ? { finalize: input.finalize } : {}),
+    });
+    st.image = {
+      repository: packageRepository(node.pkg),
+      tag: encodeTag(node.pkg.version),
+      manifestDigest: img.descriptor.digest,
+      manifestMediaType: img.descriptor.mediaType,
+      manifestSize: img.descriptor.size,
+      layers: img.manifest.layers.map((l) => ({
+        digest: l.digest,
+        mediaType: l.mediaType,
+        size: l.size,
+      })),
+    };
+    await ctx.cache.putResult(st.parts.hash, st.image, ctx.target.store);
+    await ctx.cache.putParts(node.id, st.parts);
+    if (needRoot && st.provider) {
+      const key = sha(st.parts.hash);
+      await keepResultRoot(ctx.cacheDir, key, root);
+      await fsp.writeFile(
+        path.join(resultRootDir(ctx.cacheDir, key), 'env.json'),
+        JSON.stringify(env),
+      );
+    }
+    outcome.outcome = 'built';
+    outcome.image = img.descriptor.digest;
+    outcome.files = entries.length;
+    outcome.seconds = (Date.now() - started) / 1000;
+    ctx.log(
+      `built ${node.id} ${img.descriptor.digest} (${entries.length} entries, ${outcome.seconds.toFixed(1)} s)`,
+    );
+    return true;
+  } catch (e) {
+    outcome.outcome = 'failed';
+    outcome.error = `${node.id}: ${(e as Error).message}`;
+    outcome.reason = outcome.error;
+    if (ctx.opts.keepFailed) {
+      keep = true;
+      outcome.keptRoot = root;
+    }
+    ctx.log(`FAILED ${outcome.error}`);
+    return false;
+  } finally {
+    await new Promise<void>((r) => logStream.end(r));
+    if (!keep) await fsp.rm(work, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,138 @@
+import { Option, type Command } from 'commander';
+import os from 'node:os';
+import path from 'node:path';
+import { build, type BuildResult, type PackageOutcome } from '../../build/build.js';
+import { loadConfig } from '../../config.js';
+import { EXIT_CODES } from '../../errors.js';
+import { printJson } from '../output.js';
+
+interface BuildCli {
+  tree: string;
+  values?: string[];
+  output: string;
+  push?: boolean;
+  all?: boolean;
+  jobs?: number;
+  network?: boolean;
+  keepFailed?: boolean;
+  failFast?: boolean;
+  dryRun?: boolean;
+  rebuild?: boolean;
+  logDir?: string;
+  compression?: 'gzip' | 'zstd';
+  plainHttp?: boolean;
+  json?: boolean;
+}
+
+function line(o: PackageOutcome): string {
+  const what = o.outcome === 'would-build' ? 'build' : o.outcome;
+  return `${what.padEnd(10)} ${o.id}  ${o.reason}`;
+}
+
+function tail(text: string, lines = 20): string {
+  return text
+    .trimEnd()
+    .split('\n')
+    .slice(-lines)
+    .map((l) => `  | ${l}`)
+    .join('\n');
+}
+
+function render(r: BuildResult, dryRun: boolean): void {
+  for (const o of r.packages) process.stdout.write(`${line(o)}\n`);
+  for (const o of r.packages.filter((x) => x.outcome === 'failed')) {
+    process.stderr.write(`\ncpm: ${o.error}\n`);
+    if (o.failure?.tail) process.stderr.write(`${tail(o.failure.tail)}\n`);
+    if (o.log) process.stderr.write(`log: ${o.log}\n`);
+    if (o.keptRoot) process.stderr.write(`build root kept at ${o.keptRoot}\n`);
+  }
+  if (dryRun) return;
+  const n = (k: PackageOutcome['outcome']): number =>
+    r.packages.filter((o) => o.outcome === k).length;
+  process.stdout.write(
+    `${n('built')} built, ${n('cached')} from the cache, ${n('up-to-date')} up to date, ` +
+      `${n('failed')} failed, ${n('skipped')} skipped` +
+      (r.repo ? `; ${r.repo.url} revision ${r.repo.index.repository.revision}` : '') +
+      '\n',
+  );
+  if (r.repo && !r.repo.pushed) process.stdout.write('nothing was pushed: add --push to upload\n');
+}
+
+export function registerBuild(program: Command): void {
+  program
+    .command('build')
+    .description("build a luet tree's packages from build.yaml under bubblewrap (no daemon)")
+    .addHelpText(
+      'after',
+      `\nExamples:\n  cpm build --tree packages --output dir://out/repo --all\n  cpm build system/foo --tree packages --values values.yaml --output oci://registry.example.com/cos --push\n  cpm build --tree packages --output dir://out/repo --all --dry-run`,
+    )
+    .argument(
+      '[packages...]',
+      'packages to build (category/name[@version]), with their build dependencies',
+    )
+    .requiredOption('--tree <dir>', 'packages tree')
+    .option('--values <file...>', 'template values files (later ones win)')
+    .requiredOption('--output <url>', 'dir://PATH or oci://HOST[:PORT]/NAMESPACE')
+    .option('--push', 'upload to the registry (oci:// outputs)')
+    .option('--all', 'build every package of the tree (the default when none is named)')
+    .option('-j, --jobs <n>', 'packages built at once (default: number of cores)', (v) =>
+      Number.parseInt(v, 10),
+    )
+    .option('--network <mode>', 'network inside the sandbox: host (default) or none')
+    .option('--keep-failed', 'keep the build root of a failed package for inspection')
+    .option('--fail-fast', 'start no more builds after the first failure')
+    .option('--dry-run', 'print the build order and what would be built, and why')
+    .option('--rebuild', 'build even packages whose build hash is in the output or the cache')
+    .option('--log-dir <dir>', 'per-package logs (default: OUTPUT/build-logs for dir://)')
+    .addOption(
+      new Option('--compression <c>', 'layer compression')
+        .choices(['gzip', 'zstd'])
+        .default('gzip'),
+    )
+    .option('--plain-http', 'talk plain http to a non-loopback registry')
+    .option('--json', 'print the result as JSON')
+    .action(async (names: string[], opts: BuildCli, cmd: Command) => {
+      const cfg = await loadConfig(cmd.optsWithGlobals<{ config?: string }>().config);
+      const network = (opts.network as unknown as string | undefined) ?? 'host';
+      if (network !== 'host' && network !== 'none') {
+        process.stderr.write(`cpm: --network ${network}: expected host or none\n`);
+        process.exitCode = EXIT_CODES.E_USAGE;
+        return;
+      }
+      const r = await build({
+        tree: path.resolve(opts.tree),
+        ...(opts.values ? { values: opts.values.map((v) => path.resolve(v)) } : {}),
+        packages: opts.all ? [] : names,
+        output: opts.output,
+        ...(opts.push ? { push: true } : {}),
+        cacheDir: cfg.cache_dir,
+        jobs: opts.jobs ?? os.cpus().length,
+        network: network === 'host',
+        ...(opts.keepFailed ? { keepFailed: true } : {}),
+        ...(opts.failFast ? { failFast: true } : {}),
+        ...(opts.dryRun ? { dryRun: true } : {}),
+        ...(opts.rebuild ? { rebuild: true } : {}),
+        ...(opts.logDir ? { logDir: path.resolve(opts.logDir) } : {}),
+        ...(opts.compression ? { compression: opts.compression } : {}),
+        registry: opts.plainHttp ? { plainHttp: true } : {},
+        log: opts.json ? undefined : (l) => process.stderr.write(`${l}\n`),
+      });
+      if (opts.json)
+        printJson({
+          packages: r.packages,
+          failed: r.failed,
+          ...(r.repo
+            ? {
+                repository: {
+                  url: r.repo.url,
+                  revision: r.repo.index.repository.revision,
+                  indexDigest: r.repo.indexDigest,
+                  pushed: r.repo.pushed,
+                },
+              }
+            : {}),
+        });
+      else render(r, !!opts.dryRun);
+      if (r.failed > 0) process.exitCode = EXIT_CODES.E_BUILD;
+    });
+}

@@ -5,15 +5,11 @@
  * through fs-path against the root plus everything staged so far, so a symlink from an earlier
  * layer or package cannot redirect a later write. The result is a per-package map of canonical
  * path → staged entry that the transaction checks for conflicts and then renames into place.
- * With CPM_STAGE_TREE=1 each package stages into a tree that mirrors the root (stage/tN/REL), so a
- * directory the root does not have yet is renamed into place whole; an entry that cannot take its
- * tree path (a non-directory where the tree already has a directory) gets a flat name
- * (stage/fSEQ), as every entry does by default.
+ * Every non-directory entry gets a flat name (stage/fSEQ); directories are made at commit.
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
-  chmodSync,
   closeSync,
   fchmodSync,
   fchownSync,
@@ -24,11 +20,8 @@ import {
   mkdirSync,
   statSync,
   openSync,
-  rmSync,
-  rmdirSync,
   symlinkSync,
   unlinkSync,
-  utimesSync,
   writeSync,
 } from 'node:fs';
 import { once } from 'node:events';
@@ -61,12 +54,6 @@ export interface StagedEntry {
   rec: FileRecord;
   /** Absolute path of the staged object (not for directories). */
   staged?: string;
-  /** The staged object sits at its root-relative path in the package's stage tree. */
-  inTree?: boolean;
-  /** Directories: its directory in the package's stage tree (new directories move whole). */
-  dir?: string;
-  /** Directories: mode, owner and mtime were applied to `dir` while staging. */
-  metaDone?: boolean;
   /** Layer index within its package (whiteouts only hide lower layers). */
   layer: number;
   /** mtime from the header, seconds. */
@@ -90,12 +77,6 @@ class Overlay implements PathView {
 }
 
 const isRoot = process.getuid?.() === 0;
-/**
- * Stage trees (CPM_STAGE_TREE=1): off by default. On the install bench (ext4, 2 shared cores) they
- * made a 25k-file root ~1.8× slower: creating files across thousands of new stage directories
- * costs more than the per-file renames at commit that whole-directory moves save.
- */
-const STAGE_TREE = process.env.CPM_STAGE_TREE === '1';
 let setfattrPath: string | null | undefined;
 function findSetfattr(): string | null {
   if (setfattrPath === undefined) {
@@ -128,13 +109,11 @@ export class Stager {
   /** Worker for small files of the current layer, started once a layer proves large. */
   private writer: StageWriter | null = null;
   private smallFiles = 0;
+  /**
+   * Small files of a layer written on this thread before the worker starts: a small layer is done
+   * before a worker would be up. CPM_STAGE_WORKER_AFTER overrides it for benches (0 = always).
+   */
   private readonly workerAfter = Number(process.env.CPM_STAGE_WORKER_AFTER ?? 256);
-  private trees = 0;
-  /** The current package's stage tree and its entries. */
-  private tree = '';
-  private pkg: PackageEntries = new Map();
-  /** Root-relative directories that exist in the current tree. */
-  private treeDirs = new Set<string>();
 
   /** New staged objects are owned 0:0 (see metaCalls). */
   private readonly plainOwner: boolean;
@@ -149,10 +128,6 @@ export class Stager {
   async stagePackage(step: InstallStep): Promise<PackageEntries> {
     const pkg: PackageEntries = new Map();
     const id = packageId(step.spec);
-    this.pkg = pkg;
-    this.tree = `${this.o.stageDir}/stage/t${(this.trees++).toString(36)}`;
-    this.treeDirs = new Set(['']);
-    mkdirSync(this.tree, { mode: 0o700 });
     for (let i = 0; i < step.layers.length; i++) {
       const layer = step.layers[i]!;
       this.o.reporter.step(`extract ${id} ${layer.digest.slice(0, 19)}`);
@@ -167,75 +142,11 @@ export class Stager {
         this.writer = null;
       }
     }
-    this.treeDirMeta(pkg);
     return pkg;
   }
 
-  /**
-   * Directory metadata in the tree, once nothing more is written there, deepest first. Rootless, a
-   * mode without rwx for the owner is left to the commit (the stage must stay removable).
-   */
-  private treeDirMeta(pkg: PackageEntries): void {
-    const dirs: StagedEntry[] = [];
-    for (const e of pkg.values()) if (e.dir) dirs.push(e);
-    dirs.sort((a, b) => (a.rec.path < b.rec.path ? 1 : a.rec.path > b.rec.path ? -1 : 0));
-    for (const e of dirs) {
-      const d = e.dir!;
-      if (!isRoot && (e.rec.mode & 0o700) !== 0o700) continue;
-      faultPoint();
-      if (isRoot) lchownSync(d, e.rec.uid, e.rec.gid);
-      chmodSync(d, e.rec.mode); // after chown, which clears setgid
-      utimesSync(d, e.mtime, e.mtime);
-      e.metaDone = true;
-    }
-  }
-
-  /** Makes `rel` a directory of the current tree (with its parents); false when it cannot be. */
-  private treeDir(rel: string): boolean {
-    if (this.treeDirs.has(rel)) return true;
-    const slash = rel.lastIndexOf('/');
-    if (!this.treeDir(slash < 0 ? '' : rel.slice(0, slash))) return false;
-    const abs = `${this.tree}/${rel}`;
-    try {
-      mkdirSync(abs, { mode: 0o700 });
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      return false; // a staged non-directory holds the path
-    }
-    this.treeDirs.add(rel);
-    const entry = this.pkg.get(rel);
-    if (entry?.rec.type === 'd') entry.dir = abs;
-    return true;
-  }
-
-  /** Where a non-directory entry at `rel` is staged: its tree path when free, else a flat name. */
-  private stagePath(rel: string): { staged: string; inTree?: boolean } {
-    const slash = rel.lastIndexOf('/');
-    if (STAGE_TREE && !this.treeDirs.has(rel) && this.treeDir(slash < 0 ? '' : rel.slice(0, slash)))
-      return { staged: `${this.tree}/${rel}`, inTree: true };
-    return { staged: this.nextStage() };
-  }
-
-  /** Removes the tree directories of dropped directory entries (deepest first; kept if in use). */
-  private dropTreeDirs(dropped: StagedEntry[], force: boolean): void {
-    dropped.sort((a, b) => (a.rec.path < b.rec.path ? 1 : a.rec.path > b.rec.path ? -1 : 0));
-    for (const e of dropped) {
-      if (!e.dir) continue;
-      try {
-        if (force) rmSync(e.dir, { recursive: true, force: true });
-        else rmdirSync(e.dir);
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'ENOTEMPTY' || code === 'EEXIST') continue; // entries of a later layer
-        if (code !== 'ENOENT') throw err;
-      }
-      for (const d of this.treeDirs)
-        if (d === e.rec.path || d.startsWith(`${e.rec.path}/`)) this.treeDirs.delete(d);
-    }
-  }
-
   private nextStage(): string {
-    return `${this.o.stageDir}/stage/f${(this.seq++).toString(36)}`; // trees are tN
+    return `${this.o.stageDir}/stage/f${(this.seq++).toString(36)}`;
   }
 
   private async extractLayer(
@@ -454,7 +365,6 @@ export class Stager {
         mtime,
       };
       this.put(pkg, dirEntry);
-      if (STAGE_TREE && this.treeDir(rel)) dirEntry.dir = `${this.tree}/${rel}`;
       await drain(stream);
       return;
     }
@@ -471,7 +381,7 @@ export class Stager {
       case 'contiguous-file':
       case null:
       case undefined: {
-        const { staged, inTree } = this.stagePath(rel);
+        const staged = this.nextStage();
         faultPoint();
         const writer = size <= SMALL_FILE && !xattrs ? this.smallFileWriter() : null;
         if (writer) {
@@ -484,7 +394,7 @@ export class Stager {
             ? createHash('sha256').update(view).digest('hex')
             : undefined;
           writer.file(staged, view, { uid, gid, mode, mtime }, (h) => (rec.sha256 = h), sha256);
-          this.put(pkg, { rec, staged, inTree, layer, mtime });
+          this.put(pkg, { rec, staged, layer, mtime });
           return;
         }
         const { sha256, size: written } = await writeStaged(
@@ -507,7 +417,6 @@ export class Stager {
             ...(xattrs ? { xattrs } : {}),
           },
           staged,
-          inTree,
           layer,
           mtime,
         });
@@ -516,7 +425,7 @@ export class Stager {
       case 'symlink': {
         const target = h.linkname ?? '';
         if (target === '' || target.includes('\0')) throw refuse('empty or invalid symlink target');
-        const { staged, inTree } = this.stagePath(rel);
+        const staged = this.nextStage();
         faultPoint();
         const meta = { uid, gid, mode: 0o777, mtime };
         if (this.writer) this.writer.symlink(staged, target, meta);
@@ -528,7 +437,6 @@ export class Stager {
         this.put(pkg, {
           rec: { path: rel, type: 'l', mode: 0o777, uid, gid, target },
           staged,
-          inTree,
           layer,
           mtime,
         });
@@ -546,11 +454,11 @@ export class Stager {
         const target = pkg.get(trel);
         if (!target || target.rec.type !== 'f' || !target.staged)
           throw refuse(`hardlink target /${trel} is not a regular file of this package`);
-        const { staged, inTree } = this.stagePath(rel);
+        const staged = this.nextStage();
         faultPoint();
         await this.writer?.flush(); // the target must be on disk
         linkSync(target.staged, staged);
-        this.put(pkg, { rec: { ...target.rec, path: rel }, staged, inTree, layer, mtime });
+        this.put(pkg, { rec: { ...target.rec, path: rel }, staged, layer, mtime });
         break;
       }
       case 'character-device':
@@ -565,7 +473,7 @@ export class Stager {
           this.put(pkg, { rec, layer, mtime });
           break;
         }
-        const { staged, inTree } = this.stagePath(rel);
+        const staged = this.nextStage();
         faultPoint();
         const args = ['-m', (mode & 0o7777).toString(8), staged, type];
         if (rec.rdev) args.push(String(rec.rdev[0]), String(rec.rdev[1]));
@@ -575,7 +483,7 @@ export class Stager {
             context: { path: rel, package: id, digest },
           });
         if (isRoot) lchownSync(staged, uid, gid);
-        this.put(pkg, { rec, staged, inTree, layer, mtime });
+        this.put(pkg, { rec, staged, layer, mtime });
         break;
       }
       default:
@@ -626,30 +534,24 @@ export class Stager {
       return;
     }
     const prefix = rel + '/';
-    const dirs: StagedEntry[] = [];
     for (const [p, e] of pkg) {
       if (p !== rel && !p.startsWith(prefix)) continue;
       if (e.staged) unlinkSync(e.staged);
-      if (e.dir) dirs.push(e);
       pkg.delete(p);
       if (this.view.staged.get(p) === e) this.view.staged.delete(p);
     }
-    this.dropTreeDirs(dirs, true);
   }
 
   /** Whiteouts: hide lower-layer entries of this package at/under a path. */
   private hideUnder(pkg: PackageEntries, rel: string, layer: number, self: boolean): void {
     const prefix = rel === '' ? '' : rel + '/';
-    const dirs: StagedEntry[] = [];
     for (const [p, e] of pkg) {
       if (e.layer >= layer) continue;
       if (!(self && p === rel) && !p.startsWith(prefix)) continue;
       if (e.staged) unlinkSync(e.staged);
-      if (e.dir) dirs.push(e);
       pkg.delete(p);
       if (this.view.staged.get(p) === e) this.view.staged.delete(p);
     }
-    this.dropTreeDirs(dirs, false);
   }
 
   private applyXattrs(file: string, xattrs: Record<string, string>): void {

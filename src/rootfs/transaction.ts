@@ -237,7 +237,10 @@ export async function applyTransaction(
     }
 
     try {
-      const plan = planOps(root, stageDir, db, steps, staged, leaving, opts, result);
+      const plan = planCommit({ root, stageDir, db, steps, staged, leaving }, !!opts.force);
+      result.forcedConflicts = plan.forcedConflicts;
+      result.cpmnew = plan.cpmnew;
+      result.cpmsave = plan.cpmsave;
       result.markedExplicit = markExplicit(plan.newDb, input.explicit ?? []);
       checkInterrupt();
       const newText = plan.newDb.serialize();
@@ -327,31 +330,52 @@ function committedState(r: TransactionResult, finalizersSkipped: boolean): strin
   );
 }
 
-interface Plan {
+/** What the commit does, decided before anything under the root is written. */
+interface CommitPlan {
+  /** Journal operations, in order: mkdirs, removals, placements, directory metadata. */
   ops: Op[];
+  /** Directories of leaving packages to drop after the commit if empty, deepest first. */
   rmdirs: string[];
   newDb: InstalledDb;
+  /** Conflicts let through by --force. */
+  forcedConflicts: FileConflict[];
+  cpmnew: string[];
+  cpmsave: string[];
 }
 
-function planOps(
-  root: string,
-  stageDir: string,
-  db: InstalledDb,
-  steps: InstallStep[],
-  staged: PackageEntries[],
-  leaving: Map<string, InstalledPackage>,
-  opts: TransactionOptions,
-  result: TransactionResult,
-): Plan {
-  const abs = (rel: string): string => `${root}/${rel}`;
-  const isRoot = process.getuid?.() === 0;
+/** The packages of a transaction and the state it starts from. */
+interface CommitInput {
+  root: string;
+  stageDir: string;
+  db: InstalledDb;
+  steps: InstallStep[];
+  staged: PackageEntries[];
+  leaving: Map<string, InstalledPackage>;
+}
 
+function planCommit(t: CommitInput, force: boolean): CommitPlan {
+  const ids = t.steps.map((s) => packageId(s.spec));
   // Files leaving with removed/replaced packages.
   const oldFiles = new Map<string, FileRecord>();
-  for (const p of leaving.values()) for (const f of p.files) oldFiles.set(f.path, f);
+  for (const p of t.leaving.values()) for (const f of p.files) oldFiles.set(f.path, f);
+  const claims = claimsOf(t.staged);
+  const disk = readDisk(t.root, claims);
+  const found = findConflicts(t, ids, claims, disk, oldFiles);
+  const forcedConflicts = refuseConflicts(found, force);
+  const winners = winnersOf(claims);
+  const newDb = buildNewDb(t, ids, winners, found.takeOver);
+  return { ...generateOps(t, winners, disk, oldFiles, newDb), newDb, forcedConflicts };
+}
 
-  // Claims on each path by the new packages, in install order.
-  const claims = new Map<string, Array<{ pkg: number; e: StagedEntry }>>();
+interface Claim {
+  /** Index of the claiming package in the install steps. */
+  pkg: number;
+  e: StagedEntry;
+}
+
+/** Claims on each path by the new packages, in install order; parents before children. */
+function claimsOf(staged: PackageEntries[]): Map<string, Claim[]> {
+  const claims = new Map<string, Claim[]>();
   staged.forEach((m, pkg) => {
     for (const e of m.values()) {
       const l = claims.get(e.rec.path);
@@ -359,57 +383,83 @@ function planOps(
       else claims.set(e.rec.path, [{ pkg, e }]);
     }
   });
-  const ids = steps.map((s) => packageId(s.spec));
+  return claims;
+}
 
-  // Conflicts: before anything is written.
-  const conflicts: FileConflict[] = [];
-  const hard: FileConflict[] = []; // directory vs non-directory: refused even with force
-  const takeOver = new Map<string, string>(); // path → installed package losing it (force)
-  const winner = new Map<string, StagedEntry>();
-  const winnerPkg = new Map<string, number>();
-  const diskInfo = new Map<string, Stats | null>();
-  for (const [p, list] of claims) {
-    const last = list[list.length - 1]!;
-    const anyNonDir = list.some((c) => c.e.rec.type !== 'd');
-    if (list.length > 1 && anyNonDir) {
-      const c = { path: p, claimants: list.map((x) => ids[x.pkg]!) };
-      (list.some((x) => x.e.rec.type === 'd') ? hard : conflicts).push(c);
-    }
-    winner.set(p, last.e);
-    winnerPkg.set(p, last.pkg);
-    const newIsDir = last.e.rec.type === 'd';
-    const owners = db.owners(p).filter((o) => !leaving.has(o));
+/** What each claimed path is on disk now (null: nothing there). */
+function readDisk(root: string, claims: Map<string, Claim[]>): Map<string, Stats | null> {
+  const disk = new Map<string, Stats | null>();
+  for (const p of claims.keys()) {
     // nothing is under a path that is not there (claims list parents first): saves a syscall a path
     const slash = p.lastIndexOf('/');
-    const st = slash > 0 && diskInfo.get(p.slice(0, slash)) === null ? null : lstatOrNull(abs(p));
-    diskInfo.set(p, st);
+    disk.set(
+      p,
+      slash > 0 && disk.get(p.slice(0, slash)) === null ? null : lstatOrNull(`${root}/${p}`),
+    );
+  }
+  return disk;
+}
+
+interface Conflicts {
+  /** Two files for one path: refused unless --force. */
+  conflicts: FileConflict[];
+  /** A directory against a non-directory: refused even with --force. */
+  hard: FileConflict[];
+  /** Path → the installed package losing it to a new one (--force). */
+  takeOver: Map<string, string>;
+}
+
+function findConflicts(
+  t: CommitInput,
+  ids: string[],
+  claims: Map<string, Claim[]>,
+  disk: Map<string, Stats | null>,
+  oldFiles: Map<string, FileRecord>,
+): Conflicts {
+  const out: Conflicts = { conflicts: [], hard: [], takeOver: new Map() };
+  for (const [p, list] of claims) {
+    const last = list[list.length - 1]!;
+    if (list.length > 1 && list.some((c) => c.e.rec.type !== 'd')) {
+      const c = { path: p, claimants: list.map((x) => ids[x.pkg]!) };
+      (list.some((x) => x.e.rec.type === 'd') ? out.hard : out.conflicts).push(c);
+    }
+    const newIsDir = last.e.rec.type === 'd';
+    const owners = t.db.owners(p).filter((o) => !t.leaving.has(o));
+    const st = disk.get(p) ?? null;
     if (owners.length > 0) {
-      const ownerIsDir = db.get(owners[0]!)!.files.find((f) => f.path === p)?.type === 'd';
+      const ownerIsDir = t.db.get(owners[0]!)!.files.find((f) => f.path === p)?.type === 'd';
       if (newIsDir && ownerIsDir) continue;
       const c = { path: p, claimants: [...owners, ids[last.pkg]!] };
-      if (newIsDir !== ownerIsDir) hard.push(c);
+      if (newIsDir !== ownerIsDir) out.hard.push(c);
       else {
-        conflicts.push(c);
-        for (const o of owners) takeOver.set(p, o);
+        out.conflicts.push(c);
+        for (const o of owners) out.takeOver.set(p, o);
       }
       continue;
     }
     if (!st || oldFiles.has(p)) {
       const old = oldFiles.get(p);
       if (old && st && (old.type === 'd') !== newIsDir && st.isDirectory() !== newIsDir)
-        hard.push({ path: p, claimants: [[...leaving.keys()][0]!, ids[last.pkg]!] });
+        out.hard.push({ path: p, claimants: [[...t.leaving.keys()][0]!, ids[last.pkg]!] });
       continue;
     }
     const diskIsDir = st.isDirectory();
     if (newIsDir && diskIsDir) continue;
     const c = { path: p, claimants: ['(unowned)', ids[last.pkg]!] };
-    if (newIsDir !== diskIsDir) hard.push(c);
-    else conflicts.push(c);
+    if (newIsDir !== diskIsDir) out.hard.push(c);
+    else out.conflicts.push(c);
   }
-  const sortC = (l: FileConflict[]): FileConflict[] =>
-    l.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  if (hard.length > 0 || (conflicts.length > 0 && !opts.force)) {
-    const all = sortC([...hard, ...conflicts]);
+  return out;
+}
+
+const byPath = (l: FileConflict[]): FileConflict[] =>
+  l.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+
+/** Throws E_FILE_CONFLICT unless every conflict is one --force lets through; returns those. */
+function refuseConflicts(found: Conflicts, force: boolean): FileConflict[] {
+  const { hard, conflicts } = found;
+  if (hard.length > 0 || (conflicts.length > 0 && !force)) {
+    const all = byPath([...hard, ...conflicts]);
     const shown = all
       .slice(0, 50)
       .map((c) => `  /${c.path}: ${c.claimants.join(', ')}`)
@@ -426,16 +476,34 @@ function planOps(
       },
     );
   }
-  result.forcedConflicts = sortC(conflicts);
+  return byPath([...conflicts]);
+}
 
-  // The new DB.
-  const newDb = db.clone();
-  for (const id of leaving.keys()) newDb.remove(id);
+/** The entry that ends up at each path: the last package's claim. */
+function winnersOf(claims: Map<string, Claim[]>): Map<string, Claim> {
+  const out = new Map<string, Claim>();
+  for (const [p, list] of claims) out.set(p, list[list.length - 1]!);
+  return out;
+}
+
+/**
+ * The DB after the commit. Each winning entry's record becomes the new package's file record
+ * (marked `config` under its config directories), so generateOps sees the same flags.
+ */
+function buildNewDb(
+  t: CommitInput,
+  ids: string[],
+  winners: Map<string, Claim>,
+  takeOver: Map<string, string>,
+): InstalledDb {
+  const isRoot = process.getuid?.() === 0;
+  const newDb = t.db.clone();
+  for (const id of t.leaving.keys()) newDb.remove(id);
   for (const [p, owner] of takeOver) {
     const op = newDb.get(owner);
     if (op) op.files = op.files.filter((f) => f.path !== p);
   }
-  const newPkgs: InstalledPackage[] = steps.map((s, i) => ({
+  const newPkgs: InstalledPackage[] = t.steps.map((s, i) => ({
     id: ids[i]!,
     spec: s.spec,
     origin: s.origin,
@@ -447,64 +515,46 @@ function planOps(
     ...(s.finalize ? { finalize: s.finalize } : {}),
     files: [],
   }));
-  const cfgDirs = steps.map((s) => configDirs(s.spec.annotations));
-  for (const [p, e] of winner) {
-    const i = winnerPkg.get(p)!;
+  const cfgDirs = t.steps.map((s) => configDirs(s.spec.annotations));
+  for (const [p, { pkg, e }] of winners) {
     const rec = { ...e.rec };
-    if (rec.type === 'f' && cfgDirs[i]!.some((d) => p.startsWith(d))) rec.config = true;
+    if (rec.type === 'f' && cfgDirs[pkg]!.some((d) => p.startsWith(d))) rec.config = true;
     e.rec = rec;
-    newPkgs[i]!.files.push(rec);
+    newPkgs[pkg]!.files.push(rec);
   }
   for (const p of newPkgs) {
     // reason: an upgrade keeps "explicit" if the user asked for the old version explicitly
-    const old = [...leaving.values()].find((o) => familyKey(o.spec) === familyKey(p.spec));
+    const old = [...t.leaving.values()].find((o) => familyKey(o.spec) === familyKey(p.spec));
     if (old && old.reason === 'explicit') p.reason = 'explicit';
     newDb.add(p);
   }
+  return newDb;
+}
 
-  // Operations.
-  const ops: Op[] = [];
+/** The journal operations that turn the root into what newDb describes. */
+function generateOps(
+  t: CommitInput,
+  winners: Map<string, Claim>,
+  disk: Map<string, Stats | null>,
+  oldFiles: Map<string, FileRecord>,
+  newDb: InstalledDb,
+): Pick<CommitPlan, 'ops' | 'rmdirs' | 'cpmnew' | 'cpmsave'> {
+  const isRoot = process.getuid?.() === 0;
+  const abs = (rel: string): string => `${t.root}/${rel}`;
   let bk = 0;
-  const backup = (): string => `${stageDir}/bk-${(bk++).toString(36)}`;
+  const backup = (): string => `${t.stageDir}/bk-${(bk++).toString(36)}`;
   const mkdirs: Op[] = [];
   const removals: Op[] = [];
   const places: Op[] = [];
   const metas: Op[] = [];
+  const cpmnew: string[] = [];
+  const cpmsave: string[] = [];
 
-  const paths = [...winner.keys()].sort();
-  const parentOf = (p: string): string => {
-    const slash = p.lastIndexOf('/');
-    return slash < 0 ? '' : p.slice(0, slash);
-  };
-  // New directories whose stage-tree copy holds exactly their winning entries move whole, with
-  // one rename. Children sort after their parent, so walking backwards sees them first.
-  const mixed = new Set<string>();
-  const whole = new Set<string>();
-  for (let k = paths.length - 1; k >= 0; k--) {
-    const p = paths[k]!;
-    const e = winner.get(p)!;
-    const parent = parentOf(p);
-    let ok: boolean;
-    // rootless, a directory without rwx for its owner is made at commit, as before (see extract)
-    if (e.rec.type === 'd') ok = !!e.dir && !!e.metaDone && !diskInfo.get(p) && !mixed.has(p);
-    else ok = !e.staged || !!e.inTree;
-    if (ok && e.rec.type === 'd') whole.add(p);
-    if (!ok || (winner.has(parent) && winnerPkg.get(parent) !== winnerPkg.get(p)))
-      mixed.add(parent);
-  }
-
-  for (const p of paths) {
-    const e = winner.get(p)!;
-    const st = diskInfo.get(p) ?? null;
-    const inWhole = whole.has(parentOf(p));
+  for (const p of [...winners.keys()].sort()) {
+    const { e } = winners.get(p)!;
+    const st = disk.get(p) ?? null;
     if (e.rec.type === 'd') {
       const m = { p: abs(p), mode: e.rec.mode, uid: e.rec.uid, gid: e.rec.gid, mtime: e.mtime };
-      if (whole.has(p)) {
-        if (!inWhole) places.push({ k: 'place', s: e.dir!, p: abs(p) });
-        // the top one's metadata again: moving a directory may touch its times
-        if (!inWhole) metas.push({ k: 'meta', ...m });
-        continue;
-      }
       if (!st) {
         mkdirs.push({ k: 'mkdir', p: abs(p) });
         metas.push({ k: 'meta', ...m });
@@ -517,7 +567,7 @@ function planOps(
       }
       continue;
     }
-    if (!e.staged || inWhole) continue; // recorded only (device node as non-root), or moved whole
+    if (!e.staged) continue; // recorded only (device node as non-root)
     let dest = abs(p);
     const old = oldFiles.get(p);
     if (
@@ -531,7 +581,7 @@ function planOps(
     ) {
       // user-modified config: keep theirs, ship ours next to it
       dest = `${dest}.cpmnew`;
-      result.cpmnew.push(p);
+      cpmnew.push(p);
       if (lstatOrNull(dest)) places.push({ k: 'keep', p: dest, b: backup() });
     } else if (st) {
       places.push({ k: 'keep', p: dest, b: backup() });
@@ -542,7 +592,7 @@ function planOps(
   // Files of leaving packages that nothing new ships.
   const rmdirs: string[] = [];
   for (const [p, f] of [...oldFiles].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-    if (winner.has(p) || newDb.owners(p).length > 0) continue;
+    if (winners.has(p) || newDb.owners(p).length > 0) continue;
     if (f.type === 'd') {
       rmdirs.push(abs(p));
       continue;
@@ -553,7 +603,7 @@ function planOps(
       const save = `${abs(p)}.cpmsave`;
       if (lstatOrNull(save)) removals.push({ k: 'stash', p: save, b: backup() });
       removals.push({ k: 'place', s: abs(p), p: save });
-      result.cpmsave.push(p);
+      cpmsave.push(p);
       continue;
     }
     removals.push({ k: 'stash', p: abs(p), b: backup() });
@@ -562,6 +612,5 @@ function planOps(
 
   // Directory metadata last (children change mtimes), deepest first.
   metas.reverse();
-  ops.push(...mkdirs, ...removals, ...places, ...metas);
-  return { ops, rmdirs, newDb };
+  return { ops: [...mkdirs, ...removals, ...places, ...metas], rmdirs, cpmnew, cpmsave };
 }

@@ -4,6 +4,7 @@
  * files sorted by path, fixed key order, no timestamps: the same install gives the same bytes.
  * Indexes (path → owners, family → package) are built in memory at load. docs/database.md says why.
  */
+import { createHash } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { CpmError } from '../errors.js';
@@ -11,6 +12,7 @@ import { sortedDeep, specFromJson, specToJson } from '../package/codec.js';
 import { finalizeFromJson } from '../package/finalize.js';
 import { satisfiesDep } from '../package/match.js';
 import { familyKey } from '../package/package.js';
+import { fsError } from '../util/fs-errors.js';
 import { faultPoint } from './fault.js';
 import type { FileRecord, InstalledPackage } from './types.js';
 
@@ -22,7 +24,80 @@ export function resolveDbDir(root: string, dbDir?: string): string {
   if (!dbDir) return path.join(root, DEFAULT_DB_DIR);
   return path.isAbsolute(dbDir) ? dbDir : path.join(root, dbDir);
 }
-const HEADER = '{"cpm-db":1}';
+/** Format 2 ends with a trailer line; format 1 (no trailer) is still read. */
+const HEADER = '{"cpm-db":2}';
+const HEADER_V1 = '{"cpm-db":1}';
+const TRAILER_KEY = 'cpm-db-end';
+
+/** How a damaged DB is left behind: the same advice wherever it is found. */
+export function dbDamageHint(file: string): string {
+  return (
+    `if a transaction was cut short, run \`cpm recover --root ROOT\` first; otherwise move the ` +
+    `file aside (mv ${file} ${file}.damaged) and run \`cpm reclaim --root ROOT\` (with --repo or ` +
+    `--tree), which records again every package whose files are all on disk (docs/database.md)`
+  );
+}
+
+function damaged(file: string, line: number | undefined, what: string): CpmError {
+  return new CpmError('E_DB', `${file}${line ? `:${line}` : ''}: damaged database: ${what}`, {
+    hint: dbDamageHint(file),
+    context: { file, ...(line ? { line } : {}) },
+  });
+}
+
+/**
+ * Checks the whole-file integrity of a DB text: complete last line, trailer with the counts and
+ * the sha256 of everything before it. Returns the record lines, the counts the trailer promises
+ * and, for a format-1 DB (no trailer), a note.
+ */
+function checkIntegrity(
+  text: string,
+  file: string,
+): { lines: string[]; want?: { packages: number; files: number }; note?: string } {
+  if (text === '') throw damaged(file, undefined, 'the file is empty (truncated to 0 bytes)');
+  const lines = text.split('\n');
+  const header = lines[0] ?? '';
+  if (header !== HEADER && header !== HEADER_V1)
+    throw damaged(
+      file,
+      1,
+      /^\{"cpm-db":\d+\}$/.test(header)
+        ? `format ${header} is newer than this cpm reads`
+        : 'not a cpm database (bad header)',
+    );
+  if (!text.endsWith('\n'))
+    throw damaged(
+      file,
+      lines.length,
+      'truncated in the middle of a line (the last line is incomplete)',
+    );
+  lines.pop(); // the empty string after the last newline
+  if (header === HEADER_V1)
+    return {
+      lines,
+      note: `${file} was written by an older cpm (format 1, no trailer): truncation cannot be detected until the next transaction rewrites it`,
+    };
+  const last = lines[lines.length - 1] ?? '';
+  let trailer: { packages?: unknown; files?: unknown; sha256?: unknown } | undefined;
+  if (last.startsWith(`{"${TRAILER_KEY}":`)) {
+    try {
+      trailer = (JSON.parse(last) as Record<string, typeof trailer>)[TRAILER_KEY];
+    } catch {
+      trailer = undefined;
+    }
+  }
+  if (!trailer)
+    throw damaged(
+      file,
+      lines.length,
+      `truncated: it ends after line ${lines.length} without its end-of-database line`,
+    );
+  const body = text.slice(0, text.length - last.length - 1);
+  if (createHash('sha256').update(body).digest('hex') !== trailer.sha256)
+    throw damaged(file, lines.length, 'its contents do not match the checksum in its last line');
+  lines.pop();
+  return { lines, want: { packages: Number(trailer.packages), files: Number(trailer.files) } };
+}
 
 function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
@@ -67,14 +142,16 @@ export class InstalledDb {
     for (const p of packages) this.add(p);
   }
 
+  /** Notes about the file it was read from (an old format without trailer). */
+  readonly notes: string[] = [];
+
   static parse(text: string, file = DB_FILE): InstalledDb {
     const db = new InstalledDb();
-    const lines = text.split('\n');
-    if (lines[0] !== HEADER)
-      throw new CpmError('E_DB', `${file}:1: not a cpm database (bad header)`, {
-        context: { file, line: 1 },
-      });
+    const { lines, want, note } = checkIntegrity(text, file);
+    if (note) db.notes.push(note);
     let cur: InstalledPackage | null = null;
+    let nPkgs = 0;
+    let nFiles = 0;
     for (let i = 1; i < lines.length; i++) {
       const line = lines[i]!;
       if (line === '') continue;
@@ -82,10 +159,10 @@ export class InstalledDb {
       try {
         o = JSON.parse(line) as Record<string, unknown>;
       } catch (e) {
-        throw new CpmError('E_DB', `${file}:${i + 1}: ${(e as Error).message}`, {
-          context: { file, line: i + 1 },
-        });
+        throw damaged(file, i + 1, `line ${i + 1} is not a record (${(e as Error).message})`);
       }
+      if (o === null || typeof o !== 'object')
+        throw damaged(file, i + 1, `line ${i + 1} is not a record`);
       if (typeof o.package === 'string') {
         const at = { file, line: i + 1 };
         cur = {
@@ -106,14 +183,20 @@ export class InstalledDb {
         const fin = finalizeFromJson(o.finalize);
         if (fin) cur.finalize = fin;
         db.add(cur);
+        nPkgs++;
       } else if (cur && typeof o.p === 'string') {
         cur.files.push(fileIn(o));
+        nFiles++;
       } else {
-        throw new CpmError('E_DB', `${file}:${i + 1}: unexpected record`, {
-          context: { file, line: i + 1 },
-        });
+        throw damaged(file, i + 1, `line ${i + 1} is an unexpected record`);
       }
     }
+    if (want && (want.packages !== nPkgs || want.files !== nFiles))
+      throw damaged(
+        file,
+        undefined,
+        `its last line promises ${want.packages} packages and ${want.files} files, the file holds ${nPkgs} and ${nFiles}`,
+      );
     return db;
   }
 
@@ -124,6 +207,8 @@ export class InstalledDb {
       text = readFileSync(file, 'utf8');
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return new InstalledDb();
+      const mapped = fsError(e, { doing: 'reading the database', where: 'db' });
+      if (mapped instanceof CpmError) throw mapped;
       throw new CpmError('E_DB', `cannot read ${file}: ${(e as Error).message}`, {
         context: { file },
       });
@@ -133,6 +218,7 @@ export class InstalledDb {
 
   serialize(): string {
     const out: string[] = [HEADER];
+    let files = 0;
     for (const p of this.list()) {
       const o: Record<string, unknown> = {
         package: p.id,
@@ -146,10 +232,18 @@ export class InstalledDb {
       if (p.rootless) o.rootless = true;
       if (p.finalize) o.finalize = sortedDeep(p.finalize);
       out.push(JSON.stringify(o));
-      const files = p.files.slice().sort((a, b) => cmp(a.path, b.path));
-      for (const f of files) out.push(fileOut(f));
+      const sorted = p.files.slice().sort((a, b) => cmp(a.path, b.path));
+      for (const f of sorted) out.push(fileOut(f));
+      files += sorted.length;
     }
-    return out.join('\n') + '\n';
+    const body = out.join('\n') + '\n';
+    // the trailer: a cut file (at a line boundary or not) or changed bytes are found on load
+    const end = {
+      packages: this.pkgs.size,
+      files,
+      sha256: createHash('sha256').update(body).digest('hex'),
+    };
+    return `${body}${JSON.stringify({ [TRAILER_KEY]: end })}\n`;
   }
 
   add(p: InstalledPackage): void {

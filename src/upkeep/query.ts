@@ -69,6 +69,8 @@ export interface VerifyReport {
   changedConfig: Array<{ package: string; path: string }>;
   /** Whether foreign files were looked for, and if not, why. */
   foreign: { checked: boolean; reason?: string };
+  /** Notes about the DB itself (an old format whose truncation cannot be detected). */
+  notes: string[];
 }
 
 function sha256Of(file: string): Promise<string> {
@@ -162,6 +164,7 @@ export async function verify(
     problems: [],
     changedConfig: [],
     foreign: { checked: false },
+    notes: [...db.notes],
   };
   for (const p of pkgs) {
     for (const f of p.files) {

@@ -281,7 +281,7 @@ describe('database and no-ops', () => {
     const a = await mk();
     const b = await mk();
     expect(a).toBe(b);
-    expect(a.split('\n')[0]).toBe('{"cpm-db":1}');
+    expect(a.split('\n')[0]).toBe('{"cpm-db":2}');
   });
 
   it('reinstall repairs modified and missing files', async () => {
@@ -333,7 +333,7 @@ describe('database and no-ops', () => {
     expect((await verify({ root })).problems).toEqual([]);
     // uninstalling the package leaves the DB alone
     await uninstallPackages(root, ['bases/built']);
-    expect(dbText(root).split('\n')[0]).toBe('{"cpm-db":1}');
+    expect(dbText(root).split('\n')[0]).toBe('{"cpm-db":2}');
   });
 
   it('uses a configurable DB directory', async () => {

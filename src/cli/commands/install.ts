@@ -321,6 +321,7 @@ Examples:
             );
           for (const c of r.changedConfig)
             process.stdout.write(`config\t${c.path}\t${c.package}\t(changed, kept)\n`);
+          for (const n of r.notes) process.stderr.write(`note: ${n}\n`);
           if (!r.foreign.checked && r.foreign.reason !== 'not asked for')
             process.stderr.write(`foreign files not checked: ${r.foreign.reason}\n`);
           process.stderr.write(`${r.checked} files checked, ${r.problems.length} problem(s)\n`);

@@ -3,8 +3,8 @@
  * python3, git, vim) made once with mmdebstrap. A lock file lets concurrent benches wait for the
  * one creating it instead of building it twice.
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync, promises as fsp } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, promises as fsp, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -42,4 +42,65 @@ export async function debianRootTar(): Promise<string> {
     await fsp.rm(LOCK, { force: true });
   }
   return DEBIAN_TAR;
+}
+
+/** One command line of an interleaved timing (see timeInterleaved). */
+export interface TimedCase {
+  name: string;
+  argv: string[];
+  env?: NodeJS.ProcessEnv;
+  /** Runs before each timed run, untimed (e.g. remove the previous output). */
+  before?: () => void;
+}
+
+export interface Timing {
+  name: string;
+  /** ms per run: wall clock, and CPU (user + sys of the child, from /usr/bin/time). */
+  wall: number[];
+  cpu: number[];
+}
+
+export const median = (l: number[]): number =>
+  l.length === 0 ? NaN : l.slice().sort((a, b) => a - b)[Math.floor(l.length / 2)]!;
+
+const TIME = existsSync('/usr/bin/time') ? '/usr/bin/time' : null;
+
+/**
+ * Fresh processes, round robin: run 1 of every case, then run 2 of every case, … so a change of
+ * machine load hits the baseline as much as cpm (2 shared cores: sequential blocks drift apart).
+ * One untimed warm-up round first (page cache, compile cache).
+ */
+export function timeInterleaved(cases: TimedCase[], runs: number): Timing[] {
+  const out: Timing[] = cases.map((c) => ({ name: c.name, wall: [], cpu: [] }));
+  for (let round = -1; round < runs; round++) {
+    cases.forEach((c, i) => {
+      c.before?.();
+      const full = TIME ? [TIME, '-f', '\ncpu %U %S', ...c.argv] : c.argv;
+      const t = process.hrtime.bigint();
+      const r = spawnSync(full[0]!, full.slice(1), {
+        env: c.env ?? process.env,
+        encoding: 'utf8',
+        maxBuffer: 1 << 30,
+      });
+      const wall = Number(process.hrtime.bigint() - t) / 1e6;
+      if (r.status !== 0)
+        throw new Error(`${c.argv.join(' ')} → ${r.status ?? r.signal}\n${r.stdout}${r.stderr}`);
+      if (round < 0) return;
+      const m = /cpu (\d+\.\d+) (\d+\.\d+)\s*$/.exec(r.stderr);
+      out[i]!.wall.push(wall);
+      out[i]!.cpu.push(m ? (Number(m[1]) + Number(m[2])) * 1000 : NaN);
+    });
+  }
+  return out;
+}
+
+/** A Node binary of another version for benches: CPM_BENCH_NODE, else the single-file build's. */
+export function otherNode(): string | undefined {
+  if (process.env.CPM_BENCH_NODE) return process.env.CPM_BENCH_NODE;
+  const cache = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'build', '.cache');
+  if (!existsSync(cache)) return undefined;
+  const dirs = readdirSync(cache)
+    .filter((d) => d.endsWith(`-linux-${process.arch}`) && existsSync(path.join(cache, d, 'node')))
+    .sort();
+  return dirs.length > 0 ? path.join(cache, dirs[dirs.length - 1]!, 'node') : undefined;
 }

@@ -1,9 +1,12 @@
 #!/usr/bin/env node
-// Thin entry: all behaviour lives in the library (dist/cli/main.js, built from src/).
-import module from 'node:module';
+// Thin entry: all behaviour lives in the library (dist/cpm.cjs, bundled from src/ by
+// build/bundle.mjs). CommonJS on purpose (bin/package.json): a CommonJS entry starts without
+// Node's ESM loader, a good part of a short command's run time.
+'use strict';
+const module_ = require('node:module');
 
 // Node ≥ 22 keeps the compiled code of dist/ between runs: a no-op install is mostly startup.
-module.enableCompileCache?.();
+module_.enableCompileCache?.();
 
 // process.exit() drops what a pipe has not taken yet (stdout to a pipe is asynchronous): exit only
 // once both streams have flushed everything written before this point.
@@ -19,14 +22,14 @@ function finish(code) {
   }
 }
 
-import('../dist/cli/main.js').then(
-  ({ main }) =>
-    main(process.argv.slice(2)).then(finish, (e) => {
-      process.stderr.write(`cpm: ${e?.stack ?? e}\n`);
-      finish(70);
-    }),
-  (e) => {
-    process.stderr.write(`cpm: cannot load dist/ (run npm run build): ${e?.message ?? e}\n`);
-    finish(70);
-  },
-);
+let cli;
+try {
+  cli = require('../dist/cpm.cjs');
+} catch (e) {
+  process.stderr.write(`cpm: cannot load dist/ (run npm run build): ${e?.message ?? e}\n`);
+  finish(70);
+}
+cli?.main(process.argv.slice(2)).then(finish, (e) => {
+  process.stderr.write(`cpm: ${e?.stack ?? e}\n`);
+  finish(70);
+});

@@ -8,8 +8,9 @@
 // 1. The runtime is a current LTS Node binary from the npm registry package node-linux-<arch>,
 //    fetched with `npm pack` into build/.cache/ (no other download). Node ≥ 22.15 has zstd in
 //    node:zlib, so cpm's compression needs no native addon or external program there.
-// 2. dist/ (via bin/cpm.js) is bundled into one CommonJS script with esbuild (pinned devDependency;
-//    SEA runs exactly one script and its require() only sees built-in modules).
+// 2. What dist/ holds (bin/cpm.js, src/cli/main.ts, the worker modules) is bundled into one
+//    CommonJS script with esbuild (pinned devDependency; SEA runs exactly one script and its
+//    require() only sees built-in modules); worker threads run from embedded source.
 // 3. The SEA preparation blob is made by a Node of the same version for this machine's
 //    architecture, then injected into a copy of the runtime with postject (pinned devDependency).
 import { spawnSync } from 'node:child_process';
@@ -28,6 +29,7 @@ import zlib from 'node:zlib';
 import esbuild from 'esbuild';
 import { inject } from 'postject';
 import { extract } from 'tar-stream';
+import { WORKERS } from './bundle.mjs';
 
 /** Node 24 "Krypton" is the current LTS line; override with CPM_SEA_NODE_VERSION. */
 export const NODE_VERSION = process.env.CPM_SEA_NODE_VERSION || '24.21.0';
@@ -87,14 +89,9 @@ async function nodeBinary(arch, version) {
   return bin;
 }
 
-/** One CommonJS script with everything cpm needs; only node: built-ins stay external. */
-async function bundle(file, version) {
-  const entry = path.join(project, 'bin', 'cpm.js');
-  if (!existsSync(path.join(project, 'dist', 'cli', 'main.js')))
-    fail('dist/ is missing: run npm run build');
-  await esbuild.build({
-    entryPoints: [entry],
-    outfile: file,
+/** Bundles one entry into CommonJS for the SEA; only node: built-ins stay external. */
+async function cjs(options, version, extra = {}) {
+  const result = await esbuild.build({
     bundle: true,
     platform: 'node',
     format: 'cjs',
@@ -102,7 +99,8 @@ async function bundle(file, version) {
     minify: false,
     legalComments: 'inline',
     logLevel: 'warning',
-    // Strip the entry's shebang (SEA runs the script as a module body).
+    absWorkingDir: project,
+    ...options,
     banner: {
       js:
         '"use strict";\n' +
@@ -113,8 +111,41 @@ async function bundle(file, version) {
     define: {
       'import.meta.url': '__cpm_import_meta_url',
       __CPM_VERSION__: JSON.stringify(version),
+      ...extra,
     },
   });
+  return result;
+}
+
+/**
+ * One CommonJS script with everything cpm needs, from the sources build/bundle.mjs bundles into
+ * dist/: bin/cpm.js with its require of dist/cpm.cjs pointed at src/cli/main.ts. SEA runs exactly
+ * one script, so each worker thread's bundle is embedded as source text (src/util/worker.ts
+ * evaluates it).
+ */
+async function bundle(file, version) {
+  if (!existsSync(path.join(project, 'dist', 'cpm.cjs')))
+    fail('dist/ is missing: run npm run build');
+  const sources = {};
+  for (const [name, entry] of Object.entries(WORKERS)) {
+    const r = await cjs({ entryPoints: [entry], write: false }, version);
+    sources[name] = r.outputFiles[0].text;
+  }
+  const toSrc = {
+    name: 'cpm-src',
+    setup(b) {
+      b.onResolve({ filter: /\/dist\/cpm\.cjs$/ }, () => ({
+        path: path.join(project, 'src', 'cli', 'main.ts'),
+      }));
+    },
+  };
+  await cjs(
+    { entryPoints: [path.join(project, 'bin', 'cpm.js')], outfile: file, plugins: [toSrc] },
+    version,
+    {
+      __CPM_WORKER_SOURCES__: JSON.stringify(sources),
+    },
+  );
 }
 
 export async function buildSea({ arch, out }) {

@@ -89,7 +89,7 @@ const median = (xs: number[]): number => {
 };
 
 async function main(): Promise<void> {
-  if (!process.env.CPM_BIN && !existsSync(path.join(project, 'dist', 'cli', 'main.js'))) {
+  if (!process.env.CPM_BIN && !existsSync(path.join(project, 'dist', 'cpm.cjs'))) {
     throw new Error('dist/ is missing: run npm run build first');
   }
   const loadBefore = os.loadavg();

@@ -179,7 +179,7 @@ const median = (xs: number[]): number => {
 };
 
 function checkDist(): void {
-  const dist = path.join(ROOT, 'dist', 'rootfs', 'extract.js');
+  const dist = path.join(ROOT, 'dist', 'cpm.cjs');
   if (!existsSync(dist)) throw new Error('run "npm run build" first (the bench times bin/cpm.js)');
   for (const f of ['rootfs/extract.ts', 'rootfs/transaction.ts', 'install/image-ref.ts'])
     if (statSync(path.join(ROOT, 'src', f)).mtimeMs > statSync(dist).mtimeMs)

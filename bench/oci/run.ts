@@ -144,7 +144,7 @@ const median = (xs: number[]): number => {
 
 /** Warns when dist/ (what bin/cpm.js runs) is older than the OCI sources. */
 function checkDist(): void {
-  const dist = path.join(ROOT, 'dist', 'oci', 'registry.js');
+  const dist = path.join(ROOT, 'dist', 'cpm.cjs');
   if (!existsSync(dist)) throw new Error('run "npm run build" first (the bench times bin/cpm.js)');
   const src = path.join(ROOT, 'src', 'oci');
   const newest = Math.max(

@@ -3,9 +3,8 @@
  * The full command tree (program.ts) is loaded only for help, completion and unknown commands;
  * a run loads just the file of its command (a no-op `cpm install` must stay far below 150 ms).
  */
-import { Command, CommanderError } from 'commander';
-import { reportError } from './output.js';
-import { registerInstall } from './commands/install.js';
+import type { Command } from 'commander';
+import { version } from './version.js';
 
 type Registrar = (program: Command) => void;
 
@@ -15,7 +14,8 @@ type Registrar = (program: Command) => void;
  * good part of a small `cpm image` run, so a run loads only the file of its command; help,
  * completion and unknown commands get the full program (program.ts).
  */
-const INSTALL = async (): Promise<Registrar> => registerInstall;
+const INSTALL = async (): Promise<Registrar> =>
+  (await import('./commands/install.js')).registerInstall;
 const oci = async (): Promise<Registrar> => (await import('./commands/oci.js')).registerOci;
 const repo = async (): Promise<Registrar> => (await import('./commands/repo.js')).registerRepo;
 const COMMAND_FILES: Record<string, () => Promise<Registrar>> = {
@@ -51,6 +51,7 @@ async function programFor(argv: string[]): Promise<Command> {
   while (i < argv.length && argv[i]!.startsWith('-')) i += argv[i] === '--config' ? 2 : 1;
   const load = Object.hasOwn(COMMAND_FILES, argv[i] ?? '') ? COMMAND_FILES[argv[i]!] : undefined;
   if (!load) return (await import('./program.js')).buildProgram();
+  const { Command } = await import('commander');
   const program = new Command('cpm')
     .option('--config <file>', 'config file (default $CPM_CONFIG or /etc/cpm/cpm.yaml)')
     .option('--debug', 'show stack traces')
@@ -61,12 +62,19 @@ async function programFor(argv: string[]): Promise<Command> {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  // the one answer that needs no command tree (commander prints the same)
+  if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
+    process.stdout.write(`${version()}\n`);
+    return 0;
+  }
   const program = await programFor(argv);
+  const { CommanderError } = await import('commander');
   try {
     await program.parseAsync(argv, { from: 'user' });
     return process.exitCode === undefined ? 0 : Number(process.exitCode);
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
+    const { reportError } = await import('./output.js');
     const opts = program.opts<{ debug?: boolean }>();
     const json = argv.includes('--json');
     return reportError(e, { json, debug: opts.debug });

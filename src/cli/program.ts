@@ -1,6 +1,6 @@
 /** The whole command tree: every command file registers its subcommands. */
 import { Command } from 'commander';
-import { readFileSync } from 'node:fs';
+import { version } from './version.js';
 import { registerTree } from './commands/tree.js';
 import { registerPlan } from './commands/plan.js';
 import { registerOci } from './commands/oci.js';
@@ -11,16 +11,7 @@ import { registerRootfs } from './commands/rootfs.js';
 import { registerDemo } from './commands/demo.js';
 import { registerBuild } from './commands/build.js';
 
-/** Defined by the single-file build (build/sea.mjs), which has no package.json beside it. */
-declare const __CPM_VERSION__: string | undefined;
-
-export function version(): string {
-  if (typeof __CPM_VERSION__ === 'string') return __CPM_VERSION__;
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
-    version: string;
-  };
-  return pkg.version;
-}
+export { version };
 
 export function buildProgram(): Command {
   const program = new Command('cpm')

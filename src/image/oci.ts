@@ -39,8 +39,7 @@ import {
 import { createCompressor } from '../util/compress.js';
 import { dbOverlay, loadRootDb } from './db-overlay.js';
 import { sourceDateEpochFromEnv } from './meta.js';
-import { tarHeader } from './rootfs-tar.js';
-import { tarChunks } from './tar-encode.js';
+import { tarChunks, tarHeader } from './tar-encode.js';
 import { RootWalker, type RootEntry } from './rootfs-walk.js';
 
 /** Layer descriptor annotation naming what the layer holds. */

@@ -3,17 +3,16 @@
  * user/group names), clamped mtimes, no atime/ctime, hardlinks, device nodes, fifos and xattrs
  * as pax records. The same root and SOURCE_DATE_EPOCH always give the same bytes.
  */
-import { createWriteStream, existsSync, WriteStream } from 'node:fs';
+import { createWriteStream, WriteStream } from 'node:fs';
 import { Socket } from 'node:net';
 import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createRequire } from 'node:module';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { CpmError, type ErrorCode, type ErrorContext } from '../errors.js';
 import { createCompressor, type Compression } from '../util/compress.js';
+import { startWorker, workerAvailable } from '../util/worker.js';
 import { RootWalker, type RootEntry, type WalkOptions } from './rootfs-walk.js';
-import { CHUNK, tarChunks, type TarHeader } from './tar-encode.js';
+import { CHUNK, tarChunks, tarHeader } from './tar-encode.js';
 import { overlayTable } from './meta.js';
 import type { FromWorker, TarWorkerData, ToWorker } from './tar-worker.js';
 
@@ -26,64 +25,6 @@ export interface TarStats {
   entries: number;
   /** Uncompressed tar bytes. */
   bytes: number;
-}
-
-const USTAR_ID_MAX = 0o777777;
-
-const TAR_TYPE: Record<RootEntry['type'], TarHeader['type']> = {
-  file: 'file',
-  dir: 'directory',
-  symlink: 'symlink',
-  hardlink: 'link',
-  char: 'character-device',
-  block: 'block-device',
-  fifo: 'fifo',
-  socket: 'file', // never reached: the walker drops sockets
-};
-
-/** pax records for xattrs: SCHILY.xattr for UTF-8 values, LIBARCHIVE.xattr (unpadded base64, as libarchive writes it) otherwise. */
-function xattrPax(xattrs: Record<string, Buffer>, pax: Record<string, string>): void {
-  for (const name of Object.keys(xattrs).sort()) {
-    const value = xattrs[name]!;
-    const text = value.toString('utf8');
-    if (Buffer.from(text, 'utf8').equals(value) && !text.includes('\0')) {
-      pax[`SCHILY.xattr.${name}`] = text;
-    } else {
-      pax[`LIBARCHIVE.xattr.${encodeURIComponent(name)}`] = value
-        .toString('base64')
-        .replace(/=+$/, '');
-    }
-  }
-}
-
-export function tarHeader(e: RootEntry): TarHeader {
-  const pax: Record<string, string> = {};
-  // ustar has 7 octal digits for ids; larger ones go to pax (the ustar field then reads 0).
-  let uid = e.uid;
-  let gid = e.gid;
-  if (uid > USTAR_ID_MAX) {
-    pax.uid = String(uid);
-    uid = 0;
-  }
-  if (gid > USTAR_ID_MAX) {
-    pax.gid = String(gid);
-    gid = 0;
-  }
-  if (e.xattrs) xattrPax(e.xattrs, pax);
-  const header: TarHeader = {
-    name: e.type === 'dir' ? `${e.path}/` : e.path,
-    type: TAR_TYPE[e.type],
-    mode: e.mode,
-    uid,
-    gid,
-    size: e.type === 'file' ? e.size : 0,
-    mtime: e.mtime,
-  };
-  if (e.linkTarget !== undefined) header.linkname = e.linkTarget;
-  if (e.devmajor !== undefined) header.devmajor = e.devmajor;
-  if (e.devminor !== undefined) header.devminor = e.devminor;
-  if (Object.keys(pax).length > 0) header.pax = pax;
-  return header;
 }
 
 /** The root as an uncompressed tar, to be written into one destination. */
@@ -144,19 +85,10 @@ export function rootfsTarSource(
   };
 }
 
-/**
- * The worker script and how to start it: the built .js next to this module, or the .ts source
- * through tsx (tests). The single-file build has neither and encodes in this thread.
- */
+/** How to start the tar worker (see util/worker.ts), when it can run here. */
 function workerModule(): ((workerData: TarWorkerData) => Worker) | undefined {
-  const js = new URL('./tar-worker.js', import.meta.url);
-  if (existsSync(fileURLToPath(js))) return (workerData) => new Worker(js, { workerData });
-  const ts = new URL('./tar-worker.ts', import.meta.url);
-  if (!existsSync(fileURLToPath(ts))) return undefined;
-  // Node 20 workers ignore --import in execArgv: register tsx's loader from inside.
-  const api = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api')).href;
-  const boot = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(ts.href)}); });`;
-  return (workerData) => new Worker(boot, { eval: true, workerData });
+  if (!workerAvailable('tar-worker')) return undefined;
+  return (workerData) => startWorker('tar-worker', workerData);
 }
 
 /** Walk batches the main thread sends at once; between them it serves the pipe. */

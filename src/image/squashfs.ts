@@ -25,18 +25,18 @@ import { rootfsTarSource, type RootfsTarOptions } from './rootfs-tar.js';
 import { RootWalker, type RootEntry, type RootInfo } from './rootfs-walk.js';
 import { readXattrs, type XattrMap } from './xattrs.js';
 import { findTool, runTool } from './tools.js';
+import {
+  SQUASHFS_COMPRESSORS,
+  type SquashfsBackend,
+  type SquashfsCompressor,
+} from './squashfs-options.js';
 
-export type SquashfsCompressor = 'zstd' | 'gzip' | 'xz' | 'lz4';
-export type SquashfsBackend =
-  'gensquashfs' | 'mksquashfs-dir' | 'tar2sqfs' | 'mksquashfs-tar' | 'mksquashfs-pseudo';
-export const SQUASHFS_BACKENDS: readonly SquashfsBackend[] = [
-  'gensquashfs',
-  'mksquashfs-dir',
-  'tar2sqfs',
-  'mksquashfs-tar',
-  'mksquashfs-pseudo',
-];
-export const SQUASHFS_COMPRESSORS: readonly SquashfsCompressor[] = ['zstd', 'gzip', 'xz', 'lz4'];
+export {
+  SQUASHFS_BACKENDS,
+  SQUASHFS_COMPRESSORS,
+  type SquashfsBackend,
+  type SquashfsCompressor,
+} from './squashfs-options.js';
 
 export interface SquashfsOptions extends RootfsTarOptions {
   comp?: SquashfsCompressor;

@@ -4,12 +4,11 @@
  * ~1 MiB chunks (transferred, not copied). Reading files here lets the main thread keep the
  * squashfs tool's pipe full while the next chunk is read.
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { CpmError } from '../errors.js';
 import { tableOverlay, type EntryMeta, type OverlayTable } from './meta.js';
-import { tarHeader } from './rootfs-tar.js';
 import { RootWalker, type RootEntry, type WalkOptions } from './rootfs-walk.js';
-import { CHUNK, tarChunks } from './tar-encode.js';
+import { CHUNK, tarChunks, tarHeader } from './tar-encode.js';
 
 /**
  * workerData: with `walk`, the worker walks the root itself (the overlay, if any, is a table);
@@ -60,8 +59,8 @@ function ownWalk(
   return new RootWalker(walk.root, { ...opts, overlay, onWarning: warn }).entries();
 }
 
-const port = parentPort;
-if (port) {
+/** The worker's whole life: encode until the walk ends or fails, then close the port. */
+async function serve(port: MessagePort): Promise<void> {
   const batches: RootEntry[][] = [];
   let ended = false;
   let wake: (() => void) | undefined;
@@ -127,3 +126,5 @@ if (port) {
   }
   port.close();
 }
+
+if (parentPort) void serve(parentPort);

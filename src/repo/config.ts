@@ -4,7 +4,6 @@
  */
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { isMap, isSeq, parseDocument, stringify } from 'yaml';
 import { CpmError } from '../errors.js';
 
 export const REPO_TYPES = ['dir', 'oci', 'http', 'luet'] as const;
@@ -110,8 +109,12 @@ export function resolveLocalUrl(url: string, base: string): string {
   return path.isAbsolute(p) ? url : path.resolve(base, p);
 }
 
+/** The YAML parser, loaded on first use (commands that read no repo config never pay for it). */
+const yaml = (): Promise<typeof import('yaml')> => import('yaml');
+
 /** Parses one config file's text: a mapping or a list of mappings. */
-export function parseRepoFile(text: string, file: string): RepoConfig[] {
+export async function parseRepoFile(text: string, file: string): Promise<RepoConfig[]> {
+  const { isMap, isSeq, parseDocument } = await yaml();
   const doc = parseDocument(text, { prettyErrors: false });
   if (doc.errors.length > 0) {
     const e = doc.errors[0]!;
@@ -170,7 +173,7 @@ export async function loadRepoConfigs(dirs: readonly string[]): Promise<LoadedRe
     for (const n of names.filter((x) => /\.ya?ml$/.test(x)).sort()) {
       const file = path.join(dir, n);
       try {
-        for (const entry of parseRepoFile(await fsp.readFile(file, 'utf8'), file)) {
+        for (const entry of await parseRepoFile(await fsp.readFile(file, 'utf8'), file)) {
           const dup = seen.get(entry.name);
           if (dup) {
             problems.push(
@@ -198,7 +201,7 @@ export async function loadRepoConfigs(dirs: readonly string[]): Promise<LoadedRe
 }
 
 /** The YAML written by `repo add` (no bookkeeping fields). */
-export function renderRepoConfig(r: RepoConfig): string {
+export async function renderRepoConfig(r: RepoConfig): Promise<string> {
   const o: Record<string, unknown> = { name: r.name };
   if (r.description) o.description = r.description;
   o.type = r.type;
@@ -209,7 +212,7 @@ export function renderRepoConfig(r: RepoConfig): string {
   if (!r.verify) o.verify = false;
   if (r.insecure) o.insecure = true;
   if (r.ca_file) o.ca_file = r.ca_file;
-  return stringify(o);
+  return (await yaml()).stringify(o);
 }
 
 /** Writes `<dir>/<name>.yaml`; refuses a name that any configured directory already defines. */
@@ -227,7 +230,7 @@ export async function addRepoConfig(dirs: readonly string[], entry: RepoConfig):
   await fsp.mkdir(dir, { recursive: true });
   const file = path.join(dir, `${entry.name}.yaml`);
   const tmp = `${file}.tmp-${process.pid}`;
-  await fsp.writeFile(tmp, renderRepoConfig(entry), { flag: 'wx' });
+  await fsp.writeFile(tmp, await renderRepoConfig(entry), { flag: 'wx' });
   await fsp.rename(tmp, file);
   return file;
 }
@@ -242,6 +245,7 @@ export async function removeRepoConfig(dirs: readonly string[], name: string): P
     });
   }
   const text = await fsp.readFile(hit.file, 'utf8');
+  const { isMap, isSeq, parseDocument } = await yaml();
   const doc = parseDocument(text);
   if (isSeq(doc.contents) && doc.contents.items.length > 1) {
     doc.contents.items = doc.contents.items.filter(

@@ -7,87 +7,17 @@
  * did: see behind()) and releases the
  * space in order. Callers flush() before touching a staged path again.
  */
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { CpmError } from '../errors.js';
 import { fsError } from '../util/fs-errors.js';
+import { startWorker } from '../util/worker.js';
+import type { Batch, Job, Reply } from './stage-worker.js';
 
 /** Files up to this size go through the ring and the worker; larger ones stream. */
 export const SMALL_FILE = 1 << 20;
 const RING = 8 << 20;
 const BATCH_BYTES = 1 << 20;
 const BATCH_JOBS = 256;
-
-interface FileJob {
-  k: 'f';
-  p: string;
-  /** fchmod needed: open(2) cannot give the mode (umask, setuid/setgid/sticky). */
-  c: boolean;
-  /** Hash it here (the caller has not). */
-  h: boolean;
-  /** Offset and length in the ring. */
-  o: number;
-  n: number;
-  m: number;
-  u: number;
-  g: number;
-  t: number;
-  own: boolean;
-}
-interface LinkJob {
-  k: 'l';
-  p: string;
-  l: string;
-  u: number;
-  g: number;
-  t: number;
-  own: boolean;
-}
-type Job = FileJob | LinkJob;
-
-interface Reply {
-  id: number;
-  hashes: string[];
-  error: { message: string; code?: string; syscall?: string; path: string } | null;
-}
-
-// Plain JS, evaluated in the worker: works the same from dist/, from tsx and in the SEA bundle.
-const WORKER_SOURCE = `
-const { parentPort, workerData } = require('node:worker_threads');
-const fs = require('node:fs');
-const { createHash } = require('node:crypto');
-const ring = workerData;
-parentPort.on('message', (batch) => {
-  const hashes = [];
-  let error = null;
-  for (const j of batch.jobs) {
-    try {
-      if (j.k === 'f') {
-        const b = new Uint8Array(ring, j.o, j.n);
-        const fd = fs.openSync(j.p, 'wx', j.c ? 0o600 : j.m);
-        try {
-          let off = 0;
-          while (off < b.length) off += fs.writeSync(fd, b, off);
-          if (j.own) fs.fchownSync(fd, j.u, j.g);
-          if (j.c) fs.fchmodSync(fd, j.m);
-          fs.futimesSync(fd, j.t, j.t);
-        } finally {
-          fs.closeSync(fd);
-        }
-        hashes.push(j.h ? createHash('sha256').update(b).digest('hex') : '');
-      } else {
-        fs.symlinkSync(j.l, j.p);
-        if (j.own) fs.lchownSync(j.p, j.u, j.g);
-        fs.lutimesSync(j.p, j.t, j.t);
-        hashes.push('');
-      }
-    } catch (e) {
-      error = { message: String(e && e.message), code: e && e.code, syscall: e && e.syscall, path: j.p };
-      break;
-    }
-  }
-  parentPort.postMessage({ id: batch.id, hashes, error });
-});
-`;
 
 export interface StageMeta {
   uid: number;
@@ -130,7 +60,7 @@ export class StageWriter {
   private waiters: Array<() => void> = [];
 
   constructor(private readonly plainOwner = false) {
-    this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: this.ring });
+    this.worker = startWorker('stage-worker', this.ring);
     this.worker.on('message', (r: Reply) => this.onReply(r));
     this.worker.on('error', (e) => this.fail(new CpmError('E_IO', `stage writer: ${e.message}`)));
   }
@@ -252,7 +182,8 @@ export class StageWriter {
     if (this.batch.length === 0) return;
     const id = this.nextId++;
     this.pending.set(id, { done: this.batchDone, bytes: this.batchBytes });
-    this.worker.postMessage({ id, jobs: this.batch });
+    const batch: Batch = { id, jobs: this.batch };
+    this.worker.postMessage(batch);
     this.batch = [];
     this.batchDone = [];
     this.batchBytes = 0;

@@ -47,7 +47,7 @@ function run(cmd: string, args: string[], opts: { cwd?: string } = {}) {
 }
 
 async function distIsStale(): Promise<boolean> {
-  const main = path.join(project, 'dist', 'cli', 'main.js');
+  const main = path.join(project, 'dist', 'cpm.cjs');
   if (!existsSync(main)) return true;
   const built = (await fsp.stat(main)).mtimeMs;
   for (const f of await fsp.readdir(path.join(project, 'src'), { recursive: true })) {
@@ -80,8 +80,8 @@ describe.skipIf(skip)('single-file cpm (SEA)', () => {
   let root: string;
 
   beforeAll(async () => {
-    // `npm test` builds dist/ first; rebuild only when it is missing or older than src/ (tsc
-    // rewrites every file, which other tests running at the same time should not see).
+    // `npm test` builds dist/ first; rebuild only when it is missing or older than src/ (the
+    // build rewrites dist/, which other tests running at the same time should not see).
     if (await distIsStale()) {
       const b = run('npm', ['run', '--silent', 'build'], { cwd: project });
       expect(b.status, b.stdout + b.stderr).toBe(0);

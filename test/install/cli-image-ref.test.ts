@@ -25,7 +25,7 @@ interface Listed {
 }
 
 beforeAll(async () => {
-  if (!existsSync(path.join(PROJECT, 'dist/cli/main.js')))
+  if (!existsSync(path.join(PROJECT, 'dist/cpm.cjs')))
     throw new Error('run `npm run build` first: this test drives bin/cpm.js');
   dir = tmpDir('cpm-imgref-cli-');
   cfgFile = path.join(dir, 'cpm.yaml');

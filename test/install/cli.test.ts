@@ -21,7 +21,7 @@ let reg: RegistryInstance;
 const { cpm, ok } = cpmCli(() => cfgFile);
 
 beforeAll(async () => {
-  if (!existsSync(path.join(REPO_ROOT, 'dist/cli/main.js')))
+  if (!existsSync(path.join(REPO_ROOT, 'dist/cpm.cjs')))
     throw new Error('run `npm run build` first: this test drives bin/cpm.js');
   dir = tmpDir('cpm-ops-cli-');
   cfgFile = path.join(dir, 'cpm.yaml');

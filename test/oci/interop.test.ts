@@ -41,7 +41,7 @@ async function skopeo(...args: string[]): Promise<string> {
 }
 
 beforeAll(async () => {
-  if (!existsSync(path.join(PROJECT, 'dist/cli/main.js'))) {
+  if (!existsSync(path.join(PROJECT, 'dist/cpm.cjs'))) {
     throw new Error('dist/ is missing: run "npm run build" first (npm test does it)');
   }
   reg = await startRegistry();

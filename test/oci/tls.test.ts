@@ -102,7 +102,7 @@ async function cpm(...args: string[]): Promise<{ out: string; err: string; code:
 }
 
 beforeAll(async () => {
-  if (!existsSync(path.join(PROJECT, 'dist/cli/main.js'))) {
+  if (!existsSync(path.join(PROJECT, 'dist/cpm.cjs'))) {
     throw new Error('dist/ is missing: run "npm run build" first (npm test does it)');
   }
   dir = await tempDir('cpm-tls-');
@@ -200,7 +200,7 @@ describe('registry over TLS', () => {
 });
 
 describe('scheme selection', () => {
-  it('http for loopback, https elsewhere; insecure / plainHttp override; repo insecure reaches the client', () => {
+  it('http for loopback, https elsewhere; insecure / plainHttp override; repo insecure reaches the client', async () => {
     const url = (host: string, o: ConstructorParameters<typeof RegistryClient>[1] = {}): string =>
       new RegistryClient(host, { credentials: null, ...o }).baseUrl;
     expect(url('127.0.0.1:5000')).toBe('http://127.0.0.1:5000');
@@ -212,16 +212,16 @@ describe('scheme selection', () => {
     expect(url('registry.example.com', { plainHttp: true })).toBe('http://registry.example.com');
     expect(url('127.0.0.1:5000', { plainHttp: false })).toBe('https://127.0.0.1:5000');
 
-    const [entry] = parseRepoFile(
+    const [entry] = await parseRepoFile(
       'name: mirror\ntype: oci\nurls: [oci://registry.example.com/cpm]\ninsecure: true\n',
       path.join(dir, 'x.yaml'),
     );
     expect(entry!.insecure).toBe(true);
     const reader = new RegistryReader(entry!.urls[0]!, { insecure: entry!.insecure! });
     expect(reader.client.baseUrl).toBe('http://registry.example.com');
-    expect(() =>
+    await expect(
       parseRepoFile('name: m\ntype: oci\nurls: [oci://h/ns]\ninsecure: "yes"\n', 'y.yaml'),
-    ).toThrow(/insecure/);
+    ).rejects.toThrow(/insecure/);
   });
 });
 
@@ -259,7 +259,7 @@ describe('http repository over TLS with ca_file', () => {
       const confFile = path.join(dir, 'repos.conf.d', 'web.yaml');
       await fsp.mkdir(path.dirname(confFile), { recursive: true });
       // ca_file is relative to the config file.
-      const [withCa] = parseRepoFile(
+      const [withCa] = await parseRepoFile(
         `name: web\ntype: http\nurls: [${url}]\nca_file: ../ca.pem\n`,
         confFile,
       );
@@ -268,11 +268,11 @@ describe('http repository over TLS with ca_file', () => {
       const { fetched } = await fetchRepoIndex(cfg, withCa!);
       expect(fetched.index.packages.map((p) => p.name)).toEqual(['web']);
 
-      const [without] = parseRepoFile(`name: web\ntype: http\nurls: [${url}]\n`, confFile);
+      const [without] = await parseRepoFile(`name: web\ntype: http\nurls: [${url}]\n`, confFile);
       const err = await fetchRepoIndex(cfg, without!).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(CpmError);
 
-      const [missing] = parseRepoFile(
+      const [missing] = await parseRepoFile(
         `name: web\ntype: http\nurls: [${url}]\nca_file: nope.pem\n`,
         confFile,
       );

@@ -19,8 +19,8 @@ afterEach(async () => {
 });
 
 describe('repos.conf.d', () => {
-  it('parses entries with defaults and luet spellings', () => {
-    const [a, b] = parseRepoFile(
+  it('parses entries with defaults and luet spellings', async () => {
+    const [a, b] = await parseRepoFile(
       '- name: main\n  type: oci\n  urls: [oci://127.0.0.1:5000/cpm]\n- name: old\n  type: luet\n  url: /srv/luet\n  enable: false\n  priority: 1\n',
       'f.yaml',
     );

@@ -113,7 +113,7 @@ function brokenTree(): string {
 
 describe.concurrent('cpm tree (CLI)', () => {
   beforeAll(() => {
-    if (!existsSync(join(PROJECT, 'dist/cli/main.js'))) {
+    if (!existsSync(join(PROJECT, 'dist/cpm.cjs'))) {
       throw new Error('dist/ is missing: run "npm run build" first (npm test does it)');
     }
   });

@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../../config.js';
-import { runDemo } from '../../demo.js';
 import { createReporter } from '../../util/progress.js';
 import { printJson } from '../output.js';
 
@@ -36,7 +35,9 @@ Examples:
     .action(async (packages: string[], o: DemoOpts, cmd: Command) => {
       const config = await loadConfig(cmd.optsWithGlobals<{ config?: string }>().config);
       const quiet = o.quiet || o.json;
-      const r = await runDemo({
+      const r = await (
+        await import('../../demo.js')
+      ).runDemo({
         config,
         outDir: o.out,
         ...(o.tree ? { tree: o.tree } : {}),

@@ -1,17 +1,15 @@
 import { Command, Option } from 'commander';
 import { databaseDir, loadConfig } from '../../config.js';
 import { CpmError } from '../../errors.js';
-import { dbOverlay, loadRootDb } from '../../image/db-overlay.js';
+import type { DbOverlay } from '../../image/db-overlay.js';
 import { sourceDateEpochFromEnv } from '../../image/meta.js';
 import { parsePlatform } from '../../oci/platform.js';
-import { writeRootfsTar } from '../../image/rootfs-tar.js';
 import {
   SQUASHFS_BACKENDS,
   SQUASHFS_COMPRESSORS,
-  writeSquashfs,
   type SquashfsBackend,
   type SquashfsCompressor,
-} from '../../image/squashfs.js';
+} from '../../image/squashfs-options.js';
 import type { Compression } from '../../util/compress.js';
 import { completionScript, SHELLS } from '../completion.js';
 import { printJson } from '../output.js';
@@ -54,7 +52,9 @@ async function dbDirOf(o: CommonOpts, cmd: Command): Promise<string> {
 }
 
 /** Owners, modes and device nodes from the DB for packages installed without root. */
-async function overlayOf(o: CommonOpts, cmd: Command): Promise<ReturnType<typeof dbOverlay>> {
+async function overlayOf(o: CommonOpts, cmd: Command): Promise<DbOverlay> {
+  // the writers load when an image command runs, not for help or other commands
+  const { dbOverlay, loadRootDb } = await import('../../image/db-overlay.js');
   return dbOverlay(loadRootDb(o.root, await dbDirOf(o, cmd)).db);
 }
 
@@ -82,7 +82,9 @@ Examples:
     )
     .action(async (o: CommonOpts & { compression: Compression }, cmd: Command) => {
       const ov = await overlayOf(o, cmd);
-      const stats = await writeRootfsTar(o.root, o.output, {
+      const stats = await (
+        await import('../../image/rootfs-tar.js')
+      ).writeRootfsTar(o.root, o.output, {
         overlay: ov.overlay,
         overlayPaths: ov.overlayPaths,
         compression: o.compression,
@@ -147,7 +149,9 @@ the root exactly: one mtime for all entries (--fixed-mtime) and no xattrs; else 
       ) => {
         const ov = await overlayOf(o, cmd);
         const sde = sourceDateEpochFromEnv();
-        const r = await writeSquashfs(o.root, o.output, {
+        const r = await (
+          await import('../../image/squashfs.js')
+        ).writeSquashfs(o.root, o.output, {
           overlay: ov.overlay,
           overlayPaths: ov.overlayPaths,
           comp: o.comp,

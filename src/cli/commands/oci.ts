@@ -6,10 +6,12 @@ import { CpmError } from '../../errors.js';
 import type { Dep, PackageSpec } from '../../package/package.js';
 import { parseRef } from '../../package/ref.js';
 import { parsePlatform } from '../../oci/platform.js';
-import { login, logout, packTo, pull, push } from '../../oci/ops.js';
 import type { EndpointOptions } from '../../oci/endpoint.js';
 import type { FinalizeSpec } from '../../package/finalize.js';
 import { printJson } from '../output.js';
+
+// Libraries load when a command runs, so `cpm help` and the other commands do not pay for them.
+const ops = (): Promise<typeof import('../../oci/ops.js')> => import('../../oci/ops.js');
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
@@ -145,7 +147,9 @@ export function registerOci(program: Command): void {
       if (!Number.isInteger(epoch) || epoch < 0)
         throw new CpmError('E_USAGE', '--source-date-epoch must be a non-negative integer');
     }
-    const r = await packTo(spec, dir, f.output, {
+    const r = await (
+      await ops()
+    ).packTo(spec, dir, f.output, {
       ...endpointOptions(f),
       cacheDir: await cacheDir(cmd),
       compression: f.compression,
@@ -186,7 +190,9 @@ export function registerOci(program: Command): void {
       f: RegistryFlags & { output?: string; concurrency: string },
       cmd: Command,
     ) => {
-      const r = await pull(refText, {
+      const r = await (
+        await ops()
+      ).pull(refText, {
         ...endpointOptions(f),
         cacheDir: await cacheDir(cmd),
         concurrency: Number(f.concurrency) || 4,
@@ -227,7 +233,9 @@ export function registerOci(program: Command): void {
       f: RegistryFlags & { mountFrom?: string; chunkSize?: string; concurrency: string },
       cmd: Command,
     ) => {
-      const digest = await push(source, dest, {
+      const digest = await (
+        await ops()
+      ).push(source, dest, {
         ...endpointOptions(f),
         cacheDir: await cacheDir(cmd),
         concurrency: Number(f.concurrency) || 4,
@@ -261,7 +269,9 @@ export function registerOci(program: Command): void {
       if (f.passwordStdin) password = readFileSync(0, 'utf8').replace(/\r?\n$/, '');
       if (password === undefined)
         throw new CpmError('E_USAGE', 'give --password-stdin (or --password)');
-      const file = await login(
+      const file = await (
+        await ops()
+      ).login(
         registry,
         { username: f.username, password },
         {
@@ -281,7 +291,9 @@ export function registerOci(program: Command): void {
     .argument('<registry>', 'HOST[:PORT]')
     .option('--authfile <file>', 'auth file to edit')
     .action(async (registry: string, f: { authfile?: string }) => {
-      const removed = await logout(registry, f.authfile ? { authFile: f.authfile } : {});
+      const removed = await (
+        await ops()
+      ).logout(registry, f.authfile ? { authFile: f.authfile } : {});
       process.stdout.write(
         removed ? `Removed credentials for ${registry}\n` : `Not logged in to ${registry}\n`,
       );

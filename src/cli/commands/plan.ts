@@ -2,8 +2,6 @@ import type { Command } from 'commander';
 import { resolve as resolvePath } from 'node:path';
 import { EXIT_CODES } from '../../errors.js';
 import type { InstalledSpec, Universe } from '../../package/package.js';
-import { loadTree, projectTreeDir } from '../../tree/tree.js';
-import { planToJson, resolve } from '../../resolver/index.js';
 import { assumeInstalled, formatPlan, makeRequest, planErrorCode } from '../../resolver/request.js';
 import { printJson } from '../output.js';
 
@@ -18,6 +16,7 @@ interface PlanOpts {
 }
 
 async function loadUniverse(dir: string, values: string[] | undefined): Promise<Universe> {
+  const { loadTree } = await import('../../tree/tree.js');
   const tree = await loadTree(resolvePath(dir), values ? { values } : {});
   if (tree.problems.length > 0) {
     process.stderr.write(
@@ -58,6 +57,9 @@ export function registerPlan(program: Command): void {
     .option('--values <file...>', 'template values files for the tree')
     .option('--json', 'print the plan as JSON')
     .action(async (operation: string, packages: string[], opts: PlanOpts, cmd: Command) => {
+      // the tree loader and the solver only when the command runs
+      const { projectTreeDir } = await import('../../tree/tree.js');
+      const { planToJson, resolve } = await import('../../resolver/index.js');
       const request = makeRequest(operation, packages, { force: opts.force, full: opts.full });
       const universe = await loadUniverse(opts.tree ?? projectTreeDir(), opts.values);
       let installed: InstalledSpec[] = [];

@@ -11,12 +11,12 @@ import {
   type RepoConfig,
   type RepoType,
 } from '../../repo/config.js';
-import { createFromTree } from '../../repo/create.js';
-import { openRepositories, readCachedIndex } from '../../repo/open.js';
-import { info, search } from '../../repo/query.js';
-import { updateRepositories } from '../../repo/update.js';
 import { familyKey } from '../../package/package.js';
 import { printJson } from '../output.js';
+
+// Repository libraries (the registry client among them) load when a command runs, not for help.
+const open = (): Promise<typeof import('../../repo/open.js')> => import('../../repo/open.js');
+const query = (): Promise<typeof import('../../repo/query.js')> => import('../../repo/query.js');
 
 function config(cmd: Command): Promise<CpmConfig> {
   return loadConfig(cmd.optsWithGlobals<{ config?: string }>().config);
@@ -91,7 +91,9 @@ function registerRepoCommands(repo: Command): void {
     .option('--json', 'print the result as JSON')
     .action(async (opts: CreateCli, cmd: Command) => {
       const cfg = await config(cmd);
-      const r = await createFromTree(path.resolve(opts.tree), {
+      const r = await (
+        await import('../../repo/create.js')
+      ).createFromTree(path.resolve(opts.tree), {
         output: opts.output,
         ...(opts.push ? { push: true } : {}),
         ...(opts.compression ? { compression: opts.compression } : {}),
@@ -136,7 +138,7 @@ function registerRepoCommands(repo: Command): void {
       const { repos, problems } = await loadRepoConfigs(cfg.repos_confdir);
       const rows = await Promise.all(
         repos.map(async (r) => {
-          const cached = await readCachedIndex(cfg, r.name).catch(() => undefined);
+          const cached = await (await open()).readCachedIndex(cfg, r.name).catch(() => undefined);
           return {
             ...r,
             cached: cached
@@ -258,7 +260,9 @@ function registerRepoCommands(repo: Command): void {
         opts: { staleHours: number; plainHttp?: boolean; json?: boolean },
         cmd: Command,
       ) => {
-        const { results, problems } = await updateRepositories(await config(cmd), {
+        const { results, problems } = await (
+          await import('../../repo/update.js')
+        ).updateRepositories(await config(cmd), {
           names,
           staleHours: opts.staleHours,
           ...(opts.plainHttp ? { plainHttp: true } : {}),
@@ -316,12 +320,14 @@ export function registerRepo(program: Command): void {
         cmd: Command,
       ) => {
         const repos = oneOffs(opts.repo);
-        const opened = await openRepositories(await config(cmd), {
+        const opened = await (
+          await open()
+        ).openRepositories(await config(cmd), {
           ...(repos ? { repos } : {}),
           tolerant: true,
         });
         try {
-          const hits = search(opened.universe, term, { hidden: opts.hidden });
+          const hits = (await query()).search(opened.universe, term, { hidden: opts.hidden });
           if (opts.json)
             printJson({ results: hits, problems: opened.problems.map((p) => p.toJSON()) });
           else {
@@ -351,13 +357,15 @@ export function registerRepo(program: Command): void {
     .option('--json', 'print as JSON')
     .action(async (ref: string, opts: { repo?: string[]; json?: boolean }, cmd: Command) => {
       const repos = oneOffs(opts.repo);
-      const opened = await openRepositories(await config(cmd), {
+      const opened = await (
+        await open()
+      ).openRepositories(await config(cmd), {
         ...(repos ? { repos } : {}),
         tolerant: true,
       });
       try {
         warnProblems(opened.problems);
-        const i = info(opened.universe, ref);
+        const i = (await query()).info(opened.universe, ref);
         const loc = await opened.locate(i.id);
         if (opts.json) {
           printJson({ ...i, imageRef: loc.imageRef, layers: loc.layers });

@@ -3,7 +3,6 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { databaseDir, loadConfig } from '../../config.js';
-import { rootfsInit } from '../../install/image-ref.js';
 import { createReporter } from '../../util/progress.js';
 import { parsePlatform } from '../../oci/platform.js';
 import { printJson } from '../output.js';
@@ -64,7 +63,9 @@ The root must be empty (lost+found aside) unless --force. See docs/bases.md.`,
       });
       // absolute: a relative database_path is joined to the root once, not twice
       const root = path.resolve(f.root);
-      const r = await rootfsInit(root, f.from, {
+      const r = await (
+        await import('../../install/image-ref.js')
+      ).rootfsInit(root, f.from, {
         cacheDir: cfg.cache_dir,
         dbDir: databaseDir(cfg, root),
         reporter,

@@ -10,7 +10,7 @@ import {
 import { packageId } from '../../package/package.js';
 import { formatProblem, type Problem } from '../../tree/problems.js';
 import { parseRef } from '../../package/ref.js';
-import { loadTree, projectTreeDir, type LoadedTree } from '../../tree/tree.js';
+import type { LoadedTree } from '../../tree/tree.js';
 import { printJson } from '../output.js';
 
 interface TreeOpts {
@@ -34,6 +34,8 @@ function common(cmd: Command): Command {
 }
 
 async function load(opts: TreeOpts): Promise<LoadedTree> {
+  // the loader (and its YAML parser) only when a tree command runs
+  const { loadTree, projectTreeDir } = await import('../../tree/tree.js');
   return loadTree(opts.tree ?? projectTreeDir(), { values: opts.values });
 }
 

@@ -1,0 +1,106 @@
+#!/usr/bin/env node
+// Builds dist/: what bin/cpm.js loads, bundled with esbuild (pinned devDependency).
+//   dist/cpm.cjs            the CLI and the library, one CommonJS file
+//   dist/vendor-yaml.cjs    the YAML parser, required the first time a YAML file is read
+//   dist/vendor-undici.cjs  the HTTP client, required the first time a registry is contacted
+//   dist/NAME.cjs           one file per worker thread (src/util/worker.ts)
+// Why this shape (bench/startup, docs/performance.md): loading ~100 ESM files cost more than
+// `node -e 0` itself; an ESM bundle split into chunks still paid the ESM loader per chunk; one
+// CommonJS file is read once and its modules are only initialised when first used (esbuild wraps
+// each one), so the cost left is parsing it, and the two big dependencies stay out of that.
+// Type checking is `npm run typecheck` (tsc --noEmit); this only transpiles.
+//
+//   node build/bundle.mjs
+import { readFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import esbuild from 'esbuild';
+
+const project = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/**
+ * Worker entry modules: dist/<name>.cjs. Keep in step with WORKERS in src/util/worker.ts
+ * (test/util/worker.test.ts checks).
+ */
+export const WORKERS = {
+  'stage-worker': 'src/rootfs/stage-worker.ts',
+  'tar-worker': 'src/image/tar-worker.ts',
+};
+
+/** Packages kept out of dist/cpm.cjs, each its own file: what imports them loads it on first use. */
+const VENDOR = [
+  { file: 'vendor-yaml.cjs', source: "module.exports = require('yaml');" },
+  {
+    file: 'vendor-undici.cjs',
+    // the two modules src/oci/http.ts uses, not the package entry (fetch, WebSocket, mocks…)
+    source:
+      "exports.agent = require('undici/lib/dispatcher/agent.js');\n" +
+      "exports.request = require('undici/lib/api/api-request.js');",
+  },
+];
+
+/** Options every bundle shares: CommonJS for Node 20, import.meta.url as the file's own URL. */
+export function commonOptions(version) {
+  return {
+    absWorkingDir: project,
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node20',
+    minifyWhitespace: true,
+    minifySyntax: true,
+    sourcemap: 'linked',
+    legalComments: 'inline',
+    logLevel: 'warning',
+    banner: {
+      js: 'const __cpm_import_meta_url = require("node:url").pathToFileURL(__filename).href;',
+    },
+    define: {
+      'import.meta.url': '__cpm_import_meta_url',
+      __CPM_VERSION__: JSON.stringify(version),
+    },
+  };
+}
+
+/** Points imports of a vendored package at its file in dist/ (required from there when used). */
+const vendorPlugin = {
+  name: 'cpm-vendor',
+  setup(b) {
+    b.onResolve({ filter: /^\.\/vendor-[a-z]+\.cjs$/ }, (a) => ({ path: a.path, external: true }));
+    b.onResolve({ filter: /^yaml$/ }, () => ({ path: './vendor-yaml.cjs', external: true }));
+    b.onResolve({ filter: /^undici\/lib\/(dispatcher\/agent|api\/api-request)\.js$/ }, (a) => ({
+      path: a.path.includes('agent') ? 'agent' : 'request',
+      namespace: 'cpm-undici',
+    }));
+    b.onLoad({ filter: /.*/, namespace: 'cpm-undici' }, (a) => ({
+      contents: `module.exports = require('./vendor-undici.cjs').${a.path};`,
+      loader: 'js',
+      resolveDir: project,
+    }));
+  },
+};
+
+export async function bundleDist() {
+  const pkg = JSON.parse(readFileSync(path.join(project, 'package.json'), 'utf8'));
+  const outdir = path.join(project, 'dist');
+  rmSync(outdir, { recursive: true, force: true });
+  const common = commonOptions(pkg.version);
+  await esbuild.build({
+    ...common,
+    entryPoints: { cpm: 'src/cli/main.ts', ...WORKERS },
+    outdir,
+    outExtension: { '.js': '.cjs' },
+    plugins: [vendorPlugin],
+  });
+  for (const v of VENDOR) {
+    await esbuild.build({
+      ...common,
+      stdin: { contents: v.source, resolveDir: project, sourcefile: v.file },
+      outfile: path.join(outdir, v.file),
+    });
+  }
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  await bundleDist();
+}

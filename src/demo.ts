@@ -3,7 +3,7 @@
  * → install into a fresh root → verify → squashfs image. `cpm demo` (and `npm run demo`) call this;
  * every step is the same library call the individual commands make.
  */
-import { existsSync, lstatSync, promises as fsp } from 'node:fs';
+import { existsSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { databaseDir, type CpmConfig } from './config.js';
@@ -13,6 +13,7 @@ import { sourceDateEpochFromEnv } from './image/meta.js';
 import { writeSquashfs, type SquashfsResult } from './image/squashfs.js';
 import { findTool } from './image/tools.js';
 import { rootfsInit } from './install/image-ref.js';
+import { rootHasProgram } from './rootfs/finalize.js';
 import { runOperation, type OperationResult } from './install/ops.js';
 import { silentReporter, type Reporter } from './util/progress.js';
 import { verify, type VerifyReport } from './upkeep/query.js';
@@ -28,8 +29,6 @@ export interface DemoOptions {
   packages?: string[];
   /** Distribution base image to unpack first (`cpm rootfs init --from`), e.g. oci:DIR:TAG. */
   base?: string;
-  /** Run finalizers even when the root has no shell (they then fail and are reported). */
-  forceFinalizers?: boolean;
   reporter?: Reporter;
   log?: (line: string) => void;
 }
@@ -42,7 +41,10 @@ export interface DemoResult {
   repo: Pick<CreateResult, 'packed' | 'reused' | 'metaOnly' | 'changed'> & { packages: number };
   base?: string;
   installed: string[];
-  finalizers: 'ran' | 'skipped: no /bin/sh in the root' | 'skipped: bubblewrap (bwrap) missing';
+  finalizers:
+    | 'ran'
+    | 'skipped: the root has no shell (a base from --base has one)'
+    | 'skipped: bubblewrap (bwrap) is not installed';
   finalizerErrors: string[];
   verify: Pick<VerifyReport, 'checked' | 'problems'>;
   squashfs: SquashfsResult;
@@ -51,16 +53,6 @@ export interface DemoResult {
 /** packages-tree/ beside dist/ (or src/) in the cpm checkout or package. */
 export function defaultTree(): string {
   return fileURLToPath(new URL('../packages-tree', import.meta.url));
-}
-
-function hasShell(root: string): boolean {
-  try {
-    // a symlink (usrmerge: /bin → usr/bin) is resolved inside the sandbox, so lstat is enough
-    lstatSync(path.join(root, 'bin', 'sh'));
-    return true;
-  } catch {
-    return existsSync(path.join(root, 'usr', 'bin', 'sh'));
-  }
 }
 
 export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
@@ -103,13 +95,13 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
 
   const packages = opts.packages ?? ['system/cos-setup'];
   const bwrap = findTool('bwrap') !== undefined;
-  const shell = hasShell(root);
+  const shell = rootHasProgram(root, 'sh');
   const finalizers: DemoResult['finalizers'] =
-    opts.forceFinalizers || (bwrap && shell)
+    bwrap && shell
       ? 'ran'
       : !shell
-        ? 'skipped: no /bin/sh in the root'
-        : 'skipped: bubblewrap (bwrap) missing';
+        ? 'skipped: the root has no shell (a base from --base has one)'
+        : 'skipped: bubblewrap (bwrap) is not installed';
   log(`2/4 install ${packages.join(' ')} --root ${root} (finalizers ${finalizers})`);
   const op: OperationResult = await runOperation(
     {

@@ -112,6 +112,7 @@ function fileOut(f: FileRecord): string {
   if (f.config) o.c = 1;
   if (f.xattrs) o.x = sortedDeep(f.xattrs);
   if (f.skipped) o.k = f.skipped;
+  if (f.generated) o.gen = 1;
   return JSON.stringify(o);
 }
 
@@ -130,6 +131,7 @@ function fileIn(o: Record<string, unknown>): FileRecord {
   if (o.c) f.config = true;
   if (o.x) f.xattrs = o.x as Record<string, string>;
   if (o.k) f.skipped = o.k as string;
+  if (o.gen) f.generated = true;
   return f;
 }
 

@@ -3,23 +3,166 @@
  * target root under bubblewrap (no network unless the package asks), in install order, output
  * streamed to the reporter. A failure is reported with the package name and the remaining
  * packages' finalizers still run (luet semantics); the caller gets the list of failures.
+<<<<<<< HEAD
  * Environment: the package's finalize.yaml `env`, then the configured finalizer_envs (the
  * machine's setting wins over the package's default).
+=======
+ *
+ * What a package's finalizers create belongs to that package (rpm's %ghost, apk's generated
+ * files): the root is listed before and after each package's commands, and every new entry is
+ * handed back as a record marked `generated` (docs/database.md).
+>>>>>>> 7224506 (finalizers: what they create is recorded as the package's generated files (owned, removed with it, not verified); a root without a shell or a host without bubblewrap is refused before anything is touched; verify skips runtime mounts (/proc, /dev, … and file binds) and cpm's own paths; flagship install && verify test over a shell base and Debian minbase)
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { lstatSync, readdirSync, readFileSync, readlinkSync, type Dirent } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { CpmError } from '../errors.js';
-import { DEFAULT_FINALIZE_SHELL } from '../package/finalize.js';
+import { DEFAULT_FINALIZE_SHELL, type FinalizeSpec } from '../package/finalize.js';
 import { packageId } from '../package/package.js';
 import type { Reporter } from '../util/progress.js';
-import type { InstallStep } from './types.js';
+import { DiskView, resolveUserPath, typeOfMode } from './fs-path.js';
+import type { FileRecord, InstallStep } from './types.js';
 
 export interface FinalizerOptions {
   reporter: Reporter;
   env?: Record<string, string>;
   /** bwrap program (tests may point elsewhere). */
   bwrap?: string;
+  /**
+   * Record what each package's finalizers create: called with the new entries (root-relative,
+   * sorted). `skip` lists top-level or nested root-relative paths never looked at (cpm's DB, the
+   * stage dir, caches); runtime mount points (/dev, /proc, ...) are always skipped.
+   */
+  generated?: { skip: string[]; onEntries: (id: string, files: FileRecord[]) => void };
+}
+
+/** Mount points and scratch dirs bwrap or a container runtime creates in any root. */
+export const RUNTIME_DIRS = ['dev', 'proc', 'sys', 'run', 'tmp'];
+
+/** Every path under the root (root-relative), not descending into `skip`. */
+function listRoot(root: string, skip: Set<string>): Set<string> {
+  const out = new Set<string>();
+  const walk = (rel: string): void => {
+    let ents: Dirent[];
+    try {
+      ents = readdirSync(rel === '' ? root : `${root}/${rel}`, { withFileTypes: true });
+    } catch {
+      return; // vanished or unreadable: nothing to attribute
+    }
+    for (const e of ents) {
+      const r = rel === '' ? e.name : `${rel}/${e.name}`;
+      if (skip.has(r)) continue;
+      out.add(r);
+      if (e.isDirectory()) walk(r);
+    }
+  };
+  walk('');
+  return out;
+}
+
+function recordOf(root: string, rel: string): FileRecord | null {
+  let st;
+  try {
+    st = lstatSync(`${root}/${rel}`);
+  } catch {
+    return null;
+  }
+  const type = typeOfMode(st.mode);
+  const f: FileRecord = {
+    path: rel,
+    type,
+    mode: st.mode & 0o7777,
+    uid: st.uid,
+    gid: st.gid,
+    generated: true,
+  };
+  try {
+    if (type === 'f') {
+      f.size = st.size;
+      f.sha256 = createHash('sha256')
+        .update(readFileSync(`${root}/${rel}`))
+        .digest('hex');
+    } else if (type === 'l') f.target = readlinkSync(`${root}/${rel}`);
+    else if (type === 'c' || type === 'b') {
+      f.rdev = [Math.floor(st.rdev / 256) & 0xfff, (st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00)];
+    }
+  } catch {
+    return null;
+  }
+  return f;
+}
+
+/** The program a finalize spec starts (its shell, default sh). */
+function shellOf(fin: FinalizeSpec): string {
+  return (fin.shell && fin.shell.length > 0 ? fin.shell : DEFAULT_FINALIZE_SHELL)[0]!;
+}
+
+/** Whether `prog` exists in the root (absolute, or found on the finalizer PATH), symlinks resolved inside it. */
+export function rootHasProgram(
+  root: string,
+  prog: string,
+  staged?: (rel: string) => boolean,
+): boolean {
+  const view = new DiskView(root);
+  const candidates = prog.includes('/') ? [prog] : PATH.split(':').map((d) => `${d}/${prog}`);
+  for (const c of candidates) {
+    if (staged?.(c.replace(/^\/+/, ''))) return true;
+    try {
+      const rel = resolveUserPath(view, c, true);
+      const st = lstatSync(rel === '' ? root : `${root}/${rel}`);
+      if (st.isFile()) return true;
+    } catch {
+      // not there, or a link climbing out of the root: keep looking
+    }
+  }
+  return false;
+}
+
+function bwrapWorks(bwrap: string): boolean {
+  const r = spawnSync(bwrap, ['--version'], { stdio: 'ignore' });
+  return !r.error;
+}
+
+/**
+ * Refuses, before anything is touched, a transaction whose finalizers cannot run: the root has
+ * no shell (an empty root, a distroless base) or bubblewrap is missing. Installing the files and
+ * then failing every finalizer would leave a half-set-up root behind a "committed" install.
+ */
+export function checkFinalizersCanRun(
+  root: string,
+  steps: InstallStep[],
+  opts: { bwrap?: string; staged?: (rel: string) => boolean } = {},
+): void {
+  const bwrap = opts.bwrap ?? 'bwrap';
+  const todo = steps.filter((s) => s.finalize && s.finalize.install.length > 0);
+  if (todo.length === 0) return;
+  const ids = todo.map((s) => packageId(s.spec));
+  const hostRoot = path.resolve(root) === '/';
+  for (const s of todo) {
+    const sh = shellOf(s.finalize!);
+    if (!rootHasProgram(root, sh, opts.staged))
+      throw new CpmError(
+        'E_FINALIZER',
+        `${packageId(s.spec)} has finalizers, but ${root} has no ${sh} to run them; nothing was changed`,
+        {
+          context: { path: root, package: packageId(s.spec), packages: ids },
+          hint:
+            'put a distribution base with a shell into the root first (cpm rootfs init --from IMAGE), ' +
+            'or pass --no-finalizers to install the files only',
+        },
+      );
+  }
+  if (!hostRoot && !bwrapWorks(bwrap))
+    throw new CpmError(
+      'E_TOOL_MISSING',
+      `${ids.join(', ')} ${ids.length > 1 ? 'have' : 'has'} finalizers, which run under bubblewrap (${bwrap}), and it is not installed; nothing was changed`,
+      {
+        context: { packages: ids },
+        hint: 'apt-get install bubblewrap (or dnf install bubblewrap), or pass --no-finalizers',
+      },
+    );
 }
 
 const PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -79,11 +222,28 @@ export async function runFinalizers(
   const errors: CpmError[] = [];
   const bwrap = opts.bwrap ?? 'bwrap';
   const hostRoot = path.resolve(root) === '/';
+  const skip = new Set([...RUNTIME_DIRS, ...(opts.generated?.skip ?? [])]);
+  let before = opts.generated ? listRoot(root, skip) : null;
   for (const step of steps) {
     const fin = step.finalize;
     if (!fin || fin.install.length === 0) continue;
     const id = packageId(step.spec);
     opts.reporter.step(`finalize ${id}`);
+    try {
+      await runPackage(id, fin);
+    } finally {
+      if (before && opts.generated) {
+        const after = listRoot(root, skip);
+        const fresh = [...after].filter((p) => !before!.has(p)).sort();
+        const recs = fresh.map((p) => recordOf(root, p)).filter((r): r is FileRecord => r !== null);
+        if (recs.length > 0) opts.generated.onEntries(id, recs);
+        before = after;
+      }
+    }
+  }
+  return errors;
+
+  async function runPackage(id: string, fin: FinalizeSpec): Promise<void> {
     const env = { ...fin.env, ...opts.env };
     for (const cmd of fin.install) {
       const argv = [
@@ -126,5 +286,4 @@ export async function runFinalizers(
       }
     }
   }
-  return errors;
 }

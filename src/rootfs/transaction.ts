@@ -14,7 +14,7 @@ import { familyKey, packageId } from '../package/package.js';
 import { DB_FILE, InstalledDb, resolveDbDir, writeFileAtomic } from './db.js';
 import { faultPoint } from './fault.js';
 import { Stager, type PackageEntries, type StagedEntry } from './extract.js';
-import { runFinalizers } from './finalize.js';
+import { checkFinalizersCanRun, runFinalizers } from './finalize.js';
 import { typeOfMode } from './fs-path.js';
 import {
   JOURNAL_FILE,
@@ -231,6 +231,12 @@ export async function applyTransaction(
       staged = [];
       for (const step of steps) staged.push(await stager.stagePackage(step));
       checkInterrupt();
+      // A root that cannot run the finalizers is refused now, while nothing is touched; a
+      // package of this transaction may bring the shell.
+      if (!opts.noFinalizers)
+        checkFinalizersCanRun(root, steps, {
+          staged: (rel) => staged.some((m) => m.has(rel)),
+        });
     } catch (e) {
       rmSync(stageDir, { recursive: true, force: true });
       throw fsError(e, { doing: 'staging', where: 'root' });
@@ -291,11 +297,18 @@ export async function applyTransaction(
 
     if (!opts.noFinalizers) {
       const todo = steps.filter(hasFinalizer);
-      if (todo.length > 0)
+      if (todo.length > 0) {
+        const generated = new Map<string, FileRecord[]>();
         result.finalizerErrors = await runFinalizers(root, todo, {
           reporter,
           env: opts.finalizerEnv,
+          generated: {
+            skip: [STAGE_DIR, ...reservedPaths(root, dbDir)],
+            onEntries: (id, files) => generated.set(id, files),
+          },
         });
+        if (generated.size > 0) recordGenerated(dbDir, generated);
+      }
       throwIfInterrupted(committedState(result, false));
     }
     return result;
@@ -341,6 +354,29 @@ interface CommitPlan {
   forcedConflicts: FileConflict[];
   cpmnew: string[];
   cpmsave: string[];
+}
+
+/** The DB dir, when it is inside the root: not part of what a finalizer generates. */
+function reservedPaths(root: string, dbDir: string): string[] {
+  const rel = path.relative(root, dbDir).split(path.sep).join('/');
+  return rel === '' || rel.startsWith('..') || path.isAbsolute(rel) ? [] : [rel];
+}
+
+/**
+ * Adds what finalizers created to their packages' records: a DB-only commit (the atomic replace
+ * of `installed`, still under the lock). A path another package came to own meanwhile stays its.
+ */
+function recordGenerated(dbDir: string, generated: Map<string, FileRecord[]>): void {
+  const db = InstalledDb.load(dbDir);
+  for (const [id, files] of generated) {
+    const p = db.get(id);
+    if (!p) continue;
+    const have = new Set(p.files.map((f) => f.path));
+    const add = files.filter((f) => !have.has(f.path) && db.owners(f.path).length === 0);
+    if (add.length === 0) continue;
+    db.add({ ...p, files: [...p.files, ...add] });
+  }
+  writeFileAtomic(`${dbDir}/${DB_FILE}`, db.serialize());
 }
 
 /** The packages of a transaction and the state it starts from. */

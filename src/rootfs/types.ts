@@ -51,6 +51,11 @@ export interface FileRecord {
   xattrs?: Record<string, string>;
   /** Why the entry is recorded but not on disk (device node as non-root). */
   skipped?: string;
+  /**
+   * Created by the package's finalizers, not shipped in its image (rpm's %ghost): owned — not
+   * foreign, removed with the package — but its content is the system's, so verify skips it.
+   */
+  generated?: boolean;
 }
 
 export interface InstalledPackage {

@@ -4,7 +4,7 @@
  * owner differing from the DB, and foreign files (in a directory a package owns, owned by none).
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, lstatSync, readdirSync, readlinkSync } from 'node:fs';
+import { createReadStream, lstatSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { CpmError } from '../errors.js';
 import { InstalledDb } from '../rootfs/db.js';
@@ -90,6 +90,94 @@ export interface VerifyOptions {
    * distribution put into a shared directory like /usr/lib/systemd/system would count.
    */
   foreign?: boolean | 'auto';
+  /**
+   * Absolute paths that are cpm's own (its config dir, cache, the binary running): never foreign.
+   * Only those inside the root matter.
+   */
+  own?: string[];
+  /** Runtime mount points (absolute); default: {@link processMounts}. */
+  mounts?: string[];
+}
+
+/** Filesystems the kernel or a container runtime makes up: nothing on them is a package's. */
+const VIRTUAL_FS = new Set([
+  'proc',
+  'sysfs',
+  'devtmpfs',
+  'devpts',
+  'tmpfs',
+  'mqueue',
+  'cgroup',
+  'cgroup2',
+  'securityfs',
+  'debugfs',
+  'tracefs',
+  'pstore',
+  'bpf',
+  'configfs',
+  'fusectl',
+  'hugetlbfs',
+  'autofs',
+  'binfmt_misc',
+  'efivarfs',
+]);
+
+/**
+ * Runtime mount points of this process (/proc/self/mountinfo): virtual filesystems and files
+ * bind-mounted over files (docker's /etc/hosts, /etc/resolv.conf). A real disk mounted in the
+ * root (an ESP on /boot) is not one: its files are checked.
+ */
+export function processMounts(): string[] {
+  let text: string;
+  try {
+    text = readFileSync('/proc/self/mountinfo', 'utf8');
+  } catch {
+    return [];
+  }
+  const out: string[] = [];
+  for (const line of text.split('\n')) {
+    const f = line.split(' ');
+    const dash = f.indexOf('-');
+    if (f.length < 5 || dash < 0) continue;
+    const point = f[4]!.replace(/\\([0-7]{3})/g, (_, o: string) =>
+      String.fromCharCode(parseInt(o, 8)),
+    );
+    let file = false;
+    try {
+      file = !lstatSync(point).isDirectory();
+    } catch {
+      continue;
+    }
+    if (VIRTUAL_FS.has(f[dash + 1] ?? '') || file) out.push(point);
+  }
+  return out;
+}
+
+/** On a live system (root "/") these are the kernel's and the runtime's, whatever is mounted. */
+const LIVE_RUNTIME_DIRS = ['/proc', '/dev', '/sys', '/run', '/tmp'];
+
+/**
+ * Root-relative paths verify leaves alone: filesystems mounted inside the root (a live system's
+ * /proc, /dev, /sys, /run, docker's /etc/hosts binds — not what packages put there) and, for
+ * foreign files, cpm's own config, cache and binary.
+ */
+function skippedPaths(root: string, abs: string[]): string[] {
+  const out: string[] = [];
+  for (const a of abs) {
+    const rel = path.relative(root, path.resolve(a)).split(path.sep).join('/');
+    if (rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel)) out.push(rel);
+  }
+  return out;
+}
+
+function under(rel: string, set: Set<string>): boolean {
+  if (set.size === 0) return false;
+  for (let p = rel; ;) {
+    if (set.has(p)) return true;
+    const i = p.lastIndexOf('/');
+    if (i < 0) return false;
+    p = p.slice(0, i);
+  }
 }
 
 /** Mount points and scratch dirs a container runtime or bwrap creates in any root. */
@@ -120,10 +208,13 @@ function foreignFiles(
   dbDir: string,
   db: InstalledDb,
   pkgs: InstalledPackage[],
+  skip: Set<string>,
 ): VerifyProblem[] {
   const out: VerifyProblem[] = [];
   const dbRel = path.relative(root, dbDir).split(path.sep).join('/');
   const ours = (rel: string): boolean =>
+    under(rel, skip) ||
+    [...skip].some((s) => s.startsWith(rel + '/')) ||
     rel === STAGE_DIR ||
     rel === dbRel ||
     dbRel.startsWith(rel + '/') ||
@@ -131,7 +222,7 @@ function foreignFiles(
     rel.endsWith('.cpmsave');
   for (const p of pkgs) {
     for (const f of p.files) {
-      if (f.type !== 'd' || f.skipped) continue;
+      if (f.type !== 'd' || f.skipped || under(f.path, skip)) continue;
       let names: string[];
       try {
         names = readdirSync(`${root}/${f.path}`);
@@ -159,6 +250,12 @@ export async function verify(
   const db = loadDb(ref);
   const pkgs = pkg ? [must(db, pkg)] : db.list();
   const isRoot = process.getuid?.() === 0;
+  const mounted = new Set(
+    skippedPaths(root, [
+      ...(opts.mounts ?? processMounts()),
+      ...(root === '/' ? LIVE_RUNTIME_DIRS : []),
+    ]),
+  );
   const report: VerifyReport = {
     checked: 0,
     problems: [],
@@ -168,7 +265,8 @@ export async function verify(
   };
   for (const p of pkgs) {
     for (const f of p.files) {
-      if (f.skipped) continue;
+      if (f.skipped || f.generated) continue; // generated: the finalizer's output, owned only
+      if (under(f.path, mounted)) continue; // another filesystem is mounted over it
       report.checked++;
       const abs = `${root}/${f.path}`;
       const add = (kind: ProblemKind, expected?: string, actual?: string): void => {
@@ -213,7 +311,8 @@ export async function verify(
   const mode = opts.foreign ?? 'auto';
   const stray = mode === 'auto' ? unmanagedEntry(root, dbDir, db) : undefined;
   if (mode === true || (mode === 'auto' && stray === undefined)) {
-    report.problems.push(...foreignFiles(root, dbDir, db, pkgs));
+    const skip = new Set([...mounted, ...skippedPaths(root, opts.own ?? [])]);
+    report.problems.push(...foreignFiles(root, dbDir, db, pkgs, skip));
     report.foreign = { checked: true };
   } else {
     report.foreign = {

@@ -3,7 +3,16 @@
  * Debian minbase from mmdebstrap) turned into OCI images by umoci and pushed by skopeo.
  */
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeTree } from '../support/layers.js';
@@ -99,4 +108,35 @@ export function minbaseTar(): string {
     rmSync(tmp, { force: true });
   }
   return out;
+}
+
+/**
+ * The smallest base a finalizer can run in: the host's sh, mkdir, chmod, rm and their shared
+ * libraries (from ldd) in a merged-/usr layout, as an uncompressed tar.
+ */
+export function shellBaseTar(work: string): string {
+  const dir = path.join(work, 'shell-base');
+  rmSync(dir, { recursive: true, force: true });
+  for (const d of ['usr/bin', 'usr/lib', 'usr/lib64', 'etc', 'tmp'])
+    mkdirSync(path.join(dir, d), { recursive: true });
+  for (const [l, t] of [
+    ['bin', 'usr/bin'],
+    ['lib', 'usr/lib'],
+    ['lib64', 'usr/lib64'],
+  ])
+    symlinkSync(t!, path.join(dir, l!));
+  writeFileSync(path.join(dir, 'etc/os-release'), 'PRETTY_NAME="cpm shell base"\nID=cpmshell\n');
+  const libs = new Set<string>();
+  for (const prog of ['sh', 'mkdir', 'chmod', 'rm']) {
+    const bin = sh('sh', ['-c', `command -v ${prog}`]).trim();
+    copyFileSync(bin, path.join(dir, 'usr/bin', prog));
+    for (const m of sh('ldd', [bin]).matchAll(/(\/\S+\.so[.\d]*)/g)) libs.add(m[1]!);
+  }
+  for (const lib of libs) {
+    // keep the path the binaries ask for: /lib64/ld-linux… and /lib/<triplet>/… (both under usr/)
+    const rel = lib.replace(/^\/(usr\/)?/, 'usr/');
+    mkdirSync(path.dirname(path.join(dir, rel)), { recursive: true });
+    copyFileSync(realpathSync(lib), path.join(dir, rel));
+  }
+  return tarOf(dir, `${dir}.tar`);
 }

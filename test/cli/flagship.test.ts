@@ -1,0 +1,143 @@
+/**
+ * The flagship flow as a user runs it (node bin/cpm.js): packages-tree/ → dir:// repository →
+ * `cpm install system/cos-setup` over a base with a shell → `cpm verify` passes, because what the
+ * finalizers create (/usr/local/cloud-config) is recorded as the package's (generated) files. On a
+ * root without a shell the install is refused before anything is touched. The Debian minbase
+ * variant (real registry, `cpm demo --base REG/bases/debian:bookworm`) runs when
+ * CPM_TEST_MMDEBSTRAP=1.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { InstalledDb } from '../../src/rootfs/db.js';
+import {
+  PROJECT,
+  minbaseTar,
+  shellBaseTar,
+  skopeoPush,
+  umociImage,
+} from '../install/base-images.js';
+import { tmpDir } from '../install/helpers.js';
+import { startRegistry, type RegistryInstance } from '../support/registry.js';
+
+const run = promisify(execFile);
+const BIN = path.join(PROJECT, 'bin/cpm.js');
+const TREE = path.join(PROJECT, 'packages-tree');
+
+let work: string;
+let env: NodeJS.ProcessEnv;
+let repo: string;
+let base: string;
+
+async function cpm(...args: string[]): Promise<{ out: string; err: string; code: number }> {
+  try {
+    const r = await run('node', [BIN, ...args], { env, maxBuffer: 64 << 20 });
+    return { out: r.stdout, err: r.stderr, code: 0 };
+  } catch (e) {
+    const x = e as { stdout: string; stderr: string; code: number };
+    return { out: x.stdout, err: x.stderr, code: x.code };
+  }
+}
+
+beforeAll(async () => {
+  if (!existsSync(path.join(PROJECT, 'dist/cli/main.js')))
+    throw new Error('dist/ is missing: run "npm run build" first (npm test does it)');
+  work = tmpDir('cpm-flagship-');
+  env = { ...process.env, CPM_CONFIG: path.join(work, 'cpm.yaml') };
+  writeFileSync(env.CPM_CONFIG!, `cache_dir: ${path.join(work, 'cache')}\n`);
+  repo = `dir://${path.join(work, 'repo')}`;
+  const r = await cpm('repo', 'create', '--tree', TREE, '--output', repo);
+  expect(r.code, r.err).toBe(0);
+  base = `oci:${umociImage(path.join(work, 'layout'), 'shell', [shellBaseTar(work)])}`;
+}, 120_000);
+
+describe('cpm install system/cos-setup, then cpm verify', () => {
+  it('over a base with a shell: finalizers run, what they create belongs to cos-setup, verify passes', async () => {
+    const root = path.join(work, 'root');
+    expect((await cpm('rootfs', 'init', '--from', base, '--root', root, '-q')).code).toBe(0);
+    const i = await cpm('install', 'system/cos-setup', '--repo', repo, '--root', root, '-y');
+    expect(i.code, i.err).toBe(0);
+    expect(i.err).toMatch(/^finalize system\/cos-setup@1\.1\.0$/m);
+    expect(existsSync(path.join(root, 'usr/local/cloud-config'))).toBe(true);
+
+    const v = await cpm('verify', '--root', root);
+    expect(v.code, v.out + v.err).toBe(0);
+    const owns = await cpm('owns', '/usr/local/cloud-config', '--root', root);
+    expect(owns.out).toContain('is owned by system/cos-setup@1.1.0');
+    const db = InstalledDb.load(path.join(root, 'var/lib/cpm'));
+    const gen = db.get('system/cos-setup@1.1.0')!.files.filter((f) => f.generated);
+    // the small base has no /usr/local: mkdir -p made both
+    expect(gen.map((f) => f.path)).toEqual(['usr/local', 'usr/local/cloud-config']);
+    expect(gen.every((f) => f.type === 'd')).toBe(true);
+
+    // generated entries leave with their package
+    const un = await cpm('uninstall', 'system/cos-setup', '--full', '--root', root, '-y');
+    expect(un.code, un.err).toBe(0);
+    expect(existsSync(path.join(root, 'usr/local'))).toBe(false);
+    expect((await cpm('verify', '--root', root)).code).toBe(0);
+  }, 120_000);
+
+  it('into an empty root (no shell): refused before anything is touched, with a hint', async () => {
+    const root = tmpDir('cpm-flagship-empty-');
+    const i = await cpm('install', 'system/cos-setup', '--repo', repo, '--root', root, '-y');
+    expect(i.code).toBe(11);
+    expect(i.err).toMatch(/has finalizers, but .* has no sh to run them; nothing was changed/);
+    expect(i.err).toMatch(/--no-finalizers/);
+    expect(readdirSync(root).filter((n) => n !== 'var')).toEqual([]);
+    const db = path.join(root, 'var/lib/cpm/installed');
+    expect(existsSync(db)).toBe(false);
+
+    const files = await cpm(
+      'install',
+      'system/cos-setup',
+      '--repo',
+      repo,
+      '--root',
+      root,
+      '-y',
+      '--no-finalizers',
+    );
+    expect(files.code, files.err).toBe(0);
+    expect((await cpm('verify', '--root', root)).code).toBe(0);
+  }, 120_000);
+
+  it('cpm demo --base (a base with a shell) runs the finalizers and exits 0', async () => {
+    const out = path.join(work, 'demo');
+    const d = await cpm('demo', '--out', out, '--base', base, '--json');
+    expect(d.code, d.err).toBe(0);
+    const r = JSON.parse(d.out) as { finalizers: string; verify: { problems: unknown[] } };
+    expect(r.finalizers).toBe('ran');
+    expect(r.verify.problems).toEqual([]);
+  }, 120_000);
+});
+
+describe.runIf(process.env.CPM_TEST_MMDEBSTRAP === '1')(
+  'over a Debian bookworm minbase from a registry',
+  () => {
+    let reg: RegistryInstance;
+    let ref: string;
+    beforeAll(async () => {
+      reg = await startRegistry();
+      const layout = path.join(work, 'debian');
+      umociImage(layout, 'bookworm', [minbaseTar()]);
+      ref = `${reg.host}/bases/debian:bookworm`;
+      skopeoPush(`${layout}:bookworm`, ref);
+    }, 600_000);
+    afterAll(async () => {
+      await reg?.stop();
+    });
+
+    it('cpm demo --base REG/bases/debian:bookworm exits 0; install && verify passes', async () => {
+      const d = await cpm('demo', '--out', path.join(work, 'demo-debian'), '--base', ref, '-q');
+      expect(d.code, d.out + d.err).toBe(0);
+      const root = path.join(work, 'debian-root');
+      expect((await cpm('rootfs', 'init', '--from', ref, '--root', root, '-q')).code).toBe(0);
+      const i = await cpm('install', 'system/cos-setup', '--repo', repo, '--root', root, '-y');
+      expect(i.code, i.err).toBe(0);
+      const v = await cpm('verify', '--root', root);
+      expect(v.code, v.out + v.err).toBe(0);
+    }, 300_000);
+  },
+);

@@ -572,10 +572,17 @@ async function buildOne(ctx: RunCtx, st: NodeState): Promise<boolean> {
     const needRoot = !node.empty || st.provider;
     let entries: Entry[] = [];
     let env: string[] = [];
+    let t = Date.now();
+    const mark = (what: string): void => {
+      const now = Date.now();
+      logStream.write(`cpm: ${what} in ${((now - t) / 1000).toFixed(2)} s\n`);
+      t = now;
+    };
     if (needRoot) {
       env = await assembleRoot(ctx, node, root, work);
       await prepareRoot(root, node.pkg.dir);
       await copyFrom(ctx, node, root);
+      mark(`build root (${node.source}) ready`);
       const tmp = path.join(work, 'tmp');
       await fsp.mkdir(tmp, { mode: 0o1777 });
       await fsp.chmod(tmp, 0o1777);
@@ -589,8 +596,11 @@ async function buildOne(ctx: RunCtx, st: NodeState): Promise<boolean> {
       };
       const skip = new Set(['proc', 'dev', 'tmp']);
       let failure = await runPhase(ctx, sb, 'prelude', node.spec.prelude);
+      mark('prelude');
       const before = failure || node.empty ? undefined : await snapshot(root, skip);
+      mark('snapshot');
       if (!failure) failure = await runPhase(ctx, sb, 'steps', node.spec.steps);
+      mark('steps');
       if (failure) {
         outcome.outcome = 'failed';
         outcome.failure = failure;
@@ -621,6 +631,7 @@ async function buildOne(ctx: RunCtx, st: NodeState): Promise<boolean> {
           entries = diff(before!, await snapshot(root, skip));
         }
         if (!isEmptyFilter(filter)) entries = entries.filter((e) => keeps(filter, `/${e.rel}`));
+        mark('delta');
         const skipped = await layoutPayload(base, entries, payload);
         for (const s of skipped)
           logStream.write(`cpm: /${s} is a device, fifo or socket: not packaged\n`);
@@ -632,8 +643,11 @@ async function buildOne(ctx: RunCtx, st: NodeState): Promise<boolean> {
       compression: ctx.compression,
       sourceDateEpoch: ctx.epoch,
       platform: ctx.platform,
+      // Built as root, owners are real ids (the sandbox maps them 1:1); rootless, they are 0:0.
+      preserveOwners: process.getuid?.() === 0,
       ...(input.finalize ? { finalize: input.finalize } : {}),
     });
+    mark('pack');
     st.image = {
       repository: packageRepository(node.pkg),
       tag: encodeTag(node.pkg.version),
@@ -651,6 +665,7 @@ async function buildOne(ctx: RunCtx, st: NodeState): Promise<boolean> {
     if (needRoot && st.provider) {
       const key = sha(st.parts.hash);
       await keepResultRoot(ctx.cacheDir, key, root);
+      mark('result root kept');
       await fsp.writeFile(
         path.join(resultRootDir(ctx.cacheDir, key), 'env.json'),
         JSON.stringify(env),

@@ -12,6 +12,7 @@
 //
 //   node build/bundle.mjs
 import { readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import esbuild from 'esbuild';
@@ -29,7 +30,16 @@ export const WORKERS = {
 
 /** Packages kept out of dist/cpm.cjs, each its own file: what imports them loads it on first use. */
 const VENDOR = [
-  { file: 'vendor-yaml.cjs', source: "module.exports = require('yaml');" },
+  {
+    file: 'vendor-yaml.cjs',
+    // named exports written out, so esbuild annotates them and Node's import() of this CommonJS
+    // file sees `parseDocument` & co. (a bare module.exports = require() shows only `default`)
+    source: `import * as y from 'yaml';\nexport const { ${Object.keys(
+      createRequire(import.meta.url)('yaml'),
+    )
+      .filter((k) => k !== 'default' && k !== '__esModule')
+      .join(', ')} } = y;`,
+  },
   {
     file: 'vendor-undici.cjs',
     // the two modules src/oci/http.ts uses, not the package entry (fetch, WebSocket, mocks…)

@@ -42,7 +42,7 @@ async function cpm(...args: string[]): Promise<{ out: string; err: string; code:
 }
 
 beforeAll(async () => {
-  if (!existsSync(path.join(PROJECT, 'dist/cli/main.js')))
+  if (!existsSync(path.join(PROJECT, 'dist/cpm.cjs')))
     throw new Error('dist/ is missing: run "npm run build" first (npm test does it)');
   work = tmpDir('cpm-flagship-');
   env = { ...process.env, CPM_CONFIG: path.join(work, 'cpm.yaml') };

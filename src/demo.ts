@@ -14,7 +14,7 @@ import { writeSquashfs, type SquashfsResult } from './image/squashfs.js';
 import { findTool } from './image/tools.js';
 import { rootfsInit } from './install/image-ref.js';
 import { rootHasProgram } from './rootfs/finalize.js';
-import { runOperation, type OperationResult } from './install/ops.js';
+import { runOperation, type OperationResult } from './install/operations.js';
 import { silentReporter, type Reporter } from './util/progress.js';
 import { verify, type VerifyReport } from './upkeep/query.js';
 import { createFromTree, type CreateResult } from './repo/create.js';

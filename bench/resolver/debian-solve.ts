@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { parseIndex } from '../../src/repo/repo-index.js';
-import { IndexUniverse } from '../../src/repo/universe.js';
+import { IndexUniverse } from '../../src/repo/index-universe.js';
 import { resolve } from '../../src/resolver/resolve.js';
 import { parseRef } from '../../src/package/ref.js';
 import { violations } from './verify.js';

@@ -20,7 +20,7 @@ import {
   createRepository,
   indexEntryOf,
   layerEpochOf,
-  openTarget,
+  openRepoTarget,
   type CreateInput,
   type CreateResult,
 } from '../repo/create.js';
@@ -196,7 +196,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const epoch = layerEpochOf(opts);
   const platform = hostPlatform();
   const cacheDir = path.resolve(opts.cacheDir);
-  const target = await openTarget({
+  const target = await openRepoTarget({
     output: opts.output,
     cacheDir,
     ...(opts.push ? { push: true } : {}),

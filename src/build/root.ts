@@ -11,7 +11,7 @@ import path from 'node:path';
 import { CpmError } from '../errors.js';
 import { openSource, type EndpointOptions } from '../oci/endpoint.js';
 import { pullImage } from '../oci/image.js';
-import { cacheStore } from '../oci/ops.js';
+import { cacheStore } from '../oci/actions.js';
 import { formatRef, parseImageRef } from '../oci/reference.js';
 import { DiskView, UnsafePathError, resolveUserPath } from '../rootfs/fs-path.js';
 import { fileLayer } from '../rootfs/index.js';

@@ -26,7 +26,7 @@ import { openTarget, type EndpointOptions } from '../oci/endpoint.js';
 import { mapLimit, pushImage } from '../oci/image.js';
 import { layerMediaType, type LayerCompression } from '../oci/layer.js';
 import { OciLayout } from '../oci/layout.js';
-import { cacheStore } from '../oci/ops.js';
+import { cacheStore } from '../oci/actions.js';
 import { hostPlatform } from '../oci/platform.js';
 import { formatRef, parseImageRef, type ImageRef } from '../oci/reference.js';
 import {

@@ -9,7 +9,7 @@
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { CpmError } from '../errors.js';
-import { cacheStore } from '../oci/ops.js';
+import { cacheStore } from '../oci/actions.js';
 import { openSource, type EndpointOptions } from '../oci/endpoint.js';
 import { pullImage, type PulledImage } from '../oci/image.js';
 import { readPackageMetadata } from '../oci/package-image.js';

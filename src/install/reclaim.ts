@@ -22,9 +22,9 @@ import {
   resolveInRoot,
   typeOfMode,
 } from '../rootfs/fs-path.js';
-import type { OpsContext } from './ops.js';
+import type { OperationContext } from './operations.js';
 import type { Reporter } from '../util/progress.js';
-import { openSource } from './source.js';
+import { openPackageSource } from './source.js';
 import { applyTransaction, configDirs } from '../rootfs/transaction.js';
 import type { FileRecord, InstalledPackage } from '../rootfs/types.js';
 
@@ -186,9 +186,12 @@ function markReasons(adopt: InstalledPackage[]): void {
 }
 
 /** Adopts matching packages of the source into the root's DB (one transaction). */
-export async function reclaim(ctx: OpsContext, opts: ReclaimOptions = {}): Promise<ReclaimResult> {
+export async function reclaim(
+  ctx: OperationContext,
+  opts: ReclaimOptions = {},
+): Promise<ReclaimResult> {
   const db = InstalledDb.load(ctx.dbDir);
-  const repos = await openSource(ctx.config, ctx.source, {
+  const repos = await openPackageSource(ctx.config, ctx.source, {
     ...(ctx.plainHttp !== undefined ? { plainHttp: ctx.plainHttp } : {}),
   });
   const result: ReclaimResult = { adopted: [], partial: [], checked: 0 };

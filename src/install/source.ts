@@ -79,7 +79,7 @@ export function treeRepoDir(cfg: CpmConfig, treeDir: string): string {
 }
 
 /** Opens the package source as repositories: universe + locate. Close it after use. */
-export async function openSource(
+export async function openPackageSource(
   cfg: CpmConfig,
   source: PackageSource,
   opts: OpenSourceOptions = {},

@@ -11,4 +11,4 @@ export * from './endpoint.js';
 export * from './image.js';
 export * from './layer.js';
 export * from './package-image.js';
-export * from './ops.js';
+export * from './actions.js';

@@ -132,10 +132,10 @@ function compareParsed(
 // ---------------------------------------------------------------------------------------------
 // Selectors
 
-export type Op = '>=' | '<=' | '>' | '<' | '=' | '!=';
+export type Comparator = '>=' | '<=' | '>' | '<' | '=' | '!=';
 
 export interface Constraint {
-  op: Op;
+  op: Comparator;
   version: string;
   /**
    * parseVersion(version), kept so matching parses each candidate version only once. null only for
@@ -151,7 +151,7 @@ export interface Selector {
   constraints: Constraint[];
 }
 
-const OPS: Array<[string, Op]> = [
+const OPS: Array<[string, Comparator]> = [
   ['>=', '>='],
   ['<=', '<='],
   ['!=', '!='],
@@ -202,7 +202,7 @@ function parseTerm(raw: string, term: string): Constraint[] {
     const { epoch, nums } = numericParts(raw, v);
     return [constraint('>=', v), constraint('<', upperBound(epoch, nums, nums.length > 1 ? 1 : 0))];
   }
-  let op: Op = '=';
+  let op: Comparator = '=';
   let v = term;
   for (const [prefix, o] of OPS) {
     if (term.startsWith(prefix)) {
@@ -218,7 +218,7 @@ function parseTerm(raw: string, term: string): Constraint[] {
   return [{ op, version: v, parsed }];
 }
 
-function constraint(op: Op, version: string): Constraint {
+function constraint(op: Comparator, version: string): Constraint {
   // Bounds built from a valid version are valid themselves.
   return { op, version, parsed: parseVersion(version)! };
 }

@@ -151,7 +151,7 @@ export function layerEpochOf(opts: Pick<CreateOptions, 'sourceDateEpoch'>): numb
   return opts.sourceDateEpoch ?? envEpoch() ?? 0;
 }
 
-export async function openTarget(opts: CreateOptions): Promise<RepoTarget> {
+export async function openRepoTarget(opts: CreateOptions): Promise<RepoTarget> {
   const out = opts.output;
   if (out.startsWith('oci://')) {
     const cache = opts.cacheDir ?? path.join(os.tmpdir(), 'cpm-repo-create');
@@ -181,7 +181,7 @@ export async function createRepository(
     seen.add(id);
   }
 
-  const target = await openTarget(opts);
+  const target = await openRepoTarget(opts);
   try {
     const prev = await target.previousIndex();
     const prevById = new Map((prev?.packages ?? []).map((p) => [packageId(p), p]));

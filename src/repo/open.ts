@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { CpmConfig } from '../config.js';
 import { CpmError } from '../errors.js';
-import { cacheStore } from '../oci/ops.js';
+import { cacheStore } from '../oci/actions.js';
 import type { PackageSpec } from '../package/package.js';
 import { loadRepoConfigs, type RepoConfig } from './config.js';
 import { parseIndex, type IndexLayer, type IndexPackage, type RepoIndex } from './repo-index.js';
@@ -20,7 +20,7 @@ import {
   type ReaderOptions,
   type RepoReader,
 } from './reader.js';
-import { IndexUniverse } from './universe.js';
+import { IndexUniverse } from './index-universe.js';
 
 export interface CachedState {
   name: string;

@@ -4,7 +4,7 @@ import { familyKey, packageId } from '../package/package.js';
 import { parseRef } from '../package/ref.js';
 import { compareVersions, satisfies } from '../package/version.js';
 import { expandIndexPackage, type ExpandedIndexPackage } from './repo-index.js';
-import type { IndexUniverse } from './universe.js';
+import type { IndexUniverse } from './index-universe.js';
 
 export interface SearchHit {
   id: string;

@@ -7,7 +7,7 @@
 import { familyKey, packageId, type Dep, type SourceLoc } from '../package/package.js';
 import { compareVersions, describeSelector, type Selector } from '../package/version.js';
 import type { Encoding, Tag } from './encode.js';
-import type { Problem } from './plan.js';
+import type { PlanProblem } from './plan.js';
 
 function where(src: SourceLoc | undefined): string {
   if (!src) return '';
@@ -88,7 +88,10 @@ function rank(enc: Encoding, t: Tag): number {
   }
 }
 
-export function explainCore(enc: Encoding, core: number[]): { problem: Problem; jobs: string[] } {
+export function explainCore(
+  enc: Encoding,
+  core: number[],
+): { problem: PlanProblem; jobs: string[] } {
   const tags = core.map((i) => enc.tagAt(i));
   const rows = tags
     .map((t) => ({ t, r: rank(enc, t), s: sentence(enc, t) }))

@@ -11,7 +11,7 @@ export interface PlanStep {
   from?: PackageSpec;
 }
 
-export interface Problem {
+export interface PlanProblem {
   /** E_NOT_FOUND (unknown package), E_UNSAT (known but unsatisfiable), E_REQUIRED_BY (uninstall). */
   code: ErrorCode;
   message: string;
@@ -29,7 +29,7 @@ export interface Plan {
   remove: string[];
   /** Sorted ids of everything installed afterwards. */
   final: string[];
-  problems: Problem[];
+  problems: PlanProblem[];
   /** The changes with their specs, installs in install order, then removals in removal order. */
   steps: PlanStep[];
   /** Specs of everything installed afterwards, sorted by id. */
@@ -42,7 +42,7 @@ export function planToJson(plan: Plan): {
   install: string[];
   remove: string[];
   final: string[];
-  problems: Problem[];
+  problems: PlanProblem[];
 } {
   return {
     satisfiable: plan.satisfiable,
@@ -54,7 +54,7 @@ export function planToJson(plan: Plan): {
 }
 
 /** A plan that changes nothing and reports problems; `final` is the unchanged installed set. */
-export function failedPlan(problems: Problem[], installed: readonly PackageSpec[]): Plan {
+export function failedPlan(problems: PlanProblem[], installed: readonly PackageSpec[]): Plan {
   const sorted = [...installed].sort((a, b) => (packageId(a) < packageId(b) ? -1 : 1));
   return {
     satisfiable: false,

@@ -15,6 +15,7 @@ import { parseRef } from '../package/ref.js';
 import type { Plan } from './plan.js';
 import type { Request, Target } from './resolve.js';
 
+/** What a command asks of the resolver: install, upgrade, reinstall or uninstall. */
 export type Operation = Request['op'];
 
 export function makeRequest(

@@ -19,7 +19,7 @@ import { Encoding } from './encode.js';
 import { explainCore } from './explain.js';
 import { satisfiesDep } from '../package/match.js';
 import { dependencyOrder, orderOfSorted, sortWithIds, type Neighbours } from './order.js';
-import { failedPlan, type Plan, type PlanStep, type Problem } from './plan.js';
+import { failedPlan, type Plan, type PlanStep, type PlanProblem } from './plan.js';
 import { neg, pos } from './sat.js';
 
 /** A requested package: `category/name` plus a selector (a PackageRef from src/package/ref.ts fits). */
@@ -71,7 +71,7 @@ function installedOf(inst: readonly InstalledSpec[], t: Target): InstalledSpec |
   return inst.find((i) => familyKey(i.spec) === fam);
 }
 
-function notInstalled(t: Target): Problem {
+function notInstalled(t: Target): PlanProblem {
   return {
     code: 'E_NOT_FOUND',
     message: `${targetText(t)} is not installed`,
@@ -92,7 +92,7 @@ function solveJobs(
     familyKey(a) + ' ' + a.version < familyKey(b) + ' ' + b.version ? -1 : 1,
   );
 
-  const problems: Problem[] = [];
+  const problems: PlanProblem[] = [];
   const probe = new Encoding(universe, installedSpecs);
   for (const t of targets) {
     const fam = familyKey(t);
@@ -130,7 +130,7 @@ function solveEncoded(
   inst: readonly InstalledSpec[],
   targets: Target[],
   op: 'install' | 'upgrade',
-): { plan?: Plan; problems: Problem[] } {
+): { plan?: Plan; problems: PlanProblem[] } {
   const enc = new Encoding(
     universe,
     inst.map((i) => i.spec),
@@ -177,7 +177,7 @@ function solveEncoded(
 
   const sat = enc.sat;
   // All offenders in one search: each failing group of jobs is explained and dropped, the rest go on.
-  const problems: Problem[] = [];
+  const problems: PlanProblem[] = [];
   const active = jobActs.map(pos);
   if (!enc.solve(active, true)) {
     problems.push(explainCore(enc, sat.unsatCore()).problem);
@@ -351,7 +351,7 @@ export function buildPlan(
 }
 
 function reinstall(inst: readonly InstalledSpec[], targets: Target[]): Plan {
-  const problems: Problem[] = [];
+  const problems: PlanProblem[] = [];
   const ids = new Set<string>();
   for (const t of targets) {
     const i = installedOf(inst, t);
@@ -382,7 +382,7 @@ function uninstall(
   full: boolean,
 ): Plan {
   const specs = inst.map((i) => i.spec);
-  const problems: Problem[] = [];
+  const problems: PlanProblem[] = [];
   const remove = new Set<string>();
   for (const t of targets) {
     const i = installedOf(inst, t);

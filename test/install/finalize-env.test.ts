@@ -8,7 +8,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../src/config.js';
-import { runOperation, type OpsContext } from '../../src/install/ops.js';
+import { runOperation, type OperationContext } from '../../src/install/operations.js';
 import { createFromTree } from '../../src/repo/create.js';
 import { InstalledDb } from '../../src/rootfs/db.js';
 import { tmpDir } from './helpers.js';
@@ -56,7 +56,7 @@ describe('finalize.yaml env', () => {
     await createFromTree(tree, { output: repo, cacheDir: cfg.cache_dir });
 
     const root = path.join(dir, 'root');
-    const ctx: OpsContext = {
+    const ctx: OperationContext = {
       root,
       dbDir: path.join(root, 'var/lib/cpm'),
       config: cfg,

@@ -12,7 +12,7 @@ import { imageInstallStep, looksLikeImageRef } from '../../src/install/image-ref
 import { installPackages, listInstalled, verify } from '../../src/rootfs/index.js';
 import { BlobStore } from '../../src/oci/blobstore.js';
 import { OciLayout } from '../../src/oci/layout.js';
-import { packTo } from '../../src/oci/ops.js';
+import { packTo } from '../../src/oci/actions.js';
 import { hostPlatform } from '../../src/oci/platform.js';
 import { MEDIA, type ImageIndex } from '../../src/oci/types.js';
 import { startRegistry, type RegistryInstance } from '../support/registry.js';

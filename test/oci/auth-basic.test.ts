@@ -6,7 +6,7 @@ import { CpmError } from '../../src/errors.js';
 import { BlobStore } from '../../src/oci/blobstore.js';
 import { RegistryEndpoint } from '../../src/oci/endpoint.js';
 import { pullImage, pushImage } from '../../src/oci/image.js';
-import { login, logout } from '../../src/oci/ops.js';
+import { login, logout } from '../../src/oci/actions.js';
 import { buildPackageImage } from '../../src/oci/package-image.js';
 import { parseRegistryRef } from '../../src/oci/reference.js';
 import { RegistryClient } from '../../src/oci/registry.js';

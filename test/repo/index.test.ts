@@ -9,7 +9,7 @@ import {
   indexDeps,
   compactDeps,
 } from '../../src/repo/repo-index.js';
-import { IndexUniverse } from '../../src/repo/universe.js';
+import { IndexUniverse } from '../../src/repo/index-universe.js';
 
 function pkg(
   category: string,

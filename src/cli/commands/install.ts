@@ -5,18 +5,18 @@ import { CpmError, EXIT_CODES } from '../../errors.js';
 import { createReporter, type Reporter } from '../../util/progress.js';
 import type { RootRef } from '../../upkeep/query.js';
 import type {
-  Operation,
   OperationResult,
-  OpsContext,
+  OperationContext,
   PlannedOperation,
-} from '../../install/ops.js';
+} from '../../install/operations.js';
 import type { PackageSource } from '../../install/source.js';
-import { formatPlan } from '../../resolver/request.js';
+import { formatPlan, type Operation } from '../../resolver/request.js';
 
 // The libraries are imported when a command runs, not when it is registered: every cpm start
 // registers every command, and a no-op `cpm install` should not pay for the extractor or the
 // OCI client (docs/database.md, bench/install/noop.ts).
-const ops = (): Promise<typeof import('../../install/ops.js')> => import('../../install/ops.js');
+const operations = (): Promise<typeof import('../../install/operations.js')> =>
+  import('../../install/operations.js');
 const query = (): Promise<typeof import('../../upkeep/query.js')> =>
   import('../../upkeep/query.js');
 import { printJson } from '../output.js';
@@ -135,7 +135,7 @@ function printResult(r: OperationResult, o: OpCli): void {
 /** The shared flow of install / upgrade / reinstall / uninstall. */
 async function runOp(op: Operation, refs: string[], o: OpCli, cmd: Command): Promise<void> {
   const ref = await rootRef(cmd);
-  const ctx: OpsContext = {
+  const ctx: OperationContext = {
     root: ref.root,
     dbDir: ref.dbDir!,
     config: ref.cfg,
@@ -151,7 +151,7 @@ async function runOp(op: Operation, refs: string[], o: OpCli, cmd: Command): Pro
     ...(o.base ? { base: o.base } : {}),
     ...(o.quiet || o.json ? {} : { log: (l: string) => process.stderr.write(`${l}\n`) }),
   };
-  const { applyOperation, planError, planOperation } = await ops();
+  const { applyOperation, planError, planOperation } = await operations();
   const planned: PlannedOperation = await planOperation(ctx, op, refs, opts);
   if (o.dryRun) {
     await planned.repos?.close();

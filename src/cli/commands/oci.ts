@@ -11,7 +11,8 @@ import type { FinalizeSpec } from '../../package/finalize.js';
 import { printJson } from '../output.js';
 
 // Libraries load when a command runs, so `cpm help` and the other commands do not pay for them.
-const ops = (): Promise<typeof import('../../oci/ops.js')> => import('../../oci/ops.js');
+const actions = (): Promise<typeof import('../../oci/actions.js')> =>
+  import('../../oci/actions.js');
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
@@ -148,7 +149,7 @@ export function registerOci(program: Command): void {
         throw new CpmError('E_USAGE', '--source-date-epoch must be a non-negative integer');
     }
     const r = await (
-      await ops()
+      await actions()
     ).packTo(spec, dir, f.output, {
       ...endpointOptions(f),
       cacheDir: await cacheDir(cmd),
@@ -191,7 +192,7 @@ export function registerOci(program: Command): void {
       cmd: Command,
     ) => {
       const r = await (
-        await ops()
+        await actions()
       ).pull(refText, {
         ...endpointOptions(f),
         cacheDir: await cacheDir(cmd),
@@ -234,7 +235,7 @@ export function registerOci(program: Command): void {
       cmd: Command,
     ) => {
       const digest = await (
-        await ops()
+        await actions()
       ).push(source, dest, {
         ...endpointOptions(f),
         cacheDir: await cacheDir(cmd),
@@ -270,7 +271,7 @@ export function registerOci(program: Command): void {
       if (password === undefined)
         throw new CpmError('E_USAGE', 'give --password-stdin (or --password)');
       const file = await (
-        await ops()
+        await actions()
       ).login(
         registry,
         { username: f.username, password },
@@ -292,7 +293,7 @@ export function registerOci(program: Command): void {
     .option('--authfile <file>', 'auth file to edit')
     .action(async (registry: string, f: { authfile?: string }) => {
       const removed = await (
-        await ops()
+        await actions()
       ).logout(registry, f.authfile ? { authFile: f.authfile } : {});
       process.stdout.write(
         removed ? `Removed credentials for ${registry}\n` : `Not logged in to ${registry}\n`,

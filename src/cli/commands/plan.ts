@@ -33,7 +33,7 @@ export async function installedFromRoot(
 ): Promise<InstalledSpec[]> {
   const { databaseDir, loadConfig } = await import('../../config.js');
   const { InstalledDb } = await import('../../rootfs/db.js');
-  const { installedState } = await import('../../install/ops.js');
+  const { installedState } = await import('../../install/operations.js');
   const dir = resolvePath(root);
   return installedState(InstalledDb.load(databaseDir(await loadConfig(configFile), dir)));
 }

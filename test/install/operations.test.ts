@@ -12,9 +12,9 @@ import { listInstalled, verify } from '../../src/rootfs/index.js';
 import {
   planOperation,
   runOperation,
-  type OpsContext,
-  type OpsOptions,
-} from '../../src/install/ops.js';
+  type OperationContext,
+  type OperationOptions,
+} from '../../src/install/operations.js';
 import { reclaim } from '../../src/install/reclaim.js';
 import type { PackageSource } from '../../src/install/source.js';
 import { createFromTree } from '../../src/repo/create.js';
@@ -31,10 +31,13 @@ let cfg: CpmConfig;
 let repoUrl: string;
 let indexDigests: Map<string, string>;
 
-function ctx(root: string, source: PackageSource = { kind: 'repo', urls: [repoUrl] }): OpsContext {
+function ctx(
+  root: string,
+  source: PackageSource = { kind: 'repo', urls: [repoUrl] },
+): OperationContext {
   return { root, dbDir: path.join(root, 'var/lib/cpm'), config: cfg, source };
 }
-const quiet: OpsOptions = { noFinalizers: true };
+const quiet: OperationOptions = { noFinalizers: true };
 const dbText = (root: string): string =>
   readFileSync(path.join(root, 'var/lib/cpm/installed'), 'utf8');
 

@@ -12,7 +12,7 @@ import type { CpmConfig } from '../config.js';
 import { CpmError } from '../errors.js';
 import type { OpenedRepositories } from '../repo/open.js';
 import { planToJson, resolve, type Plan, type Request } from '../resolver/index.js';
-import { formatPlan, makeRequest, planErrorCode } from '../resolver/request.js';
+import { formatPlan, makeRequest, planErrorCode, type Operation } from '../resolver/request.js';
 import { finalizeFromJson } from '../package/finalize.js';
 import { familyKey, packageId, type InstalledSpec } from '../package/package.js';
 import { PackageUniverse } from '../package/universe.js';
@@ -20,13 +20,11 @@ import { parseRef } from '../package/ref.js';
 import { satisfies } from '../package/version.js';
 import { InstalledDb } from '../rootfs/db.js';
 import type { Reporter } from '../util/progress.js';
-import { openSource, type PackageSource } from './source.js';
+import { openPackageSource, type PackageSource } from './source.js';
 import type { TransactionResult } from '../rootfs/transaction.js';
 import type { InstallStep, InstalledPackage, LayerSource } from '../rootfs/types.js';
 
-export type Operation = 'install' | 'upgrade' | 'uninstall' | 'reinstall';
-
-export interface OpsContext {
+export interface OperationContext {
   /** Absolute target root. */
   root: string;
   /** Absolute DB directory (config.databaseDir(cfg, root)). */
@@ -38,7 +36,7 @@ export interface OpsContext {
   finalizerEnv?: Record<string, string>;
 }
 
-export interface OpsOptions {
+export interface OperationOptions {
   /** install/upgrade/reinstall: take over conflicting files; uninstall: even when required. */
   force?: boolean;
   /** uninstall: also remove dependencies nothing else needs. */
@@ -116,10 +114,10 @@ async function imageRefs(refs: readonly string[]): Promise<string[]> {
 
 /** Resolves `op refs` against the source and the root's DB. Writes nothing under the root. */
 export async function planOperation(
-  ctx: OpsContext,
+  ctx: OperationContext,
   op: Operation,
   refs: readonly string[],
-  opts: OpsOptions = {},
+  opts: OperationOptions = {},
 ): Promise<PlannedOperation> {
   const images = op === 'install' ? await imageRefs(refs) : [];
   const base = op === 'install' ? opts.base : undefined;
@@ -152,7 +150,7 @@ export async function planOperation(
     const universe = new PackageUniverse(installed.map((i) => i.spec));
     return done(resolve(universe, installed, request));
   }
-  const repos = await openSource(ctx.config, ctx.source, {
+  const repos = await openPackageSource(ctx.config, ctx.source, {
     ...(ctx.plainHttp !== undefined ? { plainHttp: ctx.plainHttp } : {}),
     ...(opts.log ? { log: opts.log } : {}),
   });
@@ -186,9 +184,9 @@ export function planError(plan: Plan): CpmError {
 
 /** Executes a plan from planOperation in one transaction; throws planError when unsatisfiable. */
 export async function applyOperation(
-  ctx: OpsContext,
+  ctx: OperationContext,
   planned: PlannedOperation,
-  opts: OpsOptions = {},
+  opts: OperationOptions = {},
 ): Promise<OperationResult> {
   const { plan, repos } = planned;
   try {
@@ -278,15 +276,15 @@ export async function applyOperation(
 
 /** planOperation + applyOperation. */
 export async function runOperation(
-  ctx: OpsContext,
+  ctx: OperationContext,
   op: Operation,
   refs: readonly string[],
-  opts: OpsOptions = {},
+  opts: OperationOptions = {},
 ): Promise<OperationResult> {
   return applyOperation(ctx, await planOperation(ctx, op, refs, opts), opts);
 }
 
 /** Installed packages, for callers that render results. */
-export function installedPackages(ctx: Pick<OpsContext, 'dbDir'>): InstalledPackage[] {
+export function installedPackages(ctx: Pick<OperationContext, 'dbDir'>): InstalledPackage[] {
   return InstalledDb.load(ctx.dbDir).list();
 }

@@ -3,15 +3,12 @@
  * target root under bubblewrap (no network unless the package asks), in install order, output
  * streamed to the reporter. A failure is reported with the package name and the remaining
  * packages' finalizers still run (luet semantics); the caller gets the list of failures.
-<<<<<<< HEAD
  * Environment: the package's finalize.yaml `env`, then the configured finalizer_envs (the
  * machine's setting wins over the package's default).
-=======
  *
  * What a package's finalizers create belongs to that package (rpm's %ghost, apk's generated
  * files): the root is listed before and after each package's commands, and every new entry is
  * handed back as a record marked `generated` (docs/database.md).
->>>>>>> 7224506 (finalizers: what they create is recorded as the package's generated files (owned, removed with it, not verified); a root without a shell or a host without bubblewrap is refused before anything is touched; verify skips runtime mounts (/proc, /dev, … and file binds) and cpm's own paths; flagship install && verify test over a shell base and Debian minbase)
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';

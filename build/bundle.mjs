@@ -72,21 +72,28 @@ export function commonOptions(version) {
   };
 }
 
-/** Points imports of a vendored package at its file in dist/ (required from there when used). */
+/**
+ * Points imports of a vendored package at its file in dist/ (required from there when first
+ * used). Through a CommonJS shim, not an external import: a dynamic import() of a bundled .cjs
+ * file would see no named exports.
+ */
 const vendorPlugin = {
   name: 'cpm-vendor',
   setup(b) {
     b.onResolve({ filter: /^\.\/vendor-[a-z]+\.cjs$/ }, (a) => ({ path: a.path, external: true }));
-    b.onResolve({ filter: /^yaml$/ }, () => ({ path: './vendor-yaml.cjs', external: true }));
+    b.onResolve({ filter: /^yaml$/ }, () => ({ path: 'yaml', namespace: 'cpm-vendor' }));
     b.onResolve({ filter: /^undici\/lib\/(dispatcher\/agent|api\/api-request)\.js$/ }, (a) => ({
-      path: a.path.includes('agent') ? 'agent' : 'request',
-      namespace: 'cpm-undici',
+      path: a.path.includes('agent') ? 'undici.agent' : 'undici.request',
+      namespace: 'cpm-vendor',
     }));
-    b.onLoad({ filter: /.*/, namespace: 'cpm-undici' }, (a) => ({
-      contents: `module.exports = require('./vendor-undici.cjs').${a.path};`,
-      loader: 'js',
-      resolveDir: project,
-    }));
+    b.onLoad({ filter: /.*/, namespace: 'cpm-vendor' }, (a) => {
+      const [pkg, member] = a.path.split('.');
+      return {
+        contents: `module.exports = require('./vendor-${pkg}.cjs')${member ? `.${member}` : ''};`,
+        loader: 'js',
+        resolveDir: project,
+      };
+    });
   },
 };
 

@@ -6,15 +6,13 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, type Stats, lstatSync, readlinkSync } from 'node:fs';
-import { once } from 'node:events';
 import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import tar from 'tar-stream';
+import { finished } from 'node:stream/promises';
 import { CpmError } from '../errors.js';
 import { satisfiesDep } from '../package/match.js';
 import { packageId } from '../package/package.js';
-import { compressionOfMediaType, createDecompressor, sniffCompression } from '../util/compress.js';
 import { InstalledDb } from '../rootfs/db.js';
+import { LayerReadError, readLayer } from '../rootfs/layer-reader.js';
 import {
   DiskView,
   UnsafePathError,
@@ -54,39 +52,16 @@ function sha256File(p: string): Promise<string> {
   });
 }
 
-/** The first chunk, read without ending the stream (it is unshifted back). */
-async function headOf(src: Readable): Promise<Buffer> {
-  for (;;) {
-    const chunk = src.read() as Buffer | null;
-    if (chunk) return chunk;
-    if (src.readableEnded) return Buffer.alloc(0);
-    await Promise.race([once(src, 'readable'), once(src, 'end')]);
-  }
-}
-
 /** The entries of one layer as file records (regular files hashed while streaming). */
 async function layerRecords(
   open: () => Promise<Readable>,
   mediaType: string,
 ): Promise<FileRecord[]> {
   const src = await open();
-  const head = await headOf(src);
-  let comp = sniffCompression(head);
-  if (comp === 'none') comp = compressionOfMediaType(mediaType);
-  src.unshift(head);
   const out: FileRecord[] = [];
   const byName = new Map<string, FileRecord>();
-  const ex = tar.extract();
-  ex.on('entry', (h, stream, next) => {
-    const s = stream as unknown as Readable;
-    let comps: string[];
-    try {
-      comps = entryComponents(h.name);
-    } catch (e) {
-      s.resume();
-      next(e as Error);
-      return;
-    }
+  const read = readLayer(src, { mediaType }, async (h, s) => {
+    const comps = entryComponents(h.name);
     const name = comps.join('/');
     const base = comps[comps.length - 1] ?? '';
     const rec: FileRecord = {
@@ -102,27 +77,26 @@ async function layerRecords(
       hash.update(c);
       size += c.length;
     });
-    s.on('end', () => {
-      if (name === '' || base.startsWith('.wh.')) return next();
-      if (h.type === 'directory') rec.type = 'd';
-      else if (h.type === 'symlink') {
-        rec.type = 'l';
-        rec.target = h.linkname ?? '';
-      } else if (h.type === 'link') {
-        const t = byName.get(entryComponents(h.linkname ?? '').join('/'));
-        if (!t) return next(new Error(`${h.name}: hardlink to an unknown entry`));
-        Object.assign(rec, { size: t.size, sha256: t.sha256 });
-      } else if (h.type === 'file' || h.type === 'contiguous-file') {
-        rec.size = size;
-        rec.sha256 = hash.digest('hex');
-      } else return next(); // devices and fifos: nothing to compare
-      byName.set(name, rec);
-      out.push(rec);
-      next();
-    });
-    s.on('error', (e: Error) => next(e));
+    await finished(s);
+    if (name === '' || base.startsWith('.wh.')) return;
+    if (h.type === 'directory') rec.type = 'd';
+    else if (h.type === 'symlink') {
+      rec.type = 'l';
+      rec.target = h.linkname ?? '';
+    } else if (h.type === 'link') {
+      const t = byName.get(entryComponents(h.linkname ?? '').join('/'));
+      if (!t) throw new Error(`${h.name}: hardlink to an unknown entry`);
+      Object.assign(rec, { size: t.size, sha256: t.sha256 });
+    } else if (h.type === 'file' || h.type === 'contiguous-file') {
+      rec.size = size;
+      rec.sha256 = hash.digest('hex');
+    } else return; // devices and fifos: nothing to compare
+    byName.set(name, rec);
+    out.push(rec);
   });
-  await pipeline(src, createDecompressor(comp), ex);
+  await read.catch((e: unknown) => {
+    throw e instanceof LayerReadError ? e.cause : e;
+  });
   return out;
 }
 

@@ -24,20 +24,12 @@ import {
   unlinkSync,
   writeSync,
 } from 'node:fs';
-import { once } from 'node:events';
-import { Transform, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import tar from 'tar-stream';
+import type { Readable } from 'node:stream';
 import { CpmError } from '../errors.js';
 import { packageId } from '../package/package.js';
-import {
-  compressionOfMediaType,
-  createDecompressor,
-  sniffCompression,
-  type Compression,
-} from '../util/compress.js';
 import { fsError } from '../util/fs-errors.js';
 import { faultPoint } from './fault.js';
+import { LayerReadError, readLayer, type LayerEntry } from './layer-reader.js';
 import {
   DiskView,
   UnsafePathError,
@@ -156,96 +148,61 @@ export class Stager {
     id: string,
   ): Promise<void> {
     const src = await layer.open();
-    const first = await readHead(src);
-    let comp: Compression = sniffCompression(first ?? Buffer.alloc(0));
-    if (comp === 'none') comp = compressionOfMediaType(layer.mediaType);
-    if (first) src.unshift(first);
-
     const digestHash = createHash('sha256');
     let raw = 0;
     const reporter = this.o.reporter;
     const verify = this.o.verifyDigest && layer.digest.startsWith('sha256:');
-    const counter = new Transform({
-      transform(chunk: Buffer, _enc, cb) {
-        if (verify) digestHash.update(chunk);
-        raw += chunk.length;
-        reporter.progress(`extract ${id}`, raw);
-        cb(null, chunk);
-      },
-    });
     const limits = this.o.limits;
-    const bound = new Transform({
-      transform: (chunk: Buffer, _enc, cb) => {
-        this.bytes += chunk.length;
-        if (this.bytes > limits.maxBytes) {
-          cb(
-            unsafe(
-              layer.digest,
-              id,
-              '',
-              `uncompressed data exceeds the limit of ${limits.maxBytes} bytes (decompression bomb?)`,
-            ),
-          );
-          return;
-        }
-        cb(null, chunk);
-      },
-    });
-    const extract = tar.extract();
-    let current = '';
-    let parseError: Error | undefined;
-    extract.on('error', (e: Error) => {
-      parseError ??= e;
-    });
-    extract.on('entry', (header, stream, next) => {
-      current = header.name;
-      // streamx streams implement the node Readable surface that onEntry uses
-      const entry = stream as unknown as Readable;
-      // a refused entry destroys the parser and with it this stream; the error is reported once,
-      // through the pipeline
-      entry.on('error', () => undefined);
-      this.onEntry(header, entry, layer.digest, layerIndex, pkg, id).then(
-        () => next(),
-        (e: unknown) => {
-          entry.resume();
-          // a failed local write is the machine's problem, not the package's: named as such here,
-          // before the parser reports it as a broken stream
-          next(
-            fsError(e, {
+    try {
+      await readLayer(
+        src,
+        {
+          mediaType: layer.mediaType,
+          onBlob: (chunk) => {
+            if (verify) digestHash.update(chunk);
+            raw += chunk.length;
+            reporter.progress(`extract ${id}`, raw);
+          },
+          onTar: (chunk) => {
+            this.bytes += chunk.length;
+            if (this.bytes > limits.maxBytes)
+              throw unsafe(
+                layer.digest,
+                id,
+                '',
+                `uncompressed data exceeds the limit of ${limits.maxBytes} bytes (decompression bomb?)`,
+              );
+          },
+        },
+        (header, entry) =>
+          this.onEntry(header, entry, layer.digest, layerIndex, pkg, id).catch((e: unknown) => {
+            // a failed local write is the machine's problem, not the package's: named as such
+            // here, before the parser reports it as a broken stream
+            throw fsError(e, {
               doing: `extracting /${header.name} of ${id} into`,
               path: (e as { path?: string }).path ?? this.o.root,
               where: 'root',
               context: { package: id, digest: layer.digest },
-            }) as Error,
-          );
-        },
+            });
+          }),
       );
-    });
-    const decompressor = createDecompressor(comp);
-    // which stage failed first: a pipeline destroys the others with the same error afterwards
-    let failed: { stage: string; e: unknown } | undefined;
-    const track = (stage: string) => (e: unknown) => void (failed ??= { stage, e });
-    decompressor.on('error', track('decompress'));
-    extract.on('error', track('parse'));
-    try {
-      await pipeline(src, counter, decompressor, bound, extract);
-    } catch (e) {
-      if (failed?.stage === 'decompress') {
-        const tool = failed.e as Error;
-        if (tool instanceof CpmError && tool.code === 'E_TOOL_MISSING') throw tool;
+    } catch (err) {
+      if (!(err instanceof LayerReadError)) throw err;
+      const e = err.cause;
+      if (e instanceof CpmError && e.code === 'E_TOOL_MISSING') throw e;
+      if (err.stage === 'decompress')
         throw unsafe(
           layer.digest,
           id,
-          current,
-          `corrupt or truncated ${comp} data (${tool.message})`,
+          err.entry,
+          `corrupt or truncated ${err.compression} data (${(e as Error).message})`,
         );
-      }
       if (e instanceof CpmError) throw e;
-      if (parseError === e || (e as Error).message?.match(/Unexpected end|Invalid tar|checksum/i))
+      if (err.stage === 'parse')
         throw unsafe(
           layer.digest,
           id,
-          current,
+          err.entry,
           `malformed or truncated tar stream (${(e as Error).message})`,
         );
       const local = fsError(e, {
@@ -277,7 +234,7 @@ export class Stager {
   }
 
   private async onEntry(
-    h: tar.Header,
+    h: LayerEntry,
     stream: Readable,
     digest: string,
     layer: number,
@@ -586,15 +543,6 @@ function paxXattrs(pax: Record<string, string> | null | undefined): Record<strin
   }
   if (!out) return null;
   return Object.fromEntries(Object.entries(out).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-}
-
-async function readHead(src: Readable): Promise<Buffer | null> {
-  for (;;) {
-    const chunk = src.read() as Buffer | null;
-    if (chunk) return chunk;
-    if (src.readableEnded) return null;
-    await Promise.race([once(src, 'readable'), once(src, 'end')]);
-  }
 }
 
 /** Copies a whole (small) entry into `into`; returns the entry's real length. */

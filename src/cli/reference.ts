@@ -24,7 +24,8 @@ export const ERROR_MEANING: Record<ErrorCode, string> = {
   E_DIGEST: 'downloaded or stored content does not match its digest',
   E_NETWORK: 'connection failed or timed out',
   E_REPO: 'a repository index is invalid or unusable',
-  E_UNSAFE_ENTRY: 'a layer entry would escape the root or is not allowed',
+  E_UNSAFE_ENTRY:
+    'a layer entry, or a path in the root (a directory swapped for a symlink), would lead outside the root',
   E_FILE_CONFLICT: 'two packages (or a package and a foreign file) want the same path',
   E_LOCKED: 'another cpm holds the root, or a transaction needs `cpm recover`',
   E_DB: 'the installed-package database is unreadable or inconsistent',

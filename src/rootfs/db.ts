@@ -14,15 +14,35 @@ import { satisfiesDep } from '../package/match.js';
 import { familyKey } from '../package/package.js';
 import { fsError } from '../util/fs-errors.js';
 import { faultPoint } from './fault.js';
+import { RootPaths, UnsafePathError } from './fs-path.js';
 import type { FileRecord, InstalledPackage } from './types.js';
 
 export const DB_FILE = 'installed';
 export const DEFAULT_DB_DIR = 'var/lib/cpm';
 
-/** The DB directory of a root: `dbDir` (absolute, or relative to the root) or the default. */
+/**
+ * The DB directory of a root: `dbDir` (absolute, or relative to the root) or the default. One
+ * inside the root must be reached through real directories: a symlink swapped in for `var` (or
+ * any part of the way) would take the DB, its lock and journal elsewhere, so it is refused.
+ */
 export function resolveDbDir(root: string, dbDir?: string): string {
-  if (!dbDir) return path.join(root, DEFAULT_DB_DIR);
-  return path.isAbsolute(dbDir) ? dbDir : path.join(root, dbDir);
+  const dir = !dbDir
+    ? path.join(root, DEFAULT_DB_DIR)
+    : path.isAbsolute(dbDir)
+      ? dbDir
+      : path.join(root, dbDir);
+  const rel = path.relative(root, dir);
+  if (rel === '' || rel === '..' || rel.startsWith('../') || path.isAbsolute(rel)) return dir;
+  try {
+    new RootPaths(root).dir(rel);
+  } catch (e) {
+    if (!(e instanceof UnsafePathError)) throw e;
+    throw new CpmError('E_UNSAFE_ENTRY', `refusing the database directory ${dir}: ${e.message}`, {
+      context: { path: dir },
+      hint: 'cpm does not follow symlinks to its database; restore the directory, or point --db-dir (database_path) at the real place',
+    });
+  }
+  return dir;
 }
 /** Format 2 ends with a trailer line; format 1 (no trailer) is still read. */
 const HEADER = '{"cpm-db":2}';

@@ -5,7 +5,7 @@
  * the host's "/". Relative targets that climb above the root are refused: on the host they would
  * point outside it. Nothing here ever asks the kernel to follow a symlink.
  */
-import { lstatSync, readlinkSync } from 'node:fs';
+import { lstatSync, readlinkSync, type Stats } from 'node:fs';
 import type { FileType } from './types.js';
 
 export class UnsafePathError extends Error {}
@@ -154,4 +154,67 @@ export function resolveUserPath(view: PathView, p: string, followLast = false): 
     else comps.push(c);
   }
   return resolveInRoot(view, comps, followLast);
+}
+
+/**
+ * Absolute paths for canonical root-relative paths (no symlink in any parent, as planned and as
+ * journalled), checked on disk at the moment of use: every parent must be a real directory now,
+ * not a symlink swapped in since. The syscall that follows then cannot leave the root through a
+ * parent. Parents once seen as directories are remembered (cpm's own operations only add
+ * directories or remove empty ones); a race with another writer inside the root is out of scope.
+ */
+export class RootPaths {
+  private dirs = new Set<string>(['']);
+  constructor(readonly root: string) {}
+
+  /** ROOT/rel after checking its parents; throws UnsafePathError naming the offending component. */
+  abs(rel: string): string {
+    const comps = entryComponents(rel);
+    if (comps.length === 0) throw new UnsafePathError('empty path');
+    this.checkParents(comps, comps.length - 1);
+    return `${this.root}/${comps.join('/')}`;
+  }
+
+  /** abs() that also requires `rel` itself to be absent or a real directory (not a symlink). */
+  dir(rel: string): string {
+    const comps = entryComponents(rel);
+    this.checkParents(comps, comps.length);
+    return comps.length === 0 ? this.root : `${this.root}/${comps.join('/')}`;
+  }
+
+  /** lstat of `rel` as a canonical path: null when absent or when a parent is not a directory. */
+  lstat(rel: string): Stats | null {
+    const comps = entryComponents(rel);
+    for (let i = 1; i < comps.length; i++) {
+      const p = comps.slice(0, i).join('/');
+      if (this.dirs.has(p)) continue;
+      const st = lstatOrNull(`${this.root}/${p}`);
+      if (!st || !st.isDirectory()) return null;
+      this.dirs.add(p);
+    }
+    return lstatOrNull(`${this.root}/${comps.join('/')}`);
+  }
+
+  private checkParents(comps: string[], n: number): void {
+    for (let i = 1; i <= n; i++) {
+      const p = comps.slice(0, i).join('/');
+      if (this.dirs.has(p)) continue;
+      const st = lstatOrNull(`${this.root}/${p}`);
+      if (!st) return; // absent: nothing below it exists, the syscall fails with ENOENT
+      if (st.isSymbolicLink())
+        throw new UnsafePathError(`/${p} is a symlink (to ${readlinkSync(`${this.root}/${p}`)})`);
+      if (!st.isDirectory()) throw new UnsafePathError(`/${p} is not a directory`);
+      this.dirs.add(p);
+    }
+  }
+}
+
+function lstatOrNull(p: string): Stats | null {
+  try {
+    return lstatSync(p);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return null;
+    throw e;
+  }
 }

@@ -9,9 +9,16 @@
  *   place s p   — rename(s, p), atomic replace done ⇔ s missing; undo: rename(p, s)
  *   meta p …    — chown/chmod a directory       undo: restore the recorded old values
  *
+ * Every path is root-relative and canonical (the stage and backups live in ROOT/.cpm-tx), so a
+ * root moved or mounted elsewhere after a crash recovers at its new place, and a journal cannot
+ * name anything outside the root: paths are checked when read and resolved through RootPaths
+ * (no symlinked parent) when used. The file is self-checking: a header line with the body's byte
+ * count and sha256, so truncation and garbage are told apart from a valid journal.
+ *
  * The commit point is rename(DBDIR/installed.new → DBDIR/installed): if installed.new still
  * exists the transaction did not commit and is rolled back, otherwise it is rolled forward.
  */
+import { createHash } from 'node:crypto';
 import {
   chmodSync,
   existsSync,
@@ -29,6 +36,10 @@ import {
 import { CpmError } from '../errors.js';
 import { InstalledDb, DB_FILE, writeFileAtomic } from './db.js';
 import { faultPoint } from './fault.js';
+import { entryComponents, RootPaths, UnsafePathError } from './fs-path.js';
+
+/** The stage (staged files, backups) under the root: one component, removed whole. */
+export const STAGE_DIR = '.cpm-tx';
 
 export type Op =
   | { k: 'mkdir'; p: string }
@@ -46,9 +57,7 @@ export type Op =
     };
 
 export interface Journal {
-  v: 1;
-  root: string;
-  stageDir: string;
+  v: 2;
   ops: Op[];
   /** Directories to remove after commit when empty and unowned (deepest first). */
   rmdirs: string[];
@@ -56,6 +65,7 @@ export interface Journal {
 
 export const JOURNAL_FILE = 'journal';
 export const NEW_DB_FILE = 'installed.new';
+const MAGIC = 'cpm-journal 2';
 
 const isRoot = process.getuid?.() === 0;
 
@@ -68,131 +78,303 @@ function lexists(p: string): boolean {
   }
 }
 
-export function writeJournal(dbDir: string, j: Journal): void {
-  writeFileAtomic(`${dbDir}/${JOURNAL_FILE}`, JSON.stringify(j));
+/** The journal file: "cpm-journal 2 BYTES SHA256\n" then the JSON body. */
+export function encodeJournal(j: Journal): string {
+  const body = JSON.stringify(j);
+  const sum = createHash('sha256').update(body).digest('hex');
+  return `${MAGIC} ${Buffer.byteLength(body)} ${sum}\n${body}`;
 }
 
-export function readJournal(dbDir: string): Journal | null {
-  let text: string;
+export function writeJournal(dbDir: string, j: Journal): void {
+  writeFileAtomic(`${dbDir}/${JOURNAL_FILE}`, encodeJournal(j));
+}
+
+/** How to get out of a journal cpm cannot use. */
+function corruptHint(file: string, root?: string): string {
+  const r = root ? ` --root ${root}` : '';
+  return (
+    `the interrupted transaction cannot be replayed from it. Check the root (cpm verify${r}), ` +
+    `then remove ${file} and run cpm recover${r} to clear the other leftovers; ` +
+    `cpm reclaim${r} records packages whose files are on disk`
+  );
+}
+
+/** Reads and checks the journal; null when there is none. `root` only words the hint. */
+export function readJournal(dbDir: string, root?: string): Journal | null {
+  const file = `${dbDir}/${JOURNAL_FILE}`;
+  let buf: Buffer;
   try {
-    text = readFileSync(`${dbDir}/${JOURNAL_FILE}`, 'utf8');
+    buf = readFileSync(file);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw e;
   }
-  try {
-    return JSON.parse(text) as Journal;
-  } catch (e) {
-    throw new CpmError(
-      'E_DB',
-      `${dbDir}/${JOURNAL_FILE}: corrupt journal: ${(e as Error).message}`,
-      {
-        context: { file: `${dbDir}/${JOURNAL_FILE}` },
-      },
-    );
+  const bad = (why: string): CpmError =>
+    new CpmError('E_DB', `${file}: unusable transaction journal: ${why}`, {
+      context: { file },
+      hint: corruptHint(file, root),
+    });
+  const nl = buf.indexOf(0x0a);
+  const head = buf.subarray(0, nl < 0 ? Math.min(buf.length, 200) : nl).toString('latin1');
+  if (buf.length === 0) throw bad('the file is empty (truncated)');
+  const m = /^cpm-journal 2 (\d+) ([0-9a-f]{64})$/.exec(head);
+  if (!m) {
+    if (head.startsWith('cpm-journal ')) throw bad(`unknown version (${head.slice(0, 40)})`);
+    throw bad('no cpm-journal header (garbage, or written by another program)');
   }
+  const body = buf.subarray(nl + 1);
+  const want = Number(m[1]);
+  if (body.length < want) throw bad(`truncated: ${body.length} of ${want} bytes`);
+  if (body.length > want) throw bad(`${body.length - want} bytes after the end`);
+  if (createHash('sha256').update(body).digest('hex') !== m[2])
+    throw bad('checksum mismatch (the contents are corrupt)');
+  let j: unknown;
+  try {
+    j = JSON.parse(body.toString('utf8'));
+  } catch (e) {
+    throw bad(`invalid JSON: ${(e as Error).message}`);
+  }
+  try {
+    return validJournal(j);
+  } catch (e) {
+    throw bad((e as Error).message);
+  }
+}
+
+/** A canonical root-relative path: no "", ".", ".." components, not absolute, no NUL. */
+function relPath(v: unknown, what: string): string {
+  if (typeof v !== 'string') throw new Error(`${what}: not a path`);
+  let comps: string[];
+  try {
+    comps = entryComponents(v);
+  } catch (e) {
+    throw new Error(`${what} ${JSON.stringify(v)}: ${(e as Error).message}, outside the root`);
+  }
+  if (comps.length === 0 || comps.join('/') !== v)
+    throw new Error(`${what} ${JSON.stringify(v)}: not a canonical root-relative path`);
+  return v;
+}
+
+function stagePath(v: unknown, what: string): string {
+  const p = relPath(v, what);
+  if (!p.startsWith(`${STAGE_DIR}/`)) throw new Error(`${what} ${p}: not in ${STAGE_DIR}`);
+  return p;
+}
+
+function int(v: unknown, what: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0)
+    throw new Error(`${what}: not a number`);
+  return v;
+}
+
+/** Checks the shape of a parsed journal; every path must stay inside the root. */
+export function validJournal(j: unknown): Journal {
+  if (!j || typeof j !== 'object' || Array.isArray(j)) throw new Error('not a journal object');
+  const o = j as Record<string, unknown>;
+  if (o.v !== 2) throw new Error(`unknown journal version ${JSON.stringify(o.v)}`);
+  if (!Array.isArray(o.ops)) throw new Error('no operation list');
+  if (!Array.isArray(o.rmdirs)) throw new Error('no directory list');
+  const ops: Op[] = o.ops.map((x: unknown, i: number): Op => {
+    const w = `operation ${i + 1}`;
+    if (!x || typeof x !== 'object') throw new Error(`${w}: not an object`);
+    const r = x as Record<string, unknown>;
+    switch (r.k) {
+      case 'mkdir':
+        return { k: 'mkdir', p: relPath(r.p, w) };
+      case 'stash':
+      case 'keep':
+        return { k: r.k, p: relPath(r.p, w), b: stagePath(r.b, w) };
+      case 'place':
+        return { k: 'place', s: relPath(r.s, w), p: relPath(r.p, w) };
+      case 'meta': {
+        const op: Op = {
+          k: 'meta',
+          p: relPath(r.p, w),
+          mode: int(r.mode, w),
+          uid: int(r.uid, w),
+          gid: int(r.gid, w),
+        };
+        if (r.mtime !== undefined) op.mtime = int(r.mtime, w);
+        if (r.old !== undefined) {
+          const old = r.old as Record<string, unknown>;
+          op.old = { mode: int(old?.mode, w), uid: int(old?.uid, w), gid: int(old?.gid, w) };
+        }
+        return op;
+      }
+      default:
+        throw new Error(`${w}: unknown kind ${JSON.stringify(r.k)}`);
+    }
+  });
+  const rmdirs = o.rmdirs.map((d: unknown, i: number) => relPath(d, `directory ${i + 1}`));
+  return { v: 2, ops, rmdirs };
+}
+
+/** A path of the journal could not be used safely: the root changed under cpm. */
+function unsafe(root: string, e: UnsafePathError): CpmError {
+  return new CpmError('E_UNSAFE_ENTRY', `refusing to work through ${root}: ${e.message}`, {
+    context: { path: root },
+    hint: 'a directory cpm manages was replaced by a symlink or a file; restore it, then retry',
+  });
+}
+
+/** Runs `fn` turning an unsafe path into a CpmError. */
+function guarded<T>(paths: RootPaths, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof UnsafePathError) throw unsafe(paths.root, e);
+    throw e;
+  }
+}
+
+/** chmod/utimes follow symlinks: the directory itself must be one, right now. */
+function realDir(paths: RootPaths, rel: string): string {
+  const p = paths.dir(rel);
+  if (!lstatSync(p).isDirectory()) throw new UnsafePathError(`/${rel} is not a directory`);
+  return p;
 }
 
 /** Runs one operation (forward). */
-export function doOp(op: Op): void {
+export function doOp(paths: RootPaths, op: Op): void {
   faultPoint();
-  switch (op.k) {
-    case 'mkdir':
-      mkdirSync(op.p, { mode: 0o700 });
-      return;
-    case 'stash':
-      renameSync(op.p, op.b);
-      return;
-    case 'keep':
-      linkSync(op.p, op.b);
-      return;
-    case 'place':
-      renameSync(op.s, op.p);
-      return;
-    case 'meta':
-      if (isRoot) lchownSync(op.p, op.uid, op.gid);
-      chmodSync(op.p, op.mode);
-      if (op.mtime !== undefined) utimesSync(op.p, op.mtime, op.mtime);
-      return;
-  }
+  guarded(paths, () => {
+    switch (op.k) {
+      case 'mkdir':
+        mkdirSync(paths.abs(op.p), { mode: 0o700 });
+        return;
+      case 'stash':
+        renameSync(paths.abs(op.p), paths.abs(op.b));
+        return;
+      case 'keep':
+        linkSync(paths.abs(op.p), paths.abs(op.b));
+        return;
+      case 'place':
+        renameSync(paths.abs(op.s), paths.abs(op.p));
+        return;
+      case 'meta': {
+        const p = realDir(paths, op.p);
+        if (isRoot) lchownSync(p, op.uid, op.gid);
+        chmodSync(p, op.mode);
+        if (op.mtime !== undefined) utimesSync(p, op.mtime, op.mtime);
+        return;
+      }
+    }
+  });
 }
 
 /** Undoes one operation if (and only if) it was done; safe to repeat. */
-export function undoOp(op: Op): void {
-  switch (op.k) {
-    case 'mkdir':
-      try {
-        rmdirSync(op.p);
-      } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
-        if (code !== 'ENOENT') throw e;
+export function undoOp(paths: RootPaths, op: Op): void {
+  guarded(paths, () => {
+    switch (op.k) {
+      case 'mkdir':
+        try {
+          rmdirSync(paths.abs(op.p));
+        } catch (e) {
+          const code = (e as NodeJS.ErrnoException).code;
+          if (code !== 'ENOENT') throw e;
+        }
+        return;
+      case 'stash':
+      case 'keep': {
+        const b = paths.abs(op.b);
+        if (lexists(b)) renameSync(b, paths.abs(op.p));
+        return;
       }
-      return;
-    case 'stash':
-    case 'keep':
-      if (lexists(op.b)) renameSync(op.b, op.p);
-      return;
-    case 'place':
-      if (!lexists(op.s) && lexists(op.p)) renameSync(op.p, op.s);
-      return;
-    case 'meta':
-      if (!op.old || !lexists(op.p)) return;
-      if (isRoot) lchownSync(op.p, op.old.uid, op.old.gid);
-      chmodSync(op.p, op.old.mode);
-      return;
-  }
+      case 'place': {
+        const s = paths.abs(op.s);
+        const p = paths.abs(op.p);
+        if (!lexists(s) && lexists(p)) renameSync(p, s);
+        return;
+      }
+      case 'meta': {
+        if (!op.old || !paths.lstat(op.p)) return;
+        const p = realDir(paths, op.p);
+        if (isRoot) lchownSync(p, op.old.uid, op.old.gid);
+        chmodSync(p, op.old.mode);
+        return;
+      }
+    }
+  });
 }
 
 /** Undoes the first `done` operations (all when omitted), newest first. */
-export function rollBack(j: Journal, done = j.ops.length): void {
-  for (let i = Math.min(done, j.ops.length) - 1; i >= 0; i--) undoOp(j.ops[i]!);
+export function rollBack(paths: RootPaths, j: Journal, done = j.ops.length): void {
+  for (let i = Math.min(done, j.ops.length) - 1; i >= 0; i--) undoOp(paths, j.ops[i]!);
+}
+
+/** Removes ROOT/.cpm-tx whole; a symlink there is removed itself, never followed. */
+export function removeStage(root: string): boolean {
+  const p = `${root}/${STAGE_DIR}`;
+  if (!lexists(p)) return false;
+  rmSync(p, { recursive: true, force: true });
+  return true;
 }
 
 /** After the commit: drop emptied directories, backups and staging. Idempotent. */
-export function rollForward(dbDir: string, j: Journal): void {
+export function rollForward(paths: RootPaths, dbDir: string, j: Journal): void {
   const db = j.rmdirs.length > 0 ? InstalledDb.load(dbDir) : null; // large: only when needed
-  for (const d of j.rmdirs) {
-    const rel = d.slice(j.root.length + 1);
-    if (db!.owners(rel).length > 0) continue;
-    try {
-      faultPoint();
-      rmdirSync(d);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code !== 'ENOENT' && code !== 'ENOTEMPTY' && code !== 'EEXIST') throw e;
+  guarded(paths, () => {
+    for (const d of j.rmdirs) {
+      if (db!.owners(d).length > 0) continue;
+      try {
+        faultPoint();
+        rmdirSync(paths.abs(d));
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code !== 'ENOENT' && code !== 'ENOTEMPTY' && code !== 'EEXIST' && code !== 'ENOTDIR')
+          throw e;
+      }
     }
-  }
+  });
   faultPoint();
-  rmSync(j.stageDir, { recursive: true, force: true });
+  removeStage(paths.root);
   faultPoint();
   unlinkSync(`${dbDir}/${JOURNAL_FILE}`);
 }
 
 export type RecoveryResult = 'clean' | 'rolled-back' | 'rolled-forward';
 
+export interface Recovery {
+  result: RecoveryResult;
+  /** What was done, one line each ("removed the stage directory /r/.cpm-tx"). */
+  did: string[];
+}
+
+/** Leftovers of a transaction without a journal: files that never became the DB. */
+const DB_LEFTOVERS = [NEW_DB_FILE, `${DB_FILE}.tmp`, `${NEW_DB_FILE}.tmp`, `${JOURNAL_FILE}.tmp`];
+
 /**
  * Brings a root back to a consistent state after an interrupted transaction. Call with the lock
- * held. `stageDir` is where leftovers of a transaction without a journal are cleaned.
+ * held. Every leftover (journal, stage, installed.new, temp files) is handled and named in `did`.
  */
-export function recoverWithLock(dbDir: string, stageDir: string): RecoveryResult {
-  const j = readJournal(dbDir);
-  if (!j) {
-    rmSync(stageDir, { recursive: true, force: true });
-    rmSync(`${dbDir}/${NEW_DB_FILE}`, { force: true });
-    rmSync(`${dbDir}/${DB_FILE}.tmp`, { force: true });
-    rmSync(`${dbDir}/${NEW_DB_FILE}.tmp`, { force: true });
-    rmSync(`${dbDir}/${JOURNAL_FILE}.tmp`, { force: true });
-    return 'clean';
-  }
-  if (existsSync(`${dbDir}/${NEW_DB_FILE}`)) {
-    rollBack(j);
+export function recoverWithLock(root: string, dbDir: string): Recovery {
+  const paths = new RootPaths(root);
+  const did: string[] = [];
+  const j = readJournal(dbDir, root);
+  let result: RecoveryResult = 'clean';
+  if (j && existsSync(`${dbDir}/${NEW_DB_FILE}`)) {
+    rollBack(paths, j);
     // journal first: without it, a leftover installed.new is just cleaned up next time
     unlinkSync(`${dbDir}/${JOURNAL_FILE}`);
-    rmSync(`${dbDir}/${NEW_DB_FILE}`, { force: true });
-    rmSync(j.stageDir, { recursive: true, force: true });
-    return 'rolled-back';
+    did.push(`rolled back an interrupted transaction (${j.ops.length} operations undone)`);
+    result = 'rolled-back';
+  } else if (j) {
+    rollForward(paths, dbDir, j);
+    did.push('finished an interrupted transaction that had committed');
+    return { result: 'rolled-forward', did: [...did, ...cleanLeftovers(root, dbDir)] };
   }
-  rollForward(dbDir, j);
-  rmSync(`${dbDir}/${DB_FILE}.tmp`, { force: true });
-  return 'rolled-forward';
+  did.push(...cleanLeftovers(root, dbDir));
+  return { result, did };
+}
+
+function cleanLeftovers(root: string, dbDir: string): string[] {
+  const did: string[] = [];
+  if (removeStage(root)) did.push(`removed the stage directory ${root}/${STAGE_DIR}`);
+  for (const f of DB_LEFTOVERS) {
+    const p = `${dbDir}/${f}`;
+    if (!lexists(p)) continue;
+    rmSync(p, { force: true });
+    did.push(`removed ${p} (never committed)`);
+  }
+  return did;
 }

@@ -6,7 +6,7 @@
  *   leaves root and DB as they were; SIGINT/SIGTERM before the commit roll back.
  */
 import { createHash } from 'node:crypto';
-import { lstatSync, mkdirSync, readFileSync, renameSync, rmSync, type Stats } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, rmSync, type Stats } from 'node:fs';
 import path from 'node:path';
 import { CpmError } from '../errors.js';
 import { fsError } from '../util/fs-errors.js';
@@ -15,17 +15,20 @@ import { DB_FILE, InstalledDb, resolveDbDir, writeFileAtomic } from './db.js';
 import { faultPoint } from './fault.js';
 import { Stager, type PackageEntries, type StagedEntry } from './extract.js';
 import { checkFinalizersCanRun, runFinalizers } from './finalize.js';
-import { typeOfMode } from './fs-path.js';
+import { RootPaths, typeOfMode } from './fs-path.js';
 import {
   JOURNAL_FILE,
   NEW_DB_FILE,
+  STAGE_DIR,
   doOp,
   recoverWithLock,
+  removeStage,
   rollBack,
   rollForward,
   writeJournal,
   type Journal,
   type Op,
+  type Recovery,
 } from './journal.js';
 import { acquireLock } from './lock.js';
 import { silentReporter, type Reporter } from '../util/progress.js';
@@ -38,7 +41,7 @@ import {
   type InstalledPackage,
 } from './types.js';
 
-export const STAGE_DIR = '.cpm-tx';
+export { STAGE_DIR } from './journal.js';
 // In db.ts, which readers of the DB (cpm image) load without the installer.
 export { DEFAULT_DB_DIR, resolveDbDir } from './db.js';
 
@@ -102,14 +105,6 @@ function markExplicit(db: InstalledDb, families: readonly string[]): string[] {
   return changed;
 }
 
-function lstatOrNull(p: string): Stats | null {
-  try {
-    return lstatSync(p);
-  } catch {
-    return null;
-  }
-}
-
 function sha256File(p: string): string {
   return createHash('sha256').update(readFileSync(p)).digest('hex');
 }
@@ -126,16 +121,21 @@ export function configDirs(annotations: Record<string, string>): string[] {
   return dirs;
 }
 
-/** Recovers an interrupted transaction (cpm recover). */
+/** Recovers an interrupted transaction and clears every leftover (cpm recover). */
 export async function recover(
   root: string,
   opts: { dbDir?: string; noWait?: boolean } = {},
-): Promise<'clean' | 'rolled-back' | 'rolled-forward'> {
+): Promise<Recovery> {
   root = path.resolve(root);
   const dbDir = resolveDbDir(root, opts.dbDir);
-  const lock = await acquireLock(dbDir, { noWait: opts.noWait });
+  const stale: string[] = [];
+  const lock = await acquireLock(dbDir, {
+    noWait: opts.noWait,
+    onStale: (pid) => stale.push(`took over the lock of pid ${pid}, which is gone`),
+  });
   try {
-    return recoverWithLock(dbDir, path.join(root, STAGE_DIR));
+    const r = recoverWithLock(root, dbDir);
+    return { result: r.result, did: [...stale, ...r.did] };
   } finally {
     lock.release();
   }
@@ -150,6 +150,7 @@ export async function applyTransaction(
   const reporter = opts.reporter ?? silentReporter();
   const dbDir = resolveDbDir(root, opts.dbDir);
   const stageDir = path.join(root, STAGE_DIR);
+  const paths = new RootPaths(root);
   const limits: ExtractLimits = { ...DEFAULT_LIMITS, ...opts.limits };
   mkdirSync(root, { recursive: true });
   const lock = await acquireLock(dbDir, {
@@ -172,8 +173,9 @@ export async function applyTransaction(
     markedExplicit: [],
   };
   try {
-    const rec = recoverWithLock(dbDir, stageDir);
-    if (rec !== 'clean') reporter.warn(`recovered an interrupted transaction (${rec})`);
+    const rec = recoverWithLock(root, dbDir);
+    if (rec.result !== 'clean')
+      reporter.warn(`recovered an interrupted transaction (${rec.result})`);
     const db = InstalledDb.load(dbDir);
 
     // What leaves: explicit removals and the installed versions that install steps replace.
@@ -214,7 +216,13 @@ export async function applyTransaction(
       return result;
     }
 
-    // Stage: extract everything before touching the root.
+    // Stage: extract everything before touching the root. The stage is made fresh (recovery
+    // removed any leftover): a symlink planted there cannot lead the stage outside.
+    try {
+      mkdirSync(stageDir, { mode: 0o700 });
+    } catch (e) {
+      throw fsError(e, { doing: 'staging', where: 'root' });
+    }
     let staged: PackageEntries[];
     const stager = new Stager({
       root,
@@ -238,12 +246,12 @@ export async function applyTransaction(
           staged: (rel) => staged.some((m) => m.has(rel)),
         });
     } catch (e) {
-      rmSync(stageDir, { recursive: true, force: true });
+      removeStage(root);
       throw fsError(e, { doing: 'staging', where: 'root' });
     }
 
     try {
-      const plan = planCommit({ root, stageDir, db, steps, staged, leaving }, !!opts.force);
+      const plan = planCommit({ root, paths, db, steps, staged, leaving }, !!opts.force);
       result.forcedConflicts = plan.forcedConflicts;
       result.cpmnew = plan.cpmnew;
       result.cpmsave = plan.cpmsave;
@@ -251,24 +259,24 @@ export async function applyTransaction(
       checkInterrupt();
       const newText = plan.newDb.serialize();
       writeFileAtomic(`${dbDir}/${NEW_DB_FILE}`, newText);
-      const journal: Journal = { v: 1, root, stageDir, ops: plan.ops, rmdirs: plan.rmdirs };
+      const journal: Journal = { v: 2, ops: plan.ops, rmdirs: plan.rmdirs };
       writeJournal(dbDir, journal);
       let done = 0;
       try {
         // The operations run synchronously: a signal that arrives meanwhile is delivered at this
         // await, and rolls back what they did.
         for (const op of plan.ops) {
-          doOp(op);
+          doOp(paths, op);
           done++;
         }
         await signalsDelivered();
         checkInterrupt();
       } catch (e) {
         reporter.warn(`rolling back: ${(e as Error).message}`);
-        rollBack(journal, done);
+        rollBack(paths, journal, done);
         rmSync(`${dbDir}/${JOURNAL_FILE}`, { force: true });
         rmSync(`${dbDir}/${NEW_DB_FILE}`, { force: true });
-        rmSync(stageDir, { recursive: true, force: true });
+        removeStage(root);
         const what = steps.length === 0 ? 'uninstall' : leaving.size > 0 ? 'upgrade' : 'install';
         const mapped = fsError(e, {
           doing: `${what} failed and was rolled back (root unchanged):`,
@@ -284,9 +292,9 @@ export async function applyTransaction(
       // installed.new was fsynced when written; this rename is the atomic commit
       faultPoint();
       renameSync(`${dbDir}/${NEW_DB_FILE}`, `${dbDir}/${DB_FILE}`);
-      rollForward(dbDir, journal);
+      rollForward(paths, dbDir, journal);
     } catch (e) {
-      rmSync(stageDir, { recursive: true, force: true });
+      removeStage(root);
       throw fsError(e, { where: 'root' });
     }
     result.installed = steps.map((s) => packageId(s.spec));
@@ -382,7 +390,8 @@ function recordGenerated(dbDir: string, generated: Map<string, FileRecord[]>): v
 /** The packages of a transaction and the state it starts from. */
 interface CommitInput {
   root: string;
-  stageDir: string;
+  /** Checks paths under the root on disk (no symlinked parent). */
+  paths: RootPaths;
   db: InstalledDb;
   steps: InstallStep[];
   staged: PackageEntries[];
@@ -395,7 +404,7 @@ function planCommit(t: CommitInput, force: boolean): CommitPlan {
   const oldFiles = new Map<string, FileRecord>();
   for (const p of t.leaving.values()) for (const f of p.files) oldFiles.set(f.path, f);
   const claims = claimsOf(t.staged);
-  const disk = readDisk(t.root, claims);
+  const disk = readDisk(t.paths, claims);
   const found = findConflicts(t, ids, claims, disk, oldFiles);
   const forcedConflicts = refuseConflicts(found, force);
   const winners = winnersOf(claims);
@@ -423,15 +432,12 @@ function claimsOf(staged: PackageEntries[]): Map<string, Claim[]> {
 }
 
 /** What each claimed path is on disk now (null: nothing there). */
-function readDisk(root: string, claims: Map<string, Claim[]>): Map<string, Stats | null> {
+function readDisk(paths: RootPaths, claims: Map<string, Claim[]>): Map<string, Stats | null> {
   const disk = new Map<string, Stats | null>();
   for (const p of claims.keys()) {
     // nothing is under a path that is not there (claims list parents first): saves a syscall a path
     const slash = p.lastIndexOf('/');
-    disk.set(
-      p,
-      slash > 0 && disk.get(p.slice(0, slash)) === null ? null : lstatOrNull(`${root}/${p}`),
-    );
+    disk.set(p, slash > 0 && disk.get(p.slice(0, slash)) === null ? null : paths.lstat(p));
   }
   return disk;
 }
@@ -577,8 +583,14 @@ function generateOps(
 ): Pick<CommitPlan, 'ops' | 'rmdirs' | 'cpmnew' | 'cpmsave'> {
   const isRoot = process.getuid?.() === 0;
   const abs = (rel: string): string => `${t.root}/${rel}`;
+  // the stager names staged objects by absolute path; the journal stores them root-relative
+  const rel = (p: string): string => {
+    if (!p.startsWith(`${t.root}/${STAGE_DIR}/`))
+      throw new Error(`staged path outside stage: ${p}`);
+    return p.slice(t.root.length + 1);
+  };
   let bk = 0;
-  const backup = (): string => `${t.stageDir}/bk-${(bk++).toString(36)}`;
+  const backup = (): string => `${STAGE_DIR}/bk-${(bk++).toString(36)}`;
   const mkdirs: Op[] = [];
   const removals: Op[] = [];
   const places: Op[] = [];
@@ -590,9 +602,9 @@ function generateOps(
     const { e } = winners.get(p)!;
     const st = disk.get(p) ?? null;
     if (e.rec.type === 'd') {
-      const m = { p: abs(p), mode: e.rec.mode, uid: e.rec.uid, gid: e.rec.gid, mtime: e.mtime };
+      const m = { p, mode: e.rec.mode, uid: e.rec.uid, gid: e.rec.gid, mtime: e.mtime };
       if (!st) {
-        mkdirs.push({ k: 'mkdir', p: abs(p) });
+        mkdirs.push({ k: 'mkdir', p });
         metas.push({ k: 'meta', ...m });
       } else if (
         !e.implicit &&
@@ -604,7 +616,7 @@ function generateOps(
       continue;
     }
     if (!e.staged) continue; // recorded only (device node as non-root)
-    let dest = abs(p);
+    let dest = p;
     const old = oldFiles.get(p);
     if (
       st &&
@@ -612,17 +624,17 @@ function generateOps(
       old?.config &&
       old.type === 'f' &&
       st.isFile() &&
-      sha256File(dest) !== old.sha256 &&
-      sha256File(dest) !== e.rec.sha256
+      sha256File(abs(dest)) !== old.sha256 &&
+      sha256File(abs(dest)) !== e.rec.sha256
     ) {
       // user-modified config: keep theirs, ship ours next to it
       dest = `${dest}.cpmnew`;
       cpmnew.push(p);
-      if (lstatOrNull(dest)) places.push({ k: 'keep', p: dest, b: backup() });
+      if (t.paths.lstat(dest)) places.push({ k: 'keep', p: dest, b: backup() });
     } else if (st) {
       places.push({ k: 'keep', p: dest, b: backup() });
     }
-    places.push({ k: 'place', s: e.staged, p: dest });
+    places.push({ k: 'place', s: rel(e.staged), p: dest });
   }
 
   // Files of leaving packages that nothing new ships.
@@ -630,19 +642,20 @@ function generateOps(
   for (const [p, f] of [...oldFiles].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
     if (winners.has(p) || newDb.owners(p).length > 0) continue;
     if (f.type === 'd') {
-      rmdirs.push(abs(p));
+      rmdirs.push(p);
       continue;
     }
-    const st = lstatOrNull(abs(p));
+    // as a canonical path: below a directory since replaced by a symlink, the file is not there
+    const st = t.paths.lstat(p);
     if (!st || typeOfMode(st.mode) === 'd') continue;
     if (f.config && f.type === 'f' && st.isFile() && sha256File(abs(p)) !== f.sha256) {
-      const save = `${abs(p)}.cpmsave`;
-      if (lstatOrNull(save)) removals.push({ k: 'stash', p: save, b: backup() });
-      removals.push({ k: 'place', s: abs(p), p: save });
+      const save = `${p}.cpmsave`;
+      if (t.paths.lstat(save)) removals.push({ k: 'stash', p: save, b: backup() });
+      removals.push({ k: 'place', s: p, p: save });
       cpmsave.push(p);
       continue;
     }
-    removals.push({ k: 'stash', p: abs(p), b: backup() });
+    removals.push({ k: 'stash', p, b: backup() });
   }
   rmdirs.reverse(); // deepest first
 

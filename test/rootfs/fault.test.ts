@@ -1,6 +1,6 @@
 /**
  * SIGKILL at every filesystem-operation index of an install, an upgrade and an uninstall; then
- * recovery must leave exactly the old or the new state, with the DB matching the disk, verify
+ * the root is moved elsewhere and recovery there must leave exactly the old or the new state, with the DB matching the disk, verify
  * clean and nothing orphaned. The child is bundled once with esbuild so each run starts fast.
  */
 import { execFileSync, spawn } from 'node:child_process';
@@ -12,6 +12,7 @@ import {
   readFileSync,
   readdirSync,
   readlinkSync,
+  renameSync,
   rmSync,
 } from 'node:fs';
 import path from 'node:path';
@@ -131,13 +132,17 @@ async function runScenario(
     for (;;) {
       const i = indexes.shift();
       if (i === undefined) return;
-      const root = fresh(`r${i}`);
+      let root = fresh(`r${i}`);
       const r = await runChild(sc.job(root), {
         CPM_FAULT_AT: String(i),
         ...(mode === 'kill' ? {} : { CPM_FAULT_SIGNAL: mode }),
       });
       if (mode === 'kill') {
         expect(r.signal, `op ${i}: ${r.stderr}`).toBe('SIGKILL');
+        // the journal is root-relative: the crashed root recovers after a move
+        const moved = `${root}-moved`;
+        renameSync(root, moved);
+        root = moved;
         await recover(root);
       } else {
         expect(r.code, `op ${i}: ${r.stderr}`).toBe(mode === 'SIGINT' ? 130 : 143);

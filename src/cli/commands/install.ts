@@ -344,8 +344,9 @@ Examples:
       const ref = await rootRef(cmd);
       const { recover } = await import('../../rootfs/transaction.js');
       const r = await recover(ref.root, { dbDir: ref.dbDir, noWait: o.wait === false });
-      if (o.json) printJson({ result: r });
-      else process.stdout.write(r === 'clean' ? 'nothing to recover\n' : `transaction ${r}\n`);
+      if (o.json) printJson(r);
+      else if (r.did.length === 0) process.stdout.write('nothing to recover\n');
+      else for (const l of r.did) process.stdout.write(`${l}\n`);
     });
 
   changing(program.command('install <packages...>'), true)

@@ -4,7 +4,14 @@
  * owner differing from the DB, and foreign files (in a directory a package owns, owned by none).
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, lstatSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import {
+  createReadStream,
+  lstatSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  statSync,
+} from 'node:fs';
 import path from 'node:path';
 import { CpmError } from '../errors.js';
 import { InstalledDb } from '../rootfs/db.js';
@@ -17,8 +24,39 @@ export interface RootRef {
   dbDir?: string;
 }
 
+/**
+ * A root given by the user must be a directory; for the read-only views it must exist too — a
+ * typo in `verify --root` must not pass as "0 problems". Install creates a missing root.
+ */
+export function checkRoot(root: string, mustExist: boolean): void {
+  let st;
+  try {
+    st = statSync(root);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' && !mustExist) return;
+    throw new CpmError(
+      code === 'ENOENT' ? 'E_NOT_FOUND' : 'E_USAGE',
+      code === 'ENOENT'
+        ? `root ${root} does not exist`
+        : `root ${root} cannot be used: ${(e as Error).message}`,
+      {
+        context: { path: root },
+        hint: code === 'ENOENT' ? 'check --root (or system.rootfs in cpm.yaml)' : undefined,
+      },
+    );
+  }
+  if (!st.isDirectory())
+    throw new CpmError('E_USAGE', `root ${root} is not a directory`, {
+      context: { path: root },
+      hint: '--root takes the directory the packages are installed into',
+    });
+}
+
 export function loadDb(ref: RootRef): InstalledDb {
-  return InstalledDb.load(resolveDbDir(path.resolve(ref.root), ref.dbDir));
+  const root = path.resolve(ref.root);
+  checkRoot(root, true);
+  return InstalledDb.load(resolveDbDir(root, ref.dbDir));
 }
 
 export function listInstalled(ref: RootRef): InstalledPackage[] {

@@ -6,8 +6,15 @@
  * variant (real registry, `cpm demo --base REG/bases/debian:bookworm`) runs when
  * CPM_TEST_MMDEBSTRAP=1.
  */
-import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  realpathSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -111,6 +118,90 @@ describe('cpm install system/cos-setup, then cpm verify', () => {
     expect(r.finalizers).toBe('ran');
     expect(r.verify.problems).toEqual([]);
   }, 120_000);
+});
+
+/**
+ * Runs this checkout's cpm inside `root` mounted at / (a container built from a cpm-managed root):
+ * runtime mounts from bwrap (/proc, /dev, /tmp), the host's node and cpm under /tmp, and
+ * /usr/local/bin/cpm a link to it, as the Dockerfile of docs/ci.md installs cpm.
+ */
+function inRoot(root: string, args: string[]): { code: number; out: string; err: string } {
+  const libs = [
+    ...execFileSync('ldd', [process.execPath], { encoding: 'utf8' }).matchAll(/(\/\S+)/g),
+  ]
+    .map((m) => m[1]!)
+    .filter((l) => l.includes('.so'))
+    .map((l) => realpathSync(l)); // absolute links would resolve inside the box
+  const loader = libs.find((l) => /ld-linux/.test(l))!;
+  const libPath = [...new Set(libs.map((l) => `/tmp/host${path.dirname(l)}`))].join(':');
+  const r = spawnSync(
+    'bwrap',
+    [
+      ...['--bind', root, '/', '--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp'],
+      ...['--ro-bind', '/', '/tmp/host'],
+      ...['--ro-bind', path.join(PROJECT, 'bin'), '/tmp/cpm/bin'],
+      ...['--ro-bind', path.join(PROJECT, 'dist'), '/tmp/cpm/dist'],
+      ...['--ro-bind', path.join(PROJECT, 'package.json'), '/tmp/cpm/package.json'],
+      ...['--unsetenv', 'NODE_EXTRA_CA_CERTS', '--unsetenv', 'CPM_CONFIG'],
+      '--',
+      `/tmp/host${loader}`,
+      '--library-path',
+      libPath,
+      `/tmp/host${process.execPath}`,
+      '/usr/local/bin/cpm',
+      ...args,
+    ],
+    { encoding: 'utf8' },
+  );
+  return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
+}
+
+describe('cpm verify on / inside a container made from a cpm-managed root', () => {
+  it('skips /proc, /dev, /tmp, cpm’s config, cache and binary; finds a real stray file; --no-foreign suppresses it', async () => {
+    const root = path.join(work, 'container');
+    expect((await cpm('rootfs', 'init', '--from', base, '--root', root, '-q')).code).toBe(0);
+    const i = await cpm('install', 'system/cos-setup', '--repo', repo, '--root', root, '-y');
+    expect(i.code, i.err).toBe(0);
+    // what installing cpm into the image adds (docs/ci.md): config, repository, cache, binary
+    mkdirSync(path.join(root, 'etc/cpm/repos.conf.d'), { recursive: true });
+    writeFileSync(path.join(root, 'etc/cpm/cpm.yaml'), 'cache_dir: /var/cache/cpm\n');
+    writeFileSync(
+      path.join(root, 'etc/cpm/repos.conf.d/local.yaml'),
+      `name: local\nurl: ${repo}\n`,
+    );
+    mkdirSync(path.join(root, 'var/cache/cpm/blobs'), { recursive: true });
+    writeFileSync(path.join(root, 'var/cache/cpm/blobs/x'), 'x');
+    mkdirSync(path.join(root, 'usr/local/bin'), { recursive: true });
+    symlinkSync('/tmp/cpm/bin/cpm.js', path.join(root, 'usr/local/bin/cpm'));
+
+    const clean = inRoot(root, ['verify']);
+    expect(clean.err).not.toMatch(/foreign files not checked/);
+    expect(clean.code, clean.out + clean.err).toBe(0);
+    expect(clean.out).toBe('');
+
+    writeFileSync(path.join(root, 'usr/local/stray'), 'not a package file\n');
+    const stray = inRoot(root, ['verify']);
+    expect(stray.code).toBe(1);
+    // /usr/local is cos-setup's (its finalizer made it on this base)
+    expect(stray.out).toBe('foreign\t/usr/local/stray\tsystem/cos-setup@1.1.0\n');
+    const quiet = inRoot(root, ['verify', '--no-foreign']);
+    expect(quiet.code, quiet.out + quiet.err).toBe(0);
+  }, 120_000);
+});
+
+describe('a root that is not there, or not a directory', () => {
+  it('verify and list --installed fail with a clear error; install refuses a file as root', async () => {
+    const missing = path.join(work, 'no', 'such', 'root');
+    for (const args of [['verify'], ['list', '--installed'], ['files', 'system/cos-setup']]) {
+      const r = await cpm(...args, '--root', missing);
+      expect(r.code, args.join(' ')).toBe(5);
+      expect(r.err).toContain(`cpm: root ${missing} does not exist`);
+    }
+    const file = path.join(work, 'cpm.yaml');
+    const r = await cpm('install', 'system/cos-setup', '--repo', repo, '--root', file, '-y');
+    expect(r.code).toBe(2);
+    expect(r.err).toContain(`cpm: root ${file} is not a directory`);
+  });
 });
 
 describe.runIf(process.env.CPM_TEST_MMDEBSTRAP === '1')(

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import path from 'node:path';
-import { databaseDir, loadConfig, type CpmConfig } from '../../config.js';
+import { DEFAULT_CONFIG_FILE, databaseDir, loadConfig, type CpmConfig } from '../../config.js';
 import { CpmError, EXIT_CODES } from '../../errors.js';
 import { createReporter, type Reporter } from '../../util/progress.js';
 import type { RootRef } from '../../upkeep/query.js';
@@ -37,12 +37,24 @@ async function rootRef(
   const o = cmd.optsWithGlobals<RootOpts>();
   const cfg = await loadConfig(o.config);
   const root = path.resolve(o.root ?? cfg.system.rootfs);
+  (await query()).checkRoot(root, false);
   return {
     root,
     dbDir: databaseDir(cfg, root),
     finalizerEnv: Object.fromEntries(cfg.finalizer_envs.map((e) => [e.key, e.value])),
     cfg,
   };
+}
+
+/**
+ * cpm's own files, never foreign to `verify`: its config directory, repository configs and cache,
+ * and the program running (the single-file binary, or the bin/cpm.js a `cpm` link points at).
+ */
+function cpmOwnPaths(cfg: CpmConfig): string[] {
+  const own = [path.dirname(cfg.file ?? DEFAULT_CONFIG_FILE), ...cfg.repos_confdir, cfg.cache_dir];
+  if (!/^node(js)?(\.exe)?$/.test(path.basename(process.execPath))) own.push(process.execPath);
+  if (process.argv[1]) own.push(process.argv[1]);
+  return own;
 }
 
 function common(cmd: Command): Command {
@@ -308,10 +320,12 @@ Examples:
     )
     .action(
       async (pkg: string | undefined, o: { json?: boolean; foreign?: boolean }, cmd: Command) => {
+        const ref = await rootRef(cmd);
         const r = await (
           await query()
-        ).verify(await rootRef(cmd), pkg, {
+        ).verify(ref, pkg, {
           foreign: o.foreign ?? 'auto',
+          own: cpmOwnPaths(ref.cfg),
         });
         if (o.json) printJson(r);
         else {

@@ -141,6 +141,8 @@ interface NodeState {
   outcome: PackageOutcome;
   /** Needs its result root kept (a package chains on it or copies from it). */
   provider: boolean;
+  /** Cannot be built at all (an image that does not resolve, or such a dependency). */
+  blocked?: boolean;
   image?: IndexImage;
 }
 
@@ -223,8 +225,43 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       const input = inputOf(node.pkg, displayRoot);
       const entry = indexEntryOf(input, treeDir);
       const images: Record<string, string> = {};
-      for (const ref of [node.image, ...node.copies.map((c) => c.from)])
-        if (typeof ref === 'string') images[ref] = await digestOf(ref);
+      // An image that cannot be resolved fails this package (and skips its dependants) only.
+      let blocked: PackageOutcome | undefined;
+      for (const ref of [node.image, ...node.copies.map((c) => c.from)]) {
+        if (typeof ref !== 'string' || blocked) continue;
+        try {
+          images[ref] = await digestOf(ref);
+        } catch (e) {
+          const reason = `image ${ref}: ${(e as Error).message}`;
+          blocked = {
+            id: node.id,
+            hash: '',
+            outcome: 'failed',
+            reason,
+            error: `${node.id}: ${reason}`,
+          };
+        }
+      }
+      const badDep = node.deps.find((d) => states.get(d)!.blocked);
+      if (!blocked && badDep)
+        blocked = {
+          id: node.id,
+          hash: '',
+          outcome: 'skipped',
+          reason: `build dependency ${badDep.id} cannot be built`,
+        };
+      if (blocked) {
+        states.set(node, {
+          node,
+          parts: { hash: '', meta: '', spec: '', context: '', images, deps: {} },
+          key: '',
+          entry,
+          provider: false,
+          blocked: true,
+          outcome: blocked,
+        });
+        continue;
+      }
       const deps: Record<string, string> = {};
       for (const d of node.deps) deps[d.id] = states.get(d)!.parts.hash;
       const meta = sha(canonicalJson({ ...entry, contentKey: undefined, source: undefined }));
@@ -252,6 +289,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     // What to build: not in the target, not in the cache (or --rebuild).
     for (const node of plan.order) {
       const st = states.get(node)!;
+      if (st.blocked) continue;
       const old = prevById.get(node.id);
       if (
         !opts.rebuild &&
@@ -288,6 +326,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       ];
       for (const p of providers) {
         const ps = states.get(p)!;
+        if (ps.blocked) continue;
         ps.provider = true;
         if (st.outcome.outcome !== 'would-build' || ps.outcome.outcome === 'would-build') continue;
         if (await hasResultRoot(cacheDir, sha(ps.parts.hash))) continue;
@@ -297,7 +336,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     }
 
     if (opts.dryRun) {
-      return { packages: plan.order.map((n) => states.get(n)!.outcome), failed: 0 };
+      const outcomes = plan.order.map((n) => states.get(n)!.outcome);
+      return { packages: outcomes, failed: outcomes.filter((o) => o.outcome === 'failed').length };
     }
 
     const logDir =
@@ -349,6 +389,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       p = (async () => {
         const st = states.get(node)!;
         const depsOk = await Promise.all(node.deps.map(runNode));
+        if (st.blocked) return false;
         if (st.outcome.outcome !== 'would-build') {
           if (st.outcome.outcome === 'cached') await cache.exportResult(st.image!, target.store);
           return true;
@@ -605,7 +646,7 @@ async function buildOne(ctx: RunCtx, st: NodeState): Promise<boolean> {
         outcome.outcome = 'failed';
         outcome.failure = failure;
         outcome.error = failureText(node.id, failure);
-        outcome.reason = outcome.error;
+        outcome.reason = outcome.error.slice(node.id.length + 2);
         if (ctx.opts.keepFailed) {
           keep = true;
           outcome.keptRoot = root;
@@ -681,8 +722,8 @@ async function buildOne(ctx: RunCtx, st: NodeState): Promise<boolean> {
     return true;
   } catch (e) {
     outcome.outcome = 'failed';
-    outcome.error = `${node.id}: ${(e as Error).message}`;
-    outcome.reason = outcome.error;
+    outcome.reason = (e as Error).message;
+    outcome.error = `${node.id}: ${outcome.reason}`;
     if (ctx.opts.keepFailed) {
       keep = true;
       outcome.keptRoot = root;

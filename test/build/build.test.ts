@@ -117,7 +117,7 @@ function treeFiles(ref: string): Record<string, string> {
 }
 
 beforeAll(async () => {
-  if (!existsSync(path.join(PROJECT, 'dist/cli/main.js')))
+  if (!existsSync(path.join(PROJECT, 'dist/cpm.cjs')))
     throw new Error('dist/ is missing: run "npm run build" first (npm test does it)');
   reg = await startRegistry();
   work = tmpDir('cpm-build-');

@@ -1,7 +1,7 @@
 import { Option, type Command } from 'commander';
 import os from 'node:os';
 import path from 'node:path';
-import { build, type BuildResult, type PackageOutcome } from '../../build/build.js';
+import type { BuildResult, PackageOutcome } from '../../build/build.js';
 import { loadConfig } from '../../config.js';
 import { EXIT_CODES } from '../../errors.js';
 import { printJson } from '../output.js';
@@ -99,6 +99,8 @@ export function registerBuild(program: Command): void {
         process.exitCode = EXIT_CODES.E_USAGE;
         return;
       }
+      // The builder (registry client, installer, sandbox) loads when the command runs, not for help.
+      const { build } = await import('../../build/build.js');
       const r = await build({
         tree: path.resolve(opts.tree),
         ...(opts.values ? { values: opts.values.map((v) => path.resolve(v)) } : {}),

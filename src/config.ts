@@ -114,5 +114,5 @@ export async function loadConfig(explicit?: string): Promise<CpmConfig> {
 /** The DB directory for a root: absolute database_path as is, relative ones inside the root. */
 export function databaseDir(cfg: CpmConfig, root: string): string {
   const p = cfg.system.database_path;
-  return path.isAbsolute(p) ? p : path.join(root, p);
+  return path.isAbsolute(p) ? p : path.resolve(root, p);
 }

@@ -1,4 +1,5 @@
 import { Command, Option } from 'commander';
+import path from 'node:path';
 import { databaseDir, loadConfig } from '../../config.js';
 import { CpmError } from '../../errors.js';
 import type { DbOverlay } from '../../image/db-overlay.js';
@@ -37,12 +38,19 @@ interface CommonOpts {
 
 function addCommon(cmd: Command, output = true): Command {
   if (output) cmd.requiredOption('-o, --output <file>', 'file to write');
-  return cmd
-    .requiredOption('--root <dir>', 'the assembled root to pack')
-    .option('--db-dir <dir>', 'installer DB (default: system.database_path from config)')
-    .option('--exclude <glob>', 'leave out paths (anchored at the root, repeatable)', collect, [])
-    .option('--no-xattrs', 'do not read extended attributes from disk')
-    .option('--json', 'print the result as JSON');
+  return (
+    cmd
+      // absolute from here on: a relative DB dir would otherwise be taken as inside the root
+      .requiredOption('--root <dir>', 'the assembled root to pack', (v: string) => path.resolve(v))
+      .option(
+        '--db-dir <dir>',
+        'installer DB (default: system.database_path from config)',
+        (v: string) => path.resolve(v),
+      )
+      .option('--exclude <glob>', 'leave out paths (anchored at the root, repeatable)', collect, [])
+      .option('--no-xattrs', 'do not read extended attributes from disk')
+      .option('--json', 'print the result as JSON')
+  );
 }
 
 /** The DB dir of a root: --db-dir, else the config's database_path inside the root. */

@@ -83,6 +83,11 @@ export interface CreateResult {
   reused: string[];
   /** Package ids indexed without an image (no payload). */
   metaOnly: string[];
+  /**
+   * createFromTree: packages built from build.yaml steps that the output does not have yet (left
+   * out of the index; `cpm build` builds them). Those it has keep their entry.
+   */
+  needsBuild?: string[];
   /** Digests of the blobs and manifests uploaded (oci only), sorted. */
   uploads: string[];
   /** True when the index differs from the previous one (revision bumped). */
@@ -372,7 +377,21 @@ export async function createFromTree(treeDir: string, opts: CreateOptions): Prom
     const input: CreateInput = { ...spec, payloadDir, finalize: finalize?.spec ?? undefined };
     if (spec.source?.file)
       input.source = { ...spec.source, file: path.resolve(displayRoot, spec.source.file) };
+    // Files made by build steps: `cpm build` makes the image; here the entry it wrote is kept.
+    const b = _b?.spec;
+    if (
+      b &&
+      b.payload === undefined &&
+      (b.steps.length > 0 || b.unpack || typeof b.fields.package_dir === 'string')
+    )
+      input.keepPrevious = true;
     return input;
   });
-  return createRepository(inputs, { ...opts, treeRoot: tree.dir });
+  const r = await createRepository(inputs, { ...opts, treeRoot: tree.dir });
+  const indexed = new Set(r.index.packages.map((p) => packageId(p)));
+  r.needsBuild = inputs
+    .filter((i) => i.keepPrevious && !indexed.has(packageId(i)))
+    .map((i) => packageId(i))
+    .sort();
+  return r;
 }

@@ -12,6 +12,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { build, type BuildOptions } from '../../src/build/build.js';
 import { clearContextCache } from '../../src/build/hash.js';
+import { createFromTree } from '../../src/repo/create.js';
 import { PROJECT } from '../install/base-images.js';
 import { tmpDir } from '../install/helpers.js';
 import { startRegistry, type RegistryInstance } from '../support/registry.js';
@@ -255,6 +256,19 @@ describe('cpm build (host tools root)', () => {
     expect(back.repo!.index.packages.find((p) => p.name === 'hello')!.image?.manifestDigest).toBe(
       digests.get('hello'),
     );
+  });
+
+  it('repo create keeps what cpm build made and names what it has not built', async () => {
+    const before = await createFromTree(tree, { output: out(), cacheDir });
+    expect(before.needsBuild).toEqual([]);
+    expect(before.index.packages.filter((p) => p.image)).toHaveLength(8);
+    const fresh = await createFromTree(tree, {
+      output: `dir://${path.join(work, 'repo-fresh')}`,
+      cacheDir,
+    });
+    expect(fresh.needsBuild).toContain('apps/hello@1.0');
+    expect(fresh.needsBuild).toHaveLength(8);
+    expect(fresh.index.packages).toHaveLength(0);
   });
 
   it('names the failing step, its exit code and output; others go on; --keep-failed keeps the root', async () => {

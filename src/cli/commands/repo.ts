@@ -115,6 +115,7 @@ function registerRepoCommands(repo: Command): void {
         packed: r.packed,
         reused: r.reused,
         metaOnly: r.metaOnly,
+        needsBuild: r.needsBuild ?? [],
         uploads: r.uploads.length,
         changed: r.changed,
         pushed: r.pushed,
@@ -126,6 +127,12 @@ function registerRepoCommands(repo: Command): void {
           `index ${r.indexDigest}\n`,
       );
       if (!r.pushed) process.stdout.write('nothing was pushed: add --push to upload\n');
+      if (r.needsBuild && r.needsBuild.length > 0)
+        process.stderr.write(
+          `cpm: ${r.needsBuild.length} package(s) are built from build.yaml steps and are not in the output ` +
+            `(left out of the index): ${r.needsBuild.slice(0, 5).join(', ')}${r.needsBuild.length > 5 ? ', …' : ''}\n` +
+            `hint: cpm build --tree ${opts.tree} --output ${opts.output} builds them (and updates this index)\n`,
+        );
     });
 
   repo

@@ -26,11 +26,10 @@ import {
 import { parseRef } from '../package/ref.js';
 import { isValidVersion } from '../package/version.js';
 import { fileLayer } from '../rootfs/index.js';
-import { InstalledDb } from '../rootfs/db.js';
+import { InstalledDb, resolveDbDir } from '../rootfs/db.js';
 import { silentReporter, type Reporter } from '../util/progress.js';
 import {
   applyTransaction,
-  resolveDbDir,
   type TransactionOptions,
   type TransactionResult,
 } from '../rootfs/transaction.js';

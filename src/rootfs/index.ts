@@ -1,15 +1,15 @@
 /**
- * The installer's public API. The resolver and repositories hand over resolved packages with
- * their layer sources; everything that writes under a root goes through applyTransaction.
+ * The rootfs layer's entry point for code outside it (install/, build/, tests): transactions over
+ * install steps with their layer sources, and the per-operation wrappers tests drive it with.
+ * Everything that writes under a root goes through applyTransaction.
  */
 import { createReadStream, statSync } from 'node:fs';
 import path from 'node:path';
 import { CpmError } from '../errors.js';
 import { packageId } from '../package/package.js';
-import { InstalledDb } from './db.js';
+import { InstalledDb, resolveDbDir } from './db.js';
 import {
   applyTransaction,
-  resolveDbDir,
   type TransactionOptions,
   type TransactionResult,
 } from './transaction.js';
@@ -17,17 +17,15 @@ import type { InstallStep, LayerSource } from './types.js';
 
 export * from './types.js';
 export { InstalledDb } from './db.js';
-export { applyTransaction, recover, resolveDbDir } from './transaction.js';
+export { applyTransaction, recover } from './transaction.js';
+export { DEFAULT_DB_DIR, resolveDbDir } from './db.js';
+export { STAGE_DIR } from './journal.js';
 export type {
   TransactionInput,
   TransactionOptions,
   TransactionResult,
   FileConflict,
 } from './transaction.js';
-export { listInstalled, filesOf, ownersOf, verify, loadDb } from '../upkeep/query.js';
-export type { VerifyReport, VerifyProblem, RootRef } from '../upkeep/query.js';
-export { createReporter, silentReporter } from '../util/progress.js';
-export type { Reporter, ReporterOptions } from '../util/progress.js';
 export { runFinalizers } from './finalize.js';
 
 /** Installs (or upgrades to) the given packages in one transaction. */

@@ -41,10 +41,6 @@ import {
   type InstalledPackage,
 } from './types.js';
 
-export { STAGE_DIR } from './journal.js';
-// In db.ts, which readers of the DB (cpm image) load without the installer.
-export { DEFAULT_DB_DIR, resolveDbDir } from './db.js';
-
 export interface TransactionInput {
   install: InstallStep[];
   /** Installed package ids or family keys ("cat/name") to remove. */

@@ -14,9 +14,9 @@ import {
 } from 'node:fs';
 import path from 'node:path';
 import { CpmError } from '../errors.js';
-import { InstalledDb } from '../rootfs/db.js';
+import { InstalledDb, resolveDbDir } from '../rootfs/db.js';
 import { DiskView, UnsafePathError, resolveUserPath, typeOfMode } from '../rootfs/fs-path.js';
-import { STAGE_DIR, resolveDbDir } from '../rootfs/transaction.js';
+import { STAGE_DIR } from '../rootfs/journal.js';
 import type { FileRecord, InstalledPackage } from '../rootfs/types.js';
 
 export interface RootRef {

@@ -37,8 +37,8 @@ describe('completion model', () => {
     });
   });
 
-  it('covers every command of the real cpm program', () => {
-    const program = buildProgram();
+  it('covers every command of the real cpm program', async () => {
+    const program = await buildProgram();
     const script = completionScript(program, 'bash');
     for (const c of program.commands) expect(script).toContain(`'${c.name()}'`);
     expect(script).toContain("'image squashfs'");
@@ -55,7 +55,7 @@ describe('completion scripts in real shells', () => {
   beforeAll(async () => {
     dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'cpm-completion-'));
     for (const sh of ['bash', 'zsh', 'fish'] as const) {
-      await fsp.writeFile(path.join(dir, sh), completionScript(buildProgram(), sh));
+      await fsp.writeFile(path.join(dir, sh), completionScript(await buildProgram(), sh));
     }
   });
   afterAll(async () => {

@@ -16,12 +16,12 @@ import { EXIT_CODES } from '../../src/errors.js';
 const DOC = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../docs/cli.md');
 
 describe('docs/cli.md', () => {
-  it('holds the generated command reference and exit codes', () => {
+  it('holds the generated command reference and exit codes', async () => {
     const text = readFileSync(DOC, 'utf8');
     const a = text.indexOf(BEGIN);
     const b = text.indexOf(END);
     expect(a, 'docs/cli.md lacks the generated section').toBeGreaterThanOrEqual(0);
-    const want = cliReference(buildProgram());
+    const want = cliReference(await buildProgram());
     if (process.env.CPM_UPDATE_DOCS) {
       writeFileSync(DOC, text.slice(0, a) + want + text.slice(b + END.length));
       return;
@@ -70,9 +70,9 @@ function words(line: string): string[] {
   return out;
 }
 
-describe('--help', () => {
-  const docs = commandDocs(buildProgram());
+const docs = commandDocs(await buildProgram());
 
+describe('--help', () => {
   it('covers every command with examples', () => {
     expect(docs.length).toBeGreaterThan(30);
     for (const d of docs) expect(d.after, `cpm ${d.path} --help`).toMatch(/Examples:\n {2}\S/);
@@ -85,7 +85,7 @@ describe('--help', () => {
         const w = words(line.trim());
         while (w.length > 0 && /^[A-Z_]+=/.test(w[0]!)) w.shift();
         if (w[0] !== 'cpm') continue;
-        const program = buildProgram();
+        const program = await buildProgram();
         program.configureOutput({ writeErr: () => undefined, writeOut: () => undefined });
         // Parse only: every command's action is replaced by a no-op.
         const stub = (c: Command): void => {

@@ -10,12 +10,8 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { baseInstallStep, installedBase, rootfsInit } from '../../src/install/image-ref.js';
-import {
-  applyTransaction,
-  installPackages,
-  listInstalled,
-  verify,
-} from '../../src/rootfs/index.js';
+import { applyTransaction, installPackages } from '../../src/rootfs/index.js';
+import { listInstalled, verify } from '../../src/upkeep/query.js';
 import { startRegistry, type RegistryInstance } from '../support/registry.js';
 import { PROJECT, minbaseTar, skopeoPush, smallBaseLayers, umociImage } from './base-images.js';
 import { failure, layerFromFiles, step, tmpDir } from './helpers.js';

@@ -8,7 +8,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { defaultConfig, type CpmConfig } from '../../src/config.js';
 import { CpmError } from '../../src/errors.js';
 import { cleanup } from '../../src/upkeep/cleanup.js';
-import { listInstalled, verify } from '../../src/rootfs/index.js';
+import { listInstalled, verify } from '../../src/upkeep/query.js';
 import {
   planOperation,
   runOperation,

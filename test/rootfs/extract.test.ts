@@ -3,7 +3,9 @@ import { createHash } from 'node:crypto';
 import { lstatSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { installPackages, listInstalled, silentReporter, verify } from '../../src/rootfs/index.js';
+import { installPackages } from '../../src/rootfs/index.js';
+import { listInstalled, verify } from '../../src/upkeep/query.js';
+import { silentReporter } from '../../src/util/progress.js';
 import { StageWriter } from '../../src/rootfs/stage-writer.js';
 import { layerFromFiles, rawLayer, step, tmpDir } from '../install/helpers.js';
 

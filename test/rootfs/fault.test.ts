@@ -19,7 +19,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { installPackages, recover, verify, type LayerSource } from '../../src/rootfs/index.js';
+import { installPackages, recover, type LayerSource } from '../../src/rootfs/index.js';
+import { verify } from '../../src/upkeep/query.js';
 import { rawLayer, step, tmpDir, layerFromFiles } from '../install/helpers.js';
 import type { InstallStep } from '../../src/rootfs/types.js';
 

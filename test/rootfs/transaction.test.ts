@@ -5,18 +5,14 @@ import { describe, expect, it } from 'vitest';
 import { CpmError } from '../../src/errors.js';
 import {
   applyTransaction,
-  filesOf,
   installPackages,
   isInstalled,
-  listInstalled,
-  loadDb,
-  ownersOf,
   reinstallPackages,
-  silentReporter,
   uninstallPackages,
   upgradePackages,
-  verify,
 } from '../../src/rootfs/index.js';
+import { filesOf, listInstalled, loadDb, ownersOf, verify } from '../../src/upkeep/query.js';
+import { silentReporter } from '../../src/util/progress.js';
 import { dep, failure, layerFromFiles, rawLayer, spec, step, tmpDir } from '../install/helpers.js';
 
 const dbText = (root: string): string =>

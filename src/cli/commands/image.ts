@@ -12,7 +12,6 @@ import {
   type SquashfsCompressor,
 } from '../../image/squashfs-options.js';
 import type { Compression } from '../../util/compress.js';
-import { completionScript, SHELLS } from '../completion.js';
 import { printJson } from '../output.js';
 
 function positiveInt(name: string) {
@@ -66,7 +65,7 @@ async function overlayOf(o: CommonOpts, cmd: Command): Promise<DbOverlay> {
   return dbOverlay(loadRootDb(o.root, await dbDirOf(o, cmd)).db);
 }
 
-/** `cpm image tar|squashfs` and `cpm completion`. (`cpm image oci` and `cpm demo` come with the integration.) */
+/** `cpm image tar|squashfs|oci`. */
 export function registerImage(program: Command): void {
   const image = program
     .command('image')
@@ -252,20 +251,4 @@ Examples:
         for (const w of r.written) process.stdout.write(`wrote ${w}@${r.digest}\n`);
       },
     );
-
-  program
-    .command('completion')
-    .description('print a shell completion script')
-    .addArgument(new Command().createArgument('<shell>', 'bash, zsh or fish').choices([...SHELLS]))
-    .addHelpText(
-      'after',
-      `
-Examples:
-  source <(cpm completion bash)
-  cpm completion zsh > "\${fpath[1]}/_cpm"
-  cpm completion fish > ~/.config/fish/completions/cpm.fish`,
-    )
-    .action((shell: string) => {
-      process.stdout.write(completionScript(program, shell));
-    });
 }

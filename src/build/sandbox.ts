@@ -58,7 +58,7 @@ function bwrapPath(): string {
 }
 
 /**
- * A user namespace with ids 0–65535 mapped 1:1, held open by a sleeping process, for root runs.
+ * A user namespace with ids 0–65535 mapped 1:1, held open by a waiting process, for root runs.
  * bwrap joins it through nsenter; without it bwrap maps only uid 0 and chown to any other id
  * fails inside the sandbox.
  */
@@ -71,14 +71,17 @@ export class UserNamespace {
 
   static async open(): Promise<UserNamespace | undefined> {
     if (process.getuid?.() !== 0) return undefined;
-    const holder = spawn('unshare', ['--user', '--', 'sleep', '2147483'], { stdio: 'ignore' });
+    // The holder waits on its stdin: when cpm exits, however it exits, the pipe closes and it ends.
+    const holder = spawn('unshare', ['--user', '--', 'sh', '-c', 'read _ || true'], {
+      stdio: ['pipe', 'ignore', 'ignore'],
+    });
     const spawned = await new Promise<boolean>((resolve) => {
       holder.once('spawn', () => resolve(true));
       holder.once('error', () => resolve(false));
     });
     if (!spawned) return undefined;
     const pid = holder.pid!;
-    // unshare execs sleep once the namespace exists: wait until the pid's userns differs from ours.
+    // unshare execs sh once the namespace exists: wait until the pid's userns differs from ours.
     const self = await fsp.readlink('/proc/self/ns/user');
     for (let i = 0; i < 200; i++) {
       const ns = await fsp.readlink(`/proc/${pid}/ns/user`).catch(() => self);
@@ -93,10 +96,13 @@ export class UserNamespace {
       return undefined;
     }
     holder.unref();
+    // The pipe must not keep cpm alive either (a Socket underneath, which has unref()).
+    (holder.stdin as unknown as { unref?: () => void } | null)?.unref?.();
     return new UserNamespace(holder);
   }
 
   close(): void {
+    this.holder.stdin?.end();
     this.holder.kill();
   }
 }

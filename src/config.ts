@@ -19,6 +19,35 @@ export interface CpmConfig {
   repos_confdir: string[];
   cache_dir: string;
   finalizer_envs: Array<{ key: string; value: string }>;
+  /**
+   * Seconds after which a cached repository index is fetched again before use (dnf's
+   * metadata_expire); -1: never (only `cpm repo update` or `--refresh`).
+   */
+  metadata_expire: number;
+}
+
+/** dnf's default: two days. */
+export const DEFAULT_METADATA_EXPIRE = 48 * 3600;
+
+/** "3h", "2d", "45m", "12s": how old an index is, as people read it. */
+export function formatAge(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s >= 86400 && s % 3600 === 0 && s / 3600 >= 48) return `${Math.round(s / 86400)}d`;
+  if (s >= 3600) return `${Math.round(s / 3600)}h`;
+  if (s >= 60) return `${Math.round(s / 60)}m`;
+  return `${s}s`;
+}
+
+/** metadata_expire as written: seconds, or a number with s/m/h/d, or "never" / -1. */
+export function parseDuration(v: unknown): number | undefined {
+  if (typeof v === 'number' && Number.isFinite(v)) return v < 0 ? -1 : v;
+  if (typeof v !== 'string') return undefined;
+  const t = v.trim().toLowerCase();
+  if (t === 'never' || t === '-1') return -1;
+  const m = /^(\d+(?:\.\d+)?)\s*([smhd]?)$/.exec(t);
+  if (!m) return undefined;
+  const unit = { '': 1, s: 1, m: 60, h: 3600, d: 86400 }[m[2] as '' | 's' | 'm' | 'h' | 'd'];
+  return Number(m[1]) * unit;
 }
 
 export const DEFAULT_CONFIG_FILE = '/etc/cpm/cpm.yaml';
@@ -35,6 +64,7 @@ export function defaultConfig(): CpmConfig {
     repos_confdir: ['/etc/cpm/repos.conf.d'],
     cache_dir: defaultCacheDir(),
     finalizer_envs: [],
+    metadata_expire: DEFAULT_METADATA_EXPIRE,
   };
 }
 
@@ -96,7 +126,18 @@ export async function loadConfig(explicit?: string): Promise<CpmConfig> {
       return { key: String(o.key), value: String(o.value ?? '') };
     });
   }
+  if (r.metadata_expire !== undefined) {
+    const d = parseDuration(r.metadata_expire);
+    if (d === undefined)
+      throw bad(
+        file,
+        undefined,
+        `"metadata_expire" must be seconds, a number with s/m/h/d (e.g. 6h), or "never"`,
+      );
+    cfg.metadata_expire = d;
+  }
   const known = new Set([
+    'metadata_expire',
     'system',
     'repos_confdir',
     'cache_dir',

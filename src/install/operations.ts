@@ -32,6 +32,8 @@ export interface OperationContext {
   config: CpmConfig;
   source: PackageSource;
   plainHttp?: boolean;
+  /** Fetch every configured repository's index now, whatever its age (dnf --refresh, apk -U). */
+  refresh?: boolean;
   /** Extra environment for finalizers (config finalizer_envs). */
   finalizerEnv?: Record<string, string>;
 }
@@ -70,6 +72,8 @@ export interface PlannedOperation {
   noop: boolean;
   /** The opened source (install/upgrade/reinstall with steps); closed by applyOperation. */
   repos?: OpenedRepositories;
+  /** Repositories answered from the index cache, with when each index was fetched. */
+  cachedIndexes?: Array<{ repo: string; fetchedAt: string }>;
 }
 
 export interface OperationResult {
@@ -128,7 +132,9 @@ export async function planOperation(
       : makeRequest(op, pkgRefs, { force: opts.force, full: opts.full });
   const db = InstalledDb.load(ctx.dbDir);
   const installed = installedState(db);
+  const cachedIndexes: NonNullable<PlannedOperation['cachedIndexes']> = [];
   const done = (plan: Plan, repos?: OpenedRepositories): PlannedOperation => ({
+    ...(cachedIndexes.length > 0 ? { cachedIndexes } : {}),
     op,
     refs: [...refs],
     request,
@@ -152,8 +158,11 @@ export async function planOperation(
   }
   const repos = await openPackageSource(ctx.config, ctx.source, {
     ...(ctx.plainHttp !== undefined ? { plainHttp: ctx.plainHttp } : {}),
+    ...(ctx.refresh ? { refresh: true } : {}),
     ...(opts.log ? { log: opts.log } : {}),
   });
+  for (const r of repos.repos)
+    if (r.fromCache) cachedIndexes.push({ repo: r.config.name, fetchedAt: r.state.fetchedAt });
   let plan: Plan;
   try {
     plan = resolve(repos.universe, installed, request);

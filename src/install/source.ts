@@ -9,7 +9,7 @@ import { realpathSync } from 'node:fs';
 import path from 'node:path';
 import type { CpmConfig } from '../config.js';
 import { CpmError } from '../errors.js';
-import type { RepoConfig, RepoType } from '../repo/config.js';
+import { repoTypeOfUrl, type RepoConfig, type RepoType } from '../repo/config.js';
 import type { OpenedRepositories } from '../repo/open.js';
 
 export type PackageSource =
@@ -17,19 +17,14 @@ export type PackageSource =
 
 export interface OpenSourceOptions {
   plainHttp?: boolean;
+  /** Configured repositories: fetch every index now (`--refresh`). */
+  refresh?: boolean;
   /** Progress lines of the tree build. */
   log?: (line: string) => void;
 }
 
 function typeOfUrl(url: string): RepoType {
-  if (url.startsWith('oci://')) return 'oci';
-  if (/^https?:\/\//.test(url)) return 'http';
-  if (/^[a-z]+:\/\//.test(url) && !url.startsWith('dir://'))
-    throw new CpmError(
-      'E_USAGE',
-      `--repo ${url}: expected dir://PATH, a path, oci:// or http(s)://`,
-    );
-  return 'dir';
+  return repoTypeOfUrl(url, `--repo ${url}`);
 }
 
 /**
@@ -89,7 +84,7 @@ export async function openPackageSource(
   const { openRepositories } = await import('../repo/open.js');
   switch (source.kind) {
     case 'configured':
-      return openRepositories(cfg, plain);
+      return openRepositories(cfg, { ...plain, ...(opts.refresh ? { refresh: true } : {}) });
     case 'repo':
       // an explicit one-off URL is read fresh: a cached index could hide what was just pushed
       return openRepositories(cfg, { ...plain, repos: oneOffRepos(source.urls), refresh: true });

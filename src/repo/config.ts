@@ -2,7 +2,7 @@
  * Repository configs: `repos.conf.d/*.yaml` (or *.yml), each file one entry or a list of entries.
  * Unlike luet, a broken file is reported (with file:line), never silently skipped.
  */
-import { promises as fsp } from 'node:fs';
+import { existsSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { CpmError } from '../errors.js';
 
@@ -100,6 +100,33 @@ export function parseRepoEntry(raw: unknown, where: string): RepoConfig {
 function lineOf(offset: number | undefined, text: string): number | undefined {
   if (offset === undefined) return undefined;
   return text.slice(0, offset).split('\n').length;
+}
+
+/**
+ * The repository type a URL names: `oci://`, `http(s)://`, `dir://PATH` or a plain path. Any other
+ * scheme (`ftp://`) is an error, and so is a bare `HOST:PORT/PATH` or `HOST.DOMAIN/PATH` that is
+ * not a directory here: it is a registry written without `oci://`, and taking it as a directory
+ * under $PWD would only fail later, far from the typo.
+ */
+export function repoTypeOfUrl(url: string, what = url): RepoType {
+  if (url.startsWith('oci://')) return 'oci';
+  if (/^https?:\/\//.test(url)) return 'http';
+  if (url.startsWith('dir://')) return 'dir';
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(url);
+  if (scheme)
+    throw new CpmError('E_USAGE', `${what}: ${scheme[1]}:// is not a repository URL scheme`, {
+      hint: 'use dir://PATH (or a path), oci://HOST/NAMESPACE, or http(s)://URL',
+    });
+  const registry = /^([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+|[A-Za-z0-9.-]+:\d+|localhost)\/\S/.exec(
+    url,
+  );
+  if (registry && !existsSync(url))
+    throw new CpmError(
+      'E_USAGE',
+      `${what} looks like a registry (${registry[1]}), not a directory, and there is no such directory`,
+      { hint: `write oci://${url} for a registry, or ./${url} for a directory` },
+    );
+  return 'dir';
 }
 
 /** Relative local paths (dir, luet) in a file are relative to the file, like cpm.yaml's paths. */

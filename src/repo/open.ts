@@ -7,7 +7,7 @@
 import { promises as fsp, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import type { CpmConfig } from '../config.js';
+import { formatAge, type CpmConfig } from '../config.js';
 import { CpmError } from '../errors.js';
 import { cacheStore } from '../oci/actions.js';
 import type { PackageSpec } from '../package/package.js';
@@ -181,9 +181,19 @@ export async function loadRepo(
   r: RepoConfig,
   opts: { refresh?: boolean; plainHttp?: boolean } = {},
 ): Promise<LoadedRepo> {
+  let expired: { age: number; cached: { index: RepoIndex; state: CachedState } } | undefined;
   if (r.type !== 'dir' && !opts.refresh) {
     const cached = await readCachedIndex(cfg, r.name);
-    if (cached && r.urls.includes(cached.state.url)) {
+    const age = cached ? (Date.now() - Date.parse(cached.state.fetchedAt)) / 1000 : 0;
+    // metadata_expire (dnf): an index older than that is fetched again before it is used
+    if (
+      cached &&
+      r.urls.includes(cached.state.url) &&
+      cfg.metadata_expire >= 0 &&
+      age > cfg.metadata_expire
+    )
+      expired = { age, cached };
+    else if (cached && r.urls.includes(cached.state.url)) {
       return {
         config: r,
         index: cached.index,
@@ -193,7 +203,22 @@ export async function loadRepo(
       };
     }
   }
-  const { fetched, url } = await fetchRepoIndex(cfg, r, opts);
+  let got: Awaited<ReturnType<typeof fetchRepoIndex>>;
+  try {
+    got = await fetchRepoIndex(cfg, r, opts);
+  } catch (e) {
+    if (!expired || !(e instanceof CpmError)) throw e;
+    throw new CpmError(
+      e.code,
+      `${e.message} (its cached index, fetched ${formatAge(expired.age)} ago, is older than metadata_expire ${formatAge(cfg.metadata_expire)})`,
+      {
+        context: e.context,
+        cause: e,
+        hint: 'fix the repository or the network, or raise metadata_expire in cpm.yaml to use the cached index',
+      },
+    );
+  }
+  const { fetched, url } = got;
   const state =
     r.type === 'dir'
       ? {

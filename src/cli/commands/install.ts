@@ -1,6 +1,12 @@
 import type { Command } from 'commander';
 import path from 'node:path';
-import { DEFAULT_CONFIG_FILE, databaseDir, loadConfig, type CpmConfig } from '../../config.js';
+import {
+  DEFAULT_CONFIG_FILE,
+  databaseDir,
+  formatAge,
+  loadConfig,
+  type CpmConfig,
+} from '../../config.js';
 import { CpmError, EXIT_CODES } from '../../errors.js';
 import { createReporter, type Reporter } from '../../util/progress.js';
 import type { RootRef } from '../../upkeep/query.js';
@@ -77,6 +83,7 @@ interface OpCli {
   quiet?: boolean;
   verbose?: boolean;
   plainHttp?: boolean;
+  refresh?: boolean;
   /** install only: a distribution base image to unpack first. */
   base?: string;
 }
@@ -127,6 +134,16 @@ function printResult(r: OperationResult, o: OpCli): void {
     });
   } else if (!t) {
     if (!o.quiet) process.stdout.write('nothing to do\n');
+    // the answer came from cached indexes: say how old, and how to look again (dnf, apk -U)
+    const cached = r.planned.cachedIndexes ?? [];
+    if (!o.quiet && cached.length > 0 && r.planned.op !== 'uninstall') {
+      const oldest = cached.reduce((a, b) => (a.fetchedAt < b.fetchedAt ? a : b));
+      const age = (Date.now() - Date.parse(oldest.fetchedAt)) / 1000;
+      process.stderr.write(
+        `hint: answered from cached indexes (${oldest.repo} fetched ${formatAge(age)} ago); ` +
+          `cpm ${r.planned.op} --refresh (-U) fetches them first\n`,
+      );
+    }
   } else if (!o.quiet) {
     for (const id of t.installed) process.stdout.write(`installed ${id}\n`);
     for (const id of t.removed) process.stdout.write(`removed ${id}\n`);
@@ -154,6 +171,7 @@ async function runOp(op: Operation, refs: string[], o: OpCli, cmd: Command): Pro
     source: sourceOf(o),
     finalizerEnv: ref.finalizerEnv,
     ...(o.plainHttp ? { plainHttp: true } : {}),
+    ...(o.refresh ? { refresh: true } : {}),
   };
   const opts = {
     force: o.force,
@@ -223,6 +241,10 @@ function changing(cmd: Command, withSource: boolean): Command {
       )
       .option('--repo <url...>', 'install from these repositories instead of repos.conf.d')
       .option('--plain-http', 'talk plain http to a non-loopback registry')
+      .option(
+        '-U, --refresh',
+        'fetch the repository indexes now, however recent the cache (apk -U, dnf --refresh)',
+      )
       .option('--force', 'let new packages take over files other packages or the root own')
       .option('--no-finalizers', 'do not run finalize.yaml commands');
   return cmd;

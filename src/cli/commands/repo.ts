@@ -8,6 +8,7 @@ import {
   loadRepoConfigs,
   parseRepoEntry,
   removeRepoConfig,
+  repoTypeOfUrl,
   type RepoConfig,
   type RepoType,
 } from '../../repo/config.js';
@@ -24,9 +25,7 @@ function config(cmd: Command): Promise<CpmConfig> {
 
 /** Repository type from a URL: oci://, http(s)://, else a dir path (dir:// or plain). */
 export function typeOfUrl(url: string): RepoType {
-  if (url.startsWith('oci://')) return 'oci';
-  if (/^https?:\/\//.test(url)) return 'http';
-  return 'dir';
+  return repoTypeOfUrl(url);
 }
 
 /** `--repo URL` one-offs: priority 0 so they win, named repo-1, repo-2, ... */

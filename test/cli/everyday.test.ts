@@ -1,0 +1,110 @@
+/**
+ * Everyday use as with apk and dnf, through the real CLI (node bin/cpm.js) and a real registry:
+ * stale indexes are refreshed (metadata_expire, --refresh/-U) or the answer says it is from the
+ * cache; repository URLs that are not one are refused, not taken as a directory under $PWD.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PROJECT } from '../install/base-images.js';
+import { tmpDir } from '../install/helpers.js';
+import { startRegistry, type RegistryInstance } from '../support/registry.js';
+
+const run = promisify(execFile);
+const BIN = path.join(PROJECT, 'bin/cpm.js');
+
+let work: string;
+let reg: RegistryInstance;
+
+async function cpm(
+  args: string[],
+  config = 'cpm.yaml',
+): Promise<{ out: string; err: string; code: number }> {
+  const env = { ...process.env, CPM_CONFIG: path.join(work, config) };
+  try {
+    const r = await run('node', [BIN, ...args], { env, cwd: work, maxBuffer: 64 << 20 });
+    return { out: r.stdout, err: r.stderr, code: 0 };
+  } catch (e) {
+    const x = e as { stdout: string; stderr: string; code: number };
+    return { out: x.stdout, err: x.stderr, code: x.code };
+  }
+}
+
+/** A one-package tree: app/hello at `version`, one file. */
+function tree(version: string): string {
+  const dir = path.join(work, `tree-${version}`, 'app', 'hello');
+  mkdirSync(path.join(dir, 'root', 'etc'), { recursive: true });
+  writeFileSync(
+    path.join(dir, 'definition.yaml'),
+    `name: hello\ncategory: app\nversion: ${version}\n`,
+  );
+  writeFileSync(path.join(dir, 'root', 'etc', 'hello'), `hello ${version}\n`);
+  return path.join(work, `tree-${version}`);
+}
+
+beforeAll(async () => {
+  if (!existsSync(path.join(PROJECT, 'dist/cpm.cjs')))
+    throw new Error('dist/ is missing: run "npm run build" first (npm test does it)');
+  work = tmpDir('cpm-everyday-');
+  reg = await startRegistry();
+  const common = `cache_dir: ${path.join(work, 'cache')}\nrepos_confdir: ${path.join(work, 'repos.conf.d')}\n`;
+  writeFileSync(path.join(work, 'cpm.yaml'), common);
+  writeFileSync(path.join(work, 'expire.yaml'), `${common}metadata_expire: 1s\n`);
+}, 60_000);
+afterAll(async () => {
+  await reg?.stop();
+});
+
+describe('a stale index', () => {
+  it('upgrade says the answer is from the cache; -U refreshes; metadata_expire refreshes by itself', async () => {
+    const url = `oci://${reg.host}/cpm`;
+    expect(
+      (await cpm(['repo', 'create', '--tree', tree('1.0'), '--output', url, '--push'])).code,
+    ).toBe(0);
+    expect((await cpm(['repo', 'add', 'local', url])).code).toBe(0);
+    const i = await cpm(['install', 'app/hello', '--root', 'root', '-y']);
+    expect(i.code, i.err).toBe(0);
+    expect(i.out).toContain('installed app/hello@1.0');
+
+    // a new version is published; the cached index does not know it yet
+    expect(
+      (await cpm(['repo', 'create', '--tree', tree('1.1'), '--output', url, '--push'])).code,
+    ).toBe(0);
+    const stale = await cpm(['upgrade', '--root', 'root', '-y']);
+    expect(stale.code, stale.err).toBe(0);
+    expect(stale.out).toBe('nothing to do\n');
+    expect(stale.err).toMatch(
+      /^hint: answered from cached indexes \(local fetched \d+s ago\); cpm upgrade --refresh \(-U\) fetches them first$/m,
+    );
+    const fresh = await cpm(['upgrade', '--root', 'root', '-y', '-U']);
+    expect(fresh.code, fresh.err).toBe(0);
+    expect(fresh.out).toContain('installed app/hello@1.1');
+
+    // metadata_expire: 1s — an index older than that is fetched again before use
+    expect(
+      (await cpm(['repo', 'create', '--tree', tree('1.2'), '--output', url, '--push'])).code,
+    ).toBe(0);
+    await new Promise((r) => setTimeout(r, 1200));
+    const expired = await cpm(['upgrade', '--root', 'root', '-y'], 'expire.yaml');
+    expect(expired.code, expired.err).toBe(0);
+    expect(expired.out).toContain('installed app/hello@1.2');
+  }, 120_000);
+});
+
+describe('repository URLs', () => {
+  it('a registry written without oci:// and an unknown scheme are usage errors, nothing added', async () => {
+    const a = await cpm(['repo', 'add', 'cos', `${reg.host}/cpm`]);
+    expect(a.code).toBe(2);
+    expect(a.err).toContain(`looks like a registry (${reg.host}), not a directory`);
+    expect(a.err).toContain(`hint: write oci://${reg.host}/cpm for a registry`);
+    const f = await cpm(['repo', 'add', 'cos', 'ftp://x']);
+    expect(f.code).toBe(2);
+    expect(f.err).toContain('ftp:// is not a repository URL scheme');
+    expect(existsSync(path.join(work, 'repos.conf.d', 'cos.yaml'))).toBe(false);
+    const i = await cpm(['install', 'app/hello', '--repo', `${reg.host}/cpm`, '--root', 'r2']);
+    expect(i.code).toBe(2);
+    expect(i.err).toContain(`--repo ${reg.host}/cpm looks like a registry`);
+  }, 60_000);
+});

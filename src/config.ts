@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CpmError } from './errors.js';
+import { setNetworkSettings, type NetworkSettings } from './util/net.js';
 
 export interface CpmConfig {
   /** The file the config came from, or undefined for built-in defaults. */
@@ -120,6 +121,23 @@ export async function loadConfig(explicit?: string): Promise<CpmConfig> {
     const list = Array.isArray(r.repos_confdir) ? r.repos_confdir : [r.repos_confdir];
     cfg.repos_confdir = list.map((d) => path.resolve(dir, str(d, 'repos_confdir') ?? ''));
   }
+  if (r.network !== undefined && r.network !== null) {
+    if (typeof r.network !== 'object' || Array.isArray(r.network))
+      throw bad(file, undefined, '"network" must be a mapping');
+    const net = r.network as Record<string, unknown>;
+    const out: Partial<NetworkSettings> = {};
+    const secs = (key: string, field: keyof NetworkSettings): void => {
+      const v = net[key];
+      if (v === undefined || v === null) return;
+      if (typeof v !== 'number' || !(v > 0))
+        throw bad(file, undefined, `"network.${key}" must be a positive number of seconds`);
+      out[field] = v * 1000;
+    };
+    secs('connect_timeout', 'connectTimeoutMs');
+    secs('idle_timeout', 'idleTimeoutMs');
+    secs('retry_budget', 'retryBudgetMs');
+    setNetworkSettings(out);
+  }
   if (Array.isArray(r.finalizer_envs)) {
     cfg.finalizer_envs = r.finalizer_envs.map((e: unknown) => {
       const o = e as Record<string, unknown>;
@@ -142,6 +160,7 @@ export async function loadConfig(explicit?: string): Promise<CpmConfig> {
     'repos_confdir',
     'cache_dir',
     'finalizer_envs',
+    'network',
     'general',
     'logging',
   ]);

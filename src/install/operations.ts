@@ -223,6 +223,7 @@ export async function applyOperation(
         digest: l.digest,
         mediaType: l.mediaType,
         open: () => loc.openLayer(l.digest),
+        ...(loc.evictLayer ? { evict: () => loc.evictLayer!(l.digest) } : {}),
       }));
       const fam = familyKey(s.spec);
       const before = db.find(fam);

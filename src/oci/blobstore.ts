@@ -6,7 +6,7 @@
  * in the store is always complete and correct.
  */
 import { createHash, randomBytes, type Hash } from 'node:crypto';
-import { promises as fsp, type ReadStream } from 'node:fs';
+import { constants, createReadStream, promises as fsp, type ReadStream } from 'node:fs';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -79,6 +79,42 @@ export class BlobStore {
     return fsp.readFile(this.path(digest)).catch((e: NodeJS.ErrnoException) => {
       throw this.notFound(digest, e);
     });
+  }
+
+  /** Where the partial download of `digest` is kept between runs (removed by cpm cleanup). */
+  partialPath(digest: string): string {
+    return path.join(this.dir, `.partial-${hexOf(digest)}`);
+  }
+
+  /**
+   * A writer continuing the partial download of `expected.digest` (from zero with `fresh`, or
+   * when there is none). Its abort() keeps the partial for the next run; a failed verification
+   * at commit() removes it.
+   */
+  async partialWriter(
+    expected: { digest: string; size: number },
+    fresh = false,
+  ): Promise<BlobWriter> {
+    assertDigest(expected.digest);
+    const p = this.partialPath(expected.digest);
+    try {
+      await fsp.mkdir(this.dir, { recursive: true });
+      if (fresh) await fsp.rm(p, { force: true });
+      const fh = await fsp.open(p, constants.O_RDWR | constants.O_CREAT, 0o644);
+      let { size } = await fh.stat();
+      if (size > expected.size) {
+        await fh.truncate(0);
+        size = 0;
+      }
+      // the hash continues over the bytes already there
+      const hash = createHash('sha256');
+      if (size > 0)
+        for await (const c of createReadStream(p, { start: 0, end: size - 1 }))
+          hash.update(c as Buffer);
+      return new BlobWriter(this, p, fh, expected, { partial: true, hash, received: size });
+    } catch (e) {
+      throw this.localError(e, expected.digest);
+    }
   }
 
   /** Starts an incremental write (used by resumable downloads). Call commit() or abort(). */
@@ -163,19 +199,30 @@ export class BlobStore {
 
 /** One blob being written: bytes are hashed as they arrive; commit() verifies and publishes. */
 export class BlobWriter {
-  private hash: Hash = createHash('sha256');
+  private hash: Hash;
   private done = false;
   /** The write in flight (writes are serialized; sink() batches while one is pending). */
   private pending: Promise<void> = Promise.resolve();
   /** Bytes handed to write() so far (the offset to resume from once settle() resolved). */
-  received = 0;
+  received: number;
+  /** A partial download kept across runs: abort() leaves it in place. */
+  private readonly partial: boolean;
 
   constructor(
     private readonly store: BlobStore,
     private readonly tmp: string,
     private readonly fh: fsp.FileHandle,
     readonly expected: Expected,
-  ) {}
+    resume: { partial: boolean; hash: Hash; received: number } = {
+      partial: false,
+      hash: createHash('sha256'),
+      received: 0,
+    },
+  ) {
+    this.partial = resume.partial;
+    this.hash = resume.hash;
+    this.received = resume.received;
+  }
 
   async write(chunk: Buffer): Promise<void> {
     await this.writeMany([chunk]);
@@ -252,18 +299,19 @@ export class BlobWriter {
       }
       return { digest, size: this.received };
     } catch (e) {
-      await this.abort();
+      await this.abort(true);
       throw e;
     }
   }
 
-  async abort(): Promise<void> {
+  /** Stops writing; the file is removed, except a partial download (unless `discard`). */
+  async abort(discard = !this.partial): Promise<void> {
     await this.settle();
     if (!this.done) {
       this.done = true;
       await this.fh.close().catch(() => undefined);
     }
-    await fsp.rm(this.tmp, { force: true });
+    if (discard || this.received === 0) await fsp.rm(this.tmp, { force: true });
   }
 
   private mismatch(detail: string): CpmError {

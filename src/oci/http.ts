@@ -17,6 +17,8 @@ export interface RequestOptions {
   headers?: Record<string, string>;
   body?: Dispatcher.DispatchOptions['body'];
   highWaterMark?: number;
+  /** Aborts the exchange (headers or body) when it fires. */
+  signal?: AbortSignal;
 }
 
 /** undici's request(url, opts): one HTTP exchange on `opts.dispatcher`. */
@@ -30,5 +32,6 @@ export function request(url: string | URL, opts: RequestOptions): Promise<Dispat
   if (opts.headers) o.headers = opts.headers;
   if (opts.body !== undefined) o.body = opts.body;
   if (opts.highWaterMark !== undefined) o.highWaterMark = opts.highWaterMark;
+  if (opts.signal) o.signal = opts.signal;
   return apiRequest.call(opts.dispatcher, o);
 }

@@ -17,6 +17,8 @@ import type { BlobRef, BlobStore } from './blobstore.js';
 import { isDigest, sha256 } from './digest.js';
 import { isLoopbackHost } from './reference.js';
 import { MANIFEST_ACCEPT } from './types.js';
+import { networkSettings } from '../util/net.js';
+import { interruptSignal, throwIfInterrupted } from '../util/signals.js';
 
 export interface RegistryOptions {
   /** Force plain http (true) or https (false); default: http for loopback hosts, else https. */
@@ -39,6 +41,12 @@ export interface RegistryOptions {
   maxRetryDelayMs?: number;
   /** Connections per registry (default 8). */
   connections?: number;
+  /** Time to establish a connection (default: util/net.ts, 10 s). */
+  connectTimeoutMs?: number;
+  /** Time a response may stay silent, headers or body (default 30 s). */
+  idleTimeoutMs?: number;
+  /** Total time retries of one request (or one blob download) may take (default 2 min). */
+  retryBudgetMs?: number;
   /** Debug log sink: receives "METHOD /path -> status" lines, never headers. */
   log?: (line: string) => void;
 }
@@ -79,7 +87,26 @@ interface HostAuth {
   service?: string;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/** A backoff wait that a SIGINT/SIGTERM ends at once (E_INTERRUPTED). */
+async function sleep(ms: number): Promise<void> {
+  const signal = interruptSignal();
+  await new Promise<void>((resolve) => {
+    const t = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+  throwIfInterrupted();
+}
+
+const TIMEOUT_CODES: Record<string, string> = {
+  UND_ERR_CONNECT_TIMEOUT: 'connect',
+  UND_ERR_HEADERS_TIMEOUT: 'idle',
+  UND_ERR_BODY_TIMEOUT: 'idle',
+};
 
 function errCode(e: unknown): string | undefined {
   const c = (e as { code?: unknown })?.code;
@@ -118,15 +145,26 @@ export class RegistryClient {
   private readonly retries: number;
   private readonly retryBaseMs: number;
   private readonly maxRetryDelayMs: number;
+  private readonly retryBudgetMs: number;
+  private readonly connectTimeoutMs: number;
+  private readonly idleTimeoutMs: number;
   private readonly log: (line: string) => void;
 
   constructor(registry: string, opts: RegistryOptions = {}) {
     this.registry = registry.toLowerCase();
     const plain = opts.plainHttp ?? (opts.insecure === true || isLoopbackHost(this.registry));
     this.baseUrl = `${plain ? 'http' : 'https'}://${this.registry}`;
+    const net = networkSettings();
+    this.connectTimeoutMs = opts.connectTimeoutMs ?? net.connectTimeoutMs;
+    this.idleTimeoutMs = opts.idleTimeoutMs ?? net.idleTimeoutMs;
+    this.retryBudgetMs = opts.retryBudgetMs ?? net.retryBudgetMs;
     this.dispatcher = new Agent({
       connections: opts.connections ?? 8,
+      // a registry that accepts and never answers, or stalls mid-body, is given up on
+      headersTimeout: this.idleTimeoutMs,
+      bodyTimeout: this.idleTimeoutMs,
       connect: {
+        timeout: this.connectTimeoutMs,
         ...(opts.ca !== undefined ? { ca: opts.ca } : {}),
         rejectUnauthorized: opts.tlsVerify ?? true,
       },
@@ -233,61 +271,112 @@ export class RegistryClient {
 
   /**
    * Downloads a blob into `store` (no-op when already stored), verifying size and digest while
-   * streaming. An interrupted transfer is resumed with a Range request when the registry honours
-   * it, restarted otherwise. On mismatch: E_DIGEST and nothing is kept.
+   * streaming. The bytes go to a partial file kept across runs: an interrupted transfer (network
+   * error, timeout, SIGINT, a killed process) resumes with a Range request where it stopped, in
+   * this run or the next; a registry that ignores Range restarts it. On mismatch: E_DIGEST and
+   * nothing is kept — a resumed partial that turns out corrupt is dropped and fetched once anew.
    */
   async fetchBlob(repo: string, blob: BlobRef, store: BlobStore): Promise<void> {
     if ((await store.size(blob.digest)) === blob.size) return;
-    const w = await store.writer({ digest: blob.digest, size: blob.size });
-    try {
-      for (let attempt = 0; ; attempt++) {
-        const headers: Record<string, string> = {};
-        if (w.received > 0) headers.range = `bytes=${w.received}-`;
-        const res = await this.send({
-          method: 'GET',
-          url: `/v2/${repo}/blobs/${blob.digest}`,
-          headers,
-          scopes: [`repository:${repo}:pull`],
-        });
-        if (res.statusCode === 206) {
-          const start = /bytes (\d+)-/.exec(String(res.headers['content-range'] ?? ''))?.[1];
-          if (Number(start) !== w.received) {
-            await res.body.dump();
-            await w.restart();
-            continue;
-          }
-        } else {
-          await this.expect(res, [200], `blob ${blob.digest}`);
-          if (w.received > 0) {
-            this.log(`GET blob ${blob.digest}: registry ignored Range, restarting`);
-            await w.restart();
-          }
-        }
-        try {
-          await pipeline(res.body, w.sink());
-        } catch (e) {
-          // The resume offset is only known once the last write reached the file.
-          await w.settle();
-          if (e instanceof CpmError || attempt >= this.retries)
-            throw this.netError(e, `blob ${blob.digest}`);
-          this.log(
-            `GET blob ${blob.digest}: interrupted at ${w.received} bytes (${errCode(e) ?? 'error'}), resuming`,
-          );
-          await sleep(this.backoff(attempt));
-          continue;
-        }
-        if (w.received < blob.size && attempt < this.retries) {
-          this.log(
-            `GET blob ${blob.digest}: body ended at ${w.received}/${blob.size} bytes, resuming`,
-          );
-          continue;
-        }
-        break;
+    for (let fresh = false; ; fresh = true) {
+      const w = await store.partialWriter({ digest: blob.digest, size: blob.size }, fresh);
+      const resumedFrom = w.received;
+      if (resumedFrom > 0)
+        this.log(`GET blob ${blob.digest}: resuming a partial download at ${resumedFrom} bytes`);
+      try {
+        await this.download(repo, blob, w);
+      } catch (e) {
+        // a network failure or an interrupt keeps the partial for the next attempt; bytes that
+        // failed verification (too many, a short blob) go
+        await w.abort(e instanceof CpmError && e.code === 'E_DIGEST');
+        throw e;
       }
-      await w.commit();
-    } catch (e) {
-      await w.abort();
-      throw e;
+      try {
+        await w.commit();
+        return;
+      } catch (e) {
+        // commit() dropped the partial; bytes kept from an earlier run may have been the bad part
+        if (e instanceof CpmError && e.code === 'E_DIGEST' && resumedFrom > 0 && !fresh) {
+          this.log(`GET blob ${blob.digest}: resumed download failed verification, refetching`);
+          continue;
+        }
+        throw e;
+      }
+    }
+  }
+
+  /** The transfer loop of fetchBlob: fills `w` up to the blob's size (or throws). */
+  private async download(
+    repo: string,
+    blob: BlobRef,
+    w: Awaited<ReturnType<BlobStore['partialWriter']>>,
+  ): Promise<void> {
+    const started = Date.now();
+    for (let attempt = 0; w.received < blob.size; attempt++) {
+      const headers: Record<string, string> = {};
+      if (w.received > 0) headers.range = `bytes=${w.received}-`;
+      const res = await this.send({
+        method: 'GET',
+        url: `/v2/${repo}/blobs/${blob.digest}`,
+        headers,
+        scopes: [`repository:${repo}:pull`],
+      });
+      if (res.statusCode === 416) {
+        await res.body.dump();
+        // nothing after the bytes we have: the registry's blob is shorter than its descriptor
+        throw new CpmError(
+          'E_DIGEST',
+          `blob ${blob.digest} from ${this.registry}/${repo} is shorter than its descriptor: the registry has no bytes after ${w.received}, the manifest says ${blob.size}`,
+          {
+            hint: 'the registry holds a truncated copy of this blob: push the image again, or use another mirror',
+            context: { digest: blob.digest, received: w.received, expectedSize: blob.size },
+          },
+        );
+      }
+      if (res.statusCode === 206) {
+        const start = /bytes (\d+)-/.exec(String(res.headers['content-range'] ?? ''))?.[1];
+        if (Number(start) !== w.received) {
+          await res.body.dump();
+          await w.restart();
+          continue;
+        }
+      } else {
+        await this.expect(res, [200], `blob ${blob.digest}`);
+        if (w.received > 0) {
+          this.log(`GET blob ${blob.digest}: registry ignored Range, restarting`);
+          await w.restart();
+        }
+      }
+      const before = w.received;
+      try {
+        await pipeline(res.body, w.sink(), { signal: interruptSignal() });
+      } catch (e) {
+        // The resume offset is only known once the last write reached the file.
+        await w.settle();
+        throwIfInterrupted();
+        const wait = this.backoff(attempt);
+        if (e instanceof CpmError || attempt >= this.retries || !this.withinBudget(started, wait))
+          throw this.netError(e, `blob ${blob.digest}`);
+        this.log(
+          `GET blob ${blob.digest}: interrupted at ${w.received} bytes (${errCode(e) ?? 'error'}), resuming`,
+        );
+        await sleep(wait);
+        continue;
+      }
+      if (w.received < blob.size) {
+        if (w.received === before && attempt >= this.retries)
+          throw new CpmError(
+            'E_DIGEST',
+            `blob ${blob.digest} from ${this.registry}/${repo} is shorter than its descriptor: the registry sent ${w.received} of ${blob.size} bytes`,
+            {
+              hint: 'the registry holds a truncated copy of this blob: push the image again, or use another mirror',
+              context: { digest: blob.digest, received: w.received, expectedSize: blob.size },
+            },
+          );
+        this.log(
+          `GET blob ${blob.digest}: body ended at ${w.received}/${blob.size} bytes, resuming`,
+        );
+      }
     }
   }
 
@@ -408,6 +497,11 @@ export class RegistryClient {
     return new URL(v, this.baseUrl + '/').toString();
   }
 
+  /** Whether another attempt after `wait` ms still fits the total retry time. */
+  private withinBudget(started: number, wait: number): boolean {
+    return Date.now() - started + wait < this.retryBudgetMs;
+  }
+
   private backoff(attempt: number): number {
     return Math.min(this.retryBaseMs * 2 ** attempt, this.maxRetryDelayMs);
   }
@@ -425,24 +519,32 @@ export class RegistryClient {
     if (e instanceof CpmError) return e;
     const code = errCode(e) ?? 'error';
     const tls = isTlsError(e);
-    return new CpmError(
-      'E_NETWORK',
-      `${this.registry}: ${what}: ${code}: ${(e as Error).message}`,
-      {
-        hint: tls
-          ? `TLS with ${this.baseUrl} failed: trust its CA with --ca-file (repository: ca_file), or --no-tls-verify; a plain-http registry needs --plain-http`
+    const timeout = TIMEOUT_CODES[code];
+    const secs = (ms: number): string => `${Math.round(ms / 100) / 10} s`;
+    const detail =
+      timeout === 'connect'
+        ? `no connection within ${secs(this.connectTimeoutMs)} (connect timeout)`
+        : timeout === 'idle'
+          ? `no data for ${secs(this.idleTimeoutMs)} (idle timeout)`
+          : `${code}: ${(e as Error).message}`;
+    return new CpmError('E_NETWORK', `${this.registry}: ${what}: ${detail}`, {
+      hint: tls
+        ? `TLS with ${this.baseUrl} failed: trust its CA with --ca-file (repository: ca_file), or --no-tls-verify; a plain-http registry needs --plain-http`
+        : timeout
+          ? `check that the registry is reachable; cpm retried for up to ${secs(this.retryBudgetMs)} — the limits are network.connect_timeout, idle_timeout and retry_budget in cpm.yaml (or CPM_CONNECT_TIMEOUT, CPM_IDLE_TIMEOUT, CPM_RETRY_BUDGET)`
           : 'check that the registry is reachable; cpm retried with backoff',
-        context: { registry: this.registry },
-        cause: e,
-      },
-    );
+      context: { registry: this.registry },
+      cause: e,
+    });
   }
 
   /** Sends with auth, retries and redirects. The caller consumes or dumps the body. */
   private async send(req: Req): Promise<Dispatcher.ResponseData> {
     let authTried = false;
     let url = this.resolve(req.url);
+    const started = Date.now();
     for (let attempt = 0; ;) {
+      throwIfInterrupted();
       const headers: Record<string, string> = { ...(req.headers ?? {}) };
       const sameHost = new URL(url).host === new URL(this.baseUrl).host;
       const auth = sameHost ? this.authHeader(req.scopes) : undefined;
@@ -455,11 +557,20 @@ export class RegistryClient {
           body: req.body?.() ?? null,
           dispatcher: this.dispatcher,
           highWaterMark: 1 << 20,
+          signal: interruptSignal(),
         });
       } catch (e) {
-        if (!req.noRetry && attempt < this.retries && isRetryableNetError(e)) {
+        throwIfInterrupted();
+        const wait = this.backoff(attempt);
+        if (
+          !req.noRetry &&
+          attempt < this.retries &&
+          isRetryableNetError(e) &&
+          this.withinBudget(started, wait)
+        ) {
           this.log(`${req.method} ${showUrl(url)} -> ${errCode(e)}, retrying`);
-          await sleep(this.backoff(attempt++));
+          attempt++;
+          await sleep(wait);
           continue;
         }
         throw this.netError(e, `${req.method} ${showUrl(url)}`);
@@ -480,13 +591,15 @@ export class RegistryClient {
       }
       if (RETRYABLE_STATUS(status) && !req.noRetry && attempt < this.retries) {
         const ra = res.headers['retry-after'];
-        await res.body.dump();
-        let wait = this.backoff(attempt++);
+        let wait = this.backoff(attempt);
         if (typeof ra === 'string') {
           const secs = Number(ra);
           const at = Number.isFinite(secs) ? secs * 1000 : Date.parse(ra) - Date.now();
           if (Number.isFinite(at)) wait = Math.max(0, Math.min(at, this.maxRetryDelayMs));
         }
+        if (!this.withinBudget(started, wait)) return res;
+        await res.body.dump();
+        attempt++;
         this.log(`${req.method} ${showUrl(url)} -> ${status}, retrying in ${wait} ms`);
         await sleep(wait);
         continue;

@@ -55,6 +55,8 @@ export interface LocatedPackage {
   entry: IndexPackage;
   /** A verified stream of one of `layers`. */
   openLayer(digest: string): Promise<Readable>;
+  /** Drops the cached copy of a layer (when the reader caches); see LayerSource.evict. */
+  evictLayer?(digest: string): Promise<void>;
 }
 
 export interface OpenedRepositories {
@@ -322,6 +324,14 @@ export async function openRepositories(
           }
           return reader.openLayer(offer.entry, layer);
         },
+        ...(reader.evictLayer
+          ? {
+              async evictLayer(digest: string): Promise<void> {
+                const layer = layers.find((x) => x.digest === digest);
+                if (layer) await reader.evictLayer!(offer.entry, layer);
+              },
+            }
+          : {}),
       };
     },
     async close(): Promise<void> {

@@ -40,6 +40,8 @@ export interface RepoReader {
   imageRef(p: IndexPackage): string | undefined;
   /** A layer (or luet artifact) stream; it errors with E_DIGEST at the end on any mismatch. */
   openLayer(p: IndexPackage, layer: IndexLayer): Promise<Readable>;
+  /** Drops the cached copy of a layer that failed verification (readers with a blob cache). */
+  evictLayer?(p: IndexPackage, layer: IndexLayer): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -258,6 +260,10 @@ export class RegistryReader implements RepoReader {
     // fetchBlob verifies digest and size while writing into the content-addressed cache.
     await this.client.fetchBlob(`${this.namespace}/${p.image.repository}`, layer, store);
     return store.open(layer.digest);
+  }
+
+  async evictLayer(_p: IndexPackage, layer: IndexLayer): Promise<void> {
+    await this.cache?.delete(layer.digest);
   }
 
   close(): Promise<void> {

@@ -20,6 +20,7 @@ import {
   mkdirSync,
   statSync,
   openSync,
+  rmSync,
   symlinkSync,
   unlinkSync,
   writeSync,
@@ -28,6 +29,7 @@ import type { Readable } from 'node:stream';
 import { CpmError } from '../errors.js';
 import { packageId } from '../package/package.js';
 import { fsError } from '../util/fs-errors.js';
+import { interruptSignal } from '../util/signals.js';
 import { faultPoint } from './fault.js';
 import { LayerReadError, readLayer, type LayerEntry } from './layer-reader.js';
 import {
@@ -119,6 +121,33 @@ export class Stager {
 
   async stagePackage(step: InstallStep): Promise<PackageEntries> {
     const pkg: PackageEntries = new Map();
+    try {
+      return await this.stageLayers(step, pkg);
+    } catch (e) {
+      // a cached blob that does not hash to its digest (or is so damaged that it does not even
+      // decompress first): evicted and fetched again, once; a bad blob from the source fails again
+      const bad =
+        e instanceof CpmError && (e.code === 'E_DIGEST' || e.code === 'E_UNSAFE_ENTRY')
+          ? step.layers.find((l) => l.digest === e.context.digest && l.evict)
+          : undefined;
+      if (!bad) throw e;
+      this.o.reporter.warn(`${(e as Error).message}; dropping the cached copy and fetching again`);
+      this.dropPackage(pkg);
+      await bad.evict!();
+      return await this.stageLayers(step, new Map());
+    }
+  }
+
+  /** Forgets what a failed attempt staged for one package (its files go with the stage). */
+  private dropPackage(pkg: PackageEntries): void {
+    for (const [p, e] of pkg) {
+      if (e.staged) rmSync(e.staged, { force: true });
+      if (this.view.staged.get(p) === e) this.view.staged.delete(p);
+    }
+    pkg.clear();
+  }
+
+  private async stageLayers(step: InstallStep, pkg: PackageEntries): Promise<PackageEntries> {
     const id = packageId(step.spec);
     for (let i = 0; i < step.layers.length; i++) {
       const layer = step.layers[i]!;
@@ -148,6 +177,11 @@ export class Stager {
     id: string,
   ): Promise<void> {
     const src = await layer.open();
+    // SIGINT/SIGTERM: stop reading at once (a large entry streams for a long time between the
+    // per-entry checks); the transaction reports the interrupt
+    const signal = interruptSignal();
+    const stop = (): void => void src.destroy(signal.reason as Error);
+    signal.addEventListener('abort', stop, { once: true });
     const digestHash = createHash('sha256');
     let raw = 0;
     const reporter = this.o.reporter;
@@ -187,6 +221,7 @@ export class Stager {
           }),
       );
     } catch (err) {
+      signal.removeEventListener('abort', stop);
       if (!(err instanceof LayerReadError)) throw err;
       const e = err.cause;
       if (e instanceof CpmError && e.code === 'E_TOOL_MISSING') throw e;
@@ -220,6 +255,7 @@ export class Stager {
         },
       );
     }
+    signal.removeEventListener('abort', stop);
     if (verify) {
       const got = `sha256:${digestHash.digest('hex')}`;
       if (got !== layer.digest)

@@ -32,7 +32,12 @@ import {
 } from './journal.js';
 import { acquireLock } from './lock.js';
 import { silentReporter, type Reporter } from '../util/progress.js';
-import { interruptReceived, throwIfInterrupted, watchInterrupts } from '../util/signals.js';
+import {
+  interruptReceived,
+  interruptedError,
+  throwIfInterrupted,
+  watchInterrupts,
+} from '../util/signals.js';
 import {
   DEFAULT_LIMITS,
   type ExtractLimits,
@@ -243,6 +248,9 @@ export async function applyTransaction(
         });
     } catch (e) {
       removeStage(root);
+      // a signal aborts downloads and extraction mid-way: whatever they failed with, say that
+      const sig = interruptReceived();
+      if (sig) throw interruptedError(sig, 'the root is unchanged');
       throw fsError(e, { doing: 'staging', where: 'root' });
     }
 

@@ -13,6 +13,11 @@ export interface LayerSource {
   /** OCI media type; compression is sniffed when it says nothing. */
   mediaType: string;
   open(): Promise<Readable>;
+  /**
+   * Drops a cached copy of the blob (a cache that heals itself): called when the blob failed
+   * verification, before open() is tried once more. Absent for sources without a cache.
+   */
+  evict?(): Promise<void>;
 }
 
 export interface InstallStep {

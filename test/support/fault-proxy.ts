@@ -20,7 +20,11 @@ export type Fault =
   /** Forward the whole body with the byte at `atByte` flipped. */
   | { kind: 'corrupt'; atByte: number }
   /** Forward without the Range header (a registry that ignores Range). */
-  | { kind: 'ignore-range' };
+  | { kind: 'ignore-range' }
+  /** Forward headers and `afterBytes` body bytes, then go silent with the connection open. */
+  | { kind: 'stall'; afterBytes: number }
+  /** Accept the request and never answer (no status line). */
+  | { kind: 'hang' };
 
 export interface FaultRule {
   method?: string;
@@ -70,6 +74,10 @@ export async function startFaultProxy(targetUrl: string): Promise<FaultProxy> {
     if (typeof req.headers.range === 'string') entry.range = req.headers.range;
     if (fault) entry.fault = fault.kind;
     requests.push(entry);
+    if (fault?.kind === 'hang') {
+      req.resume();
+      return; // the socket stays open until the client gives up or stop() destroys it
+    }
     if (fault?.kind === 'status') {
       req.resume();
       entry.status = fault.status;
@@ -110,6 +118,16 @@ export async function startFaultProxy(targetUrl: string): Promise<FaultProxy> {
           });
           // A body shorter than afterBytes: the fault still fires at its end.
           ur.on('end', cutNow);
+          return;
+        }
+        if (fault?.kind === 'stall') {
+          let sent = 0;
+          ur.on('data', (chunk: Buffer) => {
+            const part = chunk.subarray(0, Math.max(0, fault.afterBytes - sent));
+            sent += part.length;
+            if (part.length > 0) res.write(part);
+            if (sent >= fault.afterBytes) ur.destroy(); // nothing more, and no end either
+          });
           return;
         }
         if (fault?.kind === 'corrupt') {

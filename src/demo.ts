@@ -75,7 +75,11 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   await fsp.mkdir(root);
 
   log(`1/4 repo create --tree ${tree} --output dir://${repoDir}`);
-  const created = await createFromTree(tree, { output: `dir://${repoDir}`, name: 'demo' });
+  const created = await createFromTree(tree, {
+    output: `dir://${repoDir}`,
+    name: 'demo',
+    strict: true,
+  });
   log(
     `    ${created.index.packages.length} packages: ${created.packed.length} packed, ` +
       `${created.reused.length} reused, ${created.metaOnly.length} metadata-only`,

@@ -94,6 +94,7 @@ export async function openPackageSource(
       // imported here: packing pulls in the image writer, which a no-op install never needs
       const { createFromTree } = await import('../repo/create.js');
       await createFromTree(path.resolve(source.dir), {
+        strict: true,
         output: `dir://${dir}`,
         name,
         cacheDir: cfg.cache_dir,

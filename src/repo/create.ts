@@ -17,7 +17,8 @@ import { buildPackageImage } from '../oci/package-image.js';
 import { hostPlatform } from '../oci/platform.js';
 import type { RegistryOptions } from '../oci/registry.js';
 import { packageId, type PackageSpec } from '../package/package.js';
-import { formatProblem, loadTree } from '../tree/tree.js';
+import type { Problem } from '../tree/problems.js';
+import { formatProblem, loadTree, type PayloadFilter } from '../tree/tree.js';
 import type { Compression } from '../util/compress.js';
 import { contentKey, payloadDigest } from './content-key.js';
 import { buildIndexArtifact } from './index-artifact.js';
@@ -37,6 +38,8 @@ import { encodeTag, packageRepository } from './tags.js';
 export type CreateInput = PackageSpec & {
   /** Absolute payload directory; undefined → a metadata-only package (no image). */
   payloadDir?: string | undefined;
+  /** Only these payload files (luet includes/excludes: regexes matched against "/path"). */
+  filter?: PayloadFilter | undefined;
   finalize?: FinalizeSpec | undefined;
   /**
    * Set for packages built from build.yaml (src/build): the content key derives from this hash
@@ -156,6 +159,66 @@ export function layerEpochOf(opts: Pick<CreateOptions, 'sourceDateEpoch'>): numb
   return opts.sourceDateEpoch ?? envEpoch() ?? 0;
 }
 
+/** Which entries of `dir` a luet include/exclude filter keeps ("rel/path" → kept). */
+async function filteredEntries(dir: string, filter: PayloadFilter): Promise<Set<string>> {
+  const compile = (list: string[], what: string): RegExp[] =>
+    list.map((r) => {
+      try {
+        return new RegExp(r);
+      } catch (e) {
+        throw new CpmError(
+          'E_TREE',
+          `build.yaml ${what}: "${r}" is not a regular expression: ${(e as Error).message}`,
+        );
+      }
+    });
+  const inc = compile(filter.includes, 'includes');
+  const exc = compile(filter.excludes, 'excludes');
+  const kept = new Set<string>();
+  // luet matches each path as "/rel"; includes keep matches only, excludes drop matches.
+  const visit = async (rel: string): Promise<boolean> => {
+    let any = false;
+    for (const e of await fsp.readdir(path.join(dir, rel), { withFileTypes: true })) {
+      const r = rel ? `${rel}/${e.name}` : e.name;
+      const abs = `/${r}`;
+      let keep =
+        (inc.length === 0 || inc.some((x) => x.test(abs))) && !exc.some((x) => x.test(abs));
+      // A directory stays when something below it is kept (its files need it).
+      if (e.isDirectory() && !exc.some((x) => x.test(abs)) && (await visit(r))) keep = true;
+      if (keep) {
+        kept.add(r);
+        any = true;
+      }
+    }
+    return any;
+  };
+  await visit('');
+  return kept;
+}
+
+/** A copy of the payload holding only what the filter keeps (modes and times kept). */
+async function stageFiltered(
+  dir: string,
+  filter: PayloadFilter,
+  staged: string[],
+): Promise<string> {
+  const kept = await filteredEntries(dir, filter);
+  const tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'cpm-payload-'));
+  staged.push(tmp);
+  const out = path.join(tmp, 'root');
+  await fsp.mkdir(out);
+  await fsp.cp(dir, out, {
+    recursive: true,
+    verbatimSymlinks: true,
+    preserveTimestamps: true,
+    filter: (src) => {
+      const rel = path.relative(dir, src).split(path.sep).join('/');
+      return rel === '' || kept.has(rel);
+    },
+  });
+  return out;
+}
+
 export async function openRepoTarget(opts: CreateOptions): Promise<RepoTarget> {
   const out = opts.output;
   if (out.startsWith('oci://')) {
@@ -187,6 +250,7 @@ export async function createRepository(
   }
 
   const target = await openRepoTarget(opts);
+  const staged: string[] = [];
   try {
     const prev = await target.previousIndex();
     const prevById = new Map((prev?.packages ?? []).map((p) => [packageId(p), p]));
@@ -247,7 +311,10 @@ export async function createRepository(
           metaOnly.push(id);
           return entry;
         }
-        const payload = await payloadDigest(p.payloadDir);
+        const payloadDir = p.filter
+          ? await stageFiltered(p.payloadDir, p.filter, staged)
+          : p.payloadDir;
+        const payload = await payloadDigest(payloadDir);
         newest = Math.max(newest, payload.newestMtime);
         entry.contentKey = contentKey({
           meta,
@@ -267,7 +334,7 @@ export async function createRepository(
           return entry;
         }
         log(`pack ${id}`);
-        const img = await buildPackageImage(p, p.payloadDir, {
+        const img = await buildPackageImage(p, payloadDir, {
           store: target.store,
           compression,
           sourceDateEpoch: layerEpoch,
@@ -343,27 +410,78 @@ export async function createRepository(
       pushed: target instanceof RegistryTarget ? !!opts.push : true,
     };
   } finally {
+    await Promise.all(staged.map((d) => fsp.rm(d, { recursive: true, force: true })));
     await target.close();
   }
 }
 
 /** Loads a packages tree (refusing one with problems) and publishes it. */
-export async function createFromTree(treeDir: string, opts: CreateOptions): Promise<CreateResult> {
-  const tree = await loadTree(treeDir);
-  if (tree.problems.length > 0) {
-    const shown = tree.problems.slice(0, 10).map(formatProblem);
-    const more = tree.problems.length > 10 ? `\n… and ${tree.problems.length - 10} more` : '';
+export interface FromTreeOptions extends CreateOptions {
+  /** Values files for the templates (later wins), as `cpm tree --values`. */
+  values?: string[];
+  /** Follow luet where cpm refuses by default (see docs/tree-format.md). */
+  lenient?: boolean;
+  /** Refuse the whole tree on any problem (default: leave out the packages with problems). */
+  strict?: boolean;
+}
+
+export interface FromTreeResult extends CreateResult {
+  /** Packages (or stanzas) left out because of their problems, each with the first problem. */
+  skipped: Array<{ what: string; problem: string }>;
+  /** One line per thing a user must hear about (packages left out, and why), already worded. */
+  warnings: string[];
+}
+
+/**
+ * Packs a tree (or several, merged as luet's repeated --tree). A package with problems is left out
+ * and named, the rest is published, unless `strict`; problems that belong to no one package (a
+ * values file, a build cycle, a differing duplicate) refuse the whole tree.
+ */
+export async function createFromTree(
+  treeDir: string | readonly string[],
+  opts: FromTreeOptions,
+): Promise<FromTreeResult> {
+  const tree = await loadTree(treeDir, {
+    ...(opts.values ? { values: opts.values } : {}),
+    ...(opts.lenient ? { lenient: true } : {}),
+  });
+  const own = new Set<Problem>([
+    ...tree.packages.flatMap((p) => p.problems),
+    ...tree.skipped.flatMap((s) => s.problems),
+  ]);
+  const general = tree.problems.filter((p) => !own.has(p));
+  const blocking = opts.strict ? tree.problems : general;
+  if (blocking.length > 0) {
+    const shown = blocking.slice(0, 10).map(formatProblem);
+    const more = blocking.length > 10 ? `\n… and ${blocking.length - 10} more` : '';
     throw new CpmError(
       'E_TREE',
-      `the tree has ${tree.problems.length} problem(s):\n${shown.join('\n')}${more}`,
+      `the tree has ${blocking.length} problem(s)${opts.strict ? '' : ' that no single package can be left out for'}:\n${shown.join('\n')}${more}`,
       {
         hint: 'cpm tree validate shows them all',
         context: { path: tree.dir },
       },
     );
   }
-  const displayRoot = path.dirname(tree.dir);
-  const inputs: CreateInput[] = tree.packages.map((p) => {
+  const skipped: FromTreeResult['skipped'] = [];
+  for (const s of tree.skipped) {
+    const first = s.problems[0];
+    skipped.push({
+      what: `${s.file}:${s.line}${s.path ? ` (${s.path})` : ''}`,
+      problem: first ? formatProblem(first) : 'not a package',
+    });
+  }
+  const bad = new Set(tree.packages.filter((p) => p.problems.length > 0).map(packageId));
+  for (const p of tree.packages) {
+    if (p.problems.length > 0)
+      skipped.push({ what: packageId(p), problem: formatProblem(p.problems[0]!) });
+    else if (p.subpackageOf && bad.has(p.subpackageOf))
+      skipped.push({ what: packageId(p), problem: `its parent ${p.subpackageOf} has problems` });
+  }
+  const skippedIds = new Set(skipped.map((s) => s.what));
+  const good = tree.packages.filter((p) => !skippedIds.has(packageId(p)));
+  const displayRoot = tree.dirs.length === 1 ? path.dirname(tree.dir) : undefined;
+  const inputs: CreateInput[] = good.map((p) => {
     const {
       dir: _dir,
       definitionFile: _d,
@@ -372,10 +490,14 @@ export async function createFromTree(treeDir: string, opts: CreateOptions): Prom
       build: _b,
       finalize,
       payloadDir,
+      problems: _p,
+      subpackageOf: _s,
+      filter,
       ...spec
     } = p;
     const input: CreateInput = { ...spec, payloadDir, finalize: finalize?.spec ?? undefined };
-    if (spec.source?.file)
+    if (filter) input.filter = filter;
+    if (spec.source?.file && displayRoot)
       input.source = { ...spec.source, file: path.resolve(displayRoot, spec.source.file) };
     // Files made by build steps: `cpm build` makes the image; here the entry it wrote is kept.
     const b = _b?.spec;
@@ -393,5 +515,12 @@ export async function createFromTree(treeDir: string, opts: CreateOptions): Prom
     .filter((i) => i.keepPrevious && !indexed.has(packageId(i)))
     .map((i) => packageId(i))
     .sort();
-  return r;
+  const warnings = [
+    ...skipped.map((s) => `left out ${s.what}: ${s.problem}`),
+    ...r.needsBuild.map(
+      (id) =>
+        `left out ${id}: it is made by build.yaml steps, which repo create does not run, and no cpm build output was found`,
+    ),
+  ];
+  return { ...r, skipped, warnings };
 }

@@ -3,9 +3,9 @@
  * package's values first (as luet does), then parsed as YAML and checked.
  */
 import { CpmError } from '../errors.js';
-import { readDeps, type FieldCtx } from './definition.js';
+import { readDeps, readPackage, type FieldCtx } from './definition.js';
 import { DEFAULT_FINALIZE_SHELL, type FinalizeSpec } from '../package/finalize.js';
-import type { Dep } from '../package/package.js';
+import type { Dep, PackageSpec } from '../package/package.js';
 import { joinPath, type Report } from './problems.js';
 import type { TemplateSet } from './template/exec.js';
 import { lineOf, parseYaml, type LoadedYaml } from './yaml.js';
@@ -34,8 +34,16 @@ export interface BuildSpec {
   excludes: string[];
   /** cpm convention: directory (relative to the package dir) whose files form the package. */
   payload?: string;
+  /** luet `subpackages:`: packages cut out of this build's files by include/exclude regexes. */
+  subpackages: SubpackageSpec[];
   /** The whole rendered map, known and unknown keys alike. */
   fields: Record<string, unknown>;
+}
+
+export interface SubpackageSpec {
+  spec: PackageSpec;
+  includes: string[];
+  excludes: string[];
 }
 
 const BUILD_KEYS = new Set([
@@ -192,8 +200,32 @@ export function readBuildSpec(
     unpack: obj.unpack === true,
     includes: strings(ctx, obj, 'includes'),
     excludes: strings(ctx, obj, 'excludes'),
+    subpackages: [],
     fields: obj,
   };
+  if (Array.isArray(obj.subpackages)) {
+    obj.subpackages.forEach((raw, i) => {
+      const sub: FieldCtx = { ...ctx, path: joinPath(path, `subpackages[${i}]`) };
+      const rec = raw !== null && typeof raw === 'object' && !Array.isArray(raw) ? raw : {};
+      const { includes: _i, excludes: _e, ...fields } = rec as Record<string, unknown>;
+      const sp = readPackage(sub, raw === rec ? fields : raw);
+      if (sp) sp.source = { file: ctx.file, line: lineOf(y, rec) ?? lineOf(y, obj, 'subpackages') };
+      if (sp)
+        spec.subpackages.push({
+          spec: sp,
+          includes: strings(sub, rec as Record<string, unknown>, 'includes'),
+          excludes: strings(sub, rec as Record<string, unknown>, 'excludes'),
+        });
+    });
+  } else if (obj.subpackages !== undefined && obj.subpackages !== null) {
+    report.error({
+      code: 'E_TREE',
+      file: ctx.file,
+      line: lineOf(y, obj, 'subpackages'),
+      path: joinPath(path, 'subpackages'),
+      message: 'must be a list of packages',
+    });
+  }
   if (typeof obj.image === 'string' && obj.image !== '') spec.image = obj.image;
   if (spec.image && spec.requires.length > 0) {
     report.warn({

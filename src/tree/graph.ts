@@ -6,7 +6,8 @@ import { CpmError } from '../errors.js';
 import { familyKey, packageId, type Dep, type PackageSpec } from '../package/package.js';
 import type { PackageRef } from '../package/ref.js';
 import type { PackageUniverse } from '../package/universe.js';
-import { describeSelector } from '../package/version.js';
+import { providesDep } from '../package/match.js';
+import { describeSelector, parseSelector } from '../package/version.js';
 
 export interface DepNode {
   /** `category/name@version` when resolved, else `category/name`. */
@@ -51,6 +52,18 @@ export function findPackage<P extends PackageSpec>(
     );
   }
   return hit;
+}
+
+/**
+ * What luet builds and renders for `p`: luet's package database answers a lookup with the package
+ * that provides it when there is one (`utils/installer` → `system/cos-wrapper`), else `p` itself.
+ */
+export function luetBuildTarget<P extends PackageSpec>(universe: PackageUniverse<P>, p: P): P {
+  const fam = familyKey(p);
+  const exact = parseSelector(p.version === '' ? '' : `=${p.version}`);
+  for (const prov of universe.providersOf(fam))
+    if (prov !== p && providesDep(prov, fam, exact)) return prov;
+  return p;
 }
 
 /** The transitive runtime requires of `root`. Cycles and repeats are cut (marked `seen`). */

@@ -45,6 +45,25 @@ export interface LoadedPackage extends PackageSpec {
   payloadDir?: string;
   build: RenderedFile<BuildSpec> | null;
   finalize: RenderedFile<FinalizeSpec> | null;
+  /** The problems found while reading, rendering and checking this package (also in the tree's). */
+  problems: Problem[];
+  /** For a luet subpackage: the id of the package whose build it is cut from. */
+  subpackageOf?: string;
+  /** build.yaml `includes:`/`excludes:` (regexes on "/path"), applied to the payload's files. */
+  filter?: PayloadFilter;
+}
+
+export interface PayloadFilter {
+  includes: string[];
+  excludes: string[];
+}
+
+/** A stanza that could not be read as a package, and why. */
+export interface SkippedStanza {
+  file: string;
+  line: number;
+  path: string;
+  problems: Problem[];
 }
 
 export interface TreeStats {
@@ -57,14 +76,18 @@ export interface TreeStats {
 }
 
 export interface LoadedTree {
-  /** Absolute tree directory. */
+  /** Absolute tree directory (the first one when several were merged). */
   dir: string;
+  /** Every tree directory, in the order given (the first tree's package of an id wins). */
+  dirs: string[];
   packages: LoadedPackage[];
   /** Every problem of the tree, sorted; each formats as `file:line: path: message`. */
   problems: Problem[];
   warnings: Problem[];
   universe: PackageUniverse<LoadedPackage>;
   stats: TreeStats;
+  /** Stanzas that are not packages (their problems are in `problems`). */
+  skipped: SkippedStanza[];
 }
 
 export interface LoadTreeOptions {
@@ -209,25 +232,50 @@ async function readCapped(path: string, file: string, limits: YamlLimits): Promi
 }
 
 /** Loads and checks a packages tree. Never throws for tree content: problems are returned. */
-export async function loadTree(dir: string, opts: LoadTreeOptions = {}): Promise<LoadedTree> {
-  const root = resolve(dir);
+/** The deepest directory holding every path (for display names across several trees). */
+function commonDir(paths: string[]): string {
+  let parts = paths[0]!.split(sep);
+  for (const p of paths.slice(1)) {
+    const q = p.split(sep);
+    let i = 0;
+    while (i < parts.length && i < q.length && parts[i] === q[i]) i++;
+    parts = parts.slice(0, i);
+  }
+  return parts.join(sep) || sep;
+}
+
+/**
+ * Loads and checks a packages tree, or several merged as luet's repeated `--tree` does: each tree
+ * with its own templates/, all into one set of packages where the first tree's package of an id
+ * wins. Never throws for tree content: problems are returned.
+ */
+export async function loadTree(
+  dir: string | readonly string[],
+  opts: LoadTreeOptions = {},
+): Promise<LoadedTree> {
+  const given = typeof dir === 'string' ? [dir] : [...dir];
+  if (given.length === 0) throw new CpmError('E_USAGE', 'no packages tree given');
+  const roots = given.map((d) => resolve(d));
   const limits: YamlLimits = { ...DEFAULT_YAML_LIMITS, ...opts.limits };
-  const base = dirname(root);
+  // One tree: paths shown from its parent (packages/...). Several: from their common directory.
+  const base = roots.length === 1 ? dirname(roots[0]!) : commonDir(roots.map((r) => dirname(r)));
   const display = (p: string): string => relative(base, p).split(sep).join('/') || basename(p);
   const report = new Report();
 
-  let rootStat;
-  try {
-    rootStat = await stat(root);
-  } catch {
-    throw new CpmError('E_NOT_FOUND', `packages tree ${dir} does not exist`, {
-      context: { path: root },
-    });
-  }
-  if (!rootStat.isDirectory()) {
-    throw new CpmError('E_TREE', `packages tree ${dir} is not a directory`, {
-      context: { path: root },
-    });
+  for (const [i, root] of roots.entries()) {
+    let rootStat;
+    try {
+      rootStat = await stat(root);
+    } catch {
+      throw new CpmError('E_NOT_FOUND', `packages tree ${given[i]} does not exist`, {
+        context: { path: root },
+      });
+    }
+    if (!rootStat.isDirectory()) {
+      throw new CpmError('E_TREE', `packages tree ${given[i]} is not a directory`, {
+        context: { path: root },
+      });
+    }
   }
 
   // --values files: merged in order, later wins.
@@ -235,6 +283,7 @@ export async function loadTree(dir: string, opts: LoadTreeOptions = {}): Promise
   for (const v of opts.values ?? []) {
     try {
       const y = await loadYamlFile(resolve(v), v, limits);
+      yamlWarnings(y, report);
       if (y.value === null) continue;
       if (typeof y.value !== 'object' || Array.isArray(y.value)) {
         report.error({
@@ -252,7 +301,65 @@ export async function loadTree(dir: string, opts: LoadTreeOptions = {}): Promise
     }
   }
 
-  // Shared template blocks (templates/*.yaml at the top of the tree).
+  const packages: LoadedPackage[] = [];
+  const skipped: SkippedStanza[] = [];
+  const treeOf = new Map<LoadedPackage, number>();
+  const stats: TreeStats = {
+    packages: 0,
+    categories: 0,
+    definitions: 0,
+    collections: 0,
+    buildSpecs: 0,
+    finalizers: 0,
+  };
+  for (const [i, root] of roots.entries()) {
+    const templates = await loadTemplates(root, display, limits, report);
+    const dirs = await walk(root, report, display, opts.maxEntries ?? 200_000);
+    for (const pd of dirs) {
+      const loaded = await loadPackageDir(
+        pd,
+        root,
+        display,
+        templates,
+        overrides,
+        limits,
+        report,
+        stats,
+        opts.lenient ?? false,
+        skipped,
+      );
+      for (const p of loaded) treeOf.set(p, i);
+      packages.push(...loaded);
+    }
+  }
+
+  const kept = dropDuplicates(packages, report, opts.lenient ?? false, treeOf);
+  const universe = new PackageUniverse(kept);
+  checkBuildCycles(kept, universe, report);
+  checkUnresolved(kept, universe, report);
+
+  stats.packages = kept.length;
+  stats.categories = new Set(kept.map((p) => p.category)).size;
+  const { problems, warnings } = report.sorted();
+  return {
+    dir: roots[0]!,
+    dirs: roots,
+    packages: universe.all(),
+    problems,
+    warnings,
+    universe,
+    stats,
+    skipped,
+  };
+}
+
+/** Shared template blocks: templates/*.yaml (and .yml, .tpl) at the top of a tree. */
+async function loadTemplates(
+  root: string,
+  display: (p: string) => string,
+  limits: YamlLimits,
+  report: Report,
+): Promise<TemplateSet> {
   const templates = new TemplateSet();
   const tdir = join(root, 'templates');
   try {
@@ -274,42 +381,7 @@ export async function loadTree(dir: string, opts: LoadTreeOptions = {}): Promise
     )
       throw e;
   }
-
-  const dirs = await walk(root, report, display, opts.maxEntries ?? 200_000);
-  const packages: LoadedPackage[] = [];
-  const stats: TreeStats = {
-    packages: 0,
-    categories: 0,
-    definitions: 0,
-    collections: 0,
-    buildSpecs: 0,
-    finalizers: 0,
-  };
-
-  for (const pd of dirs) {
-    const loaded = await loadPackageDir(
-      pd,
-      root,
-      display,
-      templates,
-      overrides,
-      limits,
-      report,
-      stats,
-      opts.lenient ?? false,
-    );
-    packages.push(...loaded);
-  }
-
-  const kept = dropDuplicates(packages, report, opts.lenient ?? false);
-  const universe = new PackageUniverse(kept);
-  checkBuildCycles(kept, universe, report);
-  checkUnresolved(kept, universe, report);
-
-  stats.packages = kept.length;
-  stats.categories = new Set(kept.map((p) => p.category)).size;
-  const { problems, warnings } = report.sorted();
-  return { dir: root, packages: universe.all(), problems, warnings, universe, stats };
+  return templates;
 }
 
 async function loadPackageDir(
@@ -322,6 +394,7 @@ async function loadPackageDir(
   report: Report,
   stats: TreeStats,
   lenient: boolean,
+  skipped: SkippedStanza[],
 ): Promise<LoadedPackage[]> {
   if (pd.files.has('collection.yaml') && pd.files.has('definition.yaml')) {
     report.warn({
@@ -376,6 +449,7 @@ async function loadPackageDir(
         report,
         stats,
         lenient,
+        skipped,
       )),
     );
   }
@@ -394,6 +468,7 @@ async function loadDefinitionFile(
   report: Report,
   stats: TreeStats,
   lenient: boolean,
+  skipped: SkippedStanza[],
 ): Promise<LoadedPackage[]> {
   const defPath = join(pd.abs, isCollection ? 'collection.yaml' : 'definition.yaml');
   const defFile = display(defPath);
@@ -429,9 +504,18 @@ async function loadDefinitionFile(
 
   const out: LoadedPackage[] = [];
   for (const st of stanzas) {
+    const before = report.problems.length;
     const ctx: FieldCtx = { y, file: defFile, path: st.path, report, lenient };
     const spec = readPackage(ctx, st.value);
-    if (!spec) continue;
+    if (!spec) {
+      skipped.push({
+        file: defFile,
+        line: lineOf(y, st.value) ?? 1,
+        path: st.path,
+        problems: report.problems.slice(before),
+      });
+      continue;
+    }
     const raw = st.value as Record<string, unknown>;
     const values = mergeValues(packageValues(raw, spec), overrides);
     const id = packageId(spec);
@@ -443,6 +527,7 @@ async function loadDefinitionFile(
       values,
       build: null,
       finalize: null,
+      problems: [],
     };
     if (buildRaw !== null) {
       const file = display(join(pd.abs, 'build.yaml'));
@@ -476,7 +561,27 @@ async function loadDefinitionFile(
     }
     const payloadDir = await resolvePayload(pkg, root, display, report);
     if (payloadDir) pkg.payloadDir = payloadDir;
+    pkg.problems = report.problems.slice(before);
+    const bs = pkg.build?.spec;
+    if (bs && (bs.includes.length > 0 || bs.excludes.length > 0))
+      pkg.filter = { includes: bs.includes, excludes: bs.excludes };
     out.push(pkg);
+    // luet `subpackages:`: more packages whose files are a filtered part of this one's.
+    for (const sub of bs?.subpackages ?? []) {
+      out.push({
+        ...sub.spec,
+        dir: pd.abs,
+        definitionFile: pkg.build!.file,
+        kind: pkg.kind,
+        values: {},
+        build: null,
+        finalize: null,
+        problems: [],
+        subpackageOf: id,
+        ...(pkg.payloadDir ? { payloadDir: pkg.payloadDir } : {}),
+        filter: { includes: sub.includes, excludes: sub.excludes },
+      });
+    }
   }
   return out;
 }
@@ -545,6 +650,7 @@ function dropDuplicates(
   packages: LoadedPackage[],
   report: Report,
   lenient: boolean,
+  treeOf: Map<LoadedPackage, number>,
 ): LoadedPackage[] {
   const seen = new Map<string, LoadedPackage>();
   const kept: LoadedPackage[] = [];
@@ -564,7 +670,13 @@ function dropDuplicates(
       line: p.source?.line,
       path: '',
     };
-    if (canonical(p) === canonical(first)) {
+    if (treeOf.get(p) !== treeOf.get(first)) {
+      // Trees given later add to earlier ones and never replace their packages (luet's --tree).
+      report.warn({
+        ...where,
+        message: `${id} is also in an earlier tree (${at(first)}); the earlier tree's is kept (as luet)`,
+      });
+    } else if (canonical(p) === canonical(first)) {
       report.warn({
         ...where,
         message: `repeats ${id} from ${at(first)} identically; the first is kept (as luet)`,

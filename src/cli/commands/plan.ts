@@ -6,7 +6,7 @@ import { assumeInstalled, formatPlan, makeRequest, planErrorCode } from '../../r
 import { printJson } from '../output.js';
 
 interface PlanOpts {
-  tree?: string;
+  tree?: string[];
   root?: string;
   assumeInstalled?: string[];
   json?: boolean;
@@ -15,9 +15,12 @@ interface PlanOpts {
   values?: string[];
 }
 
-async function loadUniverse(dir: string, values: string[] | undefined): Promise<Universe> {
+async function loadUniverse(dirs: string[], values: string[] | undefined): Promise<Universe> {
   const { loadTree } = await import('../../tree/tree.js');
-  const tree = await loadTree(resolvePath(dir), values ? { values } : {});
+  const tree = await loadTree(
+    dirs.map((d) => resolvePath(d)),
+    values ? { values } : {},
+  );
   if (tree.problems.length > 0) {
     process.stderr.write(
       `cpm: warning: the tree has ${tree.problems.length} problem(s); see \`cpm tree validate\`\n`,
@@ -49,7 +52,10 @@ export function registerPlan(program: Command): void {
     )
     .argument('<operation>', 'install | uninstall | upgrade | reinstall')
     .argument('[packages...]', 'category/name, category/name@1.2.3 or category/name@>=1.2')
-    .option('--tree <dir>', "packages tree to resolve against (default: cpm's packages-tree/)")
+    .option(
+      '--tree <dir...>',
+      "packages tree(s) to resolve against, merged as luet's --tree (default: cpm's packages-tree/)",
+    )
     .option('--root <dir>', 'root whose installed packages to start from')
     .option('--assume-installed <id...>', 'treat category/name@version as installed (repeatable)')
     .option('--force', 'uninstall even while other packages require the target')
@@ -61,7 +67,10 @@ export function registerPlan(program: Command): void {
       const { projectTreeDir } = await import('../../tree/tree.js');
       const { planToJson, resolve } = await import('../../resolver/index.js');
       const request = makeRequest(operation, packages, { force: opts.force, full: opts.full });
-      const universe = await loadUniverse(opts.tree ?? projectTreeDir(), opts.values);
+      const universe = await loadUniverse(
+        opts.tree?.length ? opts.tree : [projectTreeDir()],
+        opts.values,
+      );
       let installed: InstalledSpec[] = [];
       if (opts.root)
         installed = await installedFromRoot(

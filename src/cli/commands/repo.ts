@@ -49,7 +49,10 @@ function warnProblems(problems: CpmError[]): void {
 }
 
 interface CreateCli {
-  tree: string;
+  tree: string[];
+  values: string[];
+  lenient?: boolean;
+  strict?: boolean;
   output: string;
   push?: boolean;
   compression?: 'gzip' | 'zstd';
@@ -68,7 +71,22 @@ function registerRepoCommands(repo: Command): void {
       'after',
       `\nExamples:\n  cpm repo create --tree packages-tree --output dir://out/repo\n  cpm repo create --tree packages-tree --output oci://registry.example.com/cos --push --json`,
     )
-    .requiredOption('--tree <dir>', 'packages tree')
+    .requiredOption(
+      '--tree <dir>',
+      "packages tree; repeat to merge trees as luet's --tree does (an earlier tree's package wins)",
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
+    .option(
+      '--values <file>',
+      'values file for the templates, overrides package fields (repeatable, later wins)',
+      (v: string, prev: string[]) => [...prev, v],
+      [],
+    )
+    .option('--lenient', 'accept what luet accepts where cpm refuses (see docs/tree-format.md)')
+    .option(
+      '--strict',
+      'refuse the whole tree on any problem (default: leave out the packages with problems)',
+    )
     .requiredOption('--output <url>', 'dir://PATH or oci://HOST[:PORT]/NAMESPACE')
     .option('--push', 'upload to the registry (oci:// outputs; without it nothing is pushed)')
     .addOption(
@@ -90,19 +108,26 @@ function registerRepoCommands(repo: Command): void {
     .option('--json', 'print the result as JSON')
     .action(async (opts: CreateCli, cmd: Command) => {
       const cfg = await config(cmd);
-      const r = await (
-        await import('../../repo/create.js')
-      ).createFromTree(path.resolve(opts.tree), {
-        output: opts.output,
-        ...(opts.push ? { push: true } : {}),
-        ...(opts.compression ? { compression: opts.compression } : {}),
-        ...(opts.indexCompression ? { indexCompression: opts.indexCompression } : {}),
-        ...(opts.name ? { name: opts.name } : {}),
-        ...(opts.description ? { description: opts.description } : {}),
-        cacheDir: cfg.cache_dir,
-        registry: opts.plainHttp ? { plainHttp: true } : {},
-        log: opts.json ? undefined : (l) => process.stderr.write(`${l}\n`),
-      });
+      const { createFromTree } = await import('../../repo/create.js');
+      const r = await createFromTree(
+        opts.tree.map((t) => path.resolve(t)),
+        {
+          output: opts.output,
+          ...(opts.values.length ? { values: opts.values } : {}),
+          ...(opts.lenient ? { lenient: true } : {}),
+          ...(opts.strict ? { strict: true } : {}),
+          ...(opts.push ? { push: true } : {}),
+          ...(opts.compression ? { compression: opts.compression } : {}),
+          ...(opts.indexCompression ? { indexCompression: opts.indexCompression } : {}),
+          ...(opts.name ? { name: opts.name } : {}),
+          ...(opts.description ? { description: opts.description } : {}),
+          cacheDir: cfg.cache_dir,
+          registry: opts.plainHttp ? { plainHttp: true } : {},
+          log: opts.json ? undefined : (l) => process.stderr.write(`${l}\n`),
+        },
+      );
+      // Always on stderr, --json or not: a package left out or not built must not pass unnoticed.
+      for (const w of r.warnings) process.stderr.write(`cpm: warning: ${w}\n`);
       const summary = {
         url: r.url,
         name: r.index.repository.name,
@@ -115,6 +140,7 @@ function registerRepoCommands(repo: Command): void {
         reused: r.reused,
         metaOnly: r.metaOnly,
         needsBuild: r.needsBuild ?? [],
+        skipped: r.skipped,
         uploads: r.uploads.length,
         changed: r.changed,
         pushed: r.pushed,
@@ -123,6 +149,9 @@ function registerRepoCommands(repo: Command): void {
       process.stdout.write(
         `${r.url}: ${summary.packages} packages (${r.packed.length} packed, ${r.reused.length} reused, ` +
           `${r.metaOnly.length} metadata-only), revision ${summary.revision}${r.changed ? '' : ' (unchanged)'}\n` +
+          (r.skipped.length
+            ? `${r.skipped.length} left out for their problems (listed above)\n`
+            : '') +
           `index ${r.indexDigest}\n`,
       );
       if (!r.pushed) process.stdout.write('nothing was pushed: add --push to upload\n');

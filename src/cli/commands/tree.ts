@@ -4,6 +4,7 @@ import {
   dependencyTree,
   findPackage,
   graphToDot,
+  luetBuildTarget,
   renderDepTree,
   treeGraph,
 } from '../../tree/graph.js';
@@ -14,8 +15,9 @@ import type { LoadedTree } from '../../tree/tree.js';
 import { printJson } from '../output.js';
 
 interface TreeOpts {
-  tree?: string;
+  tree: string[];
   values: string[];
+  lenient?: boolean;
   json?: boolean;
   verbose?: boolean;
 }
@@ -24,19 +26,31 @@ const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
 function common(cmd: Command): Command {
   return cmd
-    .option('--tree <dir>', "packages tree (default: cpm's own packages-tree/)")
+    .option(
+      '--tree <dir>',
+      "packages tree (default: cpm's own packages-tree/); repeat to merge trees as luet does (an earlier tree's package wins)",
+      collect,
+      [],
+    )
     .option(
       '--values <file>',
       'values file for templates, overrides package fields (repeatable)',
       collect,
       [],
+    )
+    .option(
+      '--lenient',
+      'accept what luet accepts where cpm refuses (differing duplicates, odd versions)',
     );
 }
 
 async function load(opts: TreeOpts): Promise<LoadedTree> {
   // the loader (and its YAML parser) only when a tree command runs
   const { loadTree, projectTreeDir } = await import('../../tree/tree.js');
-  return loadTree(opts.tree ?? projectTreeDir(), { values: opts.values });
+  return loadTree(opts.tree.length > 0 ? opts.tree : projectTreeDir(), {
+    values: opts.values,
+    ...(opts.lenient ? { lenient: true } : {}),
+  });
 }
 
 const problemJson = (p: Problem): Record<string, unknown> => ({ ...p, text: formatProblem(p) });
@@ -175,10 +189,17 @@ export function registerTree(program: Command): void {
     )
     .argument('<package>', 'category/name, category/name@1.2.3 or category/name@>=1.2')
     .option('--finalize', 'print the rendered finalize.yaml instead')
-    .action(async (ref: string, opts: TreeOpts & { finalize?: boolean }) => {
+    .option('--own', "a package another provides: render its own spec, not the provider's")
+    .action(async (ref: string, opts: TreeOpts & { finalize?: boolean; own?: boolean }) => {
       const r = parseRef(ref);
       const t = await load(opts);
-      const p = findPackage(t.universe, r);
+      const asked = findPackage(t.universe, r);
+      // luet looks a provided package up as its provider and builds that (utils/installer → system/cos-wrapper).
+      const p = opts.own ? asked : luetBuildTarget(t.universe, asked);
+      if (p !== asked)
+        process.stderr.write(
+          `cpm: ${packageId(asked)} is provided by ${packageId(p)}: showing the provider's spec, as luet builds it (--own for the package's own)\n`,
+        );
       const what = opts.finalize ? p.finalize : p.build;
       const name = opts.finalize ? 'finalize.yaml' : 'build.yaml';
       if (!what)

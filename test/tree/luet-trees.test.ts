@@ -1,0 +1,186 @@
+/**
+ * Real luet trees load as luet loads them. Fixtures (YAML only, pinned commits, licences and
+ * SOURCE.md in ../shared/fixtures/<name>/): kairos-io/packages (2026-08 and 2023-09),
+ * mocaccinoOS desktop, extra and micro, cOS-toolkit, and mudler/luet tests/fixtures.
+ *
+ * Where the expected numbers come from (luet cannot run here; no Go toolchain):
+ * - Package counts follow luet's loader (pkg/tree/{package,collection}.go): filepath.Walk in name
+ *   order, one package per definition.yaml, one per collection.yaml entry, and
+ *   InMemoryDatabase.CreatePackage keeps the first package of a fingerprint (name-category-version).
+ *   Counted independently of cpm by a 20-line PyYAML walk written to those rules (quoted in each
+ *   SOURCE.md); luet's installer recipe adds `subpackages:` entries on top.
+ * - luet's own tests fix some numbers directly: template_requires loads 7 packages
+ *   (pkg/tree/compiler_recipe_test.go), subpackage 4 and subpackage_collection 8 in the installer
+ *   recipe (pkg/compiler/compiler_test.go).
+ */
+import { existsSync, readdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { dependencyTree, findPackage, luetBuildTarget } from '../../src/tree/graph.js';
+import { formatProblem } from '../../src/tree/problems.js';
+import { loadTree } from '../../src/tree/tree.js';
+import { packageId } from '../../src/package/package.js';
+import { parseRef } from '../../src/package/ref.js';
+
+const F = resolve(dirname(fileURLToPath(import.meta.url)), '../../../shared/fixtures');
+const tree = (name: string): string => join(F, name, 'packages');
+
+let savedEpoch: string | undefined;
+beforeAll(() => {
+  savedEpoch = process.env.SOURCE_DATE_EPOCH;
+  process.env.SOURCE_DATE_EPOCH = '1700000000';
+});
+afterAll(() => {
+  if (savedEpoch === undefined) delete process.env.SOURCE_DATE_EPOCH;
+  else process.env.SOURCE_DATE_EPOCH = savedEpoch;
+});
+
+describe('package counts match luet (first of a fingerprint kept)', () => {
+  it.each([
+    ['kairos-packages', 'values/amd64.yaml', 27],
+    ['kairos-packages-2023-09', 'values/amd64.yaml', 77],
+    ['mocaccino-desktop', 'values/amd64.yaml', 349],
+    ['mocaccino-extra', 'values/amd64.yaml', 52],
+    ['mocaccino-micro', 'arches/amd64/values.yaml', 40],
+    ['cos-toolkit-tree', 'values/green-x86_64.yaml', 77],
+  ])('%s with %s: %d packages, no problems', async (name, values, count) => {
+    const t = await loadTree(tree(name), { values: [join(F, name, values)] });
+    expect(t.problems.map(formatProblem)).toEqual([]);
+    expect(t.packages).toHaveLength(count);
+  });
+
+  it('kairos 2023-09: the repeated toolchain-go stanzas are dropped with a warning each', async () => {
+    const t = await loadTree(tree('kairos-packages-2023-09'), {
+      values: [join(F, 'kairos-packages-2023-09/values/amd64.yaml')],
+    });
+    const repeats = t.warnings.filter((w) => / identically; the first is kept/.test(w.message));
+    expect(repeats.map((w) => `${w.file}:${w.line}`)).toEqual([
+      'packages/toolchain-go/collection.yaml:14',
+      'packages/toolchain-go/collection.yaml:20',
+      'packages/toolchain-go/collection.yaml:38',
+      'packages/toolchain-go/collection.yaml:44',
+    ]);
+  });
+
+  it('mocaccino desktop + extra merge as luet --tree A --tree B: 349 + 52 = 401', async () => {
+    const t = await loadTree([tree('mocaccino-desktop'), tree('mocaccino-extra')], {
+      values: [
+        join(F, 'mocaccino-desktop/values/amd64.yaml'),
+        join(F, 'mocaccino-extra/values/amd64.yaml'),
+      ],
+    });
+    expect(t.problems.map(formatProblem)).toEqual([]);
+    expect(t.packages).toHaveLength(401);
+    expect(t.dirs).toHaveLength(2);
+    // Shown from the trees' common directory, so the two packages/ stay apart.
+    expect(t.packages.some((p) => p.definitionFile.startsWith('mocaccino-extra/packages/'))).toBe(
+      true,
+    );
+  });
+
+  it('a package in two trees: the first tree wins, with a warning', async () => {
+    const t = await loadTree([tree('mocaccino-extra'), tree('mocaccino-extra')], {
+      values: [join(F, 'mocaccino-extra/values/amd64.yaml')],
+    });
+    expect(t.packages).toHaveLength(52);
+    expect(t.warnings.filter((w) => /also in an earlier tree/.test(w.message))).toHaveLength(52);
+  });
+});
+
+describe('kairos-io/packages (2026-08)', () => {
+  it('renders utils/luet with sprig dateInZone/now and loads linux-rpi rpi-6.6.y-1', async () => {
+    const t = await loadTree(tree('kairos-packages'), {
+      values: [join(F, 'kairos-packages/values/amd64.yaml')],
+    });
+    const luet = findPackage(t.universe, parseRef('utils/luet'));
+    expect(luet.build?.spec?.steps[0]).toContain(
+      '-X github.com/mudler/luet/cmd.BuildTime=2023-11-14T22:13:20Z',
+    );
+    const rpi = findPackage(t.universe, parseRef('kernels/linux-rpi'));
+    expect(rpi.version).toBe('rpi-6.6.y-1');
+    expect(t.warnings.map(formatProblem)).toContain(
+      'packages/kernels/linux-rpi/collection.yaml:4: packages[0].version: "rpi-6.6.y-1" is not a Debian-style version; loaded as luet does: it sorts below every valid version and only "=rpi-6.6.y-1" or an any-version selector matches it',
+    );
+  });
+});
+
+describe('cOS toolkit: a provided package renders as its provider (luet FindPackage)', () => {
+  it('utils/installer → system/cos-wrapper, whose provide ">=0" intersects 0.30.0', async () => {
+    const t = await loadTree(tree('cos-toolkit-tree'), {
+      values: [join(F, 'cos-toolkit-tree/values/green-x86_64.yaml')],
+    });
+    const installer = findPackage(t.universe, parseRef('utils/installer'));
+    const target = luetBuildTarget(t.universe, installer);
+    expect(packageId(target)).toBe('system/cos-wrapper@0.32-16');
+    expect(target.build?.spec?.steps).toEqual([
+      'cp -rfv installer.sh /usr/sbin/cos-installer && chmod +x /usr/sbin/cos-installer',
+      'cp -rfv upgrade.sh /usr/sbin/cos-upgrade && chmod +x /usr/sbin/cos-upgrade',
+      'cp -rfv reset.sh /usr/sbin/cos-reset && chmod +x /usr/sbin/cos-reset',
+      'cp -rfv deploy.sh /usr/sbin/cos-deploy && chmod +x /usr/sbin/cos-deploy',
+    ]);
+    // Something that requires utils/installer gets cos-wrapper in its closure.
+    const closure = dependencyTree(t.universe, installer).closure;
+    expect(closure.length).toBeGreaterThan(0);
+  });
+});
+
+describe("luet's own tests/fixtures", () => {
+  const root = join(F, 'luet-fixtures/fixtures');
+  // Values files the luet integration tests write for these fixtures (tests/integration/22_*.sh,
+  // 01_simple_docker.sh): bb: "ttt", extra: "bar". Without them luet prints "<no value>".
+  const values: Record<string, Record<string, string>> = {
+    build_values: { bb: 'ttt' },
+    build_values_nested: { bb: 'ttt' },
+    docker_repo: { extra: 'bar' },
+  };
+
+  it.each([
+    ['template_requires', 7],
+    ['subpackage', 4],
+    ['subpackage_collection', 8],
+  ])("%s: %d packages (luet's Go tests)", async (name, count) => {
+    const t = await loadTree(join(root, name));
+    expect(t.problems.map(formatProblem)).toEqual([]);
+    expect(t.packages).toHaveLength(count);
+  });
+
+  it('subpackages carry their include/exclude filter and their parent', async () => {
+    const t = await loadTree(join(root, 'subpackage'));
+    const baz = findPackage(t.universe, parseRef('test/baz'));
+    expect(baz.subpackageOf).toBe('test/alpine@1.0');
+    expect(baz.filter).toEqual({ includes: ['usr/bin/cksum'], excludes: [] });
+  });
+
+  it('every fixture directory with YAML loads without problems: 192 packages in all', async () => {
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const dirs = readdirSync(root).filter((d) => readdirSync(join(root, d)).length > 0);
+    let total = 0;
+    const bad: string[] = [];
+    for (const d of dirs) {
+      const v = values[d];
+      let vals: string[] = [];
+      if (v) {
+        const f = join(mkdtempSync(join(tmpdir(), 'cpm-luetfx-')), 'default.yaml');
+        writeFileSync(
+          f,
+          Object.entries(v)
+            .map(([k, x]) => `${k}: "${x}"\n`)
+            .join(''),
+        );
+        vals = [f];
+      }
+      const t = await loadTree(join(root, d), { values: vals });
+      bad.push(...t.problems.map(formatProblem));
+      total += t.packages.length;
+    }
+    expect(bad).toEqual([]);
+    // 67 of luet's 71 fixture directories hold YAML; dockerfiles, overlay, parser and plugin hold
+    // Dockerfiles, ebuilds and a plugin script (not trees cpm reads). 183 packages by the counting
+    // rule above, plus 9 subpackages.
+    expect(dirs).toHaveLength(67);
+    expect(total).toBe(192);
+    expect(existsSync(join(root, 'dockerfiles'))).toBe(false);
+  });
+});

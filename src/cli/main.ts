@@ -6,6 +6,7 @@
  */
 import type { Command } from 'commander';
 import { commandFile, withGlobalOptions } from './command-table.js';
+import { CpmError } from '../errors.js';
 import { version } from './version.js';
 
 /** The program for argv: only its command's file when argv names one, else the full tree. */
@@ -20,6 +21,32 @@ async function programFor(argv: string[]): Promise<Command> {
   return program;
 }
 
+/** Options naming a root, a path or a repository (commander attribute names). */
+const PATH_OPTIONS = ['root', 'repo', 'tree', 'dbDir', 'output', 'config', 'from', 'base'];
+
+/**
+ * An empty path (often an unset shell variable: --root "$ROOT") would mean the current directory
+ * and install there; it is a usage error instead.
+ */
+function refuseEmptyPaths(cmd: Command): void {
+  const o = cmd.optsWithGlobals<Record<string, unknown>>();
+  for (const key of PATH_OPTIONS) {
+    const v = o[key];
+    if (v !== '' && !(Array.isArray(v) && v.includes(''))) continue;
+    let flag = `--${key}`;
+    for (let c: Command | null = cmd; c; c = c.parent) {
+      const long = c.options.find((x) => x.attributeName() === key)?.long;
+      if (long) {
+        flag = long;
+        break;
+      }
+    }
+    throw new CpmError('E_USAGE', `${flag} is empty`, {
+      hint: `give ${flag} a value (an unset shell variable?); for the current directory say ${flag} .`,
+    });
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
   // the one answer that needs no command tree (commander prints the same)
   if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
@@ -27,6 +54,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const program = await programFor(argv);
+  program.hook('preAction', (_top, action) => refuseEmptyPaths(action));
   const { CommanderError } = await import('commander');
   try {
     await program.parseAsync(argv, { from: 'user' });

@@ -165,21 +165,25 @@ export function resolveUserPath(view: PathView, p: string, followLast = false): 
  */
 export class RootPaths {
   private dirs = new Set<string>(['']);
-  constructor(readonly root: string) {}
+  /** The root without a trailing slash ("" for "/"), so ROOT/rel is always `${base}/${rel}`. */
+  private readonly base: string;
+  constructor(readonly root: string) {
+    this.base = root.replace(/\/+$/, '');
+  }
 
   /** ROOT/rel after checking its parents; throws UnsafePathError naming the offending component. */
   abs(rel: string): string {
     const comps = entryComponents(rel);
     if (comps.length === 0) throw new UnsafePathError('empty path');
     this.checkParents(comps, comps.length - 1);
-    return `${this.root}/${comps.join('/')}`;
+    return `${this.base}/${comps.join('/')}`;
   }
 
   /** abs() that also requires `rel` itself to be absent or a real directory (not a symlink). */
   dir(rel: string): string {
     const comps = entryComponents(rel);
     this.checkParents(comps, comps.length);
-    return comps.length === 0 ? this.root : `${this.root}/${comps.join('/')}`;
+    return comps.length === 0 ? this.root : `${this.base}/${comps.join('/')}`;
   }
 
   /** lstat of `rel` as a canonical path: null when absent or when a parent is not a directory. */
@@ -188,21 +192,21 @@ export class RootPaths {
     for (let i = 1; i < comps.length; i++) {
       const p = comps.slice(0, i).join('/');
       if (this.dirs.has(p)) continue;
-      const st = lstatOrNull(`${this.root}/${p}`);
+      const st = lstatOrNull(`${this.base}/${p}`);
       if (!st || !st.isDirectory()) return null;
       this.dirs.add(p);
     }
-    return lstatOrNull(`${this.root}/${comps.join('/')}`);
+    return lstatOrNull(`${this.base}/${comps.join('/')}`);
   }
 
   private checkParents(comps: string[], n: number): void {
     for (let i = 1; i <= n; i++) {
       const p = comps.slice(0, i).join('/');
       if (this.dirs.has(p)) continue;
-      const st = lstatOrNull(`${this.root}/${p}`);
+      const st = lstatOrNull(`${this.base}/${p}`);
       if (!st) return; // absent: nothing below it exists, the syscall fails with ENOENT
       if (st.isSymbolicLink())
-        throw new UnsafePathError(`/${p} is a symlink (to ${readlinkSync(`${this.root}/${p}`)})`);
+        throw new UnsafePathError(`/${p} is a symlink (to ${readlinkSync(`${this.base}/${p}`)})`);
       if (!st.isDirectory()) throw new UnsafePathError(`/${p} is not a directory`);
       this.dirs.add(p);
     }

@@ -33,6 +33,7 @@ import {
   unlinkSync,
   utimesSync,
 } from 'node:fs';
+import path from 'node:path';
 import { CpmError } from '../errors.js';
 import { InstalledDb, DB_FILE, writeFileAtomic } from './db.js';
 import { faultPoint } from './fault.js';
@@ -304,7 +305,7 @@ export function rollBack(paths: RootPaths, j: Journal, done = j.ops.length): voi
 
 /** Removes ROOT/.cpm-tx whole; a symlink there is removed itself, never followed. */
 export function removeStage(root: string): boolean {
-  const p = `${root}/${STAGE_DIR}`;
+  const p = path.join(root, STAGE_DIR);
   if (!lexists(p)) return false;
   rmSync(p, { recursive: true, force: true });
   return true;
@@ -369,7 +370,7 @@ export function recoverWithLock(root: string, dbDir: string): Recovery {
 
 function cleanLeftovers(root: string, dbDir: string): string[] {
   const did: string[] = [];
-  if (removeStage(root)) did.push(`removed the stage directory ${root}/${STAGE_DIR}`);
+  if (removeStage(root)) did.push(`removed the stage directory ${path.join(root, STAGE_DIR)}`);
   for (const f of DB_LEFTOVERS) {
     const p = `${dbDir}/${f}`;
     if (!lexists(p)) continue;

@@ -589,9 +589,9 @@ function generateOps(
   const abs = (rel: string): string => `${t.root}/${rel}`;
   // the stager names staged objects by absolute path; the journal stores them root-relative
   const rel = (p: string): string => {
-    if (!p.startsWith(`${t.root}/${STAGE_DIR}/`))
-      throw new Error(`staged path outside stage: ${p}`);
-    return p.slice(t.root.length + 1);
+    const r = path.relative(t.root, p);
+    if (!r.startsWith(`${STAGE_DIR}/`)) throw new Error(`staged path outside stage: ${p}`);
+    return r;
   };
   let bk = 0;
   const backup = (): string => `${STAGE_DIR}/bk-${(bk++).toString(36)}`;

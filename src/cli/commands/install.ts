@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import path from 'node:path';
+import { statSync } from 'node:fs';
 import {
   DEFAULT_CONFIG_FILE,
   databaseDir,
@@ -44,9 +45,11 @@ async function rootRef(
   const cfg = await loadConfig(o.config);
   const root = path.resolve(o.root ?? cfg.system.rootfs);
   (await query()).checkRoot(root, false);
+  const { resolveDbDir } = await import('../../rootfs/db.js');
   return {
     root,
-    dbDir: databaseDir(cfg, root),
+    // checked: a DB dir inside the root is reached through real directories only
+    dbDir: resolveDbDir(root, databaseDir(cfg, root)),
     finalizerEnv: Object.fromEntries(cfg.finalizer_envs.map((e) => [e.key, e.value])),
     cfg,
   };
@@ -104,6 +107,17 @@ function reporterOf(o: OpCli): Reporter {
     quiet: o.quiet,
     verbose: o.verbose,
   });
+}
+
+/** The root is the running system's / (the same directory, however it is spelled). */
+function isHostRoot(root: string): boolean {
+  try {
+    const a = statSync(root);
+    const b = statSync('/');
+    return a.dev === b.dev && a.ino === b.ino;
+  } catch {
+    return false; // not there yet: a new root
+  }
 }
 
 /** Asks on the terminal; only called when stdin and stderr are TTYs. */
@@ -202,15 +216,18 @@ async function runOp(op: Operation, refs: string[], o: OpCli, cmd: Command): Pro
     if (!planned.plan.satisfiable) process.exitCode = EXIT_CODES[planError(planned.plan).code];
     return;
   }
-  // Without a terminal (Dockerfile RUN, CI) there is nobody to ask: go ahead.
-  if (
-    !o.yes &&
-    !o.json &&
-    planned.plan.satisfiable &&
-    !planned.noop &&
-    process.stdin.isTTY &&
-    process.stderr.isTTY
-  ) {
+  const changes = planned.plan.satisfiable && !planned.noop;
+  const canAsk = !o.json && !!process.stdin.isTTY && !!process.stderr.isTTY;
+  // Without a terminal (Dockerfile RUN, CI) there is nobody to ask: a scratch root goes ahead,
+  // but the running system's / needs -y, as apt-get and dnf abort there.
+  if (changes && !o.yes && !canAsk && isHostRoot(ctx.root)) {
+    await planned.repos?.close();
+    throw new CpmError('E_USAGE', `refusing to ${op} on / (this system) without confirmation`, {
+      context: { path: ctx.root },
+      hint: 'there is no terminal to ask on: add -y to confirm, or give --root DIR for another root',
+    });
+  }
+  if (changes && !o.yes && canAsk) {
     for (const i of planned.images) process.stderr.write(`install   ${i} (image reference)\n`);
     if (planned.images.length === 0 || planned.plan.steps.length > 0)
       process.stderr.write(formatPlan(planned.plan));

@@ -35,10 +35,11 @@ export async function installedFromRoot(
   configFile?: string,
 ): Promise<InstalledSpec[]> {
   const { databaseDir, loadConfig } = await import('../../config.js');
-  const { InstalledDb } = await import('../../rootfs/db.js');
+  const { InstalledDb, resolveDbDir } = await import('../../rootfs/db.js');
   const { installedState } = await import('../../install/operations.js');
   const dir = resolvePath(root);
-  return installedState(InstalledDb.load(databaseDir(await loadConfig(configFile), dir)));
+  const dbDir = resolveDbDir(dir, databaseDir(await loadConfig(configFile), dir));
+  return installedState(InstalledDb.load(dbDir));
 }
 
 /** `cpm plan install|uninstall|upgrade|reinstall` — prints the plan, touches nothing. */

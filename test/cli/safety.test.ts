@@ -48,12 +48,20 @@ describe('empty path options are usage errors', () => {
     ['--tree', ['install', 'system/cos-setup', '--tree', '', '--root', 'ROOT']],
     ['--root', ['list', '--installed', '--root', '']],
     ['--root', ['recover', '--root', '']],
-    ['--db-dir', ['image', 'tar', '--root', 'ROOT', '--db-dir', '', '-o', 'OUT']],
+    ['--db-dir', ['image', 'tar', '--root', 'DIR', '--db-dir', '', '-o', 'OUT']],
   ];
   for (const [flag, args] of cases)
     it(`${args[0]} ${flag} ''`, () => {
       const a = args.map((x) =>
-        x === 'REPO' ? repo : x === 'ROOT' ? root() : x === 'OUT' ? `${dir}/o.tar` : x,
+        x === 'REPO'
+          ? repo
+          : x === 'ROOT'
+            ? root()
+            : x === 'DIR'
+              ? dir
+              : x === 'OUT'
+                ? `${dir}/o.tar`
+                : x,
       );
       const r = cpm(...a);
       expect(r.code, r.err).toBe(2);

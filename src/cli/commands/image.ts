@@ -40,16 +40,27 @@ function addCommon(cmd: Command, output = true): Command {
   return (
     cmd
       // absolute from here on: a relative DB dir would otherwise be taken as inside the root
-      .requiredOption('--root <dir>', 'the assembled root to pack', (v: string) => path.resolve(v))
+      .requiredOption('--root <dir>', 'the assembled root to pack', absPath('--root'))
       .option(
         '--db-dir <dir>',
         'installer DB (default: system.database_path from config)',
-        (v: string) => path.resolve(v),
+        absPath('--db-dir'),
       )
       .option('--exclude <glob>', 'leave out paths (anchored at the root, repeatable)', collect, [])
       .option('--no-xattrs', 'do not read extended attributes from disk')
       .option('--json', 'print the result as JSON')
   );
+}
+
+/** An option parser making a path absolute; an empty one (an unset variable) is refused. */
+function absPath(flag: string): (v: string) => string {
+  return (v) => {
+    if (v === '')
+      throw new CpmError('E_USAGE', `${flag} is empty`, {
+        hint: `give ${flag} a value (an unset shell variable?); for the current directory say ${flag} .`,
+      });
+    return path.resolve(v);
+  };
 }
 
 /** The DB dir of a root: --db-dir, else the config's database_path inside the root. */

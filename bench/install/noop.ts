@@ -1,101 +1,113 @@
 /**
  * No-op install benchmark: `cpm install` of something already installed, warm cache, process
- * start included (apk's bar: < 150 ms). hyperfine-style: warm-up, ≥10 timed runs per command,
- * median and min, with `node -e 0` measured in the same run as the baseline.
+ * start included (apk's bar: < 150 ms), fresh processes in interleaved rounds with `node -e 0`
+ * as the baseline (bench/support.ts). Two kinds of no-op:
+ *   - a repository package (dir:// repository made from packages-tree/), by name and pinned;
+ *   - an image reference from a local docker-registry: by tag (one registry round trip to learn
+ *     what the tag points at) and by digest (no round trip: the DB answers).
+ * Each with `node bin/cpm.js` and, when it exists, the single-file build (out/cpm-linux-ARCH or
+ * CPM_SEA=FILE). Targets: < 300 ms with node bin/cpm.js, < 150 ms single-file.
  *
  *   npm run build && npx tsx bench/install/noop.ts [runs]
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startRegistry } from '../../test/support/registry.js';
+import { median, timeInterleaved, type TimedCase } from '../support.js';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BIN = path.join(REPO_ROOT, 'bin/cpm.js');
 const TREE = path.join(REPO_ROOT, 'packages-tree');
-const RUNS = Math.max(10, Number(process.argv[2] ?? 15));
+const RUNS = Math.max(5, Number(process.argv[2] ?? 15));
+const SEA = process.env.CPM_SEA ?? path.join(REPO_ROOT, 'out', `cpm-linux-${process.arch}`);
 
 const work = mkdtempSync(path.join(os.tmpdir(), 'cpm-bench-noop-'));
 const cfg = path.join(work, 'cpm.yaml');
 writeFileSync(cfg, 'cache_dir: cache\nrepos_confdir: [repos.conf.d]\n');
 const env = { ...process.env, CPM_CONFIG: cfg };
 
-const TIME = existsSync('/usr/bin/time') ? '/usr/bin/time' : null;
-
-/** Runs argv; returns the child's CPU time (user + sys, ms) when /usr/bin/time is there. */
-function run(argv: string[]): number {
-  const full = TIME ? [TIME, '-f', 'cpu %U %S', ...argv] : argv;
-  const r = spawnSync(full[0]!, full.slice(1), { env, encoding: 'utf8' });
+function run(argv: string[]): string {
+  const r = spawnSync(argv[0]!, argv.slice(1), { env, encoding: 'utf8', cwd: work });
   if (r.status !== 0) throw new Error(`${argv.join(' ')} → ${r.status}\n${r.stdout}${r.stderr}`);
-  const m = /cpu (\d+\.\d+) (\d+\.\d+)\s*$/.exec(r.stderr);
-  return m ? (Number(m[1]) + Number(m[2])) * 1000 : NaN;
+  return r.stdout;
 }
 
-const median = (l: number[]): number => l.slice().sort((a, b) => a - b)[Math.floor(l.length / 2)]!;
-
-/** Wall (including /usr/bin/time's own tiny exec) and CPU per run. */
-function time(argv: string[]): { wall: number[]; cpu: number[] } {
-  run(argv); // warm-up (page cache, compile)
-  const wall: number[] = [];
-  const cpu: number[] = [];
-  for (let i = 0; i < RUNS; i++) {
-    const t = process.hrtime.bigint();
-    cpu.push(run(argv));
-    wall.push(Number(process.hrtime.bigint() - t) / 1e6);
-  }
-  return { wall, cpu };
-}
-
+const reg = await startRegistry();
 try {
+  const cpm = [process.execPath, BIN];
   const repo = `dir://${path.join(work, 'repo')}`;
   const root = path.join(work, 'root');
-  run([process.execPath, BIN, 'repo', 'create', '--tree', TREE, '--output', repo, '--json']);
-  run([process.execPath, BIN, 'repo', 'add', 'local', repo]);
-  run([
-    process.execPath,
-    BIN,
-    'install',
-    'system/cos-setup',
-    '--root',
-    root,
-    '--no-finalizers',
-    '-q',
-  ]);
+  run([...cpm, 'repo', 'create', '--tree', TREE, '--output', repo, '--json']);
+  run([...cpm, 'repo', 'add', 'local', repo]);
+  run([...cpm, 'install', 'system/cos-setup', '--root', root, '--no-finalizers', '-q']);
 
-  const cases: Array<[string, string[]]> = [
-    ['node -e 0 (baseline)', [process.execPath, '-e', '0']],
-    ['cpm --version', [process.execPath, BIN, '--version']],
-    [
-      'cpm install system/cos-setup (no-op)',
-      [process.execPath, BIN, 'install', 'system/cos-setup', '--root', root],
-    ],
-    [
-      'cpm install system/cos-setup@1.1.0 (no-op, pinned)',
-      [process.execPath, BIN, 'install', 'system/cos-setup@1.1.0', '--root', root],
-    ],
+  // a small image in the registry, installed by tag
+  const pkgDir = path.join(work, 'pkg');
+  mkdirSync(path.join(pkgDir, 'etc'), { recursive: true });
+  writeFileSync(path.join(pkgDir, 'etc', 'noop-bench.conf'), 'x = 1\n');
+  const tagRef = `${reg.host}/bench/noop:1`;
+  const pushed = run([...cpm, 'pack', pkgDir, '--name', 'bench/noop@1', '-o', tagRef]).trim();
+  const digestRef = `${reg.host}/bench/noop@${pushed.split('@').pop()}`;
+  run([...cpm, 'install', tagRef, '--root', root, '--no-finalizers', '-q']);
+
+  const variants: Array<[string, string[]]> = [['node bin/cpm.js', cpm]];
+  if (existsSync(SEA)) variants.push(['single file', [SEA]]);
+  const cases: TimedCase[] = [
+    { name: 'node -e 0 (baseline)', argv: [process.execPath, '-e', '0'], env },
   ];
+  for (const [label, bin] of variants) {
+    const c = (what: string, args: string[]): TimedCase => ({
+      name: `${label}: ${what}`,
+      argv: [...bin, ...args],
+      env,
+    });
+    cases.push(
+      c('--version', ['--version']),
+      c('install system/cos-setup (no-op)', ['install', 'system/cos-setup', '--root', root]),
+      c('install system/cos-setup@1.1.0 (no-op, pinned)', [
+        'install',
+        'system/cos-setup@1.1.0',
+        '--root',
+        root,
+      ]),
+      c('install REGISTRY/bench/noop:1 (no-op, tag)', ['install', tagRef, '--root', root]),
+      c('install REGISTRY/bench/noop@sha256:… (no-op, digest)', [
+        'install',
+        digestRef,
+        '--root',
+        root,
+      ]),
+    );
+  }
   const load = os.loadavg()[0]!;
-  const rows = cases.map(([name, argv]) => ({ name, ...time(argv) }));
+  const rows = timeInterleaved(cases, RUNS);
   const base = median(rows[0]!.wall);
   const baseCpu = median(rows[0]!.cpu);
-  const w = Math.max(...rows.map((r) => r.name.length));
   console.log(
-    `\nno-op install, ${RUNS} runs each, ${os.cpus().length} CPUs, load ${load.toFixed(2)} → ` +
-      `${os.loadavg()[0]!.toFixed(2)} (wall grows with the load; cpu = user+sys of the process)`,
+    `\nno-op install, ${RUNS} interleaved runs each, ${os.cpus().length} CPUs, load ${load.toFixed(2)} → ` +
+      `${os.loadavg()[0]!.toFixed(2)}; medians in ms (wall grows with the load; cpu = user+sys of the process)`,
   );
-  console.log(`${'command'.padEnd(w)}  wall med  wall min  ×base  cpu med  ×base  wall < 150 ms`);
+  console.log('| command | wall | wall min | ×node -e 0 | cpu | ×node -e 0 |');
+  console.log('|---|---|---|---|---|---|');
   for (const r of rows) {
     const med = median(r.wall);
     const cpu = median(r.cpu);
     console.log(
-      `${r.name.padEnd(w)}  ${med.toFixed(1).padStart(8)}  ${Math.min(...r.wall)
-        .toFixed(1)
-        .padStart(8)}  ` +
-        `${(med / base).toFixed(2).padStart(5)}  ${cpu.toFixed(0).padStart(7)}  ` +
-        `${(cpu / baseCpu).toFixed(2).padStart(5)}  ${med < 150 ? 'yes' : 'no'}`,
+      `| ${r.name} | ${med.toFixed(0)} | ${Math.min(...r.wall).toFixed(0)} | ${(med / base).toFixed(2)} | ${cpu.toFixed(0)} | ${(cpu / baseCpu).toFixed(2)} |`,
     );
   }
+  const tag = rows.find(
+    (r) => r.name === 'node bin/cpm.js: install REGISTRY/bench/noop:1 (no-op, tag)',
+  );
+  const dig = rows.find((r) => r.name.startsWith('node bin/cpm.js: install REGISTRY/bench/noop@'));
+  if (tag && dig)
+    console.log(
+      `registry round trip for the tag (tag − digest, medians): ${(median(tag.wall) - median(dig.wall)).toFixed(0)} ms wall, ${(median(tag.cpu) - median(dig.cpu)).toFixed(0)} ms cpu`,
+    );
 } finally {
+  await reg.stop();
   rmSync(work, { recursive: true, force: true });
 }

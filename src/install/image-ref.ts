@@ -10,10 +10,10 @@ import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { CpmError } from '../errors.js';
 import { cacheStore } from '../oci/actions.js';
-import { openSource, type EndpointOptions } from '../oci/endpoint.js';
+import { RegistryEndpoint, openSource, type EndpointOptions } from '../oci/endpoint.js';
 import { pullImage, type PulledImage } from '../oci/image.js';
 import { readPackageMetadata } from '../oci/package-image.js';
-import { parseImageRef, formatRef, type ImageRef } from '../oci/reference.js';
+import { parseImageRef, formatRef, manifestReference, type ImageRef } from '../oci/reference.js';
 import type { Platform } from '../oci/types.js';
 import { finalizeFromJson } from '../package/finalize.js';
 import {
@@ -33,7 +33,7 @@ import {
   type TransactionOptions,
   type TransactionResult,
 } from '../rootfs/transaction.js';
-import type { InstallStep } from '../rootfs/types.js';
+import type { InstallStep, InstalledPackage } from '../rootfs/types.js';
 
 /** Category of packages whose identity comes from an image reference. */
 export const IMAGE_CATEGORY = 'images';
@@ -50,6 +50,38 @@ export function looksLikeImageRef(arg: string): boolean {
   const host = arg.slice(0, slash);
   if (host.includes('@')) return false; // "cat@1.0/x" is not a host
   return host.includes('.') || host.includes(':') || host === 'localhost' || host.startsWith('[');
+}
+
+/**
+ * The installed package `refText` names as it is now, found without pulling: a package installed
+ * from the same reference whose recorded digest is the one the reference points at — for a digest
+ * reference the DB alone answers; a tag costs one HEAD request to the registry (or a read of the
+ * layout's index.json). Same reference and same manifest give the same package, so the pull and
+ * the transaction would change nothing. undefined otherwise (also when the tag names an index:
+ * the DB records the platform manifest), and the caller pulls as usual.
+ */
+export async function installedImage(
+  refText: string,
+  db: InstalledDb,
+  opts: EndpointOptions = {},
+): Promise<InstalledPackage | undefined> {
+  const ref = parseImageRef(refText);
+  const origin = formatRef(ref);
+  const candidates = db.list().filter((p) => !p.base && p.imageDigest && p.origin === origin);
+  if (candidates.length === 0) return undefined;
+  let digest = ref.kind === 'registry' ? ref.digest : undefined;
+  if (!digest) {
+    const src = await openSource(ref, opts);
+    try {
+      digest =
+        src instanceof RegistryEndpoint
+          ? await src.client.headManifest(src.ref.repository, manifestReference(src.ref))
+          : (await src.getManifest()).digest;
+    } finally {
+      await src.close();
+    }
+  }
+  return candidates.find((p) => p.imageDigest === digest);
 }
 
 export interface ImageStepOptions extends EndpointOptions {

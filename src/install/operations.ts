@@ -68,6 +68,8 @@ export interface PlannedOperation {
   images: string[];
   /** `--base` image reference, unpacked below the packages as the root's base. */
   base?: string;
+  /** Ids of installed packages that image references among the arguments name as they are now. */
+  current: string[];
   /** Nothing to do (a satisfiable plan without steps). */
   noop: boolean;
   /** The opened source (install/upgrade/reinstall with steps); closed by applyOperation. */
@@ -123,14 +125,27 @@ export async function planOperation(
   refs: readonly string[],
   opts: OperationOptions = {},
 ): Promise<PlannedOperation> {
-  const images = op === 'install' ? await imageRefs(refs) : [];
+  const imageArgs = op === 'install' ? await imageRefs(refs) : [];
   const base = op === 'install' ? opts.base : undefined;
-  const pkgRefs = refs.filter((r) => !images.includes(r));
+  const pkgRefs = refs.filter((r) => !imageArgs.includes(r));
   const request: Request =
-    images.length > 0 && pkgRefs.length === 0
+    imageArgs.length > 0 && pkgRefs.length === 0
       ? { op: 'install', targets: [] }
       : makeRequest(op, pkgRefs, { force: opts.force, full: opts.full });
   const db = InstalledDb.load(ctx.dbDir);
+  // an image installed at the digest its reference names now is a no-op without pulling (a tag
+  // costs one request to learn its digest; a digest none)
+  const images: string[] = [];
+  const current: string[] = [];
+  if (imageArgs.length > 0) {
+    const { installedImage } = await import('./image-ref.js');
+    const endpoint = ctx.plainHttp !== undefined ? { plainHttp: ctx.plainHttp } : {};
+    for (const ref of imageArgs) {
+      const p = await installedImage(ref, db, endpoint);
+      if (p) current.push(p.id);
+      else images.push(ref);
+    }
+  }
   const installed = installedState(db);
   const cachedIndexes: NonNullable<PlannedOperation['cachedIndexes']> = [];
   const done = (plan: Plan, repos?: OpenedRepositories): PlannedOperation => ({
@@ -141,6 +156,7 @@ export async function planOperation(
     plan,
     json: planToJson(plan),
     images,
+    current,
     ...(base ? { base } : {}),
     // a --base is always looked at: the same image again is a no-op in the transaction
     noop: plan.satisfiable && plan.steps.length === 0 && images.length === 0 && !base,

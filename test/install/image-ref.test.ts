@@ -224,3 +224,33 @@ describe('imageInstallStep', () => {
     expect(existsSync(path.join(root, 'etc'))).toBe(false);
   });
 });
+
+describe('installedImage (the no-op check before a pull)', () => {
+  it('finds the package installed from the same reference at the digest it points at now', async () => {
+    const { installedImage } = await import('../../src/install/image-ref.js');
+    const { InstalledDb } = await import('../../src/rootfs/db.js');
+    const root = tmpDir();
+    const dbOf = () => InstalledDb.load(path.join(root, 'var/lib/cpm'));
+    const byTag = `${reg.host}/tools/small:small`;
+    const step = await imageInstallStep(byTag, { cacheDir });
+    await installPackages(root, [step]);
+    expect((await installedImage(byTag, dbOf()))?.id).toBe('images/small@0+small');
+    // another reference to the same manifest is another package (its version comes from it)
+    expect(await installedImage(`${reg.host}/tools/small@${step.imageDigest}`, dbOf())).toBe(
+      undefined,
+    );
+    // the tag moves: not current any more, the caller pulls
+    skopeoPush(`${layout}:1.2`, `${reg.host}/tools/small:small`);
+    try {
+      expect(await installedImage(byTag, dbOf())).toBe(undefined);
+    } finally {
+      skopeoPush(`${layout}:small`, `${reg.host}/tools/small:small`);
+    }
+    // a digest reference installed as such is answered from the DB alone (no registry needed)
+    const byDigest = `127.0.0.1:1/tools/small@${step.imageDigest}`;
+    const root2 = tmpDir();
+    await installPackages(root2, [{ ...step, origin: byDigest }]);
+    const db2 = InstalledDb.load(path.join(root2, 'var/lib/cpm'));
+    expect((await installedImage(byDigest, db2))?.imageDigest).toBe(step.imageDigest);
+  });
+});

@@ -139,7 +139,7 @@ function printResult(r: OperationResult, o: OpCli): void {
       ...r.planned.json,
       installed: t?.installed ?? [],
       removed: t?.removed ?? [],
-      unchanged: t?.unchanged ?? [],
+      unchanged: t?.unchanged ?? r.planned.current,
       forcedConflicts: t?.forcedConflicts ?? [],
       cpmnew: t?.cpmnew ?? [],
       cpmsave: t?.cpmsave ?? [],

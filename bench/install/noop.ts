@@ -52,6 +52,9 @@ try {
   const pushed = run([...cpm, 'pack', pkgDir, '--name', 'bench/noop@1', '-o', tagRef]).trim();
   const digestRef = `${reg.host}/bench/noop@${pushed.split('@').pop()}`;
   run([...cpm, 'install', tagRef, '--root', root, '--no-finalizers', '-q']);
+  // the digest reference installed as such, in a root of its own (another reference is another origin)
+  const rootD = path.join(work, 'root-digest');
+  run([...cpm, 'install', digestRef, '--root', rootD, '--no-finalizers', '-q']);
 
   const variants: Array<[string, string[]]> = [['node bin/cpm.js', cpm]];
   if (existsSync(SEA)) variants.push(['single file', [SEA]]);

@@ -1,18 +1,43 @@
 /**
- * undici's Agent and request(), loaded from their own modules. The package entry point also
+ * undici's Agent and request(), loaded from their own modules, on the first request. The package entry point also
  * loads fetch, WebSocket, EventSource, mocks and caches: ≈200 ms more startup for every command
  * that talks to a registry (measured with bench/oci). undici is pinned in package.json.
  */
 import type { Dispatcher } from 'undici';
-import AgentClass from 'undici/lib/dispatcher/agent.js';
-import apiRequest from 'undici/lib/api/api-request.js';
+import type AgentClass from 'undici/lib/dispatcher/agent.js';
+import type apiRequest from 'undici/lib/api/api-request.js';
 
-export const Agent = AgentClass;
-export type Agent = InstanceType<typeof AgentClass>;
 export type { Dispatcher };
 
+interface Undici {
+  Agent: typeof AgentClass;
+  request: typeof apiRequest;
+}
+let undici: Promise<Undici> | undefined;
+/** undici, loaded on the first request: a command that ends up not talking HTTP never parses it. */
+function loadUndici(): Promise<Undici> {
+  return (undici ??= Promise.all([
+    import('undici/lib/dispatcher/agent.js'),
+    import('undici/lib/api/api-request.js'),
+  ]).then(([a, r]) => ({ Agent: a.default, request: r.default })));
+}
+
+export type AgentOptions = ConstructorParameters<typeof AgentClass>[0];
+
+/** A connection pool (undici's Agent), made on first use. */
+export class Agent {
+  private pool: Promise<InstanceType<typeof AgentClass>> | undefined;
+  constructor(private readonly opts: AgentOptions) {}
+  dispatcher(): Promise<Dispatcher> {
+    return (this.pool ??= loadUndici().then((u) => new u.Agent(this.opts)));
+  }
+  async close(): Promise<void> {
+    if (this.pool) await (await this.pool).close();
+  }
+}
+
 export interface RequestOptions {
-  dispatcher: Dispatcher;
+  dispatcher: Agent;
   method?: Dispatcher.HttpMethod;
   headers?: Record<string, string>;
   body?: Dispatcher.DispatchOptions['body'];
@@ -22,7 +47,10 @@ export interface RequestOptions {
 }
 
 /** undici's request(url, opts): one HTTP exchange on `opts.dispatcher`. */
-export function request(url: string | URL, opts: RequestOptions): Promise<Dispatcher.ResponseData> {
+export async function request(
+  url: string | URL,
+  opts: RequestOptions,
+): Promise<Dispatcher.ResponseData> {
   const u = typeof url === 'string' ? new URL(url) : url;
   const o: Dispatcher.RequestOptions = {
     origin: u.origin,
@@ -33,5 +61,9 @@ export function request(url: string | URL, opts: RequestOptions): Promise<Dispat
   if (opts.body !== undefined) o.body = opts.body;
   if (opts.highWaterMark !== undefined) o.highWaterMark = opts.highWaterMark;
   if (opts.signal) o.signal = opts.signal;
-  return apiRequest.call(opts.dispatcher, o);
+  const [{ request: send }, dispatcher] = await Promise.all([
+    loadUndici(),
+    opts.dispatcher.dispatcher(),
+  ]);
+  return send.call(dispatcher, o);
 }

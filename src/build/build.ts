@@ -12,7 +12,10 @@ import path from 'node:path';
 import { CpmError } from '../errors.js';
 import type { LayerCompression } from '../oci/layer.js';
 import { buildPackageImage } from '../oci/package-image.js';
+import { openSource } from '../oci/endpoint.js';
+import { pullImage } from '../oci/image.js';
 import { hostPlatform } from '../oci/platform.js';
+import { parseImageRef } from '../oci/reference.js';
 import type { RegistryOptions } from '../oci/registry.js';
 import { packageId } from '../package/package.js';
 import {
@@ -501,9 +504,26 @@ function envFor(node: BuildNode, imageEnv: string[]): Record<string, string> {
   return env;
 }
 
+/**
+ * The image of a package as installable layers in the target's store: built in this run, or
+ * already in a dir output, it is there; published earlier to an oci output, it is pulled once.
+ */
 async function imageOfState(ctx: RunCtx, st: NodeState): Promise<IndexImage> {
-  if (!st.image) throw new CpmError('E_REPO', `${st.node.id} has no image to install`);
-  return st.image;
+  const img = st.image;
+  if (!img) throw new CpmError('E_REPO', `${st.node.id} has no image to install`);
+  const store = ctx.target.store;
+  const missing = [];
+  for (const l of img.layers) if ((await store.size(l.digest)) !== l.size) missing.push(l);
+  if (missing.length > 0 && ctx.target.url.startsWith('oci://')) {
+    const ref = `${ctx.target.url.slice('oci://'.length)}/${img.repository}@${img.manifestDigest}`;
+    const src = await openSource(parseImageRef(ref), ctx.opts.registry ?? {});
+    try {
+      await pullImage(src, store);
+    } finally {
+      await src.close();
+    }
+  }
+  return img;
 }
 
 /** Assembles the root of `node` in `root`; returns the image Env that applies. */

@@ -6,7 +6,7 @@
  * a failing step is reported with its exit code and output. Needs bwrap (as .ci/run provides).
  */
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -269,6 +269,41 @@ describe('cpm build (host tools root)', () => {
     expect(fresh.needsBuild).toContain('apps/hello@1.0');
     expect(fresh.needsBuild).toHaveLength(8);
     expect(fresh.index.packages).toHaveLength(0);
+  });
+
+  it('builds into a registry; a later run with an empty cache pulls final images from it', async () => {
+    const values = { values: [path.join(work, 'values.yaml')] };
+    const url = `oci://${reg.host}/built`;
+    const r = await build(opts(url, { ...values, push: true, packages: ['apps/final'] }));
+    expect(r.failed, JSON.stringify(r.packages, null, 1)).toBe(0);
+    expect(r.packages.map((p) => p.id)).toEqual([
+      'base/tools@1.0',
+      'apps/hello@1.0',
+      'base/shell@1.0',
+      'apps/final@1.0',
+    ]);
+    expect(r.repo!.pushed).toBe(true);
+    writeFileSync(path.join(tree, 'apps/final/note.txt'), 'a new file in the context\n');
+    clearContextCache();
+    try {
+      const again = await build(
+        opts(url, { ...values, push: true, cacheDir: path.join(work, 'cache-oci') }),
+      );
+      const by = Object.fromEntries(again.packages.map((p) => [p.id, p.outcome]));
+      expect(by['apps/final@1.0']).toBe('built');
+      expect(by['apps/hello@1.0']).toBe('up-to-date');
+      expect(by['base/shell@1.0']).toBe('up-to-date');
+      expect(again.failed).toBe(0);
+      const root = path.join(work, 'root-oci');
+      const i = await cpm('install', 'apps/final', '--repo', url, '--root', root, '-y');
+      expect(i.code, i.err).toBe(0);
+      expect(readFileSync(path.join(root, 'usr/share/final-saw'), 'utf8')).toBe(
+        'hello from the context\n',
+      );
+    } finally {
+      rmSync(path.join(tree, 'apps/final/note.txt'));
+      clearContextCache();
+    }
   });
 
   it('names the failing step, its exit code and output; others go on; --keep-failed keeps the root', async () => {

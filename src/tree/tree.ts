@@ -476,7 +476,10 @@ async function loadDefinitionFile(
   try {
     y = await loadYamlFile(defPath, defFile, limits);
   } catch (e) {
-    report.error(errorToProblem(e, defFile));
+    // The whole file is unreadable: whatever packages it holds are left out (skipped).
+    const p = errorToProblem(e, defFile);
+    report.error(p);
+    skipped.push({ file: defFile, line: p.line ?? 1, path: '', problems: [p] });
     return [];
   }
   yamlWarnings(y, report);

@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { CpmError } from './errors.js';
 import { setNetworkSettings, type NetworkSettings } from './util/net.js';
+import { warn } from './util/warn.js';
 
 export interface CpmConfig {
   /** The file the config came from, or undefined for built-in defaults. */
@@ -81,7 +82,9 @@ function bad(file: string, line: number | undefined, msg: string): CpmError {
  */
 export async function loadConfig(explicit?: string): Promise<CpmConfig> {
   const cfg = defaultConfig();
-  const file = explicit ?? process.env.CPM_CONFIG ?? DEFAULT_CONFIG_FILE;
+  // CPM_CONFIG= (set but empty) is unset, as shells and env files often leave it
+  const fromEnv = process.env.CPM_CONFIG === '' ? undefined : process.env.CPM_CONFIG;
+  const file = explicit ?? fromEnv ?? DEFAULT_CONFIG_FILE;
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -96,7 +99,8 @@ export async function loadConfig(explicit?: string): Promise<CpmConfig> {
   const doc = parseDocument(text, { prettyErrors: false });
   if (doc.errors.length > 0) {
     const e = doc.errors[0]!;
-    throw bad(file, e.linePos?.[0]?.line, e.message.split('\n')[0] ?? 'invalid YAML');
+    const line = e.linePos?.[0]?.line ?? text.slice(0, e.pos?.[0] ?? 0).split('\n').length;
+    throw bad(file, line, e.message.split('\n')[0] ?? 'invalid YAML');
   }
   const raw: unknown = doc.toJS({ maxAliasCount: 100 }) ?? {};
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
@@ -165,8 +169,7 @@ export async function loadConfig(explicit?: string): Promise<CpmConfig> {
     'logging',
   ]);
   for (const k of Object.keys(r)) {
-    if (!known.has(k))
-      process.emitWarning(`${file}: unknown key "${k}" ignored`, { code: 'CPM_CONFIG' });
+    if (!known.has(k)) warn(`${file}: unknown key "${k}" ignored`);
   }
   return cfg;
 }

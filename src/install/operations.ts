@@ -20,6 +20,7 @@ import { parseRef } from '../package/ref.js';
 import { satisfies } from '../package/version.js';
 import { InstalledDb } from '../rootfs/db.js';
 import type { Reporter } from '../util/progress.js';
+import { similar } from '../util/similar.js';
 import { openPackageSource, type PackageSource } from './source.js';
 import type { TransactionResult } from '../rootfs/transaction.js';
 import type { InstallStep, InstalledPackage, LayerSource } from '../rootfs/types.js';
@@ -74,6 +75,8 @@ export interface PlannedOperation {
   noop: boolean;
   /** The opened source (install/upgrade/reinstall with steps); closed by applyOperation. */
   repos?: OpenedRepositories;
+  /** Unknown requested packages → the closest known ones ("did you mean"). */
+  suggestions?: Record<string, string[]>;
   /** Repositories answered from the index cache, with when each index was fetched. */
   cachedIndexes?: Array<{ repo: string; fetchedAt: string }>;
 }
@@ -148,8 +151,10 @@ export async function planOperation(
   }
   const installed = installedState(db);
   const cachedIndexes: NonNullable<PlannedOperation['cachedIndexes']> = [];
+  const suggestions: Record<string, string[]> = {};
   const done = (plan: Plan, repos?: OpenedRepositories): PlannedOperation => ({
     ...(cachedIndexes.length > 0 ? { cachedIndexes } : {}),
+    ...(Object.keys(suggestions).length > 0 ? { suggestions } : {}),
     op,
     refs: [...refs],
     request,
@@ -186,6 +191,11 @@ export async function planOperation(
     await repos.close();
     throw e;
   }
+  for (const p of plan.problems)
+    if (p.code === 'E_NOT_FOUND' && p.package) {
+      const near = similar(p.package, repos.universe.families());
+      if (near.length > 0) suggestions[p.package] = near;
+    }
   if (!plan.satisfiable || plan.steps.length === 0) {
     await repos.close();
     return done(plan);
@@ -194,13 +204,19 @@ export async function planOperation(
 }
 
 /** The error a failed plan becomes: unknown package (5), unsatisfiable (6), required by (6). */
-export function planError(plan: Plan): CpmError {
+export function planError(plan: Plan, suggestions: Record<string, string[]> = {}): CpmError {
   const code = planErrorCode(plan) ?? 'E_UNSAT';
   const text = formatPlan(plan).trimEnd();
+  const meant = Object.values(suggestions).flat();
   return new CpmError(code, text, {
-    context: { problems: plan.problems },
+    context: { problems: plan.problems, ...(meant.length > 0 ? { suggestions } : {}) },
     ...(code === 'E_NOT_FOUND'
-      ? { hint: 'cpm search NAME lists what the repositories offer' }
+      ? {
+          hint:
+            meant.length > 0
+              ? `did you mean ${meant.join(' or ')}?`
+              : 'cpm search WORD lists what the repositories offer',
+        }
       : code === 'E_REQUIRED_BY'
         ? { hint: 'uninstall those too, or use --force' }
         : {}),
@@ -215,7 +231,7 @@ export async function applyOperation(
 ): Promise<OperationResult> {
   const { plan, repos } = planned;
   try {
-    if (!plan.satisfiable) throw planError(plan);
+    if (!plan.satisfiable) throw planError(plan, planned.suggestions);
     const requested = new Set(planned.request.targets?.map((t) => familyKey(t)) ?? []);
     const db = InstalledDb.load(ctx.dbDir);
     // `install` of what is installed as a dependency still records it as explicit (apk, dnf)

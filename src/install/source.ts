@@ -65,9 +65,17 @@ export function treeRepoDir(cfg: CpmConfig, treeDir: string): string {
   try {
     real = realpathSync(treeDir);
   } catch (e) {
-    throw new CpmError('E_USAGE', `--tree ${treeDir}: ${(e as Error).message}`, {
-      context: { path: treeDir },
-    });
+    const missing = (e as NodeJS.ErrnoException).code === 'ENOENT';
+    throw new CpmError(
+      missing ? 'E_NOT_FOUND' : 'E_USAGE',
+      missing
+        ? `packages tree ${treeDir} does not exist`
+        : `--tree ${treeDir}: ${(e as Error).message}`,
+      {
+        context: { path: treeDir },
+        ...(missing ? { hint: 'pass --tree DIR: the directory of definition.yaml files' } : {}),
+      },
+    );
   }
   const key = createHash('sha256').update(real).digest('hex').slice(0, 16);
   return path.join(cfg.cache_dir, 'trees', key);

@@ -5,6 +5,7 @@
 import { existsSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { CpmError } from '../errors.js';
+import { warn } from '../util/warn.js';
 
 export const REPO_TYPES = ['dir', 'oci', 'http', 'luet'] as const;
 export type RepoType = (typeof REPO_TYPES)[number];
@@ -79,9 +80,7 @@ export function parseRepoEntry(raw: unknown, where: string): RepoConfig {
     fail('"auth" must be a string (a credentials key, e.g. a registry host)');
   if (r.description !== undefined && typeof r.description !== 'string')
     fail('"description" must be a string');
-  for (const k of Object.keys(r))
-    if (!KNOWN.has(k))
-      process.emitWarning(`${where}: unknown key "${k}" ignored`, { code: 'CPM_REPO' });
+  for (const k of Object.keys(r)) if (!KNOWN.has(k)) warn(`${where}: unknown key "${k}" ignored`);
   const cfg: RepoConfig = {
     name: r.name as string,
     type: r.type as RepoType,
@@ -145,7 +144,7 @@ export async function parseRepoFile(text: string, file: string): Promise<RepoCon
   const doc = parseDocument(text, { prettyErrors: false });
   if (doc.errors.length > 0) {
     const e = doc.errors[0]!;
-    const line = e.linePos?.[0]?.line;
+    const line = e.linePos?.[0]?.line ?? lineOf(e.pos?.[0], text);
     throw new CpmError(
       'E_CONFIG',
       `${file}${line ? `:${line}` : ''}: ${e.message.split('\n')[0]}`,
@@ -153,6 +152,11 @@ export async function parseRepoFile(text: string, file: string): Promise<RepoCon
         context: { file, line },
       },
     );
+  }
+  if (doc.contents === null || (isSeq(doc.contents) && doc.contents.items.length === 0)) {
+    // an empty file (a placeholder, a config being written) defines nothing; it blocks nothing
+    warn(`${file}: no repository in it, ignored`);
+    return [];
   }
   const nodes = isSeq(doc.contents) ? doc.contents.items : [doc.contents];
   const out: RepoConfig[] = [];

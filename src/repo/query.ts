@@ -1,5 +1,6 @@
 /** `cpm search` and `cpm info` over an opened set of repositories. */
 import { CpmError } from '../errors.js';
+import { similar } from '../util/similar.js';
 import { familyKey, packageId } from '../package/package.js';
 import { parseRef } from '../package/ref.js';
 import { compareVersions, satisfies } from '../package/version.js';
@@ -68,9 +69,14 @@ export function info(universe: IndexUniverse, refText: string): PackageInfo {
   const fam = familyKey(ref);
   const all = universe.versions(fam);
   if (all.length === 0) {
+    const near = similar(fam, universe.families());
     throw new CpmError('E_NOT_FOUND', `no package ${fam} in the repositories`, {
-      hint: `cpm search ${ref.name} lists similar names`,
-      context: { package: fam },
+      // only point at something that exists: a search for the typo would find nothing
+      hint:
+        near.length > 0
+          ? `did you mean ${near.join(' or ')}?`
+          : 'cpm search (with no word) lists every package of the repositories',
+      context: { package: fam, ...(near.length > 0 ? { suggestions: near } : {}) },
     });
   }
   const pick = all.find((p) => satisfies(p.version, ref.selector));

@@ -42,13 +42,17 @@ export async function updateRepositories(
   const wanted = opts.names?.length
     ? repos.filter((r) => opts.names!.includes(r.name))
     : repos.filter((r) => r.enabled);
-  for (const n of opts.names ?? []) {
-    if (!repos.some((r) => r.name === n))
-      problems.push(
-        new CpmError('E_NOT_FOUND', `no repository named "${n}" is configured`, {
-          hint: 'cpm repo list',
-        }),
-      );
+  const unknown = (opts.names ?? []).filter((n) => !repos.some((r) => r.name === n));
+  if (unknown.length > 0) {
+    const names = repos.map((r) => r.name).sort();
+    throw new CpmError(
+      'E_NOT_FOUND',
+      `no repository named ${unknown.map((n) => `"${n}"`).join(', ')} is configured` +
+        (names.length > 0
+          ? ` (configured: ${names.join(', ')})`
+          : ` (no repository is configured in ${cfg.repos_confdir.join(', ')})`),
+      { context: { names: unknown }, hint: 'cpm repo list; cpm repo add NAME URL' },
+    );
   }
   const staleHours = opts.staleHours ?? 168;
   const now = opts.now ?? Date.now();

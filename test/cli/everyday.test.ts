@@ -108,3 +108,82 @@ describe('repository URLs', () => {
     expect(i.err).toContain(`--repo ${reg.host}/cpm looks like a registry`);
   }, 60_000);
 });
+
+describe('errors that point the right way', () => {
+  const repo = () => `dir://${path.join(work, 'typo-repo')}`;
+  beforeAll(async () => {
+    const r = await cpm([
+      'repo',
+      'create',
+      '--tree',
+      path.join(PROJECT, 'packages-tree'),
+      '--output',
+      repo(),
+    ]);
+    expect(r.code, r.err).toBe(0);
+  }, 60_000);
+
+  it('a typo gets "did you mean"; info does not send you to a search that finds nothing', async () => {
+    const i = await cpm(['install', 'system/cos-setpu', '--repo', repo(), '--root', 'typo', '-y']);
+    expect(i.code).toBe(5);
+    expect(i.err).toContain('hint: did you mean system/cos-setup?');
+    const n = await cpm(['info', 'system/cos-setpu', '--repo', repo()]);
+    expect(n.code).toBe(5);
+    expect(n.err).toContain('hint: did you mean system/cos-setup?');
+    expect(n.err).not.toContain('cpm search cos-setpu');
+  });
+
+  it('info against a closed port is a network error with its own exit code, not "no package"', async () => {
+    const n = await cpm(['info', 'system/cos-setup', '--repo', 'oci://127.0.0.1:1/cpm']);
+    expect(n.code).toBe(7);
+    expect(n.err).toMatch(/ECONNREFUSED/);
+    expect(n.err).not.toMatch(/no package/);
+  });
+
+  it('repo update of an unknown name names the configured ones; empty and broken files in repos.conf.d', async () => {
+    const u = await cpm(['repo', 'update', 'nosuchrepo']);
+    expect(u.code).toBe(5);
+    expect(u.err).toContain('no repository named "nosuchrepo" is configured (configured: local)');
+    const dir = path.join(work, 'repos.conf.d');
+    writeFileSync(path.join(dir, 'empty.yaml'), '');
+    const l = await cpm(['repo', 'list']);
+    expect(l.code, l.err).toBe(0);
+    expect(l.err).toBe(
+      `cpm: warning: ${path.join(dir, 'empty.yaml')}: no repository in it, ignored\n`,
+    );
+    writeFileSync(path.join(dir, 'broken.yaml'), 'name: b\nurls: [oci://x\n');
+    const b = await cpm(['repo', 'list']);
+    expect(b.err).toMatch(new RegExp(`cpm: warning: ${path.join(dir, 'broken.yaml')}:\\d+: `));
+    expect(b.err).not.toMatch(/\(node:\d+\)|--trace-warnings/);
+    await import('node:fs').then((fs) => {
+      fs.rmSync(path.join(dir, 'empty.yaml'));
+      fs.rmSync(path.join(dir, 'broken.yaml'));
+    });
+  });
+
+  it('CPM_CONFIG= (empty) is unset; --tree that does not exist is a clear error', async () => {
+    const env = { ...process.env, CPM_CONFIG: '' };
+    const r = await run('node', [BIN, '--version'], { env }).then(
+      () => 0,
+      (e: { code: number }) => e.code,
+    );
+    expect(r).toBe(0);
+    const l = await run('node', [BIN, 'list', '--installed', '--root', work], { env }).then(
+      (x) => ({ code: 0, err: x.stderr }),
+      (e: { code: number; stderr: string }) => ({ code: e.code, err: e.stderr }),
+    );
+    expect(l.err).not.toContain("open ''");
+    expect(l.code).toBe(0);
+    const t = await cpm([
+      'install',
+      'x/y',
+      '--tree',
+      path.join(work, 'nope'),
+      '--root',
+      'tr',
+      '-y',
+    ]);
+    expect(t.code).toBe(5);
+    expect(t.err).toContain(`cpm: packages tree ${path.join(work, 'nope')} does not exist`);
+  });
+});

@@ -399,6 +399,8 @@ export function registerRepo(program: Command): void {
         tolerant: true,
       });
       try {
+        // no repository answered: that is the error (network, auth), not "no such package"
+        if (opened.repos.length === 0 && opened.problems.length > 0) throw opened.problems[0]!;
         warnProblems(opened.problems);
         const i = (await query()).info(opened.universe, ref);
         const loc = await opened.locate(i.id);

@@ -275,6 +275,10 @@ export async function applyTransaction(
         }
         await signalsDelivered();
         checkInterrupt();
+        // The commit point. installed.new was fsynced when written; this rename is the atomic
+        // commit. It is inside the rollback's reach: a rename that fails (EIO) did not happen.
+        faultPoint();
+        renameSync(`${dbDir}/${NEW_DB_FILE}`, `${dbDir}/${DB_FILE}`);
       } catch (e) {
         reporter.warn(`rolling back: ${(e as Error).message}`);
         rollBack(paths, journal, done);
@@ -292,10 +296,6 @@ export async function applyTransaction(
               cause: e,
             });
       }
-      // The commit point.
-      // installed.new was fsynced when written; this rename is the atomic commit
-      faultPoint();
-      renameSync(`${dbDir}/${NEW_DB_FILE}`, `${dbDir}/${DB_FILE}`);
       rollForward(paths, dbDir, journal);
     } catch (e) {
       removeStage(root);

@@ -18,6 +18,7 @@ import {
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { EXIT_CODES } from '../../src/errors.js';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { installPackages, recover, type LayerSource } from '../../src/rootfs/index.js';
 import { verify } from '../../src/upkeep/query.js';
@@ -105,7 +106,7 @@ interface Scenario {
  */
 async function runScenario(
   sc: Scenario,
-  mode: 'kill' | 'SIGINT' | 'SIGTERM' = 'kill',
+  mode: 'kill' | 'SIGINT' | 'SIGTERM' | 'ENOSPC' | 'EIO' = 'kill',
 ): Promise<void> {
   const dir = tmpDir('cpm-fault-sc-');
   const template = path.join(dir, 'template');
@@ -136,7 +137,11 @@ async function runScenario(
       let root = fresh(`r${i}`);
       const r = await runChild(sc.job(root), {
         CPM_FAULT_AT: String(i),
-        ...(mode === 'kill' ? {} : { CPM_FAULT_SIGNAL: mode }),
+        ...(mode === 'kill'
+          ? {}
+          : mode.startsWith('SIG')
+            ? { CPM_FAULT_SIGNAL: mode }
+            : { CPM_FAULT_ERRNO: mode }),
       });
       if (mode === 'kill') {
         expect(r.signal, `op ${i}: ${r.stderr}`).toBe('SIGKILL');
@@ -144,6 +149,16 @@ async function runScenario(
         const moved = `${root}-moved`;
         renameSync(root, moved);
         root = moved;
+        await recover(root);
+      } else if (mode === 'ENOSPC' || mode === 'EIO') {
+        // a full or failing disk at op i: its own exit code and errno, never "internal error"
+        // or blame on the package; whatever is left, the next run (recover) sorts out
+        expect(r.code, `op ${i}: ${r.stderr}`).toBe(
+          EXIT_CODES[mode === 'ENOSPC' ? 'E_NO_SPACE' : 'E_IO'],
+        );
+        expect(r.stderr, `op ${i}`).toContain(`(${mode})`);
+        expect(r.stderr, `op ${i}`).toMatch(/\nhint: /);
+        expect(r.stderr, `op ${i}`).not.toMatch(/internal error|malformed or hostile|\n\s+at /);
         await recover(root);
       } else {
         expect(r.code, `op ${i}: ${r.stderr}`).toBe(mode === 'SIGINT' ? 130 : 143);
@@ -277,5 +292,9 @@ describe('SIGKILL at every filesystem operation, then recovery', () => {
     // a signal in the commit window is honoured, never dropped: rolled back or finished, exit 130/143
     await runScenario(scenarios[2]!, 'SIGINT');
     await runScenario(scenarios[3]!, 'SIGTERM');
-  }, 240_000);
+    // environment faults at every operation: install (ENOSPC), upgrade (EIO), uninstall (ENOSPC)
+    await runScenario(scenarios[0]!, 'ENOSPC');
+    await runScenario(scenarios[2]!, 'EIO');
+    await runScenario(scenarios[3]!, 'ENOSPC');
+  }, 480_000);
 });

@@ -12,6 +12,7 @@
 //
 //   node build/bundle.mjs
 import { readFileSync, rmSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -97,6 +98,29 @@ const vendorPlugin = {
   },
 };
 
+/**
+ * commander requires node:child_process at load time for executable subcommands, which cpm does
+ * not use; loading it (and net, stream behind it) was a good part of `cpm help`. Required when
+ * first used instead.
+ */
+export const lazyChildProcess = {
+  name: 'cpm-lazy-child-process',
+  setup(b) {
+    b.onLoad({ filter: /commander[\\/]lib[\\/]command\.js$/ }, async (a) => {
+      const text = await readFile(a.path, 'utf8');
+      const eager = "const childProcess = require('node:child_process');";
+      if (!text.includes(eager)) return undefined; // another commander: leave it as it is
+      return {
+        contents: text.replace(
+          eager,
+          "const childProcess = { spawn: (...a) => require('node:child_process').spawn(...a) };",
+        ),
+        loader: 'js',
+      };
+    });
+  },
+};
+
 export async function bundleDist() {
   const pkg = JSON.parse(readFileSync(path.join(project, 'package.json'), 'utf8'));
   const outdir = path.join(project, 'dist');
@@ -107,7 +131,7 @@ export async function bundleDist() {
     entryPoints: { cpm: 'src/cli/main.ts', ...WORKERS },
     outdir,
     outExtension: { '.js': '.cjs' },
-    plugins: [vendorPlugin],
+    plugins: [vendorPlugin, lazyChildProcess],
   });
   for (const v of VENDOR) {
     await esbuild.build({

@@ -29,7 +29,7 @@ import zlib from 'node:zlib';
 import esbuild from 'esbuild';
 import { inject } from 'postject';
 import { extract } from 'tar-stream';
-import { WORKERS } from './bundle.mjs';
+import { WORKERS, lazyChildProcess } from './bundle.mjs';
 
 /** Node 24 "Krypton" is the current LTS line; override with CPM_SEA_NODE_VERSION. */
 export const NODE_VERSION = process.env.CPM_SEA_NODE_VERSION || '24.21.0';
@@ -140,7 +140,11 @@ async function bundle(file, version) {
     },
   };
   await cjs(
-    { entryPoints: [path.join(project, 'bin', 'cpm.js')], outfile: file, plugins: [toSrc] },
+    {
+      entryPoints: [path.join(project, 'bin', 'cpm.js')],
+      outfile: file,
+      plugins: [toSrc, lazyChildProcess],
+    },
     version,
     {
       __CPM_WORKER_SOURCES__: JSON.stringify(sources),

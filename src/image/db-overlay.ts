@@ -4,12 +4,11 @@
  * and device nodes, so the DB is the truth. After a root install the disk is the truth, including
  * changes an administrator made since.
  */
-import { existsSync } from 'node:fs';
 import path from 'node:path';
 // db.js only: the installer (transaction.js) costs ~0.1 s to load and cpm image needs none of it.
 import { InstalledDb, resolveDbDir } from '../rootfs/db.js';
+import { refuseUnfinished } from '../rootfs/journal.js';
 import type { FileRecord } from '../rootfs/types.js';
-import { CpmError } from '../errors.js';
 import {
   makeDev,
   tableOverlay,
@@ -74,11 +73,7 @@ export function dbOverlay(db: InstalledDb): DbOverlay {
 /** The DB of `root` (dbDir as in the installer: default ROOT/var/lib/cpm). */
 export function loadRootDb(root: string, dbDir?: string): { db: InstalledDb; dbDir: string } {
   const dir = resolveDbDir(path.resolve(root), dbDir);
-  if (existsSync(path.join(dir, 'journal'))) {
-    throw new CpmError('E_LOCKED', `${root} has an unfinished transaction`, {
-      hint: `run: cpm recover --root ${root}`,
-      context: { path: dir },
-    });
-  }
+  // a killed transaction's stage, lock or journal must never end up in an image
+  refuseUnfinished(path.resolve(root), dir, 'cpm image');
   return { db: InstalledDb.load(dir), dbDir: dir };
 }

@@ -38,6 +38,7 @@ import { CpmError } from '../errors.js';
 import { InstalledDb, DB_FILE, writeFileAtomic } from './db.js';
 import { faultPoint } from './fault.js';
 import { entryComponents, RootPaths, UnsafePathError } from './fs-path.js';
+import { lockHolder } from './lock.js';
 
 /** The stage (staged files, backups) under the root: one component, removed whole. */
 export const STAGE_DIR = '.cpm-tx';
@@ -378,4 +379,38 @@ function cleanLeftovers(root: string, dbDir: string): string[] {
     did.push(`removed ${p} (never committed)`);
   }
   return did;
+}
+
+/**
+ * What an unfinished transaction left in a root: the journal, the uncommitted DB, the stage, the
+ * lock (its holder alive: a transaction is running; gone: killed). Empty when there is none.
+ * Readers that must see a consistent root (cpm image, cpm verify) refuse when it is not empty.
+ */
+export function unfinishedTransaction(root: string, dbDir: string): string[] {
+  const out: string[] = [];
+  const holder = lockHolder(dbDir);
+  if (holder) out.push(holder.alive ? `running (pid ${holder.pid})` : `lock of pid ${holder.pid}`);
+  if (lexists(`${dbDir}/${JOURNAL_FILE}`)) out.push('journal');
+  if (lexists(`${dbDir}/${NEW_DB_FILE}`)) out.push(NEW_DB_FILE);
+  if (lexists(path.join(root, STAGE_DIR))) out.push(STAGE_DIR);
+  return out;
+}
+
+/** unfinishedTransaction() as an E_LOCKED refusal for `what` ("cpm image", "cpm verify"). */
+export function refuseUnfinished(root: string, dbDir: string, what: string): void {
+  const left = unfinishedTransaction(root, dbDir);
+  if (left.length === 0) return;
+  const running = left[0]!.startsWith('running');
+  throw new CpmError(
+    'E_LOCKED',
+    running
+      ? `${root}: a transaction is ${left[0]}; ${what} needs the root at rest`
+      : `${root} has an unfinished transaction (left: ${left.join(', ')}); ${what} would see a half-changed root`,
+    {
+      context: { path: root, left },
+      hint: running
+        ? 'wait for it to finish, then retry'
+        : `run cpm recover --root ${root} first (it rolls back or finishes the transaction and clears the leftovers)`,
+    },
+  );
 }

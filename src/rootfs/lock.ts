@@ -82,6 +82,19 @@ function readHolder(file: string): Holder | null {
   }
 }
 
+/** Who holds the lock of `dbDir` (and whether that process still lives), or null when free. */
+export function lockHolder(dbDir: string): { pid: number; alive: boolean } | null {
+  let h: Holder | null;
+  try {
+    h = readHolder(`${dbDir}/${LOCK_FILE}`);
+  } catch {
+    return null;
+  }
+  if (!h) return null;
+  const ok = Number.isFinite(h.pid) && h.pid > 0;
+  return { pid: ok ? h.pid : 0, alive: ok && alive(h.pid, h.start) };
+}
+
 /** The kernel-held mutex for stale takeover: an abstract socket, released when its holder dies. */
 function takeoverMutex(dbDir: string): Promise<Server | null> {
   const st = statSync(dbDir);

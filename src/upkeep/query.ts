@@ -16,7 +16,7 @@ import path from 'node:path';
 import { CpmError } from '../errors.js';
 import { InstalledDb, resolveDbDir } from '../rootfs/db.js';
 import { DiskView, UnsafePathError, resolveUserPath, typeOfMode } from '../rootfs/fs-path.js';
-import { STAGE_DIR } from '../rootfs/journal.js';
+import { STAGE_DIR, refuseUnfinished } from '../rootfs/journal.js';
 import type { FileRecord, InstalledPackage } from '../rootfs/types.js';
 
 export interface RootRef {
@@ -286,6 +286,8 @@ export async function verify(
 ): Promise<VerifyReport> {
   const root = path.resolve(ref.root);
   const db = loadDb(ref);
+  // before recover, a half-done transaction would show as hundreds of missing or changed files
+  refuseUnfinished(root, resolveDbDir(root, ref.dbDir), 'cpm verify');
   const pkgs = pkg ? [must(db, pkg)] : db.list();
   const isRoot = process.getuid?.() === 0;
   const mounted = new Set(

@@ -239,3 +239,54 @@ describe('symlink swaps and a crash, through the CLI', () => {
     }
   });
 });
+
+describe('image and verify on a root a SIGKILLed transaction left behind', () => {
+  const listTar = (f: string): string => spawnSync('tar', ['tvf', f], { encoding: 'utf8' }).stdout;
+  it('refuse until cpm recover; then no .cpm-tx or lock in the image', () => {
+    const root = path.join(dir, 'killed');
+    ok('install', 'system/cos-setup@1.0.0', '--repo', repo, '--root', root, '--no-finalizers');
+    const probe = path.join(dir, 'killed-probe');
+    cpSync(root, probe, { recursive: true, verbatimSymlinks: true });
+    const count = path.join(dir, 'killed-count');
+    const full = spawnSync(
+      process.execPath,
+      [BIN, 'upgrade', '--repo', repo, '--root', probe, '--no-finalizers', '-y'],
+      { env: { ...process.env, CPM_CONFIG: cfgFile, CPM_FAULT_COUNT: count }, encoding: 'utf8' },
+    );
+    expect(full.status, full.stderr).toBe(0);
+    const total = Number(readFileSync(count, 'utf8'));
+    for (const at of ['3', String(total - 4)]) {
+      // 3: killed while staging (stage dir and lock left, no journal); then mid-commit
+      const kill = spawnSync(
+        process.execPath,
+        [BIN, 'upgrade', '--repo', repo, '--root', root, '--no-finalizers', '-y'],
+        { env: { ...process.env, CPM_CONFIG: cfgFile, CPM_FAULT_AT: at }, encoding: 'utf8' },
+      );
+      expect(kill.signal, kill.stderr).toBe('SIGKILL');
+      expect(existsSync(path.join(root, '.cpm-tx'))).toBe(true);
+      expect(existsSync(path.join(root, 'var/lib/cpm/lock'))).toBe(true);
+      for (const args of [
+        ['image', 'tar', '--root', root, '-o', `${dir}/k.tar`],
+        ['image', 'squashfs', '--root', root, '-o', `${dir}/k.sqfs`],
+        ['verify', '--root', root],
+      ]) {
+        const res = cpm(...args);
+        expect(res.code, `${args[0]} ${args[1]}: ${res.err}`).toBe(9);
+        expect(res.err).toMatch(/has an unfinished transaction \(left: lock of pid \d+/);
+        expect(res.err).toContain(`hint: run cpm recover --root ${root} first`);
+      }
+      expect(existsSync(`${dir}/k.tar`)).toBe(false);
+      expect(cpm('recover', '--root', root).code).toBe(0);
+    }
+    ok('image', 'tar', '--root', root, '-o', `${dir}/k.tar`);
+    const names = listTar(`${dir}/k.tar`);
+    expect(names).toContain('usr/bin/cos-setup');
+    expect(names).not.toMatch(/\.cpm-tx|var\/lib\/cpm\/(lock|journal)/);
+    const sq = cpm('image', 'squashfs', '--root', root, '-o', `${dir}/k.sqfs`);
+    if (sq.code === 0 && spawnSync('unsquashfs', ['-help']).error === undefined) {
+      const l = spawnSync('unsquashfs', ['-lln', `${dir}/k.sqfs`], { encoding: 'utf8' }).stdout;
+      expect(l).toContain('usr/bin/cos-setup');
+      expect(l).not.toMatch(/\.cpm-tx|var\/lib\/cpm\/(lock|journal)/);
+    }
+  });
+});

@@ -450,13 +450,15 @@ export async function createFromTree(
     ...tree.skipped.flatMap((s) => s.problems),
   ]);
   const general = tree.problems.filter((p) => !own.has(p));
-  const blocking = opts.strict ? tree.problems : general;
+  // Nothing left to publish once the packages with problems are out: refuse, as --strict would.
+  const nothingLeft = tree.problems.length > 0 && tree.packages.every((p) => p.problems.length > 0);
+  const blocking = opts.strict || nothingLeft ? tree.problems : general;
   if (blocking.length > 0) {
     const shown = blocking.slice(0, 10).map(formatProblem);
     const more = blocking.length > 10 ? `\n… and ${blocking.length - 10} more` : '';
     throw new CpmError(
       'E_TREE',
-      `the tree has ${blocking.length} problem(s)${opts.strict ? '' : ' that no single package can be left out for'}:\n${shown.join('\n')}${more}`,
+      `the tree has ${blocking.length} problem(s)${opts.strict || nothingLeft ? '' : ' that no single package can be left out for'}:\n${shown.join('\n')}${more}`,
       {
         hint: 'cpm tree validate shows them all',
         context: { path: tree.dir },

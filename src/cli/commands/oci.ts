@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { loadConfig } from '../../config.js';
 import { CpmError } from '../../errors.js';
-import type { Dep, PackageSpec } from '../../package/package.js';
+import { createSpec, type Dep, type PackageSpec } from '../../package/package.js';
 import { parseRef } from '../../package/ref.js';
 import { parsePlatform } from '../../oci/platform.js';
 import type { EndpointOptions } from '../../oci/endpoint.js';
@@ -124,7 +124,7 @@ export function registerOci(program: Command): void {
     if (f.compression !== 'gzip' && f.compression !== 'zstd') {
       throw new CpmError('E_USAGE', `--compression must be gzip or zstd, got "${f.compression}"`);
     }
-    const spec: PackageSpec = {
+    const spec: PackageSpec = createSpec({
       category: ref.category,
       name: ref.name,
       version: ref.version,
@@ -135,10 +135,9 @@ export function registerOci(program: Command): void {
       annotations: keyValues(f.annotation, '--annotation'),
       uri: f.uri,
       hidden: f.hidden === true,
-      extra: {},
-    };
-    if (f.description !== undefined) spec.description = f.description;
-    if (f.license !== undefined) spec.license = f.license;
+      ...(f.description !== undefined ? { description: f.description } : {}),
+      ...(f.license !== undefined ? { license: f.license } : {}),
+    });
     const finalize: FinalizeSpec | undefined = f.finalize.length
       ? { install: f.finalize }
       : undefined;

@@ -443,7 +443,11 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
             ...(fresh ? { prebuilt: st.image } : {}),
           });
         }
-      } else if (p.build?.spec && p.build.spec.payload === undefined) {
+      } else if (
+        (p.build?.spec && p.build.spec.payload === undefined) ||
+        // luet subpackages of a built package: not cut by cpm build yet, so not indexed empty.
+        (p.subpackageOf !== undefined && !p.payloadDir)
+      ) {
         inputs.push({ ...input, keepPrevious: true });
       } else inputs.push(input);
     }

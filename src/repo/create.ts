@@ -483,6 +483,19 @@ export async function createFromTree(
   const skippedIds = new Set(skipped.map((s) => s.what));
   const good = tree.packages.filter((p) => !skippedIds.has(packageId(p)));
   const displayRoot = tree.dirs.length === 1 ? path.dirname(tree.dir) : undefined;
+  // Packages whose files come from build steps: their subpackages are cut from that build too.
+  const stepsBuilt = new Set(
+    good
+      .filter((p) => {
+        const b = p.build?.spec;
+        return (
+          !!b &&
+          b.payload === undefined &&
+          (b.steps.length > 0 || b.unpack || typeof b.fields.package_dir === 'string')
+        );
+      })
+      .map(packageId),
+  );
   const inputs: CreateInput[] = good.map((p) => {
     const {
       dir: _dir,
@@ -504,9 +517,10 @@ export async function createFromTree(
     // Files made by build steps: `cpm build` makes the image; here the entry it wrote is kept.
     const b = _b?.spec;
     if (
-      b &&
-      b.payload === undefined &&
-      (b.steps.length > 0 || b.unpack || typeof b.fields.package_dir === 'string')
+      (b &&
+        b.payload === undefined &&
+        (b.steps.length > 0 || b.unpack || typeof b.fields.package_dir === 'string')) ||
+      (_s !== undefined && !payloadDir && stepsBuilt.has(_s))
     )
       input.keepPrevious = true;
     return input;

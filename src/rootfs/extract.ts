@@ -32,6 +32,7 @@ import { fsError } from '../util/fs-errors.js';
 import { interruptSignal } from '../util/signals.js';
 import { faultPoint } from './fault.js';
 import { LayerReadError, readLayer, type LayerEntry } from './layer-reader.js';
+import { TarHeaderError } from './tar-headers.js';
 import {
   DiskView,
   UnsafePathError,
@@ -233,6 +234,7 @@ export class Stager {
           `corrupt or truncated ${err.compression} data (${(e as Error).message})`,
         );
       if (e instanceof CpmError) throw e;
+      if (e instanceof TarHeaderError) throw unsafe(layer.digest, id, err.entry, e.why);
       if (err.stage === 'parse')
         throw unsafe(
           layer.digest,

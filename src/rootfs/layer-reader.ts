@@ -16,6 +16,9 @@ import {
   sniffCompression,
   type Compression,
 } from '../util/compress.js';
+import { installStrictTarHeaders, TarHeaderError } from './tar-headers.js';
+
+installStrictTarHeaders();
 
 export type LayerEntry = tar.Header;
 
@@ -119,7 +122,10 @@ export async function readLayer(
   try {
     await pipeline(stages);
   } catch (e) {
-    throw new LayerReadError(failed?.stage ?? 'read', failed?.e ?? e, comp, current);
+    const cause = failed?.e ?? e;
+    // a refused header names its own entry (the parser never handed it over)
+    const entry = cause instanceof TarHeaderError ? cause.entry : current;
+    throw new LayerReadError(failed?.stage ?? 'read', cause, comp, entry);
   }
   return { compression: comp };
 }

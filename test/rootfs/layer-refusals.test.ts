@@ -170,3 +170,37 @@ describe('file names that are not UTF-8', () => {
     expect(readFileSync(path.join(root, 'caf\u00e9-\u00e8.txt'), 'utf8')).toBe('ok');
   });
 });
+
+// zstd goes through node:zlib where the runtime has it and the zstd program otherwise (Node 20):
+// these tests run whichever this runtime uses
+describe('truncated compressed layers', () => {
+  // incompressible content, so the cut lands inside compressed file data
+  const tarBytes = (): Buffer =>
+    gnuTar([
+      [Buffer.from('a.bin'), createHash('sha512').update('a').digest('hex').repeat(400)],
+      [Buffer.from('b.txt'), 'tail'],
+    ]);
+  const compress = (prog: string, t: Buffer): Buffer =>
+    execFileSync(prog, ['-c', '-q'], { input: t, maxBuffer: 1 << 26 });
+
+  for (const [prog, mediaType] of [
+    ['zstd', 'application/vnd.oci.image.layer.v1.tar+zstd'],
+    ['gzip', 'application/vnd.oci.image.layer.v1.tar+gzip'],
+  ] as const) {
+    it(`refuses a ${prog} layer cut in the middle (the whole one installs)`, async () => {
+      const whole = compress(prog, tarBytes());
+      await installPackages(root, [step(`ok/${prog}@1`, [layerOf(whole, mediaType)])]);
+      const cut = whole.subarray(0, Math.floor(whole.length / 2));
+      // the cut is real: the program itself refuses it
+      expect(() => execFileSync(prog, ['-d', '-c', '-q'], { input: cut, stdio: 'pipe' })).toThrow();
+      await refused(layerOf(cut, mediaType), new RegExp(`corrupt or truncated ${prog} data`));
+    });
+  }
+
+  it('refuses a zstd layer cut after its last complete block (frame without its end)', async () => {
+    const whole = compress('zstd', tarBytes());
+    const cut = whole.subarray(0, whole.length - 4);
+    expect(() => execFileSync('zstd', ['-d', '-c', '-q'], { input: cut, stdio: 'pipe' })).toThrow();
+    await refused(layerOf(cut, 'application/vnd.oci.image.layer.v1.tar+zstd'), /truncated zstd/);
+  });
+});

@@ -173,9 +173,18 @@ export async function imageInstallStep(
       version: versionFrom(ref, pulled),
     });
 
-  const layers = pulled.manifest.layers.map((l) =>
-    fileLayer(blobs.path(l.digest), l.mediaType, l.digest),
-  );
+  // OCI image spec: one diff_id per layer, the digest of its uncompressed tar
+  const diffIds = pulled.config.rootfs?.diff_ids;
+  if (!Array.isArray(diffIds) || diffIds.length !== pulled.manifest.layers.length)
+    throw new CpmError(
+      'E_IMAGE',
+      `${formatRef(ref)}: the image config lists ${Array.isArray(diffIds) ? diffIds.length : 'no'} rootfs.diff_ids for ${pulled.manifest.layers.length} layers`,
+      { context: { digest: pulled.manifest.config.digest } },
+    );
+  const layers = pulled.manifest.layers.map((l, i) => ({
+    ...fileLayer(blobs.path(l.digest), l.mediaType, l.digest),
+    diffId: String(diffIds[i]),
+  }));
   const step: InstallStep = {
     spec,
     layers,

@@ -187,6 +187,7 @@ export class Stager {
     let raw = 0;
     const reporter = this.o.reporter;
     const verify = this.o.verifyDigest && layer.digest.startsWith('sha256:');
+    const diffHash = layer.diffId?.startsWith('sha256:') ? createHash('sha256') : undefined;
     const limits = this.o.limits;
     try {
       await readLayer(
@@ -199,6 +200,7 @@ export class Stager {
             reporter.progress(`extract ${id}`, raw);
           },
           onTar: (chunk) => {
+            diffHash?.update(chunk);
             this.bytes += chunk.length;
             if (this.bytes > limits.maxBytes)
               throw unsafe(
@@ -266,6 +268,19 @@ export class Stager {
           `layer of ${id} has digest ${got}, expected ${layer.digest}`,
           {
             context: { digest: layer.digest, package: id },
+          },
+        );
+    }
+    // the blob may be the one the manifest names and still not hold the tar the config describes
+    if (diffHash) {
+      const got = `sha256:${diffHash.digest('hex')}`;
+      if (got !== layer.diffId)
+        throw new CpmError(
+          'E_DIGEST',
+          `layer ${layer.digest} of ${id} decompresses to ${got}, but the image config's rootfs.diff_ids says ${layer.diffId}`,
+          {
+            hint: 'the image is inconsistent; rebuild or re-push it',
+            context: { digest: layer.digest, package: id, diffId: layer.diffId },
           },
         );
     }

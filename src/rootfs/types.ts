@@ -12,6 +12,11 @@ export interface LayerSource {
   digest: string;
   /** OCI media type; compression is sniffed when it says nothing. */
   mediaType: string;
+  /**
+   * "sha256:…" of the uncompressed tar (the image config's rootfs.diff_ids entry), when known:
+   * the decompressed stream is hashed while extracting and a mismatch refuses the layer.
+   */
+  diffId?: string;
   open(): Promise<Readable>;
   /**
    * Drops a cached copy of the blob (a cache that heals itself): called when the blob failed

@@ -1,0 +1,115 @@
+/**
+ * Images that must be refused (OCI image spec, containerd behaviour): made by umoci from a real
+ * tar, then one field of the config or manifest changed and the blobs re-hashed, as an
+ * inconsistent producer would push them. A refusal leaves the root as it was.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { imageInstallStep } from '../../src/install/image-ref.js';
+import { installPackages } from '../../src/rootfs/index.js';
+import { writeTree } from '../support/layers.js';
+import { tarOf, umociImage } from './base-images.js';
+import { failure, tmpDir } from './helpers.js';
+
+let work: string;
+let layout: string;
+
+interface Json {
+  [k: string]: unknown;
+}
+
+const blobPath = (digest: string): string => path.join(layout, 'blobs', digest.replace(':', '/'));
+const readJson = (digest: string): Json =>
+  JSON.parse(readFileSync(blobPath(digest), 'utf8')) as Json;
+function putJson(v: unknown): { digest: string; size: number } {
+  const bytes = Buffer.from(JSON.stringify(v));
+  const digest = 'sha256:' + createHash('sha256').update(bytes).digest('hex');
+  writeFileSync(blobPath(digest), bytes);
+  return { digest, size: bytes.length };
+}
+
+type Desc = {
+  mediaType: string;
+  digest: string;
+  size: number;
+  annotations?: Record<string, string>;
+};
+
+/** Copies `layout:from` to `layout:to` after editing its manifest and config JSON. */
+function variant(
+  to: string,
+  edit: (m: { manifest: Json & { config: Desc; layers: Desc[] }; config: Json }) => void,
+  editDesc: (d: Desc) => void = () => undefined,
+): string {
+  const indexFile = path.join(layout, 'index.json');
+  const index = JSON.parse(readFileSync(indexFile, 'utf8')) as { manifests: Desc[] };
+  const src = index.manifests.find(
+    (d) => d.annotations?.['org.opencontainers.image.ref.name'] === 'good',
+  )!;
+  const manifest = readJson(src.digest) as Json & { config: Desc; layers: Desc[] };
+  const config = readJson(manifest.config.digest);
+  edit({ manifest, config });
+  const c = putJson(config);
+  manifest.config = { ...manifest.config, ...c };
+  const m = putJson(manifest);
+  const desc: Desc = {
+    mediaType: src.mediaType,
+    ...m,
+    annotations: { 'org.opencontainers.image.ref.name': to },
+  };
+  editDesc(desc);
+  index.manifests.push(desc);
+  writeFileSync(indexFile, JSON.stringify(index));
+  return `oci:${layout}:${to}`;
+}
+
+beforeAll(async () => {
+  work = tmpDir('cpm-imgrefuse-');
+  layout = path.join(work, 'layout');
+  const tree = path.join(work, 'tree');
+  await writeTree(tree, { 'etc/hello': 'hello\n', 'usr/bin/tool': 'tool\n' });
+  umociImage(layout, 'good', [tarOf(tree, `${tree}.tar`)]);
+});
+
+async function refusedImage(ref: string, code: string, match: RegExp): Promise<void> {
+  const root = tmpDir();
+  const err = await failure(
+    imageInstallStep(ref, { cacheDir: path.join(work, 'cache') }).then((s) =>
+      installPackages(root, [s]),
+    ),
+  );
+  expect(err.code).toBe(code);
+  expect(err.message).toMatch(match);
+  expect(existsSync(path.join(root, 'etc/hello'))).toBe(false);
+}
+
+describe('image consistency', () => {
+  it('installs the unedited image', async () => {
+    const root = tmpDir();
+    const s = await imageInstallStep(`oci:${layout}:good`, { cacheDir: path.join(work, 'cache') });
+    expect(s.layers[0]!.diffId).toMatch(/^sha256:/);
+    await installPackages(root, [s]);
+    expect(readFileSync(path.join(root, 'etc/hello'), 'utf8')).toBe('hello\n');
+  });
+
+  it("refuses a layer whose uncompressed digest differs from the config's rootfs.diff_ids", async () => {
+    const wrong = 'sha256:' + '1'.repeat(64);
+    const ref = variant('bad-diffid', ({ config }) => {
+      (config.rootfs as { diff_ids: string[] }).diff_ids[0] = wrong;
+    });
+    await refusedImage(
+      ref,
+      'E_DIGEST',
+      new RegExp(`decompresses to sha256:[0-9a-f]{64}, but .*diff_ids says ${wrong}`),
+    );
+  });
+
+  it('refuses a config with fewer diff_ids than layers', async () => {
+    const ref = variant('few-diffids', ({ config }) => {
+      (config.rootfs as { diff_ids: string[] }).diff_ids = [];
+    });
+    await refusedImage(ref, 'E_IMAGE', /lists 0 rootfs\.diff_ids for 1 layers/);
+  });
+});

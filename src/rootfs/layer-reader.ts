@@ -16,9 +16,7 @@ import {
   sniffCompression,
   type Compression,
 } from '../util/compress.js';
-import { installStrictTarHeaders, TarHeaderError } from './tar-headers.js';
-
-installStrictTarHeaders();
+import { strictTarExtract, TarHeaderError } from './tar-headers.js';
 
 export type LayerEntry = tar.Header;
 
@@ -93,7 +91,7 @@ export async function readLayer(
   let current = '';
   let failed: { stage: LayerStage; e: unknown } | undefined;
   const track = (stage: LayerStage) => (e: unknown) => void (failed ??= { stage, e });
-  const extract = tar.extract();
+  const extract = strictTarExtract(tar.extract());
   extract.on('entry', (header, stream, next) => {
     current = header.name;
     // streamx streams implement the node Readable surface callers use

@@ -2,14 +2,8 @@
  * Strict checks on the raw bytes of tar headers, which tar-stream parses leniently: a numeric
  * field of "12zz" reads as 12 and "zz" as NaN, and names that are not UTF-8 are decoded with
  * U+FFFD in place of their bytes (so cpm would write another name than the archive's). GNU tar
- * refuses such headers; so does cpm. tar-stream gives no hook for the raw header block, so its
- * header decoders are wrapped once, process-wide (the wrapped functions throw; the parser turns
- * that into a stream error, which the layer reader reports as a broken tar).
+ * refuses such headers; so does cpm (strictTarExtract says how the checks reach the parser).
  */
-import { createRequire } from 'node:module';
-import path from 'node:path';
-
-const require = createRequire(import.meta.url);
 
 /** A header tar-stream would have read without complaint, but GNU tar refuses. */
 export class TarHeaderError extends Error {
@@ -94,52 +88,99 @@ export function checkHeaderBlock(buf: Uint8Array): void {
 const nonUtf8 = (what: string): string =>
   `the ${what} is not UTF-8; cpm keeps file names as UTF-8 text and will not write another name than the archive's`;
 
-interface Headers {
-  decode: (buf: Uint8Array, ...rest: unknown[]) => unknown;
-  decodeLongPath: (buf: Uint8Array, encoding: string) => string;
-  decodePax: (buf: Uint8Array) => Record<string, string>;
-  cpmStrict?: true;
+/** The checksum of a header block matches (else the parser reports it, not this module). */
+function checksumOk(buf: Uint8Array): boolean {
+  let sum = 0;
+  for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 0x20 : buf[i]!;
+  if (sum === 8 * 0x20) return false; // an end-of-archive block
+  return (
+    parseInt(
+      Buffer.from(field(buf, 148, 8))
+        .toString('latin1')
+        .trim(),
+      8,
+    ) === sum
+  );
 }
 
-let installed = false;
-
-/** Wraps tar-stream's header decoders with the checks above (idempotent). */
-export function installStrictTarHeaders(): void {
-  if (installed) return;
-  installed = true;
-  // the same module instance tar-stream's extractor calls through its `headers.` object
-  const h = require(
-    path.join(path.dirname(require.resolve('tar-stream')), 'headers.js'),
-  ) as Headers;
-  if (h.cpmStrict) return;
-  h.cpmStrict = true;
-  const { decode, decodeLongPath, decodePax } = h;
-  h.decode = (buf, ...rest) => {
-    const header = decode(buf, ...rest);
-    // null: an end-of-archive block; a bad checksum has thrown already
-    if (header) checkHeaderBlock(buf);
-    return header;
-  };
-  h.decodeLongPath = (buf, encoding) => {
+/** A long name or PAX header's body: the names in it must be UTF-8. */
+function checkLongHeader(type: string, buf: Uint8Array): void {
+  if (type === 'gnu-long-path' || type === 'gnu-long-link-path') {
     const f = field(buf, 0, buf.length);
-    if (!isUtf8(f)) throw new TarHeaderError(escapeBytes(f), nonUtf8('long name'));
-    return decodeLongPath(buf, encoding);
-  };
-  h.decodePax = (buf) => {
-    const pax = decodePax(buf);
-    // decodePax reads records as UTF-8: a path that lost bytes shows U+FFFD; check the bytes
-    for (const key of ['path', 'linkpath'] as const) {
-      const v = pax[key];
-      if (v === undefined || !v.includes('\uFFFD')) continue;
-      const at = Buffer.from(buf).indexOf(` ${key}=`);
-      const end = at < 0 ? -1 : Buffer.from(buf).indexOf(0x0a, at);
-      const raw = at < 0 ? Buffer.from(v) : Buffer.from(buf).subarray(at + key.length + 2, end);
-      if (!isUtf8(raw))
+    if (!isUtf8(f))
+      throw new TarHeaderError(
+        escapeBytes(f),
+        nonUtf8(type === 'gnu-long-path' ? 'long name' : 'long link target'),
+      );
+    return;
+  }
+  if (type !== 'pax-header' && type !== 'pax-global-header') return;
+  // records are "LEN key=value\n"; only path and linkpath name files
+  let rest = Buffer.from(buf);
+  while (rest.length) {
+    const sp = rest.indexOf(0x20);
+    const len = sp > 0 ? parseInt(rest.subarray(0, sp).toString('latin1'), 10) : NaN;
+    if (!(len > sp + 1) || len > rest.length) return; // the parser judges broken records
+    const rec = rest.subarray(sp + 1, len - 1);
+    const eq = rec.indexOf(0x3d);
+    const key = eq < 0 ? '' : rec.subarray(0, eq).toString('latin1');
+    if (key === 'path' || key === 'linkpath') {
+      const v = rec.subarray(eq + 1);
+      if (!isUtf8(v))
         throw new TarHeaderError(
-          escapeBytes(raw),
+          escapeBytes(v),
           nonUtf8(key === 'path' ? 'PAX path' : 'PAX link target'),
         );
     }
-    return pax;
+    rest = rest.subarray(len);
+  }
+}
+
+/** The private surface of tar-stream 3's extractor these checks hook into. */
+interface ExtractInternals {
+  _buffer: { shift(size: number): Uint8Array | null };
+  _header: { type: string } | null;
+  _consumeHeader(): boolean;
+  _decodeLongHeader(buf: Uint8Array): void;
+}
+
+/**
+ * Adds the checks above to one tar-stream extractor. Its header decoder cannot be reached from
+ * outside (and a bundled cpm holds its own copy), so the instance's header steps are wrapped:
+ * the 512-byte block _consumeHeader takes from the buffer is checked as it is taken, and so is a
+ * long name or PAX body before it is decoded. A thrown TarHeaderError ends the stream as a
+ * parse error. Throws at once when tar-stream changed shape, so the checks never silently lapse.
+ */
+export function strictTarExtract<T extends object>(extract: T): T {
+  const ex = extract as unknown as ExtractInternals;
+  if (
+    typeof ex._consumeHeader !== 'function' ||
+    typeof ex._decodeLongHeader !== 'function' ||
+    typeof ex._buffer?.shift !== 'function'
+  )
+    throw new Error(
+      'tar-stream extractor internals changed: strict header checks cannot be installed',
+    );
+  const buffer = ex._buffer;
+  const shift = buffer.shift.bind(buffer);
+  const consumeHeader = ex._consumeHeader.bind(ex);
+  const decodeLong = ex._decodeLongHeader.bind(ex);
+  ex._consumeHeader = () => {
+    buffer.shift = (size: number) => {
+      buffer.shift = shift;
+      const block = shift(size);
+      if (block && size === 512 && checksumOk(block)) checkHeaderBlock(block);
+      return block;
+    };
+    try {
+      return consumeHeader();
+    } finally {
+      buffer.shift = shift;
+    }
   };
+  ex._decodeLongHeader = (buf: Uint8Array) => {
+    checkLongHeader(ex._header?.type ?? '', buf);
+    decodeLong(buf);
+  };
+  return extract;
 }

@@ -16,6 +16,24 @@ export const MEDIA = {
   dockerLayerGzip: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
 } as const;
 
+/**
+ * Layer media types cpm extracts (what containerd unpacks): OCI tar, gzip and zstd (cpm writes
+ * these), their deprecated non-distributable forms, and Docker schema2 layers. Anything else
+ * (an artifact, a config, a compression cpm does not know) is refused rather than guessed at.
+ */
+export const LAYER_MEDIA_TYPES: ReadonlySet<string> = new Set([
+  MEDIA.ociLayerTar,
+  MEDIA.ociLayerGzip,
+  MEDIA.ociLayerZstd,
+  'application/vnd.oci.image.layer.nondistributable.v1.tar',
+  'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip',
+  'application/vnd.oci.image.layer.nondistributable.v1.tar+zstd',
+  'application/vnd.docker.image.rootfs.diff.tar',
+  MEDIA.dockerLayerGzip,
+  'application/vnd.docker.image.rootfs.diff.tar.zstd',
+  'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip',
+]);
+
 /** Everything a registry may answer for GET /manifests, in our order of preference. */
 export const MANIFEST_ACCEPT = [
   MEDIA.ociIndex,

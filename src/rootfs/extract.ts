@@ -33,6 +33,7 @@ import { interruptSignal } from '../util/signals.js';
 import { faultPoint } from './fault.js';
 import { LayerReadError, readLayer, type LayerEntry } from './layer-reader.js';
 import { TarHeaderError } from './tar-headers.js';
+import { LAYER_MEDIA_TYPES } from '../oci/types.js';
 import {
   DiskView,
   UnsafePathError,
@@ -150,6 +151,17 @@ export class Stager {
 
   private async stageLayers(step: InstallStep, pkg: PackageEntries): Promise<PackageEntries> {
     const id = packageId(step.spec);
+    // before anything of the package is read: a type cpm does not know is not guessed at
+    for (const layer of step.layers)
+      if (!LAYER_MEDIA_TYPES.has(layer.mediaType))
+        throw new CpmError(
+          'E_IMAGE',
+          `refusing ${id}: layer ${layer.digest} has media type "${layer.mediaType}", which is no OCI or Docker layer type cpm extracts`,
+          {
+            hint: 'layers must be tar, tar+gzip or tar+zstd (OCI or Docker schema2)',
+            context: { digest: layer.digest, package: id, mediaType: layer.mediaType },
+          },
+        );
     for (let i = 0; i < step.layers.length; i++) {
       const layer = step.layers[i]!;
       this.o.reporter.step(`extract ${id} ${layer.digest.slice(0, 19)}`);

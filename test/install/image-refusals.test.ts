@@ -112,4 +112,15 @@ describe('image consistency', () => {
     });
     await refusedImage(ref, 'E_IMAGE', /lists 0 rootfs\.diff_ids for 1 layers/);
   });
+
+  it('refuses a layer with a media type that is no layer type, naming it', async () => {
+    const ref = variant('odd-layer-type', ({ manifest }) => {
+      manifest.layers[0]!.mediaType = 'application/vnd.example.layer.v1.tar+lz4';
+    });
+    await refusedImage(
+      ref,
+      'E_IMAGE',
+      /media type "application\/vnd\.example\.layer\.v1\.tar\+lz4"/,
+    );
+  });
 });

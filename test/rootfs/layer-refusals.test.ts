@@ -204,3 +204,32 @@ describe('truncated compressed layers', () => {
     await refused(layerOf(cut, 'application/vnd.oci.image.layer.v1.tar+zstd'), /truncated zstd/);
   });
 });
+
+describe('layer media types', () => {
+  const t = (): Buffer =>
+    execFileSync('gzip', ['-c', '-n'], { input: gnuTar([[Buffer.from('m.txt'), 'm']]) });
+
+  for (const mediaType of [
+    'application/vnd.oci.image.layer.v1.tar+gzip',
+    'application/vnd.docker.image.rootfs.diff.tar.gzip',
+  ])
+    it(`accepts ${mediaType}`, async () => {
+      await installPackages(root, [step('ok/m@1', [layerOf(t(), mediaType)])]);
+      expect(readFileSync(path.join(root, 'm.txt'), 'utf8')).toBe('m');
+    });
+
+  for (const mediaType of [
+    'application/vnd.oci.image.config.v1+json',
+    'application/vnd.oci.image.layer.v1.tar+lz4',
+    '',
+  ])
+    it(`refuses "${mediaType}" before reading the layer`, async () => {
+      const layer = layerOf(t(), mediaType);
+      const before = dbBytes();
+      const err = await failure(installPackages(root, [step('evil/m@1', [layer])]));
+      expect(err.code).toBe('E_IMAGE');
+      expect(err.message).toContain(`media type "${mediaType}"`);
+      expect(err.context.digest).toBe(layer.digest);
+      expect(dbBytes()).toBe(before);
+    });
+});

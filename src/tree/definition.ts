@@ -2,7 +2,7 @@
  * Package definitions: one `definition.yaml` or one stanza of a `collection.yaml` → PackageSpec.
  * Every field error becomes a located problem; unknown keys are kept in `extra` and warned about.
  */
-import type { Dep, PackageSpec } from '../package/package.js';
+import { createSpec, type Dep, type PackageSpec } from '../package/package.js';
 import { joinPath, type Report } from './problems.js';
 import { isValidVersion, parseSelector } from '../package/version.js';
 import { lineOf, sourceOf, type LoadedYaml } from './yaml.js';
@@ -272,7 +272,7 @@ export function readPackage(ctx: FieldCtx, value: unknown): PackageSpec | null {
     }
   }
   if (!ok || !name || version === undefined) return null;
-  const spec: PackageSpec = {
+  return createSpec({
     category,
     name,
     version,
@@ -285,10 +285,9 @@ export function readPackage(ctx: FieldCtx, value: unknown): PackageSpec | null {
     hidden,
     extra,
     source: { file: ctx.file, line: at },
-  };
-  if (description !== undefined) spec.description = description;
-  if (license !== undefined) spec.license = license;
-  return spec;
+    description,
+    license,
+  });
 }
 
 /** The template values of a package: its own fields as written, extra keys included. */

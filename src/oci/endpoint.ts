@@ -97,6 +97,12 @@ export class LayoutEndpoint implements ImageSource, ImageTarget {
         context: { digest: d },
       });
     }
+    if (desc && desc.size !== bytes.length)
+      throw new CpmError(
+        'E_IMAGE',
+        `${this.name}: manifest ${d} is ${bytes.length} bytes, but index.json says ${desc.size}`,
+        { context: { digest: d } },
+      );
     let mediaType = desc?.mediaType ?? '';
     const parsed = JSON.parse(bytes.toString('utf8')) as { mediaType?: string };
     if (parsed.mediaType) mediaType = parsed.mediaType;

@@ -99,6 +99,13 @@ export async function pullImage(
     const idx = parseJson<ImageIndex>(rootRes.bytes, 'index', root.digest);
     const pick = selectPlatform(idx.manifests ?? [], opts.platform ?? hostPlatform(), src.name);
     manRes = await src.getManifest(pick.digest);
+    // OCI image spec: a descriptor's size is the exact length of the content it names
+    if (manRes.bytes.length !== pick.size)
+      throw new CpmError(
+        'E_IMAGE',
+        `${src.name}: manifest ${pick.digest} is ${manRes.bytes.length} bytes, but the index says ${pick.size}`,
+        { context: { digest: pick.digest } },
+      );
     manDesc = {
       mediaType: manRes.mediaType || pick.mediaType,
       digest: pick.digest,

@@ -123,4 +123,49 @@ describe('image consistency', () => {
       /media type "application\/vnd\.example\.layer\.v1\.tar\+lz4"/,
     );
   });
+
+  it('refuses a manifest whose bytes differ in size from its index.json descriptor', async () => {
+    const ref = variant(
+      'bad-size',
+      () => undefined,
+      (d) => {
+        d.size += 1;
+      },
+    );
+    await refusedImage(ref, 'E_IMAGE', /is \d+ bytes, but index\.json says \d+/);
+  });
+
+  it('refuses a platform manifest whose bytes differ in size from the image index entry', async () => {
+    const plain = variant('plain', () => undefined);
+    const index = JSON.parse(readFileSync(path.join(layout, 'index.json'), 'utf8')) as {
+      manifests: Desc[];
+    };
+    const man = index.manifests.find(
+      (d) => d.annotations?.['org.opencontainers.image.ref.name'] === 'plain',
+    )!;
+    const cfg = readJson((readJson(man.digest) as { config: Desc }).config.digest) as {
+      architecture: string;
+      os: string;
+    };
+    const imageIndex = putJson({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.index.v1+json',
+      manifests: [
+        {
+          mediaType: man.mediaType,
+          digest: man.digest,
+          size: man.size - 1,
+          platform: { architecture: cfg.architecture, os: cfg.os },
+        },
+      ],
+    });
+    index.manifests.push({
+      mediaType: 'application/vnd.oci.image.index.v1+json',
+      ...imageIndex,
+      annotations: { 'org.opencontainers.image.ref.name': 'multi' },
+    });
+    writeFileSync(path.join(layout, 'index.json'), JSON.stringify(index));
+    expect(plain).toContain(':plain');
+    await refusedImage(`oci:${layout}:multi`, 'E_IMAGE', /but the index says/);
+  });
 });

@@ -405,32 +405,21 @@ async function loadPackageDir(
         'definition.yaml and collection.yaml in one directory: both are read, collection.yaml first, as luet does (they share build.yaml)',
     });
   }
-  let buildRaw: string | null = null;
-  if (pd.files.has('build.yaml')) {
-    stats.buildSpecs++;
+  // build.yaml and finalize.yaml: read once per directory, shared by every package in it
+  const readOptional = async (name: string): Promise<string | null> => {
+    if (!pd.files.has(name)) return null;
+    const file = join(pd.abs, name);
     try {
-      buildRaw = await readCapped(
-        join(pd.abs, 'build.yaml'),
-        display(join(pd.abs, 'build.yaml')),
-        limits,
-      );
+      return await readCapped(file, display(file), limits);
     } catch (e) {
-      report.error(errorToProblem(e, display(join(pd.abs, 'build.yaml'))));
+      report.error(errorToProblem(e, display(file)));
+      return null;
     }
-  }
-  let finalizeRaw: string | null = null;
-  if (pd.files.has('finalize.yaml')) {
-    stats.finalizers++;
-    try {
-      finalizeRaw = await readCapped(
-        join(pd.abs, 'finalize.yaml'),
-        display(join(pd.abs, 'finalize.yaml')),
-        limits,
-      );
-    } catch (e) {
-      report.error(errorToProblem(e, display(join(pd.abs, 'finalize.yaml'))));
-    }
-  }
+  };
+  if (pd.files.has('build.yaml')) stats.buildSpecs++;
+  if (pd.files.has('finalize.yaml')) stats.finalizers++;
+  const buildRaw = await readOptional('build.yaml');
+  const finalizeRaw = await readOptional('finalize.yaml');
   const out: LoadedPackage[] = [];
   // luet walks a directory's files in name order: collection.yaml before definition.yaml.
   for (const isCollection of [true, false]) {

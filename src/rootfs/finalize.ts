@@ -19,6 +19,7 @@ import { CpmError } from '../errors.js';
 import { DEFAULT_FINALIZE_SHELL, type FinalizeSpec } from '../package/finalize.js';
 import { packageId } from '../package/package.js';
 import type { Reporter } from '../util/progress.js';
+import { interruptReceived, interruptSignal } from '../util/signals.js';
 import { DiskView, resolveUserPath, typeOfMode } from './fs-path.js';
 import type { FileRecord, InstallStep } from './types.js';
 
@@ -186,8 +187,11 @@ function run(
   env?: NodeJS.ProcessEnv,
 ): Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: Error }> {
   return new Promise((resolve) => {
+    // an interrupt stops the running command at once (bwrap --die-with-parent takes the sandbox)
     const child = spawn(cmd, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
+      signal: interruptSignal(),
+      killSignal: 'SIGKILL',
       ...(env ? { env, cwd: '/' } : {}),
     });
     let pending = 2;
@@ -222,6 +226,7 @@ export async function runFinalizers(
   const skip = new Set([...RUNTIME_DIRS, ...(opts.generated?.skip ?? [])]);
   let before = opts.generated ? listRoot(root, skip) : null;
   for (const step of steps) {
+    if (interruptReceived()) break;
     const fin = step.finalize;
     if (!fin || fin.install.length === 0) continue;
     const id = packageId(step.spec);
@@ -243,6 +248,7 @@ export async function runFinalizers(
   async function runPackage(id: string, fin: FinalizeSpec): Promise<void> {
     const env = { ...fin.env, ...opts.env };
     for (const cmd of fin.install) {
+      if (interruptReceived()) return;
       const argv = [
         ...(fin.shell && fin.shell.length > 0 ? fin.shell : DEFAULT_FINALIZE_SHELL),
         cmd,
@@ -258,6 +264,7 @@ export async function runFinalizers(
         : await run(bwrap, bwrapArgs(root, argv, fin.network === true, env), (l) =>
             opts.reporter.output(id, l),
           );
+      if (interruptReceived()) return; // the caller reports the interrupt, not a failed command
       if (r.error) {
         const missing = (r.error as NodeJS.ErrnoException).code === 'ENOENT';
         errors.push(

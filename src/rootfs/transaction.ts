@@ -305,7 +305,9 @@ export async function applyTransaction(
     result.removed = [...leaving.keys()].filter((id) => !result.installed.includes(id)).sort();
     // A signal during the commit is not dropped: the transaction finished, say so and stop here.
     await signalsDelivered();
-    throwIfInterrupted(committedState(result, !opts.noFinalizers && steps.some(hasFinalizer)));
+    throwIfInterrupted(
+      committedState(result, !opts.noFinalizers && steps.some(hasFinalizer) ? 'skipped' : 'none'),
+    );
 
     if (!opts.noFinalizers) {
       const todo = steps.filter(hasFinalizer);
@@ -321,7 +323,7 @@ export async function applyTransaction(
         });
         if (generated.size > 0) recordGenerated(dbDir, generated);
       }
-      throwIfInterrupted(committedState(result, false));
+      throwIfInterrupted(committedState(result, 'interrupted'));
     }
     return result;
   } finally {
@@ -344,14 +346,20 @@ async function signalsDelivered(): Promise<void> {
 }
 
 /** What an interrupt after the commit leaves: the new state, possibly without finalizers. */
-function committedState(r: TransactionResult, finalizersSkipped: boolean): string {
+function committedState(
+  r: TransactionResult,
+  finalizers: 'none' | 'skipped' | 'interrupted',
+): string {
   const did = [
     r.installed.length > 0 ? `installed ${r.installed.join(', ')}` : '',
     r.removed.length > 0 ? `removed ${r.removed.join(', ')}` : '',
   ].filter(Boolean);
   return (
     `the transaction had committed (${did.join('; ') || 'no package changes'})` +
-    (finalizersSkipped ? '; finalizers were not run (cpm reinstall runs them)' : '')
+    (finalizers === 'skipped' ? '; finalizers were not run (cpm reinstall runs them)' : '') +
+    (finalizers === 'interrupted'
+      ? '; finalizers were stopped part-way (cpm reinstall runs them again)'
+      : '')
   );
 }
 

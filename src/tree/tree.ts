@@ -316,8 +316,7 @@ export async function loadTree(
     const templates = await loadTemplates(root, display, limits, report);
     const dirs = await walk(root, report, display, opts.maxEntries ?? 200_000);
     for (const pd of dirs) {
-      const loaded = await loadPackageDir(
-        pd,
+      const loaded = await loadPackageDir(pd, {
         root,
         display,
         templates,
@@ -325,9 +324,9 @@ export async function loadTree(
         limits,
         report,
         stats,
-        opts.lenient ?? false,
+        lenient: opts.lenient ?? false,
         skipped,
-      );
+      });
       for (const p of loaded) treeOf.set(p, i);
       packages.push(...loaded);
     }
@@ -384,18 +383,21 @@ async function loadTemplates(
   return templates;
 }
 
-async function loadPackageDir(
-  pd: PackageDir,
-  root: string,
-  display: (p: string) => string,
-  templates: TemplateSet,
-  overrides: Record<string, unknown>,
-  limits: YamlLimits,
-  report: Report,
-  stats: TreeStats,
-  lenient: boolean,
-  skipped: SkippedStanza[],
-): Promise<LoadedPackage[]> {
+/** What loading one package directory needs from the tree being loaded. */
+interface DirContext {
+  root: string;
+  display: (p: string) => string;
+  templates: TemplateSet;
+  overrides: Record<string, unknown>;
+  limits: YamlLimits;
+  report: Report;
+  stats: TreeStats;
+  lenient: boolean;
+  skipped: SkippedStanza[];
+}
+
+async function loadPackageDir(pd: PackageDir, ctx: DirContext): Promise<LoadedPackage[]> {
+  const { display, limits, report, stats } = ctx;
   if (pd.files.has('collection.yaml') && pd.files.has('definition.yaml')) {
     report.warn({
       code: 'E_TREE',
@@ -425,22 +427,7 @@ async function loadPackageDir(
   for (const isCollection of [true, false]) {
     if (!pd.files.has(isCollection ? 'collection.yaml' : 'definition.yaml')) continue;
     const raws = { buildRaw, finalizeRaw };
-    out.push(
-      ...(await loadDefinitionFile(
-        pd,
-        isCollection,
-        raws,
-        root,
-        display,
-        templates,
-        overrides,
-        limits,
-        report,
-        stats,
-        lenient,
-        skipped,
-      )),
-    );
+    out.push(...(await loadDefinitionFile(pd, isCollection, raws, ctx)));
   }
   return out;
 }
@@ -449,16 +436,9 @@ async function loadDefinitionFile(
   pd: PackageDir,
   isCollection: boolean,
   { buildRaw, finalizeRaw }: { buildRaw: string | null; finalizeRaw: string | null },
-  root: string,
-  display: (p: string) => string,
-  templates: TemplateSet,
-  overrides: Record<string, unknown>,
-  limits: YamlLimits,
-  report: Report,
-  stats: TreeStats,
-  lenient: boolean,
-  skipped: SkippedStanza[],
+  ctx: DirContext,
 ): Promise<LoadedPackage[]> {
+  const { root, display, templates, overrides, limits, report, stats, lenient, skipped } = ctx;
   const defPath = join(pd.abs, isCollection ? 'collection.yaml' : 'definition.yaml');
   const defFile = display(defPath);
   let y: LoadedYaml;

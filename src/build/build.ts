@@ -20,6 +20,7 @@ import type { RegistryOptions } from '../oci/registry.js';
 import { packageId } from '../package/package.js';
 import {
   builtContentKey,
+  createInputOf,
   createRepository,
   indexEntryOf,
   layerEpochOf,
@@ -153,23 +154,6 @@ function sha(s: string): string {
   return createHash('sha256').update(s).digest('hex');
 }
 
-function inputOf(p: LoadedPackage, displayRoot: string): CreateInput {
-  const {
-    dir: _dir,
-    definitionFile: _d,
-    kind: _k,
-    values: _v,
-    build: _b,
-    finalize,
-    payloadDir,
-    ...spec
-  } = p;
-  const input: CreateInput = { ...spec, payloadDir, finalize: finalize?.spec ?? undefined };
-  if (spec.source?.file)
-    input.source = { ...spec.source, file: path.resolve(displayRoot, spec.source.file) };
-  return input;
-}
-
 function failureText(id: string, f: StepFailure): string {
   return `${id}: ${f.phase} step ${f.index} (${f.command}) exited with code ${f.exitCode}`;
 }
@@ -225,7 +209,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       return d;
     };
     for (const node of plan.order) {
-      const input = inputOf(node.pkg, displayRoot);
+      const input = createInputOf(node.pkg, displayRoot);
       const entry = indexEntryOf(input, treeDir);
       const images: Record<string, string> = {};
       // An image that cannot be resolved fails this package (and skips its dependants) only.
@@ -430,7 +414,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     const planned = new Map(plan.order.map((n) => [n.id, states.get(n)!]));
     const inputs: CreateInput[] = [];
     for (const p of packages) {
-      const input = inputOf(p, displayRoot);
+      const input = createInputOf(p, displayRoot);
       const st = planned.get(packageId(p));
       if (st) {
         if (st.outcome.outcome === 'failed' || st.outcome.outcome === 'skipped')
@@ -702,7 +686,7 @@ async function buildOne(ctx: RunCtx, st: NodeState): Promise<boolean> {
           logStream.write(`cpm: /${s} is a device, fifo or socket: not packaged\n`);
       }
     }
-    const input = inputOf(node.pkg, path.dirname(node.pkg.dir));
+    const input = createInputOf(node.pkg, path.dirname(node.pkg.dir));
     const img = await buildPackageImage(node.pkg, payload, {
       store: ctx.target.store,
       compression: ctx.compression,

@@ -18,7 +18,7 @@ import { hostPlatform } from '../oci/platform.js';
 import type { RegistryOptions } from '../oci/registry.js';
 import { packageId, type PackageSpec } from '../package/package.js';
 import type { Problem } from '../tree/problems.js';
-import { formatProblem, loadTree, type PayloadFilter } from '../tree/tree.js';
+import { formatProblem, loadTree, type LoadedPackage, type PayloadFilter } from '../tree/tree.js';
 import type { Compression } from '../util/compress.js';
 import { contentKey, payloadDigest } from './content-key.js';
 import { buildIndexArtifact } from './index-artifact.js';
@@ -105,6 +105,41 @@ function envEpoch(): number | undefined {
   if (!Number.isInteger(n) || n < 0)
     throw new CpmError('E_USAGE', `SOURCE_DATE_EPOCH="${v}" is not a non-negative integer`);
   return n;
+}
+
+/**
+ * The one mapping from a loaded tree package to what `createRepository` packs: the tree-only
+ * fields dropped, the finalizer's spec taken, the source file made absolute for display.
+ */
+/** Whether the package's files come from build steps (`cpm build`) rather than a payload dir. */
+function builtBySteps(p: LoadedPackage): boolean {
+  const b = p.build?.spec;
+  return (
+    !!b &&
+    b.payload === undefined &&
+    (b.steps.length > 0 || b.unpack || typeof b.fields.package_dir === 'string')
+  );
+}
+
+export function createInputOf(p: LoadedPackage, displayRoot: string | undefined): CreateInput {
+  const {
+    dir: _dir,
+    definitionFile: _d,
+    kind: _k,
+    values: _v,
+    build: _b,
+    finalize,
+    payloadDir,
+    problems: _p,
+    subpackageOf: _s,
+    filter,
+    ...spec
+  } = p;
+  const input: CreateInput = { ...spec, payloadDir, finalize: finalize?.spec ?? undefined };
+  if (filter) input.filter = filter;
+  if (spec.source?.file && displayRoot)
+    input.source = { ...spec.source, file: path.resolve(displayRoot, spec.source.file) };
+  return input;
 }
 
 function entryOf(p: CreateInput, treeRoot: string | undefined): IndexPackage {
@@ -484,44 +519,12 @@ export async function createFromTree(
   const good = tree.packages.filter((p) => !skippedIds.has(packageId(p)));
   const displayRoot = tree.dirs.length === 1 ? path.dirname(tree.dir) : undefined;
   // Packages whose files come from build steps: their subpackages are cut from that build too.
-  const stepsBuilt = new Set(
-    good
-      .filter((p) => {
-        const b = p.build?.spec;
-        return (
-          !!b &&
-          b.payload === undefined &&
-          (b.steps.length > 0 || b.unpack || typeof b.fields.package_dir === 'string')
-        );
-      })
-      .map(packageId),
-  );
+  const stepsBuilt = new Set(good.filter(builtBySteps).map(packageId));
   const inputs: CreateInput[] = good.map((p) => {
-    const {
-      dir: _dir,
-      definitionFile: _d,
-      kind: _k,
-      values: _v,
-      build: _b,
-      finalize,
-      payloadDir,
-      problems: _p,
-      subpackageOf: _s,
-      filter,
-      ...spec
-    } = p;
-    const input: CreateInput = { ...spec, payloadDir, finalize: finalize?.spec ?? undefined };
-    if (filter) input.filter = filter;
-    if (spec.source?.file && displayRoot)
-      input.source = { ...spec.source, file: path.resolve(displayRoot, spec.source.file) };
+    const input = createInputOf(p, displayRoot);
     // Files made by build steps: `cpm build` makes the image; here the entry it wrote is kept.
-    const b = _b?.spec;
-    if (
-      (b &&
-        b.payload === undefined &&
-        (b.steps.length > 0 || b.unpack || typeof b.fields.package_dir === 'string')) ||
-      (_s !== undefined && !payloadDir && stepsBuilt.has(_s))
-    )
+    const parent = p.subpackageOf;
+    if (builtBySteps(p) || (parent !== undefined && !p.payloadDir && stepsBuilt.has(parent)))
       input.keepPrevious = true;
     return input;
   });

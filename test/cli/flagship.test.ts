@@ -6,7 +6,7 @@
  * variant (real registry, `cpm demo --base REG/bases/debian:bookworm`) runs when
  * CPM_TEST_MMDEBSTRAP=1.
  */
-import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import {
   existsSync,
   mkdirSync,
@@ -16,7 +16,6 @@ import {
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InstalledDb } from '../../src/rootfs/db.js';
 import {
@@ -28,9 +27,8 @@ import {
 } from '../install/base-images.js';
 import { tmpDir } from '../install/helpers.js';
 import { startRegistry, type RegistryInstance } from '../support/registry.js';
+import { requireBuild, runCpm, type CliResult } from '../support/cli.js';
 
-const run = promisify(execFile);
-const BIN = path.join(PROJECT, 'bin/cpm.js');
 const TREE = path.join(PROJECT, 'packages-tree');
 
 let work: string;
@@ -38,19 +36,10 @@ let env: NodeJS.ProcessEnv;
 let repo: string;
 let base: string;
 
-async function cpm(...args: string[]): Promise<{ out: string; err: string; code: number }> {
-  try {
-    const r = await run('node', [BIN, ...args], { env, maxBuffer: 64 << 20 });
-    return { out: r.stdout, err: r.stderr, code: 0 };
-  } catch (e) {
-    const x = e as { stdout: string; stderr: string; code: number };
-    return { out: x.stdout, err: x.stderr, code: x.code };
-  }
-}
+const cpm = (...args: string[]): Promise<CliResult> => runCpm(args, { env });
 
 beforeAll(async () => {
-  if (!existsSync(path.join(PROJECT, 'dist/cpm.cjs')))
-    throw new Error('dist/ is missing: run "npm run build" first (npm test does it)');
+  requireBuild();
   work = tmpDir('cpm-flagship-');
   env = { ...process.env, CPM_CONFIG: path.join(work, 'cpm.yaml') };
   writeFileSync(env.CPM_CONFIG!, `cache_dir: ${path.join(work, 'cache')}\n`);

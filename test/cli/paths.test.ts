@@ -2,33 +2,20 @@
  * Paths as users type them (node bin/cpm.js): relative --root and --db-dir in `cpm image`, which
  * once joined the root onto the DB path twice and packed a root without its DB.
  */
-import { execFile } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PROJECT } from '../install/base-images.js';
 import { tmpDir } from '../install/helpers.js';
-
-const run = promisify(execFile);
-const BIN = path.join(PROJECT, 'bin/cpm.js');
+import { requireBuild, runCpm, type CliResult } from '../support/cli.js';
 
 let work: string;
 let env: NodeJS.ProcessEnv;
 
-async function cpm(...args: string[]): Promise<{ out: string; err: string; code: number }> {
-  try {
-    const r = await run('node', [BIN, ...args], { env, cwd: work, maxBuffer: 64 << 20 });
-    return { out: r.stdout, err: r.stderr, code: 0 };
-  } catch (e) {
-    const x = e as { stdout: string; stderr: string; code: number };
-    return { out: x.stdout, err: x.stderr, code: x.code };
-  }
-}
+const cpm = (...args: string[]): Promise<CliResult> => runCpm(args, { env, cwd: work });
 
 beforeAll(async () => {
-  if (!existsSync(path.join(PROJECT, 'dist/cpm.cjs')))
-    throw new Error('dist/ is missing: run "npm run build" first (npm test does it)');
+  requireBuild();
   work = tmpDir('cpm-paths-');
   env = { ...process.env, CPM_CONFIG: path.join(work, 'cpm.yaml'), SOURCE_DATE_EPOCH: '0' };
   writeFileSync(env.CPM_CONFIG!, `cache_dir: ${path.join(work, 'cache')}\n`);

@@ -4,10 +4,8 @@
  * `list --installed`, `verify`, `owns`, and packages on top (conflicts with base files). The
  * Debian minbase variant (mmdebstrap, ~1 min once a day) runs when CPM_TEST_MMDEBSTRAP=1.
  */
-import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { baseInstallStep, installedBase, rootfsInit } from '../../src/install/image-ref.js';
 import { applyTransaction, installPackages } from '../../src/rootfs/index.js';
@@ -15,9 +13,7 @@ import { listInstalled, verify } from '../../src/upkeep/query.js';
 import { startRegistry, type RegistryInstance } from '../support/registry.js';
 import { PROJECT, minbaseTar, skopeoPush, smallBaseLayers, umociImage } from './base-images.js';
 import { failure, layerFromFiles, step, tmpDir } from './helpers.js';
-
-const run = promisify(execFile);
-const BIN = path.join(PROJECT, 'bin/cpm.js');
+import { requireBuild, runCpm, type CliResult } from '../support/cli.js';
 
 let reg: RegistryInstance;
 let work: string;
@@ -25,15 +21,7 @@ let env: NodeJS.ProcessEnv;
 let cacheDir: string;
 let baseRef: string;
 
-async function cpm(...args: string[]): Promise<{ out: string; err: string; code: number }> {
-  try {
-    const r = await run('node', [BIN, ...args], { env, maxBuffer: 64 << 20 });
-    return { out: r.stdout, err: r.stderr, code: 0 };
-  } catch (e) {
-    const x = e as { stdout: string; stderr: string; code: number };
-    return { out: x.stdout, err: x.stderr, code: x.code };
-  }
-}
+const cpm = (...args: string[]): Promise<CliResult> => runCpm(args, { env });
 
 interface ListedPackage {
   id: string;
@@ -44,8 +32,7 @@ interface ListedPackage {
 }
 
 beforeAll(async () => {
-  if (!existsSync(path.join(PROJECT, 'dist/cpm.cjs')))
-    throw new Error('dist/ is missing: run "npm run build" first (npm test does it)');
+  requireBuild();
   reg = await startRegistry();
   work = tmpDir('cpm-base-');
   cacheDir = path.join(work, 'cache');

@@ -3,9 +3,8 @@
  * cross-checked with skopeo and umoci in both directions.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, promises as fsp } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BlobStore } from '../../src/oci/blobstore.js';
@@ -16,34 +15,23 @@ import { RegistryClient } from '../../src/oci/registry.js';
 import { MEDIA, type ImageConfig, type ImageManifest } from '../../src/oci/types.js';
 import { pseudoRandom, readLayer, tempDir, writeTree } from '../support/layers.js';
 import { startRegistry, type RegistryInstance } from '../support/registry.js';
+import { requireBuild, runCpm, type CliResult } from '../support/cli.js';
 
 const run = promisify(execFile);
-const PROJECT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const BIN = path.join(PROJECT, 'bin/cpm.js');
 
 let reg: RegistryInstance;
 let dir: string;
 let payload: string;
 let env: NodeJS.ProcessEnv;
 
-async function cpm(...args: string[]): Promise<{ out: string; err: string; code: number }> {
-  try {
-    const r = await run('node', [BIN, ...args], { env, maxBuffer: 16 << 20 });
-    return { out: r.stdout, err: r.stderr, code: 0 };
-  } catch (e) {
-    const x = e as { stdout: string; stderr: string; code: number };
-    return { out: x.stdout, err: x.stderr, code: x.code };
-  }
-}
+const cpm = (...args: string[]): Promise<CliResult> => runCpm(args, { env });
 
 async function skopeo(...args: string[]): Promise<string> {
   return (await run('skopeo', args, { maxBuffer: 16 << 20 })).stdout;
 }
 
 beforeAll(async () => {
-  if (!existsSync(path.join(PROJECT, 'dist/cpm.cjs'))) {
-    throw new Error('dist/ is missing: run "npm run build" first (npm test does it)');
-  }
+  requireBuild();
   reg = await startRegistry();
   dir = await tempDir();
   env = {

@@ -4,13 +4,11 @@
  * --no-tls-verify; --no-plain-http forces https to a loopback registry. Also an `http`
  * repository over https whose repos.conf.d entry names the CA with `ca_file`.
  */
-import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, promises as fsp, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { promises as fsp, readFileSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../src/config.js';
 import { CpmError } from '../../src/errors.js';
@@ -26,10 +24,7 @@ import { fetchRepoIndex } from '../../src/repo/open.js';
 import { RegistryReader } from '../../src/repo/reader.js';
 import { makeSpec, pseudoRandom, tempDir, writeTree } from '../support/layers.js';
 import { startRegistry, type RegistryInstance } from '../support/registry.js';
-
-const run = promisify(execFile);
-const PROJECT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const BIN = path.join(PROJECT, 'bin/cpm.js');
+import { requireBuild, runCpm, type CliResult } from '../support/cli.js';
 
 let dir: string;
 let reg: RegistryInstance;
@@ -91,20 +86,10 @@ function makeCerts(d: string): { caFile: string; certFile: string; keyFile: stri
   return { caFile: f('ca.pem'), certFile: f('server.pem'), keyFile: f('server.key') };
 }
 
-async function cpm(...args: string[]): Promise<{ out: string; err: string; code: number }> {
-  try {
-    const r = await run('node', [BIN, ...args], { env, maxBuffer: 16 << 20 });
-    return { out: r.stdout, err: r.stderr, code: 0 };
-  } catch (e) {
-    const x = e as { stdout: string; stderr: string; code: number };
-    return { out: x.stdout, err: x.stderr, code: x.code };
-  }
-}
+const cpm = (...args: string[]): Promise<CliResult> => runCpm(args, { env });
 
 beforeAll(async () => {
-  if (!existsSync(path.join(PROJECT, 'dist/cpm.cjs'))) {
-    throw new Error('dist/ is missing: run "npm run build" first (npm test does it)');
-  }
+  requireBuild();
   dir = await tempDir('cpm-tls-');
   const certs = makeCerts(dir);
   caFile = certs.caFile;

@@ -1,0 +1,42 @@
+/**
+ * The built CLI as a user runs it (`node bin/cpm.js`), for tests that check exit codes and output.
+ * `npm test` builds dist/ first; a bare `vitest run` without it fails with that hint.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const PROJECT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const CPM_BIN = path.join(PROJECT, 'bin/cpm.js');
+
+export interface CliResult {
+  /** The exit code; -1 when the process ended by a signal or could not start. */
+  code: number;
+  out: string;
+  err: string;
+}
+
+/** Throws the "run npm run build" hint when dist/ is missing (call it in beforeAll). */
+export function requireBuild(): void {
+  if (!existsSync(path.join(PROJECT, 'dist/cpm.cjs')))
+    throw new Error('dist/ is missing: run "npm run build" first (npm test does it)');
+}
+
+/** Runs `node bin/cpm.js ARGS` to the end; never rejects. */
+export function runCpm(
+  args: readonly string[],
+  opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): Promise<CliResult> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [CPM_BIN, ...args],
+      { env: opts.env ?? process.env, cwd: opts.cwd, maxBuffer: 64 << 20 },
+      (e, out, err) => {
+        const code = e ? (typeof e.code === 'number' ? e.code : -1) : 0;
+        resolve({ code, out, err });
+      },
+    );
+  });
+}

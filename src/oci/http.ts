@@ -3,6 +3,7 @@
  * loads fetch, WebSocket, EventSource, mocks and caches: ≈200 ms more startup for every command
  * that talks to a registry (measured with bench/oci). undici is pinned in package.json.
  */
+import { setFlagsFromString } from 'node:v8';
 import type { Dispatcher } from 'undici';
 import type AgentClass from 'undici/lib/dispatcher/agent.js';
 import type apiRequest from 'undici/lib/api/api-request.js';
@@ -16,10 +17,22 @@ interface Undici {
 let undici: Promise<Undici> | undefined;
 /** undici, loaded on the first request: a command that ends up not talking HTTP never parses it. */
 function loadUndici(): Promise<Undici> {
+  if (!undici) baselineWasm();
   return (undici ??= Promise.all([
     import('undici/lib/dispatcher/agent.js'),
     import('undici/lib/api/api-request.js'),
   ]).then(([a, r]) => ({ Agent: a.default, request: r.default })));
+}
+
+/**
+ * undici parses HTTP with llhttp compiled to WebAssembly on the first connection. Node 20's V8
+ * also compiles the whole module with its optimising tier at that point: ≈ 230 ms of CPU (more
+ * than the rest of a no-op `cpm install REF`), for a parser that only walks headers and chunk
+ * framing (bodies are handed over as slices). The baseline tier alone does that as well. Node ≥ 22
+ * compiles WebAssembly lazily already and is left alone. cpm runs no other WebAssembly.
+ */
+function baselineWasm(): void {
+  if (Number(process.versions.node.split('.')[0]) < 22) setFlagsFromString('--liftoff-only');
 }
 
 export type AgentOptions = ConstructorParameters<typeof AgentClass>[0];

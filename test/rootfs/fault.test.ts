@@ -17,32 +17,19 @@ import {
 } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
 import { EXIT_CODES } from '../../src/errors.js';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { installPackages, recover, type LayerSource } from '../../src/rootfs/index.js';
 import { verify } from '../../src/upkeep/query.js';
 import { rawLayer, step, tmpDir, layerFromFiles } from '../install/helpers.js';
 import type { InstallStep } from '../../src/rootfs/types.js';
+import { bundleChild } from '../support/child.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 let child: string;
 
 beforeAll(async () => {
-  child = path.join(tmpDir('cpm-fault-'), 'child.mjs');
-  await build({
-    entryPoints: [path.join(here, 'fault-child.ts')],
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    outfile: child,
-    logLevel: 'silent',
-    // tar-stream and friends are CommonJS and require node builtins
-    banner: {
-      js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
-    },
-  });
+  child = await bundleChild(path.join(here, 'fault-child.ts'), 'cpm-fault-');
 });
 
 /** Layer sources made by helpers are files; recover their paths for the child. */

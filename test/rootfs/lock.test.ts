@@ -6,25 +6,16 @@ import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { acquireLock } from '../../src/rootfs/lock.js';
 import { tmpDir } from '../install/helpers.js';
+import { bundleChild } from '../support/child.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 let child: string;
 
 beforeAll(async () => {
-  child = path.join(tmpDir('cpm-lock-'), 'child.mjs');
-  await build({
-    entryPoints: [path.join(here, 'lock-child.ts')],
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    outfile: child,
-    logLevel: 'silent',
-  });
+  child = await bundleChild(path.join(here, 'lock-child.ts'), 'cpm-lock-');
 });
 
 function run(args: string[]): Promise<number | string> {

@@ -21,6 +21,22 @@ export interface Dep {
   source?: SourceLoc;
 }
 
+/** The fields of luet's package definition that the spec models (the rest go to `extra`). */
+export const SPEC_FIELDS: ReadonlySet<string> = new Set([
+  'category',
+  'name',
+  'version',
+  'requires',
+  'conflicts',
+  'provides',
+  'labels',
+  'annotations',
+  'description',
+  'license',
+  'uri',
+  'hidden',
+]);
+
 export interface PackageSpec {
   category: string;
   name: string;

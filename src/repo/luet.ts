@@ -11,7 +11,7 @@ import { buffer } from 'node:stream/consumers';
 import tar from 'tar-stream';
 import { parse as parseYaml } from 'yaml';
 import { CpmError } from '../errors.js';
-import { packageId } from '../package/package.js';
+import { packageId, SPEC_FIELDS } from '../package/package.js';
 import { createDecompressor, sniffCompression, type Compression } from '../util/compress.js';
 import type { RepoFiles } from './files.js';
 import {
@@ -88,20 +88,6 @@ function deps(v: unknown, where: string): IndexDep[] {
   }));
 }
 
-const SPEC_KEYS = new Set([
-  'category',
-  'name',
-  'version',
-  'requires',
-  'conflicts',
-  'provides',
-  'labels',
-  'annotations',
-  'description',
-  'license',
-  'uri',
-  'hidden',
-]);
 // luet-internal fields that carry build-machine state, not package metadata.
 const DROP_KEYS = new Set(['path', 'treedir', 'buildtimestamp', 'dockerfile', 'repository']);
 
@@ -116,7 +102,7 @@ function toPackage(raw: Record<string, unknown>, where: string, finalize: unknow
     throw new CpmError('E_REPO', `${where}: package without a name`, { context: { file: where } });
   const extra: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(raw))
-    if (!SPEC_KEYS.has(k) && !DROP_KEYS.has(k)) extra[k] = v;
+    if (!SPEC_FIELDS.has(k) && !DROP_KEYS.has(k)) extra[k] = v;
   const p: IndexPackage = {
     category: String(raw.category ?? ''),
     name: raw.name,

@@ -2,26 +2,10 @@
  * Package definitions: one `definition.yaml` or one stanza of a `collection.yaml` → PackageSpec.
  * Every field error becomes a located problem; unknown keys are kept in `extra` and warned about.
  */
-import { createSpec, type Dep, type PackageSpec } from '../package/package.js';
+import { createSpec, SPEC_FIELDS, type Dep, type PackageSpec } from '../package/package.js';
 import { joinPath, type Report } from './problems.js';
 import { isValidVersion, parseSelector } from '../package/version.js';
 import { lineOf, sourceOf, type LoadedYaml } from './yaml.js';
-
-/** The fields of luet's types.Package that cpm models. */
-const MODELLED = new Set([
-  'name',
-  'category',
-  'version',
-  'requires',
-  'conflicts',
-  'provides',
-  'labels',
-  'annotations',
-  'description',
-  'license',
-  'uri',
-  'hidden',
-]);
 
 /** Fields luet accepts (or sets itself) that cpm keeps in `extra` without a warning. */
 const LUET_EXTRA = new Set([
@@ -259,7 +243,7 @@ export function readPackage(ctx: FieldCtx, value: unknown): PackageSpec | null {
 
   const extra: Record<string, unknown> = {};
   for (const k of Object.keys(obj)) {
-    if (MODELLED.has(k)) continue;
+    if (SPEC_FIELDS.has(k)) continue;
     extra[k] = obj[k];
     if (!LUET_EXTRA.has(k)) {
       ctx.report.warn({
@@ -305,6 +289,6 @@ export function realFieldValues(
   spec: PackageSpec,
 ): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const k of Object.keys(raw)) if (MODELLED.has(k) || LUET_EXTRA.has(k)) out[k] = raw[k];
+  for (const k of Object.keys(raw)) if (SPEC_FIELDS.has(k) || LUET_EXTRA.has(k)) out[k] = raw[k];
   return { ...out, name: spec.name, category: spec.category, version: spec.version };
 }

@@ -26,6 +26,11 @@ export interface CpmConfig {
    * metadata_expire); -1: never (only `cpm repo update` or `--refresh`).
    */
   metadata_expire: number;
+  /**
+   * Packages trees (absolute) that tree commands use when no `--tree` is given, merged in order as
+   * luet's repeated `--tree` merges them.
+   */
+  trees: string[];
 }
 
 /** dnf's default: two days. */
@@ -67,6 +72,7 @@ export function defaultConfig(): CpmConfig {
     cache_dir: defaultCacheDir(),
     finalizer_envs: [],
     metadata_expire: DEFAULT_METADATA_EXPIRE,
+    trees: [],
   };
 }
 
@@ -125,6 +131,14 @@ export async function loadConfig(explicit?: string): Promise<CpmConfig> {
     const list = Array.isArray(r.repos_confdir) ? r.repos_confdir : [r.repos_confdir];
     cfg.repos_confdir = list.map((d) => path.resolve(dir, str(d, 'repos_confdir') ?? ''));
   }
+  if (r.trees !== undefined && r.trees !== null) {
+    const list = Array.isArray(r.trees) ? r.trees : [r.trees];
+    cfg.trees = list.map((d) => {
+      const t = str(d, 'trees');
+      if (!t) throw bad(file, undefined, '"trees" must be a directory or a list of directories');
+      return path.resolve(dir, t);
+    });
+  }
   if (r.network !== undefined && r.network !== null) {
     if (typeof r.network !== 'object' || Array.isArray(r.network))
       throw bad(file, undefined, '"network" must be a mapping');
@@ -165,6 +179,7 @@ export async function loadConfig(explicit?: string): Promise<CpmConfig> {
     'cache_dir',
     'finalizer_envs',
     'network',
+    'trees',
     'general',
     'logging',
   ]);
@@ -172,6 +187,26 @@ export async function loadConfig(explicit?: string): Promise<CpmConfig> {
     if (!known.has(k)) warn(`${file}: unknown key "${k}" ignored`);
   }
   return cfg;
+}
+
+/**
+ * The trees a command works on: the `--tree` options when there are any (they replace the
+ * config's list, as --root replaces system.rootfs and --repo replaces repos.conf.d), else the
+ * config's `trees`. Empty when neither names one; each command picks its own default then.
+ */
+export function chosenTrees(cli: readonly string[] | undefined, cfg: CpmConfig): string[] {
+  if (cli && cli.length > 0) return cli.map((d) => path.resolve(d));
+  return [...cfg.trees];
+}
+
+/** chosenTrees for a command that needs a tree and has no default one (repo create, build). */
+export function requireTrees(cli: readonly string[] | undefined, cfg: CpmConfig): string[] {
+  const dirs = chosenTrees(cli, cfg);
+  if (dirs.length === 0)
+    throw new CpmError('E_USAGE', 'no packages tree given', {
+      hint: `pass --tree DIR, or list the trees under "trees:" in ${cfg.file ?? DEFAULT_CONFIG_FILE}`,
+    });
+  return dirs;
 }
 
 /** The DB directory for a root: absolute database_path as is, relative ones inside the root. */

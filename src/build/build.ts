@@ -68,8 +68,8 @@ import {
 } from './sandbox.js';
 
 export interface BuildOptions {
-  /** Packages tree directory. */
-  tree: string;
+  /** Packages tree directory, or several merged as luet's repeated `--tree` merges them. */
+  tree: string | readonly string[];
   /** Template values files (later win). */
   values?: string[];
   /** Package refs to build (with their build dependencies); empty = every package. */
@@ -163,6 +163,8 @@ export async function loadPlan(opts: BuildOptions): Promise<{
   plan: BuildPlan;
   packages: LoadedPackage[];
   treeDir: string;
+  /** The directory the loader's paths are relative to, when there is one tree. */
+  displayRoot: string | undefined;
 }> {
   const tree = await loadTree(opts.tree, opts.values ? { values: opts.values } : {});
   if (tree.problems.length > 0) {
@@ -174,13 +176,17 @@ export async function loadPlan(opts: BuildOptions): Promise<{
       { hint: 'cpm tree validate shows them all', context: { path: tree.dir } },
     );
   }
-  return { plan: planBuild(tree, opts.packages ?? []), packages: tree.packages, treeDir: tree.dir };
+  return {
+    plan: planBuild(tree, opts.packages ?? []),
+    packages: tree.packages,
+    treeDir: tree.dir,
+    displayRoot: tree.dirs.length === 1 ? path.dirname(tree.dir) : undefined,
+  };
 }
 
 export async function build(opts: BuildOptions): Promise<BuildResult> {
   const log = opts.log ?? (() => undefined);
-  const { plan, packages, treeDir } = await loadPlan(opts);
-  const displayRoot = path.dirname(treeDir);
+  const { plan, packages, treeDir, displayRoot } = await loadPlan(opts);
   const compression = opts.compression ?? 'gzip';
   const epoch = layerEpochOf(opts);
   const platform = hostPlatform();

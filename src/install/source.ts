@@ -13,7 +13,10 @@ import { repoTypeOfUrl, type RepoConfig, type RepoType } from '../repo/config.js
 import type { OpenedRepositories } from '../repo/open.js';
 
 export type PackageSource =
-  { kind: 'configured' } | { kind: 'repo'; urls: string[] } | { kind: 'tree'; dir: string };
+  | { kind: 'configured' }
+  | { kind: 'repo'; urls: string[] }
+  /** Trees merged as luet's repeated `--tree`, rendered with `values` files (later win). */
+  | { kind: 'tree'; dirs: string[]; values?: string[] };
 
 export interface OpenSourceOptions {
   plainHttp?: boolean;
@@ -59,11 +62,9 @@ export function oneOffRepos(urls: readonly string[]): RepoConfig[] {
   });
 }
 
-/** The cached dir:// repository a tree is built into: one per tree directory. */
-export function treeRepoDir(cfg: CpmConfig, treeDir: string): string {
-  let real: string;
+function realTreeDir(treeDir: string): string {
   try {
-    real = realpathSync(treeDir);
+    return realpathSync(treeDir);
   } catch (e) {
     const missing = (e as NodeJS.ErrnoException).code === 'ENOENT';
     throw new CpmError(
@@ -77,8 +78,23 @@ export function treeRepoDir(cfg: CpmConfig, treeDir: string): string {
       },
     );
   }
-  const key = createHash('sha256').update(real).digest('hex').slice(0, 16);
-  return path.join(cfg.cache_dir, 'trees', key);
+}
+
+/**
+ * The cached dir:// repository trees are built into: one per set of tree directories (and values
+ * files), so two flavours of one tree do not repack each other's packages on every switch.
+ */
+export function treeRepoDir(
+  cfg: CpmConfig,
+  treeDirs: string | readonly string[],
+  values: readonly string[] = [],
+): string {
+  const dirs = typeof treeDirs === 'string' ? [treeDirs] : treeDirs;
+  const h = createHash('sha256');
+  // One tree without values keeps the key it always had (the tree's real path).
+  h.update(dirs.map(realTreeDir).join('\0'));
+  for (const v of values) h.update(`\0values\0${path.resolve(v)}`);
+  return path.join(cfg.cache_dir, 'trees', h.digest('hex').slice(0, 16));
 }
 
 /** Opens the package source as repositories: universe + locate. Close it after use. */
@@ -97,17 +113,23 @@ export async function openPackageSource(
       // an explicit one-off URL is read fresh: a cached index could hide what was just pushed
       return openRepositories(cfg, { ...plain, repos: oneOffRepos(source.urls), refresh: true });
     case 'tree': {
-      const dir = treeRepoDir(cfg, source.dir);
-      const name = repoNameOfUrl(path.resolve(source.dir));
+      const values = source.values ?? [];
+      const dir = treeRepoDir(cfg, source.dirs, values);
+      // the origin recorded in the DB: the tree's directory name (names joined for several)
+      const name = source.dirs.map((d) => repoNameOfUrl(path.resolve(d))).join('_');
       // imported here: packing pulls in the image writer, which a no-op install never needs
       const { createFromTree } = await import('../repo/create.js');
-      await createFromTree(path.resolve(source.dir), {
-        strict: true,
-        output: `dir://${dir}`,
-        name,
-        cacheDir: cfg.cache_dir,
-        ...(opts.log ? { log: opts.log } : {}),
-      });
+      await createFromTree(
+        source.dirs.map((d) => path.resolve(d)),
+        {
+          strict: true,
+          ...(values.length ? { values: values.map((v) => path.resolve(v)) } : {}),
+          output: `dir://${dir}`,
+          name,
+          cacheDir: cfg.cache_dir,
+          ...(opts.log ? { log: opts.log } : {}),
+        },
+      );
       return openRepositories(cfg, {
         repos: [{ name, type: 'dir', urls: [dir], priority: 0, enabled: true, verify: true }],
       });

@@ -2,7 +2,15 @@
  * Install operations through the library, on cpm's own packages-tree built into a real dir://
  * repository (real package images, real layers), into fresh temp roots.
  */
-import { cpSync, existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { defaultConfig, type CpmConfig } from '../../src/config.js';
@@ -184,7 +192,7 @@ describe('install operations (library)', () => {
 
   it('--tree builds a cached repository and installs from it', async () => {
     const root = tmpDir();
-    const src: PackageSource = { kind: 'tree', dir: TREE };
+    const src: PackageSource = { kind: 'tree', dirs: [TREE] };
     const r = await runOperation(ctx(root, src), 'install', ['system/cos-setup@1.1.0'], quiet);
     expect(r.transaction?.installed).toContain('system/cos-setup@1.1.0');
     expect(listInstalled({ root }).map((p) => p.origin)).toEqual([
@@ -195,6 +203,37 @@ describe('install operations (library)', () => {
     // same images as the repository built from the same tree
     for (const p of listInstalled({ root })) expect(p.imageDigest).toBe(indexDigests.get(p.id));
     expect(readdirSync(path.join(cfg.cache_dir, 'trees'))).toHaveLength(1);
+  });
+
+  it('--tree twice merges the trees; --values renders them (here: a payload filter)', async () => {
+    const extra = path.join(tmpDir('cpm-ops-extra-'), 'extra-tree');
+    const files: Record<string, string> = {
+      'hello/definition.yaml':
+        'category: app\nname: hello\nversion: "1"\nrequires:\n  - {category: system, name: cos-setup, version: ">=1.1"}\n',
+      // the values file says which payload file to leave out
+      'hello/build.yaml': 'excludes:\n  - "{{ .Values.drop }}"\n',
+      'hello/root/etc/hello': 'hi\n',
+      'hello/root/etc/drop-me': 'left out\n',
+    };
+    for (const [f, text] of Object.entries(files)) {
+      mkdirSync(path.dirname(path.join(extra, f)), { recursive: true });
+      writeFileSync(path.join(extra, f), text);
+    }
+    const values = path.join(path.dirname(extra), 'values.yaml');
+    writeFileSync(values, 'drop: "^/etc/drop-me$"\n');
+    const root = tmpDir();
+    const src: PackageSource = { kind: 'tree', dirs: [extra, TREE], values: [values] };
+    const r = await runOperation(ctx(root, src), 'install', ['app/hello'], quiet);
+    expect(r.transaction?.installed).toEqual(
+      expect.arrayContaining(['app/hello@1', 'system/cos-setup@1.1.0']),
+    );
+    expect(readFileSync(path.join(root, 'etc/hello'), 'utf8')).toBe('hi\n');
+    expect(existsSync(path.join(root, 'etc/drop-me'))).toBe(false);
+    expect(listInstalled({ root }).find((p) => p.id === 'app/hello@1')?.origin).toBe(
+      'extra-tree_packages-tree',
+    );
+    // its own cached repository: the single-tree one is not repacked for the merged set
+    expect(readdirSync(path.join(cfg.cache_dir, 'trees'))).toHaveLength(2);
   });
 
   it('reclaim adopts files already in a root; cleanup prunes the cache', async () => {

@@ -2,13 +2,15 @@ import { Option, type Command } from 'commander';
 import os from 'node:os';
 import path from 'node:path';
 import type { BuildResult, PackageOutcome } from '../../build/build.js';
-import { loadConfig } from '../../config.js';
+import { loadConfig, requireTrees } from '../../config.js';
 import { EXIT_CODES } from '../../errors.js';
 import { printJson } from '../output.js';
 
+const collect = (v: string, prev: string[]): string[] => [...prev, v];
+
 interface BuildCli {
-  tree: string;
-  values?: string[];
+  tree: string[];
+  values: string[];
   output: string;
   push?: boolean;
   all?: boolean;
@@ -70,8 +72,13 @@ export function registerBuild(program: Command): void {
       '[packages...]',
       'packages to build (category/name[@version]), with their build dependencies',
     )
-    .requiredOption('--tree <dir>', 'packages tree')
-    .option('--values <file...>', 'template values files (later ones win)')
+    .option(
+      '--tree <dir>',
+      "packages tree; repeat to merge trees as luet's --tree does (an earlier tree's package wins); replaces the config's trees (default: those)",
+      collect,
+      [],
+    )
+    .option('--values <file>', 'template values file (repeatable, later wins)', collect, [])
     .requiredOption('--output <url>', 'dir://PATH or oci://HOST[:PORT]/NAMESPACE')
     .option('--push', 'upload to the registry (oci:// outputs)')
     .option('--all', 'build every package of the tree (the default when none is named)')
@@ -93,6 +100,7 @@ export function registerBuild(program: Command): void {
     .option('--json', 'print the result as JSON')
     .action(async (names: string[], opts: BuildCli, cmd: Command) => {
       const cfg = await loadConfig(cmd.optsWithGlobals<{ config?: string }>().config);
+      const trees = requireTrees(opts.tree, cfg);
       const network = (opts.network as unknown as string | undefined) ?? 'host';
       if (network !== 'host' && network !== 'none') {
         process.stderr.write(`cpm: --network ${network}: expected host or none\n`);
@@ -102,8 +110,8 @@ export function registerBuild(program: Command): void {
       // The builder (registry client, installer, sandbox) loads when the command runs, not for help.
       const { build } = await import('../../build/build.js');
       const r = await build({
-        tree: path.resolve(opts.tree),
-        ...(opts.values ? { values: opts.values.map((v) => path.resolve(v)) } : {}),
+        tree: trees,
+        ...(opts.values.length ? { values: opts.values.map((v) => path.resolve(v)) } : {}),
         packages: opts.all ? [] : names,
         output: opts.output,
         ...(opts.push ? { push: true } : {}),

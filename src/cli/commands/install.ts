@@ -66,6 +66,8 @@ function cpmOwnPaths(cfg: CpmConfig): string[] {
   return own;
 }
 
+const collect = (v: string, prev: string[]): string[] => [...prev, v];
+
 function common(cmd: Command): Command {
   return cmd
     .option('--root <dir>', 'target root (default: system.rootfs from config, "/")')
@@ -77,7 +79,8 @@ interface OpCli {
   json?: boolean;
   yes?: boolean;
   dryRun?: boolean;
-  tree?: string;
+  tree?: string[];
+  values?: string[];
   repo?: string[];
   force?: boolean;
   full?: boolean;
@@ -91,12 +94,26 @@ interface OpCli {
   base?: string;
 }
 
+/**
+ * Where packages come from. The config's `trees:` are not a source here: install, upgrade and
+ * reclaim read the repositories unless --tree is given, as apk and dnf do.
+ */
 function sourceOf(o: OpCli): PackageSource {
-  if (o.tree && o.repo?.length)
+  const trees = o.tree ?? [];
+  if (trees.length && o.repo?.length)
     throw new CpmError('E_USAGE', '--tree and --repo cannot be combined', {
       hint: 'build the tree into a repository with cpm repo create, then use --repo twice',
     });
-  if (o.tree) return { kind: 'tree', dir: path.resolve(o.tree) };
+  if (o.values?.length && !trees.length)
+    throw new CpmError('E_USAGE', '--values renders a packages tree: give it with --tree', {
+      hint: 'repositories hold rendered packages; values apply when a tree is built',
+    });
+  if (trees.length)
+    return {
+      kind: 'tree',
+      dirs: trees.map((t) => path.resolve(t)),
+      ...(o.values?.length ? { values: o.values.map((v) => path.resolve(v)) } : {}),
+    };
   if (o.repo?.length) return { kind: 'repo', urls: o.repo };
   return { kind: 'configured' };
 }
@@ -254,7 +271,15 @@ function changing(cmd: Command, withSource: boolean): Command {
     cmd
       .option(
         '--tree <dir>',
-        'install from a packages tree (built into a cached dir:// repository)',
+        "install from a packages tree (built into a cached dir:// repository); repeat to merge trees as luet's --tree does",
+        collect,
+        [],
+      )
+      .option(
+        '--values <file>',
+        'template values file for the --tree (repeatable, later wins)',
+        collect,
+        [],
       )
       .option('--repo <url...>', 'install from these repositories instead of repos.conf.d')
       .option('--plain-http', 'talk plain http to a non-loopback registry')
@@ -466,7 +491,13 @@ Examples:
     .description(
       'adopt files already in the root that match repository packages (by sha256), writing no file',
     )
-    .option('--tree <dir>', 'compare with the packages of a tree')
+    .option(
+      '--tree <dir>',
+      "compare with the packages of a tree; repeat to merge trees as luet's --tree does",
+      collect,
+      [],
+    )
+    .option('--values <file>', 'template values file for the --tree (repeatable)', collect, [])
     .option('--repo <url...>', 'compare with these repositories instead of repos.conf.d')
     .option('--plain-http', 'talk plain http to a non-loopback registry')
     .option('--dry-run', 'show what would be adopted')

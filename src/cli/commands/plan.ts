@@ -5,6 +5,8 @@ import type { InstalledSpec, Universe } from '../../package/package.js';
 import { assumeInstalled, formatPlan, makeRequest, planErrorCode } from '../../resolver/request.js';
 import { printJson } from '../output.js';
 
+const collect = (v: string, prev: string[]): string[] => [...prev, v];
+
 interface PlanOpts {
   tree?: string[];
   root?: string;
@@ -19,7 +21,7 @@ async function loadUniverse(dirs: string[], values: string[] | undefined): Promi
   const { loadTree } = await import('../../tree/tree.js');
   const tree = await loadTree(
     dirs.map((d) => resolvePath(d)),
-    values ? { values } : {},
+    values?.length ? { values } : {},
   );
   if (tree.problems.length > 0) {
     process.stderr.write(
@@ -54,24 +56,31 @@ export function registerPlan(program: Command): void {
     .argument('<operation>', 'install | uninstall | upgrade | reinstall')
     .argument('[packages...]', 'category/name, category/name@1.2.3 or category/name@>=1.2')
     .option(
-      '--tree <dir...>',
-      "packages tree(s) to resolve against, merged as luet's --tree (default: cpm's packages-tree/)",
+      '--tree <dir>',
+      "packages tree to resolve against; repeat to merge trees as luet's --tree does; replaces the config's trees (default: those, else cpm's packages-tree/)",
+      collect,
+      [],
     )
     .option('--root <dir>', 'root whose installed packages to start from')
     .option('--assume-installed <id...>', 'treat category/name@version as installed (repeatable)')
     .option('--force', 'uninstall even while other packages require the target')
     .option('--full', 'uninstall also removes dependencies nothing else needs')
-    .option('--values <file...>', 'template values files for the tree')
+    .option(
+      '--values <file>',
+      'template values file for the tree (repeatable, later wins)',
+      collect,
+      [],
+    )
     .option('--json', 'print the plan as JSON')
     .action(async (operation: string, packages: string[], opts: PlanOpts, cmd: Command) => {
       // the tree loader and the solver only when the command runs
       const { projectTreeDir } = await import('../../tree/tree.js');
+      const { chosenTrees, loadConfig } = await import('../../config.js');
       const { planToJson, resolve } = await import('../../resolver/index.js');
       const request = makeRequest(operation, packages, { force: opts.force, full: opts.full });
-      const universe = await loadUniverse(
-        opts.tree?.length ? opts.tree : [projectTreeDir()],
-        opts.values,
-      );
+      const cfg = await loadConfig(cmd.optsWithGlobals<{ config?: string }>().config);
+      const dirs = chosenTrees(opts.tree, cfg);
+      const universe = await loadUniverse(dirs.length > 0 ? dirs : [projectTreeDir()], opts.values);
       let installed: InstalledSpec[] = [];
       if (opts.root)
         installed = await installedFromRoot(

@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import path from 'node:path';
-import { loadConfig, type CpmConfig } from '../../config.js';
+import { loadConfig, requireTrees, type CpmConfig } from '../../config.js';
 import { CpmError, EXIT_CODES } from '../../errors.js';
 import {
   DEFAULT_PRIORITY,
@@ -71,10 +71,11 @@ function registerRepoCommands(repo: Command): void {
       'after',
       `\nExamples:\n  cpm repo create --tree packages-tree --output dir://out/repo\n  cpm repo create --tree packages-tree --output oci://registry.example.com/cos --push --json`,
     )
-    .requiredOption(
+    .option(
       '--tree <dir>',
-      "packages tree; repeat to merge trees as luet's --tree does (an earlier tree's package wins)",
-      (v: string, prev: string[] = []) => [...prev, v],
+      "packages tree; repeat to merge trees as luet's --tree does (an earlier tree's package wins); replaces the config's trees (default: those)",
+      (v: string, prev: string[]) => [...prev, v],
+      [],
     )
     .option(
       '--values <file>',
@@ -108,24 +109,22 @@ function registerRepoCommands(repo: Command): void {
     .option('--json', 'print the result as JSON')
     .action(async (opts: CreateCli, cmd: Command) => {
       const cfg = await config(cmd);
+      const trees = requireTrees(opts.tree, cfg);
       const { createFromTree } = await import('../../repo/create.js');
-      const r = await createFromTree(
-        opts.tree.map((t) => path.resolve(t)),
-        {
-          output: opts.output,
-          ...(opts.values.length ? { values: opts.values } : {}),
-          ...(opts.lenient ? { lenient: true } : {}),
-          ...(opts.strict ? { strict: true } : {}),
-          ...(opts.push ? { push: true } : {}),
-          ...(opts.compression ? { compression: opts.compression } : {}),
-          ...(opts.indexCompression ? { indexCompression: opts.indexCompression } : {}),
-          ...(opts.name ? { name: opts.name } : {}),
-          ...(opts.description ? { description: opts.description } : {}),
-          cacheDir: cfg.cache_dir,
-          registry: opts.plainHttp ? { plainHttp: true } : {},
-          log: opts.json ? undefined : (l) => process.stderr.write(`${l}\n`),
-        },
-      );
+      const r = await createFromTree(trees, {
+        output: opts.output,
+        ...(opts.values.length ? { values: opts.values } : {}),
+        ...(opts.lenient ? { lenient: true } : {}),
+        ...(opts.strict ? { strict: true } : {}),
+        ...(opts.push ? { push: true } : {}),
+        ...(opts.compression ? { compression: opts.compression } : {}),
+        ...(opts.indexCompression ? { indexCompression: opts.indexCompression } : {}),
+        ...(opts.name ? { name: opts.name } : {}),
+        ...(opts.description ? { description: opts.description } : {}),
+        cacheDir: cfg.cache_dir,
+        registry: opts.plainHttp ? { plainHttp: true } : {},
+        log: opts.json ? undefined : (l) => process.stderr.write(`${l}\n`),
+      });
       // Always on stderr, --json or not: a package left out or not built must not pass unnoticed.
       for (const w of r.warnings) process.stderr.write(`cpm: warning: ${w}\n`);
       const summary = {
@@ -159,7 +158,7 @@ function registerRepoCommands(repo: Command): void {
         process.stderr.write(
           `cpm: ${r.needsBuild.length} package(s) are built from build.yaml steps and are not in the output ` +
             `(left out of the index): ${r.needsBuild.slice(0, 5).join(', ')}${r.needsBuild.length > 5 ? ', …' : ''}\n` +
-            `hint: cpm build --tree ${opts.tree} --output ${opts.output} builds them (and updates this index)\n`,
+            `hint: cpm build ${trees.map((t) => `--tree ${t}`).join(' ')} --output ${opts.output} builds them (and updates this index)\n`,
         );
     });
 

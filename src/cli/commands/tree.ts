@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { chosenTrees, loadConfig } from '../../config.js';
 import { CpmError } from '../../errors.js';
 import {
   dependencyTree,
@@ -28,7 +29,7 @@ function common(cmd: Command): Command {
   return cmd
     .option(
       '--tree <dir>',
-      "packages tree (default: cpm's own packages-tree/); repeat to merge trees as luet does (an earlier tree's package wins)",
+      "packages tree; repeat to merge trees as luet does (an earlier tree's package wins); replaces the config's trees (default: those, else cpm's own packages-tree/)",
       collect,
       [],
     )
@@ -44,10 +45,12 @@ function common(cmd: Command): Command {
     );
 }
 
-async function load(opts: TreeOpts): Promise<LoadedTree> {
+async function load(opts: TreeOpts, cmd: Command): Promise<LoadedTree> {
   // the loader (and its YAML parser) only when a tree command runs
   const { loadTree, projectTreeDir } = await import('../../tree/tree.js');
-  return loadTree(opts.tree.length > 0 ? opts.tree : projectTreeDir(), {
+  const cfg = await loadConfig(cmd.optsWithGlobals<{ config?: string }>().config);
+  const dirs = chosenTrees(opts.tree, cfg);
+  return loadTree(dirs.length > 0 ? dirs : projectTreeDir(), {
     values: opts.values,
     ...(opts.lenient ? { lenient: true } : {}),
   });
@@ -75,8 +78,8 @@ export function registerTree(program: Command): void {
     )
     .option('--json', 'machine-readable output')
     .option('-v, --verbose', 'list warnings too')
-    .action(async (opts: TreeOpts) => {
-      const t = await load(opts);
+    .action(async (opts: TreeOpts, cmd: Command) => {
+      const t = await load(opts, cmd);
       if (opts.json) {
         printJson({
           ok: t.problems.length === 0,
@@ -109,8 +112,8 @@ export function registerTree(program: Command): void {
       `\nExamples:\n  cpm tree list\n  cpm tree list --tree ./packages-tree --json | jq -r '.[].id'`,
     )
     .option('--json', 'machine-readable output')
-    .action(async (opts: TreeOpts) => {
-      const t = await load(opts);
+    .action(async (opts: TreeOpts, cmd: Command) => {
+      const t = await load(opts, cmd);
       noteProblems(t);
       if (opts.json) {
         printJson(
@@ -143,9 +146,9 @@ export function registerTree(program: Command): void {
     )
     .argument('<package>', 'category/name, category/name@1.2.3 or category/name@>=1.2')
     .option('--json', 'machine-readable output')
-    .action(async (ref: string, opts: TreeOpts) => {
+    .action(async (ref: string, opts: TreeOpts, cmd: Command) => {
       const r = parseRef(ref);
-      const t = await load(opts);
+      const t = await load(opts, cmd);
       noteProblems(t);
       const root = findPackage(t.universe, r);
       const deps = dependencyTree(t.universe, root);
@@ -170,11 +173,11 @@ export function registerTree(program: Command): void {
       `\nExamples:\n  cpm tree graph | dot -Tsvg > deps.svg\n  cpm tree graph --format json`,
     )
     .option('--format <fmt>', 'dot or json', 'dot')
-    .action(async (opts: TreeOpts & { format: string }) => {
+    .action(async (opts: TreeOpts & { format: string }, cmd: Command) => {
       if (opts.format !== 'dot' && opts.format !== 'json') {
         throw new CpmError('E_USAGE', `--format ${opts.format}: use dot or json`);
       }
-      const t = await load(opts);
+      const t = await load(opts, cmd);
       noteProblems(t);
       const g = treeGraph(t.universe);
       if (opts.format === 'json') printJson(g);
@@ -190,40 +193,42 @@ export function registerTree(program: Command): void {
     .argument('<package>', 'category/name, category/name@1.2.3 or category/name@>=1.2')
     .option('--finalize', 'print the rendered finalize.yaml instead')
     .option('--own', "a package another provides: render its own spec, not the provider's")
-    .action(async (ref: string, opts: TreeOpts & { finalize?: boolean; own?: boolean }) => {
-      const r = parseRef(ref);
-      const t = await load(opts);
-      const asked = findPackage(t.universe, r);
-      // luet looks a provided package up as its provider and builds that (utils/installer → system/cos-wrapper).
-      const p = opts.own ? asked : luetBuildTarget(t.universe, asked);
-      if (p !== asked)
-        process.stderr.write(
-          `cpm: ${packageId(asked)} is provided by ${packageId(p)}: showing the provider's spec, as luet builds it (--own for the package's own)\n`,
-        );
-      const what = opts.finalize ? p.finalize : p.build;
-      const name = opts.finalize ? 'finalize.yaml' : 'build.yaml';
-      if (!what)
-        throw new CpmError('E_NOT_FOUND', `${packageId(p)} has no ${name}`, {
-          context: { package: packageId(p) },
-        });
-      if (what.rendered === null) {
-        const mine = t.problems.filter(
-          (x) => x.file === what.file || x.message.includes(`rendering for ${packageId(p)})`),
-        );
-        const first = mine[0];
-        throw new CpmError(
-          first?.code === 'E_YAML' ? 'E_YAML' : 'E_TEMPLATE',
-          mine.length ? mine.map(formatProblem).join('\n') : `${what.file}: rendering failed`,
-          { context: { file: what.file, line: first?.line, package: packageId(p) } },
-        );
-      }
-      process.stdout.write(what.rendered.endsWith('\n') ? what.rendered : what.rendered + '\n');
-      const id = packageId(p);
-      const shown = [`${what.file} (rendered)`, `${what.file} (rendered for ${id})`];
-      const rendered = t.problems.filter((x) => shown.includes(x.file));
-      if (rendered.length) {
-        for (const x of rendered) process.stderr.write(`cpm: ${formatProblem(x)}\n`);
-        process.exitCode = 1;
-      }
-    });
+    .action(
+      async (ref: string, opts: TreeOpts & { finalize?: boolean; own?: boolean }, cmd: Command) => {
+        const r = parseRef(ref);
+        const t = await load(opts, cmd);
+        const asked = findPackage(t.universe, r);
+        // luet looks a provided package up as its provider and builds that (utils/installer → system/cos-wrapper).
+        const p = opts.own ? asked : luetBuildTarget(t.universe, asked);
+        if (p !== asked)
+          process.stderr.write(
+            `cpm: ${packageId(asked)} is provided by ${packageId(p)}: showing the provider's spec, as luet builds it (--own for the package's own)\n`,
+          );
+        const what = opts.finalize ? p.finalize : p.build;
+        const name = opts.finalize ? 'finalize.yaml' : 'build.yaml';
+        if (!what)
+          throw new CpmError('E_NOT_FOUND', `${packageId(p)} has no ${name}`, {
+            context: { package: packageId(p) },
+          });
+        if (what.rendered === null) {
+          const mine = t.problems.filter(
+            (x) => x.file === what.file || x.message.includes(`rendering for ${packageId(p)})`),
+          );
+          const first = mine[0];
+          throw new CpmError(
+            first?.code === 'E_YAML' ? 'E_YAML' : 'E_TEMPLATE',
+            mine.length ? mine.map(formatProblem).join('\n') : `${what.file}: rendering failed`,
+            { context: { file: what.file, line: first?.line, package: packageId(p) } },
+          );
+        }
+        process.stdout.write(what.rendered.endsWith('\n') ? what.rendered : what.rendered + '\n');
+        const id = packageId(p);
+        const shown = [`${what.file} (rendered)`, `${what.file} (rendered for ${id})`];
+        const rendered = t.problems.filter((x) => shown.includes(x.file));
+        if (rendered.length) {
+          for (const x of rendered) process.stderr.write(`cpm: ${formatProblem(x)}\n`);
+          process.exitCode = 1;
+        }
+      },
+    );
 }

@@ -2,31 +2,16 @@
  * `trees:` in cpm.yaml: the trees of every tree command when no --tree is given, merged as luet's
  * repeated --tree merges them; --tree replaces the list. Real CLI runs (needs `npm run build`).
  */
-import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { chosenTrees, loadConfig, requireTrees } from '../../src/config.js';
 import { CpmError } from '../../src/errors.js';
+import { requireBuild, runCpm, type CliResult } from '../support/cli.js';
 
-const PROJECT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const BIN = join(PROJECT, 'bin/cpm.js');
-
-function cpm(
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((res) => {
-    execFile(
-      'node',
-      [BIN, ...args],
-      { cwd: tmpdir(), env: { ...process.env, ...env }, maxBuffer: 16 << 20 },
-      (e, out, err) => res({ code: e ? (typeof e.code === 'number' ? e.code : 1) : 0, out, err }),
-    );
-  });
-}
+const cpm = (args: string[], env: Record<string, string> = {}): Promise<CliResult> =>
+  runCpm(args, { env: { ...process.env, ...env }, cwd: tmpdir() });
 
 function write(root: string, files: Record<string, string>): void {
   for (const [p, text] of Object.entries(files)) {
@@ -43,6 +28,7 @@ const def = (name: string, version: string, extra = ''): string =>
 let work: string;
 let config: string;
 beforeAll(() => {
+  requireBuild();
   work = mkdtempSync(join(tmpdir(), 'cpm-cfg-trees-'));
   write(work, {
     'a/packages/foo/definition.yaml': def(

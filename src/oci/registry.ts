@@ -657,8 +657,8 @@ export class RegistryClient {
         `${this.registry}: token server refused (${res.statusCode}) for ${all.join(' ')}`,
         {
           hint: this.creds
-            ? 'check the credentials (cpm login)'
-            : 'log in first: cpm login ' + this.registry,
+            ? `check the credentials (cpm login ${this.registry})`
+            : `log in first: cpm login ${this.registry}`,
           context: { registry: this.registry, status: res.statusCode },
         },
       );
@@ -684,7 +684,7 @@ export class RegistryClient {
       `${this.registry}: ${req.method} ${showUrl(url)}: authentication required or refused`,
       {
         hint: this.creds
-          ? 'check the credentials (cpm login)'
+          ? `check the credentials (cpm login ${this.registry})`
           : `log in first: cpm login ${this.registry}`,
         context: { registry: this.registry, status: 401 },
       },
@@ -712,6 +712,14 @@ export class RegistryClient {
       `${this.registry}: ${what}: HTTP ${s}${detail ? ` (${detail})` : ''}`,
       {
         context: { registry: this.registry, status: s },
+        // credentials were sent and refused (401), or do not reach this repository (403)
+        ...(code === 'E_AUTH'
+          ? {
+              hint: this.creds
+                ? `check the credentials (cpm login ${this.registry})`
+                : `log in first: cpm login ${this.registry}`,
+            }
+          : {}),
       },
     );
   }

@@ -116,6 +116,7 @@ export async function fetchRepoIndex(
   opts: { plainHttp?: boolean } = {},
 ): Promise<{ fetched: FetchedIndex; url: string }> {
   const errors: string[] = [];
+  const hints = new Set<string>();
   let last: unknown;
   for (const url of r.urls) {
     const reader = openReader(r.type, url, r.name, readerOptions(cfg, r, opts));
@@ -124,6 +125,8 @@ export async function fetchRepoIndex(
     } catch (e) {
       last = e;
       errors.push(`${url}: ${(e as Error).message}`);
+      // the way out (`cpm login HOST` on a 401, --plain-http, …) must survive the wrapping
+      if (e instanceof CpmError && e.hint) hints.add(e.hint);
     } finally {
       await reader.close();
     }
@@ -132,6 +135,7 @@ export async function fetchRepoIndex(
   throw new CpmError(code, `repository "${r.name}": ${errors.join('; ')}`, {
     context: { repo: r.name, ...(r.file ? { file: r.file, line: r.line } : {}) },
     cause: last,
+    ...(hints.size > 0 ? { hint: [...hints].join('; ') } : {}),
   });
 }
 
@@ -273,9 +277,11 @@ export async function openRepositories(
   if (!opts.tolerant && problems.length > 0) {
     const first = problems[0]!;
     if (problems.length === 1) throw first;
+    const hints = [...new Set(problems.map((p) => p.hint).filter((h) => h !== undefined))];
     throw new CpmError(first.code, problems.map((p) => p.message).join('\n'), {
       context: first.context,
       cause: first,
+      ...(hints.length > 0 ? { hint: hints.join('; ') } : {}),
     });
   }
   const universe = new IndexUniverse(

@@ -45,7 +45,10 @@ function oneOffs(urls: string[] | undefined): RepoConfig[] | undefined {
 }
 
 function warnProblems(problems: CpmError[]): void {
-  for (const p of problems) process.stderr.write(`cpm: warning: ${p.message}\n`);
+  for (const p of problems) {
+    process.stderr.write(`cpm: warning: ${p.message}\n`);
+    if (p.hint) process.stderr.write(`hint: ${p.hint}\n`);
+  }
 }
 
 interface CreateCli {
@@ -310,7 +313,10 @@ function registerRepoCommands(repo: Command): void {
         } else {
           for (const r of results) {
             if (r.error) {
-              process.stderr.write(`cpm: ${r.name}: ${r.error.message}\n`);
+              const m = r.error.message;
+              const named = m.startsWith(`repository "${r.name}"`) ? m : `${r.name}: ${m}`;
+              process.stderr.write(`cpm: ${named}\n`);
+              if (r.error.hint) process.stderr.write(`hint: ${r.error.hint}\n`);
               continue;
             }
             const prev =

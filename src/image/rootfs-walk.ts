@@ -48,6 +48,20 @@ export interface WalkOptions {
   /** Read xattrs from disk with getfattr (default true). */
   xattrs?: boolean;
   onWarning?: (message: string) => void;
+  /**
+   * The disk owner that stands for root: entries the overlay does not describe and that this
+   * uid (gid) owns are written as 0 (0), as a user namespace maps them. Default: the running
+   * user when not root (a rootless install, and cpm's DB, belong to that user on disk); false
+   * keeps the disk owners.
+   */
+  rootlessOwner?: { uid: number; gid: number } | false;
+}
+
+/** The running user when it is not root (see WalkOptions.rootlessOwner). */
+function defaultRootlessOwner(): { uid: number; gid: number } | false {
+  const uid = process.getuid?.();
+  const gid = process.getgid?.();
+  return uid !== undefined && gid !== undefined && uid !== 0 ? { uid, gid } : false;
 }
 
 /** The root directory's own attributes (used as squashfs root inode / tar2sqfs defaults). */
@@ -103,9 +117,12 @@ export class RootWalker {
   /** Paths dropped by excludes (top-most only): the mksquashfs backend needs them. */
   readonly excludedPaths: string[] = [];
 
+  private readonly asRoot: { uid: number; gid: number } | false;
+
   constructor(root: string, opts: WalkOptions = {}) {
     this.root = path.resolve(root);
     this.opts = opts;
+    this.asRoot = opts.rootlessOwner ?? defaultRootlessOwner();
     this.excluded = compileExcludes(opts.excludes ?? []);
     for (const raw of opts.overlayPaths ?? []) {
       const rel = normalizeRel(raw);
@@ -118,6 +135,14 @@ export class RootWalker {
         set.add(parts[i]!);
       }
     }
+  }
+
+  private uidOf(st: Stats): number {
+    return this.asRoot && st.uid === this.asRoot.uid ? 0 : st.uid;
+  }
+
+  private gidOf(st: Stats): number {
+    return this.asRoot && st.gid === this.asRoot.gid ? 0 : st.gid;
   }
 
   private clamp(mtime: number): number {
@@ -137,8 +162,8 @@ export class RootWalker {
     }
     const meta = this.opts.overlay?.('');
     return {
-      uid: meta?.uid ?? st.uid,
-      gid: meta?.gid ?? st.gid,
+      uid: meta?.uid ?? this.uidOf(st),
+      gid: meta?.gid ?? this.gidOf(st),
       mode: (meta?.mode ?? st.mode) & 0o7777,
       mtime: this.clamp(st.mtimeMs / 1000),
     };
@@ -165,6 +190,8 @@ export class RootWalker {
    * in the overlay than on disk (an unprivileged install), or whose xattrs differ.
    */
   async diskCheck(): Promise<{ entries: number; inexact?: string }> {
+    // what the running user owns is written as root: the disk's owners are not the image's
+    if (this.asRoot) return { entries: 0, inexact: `owners of uid ${this.asRoot.uid} become 0` };
     if (this.opts.xattrs !== false) this.xattrMap = await readXattrs(this.root);
     const overlay = this.opts.overlay;
     let entries = 0;
@@ -304,8 +331,8 @@ export class RootWalker {
       path: rel,
       type,
       mode: (meta?.mode ?? st.mode) & 0o7777,
-      uid: meta?.uid ?? st.uid,
-      gid: meta?.gid ?? st.gid,
+      uid: meta?.uid ?? this.uidOf(st),
+      gid: meta?.gid ?? this.gidOf(st),
       mtime: this.clamp(st.mtimeMs / 1000),
       size: 0,
     };

@@ -31,6 +31,11 @@ export interface CpmConfig {
    * luet's repeated `--tree` merges them.
    */
   trees: string[];
+  /** `build:` — defaults of `cpm build`. */
+  build: {
+    /** Shared build cache (oci://HOST/NS), as `cpm build --cache`. */
+    cache?: string;
+  };
 }
 
 /** dnf's default: two days. */
@@ -73,6 +78,7 @@ export function defaultConfig(): CpmConfig {
     finalizer_envs: [],
     metadata_expire: DEFAULT_METADATA_EXPIRE,
     trees: [],
+    build: {},
   };
 }
 
@@ -172,7 +178,19 @@ export async function loadConfig(explicit?: string): Promise<CpmConfig> {
       );
     cfg.metadata_expire = d;
   }
+  if (r.build !== undefined && r.build !== null) {
+    if (typeof r.build !== 'object' || Array.isArray(r.build))
+      throw bad(file, undefined, '"build" must be a mapping');
+    const b = r.build as Record<string, unknown>;
+    const c = str(b.cache, 'build.cache');
+    if (c !== undefined) {
+      if (!/^oci:\/\/[^/]+\/.+/.test(c))
+        throw bad(file, undefined, '"build.cache" must be oci://HOST[:PORT]/NAMESPACE');
+      cfg.build.cache = c;
+    }
+  }
   const known = new Set([
+    'build',
     'metadata_expire',
     'system',
     'repos_confdir',

@@ -30,7 +30,7 @@ import {
 } from '../repo/create.js';
 import { canonicalJson, type IndexImage, type IndexPackage } from '../repo/repo-index.js';
 import { encodeTag, packageRepository } from '../repo/tags.js';
-import type { RepoTarget } from '../repo/targets.js';
+import { RegistryTarget, type RepoTarget } from '../repo/targets.js';
 import { fileLayer } from '../rootfs/index.js';
 import { applyTransaction } from '../rootfs/transaction.js';
 import { formatProblem, loadTree, type LoadedPackage } from '../tree/tree.js';
@@ -47,6 +47,8 @@ import {
 } from './delta.js';
 import { buildHash, contextDigest } from './hash.js';
 import { planBuild, type BuildNode, type BuildPlan } from './plan.js';
+import { RemoteCache } from './remote-cache.js';
+import { shardOf, type Shard } from './shard.js';
 import {
   copyIntoRoot,
   copyTree,
@@ -97,8 +99,18 @@ export interface BuildOptions {
   compression?: LayerCompression;
   sourceDateEpoch?: number;
   registry?: RegistryOptions;
+  /** oci://REG/NS: shared build cache (remote-cache.ts); its faults are warnings, not failures. */
+  cache?: string;
+  /** Build only this shard of the plan (shard.ts), for a CI matrix. */
+  shard?: Shard;
+  /** Publish package images (and cache results) but write no index: a matrix runner's job. */
+  noIndex?: boolean;
+  /** Build nothing: take each package from the output or the cache, write the index (merge). */
+  noBuild?: boolean;
   /** Progress lines ("build system/foo@1.0", "done …"). */
   log?: (line: string) => void;
+  /** Warnings (an unusable cache); they are also in the result. Default: `log`. */
+  warn?: (line: string) => void;
 }
 
 export type Outcome = 'built' | 'cached' | 'up-to-date' | 'failed' | 'skipped' | 'would-build';
@@ -135,6 +147,9 @@ export interface BuildResult {
   packages: PackageOutcome[];
   repo?: CreateResult;
   failed: number;
+  /** --no-build: packages neither the output nor the cache has (left out or kept as before). */
+  missing: number;
+  warnings: string[];
 }
 
 interface NodeState {
@@ -148,6 +163,8 @@ interface NodeState {
   /** Cannot be built at all (an image that does not resolve, or such a dependency). */
   blocked?: boolean;
   image?: IndexImage;
+  /** The result came from the registry cache: its layers are fetched when needed. */
+  remote?: boolean;
 }
 
 function sha(s: string): string {
@@ -186,7 +203,13 @@ export async function loadPlan(opts: BuildOptions): Promise<{
 
 export async function build(opts: BuildOptions): Promise<BuildResult> {
   const log = opts.log ?? (() => undefined);
+  const warnings: string[] = [];
+  const warn = (line: string): void => {
+    warnings.push(line);
+    (opts.warn ?? log)(line);
+  };
   const { plan, packages, treeDir, displayRoot } = await loadPlan(opts);
+  if (opts.shard) plan.order = shardOf(plan, opts.shard);
   const compression = opts.compression ?? 'gzip';
   const epoch = layerEpochOf(opts);
   const platform = hostPlatform();
@@ -200,7 +223,9 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const cache = new BuildCache(cacheDir, target.store);
   const states = new Map<BuildNode, NodeState>();
   let userns: UserNamespace | undefined;
+  let remote: RemoteCache | undefined;
   try {
+    if (opts.cache) remote = await RemoteCache.open(opts.cache, opts.registry ?? {}, warn);
     const prev = await target.previousIndex();
     const prevById = new Map((prev?.packages ?? []).map((p) => [packageId(p), p]));
 
@@ -301,6 +326,21 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         st.image = cached;
         continue;
       }
+      const hit = opts.rebuild
+        ? undefined
+        : await remote?.lookup(node.pkg, st.parts.hash, target.store);
+      if (hit) {
+        st.outcome.outcome = 'cached';
+        st.outcome.reason = `build hash in the cache ${remote!.url}`;
+        st.image = hit;
+        st.remote = true;
+        continue;
+      }
+      if (opts.noBuild) {
+        st.outcome.outcome = 'skipped';
+        st.outcome.reason = `not in ${target.url}${remote ? ` nor in the cache ${remote.url}` : ''} (--no-build)`;
+        continue;
+      }
       st.outcome.outcome = 'would-build';
       const why = explainChange(await cache.lastParts(node.id), st.parts);
       st.outcome.reason = opts.rebuild
@@ -328,10 +368,16 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       }
     }
 
-    if (opts.dryRun) {
+    const summary = (): Omit<BuildResult, 'repo'> => {
       const outcomes = plan.order.map((n) => states.get(n)!.outcome);
-      return { packages: outcomes, failed: outcomes.filter((o) => o.outcome === 'failed').length };
-    }
+      return {
+        packages: outcomes,
+        failed: outcomes.filter((o) => o.outcome === 'failed').length,
+        missing: opts.noBuild ? outcomes.filter((o) => o.outcome === 'skipped').length : 0,
+        warnings,
+      };
+    };
+    if (opts.dryRun) return summary();
 
     const logDir =
       opts.logDir ??
@@ -375,6 +421,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       platform,
       log,
       userns,
+      remote,
     };
     const runNode = (node: BuildNode): Promise<boolean> => {
       let p = done.get(node);
@@ -384,7 +431,36 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         const depsOk = await Promise.all(node.deps.map(runNode));
         if (st.blocked) return false;
         if (st.outcome.outcome !== 'would-build') {
-          if (st.outcome.outcome === 'cached') await cache.exportResult(st.image!, target.store);
+          if (st.outcome.outcome === 'skipped') return false;
+          if (st.outcome.outcome === 'cached') {
+            if (st.remote) {
+              // Into the target's store (to publish) and the local cache (next runs); layers an
+              // oci output already has (a matrix runner pushed them) are not downloaded.
+              const img = st.image!;
+              const inOutput =
+                target instanceof RegistryTarget
+                  ? async (digest: string): Promise<boolean> =>
+                      (await target.client.hasBlob(
+                        `${target.namespace}/${img.repository}`,
+                        digest,
+                      )) !== undefined
+                  : undefined;
+              try {
+                if (await remote!.fetchLayers(node.pkg, img, target.store, inOutput))
+                  await cache.putResult(st.parts.hash, img, target.store);
+              } catch (e) {
+                if (e instanceof CpmError && e.code === 'E_INTERRUPTED') throw e;
+                st.outcome.outcome = 'failed';
+                st.outcome.reason = `fetching its layers from the cache ${remote!.url} failed: ${(e as Error).message}`;
+                st.outcome.error = `${node.id}: ${st.outcome.reason}`;
+                log(`FAILED ${st.outcome.error}`);
+                return false;
+              }
+            } else {
+              await cache.exportResult(st.image!, target.store);
+              await remote?.put(node.pkg, st.parts.hash, st.image!, target.store);
+            }
+          }
           return true;
         }
         const bad = node.deps.filter((_d, i) => !depsOk[i]);
@@ -415,6 +491,15 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       return p;
     };
     await Promise.all(plan.order.map(runNode));
+
+    if (opts.noIndex) {
+      // A matrix runner: images go out (oci --push), the index is written once by the merge job.
+      if (opts.push)
+        for (const st of plan.order.map((n) => states.get(n)!))
+          if (st.image && (st.outcome.outcome === 'built' || st.outcome.outcome === 'cached'))
+            await target.publishImage(st.image);
+      return summary();
+    }
 
     // One repo-create pass: built images published, unchanged ones reused, the index written.
     const planned = new Map(plan.order.map((n) => [n.id, states.get(n)!]));
@@ -452,14 +537,10 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       ...(opts.registry ? { registry: opts.registry } : {}),
       log,
     });
-    const outcomes = plan.order.map((n) => states.get(n)!.outcome);
-    return {
-      packages: outcomes,
-      repo,
-      failed: outcomes.filter((o) => o.outcome === 'failed').length,
-    };
+    return { ...summary(), repo };
   } finally {
     userns?.close();
+    await remote?.close().catch(() => undefined);
     await target.close().catch(() => undefined);
   }
 }
@@ -477,6 +558,7 @@ interface RunCtx {
   platform: ReturnType<typeof hostPlatform>;
   log: (line: string) => void;
   userns: UserNamespace | undefined;
+  remote: RemoteCache | undefined;
 }
 
 function safeId(id: string): string {
@@ -716,6 +798,7 @@ async function buildOne(ctx: RunCtx, st: NodeState): Promise<boolean> {
       })),
     };
     await ctx.cache.putResult(st.parts.hash, st.image, ctx.target.store);
+    await ctx.remote?.put(node.pkg, st.parts.hash, st.image, ctx.target.store);
     await ctx.cache.putParts(node.id, st.parts);
     if (needRoot && st.provider) {
       const key = sha(st.parts.hash);

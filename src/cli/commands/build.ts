@@ -24,6 +24,13 @@ interface BuildCli {
   compression?: 'gzip' | 'zstd';
   plainHttp?: boolean;
   json?: boolean;
+  /** string: --cache URL; false: --no-cache. */
+  cache?: string | false;
+  shard?: string;
+  /** false: --no-index. */
+  index?: boolean;
+  /** false: --no-build. */
+  build?: boolean;
 }
 
 function line(o: PackageOutcome): string {
@@ -54,6 +61,7 @@ function render(r: BuildResult, dryRun: boolean): void {
   process.stdout.write(
     `${n('built')} built, ${n('cached')} from the cache, ${n('up-to-date')} up to date, ` +
       `${n('failed')} failed, ${n('skipped')} skipped` +
+      (r.missing > 0 ? ` (${r.missing} in neither the output nor the cache)` : '') +
       (r.repo ? `; ${r.repo.url} revision ${r.repo.index.repository.revision}` : '') +
       '\n',
   );
@@ -90,6 +98,20 @@ export function registerBuild(program: Command): void {
     .option('--fail-fast', 'start no more builds after the first failure')
     .option('--dry-run', 'print the build order and what would be built, and why')
     .option('--rebuild', 'build even packages whose build hash is in the output or the cache')
+    .option(
+      '--cache <url>',
+      'shared build cache oci://HOST[:PORT]/NAMESPACE: results looked up by build hash, pushed after builds (config: build.cache)',
+    )
+    .option('--no-cache', 'do not use the build cache of the config')
+    .option('--shard <i/n>', 'build only part I of N of the packages (a CI matrix runner)')
+    .option(
+      '--no-index',
+      'publish package images and cache results, write no index (matrix runners)',
+    )
+    .option(
+      '--no-build',
+      'build nothing: index what the output or the cache has (the merge job of a matrix)',
+    )
     .option('--log-dir <dir>', 'per-package logs (default: OUTPUT/build-logs for dir://)')
     .addOption(
       new Option('--compression <c>', 'layer compression')
@@ -109,6 +131,8 @@ export function registerBuild(program: Command): void {
       }
       // The builder (registry client, installer, sandbox) loads when the command runs, not for help.
       const { build } = await import('../../build/build.js');
+      const { parseShard } = await import('../../build/shard.js');
+      const cache = opts.cache === false ? undefined : (opts.cache ?? cfg.build.cache);
       const r = await build({
         tree: trees,
         ...(opts.values.length ? { values: opts.values.map((v) => path.resolve(v)) } : {}),
@@ -125,12 +149,19 @@ export function registerBuild(program: Command): void {
         ...(opts.logDir ? { logDir: path.resolve(opts.logDir) } : {}),
         ...(opts.compression ? { compression: opts.compression } : {}),
         registry: opts.plainHttp ? { plainHttp: true } : {},
+        ...(cache ? { cache } : {}),
+        ...(opts.shard ? { shard: parseShard(opts.shard) } : {}),
+        ...(opts.index === false ? { noIndex: true } : {}),
+        ...(opts.build === false ? { noBuild: true } : {}),
         log: opts.json ? undefined : (l) => process.stderr.write(`${l}\n`),
+        warn: (l) => process.stderr.write(`cpm: warning: ${l}\n`),
       });
       if (opts.json)
         printJson({
           packages: r.packages,
           failed: r.failed,
+          missing: r.missing,
+          warnings: r.warnings,
           ...(r.repo
             ? {
                 repository: {
@@ -143,6 +174,6 @@ export function registerBuild(program: Command): void {
             : {}),
         });
       else render(r, !!opts.dryRun);
-      if (r.failed > 0) process.exitCode = EXIT_CODES.E_BUILD;
+      if (r.failed > 0 || r.missing > 0) process.exitCode = EXIT_CODES.E_BUILD;
     });
 }

@@ -1,6 +1,7 @@
 /**
  * The embedded default, end to end, with no server and no root: packages-tree/ → dir:// repository
- * → install into a fresh root → verify → squashfs image. `cpm demo` (and `npm run demo`) call this;
+ * → install into a fresh root → verify → squashfs image (a tar image when no squashfs tool is
+ * installed: the demo finishes with what it can make and says what it skipped). `cpm demo` (and `npm run demo`) call this;
  * every step is the same library call the individual commands make.
  */
 import { existsSync, promises as fsp } from 'node:fs';
@@ -47,8 +48,26 @@ export interface DemoResult {
     | 'skipped: bubblewrap (bwrap) is not installed';
   finalizerErrors: string[];
   verify: Pick<VerifyReport, 'checked' | 'problems'>;
-  squashfs: SquashfsResult;
+  /** The squashfs image, or null when no squashfs tool is installed (`tar` was written). */
+  squashfs: SquashfsResult | null;
+  /** The tar image written instead of the squashfs one, else null. */
+  tar: { output: string; entries: number; bytes: number } | null;
+  /** Steps left out for a missing tool, with how to get it. */
+  skipped: DemoSkip[];
 }
+
+export interface DemoSkip {
+  step: string;
+  reason: string;
+  hint: string;
+}
+
+/** The squashfs writers `cpm image squashfs` can use (any one will do). */
+export const SQUASHFS_TOOLS = ['gensquashfs', 'tar2sqfs', 'mksquashfs'] as const;
+
+/** How a fresh Debian/Ubuntu machine gets every tool the demo and the tests use. */
+export const SETUP_HINT =
+  'or every tool cpm uses at once: scripts/setup-debian.sh in a cpm checkout';
 
 /** packages-tree/ beside dist/ (or src/) in the cpm checkout or package. */
 export function defaultTree(): string {
@@ -67,11 +86,15 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     });
   const repoDir = path.join(outDir, 'repo');
   const root = path.join(outDir, 'root');
-  const image = path.join(outDir, 'rootfs.squashfs');
+  // Without any squashfs tool the demo still ends with an image: a tar cpm writes itself.
+  const canSquash = SQUASHFS_TOOLS.some((t) => findTool(t) !== undefined);
+  const image = path.join(outDir, canSquash ? 'rootfs.squashfs' : 'rootfs.tar');
+  const skipped: DemoSkip[] = [];
   await fsp.mkdir(outDir, { recursive: true });
   // The repository is kept between runs (repo create is incremental); the root is made afresh.
   await fsp.rm(root, { recursive: true, force: true });
-  await fsp.rm(image, { force: true });
+  await fsp.rm(path.join(outDir, 'rootfs.squashfs'), { force: true });
+  await fsp.rm(path.join(outDir, 'rootfs.tar'), { force: true });
   await fsp.mkdir(root);
 
   log(`1/4 repo create --tree ${tree} --output dir://${repoDir}`);
@@ -106,6 +129,12 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       : !shell
         ? 'skipped: the root has no shell (a base from --base has one)'
         : 'skipped: bubblewrap (bwrap) is not installed';
+  if (!bwrap && shell)
+    skipped.push({
+      step: 'finalizers',
+      reason: 'bubblewrap (bwrap) is not installed',
+      hint: `apt-get install bubblewrap (${SETUP_HINT})`,
+    });
   log(`2/4 install ${packages.join(' ')} --root ${root} (finalizers ${finalizers})`);
   const op: OperationResult = await runOperation(
     {
@@ -135,15 +164,32 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       { context: { path: root } },
     );
 
-  log(`4/4 image squashfs --root ${root} -o ${image}`);
   // Owners and device nodes come from the DB: the install ran without root.
   const ov = dbOverlay(loadRootDb(root, dbDir).db);
-  const squashfs = await writeSquashfs(root, image, {
+  const imageOpts = {
     overlay: ov.overlay,
     overlayPaths: ov.overlayPaths,
     sourceDateEpoch: sourceDateEpochFromEnv(),
-  });
-  log(`    ${squashfs.entries} entries, ${squashfs.bytes} bytes (${squashfs.backend})`);
+  };
+  let squashfs: SquashfsResult | null = null;
+  let tar: DemoResult['tar'] = null;
+  if (canSquash) {
+    log(`4/4 image squashfs --root ${root} -o ${image}`);
+    squashfs = await writeSquashfs(root, image, imageOpts);
+    log(`    ${squashfs.entries} entries, ${squashfs.bytes} bytes (${squashfs.backend})`);
+  } else {
+    const skip: DemoSkip = {
+      step: 'image squashfs',
+      reason: `none of ${SQUASHFS_TOOLS.join(', ')} is installed`,
+      hint: `apt-get install squashfs-tools-ng (${SETUP_HINT})`,
+    };
+    skipped.push(skip);
+    log(`4/4 image tar --root ${root} -o ${image} (squashfs skipped: ${skip.reason})`);
+    const { writeRootfsTar } = await import('./image/rootfs-tar.js');
+    const stats = await writeRootfsTar(root, image, imageOpts);
+    tar = { output: image, entries: stats.entries, bytes: stats.bytes };
+    log(`    ${stats.entries} entries, ${stats.bytes} bytes`);
+  }
 
   return {
     repository: `dir://${repoDir}`,
@@ -163,5 +209,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     finalizerErrors: (op.transaction?.finalizerErrors ?? []).map((e) => e.message),
     verify: { checked: report.checked, problems: report.problems },
     squashfs,
+    tar,
+    skipped,
   };
 }

@@ -16,7 +16,7 @@ export function registerDemo(program: Command): void {
   program
     .command('demo')
     .description(
-      'build packages-tree/ into a dir:// repository, install system/cos-setup into a fresh root, verify it and write a squashfs image — no server, no root needed',
+      'build packages-tree/ into a dir:// repository, install system/cos-setup into a fresh root, verify it and write a squashfs image (a tar when no squashfs tool is installed) — no server, no root needed',
     )
     .argument('[packages...]', 'what to install (default: system/cos-setup)')
     .option('--out <dir>', 'where the repository, root and image go', 'demo-out')
@@ -28,7 +28,7 @@ export function registerDemo(program: Command): void {
       'after',
       `
 Examples:
-  cpm demo                                   # → demo-out/{repo,root,rootfs.squashfs}
+  cpm demo                                   # → demo-out/{repo,root,rootfs.squashfs or rootfs.tar}
   cpm demo --out /tmp/cos system/cos-setup@1.0.0
   cpm demo --base oci:/srv/bases/debian:bookworm   # finalizers run when the base has a shell`,
     )
@@ -50,10 +50,13 @@ Examples:
       process.stdout.write(
         `\nrepository  ${r.repository}\nroot        ${r.root}\ndatabase    ${r.dbDir}\nimage       ${r.image}\n` +
           `finalizers  ${r.finalizers}\n` +
+          r.skipped
+            .map((k) => `skipped     ${k.step}: ${k.reason}\n            hint: ${k.hint}\n`)
+            .join('') +
           (r.finalizerErrors.length > 0
             ? `finalizer errors:\n  ${r.finalizerErrors.join('\n  ')}\n`
             : '') +
-          `\nnext: cpm list --installed --root ${r.root}\n      unsquashfs -lln ${r.image}\n`,
+          `\nnext: cpm list --installed --root ${r.root}\n      ${r.squashfs ? 'unsquashfs -lln' : 'tar tvf'} ${r.image}\n`,
       );
       if (r.finalizerErrors.length > 0) process.exitCode = 11;
     });

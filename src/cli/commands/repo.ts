@@ -252,7 +252,14 @@ function registerRepoCommands(repo: Command): void {
       ) => {
         const cfg = await config(cmd);
         const type = opts.type ?? typeOfUrl(url);
-        const u = type === 'dir' && !url.startsWith('dir://') ? path.resolve(url) : url;
+        // a relative path on the command line means the current directory, as everywhere else;
+        // written as is, the config would read it relative to the repos.conf.d file
+        const u =
+          type !== 'dir'
+            ? url
+            : url.startsWith('dir://')
+              ? `dir://${path.resolve(url.slice('dir://'.length))}`
+              : path.resolve(url);
         const entry = parseRepoEntry(
           {
             name,

@@ -46,6 +46,8 @@ import {
   type Entry,
 } from './delta.js';
 import { buildHash, contextDigest } from './hash.js';
+import { retrieveDigest, retrieveInto } from './retrieve.js';
+import { cutSubpackage, subpackageHash, subpackagesOf } from './subpackages.js';
 import { planBuild, type BuildNode, type BuildPlan } from './plan.js';
 import { RemoteCache } from './remote-cache.js';
 import { shardOf, type Shard } from './shard.js';
@@ -149,11 +151,26 @@ export interface BuildResult {
   failed: number;
   /** --no-build: packages neither the output nor the cache has (left out or kept as before). */
   missing: number;
+  /** Warnings: build spec fields cpm does not act on (file:line: text), cache faults. */
   warnings: string[];
+}
+
+/** A luet subpackage: cut from its parent's build, decided and built with it. */
+interface SubState {
+  pkg: LoadedPackage;
+  hash: string;
+  key: string;
+  entry: IndexPackage;
+  outcome: PackageOutcome;
+  image?: IndexImage;
+  /** The result came from the registry cache: its layers are fetched when needed. */
+  remote?: boolean;
 }
 
 interface NodeState {
   node: BuildNode;
+  /** Its subpackages (empty for most packages). */
+  subs: SubState[];
   parts: HashParts;
   key: string;
   entry: IndexPackage;
@@ -175,13 +192,19 @@ function failureText(id: string, f: StepFailure): string {
   return `${id}: ${f.phase} step ${f.index} (${f.command}) exited with code ${f.exitCode}`;
 }
 
+/** build.yaml fields the tree loader warns about because cpm build does not act on them. */
+const IGNORED_FIELDS = new Set(['build_options']);
+
 /** Loads the tree and plans; throws E_TREE when the tree has problems. */
 export async function loadPlan(opts: BuildOptions): Promise<{
   plan: BuildPlan;
   packages: LoadedPackage[];
   treeDir: string;
+  /** Every tree directory (retrieve: globs must stay inside one of them). */
+  treeDirs: string[];
   /** The directory the loader's paths are relative to, when there is one tree. */
   displayRoot: string | undefined;
+  warnings: string[];
 }> {
   const tree = await loadTree(opts.tree, opts.values ? { values: opts.values } : {});
   if (tree.problems.length > 0) {
@@ -193,11 +216,19 @@ export async function loadPlan(opts: BuildOptions): Promise<{
       { hint: 'cpm tree validate shows them all', context: { path: tree.dir } },
     );
   }
+  const plan = planBuild(tree, opts.packages ?? []);
+  const files = new Set(plan.order.map((n) => n.pkg.build?.file));
+  const warnings = tree.warnings
+    .filter((w) => IGNORED_FIELDS.has(w.path.split(/[.[]/)[0]!))
+    .filter((w) => [...files].some((f) => f !== undefined && w.file.startsWith(f)))
+    .map(formatProblem);
   return {
-    plan: planBuild(tree, opts.packages ?? []),
+    plan,
     packages: tree.packages,
     treeDir: tree.dir,
+    treeDirs: tree.dirs,
     displayRoot: tree.dirs.length === 1 ? path.dirname(tree.dir) : undefined,
+    warnings,
   };
 }
 
@@ -208,7 +239,9 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     warnings.push(line);
     (opts.warn ?? log)(line);
   };
-  const { plan, packages, treeDir, displayRoot } = await loadPlan(opts);
+  const loaded = await loadPlan(opts);
+  const { plan, packages, treeDir, treeDirs, displayRoot } = loaded;
+  for (const w of loaded.warnings) warn(w);
   if (opts.shard) plan.order = shardOf(plan, opts.shard);
   const compression = opts.compression ?? 'gzip';
   const epoch = layerEpochOf(opts);
@@ -260,6 +293,21 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
           };
         }
       }
+      // Local retrieve globs must match inside the tree: checked (and hashed) before anything runs.
+      let retrieved = '';
+      if (!blocked)
+        try {
+          retrieved = await retrieveDigest(retrievesOf(node), node.pkg.dir, treeDirs, node.id);
+        } catch (e) {
+          const reason = (e as Error).message.replace(`${node.id}: `, '');
+          blocked = {
+            id: node.id,
+            hash: '',
+            outcome: 'failed',
+            reason,
+            error: `${node.id}: ${reason}`,
+          };
+        }
       const badDep = node.deps.find((d) => states.get(d)!.blocked);
       if (!blocked && badDep)
         blocked = {
@@ -269,8 +317,22 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
           reason: `build dependency ${badDep.id} cannot be built`,
         };
       if (blocked) {
+        const subs = subpackagesOf(packages, node.id).map((pkg) => ({
+          pkg,
+          hash: '',
+          key: '',
+          entry: indexEntryOf(createInputOf(pkg, displayRoot), treeDir),
+          outcome: {
+            ...blocked!,
+            id: packageId(pkg),
+            outcome: 'skipped' as const,
+            reason: `its parent ${node.id} cannot be built`,
+            error: undefined,
+          },
+        }));
         states.set(node, {
           node,
+          subs,
           parts: { hash: '', meta: '', spec: '', context: '', images, deps: {} },
           key: '',
           entry,
@@ -291,11 +353,36 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         context,
         images,
         deps: node.deps.map((d) => states.get(d)!.parts.hash),
+        // Only when there are retrieves, so the hashes of other packages stay as they were.
+        ...(retrieved ? { extra: { retrieve: retrieved } } : {}),
       });
-      const parts: HashParts = { hash, meta, spec, context, images, deps };
+      const parts: HashParts = {
+        hash,
+        meta,
+        spec,
+        context,
+        images,
+        deps,
+        ...(retrieved ? { retrieve: retrieved } : {}),
+      };
       const key = builtContentKey(entry, hash, compression, epoch, platform);
+      const subs = subpackagesOf(packages, node.id).map((pkg): SubState => {
+        const subEntry = indexEntryOf(createInputOf(pkg, displayRoot), treeDir);
+        const subMeta = sha(
+          canonicalJson({ ...subEntry, contentKey: undefined, source: undefined }),
+        );
+        const subHash = subpackageHash(hash, pkg, subMeta);
+        return {
+          pkg,
+          hash: subHash,
+          key: builtContentKey(subEntry, subHash, compression, epoch, platform),
+          entry: subEntry,
+          outcome: { id: packageId(pkg), hash: subHash, outcome: 'up-to-date', reason: '' },
+        };
+      });
       states.set(node, {
         node,
+        subs,
         parts,
         key,
         entry,
@@ -304,50 +391,67 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       });
     }
 
-    // What to build: not in the target, not in the cache (or --rebuild).
+    // What to build: not in the target, not in the cache (or --rebuild). A package and its
+    // subpackages come from one build: it is built when any of them is in neither.
+    const found = async (
+      pkg: LoadedPackage,
+      key: string,
+      hash: string,
+    ): Promise<{ image: IndexImage; where: 'target' | 'cache' | 'remote' } | undefined> => {
+      if (opts.rebuild) return undefined;
+      const old = prevById.get(packageId(pkg));
+      if (old?.image && old.contentKey === key && (await target.hasImage(old.image)))
+        return { image: old.image, where: 'target' };
+      const cached = await cache.result(hash);
+      if (cached) return { image: cached, where: 'cache' };
+      const hit = await remote?.lookup(pkg, hash, target.store);
+      return hit ? { image: hit, where: 'remote' } : undefined;
+    };
+    const settle = (
+      x: { outcome: PackageOutcome; image?: IndexImage; remote?: boolean },
+      f: { image: IndexImage; where: 'target' | 'cache' | 'remote' },
+    ): void => {
+      x.image = f.image;
+      if (f.where === 'target') {
+        x.outcome.reason = `build hash in ${target.url}`;
+        return;
+      }
+      x.outcome.outcome = 'cached';
+      x.outcome.reason =
+        f.where === 'cache' ? 'build hash in the cache' : `build hash in the cache ${remote!.url}`;
+      if (f.where === 'remote') x.remote = true;
+    };
     for (const node of plan.order) {
       const st = states.get(node)!;
       if (st.blocked) continue;
-      const old = prevById.get(node.id);
-      if (
-        !opts.rebuild &&
-        old?.image &&
-        old.contentKey === st.key &&
-        (await target.hasImage(old.image))
-      ) {
-        st.outcome.reason = `build hash in ${target.url}`;
-        st.image = old.image;
-        continue;
-      }
-      const cached = opts.rebuild ? undefined : await cache.result(st.parts.hash);
-      if (cached) {
-        st.outcome.outcome = 'cached';
-        st.outcome.reason = 'build hash in the cache';
-        st.image = cached;
-        continue;
-      }
-      const hit = opts.rebuild
-        ? undefined
-        : await remote?.lookup(node.pkg, st.parts.hash, target.store);
-      if (hit) {
-        st.outcome.outcome = 'cached';
-        st.outcome.reason = `build hash in the cache ${remote!.url}`;
-        st.image = hit;
-        st.remote = true;
+      const own = await found(node.pkg, st.key, st.parts.hash);
+      const subsFound = await Promise.all(st.subs.map((s) => found(s.pkg, s.key, s.hash)));
+      const missingSub = st.subs.find((_s, i) => !subsFound[i]);
+      if (own && !missingSub) {
+        settle(st, own);
+        st.subs.forEach((s, i) => settle(s, subsFound[i]!));
         continue;
       }
       if (opts.noBuild) {
-        st.outcome.outcome = 'skipped';
-        st.outcome.reason = `not in ${target.url}${remote ? ` nor in the cache ${remote.url}` : ''} (--no-build)`;
+        const reason = `not in ${target.url}${remote ? ` nor in the cache ${remote.url}` : ''} (--no-build)`;
+        for (const x of [st, ...st.subs]) {
+          x.outcome.outcome = 'skipped';
+          x.outcome.reason = reason;
+        }
         continue;
       }
-      st.outcome.outcome = 'would-build';
+      const old = prevById.get(node.id);
       const why = explainChange(await cache.lastParts(node.id), st.parts);
-      st.outcome.reason = opts.rebuild
-        ? '--rebuild'
-        : old
-          ? `build hash not in ${target.url} (${why})`
-          : `not in ${target.url}${why === 'not built before' ? '' : ` (${why})`}`;
+      markBuild(
+        st,
+        opts.rebuild
+          ? '--rebuild'
+          : own
+            ? `its subpackage ${missingSub!.outcome.id} is not in ${target.url} nor in a cache`
+            : old
+              ? `build hash not in ${target.url} (${why})`
+              : `not in ${target.url}${why === 'not built before' ? '' : ` (${why})`}`,
+      );
     }
     // A package to build needs the result roots of what it chains on or copies from: one that is
     // not kept any more is built again (same inputs, same package).
@@ -363,13 +467,12 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         ps.provider = true;
         if (st.outcome.outcome !== 'would-build' || ps.outcome.outcome === 'would-build') continue;
         if (await hasResultRoot(cacheDir, sha(ps.parts.hash))) continue;
-        ps.outcome.outcome = 'would-build';
-        ps.outcome.reason = `its build root is needed by ${node.id} and is not in the cache`;
+        markBuild(ps, `its build root is needed by ${node.id} and is not in the cache`);
       }
     }
 
     const summary = (): Omit<BuildResult, 'repo'> => {
-      const outcomes = plan.order.map((n) => states.get(n)!.outcome);
+      const outcomes = outcomesOf(plan, states);
       return {
         packages: outcomes,
         failed: outcomes.filter((o) => o.outcome === 'failed').length,
@@ -422,6 +525,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       log,
       userns,
       remote,
+      treeDirs,
     };
     const runNode = (node: BuildNode): Promise<boolean> => {
       let p = done.get(node);
@@ -432,11 +536,14 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         if (st.blocked) return false;
         if (st.outcome.outcome !== 'would-build') {
           if (st.outcome.outcome === 'skipped') return false;
-          if (st.outcome.outcome === 'cached') {
-            if (st.remote) {
+          for (const x of [st, ...st.subs]) {
+            if (x.outcome.outcome !== 'cached') continue;
+            const pkg = x === st ? node.pkg : (x as SubState).pkg;
+            const hash = x === st ? st.parts.hash : (x as SubState).hash;
+            if (x.remote) {
               // Into the target's store (to publish) and the local cache (next runs); layers an
               // oci output already has (a matrix runner pushed them) are not downloaded.
-              const img = st.image!;
+              const img = x.image!;
               const inOutput =
                 target instanceof RegistryTarget
                   ? async (digest: string): Promise<boolean> =>
@@ -446,19 +553,19 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
                       )) !== undefined
                   : undefined;
               try {
-                if (await remote!.fetchLayers(node.pkg, img, target.store, inOutput))
-                  await cache.putResult(st.parts.hash, img, target.store);
+                if (await remote!.fetchLayers(pkg, img, target.store, inOutput))
+                  await cache.putResult(hash, img, target.store);
               } catch (e) {
                 if (e instanceof CpmError && e.code === 'E_INTERRUPTED') throw e;
-                st.outcome.outcome = 'failed';
-                st.outcome.reason = `fetching its layers from the cache ${remote!.url} failed: ${(e as Error).message}`;
-                st.outcome.error = `${node.id}: ${st.outcome.reason}`;
-                log(`FAILED ${st.outcome.error}`);
-                return false;
+                x.outcome.outcome = 'failed';
+                x.outcome.reason = `fetching its layers from the cache ${remote!.url} failed: ${(e as Error).message}`;
+                x.outcome.error = `${x.outcome.id}: ${x.outcome.reason}`;
+                log(`FAILED ${x.outcome.error}`);
+                if (x === st) return false;
               }
             } else {
-              await cache.exportResult(st.image!, target.store);
-              await remote?.put(node.pkg, st.parts.hash, st.image!, target.store);
+              await cache.exportResult(x.image!, target.store);
+              await remote?.put(pkg, hash, x.image!, target.store);
             }
           }
           return true;
@@ -471,6 +578,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
               ? `build dependency failed: ${bad.map((d) => d.id).join(', ')}`
               : '--fail-fast: an earlier build failed';
           log(`skip ${node.id}: ${st.outcome.reason}`);
+          settleSubs(st);
           return false;
         }
         await slot();
@@ -478,9 +586,11 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
           if (stop) {
             st.outcome.outcome = 'skipped';
             st.outcome.reason = '--fail-fast: an earlier build failed';
+            settleSubs(st);
             return false;
           }
           const ok = await buildOne(ctx, st);
+          settleSubs(st);
           if (!ok && opts.failFast) stop = true;
           return ok;
         } finally {
@@ -496,13 +606,31 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       // A matrix runner: images go out (oci --push), the index is written once by the merge job.
       if (opts.push)
         for (const st of plan.order.map((n) => states.get(n)!))
-          if (st.image && (st.outcome.outcome === 'built' || st.outcome.outcome === 'cached'))
-            await target.publishImage(st.image);
+          for (const x of [st, ...st.subs])
+            if (x.image && (x.outcome.outcome === 'built' || x.outcome.outcome === 'cached'))
+              await target.publishImage(x.image);
       return summary();
     }
 
     // One repo-create pass: built images published, unchanged ones reused, the index written.
-    const planned = new Map(plan.order.map((n) => [n.id, states.get(n)!]));
+    const planned = new Map<
+      string,
+      { outcome: PackageOutcome; hash: string; image?: IndexImage }
+    >();
+    for (const n of plan.order) {
+      const st = states.get(n)!;
+      planned.set(n.id, {
+        outcome: st.outcome,
+        hash: st.parts.hash,
+        ...(st.image ? { image: st.image } : {}),
+      });
+      for (const s of st.subs)
+        planned.set(s.outcome.id, {
+          outcome: s.outcome,
+          hash: s.hash,
+          ...(s.image ? { image: s.image } : {}),
+        });
+    }
     const inputs: CreateInput[] = [];
     for (const p of packages) {
       const input = createInputOf(p, displayRoot);
@@ -514,13 +642,13 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
           const fresh = st.outcome.outcome === 'built' || st.outcome.outcome === 'cached';
           inputs.push({
             ...input,
-            buildHash: st.parts.hash,
+            buildHash: st.hash,
             ...(fresh ? { prebuilt: st.image } : {}),
           });
         }
       } else if (
         (p.build?.spec && p.build.spec.payload === undefined) ||
-        // luet subpackages of a built package: not cut by cpm build yet, so not indexed empty.
+        // Subpackages of a built package not planned in this run: their earlier entry, if any.
         (p.subpackageOf !== undefined && !p.payloadDir)
       ) {
         inputs.push({ ...input, keepPrevious: true });
@@ -545,6 +673,51 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   }
 }
 
+function indexImageOf(
+  pkg: LoadedPackage,
+  img: Awaited<ReturnType<typeof buildPackageImage>>,
+): IndexImage {
+  return {
+    repository: packageRepository(pkg),
+    tag: encodeTag(pkg.version),
+    manifestDigest: img.descriptor.digest,
+    manifestMediaType: img.descriptor.mediaType,
+    manifestSize: img.descriptor.size,
+    layers: img.manifest.layers.map((l) => ({
+      digest: l.digest,
+      mediaType: l.mediaType,
+      size: l.size,
+    })),
+  };
+}
+
+/** Build order, each package followed by its subpackages. */
+function outcomesOf(plan: BuildPlan, states: Map<BuildNode, NodeState>): PackageOutcome[] {
+  return plan.order.flatMap((n) => {
+    const st = states.get(n)!;
+    return [st.outcome, ...st.subs.map((s) => s.outcome)];
+  });
+}
+
+/** The package is to be built, and with it every one of its subpackages. */
+function markBuild(st: NodeState, reason: string): void {
+  st.outcome.outcome = 'would-build';
+  st.outcome.reason = reason;
+  for (const s of st.subs) {
+    s.outcome.outcome = 'would-build';
+    s.outcome.reason = `cut from the build of ${st.node.id}`;
+  }
+}
+
+/** After its parent's build ended without making them: the subpackages are skipped. */
+function settleSubs(st: NodeState): void {
+  for (const s of st.subs) {
+    if (s.outcome.outcome !== 'would-build') continue;
+    s.outcome.outcome = 'skipped';
+    s.outcome.reason = `its parent ${st.node.id} was not built (${st.outcome.outcome})`;
+  }
+}
+
 interface RunCtx {
   opts: BuildOptions;
   cache: BuildCache;
@@ -559,6 +732,14 @@ interface RunCtx {
   log: (line: string) => void;
   userns: UserNamespace | undefined;
   remote: RemoteCache | undefined;
+  treeDirs: string[];
+}
+
+/** build.yaml `retrieve:` as a list of strings. */
+function retrievesOf(node: BuildNode): string[] {
+  const r = node.spec.fields.retrieve;
+  if (typeof r === 'string') return r ? [r] : [];
+  return Array.isArray(r) ? r.filter((x): x is string => typeof x === 'string' && x !== '') : [];
 }
 
 function safeId(id: string): string {
@@ -718,6 +899,11 @@ async function buildOne(ctx: RunCtx, st: NodeState): Promise<boolean> {
     if (needRoot) {
       env = await assembleRoot(ctx, node, root, work);
       await prepareRoot(root, node.pkg.dir);
+      const retrieves = retrievesOf(node);
+      if (retrieves.length > 0) {
+        const placed = await retrieveInto(root, retrieves, node.pkg.dir, ctx.treeDirs, node.id);
+        logStream.write(`cpm: retrieved ${placed.join(' ')}\n`);
+      }
       await copyFrom(ctx, node, root);
       mark(`build root (${node.source}) ready`);
       const tmp = path.join(work, 'tmp');
@@ -785,20 +971,35 @@ async function buildOne(ctx: RunCtx, st: NodeState): Promise<boolean> {
       ...(input.finalize ? { finalize: input.finalize } : {}),
     });
     mark('pack');
-    st.image = {
-      repository: packageRepository(node.pkg),
-      tag: encodeTag(node.pkg.version),
-      manifestDigest: img.descriptor.digest,
-      manifestMediaType: img.descriptor.mediaType,
-      manifestSize: img.descriptor.size,
-      layers: img.manifest.layers.map((l) => ({
-        digest: l.digest,
-        mediaType: l.mediaType,
-        size: l.size,
-      })),
-    };
+    st.image = indexImageOf(node.pkg, img);
+    // Subpackages: the parent's artifact filtered again, each packed as a package of its own.
+    const subImages: Array<[SubState, IndexImage, number]> = [];
+    for (const [i, sub] of st.subs.entries()) {
+      const out = path.join(work, `sub-${i}`);
+      const kept = await cutSubpackage(sub.pkg, sub.outcome.id, payload, entries, out);
+      const simg = await buildPackageImage(sub.pkg, out, {
+        store: ctx.target.store,
+        compression: ctx.compression,
+        sourceDateEpoch: ctx.epoch,
+        platform: ctx.platform,
+        preserveOwners: process.getuid?.() === 0,
+      });
+      subImages.push([sub, indexImageOf(sub.pkg, simg), kept.length]);
+    }
+    if (st.subs.length > 0) mark(`${st.subs.length} subpackage(s) cut and packed`);
     await ctx.cache.putResult(st.parts.hash, st.image, ctx.target.store);
     await ctx.remote?.put(node.pkg, st.parts.hash, st.image, ctx.target.store);
+    for (const [sub, image, files] of subImages) {
+      await ctx.cache.putResult(sub.hash, image, ctx.target.store);
+      await ctx.remote?.put(sub.pkg, sub.hash, image, ctx.target.store);
+      sub.image = image;
+      sub.outcome.outcome = 'built';
+      sub.outcome.image = image.manifestDigest;
+      sub.outcome.files = files;
+      ctx.log(
+        `built ${sub.outcome.id} ${image.manifestDigest} (${files} entries, from ${node.id})`,
+      );
+    }
     await ctx.cache.putParts(node.id, st.parts);
     if (needRoot && st.provider) {
       const key = sha(st.parts.hash);
@@ -819,7 +1020,9 @@ async function buildOne(ctx: RunCtx, st: NodeState): Promise<boolean> {
     return true;
   } catch (e) {
     outcome.outcome = 'failed';
-    outcome.reason = (e as Error).message;
+    // Most messages already start with the package id: not twice.
+    const msg = (e as Error).message;
+    outcome.reason = msg.startsWith(`${node.id}: `) ? msg.slice(node.id.length + 2) : msg;
     outcome.error = `${node.id}: ${outcome.reason}`;
     if (ctx.opts.keepFailed) {
       keep = true;

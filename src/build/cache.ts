@@ -16,6 +16,8 @@ export interface HashParts {
   context: string;
   images: Record<string, string>;
   deps: Record<string, string>;
+  /** Digest of the local files `retrieve:` names (absent without retrieves). */
+  retrieve?: string;
 }
 
 const hex = (h: string): string => h.replace(/^sha256:/, '');
@@ -96,6 +98,7 @@ export function explainChange(last: HashParts | undefined, now: HashParts): stri
   if (last.spec !== now.spec) why.push('build spec changed');
   if (last.meta !== now.meta) why.push('definition changed');
   if (last.context !== now.context) why.push('build context changed');
+  if ((last.retrieve ?? '') !== (now.retrieve ?? '')) why.push('retrieved files changed');
   for (const [ref, d] of Object.entries(now.images))
     if (last.images[ref] !== d) why.push(`image ${ref} changed`);
   for (const [id, h] of Object.entries(now.deps))

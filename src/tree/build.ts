@@ -189,6 +189,15 @@ export function readBuildSpec(
       });
     }
   }
+  if (obj.build_options !== undefined && obj.build_options !== null)
+    report.warn({
+      code: 'E_TREE',
+      file: ctx.file,
+      line: lineOf(y, obj, 'build_options'),
+      path: joinPath(path, 'build_options'),
+      message:
+        "ignored: luet's compiler replaces it with the options stored with a built artifact (its image repositories); cpm build takes them from --output and the build cache",
+    });
   const spec: BuildSpec = {
     requires: readDeps(ctx, obj, 'requires'),
     conflicts: readDeps(ctx, obj, 'conflicts'),

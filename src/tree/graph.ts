@@ -7,7 +7,7 @@ import { familyKey, packageId, type Dep, type PackageSpec } from '../package/pac
 import type { PackageRef } from '../package/ref.js';
 import type { PackageUniverse } from '../package/universe.js';
 import { providesDep } from '../package/match.js';
-import { describeSelector, parseSelector } from '../package/version.js';
+import { describeSelector } from '../package/version.js';
 
 export interface DepNode {
   /** `category/name@version` when resolved, else `category/name`. */
@@ -54,18 +54,6 @@ export function findPackage<P extends PackageSpec>(
   return hit;
 }
 
-/**
- * What luet builds and renders for `p`: luet's package database answers a lookup with the package
- * that provides it when there is one (`utils/installer` → `system/cos-wrapper`), else `p` itself.
- */
-export function luetBuildTarget<P extends PackageSpec>(universe: PackageUniverse<P>, p: P): P {
-  const fam = familyKey(p);
-  const exact = parseSelector(p.version === '' ? '' : `=${p.version}`);
-  for (const prov of universe.providersOf(fam))
-    if (prov !== p && providesDep(prov, fam, exact)) return prov;
-  return p;
-}
-
 /** The transitive runtime requires of `root`. Cycles and repeats are cut (marked `seen`). */
 export function dependencyTree<P extends PackageSpec>(
   universe: PackageUniverse<P>,
@@ -98,6 +86,44 @@ export function dependencyTree<P extends PackageSpec>(
   const tree = build(root, '');
   closure.delete(packageId(root));
   return { root: tree, closure: [...closure].sort(), unresolved: [...unresolved].sort() };
+}
+
+export interface Lookup<P> {
+  pkg: P;
+  /** The family asked for, when a package providing it answered the lookup. */
+  provides?: string;
+}
+
+/**
+ * luet's lookup of a request (its package database's FindPackage, which `luet install`, `luet
+ * build` and the solver use): a package whose `provides` matches the request answers it, else the
+ * newest real package (findPackage). `own` skips the providers.
+ */
+export function lookupPackage<P extends PackageSpec>(
+  universe: PackageUniverse<P>,
+  ref: PackageRef,
+  own = false,
+): Lookup<P> {
+  const fam = familyKey(ref);
+  if (!own)
+    for (const prov of universe.providersOf(fam))
+      if (providesDep(prov, fam, ref.selector)) return { pkg: prov, provides: fam };
+  return { pkg: findPackage(universe, ref) };
+}
+
+/**
+ * The runtime dependency tree luet computes for a request: the provider's when a package provides
+ * it (its root marked as providing the request), else the package's own.
+ */
+export function lookupDependencyTree<P extends PackageSpec>(
+  universe: PackageUniverse<P>,
+  ref: PackageRef,
+  own = false,
+): DepsResult & Lookup<P> {
+  const hit = lookupPackage(universe, ref, own);
+  const deps = dependencyTree(universe, hit.pkg);
+  if (hit.provides) deps.root.providedBy = hit.provides;
+  return { ...deps, ...hit };
 }
 
 /** Renders a DepNode tree with box-drawing guides. */

@@ -203,6 +203,27 @@ describe.concurrent('cpm tree (CLI)', () => {
     expect((JSON.parse(j.out) as { closure: string[] }).closure).toHaveLength(24);
   });
 
+  it('deps of a provided package shows its provider (as luet resolves it); --own its own', async () => {
+    const r = await cpm(['tree', 'deps', 'utils/installer', '--tree', TREE, '--values', VALUES]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toBe(
+      'system/cos-wrapper@0.32-16 [provides utils/installer]\n' +
+        '└── toolchain/elemental-cli@0.20230217 (>0.20220216)\n' +
+        '\n1 package(s) in the runtime closure of system/cos-wrapper@0.32-16\n',
+    );
+    expect(r.err).toContain('utils/installer is provided by system/cos-wrapper@0.32-16');
+    const j = await cpm(['tree', 'deps', 'utils/installer', '--json', '--tree', TREE]);
+    expect(JSON.parse(j.out)).toMatchObject({
+      package: 'system/cos-wrapper@0.32-16',
+      provides: 'utils/installer',
+    });
+    const own = await cpm(['tree', 'deps', 'utils/installer', '--own', '--json', '--tree', TREE]);
+    const o = JSON.parse(own.out) as { package: string; provides?: string; closure: string[] };
+    expect(o.package).toBe('utils/installer@0.30.0');
+    expect(o.provides).toBeUndefined();
+    expect(o.closure).toHaveLength(6);
+  });
+
   it('deps shows unresolved requirements clearly', async () => {
     const r = await cpm(['tree', 'deps', 'system/foo', '--tree', brokenTree()]);
     expect(r.code).toBe(0);

@@ -13,13 +13,21 @@
  *   (pkg/tree/compiler_recipe_test.go), subpackage 4 and subpackage_collection 8 in the installer
  *   recipe (pkg/compiler/compiler_test.go).
  */
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dependencyTree, findPackage, luetBuildTarget } from '../../src/tree/graph.js';
+import {
+  findPackage,
+  lookupDependencyTree,
+  lookupPackage,
+  treeGraph,
+} from '../../src/tree/graph.js';
+import { resolve as resolvePlan } from '../../src/resolver/index.js';
+import { makeRequest } from '../../src/resolver/request.js';
 import { formatProblem } from '../../src/tree/problems.js';
-import { loadTree } from '../../src/tree/tree.js';
+import { loadTree, type LoadedTree } from '../../src/tree/tree.js';
 import { packageId } from '../../src/package/package.js';
 import { parseRef } from '../../src/package/ref.js';
 
@@ -129,23 +137,95 @@ describe.skipIf(!have('kairos-packages'))('kairos-io/packages (2026-08)', () => 
   });
 });
 
-describe('cOS toolkit: a provided package renders as its provider (luet FindPackage)', () => {
-  it('utils/installer → system/cos-wrapper, whose provide ">=0" intersects 0.30.0', async () => {
-    const t = await loadTree(tree('cos-toolkit-tree'), {
-      values: [join(F, 'cos-toolkit-tree/values/green-x86_64.yaml')],
-    });
-    const installer = findPackage(t.universe, parseRef('utils/installer'));
-    const target = luetBuildTarget(t.universe, installer);
-    expect(packageId(target)).toBe('system/cos-wrapper@0.32-16');
-    expect(target.build?.spec?.steps).toEqual([
+describe('cOS toolkit: a provided package resolves to its provider (luet FindPackage)', () => {
+  // luet's InMemoryDatabase.FindPackage/FindPackages (pkg/database/database_mem.go) ask getProvide
+  // first: a request whose name a package provides, at a version the provided version or range
+  // accepts, is answered by that provider. The solver, `luet build` and `luet tree pkglist --deps`
+  // all look packages up that way. cOS: system/cos-wrapper provides utils/installer ">=0", and the
+  // real utils/installer is 0.30.0, inside that range.
+  const values = [join(F, 'cos-toolkit-tree/values/green-x86_64.yaml')];
+  let t: LoadedTree;
+  beforeAll(async () => {
+    // A second tree (merged as luet --tree A --tree B) with packages that require the provided
+    // names: utils/installer by a range, grub-config (provided by system/grub2-config as
+    // ">0.0.12", no real package of that name) by the same range and by a disjoint one.
+    const extra = join(mkdtempSync(join(tmpdir(), 'cpm-provides-')), 'packages');
+    const pkg = (name: string, req: string): void => {
+      mkdirSync(join(extra, name), { recursive: true });
+      writeFileSync(
+        join(extra, name, 'definition.yaml'),
+        `category: test\nname: ${name}\nversion: "1"\nrequires:\n  - ${req}\n`,
+      );
+    };
+    pkg('needs-installer', '{category: utils, name: installer, version: ">=0.1"}');
+    pkg('needs-grub-config', '{name: grub-config, version: ">0.0.12"}');
+    pkg('needs-old-grub-config', '{name: grub-config, version: "<0.0.12"}');
+    t = await loadTree([tree('cos-toolkit-tree'), extra], { values });
+    expect(t.problems.map(formatProblem)).toEqual([]);
+  });
+
+  it('utils/installer renders, and has the requires of, system/cos-wrapper; --own its own', () => {
+    const hit = lookupPackage(t.universe, parseRef('utils/installer'));
+    expect(packageId(hit.pkg)).toBe('system/cos-wrapper@0.32-16');
+    expect(hit.provides).toBe('utils/installer');
+    expect(hit.pkg.build?.spec?.steps).toEqual([
       'cp -rfv installer.sh /usr/sbin/cos-installer && chmod +x /usr/sbin/cos-installer',
       'cp -rfv upgrade.sh /usr/sbin/cos-upgrade && chmod +x /usr/sbin/cos-upgrade',
       'cp -rfv reset.sh /usr/sbin/cos-reset && chmod +x /usr/sbin/cos-reset',
       'cp -rfv deploy.sh /usr/sbin/cos-deploy && chmod +x /usr/sbin/cos-deploy',
     ]);
-    // Something that requires utils/installer gets cos-wrapper in its closure.
-    const closure = dependencyTree(t.universe, installer).closure;
-    expect(closure.length).toBeGreaterThan(0);
+    // packages/cos-wrapper/definition.yaml requires toolchain/elemental-cli >0.20220216 only
+    const deps = lookupDependencyTree(t.universe, parseRef('utils/installer'));
+    expect(deps.closure).toEqual(['toolchain/elemental-cli@0.20230217']);
+    expect(deps.root).toMatchObject({
+      id: 'system/cos-wrapper@0.32-16',
+      providedBy: 'utils/installer',
+    });
+    // packages/backports/installer/definition.yaml: luet-mtree, elemental-cli, luet-cosign (which
+    // requires cosign), grub2-config, cos-config
+    const own = lookupDependencyTree(t.universe, parseRef('utils/installer'), true);
+    expect(packageId(own.pkg)).toBe('utils/installer@0.30.0');
+    expect(own.closure).toEqual([
+      'system/cos-config@0.1.0-7',
+      'system/grub2-config@0.1.1',
+      'toolchain/cosign@1.13.1-4',
+      'toolchain/elemental-cli@0.20230217',
+      'toolchain/luet-cosign@0.0.11-10',
+      'toolchain/luet-mtree@0.0.10-7',
+    ]);
+  });
+
+  it('a requirement of a provided name resolves to the provider in deps, graph and plan', () => {
+    const need = lookupDependencyTree(t.universe, parseRef('test/needs-installer'));
+    expect(need.closure).toEqual([
+      'system/cos-wrapper@0.32-16',
+      'toolchain/elemental-cli@0.20230217',
+    ]);
+    expect(need.root.children[0]).toMatchObject({
+      id: 'system/cos-wrapper@0.32-16',
+      providedBy: 'utils/installer',
+    });
+    // same provide string (luet: its exact key) → the provider; a disjoint range → nothing
+    const grub = lookupDependencyTree(t.universe, parseRef('test/needs-grub-config'));
+    expect(grub.closure).toEqual(['system/grub2-config@0.1.1']);
+    const old = lookupDependencyTree(t.universe, parseRef('test/needs-old-grub-config'));
+    expect(old.closure).toEqual([]);
+    expect(old.unresolved).toEqual([
+      'grub-config <0.0.12 (required by test/needs-old-grub-config@1)',
+    ]);
+    const edges = treeGraph(t.universe).edges.filter((e) => e.from.startsWith('test/'));
+    expect(edges.map((e) => `${e.from} -> ${e.to}`)).toEqual([
+      'test/needs-grub-config@1 -> system/grub2-config@0.1.1',
+      'test/needs-installer@1 -> system/cos-wrapper@0.32-16',
+      'test/needs-old-grub-config@1 -> grub-config',
+    ]);
+    // the resolver uses the same rule: installing it installs the provider, not utils/installer
+    const plan = resolvePlan(t.universe, [], makeRequest('install', ['test/needs-installer']));
+    expect(plan.install.sort()).toEqual([
+      'system/cos-wrapper@0.32-16',
+      'test/needs-installer@1',
+      'toolchain/elemental-cli@0.20230217',
+    ]);
   });
 });
 

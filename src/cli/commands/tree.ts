@@ -2,10 +2,9 @@ import type { Command } from 'commander';
 import { chosenTrees, loadConfig } from '../../config.js';
 import { CpmError } from '../../errors.js';
 import {
-  dependencyTree,
-  findPackage,
   graphToDot,
-  luetBuildTarget,
+  lookupDependencyTree,
+  lookupPackage,
   renderDepTree,
   treeGraph,
 } from '../../tree/graph.js';
@@ -139,27 +138,32 @@ export function registerTree(program: Command): void {
     });
 
   common(tree.command('deps'))
-    .description('transitive runtime requires of a package, as a tree (newest match per selector)')
+    .description(
+      'transitive runtime requires of a package, as a tree (newest match per selector; a provided package resolves to its provider, as in luet)',
+    )
     .addHelpText(
       'after',
-      `\nExamples:\n  cpm tree deps system/cos-setup\n  cpm tree deps system/cos-setup@'>=1.0' --json`,
+      `\nExamples:\n  cpm tree deps system/cos-setup\n  cpm tree deps system/cos-setup@'>=1.0' --json\n  cpm tree deps utils/installer --own`,
     )
     .argument('<package>', 'category/name, category/name@1.2.3 or category/name@>=1.2')
     .option('--json', 'machine-readable output')
-    .action(async (ref: string, opts: TreeOpts, cmd: Command) => {
+    .option('--own', "a package another provides: its own requires, not the provider's")
+    .action(async (ref: string, opts: TreeOpts & { own?: boolean }, cmd: Command) => {
       const r = parseRef(ref);
       const t = await load(opts, cmd);
       noteProblems(t);
-      const root = findPackage(t.universe, r);
-      const deps = dependencyTree(t.universe, root);
+      const { pkg, provides, ...deps } = lookupDependencyTree(t.universe, r, opts.own);
+      const id = packageId(pkg);
       if (opts.json) {
-        printJson({ package: packageId(root), ...deps });
+        printJson({ package: id, ...(provides ? { provides } : {}), ...deps });
         return;
       }
+      if (provides)
+        process.stderr.write(
+          `cpm: ${provides} is provided by ${id}: showing the provider's requires, as luet resolves it (--own for the package's own)\n`,
+        );
       process.stdout.write(renderDepTree(deps.root));
-      process.stdout.write(
-        `\n${deps.closure.length} package(s) in the runtime closure of ${packageId(root)}\n`,
-      );
+      process.stdout.write(`\n${deps.closure.length} package(s) in the runtime closure of ${id}\n`);
       if (deps.unresolved.length > 0) {
         process.stdout.write(`${deps.unresolved.length} unresolved requirement(s):\n`);
         for (const u of deps.unresolved) process.stdout.write(`  ${u}\n`);
@@ -197,12 +201,11 @@ export function registerTree(program: Command): void {
       async (ref: string, opts: TreeOpts & { finalize?: boolean; own?: boolean }, cmd: Command) => {
         const r = parseRef(ref);
         const t = await load(opts, cmd);
-        const asked = findPackage(t.universe, r);
         // luet looks a provided package up as its provider and builds that (utils/installer → system/cos-wrapper).
-        const p = opts.own ? asked : luetBuildTarget(t.universe, asked);
-        if (p !== asked)
+        const { pkg: p, provides } = lookupPackage(t.universe, r, opts.own);
+        if (provides)
           process.stderr.write(
-            `cpm: ${packageId(asked)} is provided by ${packageId(p)}: showing the provider's spec, as luet builds it (--own for the package's own)\n`,
+            `cpm: ${provides} is provided by ${packageId(p)}: showing the provider's spec, as luet builds it (--own for the package's own)\n`,
           );
         const what = opts.finalize ? p.finalize : p.build;
         const name = opts.finalize ? 'finalize.yaml' : 'build.yaml';

@@ -80,7 +80,11 @@ export class PackageUniverse<P extends PackageSpec = PackageSpec> implements Uni
 
   /** Newest package of the family matching the dep's selector, if any. */
   newest(dep: Pick<Dep, 'category' | 'name' | 'selector'>): P | undefined {
-    return this.versions(familyKey(dep)).find((p) => satisfies(p.version, dep.selector));
+    return this.newestOf(familyKey(dep), dep.selector);
+  }
+
+  private newestOf(family: string, selector: Dep['selector']): P | undefined {
+    return this.versions(family).find((p) => satisfies(p.version, selector));
   }
 
   /**
@@ -91,7 +95,7 @@ export class PackageUniverse<P extends PackageSpec = PackageSpec> implements Uni
     const fam = familyKey(dep);
     for (const prov of this.providersOf(fam))
       if (providesDep(prov, fam, dep.selector)) return { pkg: prov, via: prov };
-    const pkg = this.newest(dep);
+    const pkg = this.newestOf(fam, dep.selector);
     return pkg ? { pkg } : undefined;
   }
 }

@@ -103,6 +103,8 @@ export interface LoadTreeOptions {
 interface PackageDir {
   abs: string;
   files: Set<string>;
+  /** `root/` of the directory if it is one (asked once: a collection's packages share it). */
+  rootDir?: Promise<string | undefined>;
 }
 
 const TREE_FILES = ['definition.yaml', 'collection.yaml', 'build.yaml', 'finalize.yaml'];
@@ -531,7 +533,7 @@ async function loadDefinitionFile(
       const fspec = rendered === null ? null : readFinalize(rendered, shown, report);
       pkg.finalize = { file, raw: finalizeRaw, rendered, spec: fspec };
     }
-    const payloadDir = await resolvePayload(pkg, root, display, report);
+    const payloadDir = await resolvePayload(pkg, root, display, report, pd);
     if (payloadDir) pkg.payloadDir = payloadDir;
     pkg.problems = report.problems.slice(before);
     const bs = pkg.build?.spec;
@@ -564,16 +566,23 @@ async function resolvePayload(
   root: string,
   display: (p: string) => string,
   report: Report,
+  pd: PackageDir,
 ): Promise<string | undefined> {
   const declared = pkg.build?.spec?.payload;
-  const candidate = resolve(pkg.dir, declared ?? 'root');
+  if (declared === undefined) {
+    pd.rootDir ??= stat(join(pd.abs, 'root')).then(
+      (st) => (st.isDirectory() ? join(pd.abs, 'root') : undefined),
+      () => undefined,
+    );
+    return pd.rootDir;
+  }
+  const candidate = resolve(pkg.dir, declared);
   let st;
   try {
     st = await stat(candidate);
   } catch {
     st = null;
   }
-  if (declared === undefined) return st?.isDirectory() ? candidate : undefined;
   const where = { code: 'E_TREE' as const, file: pkg.build!.file, path: 'payload' };
   if (!st || !st.isDirectory()) {
     report.error({
@@ -689,8 +698,11 @@ function checkBuildCycles(
     }
     edges.set(p, list);
   }
-  // Tarjan's strongly connected components, iteration order fixed by package id.
-  const order = [...packages].sort((a, b) => packageId(a).localeCompare(packageId(b)));
+  // Tarjan's strongly connected components, iteration order fixed by package id. A package with
+  // no build edge is a component of its own that is never a cycle: only the others start a walk.
+  const order = packages
+    .filter((p) => edges.get(p)!.length > 0)
+    .sort((a, b) => packageId(a).localeCompare(packageId(b)));
   const index = new Map<LoadedPackage, number>();
   const low = new Map<LoadedPackage, number>();
   const onStack = new Set<LoadedPackage>();

@@ -3,6 +3,9 @@
  * size-capped, alias expansion is counted (an alias bomb fails fast at the alias that crosses the
  * cap), nesting depth is bounded, and every error carries file:line.
  *
+ * Plain block YAML (what almost every tree file is) is read by the fast reader in yaml-fast.ts;
+ * anything else, and every error, goes through the `yaml` package.
+ *
  * The document is converted by hand rather than with `toJS()` so that aliases stay shared (no
  * copies), merge keys (`<<` and explicit `!!merge <<`) follow the YAML 1.1 rule (explicit keys win,
  * a merged list is replaced, not appended), and each produced object remembers the line of every
@@ -21,6 +24,7 @@ import {
   type Node as YamlNode,
 } from 'yaml';
 import { CpmError } from '../errors.js';
+import { parseFast } from './yaml-fast.js';
 
 export interface YamlLimits {
   /** Largest file accepted, bytes. */
@@ -43,13 +47,22 @@ export interface NodePos {
   keys: Map<string | number, number>;
 }
 
+/** Where the containers of a parsed document are, and the text of its non-string scalars. */
+export interface YamlPositions {
+  /**
+   * Line of `container`, or of `key` in it (the container's own line when the key has none);
+   * undefined for an object that did not come from this document.
+   */
+  lineOf(container: object, key?: string | number): number | undefined;
+  /** The text of a non-string scalar as written (`1.10` for the float 1.1). */
+  sourceOf(container: object, key: string | number): string | undefined;
+}
+
 export interface LoadedYaml {
   file: string;
   value: unknown;
-  /** Positions of every map/seq produced by the conversion (shared for aliased nodes). */
-  positions: WeakMap<object, NodePos>;
-  /** The original scalar text of every scalar value, keyed by (container, key): `1.10` stays "1.10". */
-  sources: WeakMap<object, Map<string | number, string>>;
+  /** Positions of every map/seq the parse produced (shared for aliased nodes). */
+  positions: YamlPositions;
   /** What luet's parser accepts silently but a reader should hear of (a repeated key). */
   warnings: Array<{ line: number; message: string }>;
 }
@@ -61,10 +74,7 @@ export function lineOf(
   key?: string | number,
 ): number | undefined {
   if (container === null || typeof container !== 'object') return undefined;
-  const p = y.positions.get(container);
-  if (!p) return undefined;
-  if (key === undefined) return p.line;
-  return p.keys.get(key) ?? p.line;
+  return y.positions.lineOf(container, key);
 }
 
 /** The scalar's text as written (for versions: `1.10` is not the float 1.1). */
@@ -74,7 +84,26 @@ export function sourceOf(
   key: string | number,
 ): string | undefined {
   if (container === null || typeof container !== 'object') return undefined;
-  return y.sources.get(container)?.get(key);
+  return y.positions.sourceOf(container, key);
+}
+
+/** The full converter's positions: a NodePos and a source map per container. */
+class NodePositions implements YamlPositions {
+  constructor(
+    private readonly positions: WeakMap<object, NodePos>,
+    private readonly sources: WeakMap<object, Map<string | number, string>>,
+  ) {}
+
+  lineOf(container: object, key?: string | number): number | undefined {
+    const p = this.positions.get(container);
+    if (!p) return undefined;
+    if (key === undefined) return p.line;
+    return p.keys.get(key) ?? p.line;
+  }
+
+  sourceOf(container: object, key: string | number): string | undefined {
+    return this.sources.get(container)?.get(key);
+  }
 }
 
 function yamlError(
@@ -115,6 +144,18 @@ export function parseYaml(
   if (Buffer.byteLength(text) > limits.maxBytes) {
     throw yamlError(file, undefined, `text is above the ${limits.maxBytes}-byte limit`);
   }
+  // Most tree files are plain block YAML: read those directly, everything else through yaml.
+  return (
+    parseFast(text, file, limits.maxDepth, resolvePlain) ?? parseYamlDocument(text, file, limits)
+  );
+}
+
+/** parseYaml through the `yaml` package only (the reference the fast reader is tested against). */
+export function parseYamlDocument(
+  text: string,
+  file: string,
+  limits: YamlLimits = DEFAULT_YAML_LIMITS,
+): LoadedYaml {
   const lc = new LineCounter();
   let doc: Document.Parsed;
   try {
@@ -142,10 +183,44 @@ export function parseYaml(
   return {
     file,
     value,
-    positions: conv.positions,
-    sources: conv.sources,
+    positions: new NodePositions(conv.positions, conv.sources),
     warnings: conv.warnings,
   };
+}
+
+interface ScalarResolver {
+  tags: Array<{ default?: boolean | 'key'; test?: RegExp; resolve: (...a: never[]) => unknown }>;
+  options: unknown;
+}
+let plainTags: ScalarResolver | undefined;
+
+/**
+ * What a plain scalar becomes under the YAML 1.1 schema parseYaml uses, by the schema's own tags
+ * (the fast reader's scalars resolve exactly as yaml's do). Throws when a tag refuses the text.
+ */
+export function resolvePlain(text: string, atKey: boolean): unknown {
+  if (!plainTags) {
+    const d = parseDocument('', { version: '1.1', uniqueKeys: false });
+    plainTags = { tags: d.schema.tags as ScalarResolver['tags'], options: d.options };
+  }
+  for (const tag of plainTags.tags) {
+    if ((tag.default === true || (atKey && tag.default === 'key')) && tag.test?.test(text)) {
+      const resolve = tag.resolve as (
+        v: string,
+        onError: (m: string) => void,
+        o: unknown,
+      ) => unknown;
+      const v = resolve(
+        text,
+        (m) => {
+          throw new Error(m);
+        },
+        plainTags.options,
+      );
+      return isScalar(v) ? v.value : v;
+    }
+  }
+  return text;
 }
 
 class Converter {

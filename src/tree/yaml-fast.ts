@@ -1,0 +1,441 @@
+/**
+ * A fast reader for the block-YAML subset packages trees are written in: block maps and sequences
+ * indented with spaces, plain scalars on one line, single- and double-quoted scalars on one line,
+ * literal block scalars (`|`, `|-`, `|+`), empty flow collections (`[]`, `{}`) and comments. It
+ * produces exactly what the full converter in yaml.ts produces (values, key lines, scalar source
+ * text, repeated-key warnings) — the `yaml` package builds a token stream, a CST and a document of
+ * nodes first, several times slower and with far more garbage.
+ *
+ * Anything outside the subset (anchors, aliases, tags, merge keys, flow collections with content,
+ * multi-line plain or quoted scalars, folded scalars, tabs in indentation, directives, several
+ * documents, CRLF, odd keys) and anything that looks wrong makes it give up: `parseFast` returns
+ * null and the caller parses the text with `yaml`, which also reports the error with its line.
+ * Line numbers here come for free (the reader walks lines); nothing is computed twice.
+ */
+import type { LoadedYaml, YamlPositions } from './yaml.js';
+
+/** How a plain scalar resolves under YAML 1.1 (`atKey`: merge keys too); throws to give up. */
+export type PlainResolver = (text: string, atKey: boolean) => unknown;
+
+/** Thrown inside the reader to give up on the text; never escapes parseFast. */
+const GIVE_UP = Symbol('give up');
+
+/**
+ * A plain scalar that may be something other than a string under a YAML 1.1 tag: one starting
+ * with a digit, sign, dot, "~" or "<", or a word of at most 5 letters starting as null/bool words
+ * do. Anything else is a string under every tag.
+ */
+function maybeTyped(t: string): boolean {
+  const c = t.charCodeAt(0);
+  if ((c >= 48 && c <= 57) || c === 43 || c === 45 || c === 46 || c === 126 || c === 60)
+    return true;
+  return t.length <= 5 && /^[NnYyTtOoFf]/.test(t);
+}
+/** Keys taken as-is: they resolve to themselves (checked against the resolver too). */
+const PLAIN_KEY = /^[A-Za-z_][A-Za-z0-9_./-]*$/;
+const CHOMP = /^\|([+-]?)$/;
+
+export function parseFast(
+  text: string,
+  file: string,
+  maxDepth: number,
+  resolvePlain: PlainResolver,
+): LoadedYaml | null {
+  if (text.includes('\r')) return null;
+  try {
+    return new FastReader(text, file, maxDepth, resolvePlain).read();
+  } catch (e) {
+    // GIVE_UP, or a tag refusing a scalar, or a stack too deep: the full parser says what it is.
+    void e;
+    return null;
+  }
+}
+
+function giveUp(): never {
+  throw GIVE_UP;
+}
+
+/**
+ * Per container: its line, then the line of each key (maps: in insertion order, which is the
+ * object's key order since keys start with a letter and never repeat here) or item. One small array
+ * per container in a Map that dies with the document: no per-key Map, no WeakMap.
+ */
+class LinePositions implements YamlPositions {
+  readonly lines = new Map<object, number[]>();
+  /** Only for containers holding a non-string scalar (rare: `version: 1.10`). */
+  readonly texts = new Map<object, Map<string | number, string>>();
+
+  lineOf(container: object, key?: string | number): number | undefined {
+    const l = this.lines.get(container);
+    if (!l) return undefined;
+    if (key === undefined) return l[0];
+    let at = -1;
+    if (Array.isArray(container)) {
+      if (typeof key === 'number') at = key;
+    } else {
+      let n = 0;
+      for (const k in container) {
+        if (k === key) {
+          at = n;
+          break;
+        }
+        n++;
+      }
+    }
+    return (at >= 0 ? l[at + 1] : undefined) ?? l[0];
+  }
+
+  sourceOf(container: object, key: string | number): string | undefined {
+    return this.texts.get(container)?.get(key);
+  }
+
+  text(container: object, key: string | number, text: string): void {
+    let m = this.texts.get(container);
+    if (!m) this.texts.set(container, (m = new Map()));
+    m.set(key, text);
+  }
+}
+
+class FastReader {
+  /** Offset of each line's first character, and one past the text's end at [count]. */
+  private readonly starts: Int32Array;
+  /** Leading spaces of each line. */
+  private readonly indents: Int32Array;
+  /** Lines, as split('\n') counts them (a final line break ends with an empty line). */
+  private readonly count: number;
+  private readonly positions = new LinePositions();
+  /** Keys already checked (a tree repeats the same few thousands of times). */
+  private readonly keysSeen = new Set<string>();
+  readonly warnings: Array<{ line: number; message: string }> = [];
+
+  constructor(
+    private readonly text: string,
+    private readonly file: string,
+    private readonly maxDepth: number,
+    private readonly resolvePlain: PlainResolver,
+  ) {
+    let n = 1;
+    for (let p = text.indexOf('\n'); p >= 0; p = text.indexOf('\n', p + 1)) n++;
+    this.count = n;
+    this.starts = new Int32Array(n + 1);
+    this.indents = new Int32Array(n);
+    let s = 0;
+    for (let i = 0; i < n; i++) {
+      this.starts[i] = s;
+      let k = s;
+      while (text.charCodeAt(k) === 32) k++;
+      this.indents[i] = k - s;
+      const nl = text.indexOf('\n', k);
+      s = nl < 0 ? text.length + 1 : nl + 1;
+    }
+    this.starts[n] = text.length + 1;
+  }
+
+  private indent(i: number): number {
+    return this.indents[i]!;
+  }
+
+  /** Line `i` after its indentation, without the line break. */
+  private body(i: number): string {
+    return this.text.slice(this.starts[i]! + this.indents[i]!, this.starts[i + 1]! - 1);
+  }
+
+  /** Nothing but spaces on line `i`. */
+  private blank(i: number): boolean {
+    return this.starts[i]! + this.indents[i]! >= this.starts[i + 1]! - 1;
+  }
+
+  /** Index of the first line at or after `i` with content (not blank, not only a comment). */
+  private next(i: number): number {
+    for (; i < this.count; i++) {
+      const p = this.starts[i]! + this.indents[i]!;
+      if (p >= this.starts[i + 1]! - 1) continue;
+      const c = this.text.charCodeAt(p);
+      if (c === 35 /* # */) continue;
+      if (c === 9 /* tab */) giveUp();
+      return i;
+    }
+    return i;
+  }
+
+  read(): LoadedYaml {
+    let i = this.next(0);
+    let value: unknown = null;
+    if (i < this.count) {
+      const b = this.body(i);
+      if (b.startsWith('%') || b.startsWith('---') || b.startsWith('...')) giveUp();
+      const [v, end] = this.block(i, this.indent(i), b, 0);
+      value = v;
+      i = this.next(end);
+      if (i < this.count) giveUp(); // content the top node did not take: an error
+    }
+    return {
+      file: this.file,
+      value,
+      positions: this.positions,
+      warnings: this.warnings,
+    };
+  }
+
+  /**
+   * The block map or sequence starting on line `i` at column `col`, whose text from there is
+   * `body`. Returns [value, next line].
+   */
+  private block(i: number, col: number, body: string, depth: number): [unknown, number] {
+    if (depth > this.maxDepth) giveUp(); // the full converter reports it
+    if (isDash(body)) return this.seq(i, col, body, depth);
+    if (this.keyEnd(body) > 0) return this.map(i, col, body, depth);
+    return giveUp(); // a scalar on its own line: a document or a value on the next line
+  }
+
+  /** Where a key's ':' is in `body` (the key then ": " or ":" at the end), or -1. */
+  private keyEnd(body: string): number {
+    const c = body.indexOf(':');
+    if (c <= 0) return -1;
+    if (c + 1 < body.length && body.charCodeAt(c + 1) !== 32) return -1;
+    return c;
+  }
+
+  private key(body: string, c: number): string {
+    const k = body.slice(0, c);
+    if (this.keysSeen.has(k)) return k;
+    if (!PLAIN_KEY.test(k) || k === '__proto__') giveUp();
+    if (maybeTyped(k) && this.resolvePlain(k, true) !== k) giveUp();
+    this.keysSeen.add(k);
+    return k;
+  }
+
+  /** Registers a container made on line `line` (1-based); returns its line list. */
+  private container(value: object, line: number): number[] {
+    const l = [line];
+    this.positions.lines.set(value, l);
+    return l;
+  }
+
+  private map(i: number, col: number, body: string, depth: number): [unknown, number] {
+    const out: Record<string, unknown> = {};
+    const lines = this.container(out, i + 1);
+    for (;;) {
+      const c = this.keyEnd(body);
+      if (c < 0) giveUp();
+      const key = this.key(body, c);
+      let sp = c + 1;
+      while (body.charCodeAt(sp) === 32) sp++;
+      let value: unknown;
+      let end: number;
+      if (sp >= body.length || body.charCodeAt(sp) === 35 /* # */) {
+        // The value is on the following lines: deeper, or a sequence at this map's column.
+        const j = this.next(i + 1);
+        const ind = j < this.count ? this.indent(j) : -1;
+        if (ind > col) {
+          [value, end] = this.block(j, ind, this.body(j), depth + 1);
+        } else if (ind === col && isDash(this.body(j))) {
+          [value, end] = this.seq(j, col, this.body(j), depth + 1);
+        } else {
+          value = null;
+          end = i + 1;
+        }
+      } else {
+        [value, end] = this.scalar(i, body.slice(sp), col, out, key);
+      }
+      // A repeated key (warned about, last wins) would break the key order = line order rule.
+      if (Object.prototype.hasOwnProperty.call(out, key)) giveUp();
+      out[key] = value;
+      lines.push(i + 1);
+      const j = this.next(end);
+      if (j >= this.count || this.indent(j) < col) return [out, j];
+      if (this.indent(j) > col) giveUp(); // a continuation line or a mis-indented key
+      // The next key at this column (anything else there fails the keyEnd check).
+      i = j;
+      body = this.body(j);
+    }
+  }
+
+  private seq(i: number, col: number, body: string, depth: number): [unknown, number] {
+    const out: unknown[] = [];
+    const lines = this.container(out, i + 1);
+    for (;;) {
+      const n = out.length;
+      let sp = 1;
+      while (body.charCodeAt(sp) === 32) sp++;
+      let value: unknown;
+      let end: number;
+      if (sp >= body.length || body.charCodeAt(sp) === 35) {
+        // "-" alone: the item is the block on the following lines.
+        const j = this.next(i + 1);
+        if (j >= this.count || this.indent(j) <= col) giveUp(); // an empty item
+        [value, end] = this.block(j, this.indent(j), this.body(j), depth + 1);
+        lines.push(j + 1);
+      } else {
+        const rest = body.slice(sp);
+        if (isDash(rest)) giveUp(); // "- - x": a compact nested sequence
+        if (this.keyEnd(rest) > 0) {
+          if (depth + 1 > this.maxDepth) giveUp();
+          [value, end] = this.map(i, col + sp, rest, depth + 1);
+        } else {
+          [value, end] = this.scalar(i, rest, col, out, n);
+        }
+        lines.push(i + 1);
+      }
+      out.push(value);
+      const j = this.next(end);
+      if (j >= this.count || this.indent(j) < col) return [out, j];
+      if (this.indent(j) > col) giveUp();
+      const b = this.body(j);
+      if (!isDash(b)) return [out, j]; // the next key of the map holding this sequence
+      i = j;
+      body = b;
+    }
+  }
+
+  /**
+   * A scalar written on line `i` (`body`: its text to the end of the line) as the value of `key`
+   * in a node at column `indent` (a block scalar's lines must be deeper). Non-string scalars keep
+   * their text. Returns [value, next line].
+   */
+  private scalar(
+    i: number,
+    body: string,
+    indent: number,
+    holder: object,
+    key: string | number,
+  ): [unknown, number] {
+    const c0 = body.charCodeAt(0);
+    if (c0 === 34 /* " */) return [doubleQuoted(body), i + 1];
+    if (c0 === 39 /* ' */) return [singleQuoted(body), i + 1];
+    if (c0 === 124 /* | */) return this.literal(i, body, indent);
+    if (c0 === 91 /* [ */ || c0 === 123 /* { */) {
+      if (stripComment(body) !== (c0 === 91 ? '[]' : '{}')) giveUp();
+      const empty = c0 === 91 ? [] : {};
+      this.container(empty, i + 1);
+      return [empty, i + 1];
+    }
+    const t = plain(body);
+    if (!maybeTyped(t)) return [t, i + 1];
+    const v = this.resolvePlain(t, false);
+    if (typeof v !== 'string') this.positions.text(holder, key, t);
+    if (typeof v === 'number' && Number.isNaN(v) && !/^[-+]?\.nan$/i.test(t)) {
+      // yaml's 1.1 float pattern also matches words like "e1" (→ NaN); Go reads those as strings.
+      return [t, i + 1];
+    }
+    if (v !== null && typeof v === 'object') giveUp(); // a timestamp and the like
+    return [v, i + 1];
+  }
+
+  /** A literal block scalar: `|`, `|-` or `|+` (no indentation indicator). */
+  private literal(i: number, body: string, indent: number): [string, number] {
+    const m = CHOMP.exec(stripComment(body));
+    if (!m) giveUp();
+    // Its lines: those after the header deeper than `indent`, blank lines included.
+    let width = -1;
+    const parts: string[] = [];
+    let blanks = 0; // blank lines since the last content line
+    let j = i + 1;
+    for (; j < this.count; j++) {
+      const ind = this.indent(j);
+      if (this.blank(j)) {
+        if (width >= 0 && ind > width) giveUp(); // spaces beyond the indentation: content
+        blanks++;
+        continue;
+      }
+      if (ind <= indent) break;
+      if (width < 0) {
+        width = ind;
+        // Leading blank lines deeper than the first content line are an error.
+        for (let k = i + 1; k < j; k++) if (this.indent(k) > width) giveUp();
+      } else if (ind < width) giveUp(); // less indented than the first line: an error
+      for (; blanks > 0; blanks--) parts.push('');
+      parts.push(ind === width ? this.body(j) : ' '.repeat(ind - width) + this.body(j));
+    }
+    if (width < 0) giveUp(); // no content
+    // At the end of a text without a final line break the converter trims; left to it.
+    if (j === this.count && !this.text.endsWith('\n')) giveUp();
+    const content = parts.join('\n');
+    const chomp = m[1];
+    if (chomp === '-') return [content, j];
+    if (chomp === '') return [content + '\n', j];
+    // Keep: every blank line after the content (the split's empty last element is the file's
+    // final line break, not a line).
+    if (j === this.count) blanks--;
+    return [content + '\n'.repeat(1 + Math.max(0, blanks)), j];
+  }
+}
+
+function isDash(body: string): boolean {
+  return body.charCodeAt(0) === 45 && (body.length === 1 || body.charCodeAt(1) === 32);
+}
+
+/** Nothing but spaces and a comment. */
+function isRestEmpty(s: string): boolean {
+  return s.trim() === '' || /^[ \t]+#/.test(s);
+}
+
+/** A plain scalar's text: up to a comment, trimmed; gives up on what is not plain. */
+function plain(body: string): string {
+  // Indicators that cannot start a plain scalar (or start what the reader does not take).
+  if (/^[?:,\]}#&*!|>%@`]/.test(body) || isDash(body)) giveUp();
+  const t = stripComment(body);
+  if (t.includes(': ') || t.endsWith(':') || t.includes('\t')) giveUp();
+  return t;
+}
+
+function doubleQuoted(body: string): string {
+  let j = 1;
+  for (;;) {
+    const q = body.indexOf('"', j);
+    if (q < 0) giveUp(); // continues on the next line
+    let bs = 0;
+    while (body.charCodeAt(q - 1 - bs) === 92) bs++;
+    if (bs % 2 === 1) {
+      j = q + 1;
+      continue;
+    }
+    if (!isRestEmpty(body.slice(q + 1))) giveUp();
+    const inner = body.slice(1, q);
+    if (hasControl(inner, false)) giveUp();
+    if (!inner.includes('\\')) return inner;
+    // JSON's escapes mean the same in YAML; YAML's others (\x, \e, \N, …) are left to yaml.
+    if (/\\[^"\\/bfnrtu]/.test(inner)) giveUp();
+    try {
+      return JSON.parse(`"${inner}"`) as string;
+    } catch {
+      return giveUp();
+    }
+  }
+}
+
+/** The text before a ` #` comment, trimmed at the end. */
+function stripComment(s: string): string {
+  let h = s.indexOf('#');
+  while (h > 0 && s.charCodeAt(h - 1) !== 32 && s.charCodeAt(h - 1) !== 9)
+    h = s.indexOf('#', h + 1);
+  const t = h === 0 ? '' : h > 0 ? s.slice(0, h) : s;
+  return t.trimEnd();
+}
+
+/** Control characters (a tab too unless `tabOk`): left to yaml, which knows what each means. */
+function hasControl(s: string, tabOk: boolean): boolean {
+  for (let k = 0; k < s.length; k++) {
+    const c = s.charCodeAt(k);
+    if ((c < 32 && !(tabOk && c === 9)) || c === 127) return true;
+  }
+  return false;
+}
+
+function singleQuoted(body: string): string {
+  let j = 1;
+  let out = '';
+  for (;;) {
+    const q = body.indexOf("'", j);
+    if (q < 0) giveUp();
+    out += body.slice(j, q);
+    if (body.charCodeAt(q + 1) === 39) {
+      out += "'";
+      j = q + 2;
+      continue;
+    }
+    if (!isRestEmpty(body.slice(q + 1))) giveUp();
+    if (hasControl(out, true)) giveUp();
+    return out;
+  }
+}

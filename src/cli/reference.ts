@@ -4,6 +4,7 @@
  */
 import type { Command, Option } from 'commander';
 import { EXIT_CODES, type ErrorCode } from '../errors.js';
+import { JSON_ERROR, JSON_OUTPUT, type JsonKey } from './json-output.js';
 
 export const BEGIN = '<!-- BEGIN GENERATED: cpm command reference (test/cli/docs.test.ts) -->';
 export const END = '<!-- END GENERATED -->';
@@ -135,6 +136,17 @@ export function exitCodeTable(): string {
   ].join('\n');
 }
 
+/** The table of a JSON document's top-level keys. */
+export function jsonKeyTable(keys: readonly JsonKey[]): string {
+  return [
+    '| key | |',
+    '| --- | --- |',
+    ...keys.map(
+      (k) => `| \`${k.key}\` | ${cell(k.about)}${k.when ? ` (only: ${cell(k.when)})` : ''} |`,
+    ),
+  ].join('\n');
+}
+
 /** The generated part of docs/cli.md (between BEGIN and END). */
 export function cliReference(program: Command): string {
   const parts: string[] = [BEGIN, '', '## Commands', ''];
@@ -145,8 +157,21 @@ export function cliReference(program: Command): string {
       for (const o of d.options) parts.push(`| \`${o.flags}\` | ${cell(o.description)} |`);
       parts.push('');
     }
+    const json = JSON_OUTPUT[d.path];
+    if (json) {
+      const flag = d.path === 'tree graph' ? '`--format json`' : '`--json`';
+      parts.push(`${flag} prints one object:`, '', jsonKeyTable(json), '');
+    }
     if (d.after) parts.push('```', d.after, '```', '');
   }
+  parts.push(
+    '## JSON errors',
+    '',
+    'Every command with `--json` prints this object instead when it fails (exit code as below):',
+    '',
+    jsonKeyTable(JSON_ERROR),
+    '',
+  );
   parts.push('## Exit codes', '', exitCodeTable(), '', END);
   return parts.join('\n');
 }

@@ -71,9 +71,13 @@ function must(db: InstalledDb, pkg: string): InstalledPackage {
 }
 
 export function filesOf(ref: RootRef, pkg: string): FileRecord[] {
-  return must(loadDb(ref), pkg)
-    .files.slice()
-    .sort((a, b) => (a.path < b.path ? -1 : 1));
+  return packageFiles(ref, pkg).files;
+}
+
+/** The installed id a name (or id) means, and its file records sorted by path. */
+export function packageFiles(ref: RootRef, pkg: string): { id: string; files: FileRecord[] } {
+  const p = must(loadDb(ref), pkg);
+  return { id: p.id, files: p.files.slice().sort((a, b) => (a.path < b.path ? -1 : 1)) };
 }
 
 /** Owners of a path given as the user sees it (symlinked parents like /bin → usr/bin resolved). */

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
 import { buildProgram } from '../../src/cli/program.js';
+import { JSON_OUTPUT } from '../../src/cli/json-output.js';
 import { BEGIN, END, cliReference, commandDocs, exitCodeTable } from '../../src/cli/reference.js';
 import { EXIT_CODES } from '../../src/errors.js';
 
@@ -71,6 +72,19 @@ function words(line: string): string[] {
 }
 
 const docs = commandDocs(await buildProgram());
+
+describe('--json', () => {
+  it('every command with --json (and tree graph) has a documented top level, and only those', () => {
+    const withJson = docs
+      .filter((d) => d.options.some((o) => /(^|\s)--json\b/.test(o.flags)))
+      .map((d) => d.path);
+    expect(Object.keys(JSON_OUTPUT).sort()).toEqual([...withJson, 'tree graph'].sort());
+    for (const [cmd, keys] of Object.entries(JSON_OUTPUT)) {
+      expect(keys.length, cmd).toBeGreaterThan(0);
+      expect(new Set(keys.map((k) => k.key)).size, `${cmd}: a key twice`).toBe(keys.length);
+    }
+  });
+});
 
 describe('--help', () => {
   it('covers every command with examples', () => {

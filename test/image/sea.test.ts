@@ -188,7 +188,9 @@ describe.skipIf(skip)('single-file cpm (SEA)', () => {
       const r = inBox(
         `cpm repo add local oci://${reg.host}/cpm && cpm install -y system/cos-setup; cpm list --installed --json`,
       );
-      const listed = JSON.parse(r.stdout.slice(r.stdout.indexOf('['))) as Array<{ id: string }>;
+      const listed = (
+        JSON.parse(r.stdout.slice(r.stdout.indexOf('{\n'))) as { packages: Array<{ id: string }> }
+      ).packages;
       expect(listed.map((p) => p.id.split('@')[0])).toEqual([
         'system/base-config',
         'system/cloud-config-defaults',

@@ -63,7 +63,7 @@ describe('cpm rootfs init (small real base)', () => {
 
     const list = await cpm('list', '--installed', '--root', root, '--json');
     expect(list.code).toBe(0);
-    const pkgs = JSON.parse(list.out) as ListedPackage[];
+    const pkgs = (JSON.parse(list.out) as { packages: ListedPackage[] }).packages;
     expect(pkgs).toHaveLength(1);
     expect(pkgs[0]).toMatchObject({ id: 'images/base@0+small', base: true, origin: baseRef });
     expect(pkgs[0]!.imageDigest).toMatch(/^sha256:/);
@@ -183,9 +183,11 @@ describe('cpm rootfs init (small real base)', () => {
 
     const r = await cpm(...args, '--json');
     expect(r.code, r.err).toBe(0);
-    const listed = JSON.parse(
-      (await cpm('list', '--installed', '--root', root, '--json')).out,
-    ) as ListedPackage[];
+    const listed = (
+      JSON.parse((await cpm('list', '--installed', '--root', root, '--json')).out) as {
+        packages: ListedPackage[];
+      }
+    ).packages;
     expect(listed.map((p) => [p.id, p.base === true])).toEqual([
       ['images/base@0+small', true],
       ['system/base-config@1.1.0', false],
@@ -226,9 +228,11 @@ describe.runIf(process.env.CPM_TEST_MMDEBSTRAP === '1')(
       expect(r.err).toBe('');
       expect(r.code).toBe(0);
       expect(readFileSync(path.join(root, 'etc/debian_version'), 'utf8')).toMatch(/^12\./);
-      const pkgs = JSON.parse(
-        (await cpm('list', '--installed', '--root', root, '--json')).out,
-      ) as ListedPackage[];
+      const pkgs = (
+        JSON.parse((await cpm('list', '--installed', '--root', root, '--json')).out) as {
+          packages: ListedPackage[];
+        }
+      ).packages;
       expect(pkgs).toMatchObject([{ id: 'images/base@0+bookworm', base: true }]);
       expect(pkgs[0]!.files).toBeGreaterThan(3000);
       const v = await cpm('verify', '--root', root);

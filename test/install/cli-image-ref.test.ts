@@ -58,7 +58,9 @@ describe('cpm install <image reference>', () => {
 
     ok('install', `oci:${layout}:2.1.0`, '--root', root);
     expect(readFileSync(path.join(root, 'usr/bin/agent'), 'utf8')).toContain('echo agent');
-    const listed = JSON.parse(ok('list', '--installed', '--root', root, '--json')) as Listed[];
+    const listed = (
+      JSON.parse(ok('list', '--installed', '--root', root, '--json')) as { packages: Listed[] }
+    ).packages;
     expect(listed).toHaveLength(1);
     expect(listed[0]).toMatchObject({ id: 'agents/demo-agent@2.1.0', reason: 'explicit' });
     expect(listed[0]!.imageDigest).toMatch(/^sha256:[0-9a-f]{64}$/);
@@ -71,7 +73,9 @@ describe('cpm install <image reference>', () => {
     ok('install', `oci:${layout}:2.1.0`, '--root', root);
     ok('uninstall', 'agents/demo-agent', '--root', root);
     expect(existsSync(path.join(root, 'usr/bin/agent'))).toBe(false);
-    expect(JSON.parse(ok('list', '--installed', '--root', root, '--json'))).toEqual([]);
+    expect(JSON.parse(ok('list', '--installed', '--root', root, '--json'))).toMatchObject({
+      packages: [],
+    });
   });
 
   it('installs a plain image (no cpm metadata) from the registry, named from the reference', async () => {
@@ -86,7 +90,9 @@ describe('cpm install <image reference>', () => {
     const root = path.join(dir, 'root2');
     ok('install', `${reg.host}/tools/plain-tool:1.4.0`, '--root', root);
     expect(readFileSync(path.join(root, 'opt/tool/README'), 'utf8')).toBe('plain image\n');
-    const listed = JSON.parse(ok('list', '--installed', '--root', root, '--json')) as Listed[];
+    const listed = (
+      JSON.parse(ok('list', '--installed', '--root', root, '--json')) as { packages: Listed[] }
+    ).packages;
     expect(listed).toHaveLength(1);
     expect(listed[0]!.id).toMatch(/plain-tool@1\.4\.0$/);
     expect(listed[0]!.origin).toContain('plain-tool');

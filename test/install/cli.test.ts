@@ -54,11 +54,15 @@ describe('cpm install … (CLI, no TTY)', () => {
       readFileSync(path.join(TREE, 'system/cos-setup/1.0.0/root/usr/bin/cos-setup'), 'utf8'),
     );
 
-    const list = JSON.parse(ok('list', '--installed', '--root', root, '--json')) as Array<{
-      id: string;
-      reason: string;
-      origin: string;
-    }>;
+    const list = (
+      JSON.parse(ok('list', '--installed', '--root', root, '--json')) as {
+        packages: Array<{
+          id: string;
+          reason: string;
+          origin: string;
+        }>;
+      }
+    ).packages;
     expect(list.map((p) => [p.id, p.reason, p.origin])).toEqual([
       ['system/base-config@1.1.0', 'dependency', 'packages-tree'],
       ['system/cloud-config-defaults@1.1.0', 'dependency', 'packages-tree'],
@@ -140,7 +144,9 @@ describe('cpm install … (CLI, no TTY)', () => {
         'system/cos-setup@1.1.0',
       ],
     });
-    expect(JSON.parse(ok('list', '--installed', '--root', root, '--json'))).toEqual([]);
+    expect(JSON.parse(ok('list', '--installed', '--root', root, '--json'))).toMatchObject({
+      packages: [],
+    });
     expect(existsSync(path.join(root, 'usr'))).toBe(false);
   });
 
@@ -216,11 +222,15 @@ describe('cpm install … (CLI, no TTY)', () => {
     ok('repo', 'create', '--tree', TREE, '--output', url, '--push', '--json');
     const root = path.join(dir, 'root-oci');
     ok('install', 'system/cos-setup@1.0.0', '--repo', url, '--root', root, '--no-finalizers', '-q');
-    const list = JSON.parse(ok('list', '--installed', '--root', root, '--json')) as Array<{
-      id: string;
-      origin: string;
-      imageDigest: string;
-    }>;
+    const list = (
+      JSON.parse(ok('list', '--installed', '--root', root, '--json')) as {
+        packages: Array<{
+          id: string;
+          origin: string;
+          imageDigest: string;
+        }>;
+      }
+    ).packages;
     expect(list.map((p) => p.id)).toContain('system/cos-setup@1.0.0');
     for (const p of list) {
       expect(p.origin).toBe(`${reg.host.replace(':', '_')}_cpm`);

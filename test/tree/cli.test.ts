@@ -184,7 +184,7 @@ describe.concurrent('cpm tree (CLI)', () => {
   it('list --json', async () => {
     const r = await cpm(['tree', 'list', '--json', '--tree', TREE]);
     expect(r.code).toBe(0);
-    const list = JSON.parse(r.out) as Array<{ id: string; file: string }>;
+    const list = (JSON.parse(r.out) as { packages: Array<{ id: string; file: string }> }).packages;
     expect(list).toHaveLength(77);
     expect(list.find((p) => p.id === 'system/cos-setup@0.6.5')?.file).toBe(
       'packages/cos-setup/definition.yaml',
@@ -278,7 +278,7 @@ describe.concurrent('cpm tree (CLI)', () => {
   it("uses cpm's own packages-tree/ by default, from any working directory", async () => {
     const r = await cpm(['tree', 'list', '--json'], tmpdir());
     expect(r.code).toBe(0);
-    const list = JSON.parse(r.out) as Array<{ file: string }>;
+    const list = (JSON.parse(r.out) as { packages: Array<{ file: string }> }).packages;
     expect(list.length).toBeGreaterThan(0);
     expect(list.every((p) => p.file.startsWith('packages-tree/'))).toBe(true);
   });

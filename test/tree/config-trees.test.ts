@@ -73,7 +73,11 @@ describe('trees: in the config', () => {
     const env = { CPM_CONFIG: config };
     const list = await cpm(['tree', 'list', '--json'], env);
     expect(list.code, list.err).toBe(0);
-    const pkgs = JSON.parse(list.out) as Array<{ id: string; description: string; file: string }>;
+    const pkgs = (
+      JSON.parse(list.out) as {
+        packages: Array<{ id: string; description: string; file: string }>;
+      }
+    ).packages;
     expect(pkgs.map((p) => p.id).sort()).toEqual(['system/bar@1.2', 'system/foo@1']);
     expect(pkgs.find((p) => p.id === 'system/foo@1')).toMatchObject({
       description: 'from a',

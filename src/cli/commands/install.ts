@@ -302,17 +302,19 @@ export function registerInstall(program: Command): void {
       `
 Examples:
   cpm list --installed --root /mnt
-  cpm list --installed --root /mnt --json | jq -r '.[].id'`,
+  cpm list --installed --root /mnt --json | jq -r '.packages[].id'`,
     )
     .action(async (o: { installed?: boolean; json?: boolean }, cmd: Command) => {
       if (!o.installed)
         throw new CpmError('E_USAGE', 'cpm list needs --installed', {
           hint: 'cpm search lists the packages of repositories',
         });
-      const pkgs = (await query()).listInstalled(await rootRef(cmd));
+      const ref = await rootRef(cmd);
+      const pkgs = (await query()).listInstalled(ref);
       if (o.json) {
-        printJson(
-          pkgs.map((p) => ({
+        printJson({
+          root: ref.root,
+          packages: pkgs.map((p) => ({
             id: p.id,
             category: p.spec.category,
             name: p.spec.name,
@@ -323,7 +325,7 @@ Examples:
             files: p.files.length,
             ...(p.base ? { base: true } : {}),
           })),
-        );
+        });
         return;
       }
       for (const p of pkgs)
@@ -342,8 +344,8 @@ Examples:
   cpm files system/cos-setup --root /mnt --json   # with type, mode, owner, size, sha256`,
     )
     .action(async (pkg: string, o: { json?: boolean }, cmd: Command) => {
-      const files = (await query()).filesOf(await rootRef(cmd), pkg);
-      if (o.json) return printJson(files);
+      const { id, files } = (await query()).packageFiles(await rootRef(cmd), pkg);
+      if (o.json) return printJson({ package: id, files });
       for (const f of files) process.stdout.write(`/${f.path}${f.type === 'd' ? '/' : ''}\n`);
     });
 

@@ -108,15 +108,15 @@ export function registerTree(program: Command): void {
     .description('list the packages of the tree, newest version first per family')
     .addHelpText(
       'after',
-      `\nExamples:\n  cpm tree list\n  cpm tree list --tree ./packages-tree --json | jq -r '.[].id'`,
+      `\nExamples:\n  cpm tree list\n  cpm tree list --tree ./packages-tree --json | jq -r '.packages[].id'`,
     )
     .option('--json', 'machine-readable output')
     .action(async (opts: TreeOpts, cmd: Command) => {
       const t = await load(opts, cmd);
       noteProblems(t);
       if (opts.json) {
-        printJson(
-          t.packages.map((p) => ({
+        printJson({
+          packages: t.packages.map((p) => ({
             id: packageId(p),
             category: p.category,
             name: p.name,
@@ -126,7 +126,7 @@ export function registerTree(program: Command): void {
             file: p.source?.file ?? p.definitionFile,
             line: p.source?.line ?? null,
           })),
-        );
+        });
         return;
       }
       const rows = t.packages.map((p) => [

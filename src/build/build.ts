@@ -12,6 +12,7 @@ import path from 'node:path';
 import { CpmError } from '../errors.js';
 import type { LayerCompression } from '../oci/layer.js';
 import { buildPackageImage } from '../oci/package-image.js';
+import { cacheStore } from '../oci/actions.js';
 import { openSource } from '../oci/endpoint.js';
 import { pullImage } from '../oci/image.js';
 import { hostPlatform } from '../oci/platform.js';
@@ -182,6 +183,8 @@ interface NodeState {
   image?: IndexImage;
   /** The result came from the registry cache: its layers are fetched when needed. */
   remote?: boolean;
+  /** Its build root is not kept here but in the registry cache: unpacked when needed. */
+  remoteRoot?: boolean;
 }
 
 function sha(s: string): string {
@@ -205,6 +208,8 @@ export async function loadPlan(opts: BuildOptions): Promise<{
   /** The directory the loader's paths are relative to, when there is one tree. */
   displayRoot: string | undefined;
   warnings: string[];
+  /** Ids of packages some package of the tree chains on or copies from (their roots are kept). */
+  providers: Set<string>;
 }> {
   const tree = await loadTree(opts.tree, opts.values ? { values: opts.values } : {});
   if (tree.problems.length > 0) {
@@ -222,8 +227,20 @@ export async function loadPlan(opts: BuildOptions): Promise<{
     .filter((w) => IGNORED_FIELDS.has(w.path.split(/[.[]/)[0]!))
     .filter((w) => [...files].some((f) => f !== undefined && w.file.startsWith(f)))
     .map(formatProblem);
+  let whole = plan;
+  try {
+    if ((opts.packages ?? []).length > 0) whole = planBuild(tree, []);
+  } catch {
+    // A package this run does not build cannot be planned: providers within the plan only.
+  }
+  const providers = new Set<string>();
+  for (const n of whole.order) {
+    if (n.source === 'chain' && n.chain.length > 0) providers.add(n.chain[n.chain.length - 1]!.id);
+    for (const c of n.copies) if (typeof c.from !== 'string') providers.add(c.from.id);
+  }
   return {
     plan,
+    providers,
     packages: tree.packages,
     treeDir: tree.dir,
     treeDirs: tree.dirs,
@@ -240,7 +257,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     (opts.warn ?? log)(line);
   };
   const loaded = await loadPlan(opts);
-  const { plan, packages, treeDir, treeDirs, displayRoot } = loaded;
+  const { plan, packages, treeDir, treeDirs, displayRoot, providers } = loaded;
   for (const w of loaded.warnings) warn(w);
   if (opts.shard) plan.order = shardOf(plan, opts.shard);
   const compression = opts.compression ?? 'gzip';
@@ -386,7 +403,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         parts,
         key,
         entry,
-        provider: false,
+        provider: providers.has(node.id),
         outcome: { id: node.id, hash, outcome: 'up-to-date', reason: '' },
       });
     }
@@ -467,6 +484,10 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         ps.provider = true;
         if (st.outcome.outcome !== 'would-build' || ps.outcome.outcome === 'would-build') continue;
         if (await hasResultRoot(cacheDir, sha(ps.parts.hash))) continue;
+        if (ps.remoteRoot || (await remote?.hasRoot(p.pkg, ps.parts.hash))) {
+          ps.remoteRoot = true;
+          continue;
+        }
         markBuild(ps, `its build root is needed by ${node.id} and is not in the cache`);
       }
     }
@@ -526,6 +547,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       userns,
       remote,
       treeDirs,
+      rootFetches: new Map(),
+      background: [],
     };
     const runNode = (node: BuildNode): Promise<boolean> => {
       let p = done.get(node);
@@ -601,6 +624,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       return p;
     };
     await Promise.all(plan.order.map(runNode));
+    await Promise.all(ctx.background);
 
     if (opts.noIndex) {
       // A matrix runner: images go out (oci --push), the index is written once by the merge job.
@@ -733,6 +757,33 @@ interface RunCtx {
   userns: UserNamespace | undefined;
   remote: RemoteCache | undefined;
   treeDirs: string[];
+  /** Build roots being unpacked from the registry cache, by key (one fetch per root). */
+  rootFetches: Map<string, Promise<void>>;
+  /** Pushes of build roots, awaited before the run ends (dependants need not wait for them). */
+  background: Array<Promise<void>>;
+}
+
+/**
+ * The kept build root of `st` (for packages chained on it or copying from it): local, or unpacked
+ * once from the registry cache into the same place.
+ */
+async function resultRootOf(ctx: RunCtx, st: NodeState): Promise<string> {
+  const key = sha(st.parts.hash);
+  const dir = resultRootDir(ctx.cacheDir, key);
+  if (!st.remoteRoot || !ctx.remote || (await hasResultRoot(ctx.cacheDir, key))) return dir;
+  let p = ctx.rootFetches.get(key);
+  if (!p) {
+    const remote = ctx.remote;
+    p = (async () => {
+      ctx.log(`fetch the build root of ${st.node.id} from ${remote.url}`);
+      const env = await remote.fetchRoot(st.node.pkg, st.parts.hash, dir, cacheStore(ctx.cacheDir));
+      await fsp.writeFile(path.join(dir, 'env.json'), JSON.stringify(env));
+      await fsp.writeFile(path.join(dir, '.cpm-complete'), '');
+    })();
+    ctx.rootFetches.set(key, p);
+  }
+  await p;
+  return dir;
 }
 
 /** build.yaml `retrieve:` as a list of strings. */
@@ -797,7 +848,7 @@ async function assembleRoot(
   }
   if (node.source === 'chain') {
     const last = node.chain[node.chain.length - 1]!;
-    const dir = resultRootDir(ctx.cacheDir, sha(ctx.states.get(last)!.parts.hash));
+    const dir = await resultRootOf(ctx, ctx.states.get(last)!);
     await copyTree(path.join(dir, 'root'), root);
     return JSON.parse(
       await fsp.readFile(path.join(dir, 'env.json'), 'utf8').catch(() => '[]'),
@@ -834,7 +885,7 @@ async function copyFrom(ctx: RunCtx, node: BuildNode, root: string): Promise<voi
     const srcRoot =
       typeof c.from === 'string'
         ? (await unpackImage(c.from, ctx.cacheDir, ctx.opts.registry ?? {})).dir
-        : path.join(resultRootDir(ctx.cacheDir, sha(ctx.states.get(c.from)!.parts.hash)), 'root');
+        : path.join(await resultRootOf(ctx, ctx.states.get(c.from)!), 'root');
     const from = typeof c.from === 'string' ? c.from : c.from.id;
     const src = pathInRoot(srcRoot, c.source, `${node.id}: copy source`);
     const st = await fsp.lstat(src).catch(() => undefined);
@@ -1009,6 +1060,17 @@ async function buildOne(ctx: RunCtx, st: NodeState): Promise<boolean> {
         path.join(resultRootDir(ctx.cacheDir, key), 'env.json'),
         JSON.stringify(env),
       );
+      // Shared for runners without it; dependants here go on from the local copy meanwhile.
+      if (ctx.remote)
+        ctx.background.push(
+          ctx.remote.putRoot(
+            node.pkg,
+            st.parts.hash,
+            path.join(resultRootDir(ctx.cacheDir, key), 'root'),
+            env,
+            cacheStore(ctx.cacheDir),
+          ),
+        );
     }
     outcome.outcome = 'built';
     outcome.image = img.descriptor.digest;

@@ -9,18 +9,33 @@
  * had just been built. Build hashes cover every input (hash.ts), so a tag is written once and
  * never moves; concurrent runners that build the same hash push the same bytes.
  *
+ * Build roots that other packages start from (the root a package's steps left, for the packages
+ * chained on it by build-time `requires` or copying from it) go to the same repository as one
+ * zstd layer, owners kept, entry mtimes fixed:
+ *
+ *   REG/NS/<category>/<name>:root-<hex of the build hash>
+ *
+ * A runner that must build a dependant and lacks the root locally unpacks that image (cpm's
+ * installer: path safety, whiteouts) instead of building the package again.
+ *
  * Faults of the cache never fail a build: an unreachable cache or refused credentials give one
  * warning (with `cpm login` as the hint for 401/403) and the run goes on without it; a push that
  * fails is a warning and later pushes are not tried.
  */
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
 import { CpmError } from '../errors.js';
 import type { BlobStore } from '../oci/blobstore.js';
+import { buildLayer } from '../oci/layer.js';
+import { hostPlatform } from '../oci/platform.js';
 import { RegistryEndpoint } from '../oci/endpoint.js';
 import { pushImage, readJsonBlob } from '../oci/image.js';
 import { readPackageMetadata } from '../oci/package-image.js';
 import { RegistryClient, type RegistryOptions } from '../oci/registry.js';
 import { MEDIA, type ImageConfig, type ImageManifest } from '../oci/types.js';
-import { packageId, type PackageSpec } from '../package/package.js';
+import { createSpec, packageId, type PackageSpec } from '../package/package.js';
+import { fileLayer } from '../rootfs/index.js';
+import { applyTransaction } from '../rootfs/transaction.js';
 import { parseOciUrl } from '../repo/reader.js';
 import type { IndexImage } from '../repo/repo-index.js';
 import { encodeTag, packageRepository } from '../repo/tags.js';
@@ -28,6 +43,11 @@ import { encodeTag, packageRepository } from '../repo/tags.js';
 /** The tag of a build result: `build-` and the 64 hex digits of the build hash. */
 export function resultTag(hash: string): string {
   return `build-${hash.replace(/^sha256:/, '')}`;
+}
+
+/** The tag of a kept build root: `root-` and the 64 hex digits of the build hash. */
+export function rootTag(hash: string): string {
+  return `root-${hash.replace(/^sha256:/, '')}`;
 }
 
 function message(e: unknown): string {
@@ -208,6 +228,121 @@ export class RemoteCache {
     } catch (e) {
       this.fault(e, 'push failed', 'write');
     }
+  }
+
+  /** True when the cache holds the build root of `pkg` for `hash`. */
+  async hasRoot(pkg: PackageSpec, hash: string): Promise<boolean> {
+    if (this.readOff) return false;
+    try {
+      return (await this.client.headManifest(this.repo(pkg), rootTag(hash))) !== undefined;
+    } catch (e) {
+      this.fault(e, 'lookup failed', 'read');
+      return false;
+    }
+  }
+
+  /**
+   * Stores the build root at `dir` (and the image Env it runs with) for `pkg` and `hash`. The
+   * layer goes through `store` (cpm's blob cache, not the output) and is dropped from it after
+   * the push: the root stays on disk as a directory. Faults are warnings.
+   */
+  async putRoot(
+    pkg: PackageSpec,
+    hash: string,
+    dir: string,
+    env: string[],
+    store: BlobStore,
+  ): Promise<void> {
+    if (this.writeOff) return;
+    const repo = this.repo(pkg);
+    const tag = rootTag(hash);
+    let layerDigest: string | undefined;
+    try {
+      if ((await this.client.headManifest(repo, tag)) !== undefined) return;
+      const layer = await buildLayer(dir, store, {
+        compression: 'zstd',
+        sourceDateEpoch: 0,
+        preserveOwners: process.getuid?.() === 0,
+      });
+      layerDigest = layer.digest;
+      const config: ImageConfig = {
+        architecture: hostPlatform().architecture,
+        os: hostPlatform().os,
+        config: { Env: env, Labels: { 'io.cpm.build.root': packageId(pkg) } },
+        rootfs: { type: 'layers', diff_ids: [layer.diffId] },
+      };
+      const cfg = await store.putBytes(Buffer.from(JSON.stringify(config)));
+      const manifest: ImageManifest = {
+        schemaVersion: 2,
+        mediaType: MEDIA.ociManifest,
+        config: { mediaType: MEDIA.ociConfig, digest: cfg.digest, size: cfg.size },
+        layers: [{ mediaType: layer.mediaType, digest: layer.digest, size: layer.size }],
+      };
+      const man = await store.putBytes(Buffer.from(JSON.stringify(manifest)));
+      const endpoint = new RegistryEndpoint(this.client, {
+        kind: 'registry',
+        registry: this.registry,
+        repository: repo,
+        tag,
+      });
+      await pushImage(store, { ...man, mediaType: MEDIA.ociManifest }, endpoint, { tag });
+      this.pushed.push(`${packageId(pkg)} root`);
+    } catch (e) {
+      this.fault(e, 'push failed', 'write');
+    } finally {
+      if (layerDigest) await store.delete(layerDigest).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Unpacks the cached build root of `pkg` for `hash` into `dest/root` with cpm's installer (its
+   * DB in `dest/db`, outside the root) and returns the image Env. Throws when it cannot: the
+   * caller then fails that package (or builds the provider again).
+   */
+  async fetchRoot(
+    pkg: PackageSpec,
+    hash: string,
+    dest: string,
+    store: BlobStore,
+  ): Promise<string[]> {
+    const repo = this.repo(pkg);
+    const tag = rootTag(hash);
+    const m = await this.client.getManifest(repo, tag);
+    const manifest = JSON.parse(m.bytes.toString('utf8')) as ImageManifest;
+    if (!manifest.config?.digest || !Array.isArray(manifest.layers) || manifest.layers.length !== 1)
+      throw new CpmError('E_IMAGE', `${repo}:${tag} is not a cpm build root image`);
+    await this.client.fetchBlob(repo, manifest.config, store);
+    const config = await readJsonBlob<ImageConfig>(store, manifest.config.digest, 'config');
+    const layer = manifest.layers[0]!;
+    try {
+      await this.client.fetchBlob(repo, layer, store);
+      await fsp.rm(dest, { recursive: true, force: true });
+      await fsp.mkdir(path.join(dest, 'root'), { recursive: true });
+      await applyTransaction(
+        path.join(dest, 'root'),
+        {
+          install: [
+            {
+              spec: createSpec({
+                category: 'build-roots',
+                name: packageRepository(pkg).replace(/\//g, '-'),
+                version: `0+${m.digest.slice(7, 19)}`,
+              }),
+              layers: [fileLayer(store.path(layer.digest), layer.mediaType, layer.digest)],
+              origin: `${this.registry}/${repo}:${tag}`,
+              imageDigest: m.digest,
+              reason: 'explicit',
+              base: true,
+            },
+          ],
+          remove: [],
+        },
+        { dbDir: path.join(dest, 'db'), noFinalizers: true },
+      );
+    } finally {
+      await store.delete(layer.digest).catch(() => undefined);
+    }
+    return config.config?.Env ?? [];
   }
 
   close(): Promise<void> {

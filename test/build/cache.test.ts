@@ -6,12 +6,13 @@
  * the build succeeds. Needs bwrap and dist/ (npm test builds it), as build.test.ts.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { build, type BuildOptions } from '../../src/build/build.js';
-import { resultTag } from '../../src/build/remote-cache.js';
+import { clearContextCache } from '../../src/build/hash.js';
+import { resultTag, rootTag } from '../../src/build/remote-cache.js';
 import { parseShard } from '../../src/build/shard.js';
 import { RegistryReader } from '../../src/repo/reader.js';
 import { BlobStore } from '../../src/oci/blobstore.js';
@@ -102,10 +103,12 @@ describe('cpm build --cache (registry build cache)', () => {
     expect(a.failed, JSON.stringify(a.packages, null, 1)).toBe(0);
     expect(a.packages.map((p) => p.outcome)).toEqual(['built', 'built', 'built', 'built']);
     expect(a.warnings).toEqual([]);
-    // The key scheme: NS/<category>/<name>:build-<hex of the build hash>.
+    // The key scheme: NS/<category>/<name>:build-<hex of the build hash>, and root-<hex> for
+    // the root apps/one chains on.
     for (const p of a.packages) {
       const [fam] = p.id.split('@');
-      expect(await tags(`cache/${fam}`), p.id).toEqual([resultTag(p.hash)]);
+      const want = [resultTag(p.hash), ...(fam === 'base/tools' ? [rootTag(p.hash)] : [])];
+      expect((await tags(`cache/${fam}`)).sort(), p.id).toEqual(want.sort());
     }
 
     const logs: string[] = [];
@@ -122,7 +125,45 @@ describe('cpm build --cache (registry build cache)', () => {
     const blobs = new BlobStore(path.join(work, 'runner-b', 'repo'));
     for (const p of b.repo!.index.packages)
       for (const l of p.image!.layers) expect(await blobs.size(l.digest), p.name).toBe(l.size);
+
+    // apps/one changes: runner C (empty cache_dir) takes base/tools from the cache and builds
+    // apps/one on its root unpacked from the cache — the same image a local build of both gives.
+    writeFileSync(path.join(tree, 'apps/one/extra.txt'), 'x\n');
+    clearContextCache();
+    try {
+      const clogs: string[] = [];
+      const c = await build(
+        opts('runner-c', { cache, packages: ['apps/one'], log: (l) => clogs.push(l) }),
+      );
+      expect(c.failed, JSON.stringify(c.packages, null, 1)).toBe(0);
+      expect(Object.fromEntries(c.packages.map((p) => [p.id, p.outcome]))).toEqual({
+        'base/tools@1.0': 'cached',
+        'apps/one@1.0': 'built',
+      });
+      expect(clogs).toContain(`fetch the build root of base/tools@1.0 from ${cache}`);
+      const local = await build(opts('runner-local', { packages: ['apps/one'] }));
+      expect(local.packages.map((p) => p.outcome)).toEqual(['built', 'built']);
+      const one = (r: typeof a): string | undefined =>
+        r.repo!.index.packages.find((p) => p.name === 'one')!.image?.manifestDigest;
+      expect(one(c)).toBe(one(local));
+      // (The context is not the package's files: the image is the first one, the hash is new.)
+      expect(one(c)).toBe(one(a));
+      expect(c.packages[1]!.hash).not.toBe(a.packages.find((p) => p.id === 'apps/one@1.0')!.hash);
+    } finally {
+      rmSync(path.join(tree, 'apps/one/extra.txt'));
+      clearContextCache();
+    }
   }, 300_000);
+
+  it('a package others chain on pushes its root even when built alone (a first CI stage)', async () => {
+    const r = await build(
+      opts('stage', { cache: `oci://${reg.host}/stage`, packages: ['base/tools'] }),
+    );
+    expect(r.packages.map((p) => p.outcome)).toEqual(['built']);
+    expect((await tags('stage/base/tools')).sort()).toEqual(
+      [resultTag(r.packages[0]!.hash), rootTag(r.packages[0]!.hash)].sort(),
+    );
+  }, 120_000);
 
   it('an unreachable cache is a warning and the build succeeds', async () => {
     const port = await freePort();

@@ -27,6 +27,8 @@ import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { planBuild } from '../../src/build/plan.js';
+import { resolve as resolvePlan } from '../../src/resolver/index.js';
+import { makeRequest } from '../../src/resolver/request.js';
 import { dependencyTree, findPackage, lookupDependencyTree } from '../../src/tree/graph.js';
 import { parseRef } from '../../src/package/ref.js';
 import { loadTree, type LoadedTree } from '../../src/tree/tree.js';
@@ -95,6 +97,7 @@ function compare(a: string, b: string): number {
 function accepts(selector: string | undefined, v: string): boolean {
   if (!selector) return true;
   const m = /^(>=|<=|>|<|=)?(.+)$/.exec(selector)!;
+  if ((m[1] ?? '=') === '=' && m[2] === v) return true; // the same text: equal, whatever it is
   const c = compare(v, m[2]!);
   const op = m[1] ?? '=';
   return { '>=': c >= 0, '<=': c <= 0, '>': c > 0, '<': c < 0, '=': c === 0 }[op]!;
@@ -165,15 +168,24 @@ describe('cOS tree closures agree with an independent walk by luet rules', () =>
     const cpm = dependencyTree(t.universe, findPackage(t.universe, parseRef(fam)));
     expect(cpm.closure).toEqual(mine.closure);
     expect(cpm.unresolved).toEqual([]);
+    // the resolver installs the package and exactly that closure into an empty root
+    const plan = resolvePlan(t.universe, [], makeRequest('install', [fam]));
+    expect(plan.install.sort()).toEqual([...mine.closure, idOf(byFamily(yaml, fam))].sort());
   });
 
-  it('every package of the tree: cpm tree deps closure = the walk closure', () => {
+  it('every package of the tree: cpm tree deps closure and install plan = the walk closure', () => {
     let total = 0;
     for (const p of yaml) {
       const mine = closureOf(yaml, [p]);
       const cpm = dependencyTree(t.universe, findPackage(t.universe, parseRef(idOf(p))));
       expect(cpm.closure, idOf(p)).toEqual(mine.closure);
       expect(cpm.unresolved, idOf(p)).toEqual(mine.unresolved);
+      // installing it installs what luet's lookup answers for it (utils/installer: cos-wrapper)
+      const got = lookup(yaml, p)!;
+      const plan = resolvePlan(t.universe, [], makeRequest('install', [idOf(p)]));
+      expect(plan.install.sort(), idOf(p)).toEqual(
+        [...closureOf(yaml, [got]).closure, idOf(got)].sort(),
+      );
       total += mine.closure.length;
     }
     // the sum of all 77 closure sizes: one number that moves if any edge or lookup changes

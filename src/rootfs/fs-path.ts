@@ -99,19 +99,24 @@ export function entryComponents(name: string): string[] {
  * a relative symlink climbs above the root, on loops, and when a parent is not a directory.
  */
 export function resolveInRoot(view: PathView, comps: string[], followLast: boolean): string {
-  const cur: string[] = [];
-  const queue = comps.slice();
+  // The path so far is kept as one string plus the offset where each component starts, so a
+  // component costs one concatenation (this runs for every entry of every layer).
+  let cur = '';
+  const starts: number[] = [];
+  // Components still to walk, in reverse: pop() takes the next one.
+  const queue = comps.slice().reverse();
   let links = 0;
   // Components that came from a relative symlink target may contain "..".
   while (queue.length > 0) {
-    const c = queue.shift()!;
+    const c = queue.pop()!;
     if (c === '' || c === '.') continue;
     if (c === '..') {
-      if (cur.length === 0) throw new UnsafePathError('symlink points above the root');
-      cur.pop();
+      if (starts.length === 0) throw new UnsafePathError('symlink points above the root');
+      const at = starts.pop()!;
+      cur = cur.slice(0, at === 0 ? 0 : at - 1);
       continue;
     }
-    const rel = cur.length === 0 ? c : `${cur.join('/')}/${c}`;
+    const rel = starts.length === 0 ? c : `${cur}/${c}`;
     const last = queue.length === 0;
     const node = view.lookup(rel);
     if (node && node.type === 'l' && (!last || followLast)) {
@@ -120,16 +125,18 @@ export function resolveInRoot(view: PathView, comps: string[], followLast: boole
       let tcomps = target.split('/').filter((t) => t !== '' && t !== '.');
       if (target.startsWith('/')) {
         // chroot semantics: restart at the root, where ".." stays at the root
-        cur.length = 0;
+        cur = '';
+        starts.length = 0;
         tcomps = clampAbsolute(tcomps);
       }
-      queue.unshift(...tcomps);
+      for (let i = tcomps.length - 1; i >= 0; i--) queue.push(tcomps[i]!);
       continue;
     }
     if (node && !last && node.type !== 'd') throw new UnsafePathError(`/${rel} is not a directory`);
-    cur.push(c);
+    starts.push(starts.length === 0 ? 0 : cur.length + 1);
+    cur = rel;
   }
-  return cur.join('/');
+  return cur;
 }
 
 function clampAbsolute(comps: string[]): string[] {
@@ -189,8 +196,9 @@ export class RootPaths {
   /** lstat of `rel` as a canonical path: null when absent or when a parent is not a directory. */
   lstat(rel: string): Stats | null {
     const comps = entryComponents(rel);
+    let p = '';
     for (let i = 1; i < comps.length; i++) {
-      const p = comps.slice(0, i).join('/');
+      p = i === 1 ? comps[0]! : `${p}/${comps[i - 1]}`;
       if (this.dirs.has(p)) continue;
       const st = lstatOrNull(`${this.base}/${p}`);
       if (!st || !st.isDirectory()) return null;
@@ -200,8 +208,9 @@ export class RootPaths {
   }
 
   private checkParents(comps: string[], n: number): void {
+    let p = '';
     for (let i = 1; i <= n; i++) {
-      const p = comps.slice(0, i).join('/');
+      p = i === 1 ? comps[0]! : `${p}/${comps[i - 1]}`;
       if (this.dirs.has(p)) continue;
       const st = lstatOrNull(`${this.base}/${p}`);
       if (!st) return; // absent: nothing below it exists, the syscall fails with ENOENT

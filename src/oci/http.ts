@@ -3,7 +3,6 @@
  * loads fetch, WebSocket, EventSource, mocks and caches: ≈200 ms more startup for every command
  * that talks to a registry (measured with bench/oci). undici is pinned in package.json.
  */
-import { setFlagsFromString } from 'node:v8';
 import type { Dispatcher } from 'undici';
 import type AgentClass from 'undici/lib/dispatcher/agent.js';
 import type apiRequest from 'undici/lib/api/api-request.js';
@@ -17,10 +16,10 @@ interface Undici {
 let undici: Promise<Undici> | undefined;
 /** undici, loaded on the first request: a command that ends up not talking HTTP never parses it. */
 function loadUndici(): Promise<Undici> {
-  if (!undici) baselineWasm();
   return (undici ??= Promise.all([
     import('undici/lib/dispatcher/agent.js'),
     import('undici/lib/api/api-request.js'),
+    baselineWasm(),
   ]).then(([a, r]) => ({ Agent: a.default, request: r.default })));
 }
 
@@ -31,8 +30,11 @@ function loadUndici(): Promise<Undici> {
  * framing (bodies are handed over as slices). The baseline tier alone does that as well. Node ≥ 22
  * compiles WebAssembly lazily already and is left alone. cpm runs no other WebAssembly.
  */
-function baselineWasm(): void {
-  if (Number(process.versions.node.split('.')[0]) < 22) setFlagsFromString('--liftoff-only');
+async function baselineWasm(): Promise<void> {
+  if (Number(process.versions.node.split('.')[0]) >= 22) return;
+  // loaded here: node:v8 costs a no-op command that never connects ≈ 10 ms
+  const v8 = await import('node:v8');
+  v8.setFlagsFromString('--liftoff-only');
 }
 
 export type AgentOptions = ConstructorParameters<typeof AgentClass>[0];

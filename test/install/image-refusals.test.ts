@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { imageInstallStep } from '../../src/install/image-ref.js';
 import { installPackages } from '../../src/rootfs/index.js';
@@ -103,6 +104,30 @@ describe('image consistency', () => {
       ref,
       'E_DIGEST',
       new RegExp(`decompresses to sha256:[0-9a-f]{64}, but .*diff_ids says ${wrong}`),
+    );
+  });
+
+  it('names the blob digest when a stored layer was damaged but still reads as a tar', async () => {
+    // an uncompressed copy of the good layer: its blob digest is its diff_id
+    let tarDigest = '';
+    const ref = variant('damaged-blob', ({ manifest }) => {
+      const layer = manifest.layers[0]!;
+      const tarBytes = gunzipSync(readFileSync(blobPath(layer.digest)));
+      tarDigest = 'sha256:' + createHash('sha256').update(tarBytes).digest('hex');
+      const at = tarBytes.indexOf('hello\n');
+      expect(at).toBeGreaterThan(0);
+      tarBytes[at] = 'j'.charCodeAt(0); // same length: headers and checksums still hold
+      writeFileSync(blobPath(tarDigest), tarBytes);
+      manifest.layers[0] = {
+        mediaType: 'application/vnd.oci.image.layer.v1.tar',
+        digest: tarDigest,
+        size: tarBytes.length,
+      };
+    });
+    await refusedImage(
+      ref,
+      'E_DIGEST',
+      new RegExp(`has digest sha256:[0-9a-f]{64}, expected ${tarDigest}`),
     );
   });
 

@@ -1,6 +1,6 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { lstatSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { installPackages } from '../../src/rootfs/index.js';
@@ -87,6 +87,41 @@ describe('extraction of real GNU tar layers', () => {
     } else {
       expect(rep.warnings.some((w) => w.includes('dev/null'))).toBe(true);
       expect(pkg!.files.find((f) => f.path === 'data/a')).toMatchObject({ uid: 1000, gid: 100 });
+    }
+    expect((await verify({ root })).problems).toEqual([]);
+  });
+
+  it('makes every device node and xattr of a layer with one helper, names passed as data', async () => {
+    const root = tmpDir();
+    const rep = silentReporter();
+    const sentinel = path.join(tmpDir(), 'injected');
+    const hostile = `user.$(touch ${sentinel})`;
+    const layer = await rawLayer([
+      { name: 'dev/null', type: 'character-device', mode: 0o666, devmajor: 1, devminor: 3 },
+      { name: 'dev/zero', type: 'character-device', mode: 0o666, devmajor: 1, devminor: 5 },
+      { name: 'dev/loop0', type: 'block-device', mode: 0o660, devmajor: 7, devminor: 0, gid: 6 },
+      { name: 'run/fifo"; touch x', type: 'fifo', mode: 0o620 },
+      { name: 'etc/a', content: 'a', pax: { 'SCHILY.xattr.user.cpm': 'one' } },
+      { name: "etc/b' $(x)", content: 'b', pax: { 'SCHILY.xattr.user.cpm': 'two' } },
+      { name: 'etc/c', content: 'c', pax: { [`SCHILY.xattr.${hostile}`]: 'v' } },
+    ]);
+    await installPackages(root, [step('base/nodes@1', [layer])], { reporter: rep });
+    expect(existsSync(sentinel)).toBe(false);
+    expect(lstatSync(path.join(root, 'run/fifo"; touch x')).mode & 0o7777).toBe(0o620);
+    const getfattr = (f: string): string =>
+      execFileSync('getfattr', ['-h', '--only-values', '-n', 'user.cpm', path.join(root, f)], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'ignore'],
+      });
+    if (spawnSync('sh', ['-c', 'command -v getfattr && command -v setfattr']).status === 0) {
+      expect(getfattr('etc/a')).toBe('one');
+      expect(getfattr("etc/b' $(x)")).toBe('two');
+    }
+    if (process.getuid?.() === 0) {
+      const loop = lstatSync(path.join(root, 'dev/loop0'));
+      expect(loop.isBlockDevice()).toBe(true);
+      expect([loop.mode & 0o7777, loop.gid, loop.rdev]).toEqual([0o660, 6, 7 * 256]);
+      expect(lstatSync(path.join(root, 'dev/zero')).rdev).toBe(256 + 5);
     }
     expect((await verify({ root })).problems).toEqual([]);
   });

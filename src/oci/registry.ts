@@ -121,9 +121,15 @@ function isTlsError(e: unknown): boolean {
   );
 }
 
-/** Connection-level errors worth another attempt (resets, refused, timeouts, undici socket errors). */
-function isRetryableNetError(e: unknown): boolean {
-  return errCode(e) !== undefined && !isTlsError(e);
+/**
+ * Connection-level errors worth another attempt (resets, refused, timeouts, undici socket errors).
+ * ENOTFOUND is not one: the resolver answered that the name does not exist (a typo, a host of
+ * another network), and retrying it cost ≈ 6 s per unresolvable host. EAI_AGAIN (no answer yet)
+ * is retried.
+ */
+export function isRetryableNetError(e: unknown): boolean {
+  const c = errCode(e);
+  return c !== undefined && c !== 'ENOTFOUND' && !isTlsError(e);
 }
 
 /** Path-only rendering of a URL for messages (drops query: upload state, tokens). */
@@ -532,7 +538,9 @@ export class RegistryClient {
         ? `TLS with ${this.baseUrl} failed: trust its CA with --ca-file (repository: ca_file), or --no-tls-verify; a plain-http registry needs --plain-http`
         : timeout
           ? `check that the registry is reachable; cpm retried for up to ${secs(this.retryBudgetMs)} — the limits are network.connect_timeout, idle_timeout and retry_budget in cpm.yaml (or CPM_CONNECT_TIMEOUT, CPM_IDLE_TIMEOUT, CPM_RETRY_BUDGET)`
-          : 'check that the registry is reachable; cpm retried with backoff',
+          : code === 'ENOTFOUND'
+            ? `the host name ${this.registry.replace(/:\d+$/, '')} does not resolve: check its spelling and the machine's DNS`
+            : 'check that the registry is reachable; cpm retried with backoff',
       context: { registry: this.registry },
       cause: e,
     });

@@ -8,7 +8,7 @@ import { RegistryEndpoint } from '../../src/oci/endpoint.js';
 import { pullImage, pushImage } from '../../src/oci/image.js';
 import { buildPackageImage, type PackageImage } from '../../src/oci/package-image.js';
 import { parseRegistryRef } from '../../src/oci/reference.js';
-import { RegistryClient } from '../../src/oci/registry.js';
+import { RegistryClient, isRetryableNetError } from '../../src/oci/registry.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { makeSpec, pseudoRandom, tempDir, writeTree } from '../support/layers.js';
 import { startRegistry, type RegistryInstance } from '../support/registry.js';
@@ -189,5 +189,14 @@ describe('fault injection', () => {
     });
     await expect(dead.getManifest('x/y', 'latest')).rejects.toMatchObject({ code: 'E_NETWORK' });
     await dead.close();
+  });
+  it('a host name that does not resolve is not retried; no answer yet (EAI_AGAIN) is', () => {
+    const err = (code: string): Error =>
+      Object.assign(new Error(`getaddrinfo ${code} x`), { code });
+    expect(isRetryableNetError(err('ENOTFOUND'))).toBe(false);
+    expect(isRetryableNetError(err('EAI_AGAIN'))).toBe(true);
+    expect(isRetryableNetError(err('ECONNREFUSED'))).toBe(true);
+    expect(isRetryableNetError(err('ERR_TLS_CERT_ALTNAME_INVALID'))).toBe(false);
+    expect(isRetryableNetError(new Error('no code'))).toBe(false);
   });
 });

@@ -6,28 +6,16 @@
  *   /srv/cpm-repo → a temporary directory (the repository)
  *   /tmp/root     → a temporary directory (the root)
  *   rootfs.squashfs, out/, root.tar → written in a temporary working directory
- * The registry blocks (127.0.0.1:5000 and the `cpm build` example) are not run here: they need a
- * registry with a base image and a tree with build steps (see test/cli/everyday.test.ts and
- * test/cli/flagship.test.ts for those flows).
+ * The registry block (127.0.0.1:5000) runs in test/docs/recipes.test.ts, with a registry and a
+ * base image; the `cpm build` example needs a tree with build steps (test/build covers it).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PROJECT } from '../install/base-images.js';
 import { tmpDir } from '../install/helpers.js';
-
-/** The ```sh blocks of a markdown section (from its heading to the next heading of its level). */
-export function shBlocks(file: string, heading: string): string[] {
-  const text = readFileSync(file, 'utf8');
-  const start = text.indexOf(`\n${heading}\n`);
-  if (start < 0) throw new Error(`${file}: no section "${heading}"`);
-  const level = heading.split(' ')[0]!;
-  const rest = text.slice(start + heading.length + 2);
-  const end = rest.search(new RegExp(`\\n${level} `));
-  const section = end < 0 ? rest : rest.slice(0, end);
-  return [...section.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]!);
-}
+import { shBlocks } from '../support/docs.js';
 
 let work: string;
 let bin: string;

@@ -165,6 +165,23 @@ describe('cpm build --cache (registry build cache)', () => {
     );
   }, 120_000);
 
+  it('--no-build takes what the cache has, builds nothing and names what is missing', async () => {
+    // The stage cache holds base/tools only (the test above).
+    const cache = `oci://${reg.host}/stage`;
+    const r = await build(opts('merge-missing', { cache, noBuild: true }));
+    const by = Object.fromEntries(r.packages.map((p) => [p.id, p]));
+    expect(by['base/tools@1.0']!.outcome).toBe('cached');
+    for (const id of ['apps/one@1.0', 'apps/two@1.0', 'apps/three@1.0']) {
+      expect(by[id]!.outcome, id).toBe('skipped');
+      expect(by[id]!.reason).toBe(
+        `not in dir://${path.join(work, 'merge-missing', 'repo')} nor in the cache ${cache} (--no-build)`,
+      );
+    }
+    expect(r.missing).toBe(3);
+    expect(r.failed).toBe(0);
+    expect(r.repo!.index.packages.map((p) => p.name)).toEqual(['tools']);
+  }, 120_000);
+
   it('an unreachable cache is a warning and the build succeeds', async () => {
     const port = await freePort();
     const started = Date.now();

@@ -28,6 +28,7 @@ import { isValidVersion } from '../package/version.js';
 import { fileLayer } from '../rootfs/index.js';
 import { InstalledDb, resolveDbDir } from '../rootfs/db.js';
 import { silentReporter, type Reporter } from '../util/progress.js';
+import { interruptible } from '../util/signals.js';
 import {
   applyTransaction,
   type TransactionOptions,
@@ -146,15 +147,18 @@ export async function imageInstallStep(
   const blobs = src.localStore ?? store;
   try {
     reporter.step(`pull ${formatRef(ref)}`);
-    let fetched = 0;
-    pulled = await pullImage(src, blobs, {
-      ...(opts.platform ? { platform: opts.platform } : {}),
-      ...(opts.concurrency ? { concurrency: opts.concurrency } : {}),
-      onBlob: (b) => {
-        fetched += b.size;
-        reporter.progress(`pull ${formatRef(ref)}`, fetched);
-      },
-    });
+    pulled = await interruptible(() =>
+      pullImage(src, blobs, {
+        ...(opts.platform ? { platform: opts.platform } : {}),
+        ...(opts.concurrency ? { concurrency: opts.concurrency } : {}),
+        reporter,
+        label: formatRef(ref),
+      }),
+    );
+  } catch (e) {
+    // the transaction that would end the display does not start
+    reporter.end(e);
+    throw e;
   } finally {
     await src.close();
   }
@@ -183,6 +187,7 @@ export async function imageInstallStep(
     );
   const layers = pulled.manifest.layers.map((l, i) => ({
     ...fileLayer(blobs.path(l.digest), l.mediaType, l.digest),
+    size: l.size,
     diffId: String(diffIds[i]),
   }));
   const step: InstallStep = {

@@ -19,7 +19,8 @@ import { PackageUniverse } from '../package/universe.js';
 import { parseRef } from '../package/ref.js';
 import { satisfies } from '../package/version.js';
 import { InstalledDb } from '../rootfs/db.js';
-import type { Reporter } from '../util/progress.js';
+import type { Reporter, TransferProgress } from '../util/progress.js';
+import { interruptible } from '../util/signals.js';
 import { similar } from '../util/similar.js';
 import { openPackageSource, type PackageSource } from './source.js';
 import type { TransactionResult } from '../rootfs/transaction.js';
@@ -229,6 +230,15 @@ export async function applyOperation(
   planned: PlannedOperation,
   opts: OperationOptions = {},
 ): Promise<OperationResult> {
+  // a signal before the transaction (locating, pulling) ends the operation with a clear line too
+  return interruptible(() => applyPlanned(ctx, planned, opts));
+}
+
+async function applyPlanned(
+  ctx: OperationContext,
+  planned: PlannedOperation,
+  opts: OperationOptions,
+): Promise<OperationResult> {
   const { plan, repos } = planned;
   try {
     if (!plan.satisfiable) throw planError(plan, planned.suggestions);
@@ -251,10 +261,20 @@ export async function applyOperation(
       if (!repos)
         throw new CpmError('E_NOT_FOUND', `${id}: no repository is open to fetch it from`);
       const loc = await repos.locate(id);
+      const fetch = loc.fetchLayer;
       const layers: LayerSource[] = loc.layers.map((l) => ({
         digest: l.digest,
         mediaType: l.mediaType,
+        size: l.size,
         open: () => loc.openLayer(l.digest),
+        ...(fetch
+          ? {
+              fetch: {
+                missing: () => fetch.missing(l.digest),
+                run: (progress: TransferProgress) => fetch.run(l.digest, progress),
+              },
+            }
+          : {}),
         ...(loc.evictLayer ? { evict: () => loc.evictLayer!(l.digest) } : {}),
       }));
       const fam = familyKey(s.spec);

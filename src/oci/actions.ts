@@ -15,6 +15,8 @@ import type { LayerCompression } from './layer.js';
 import { parseImageRef, parseRegistryRef, formatRef } from './reference.js';
 import { RegistryClient } from './registry.js';
 import type { Platform } from './types.js';
+import type { Reporter } from '../util/progress.js';
+import { interruptible } from '../util/signals.js';
 
 /** The blob store under a cache dir (cpm.yaml cache_dir): `<cache>/blobs/sha256/`. */
 export function cacheStore(cacheDir: string): BlobStore {
@@ -69,6 +71,8 @@ export interface PullCliOptions extends EndpointOptions {
   concurrency?: number;
   /** Also write the image to this oci:DIR[:TAG] layout. */
   output?: string;
+  /** Shows the layer downloads; ended (summary line) when the pull ends. */
+  reporter?: Reporter;
 }
 
 export interface PullResult {
@@ -81,11 +85,15 @@ export async function pull(refText: string, opts: PullCliOptions): Promise<PullR
   const ref = parseImageRef(refText);
   const store = cacheStore(opts.cacheDir);
   const src = await openSource(ref, opts);
+  let failure: unknown;
   try {
-    const pulled = await pullImage(src, src.localStore ?? store, {
-      ...(opts.platform ? { platform: opts.platform } : {}),
-      ...(opts.concurrency ? { concurrency: opts.concurrency } : {}),
-    });
+    const pulled = await interruptible(() =>
+      pullImage(src, src.localStore ?? store, {
+        ...(opts.platform ? { platform: opts.platform } : {}),
+        ...(opts.concurrency ? { concurrency: opts.concurrency } : {}),
+        ...(opts.reporter ? { reporter: opts.reporter, label: formatRef(ref) } : {}),
+      }),
+    );
     if (opts.output) {
       const outRef = parseImageRef(opts.output);
       if (outRef.kind !== 'layout') {
@@ -104,7 +112,11 @@ export async function pull(refText: string, opts: PullCliOptions): Promise<PullR
       );
     }
     return { ref: formatRef(ref), pulled };
+  } catch (e) {
+    failure = e;
+    throw e;
   } finally {
+    opts.reporter?.end(failure);
     await src.close();
   }
 }

@@ -19,13 +19,14 @@ import {
   type RegistryRef,
 } from './reference.js';
 import { CpmError } from '../errors.js';
+import type { TransferProgress } from '../util/progress.js';
 
 export interface ImageSource {
   readonly name: string;
   /** The manifest (or index) named by the reference, or by `digest` when given. */
   getManifest(digest?: string): Promise<ManifestResponse>;
-  /** Makes `blob` present and verified in `store`. */
-  fetchBlob(blob: BlobRef, store: BlobStore): Promise<void>;
+  /** Makes `blob` present and verified in `store` (bytes moved reported to `progress`). */
+  fetchBlob(blob: BlobRef, store: BlobStore, progress?: TransferProgress): Promise<void>;
   /** A store the blobs can be read from directly, when the source is local. */
   readonly localStore?: BlobStore;
   close(): Promise<void>;
@@ -55,8 +56,8 @@ export class RegistryEndpoint implements ImageSource, ImageTarget {
   getManifest(digest?: string): Promise<ManifestResponse> {
     return this.client.getManifest(this.ref.repository, digest ?? manifestReference(this.ref));
   }
-  fetchBlob(blob: BlobRef, store: BlobStore): Promise<void> {
-    return this.client.fetchBlob(this.ref.repository, blob, store);
+  fetchBlob(blob: BlobRef, store: BlobStore, progress?: TransferProgress): Promise<void> {
+    return this.client.fetchBlob(this.ref.repository, blob, store, progress);
   }
   pushBlob(blob: BlobRef, store: BlobStore, mountFrom?: string): Promise<PushBlobResult> {
     const o: { mountFrom?: string; chunkSize?: number } = {};

@@ -4,6 +4,7 @@
  * never references a blob it does not have.
  */
 import { CpmError } from '../errors.js';
+import type { Reporter } from '../util/progress.js';
 import type { BlobRef, BlobStore } from './blobstore.js';
 import type { ImageSource, ImageTarget } from './endpoint.js';
 import { hostPlatform, selectPlatform } from './platform.js';
@@ -24,6 +25,12 @@ export interface PullOptions {
   concurrency?: number;
   /** Called as each blob is present in the store. */
   onBlob?: (blob: Descriptor) => void;
+  /**
+   * Shows the layer downloads: a "download" phase over the layers not yet in the store (their
+   * compressed sizes), a task per layer labelled `label`.
+   */
+  reporter?: Reporter;
+  label?: string;
 }
 
 export interface PulledImage {
@@ -130,8 +137,29 @@ export async function pullImage(
     );
   }
   const blobs = [manifest.config, ...manifest.layers];
+  const reporter = opts.reporter;
+  // layers already stored are not fetched again: the download total is what is missing
+  const missing = new Set<string>();
+  if (reporter && src.localStore?.root !== store.root)
+    for (const l of manifest.layers)
+      if ((await store.size(l.digest)) !== l.size) missing.add(l.digest);
+  if (reporter && missing.size > 0)
+    reporter.phase('download', {
+      total: [...missing].reduce(
+        (n, d) => n + manifest.layers.find((l) => l.digest === d)!.size,
+        0,
+      ),
+      items: missing.size,
+      noun: 'layer',
+    });
   await mapLimit(blobs, opts.concurrency ?? 4, async (b) => {
-    await src.fetchBlob(b, store);
+    const task =
+      // a digest listed twice is one download
+      reporter && missing.delete(b.digest)
+        ? reporter.task('download', opts.label ?? src.name, { total: b.size, digest: b.digest })
+        : undefined;
+    await src.fetchBlob(b, store, task);
+    task?.finish();
     opts.onBlob?.(b);
   });
   const config = await readJsonBlob<ImageConfig>(store, manifest.config.digest, 'config');

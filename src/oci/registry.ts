@@ -18,6 +18,7 @@ import { isDigest, sha256 } from './digest.js';
 import { isLoopbackHost } from './reference.js';
 import { MANIFEST_ACCEPT } from './types.js';
 import { networkSettings } from '../util/net.js';
+import type { TransferProgress } from '../util/progress.js';
 import { interruptSignal, throwIfInterrupted } from '../util/signals.js';
 
 export interface RegistryOptions {
@@ -282,7 +283,12 @@ export class RegistryClient {
    * this run or the next; a registry that ignores Range restarts it. On mismatch: E_DIGEST and
    * nothing is kept — a resumed partial that turns out corrupt is dropped and fetched once anew.
    */
-  async fetchBlob(repo: string, blob: BlobRef, store: BlobStore): Promise<void> {
+  async fetchBlob(
+    repo: string,
+    blob: BlobRef,
+    store: BlobStore,
+    progress?: TransferProgress,
+  ): Promise<void> {
     if ((await store.size(blob.digest)) === blob.size) return;
     for (let fresh = false; ; fresh = true) {
       const w = await store.partialWriter({ digest: blob.digest, size: blob.size }, fresh);
@@ -290,7 +296,7 @@ export class RegistryClient {
       if (resumedFrom > 0)
         this.log(`GET blob ${blob.digest}: resuming a partial download at ${resumedFrom} bytes`);
       try {
-        await this.download(repo, blob, w);
+        await this.download(repo, blob, w, progress);
       } catch (e) {
         // a network failure or an interrupt keeps the partial for the next attempt; bytes that
         // failed verification (too many, a short blob) go
@@ -316,6 +322,7 @@ export class RegistryClient {
     repo: string,
     blob: BlobRef,
     w: Awaited<ReturnType<BlobStore['partialWriter']>>,
+    progress?: TransferProgress,
   ): Promise<void> {
     const started = Date.now();
     for (let attempt = 0; w.received < blob.size; attempt++) {
@@ -354,6 +361,9 @@ export class RegistryClient {
         }
       }
       const before = w.received;
+      // bytes kept from an earlier attempt or run are shown, not counted as moved now
+      progress?.rebase(w.received);
+      if (progress) res.body.on('data', (c: Buffer) => progress.add(c.length));
       try {
         await pipeline(res.body, w.sink(), { signal: interruptSignal() });
       } catch (e) {

@@ -11,6 +11,7 @@ import { formatAge, type CpmConfig } from '../config.js';
 import { CpmError } from '../errors.js';
 import { cacheStore } from '../oci/actions.js';
 import type { PackageSpec } from '../package/package.js';
+import type { TransferProgress } from '../util/progress.js';
 import { loadRepoConfigs, type RepoConfig } from './config.js';
 import { parseIndex, type IndexLayer, type IndexPackage, type RepoIndex } from './repo-index.js';
 import {
@@ -57,6 +58,11 @@ export interface LocatedPackage {
   openLayer(digest: string): Promise<Readable>;
   /** Drops the cached copy of a layer (when the reader caches); see LayerSource.evict. */
   evictLayer?(digest: string): Promise<void>;
+  /** Readers with a download cache: see LayerSource.fetch. */
+  fetchLayer?: {
+    missing(digest: string): Promise<number>;
+    run(digest: string, progress: TransferProgress): Promise<void>;
+  };
 }
 
 export interface OpenedRepositories {
@@ -312,6 +318,14 @@ export async function openRepositories(
       const l = byName.get(offer.repo)!;
       const reader = readerFor(l);
       const layers = await layersOf(reader, offer.entry);
+      const layerOf = (digest: string): IndexLayer => {
+        const layer = layers.find((x) => x.digest === digest);
+        if (!layer)
+          throw new CpmError('E_NOT_FOUND', `${id} has no layer ${digest}`, {
+            context: { digest, package: id },
+          });
+        return layer;
+      };
       return {
         id,
         repo: offer.repo,
@@ -330,6 +344,15 @@ export async function openRepositories(
           }
           return reader.openLayer(offer.entry, layer);
         },
+        ...(reader.fetchLayer && reader.layerMissing
+          ? {
+              fetchLayer: {
+                missing: (digest: string) => reader.layerMissing!(offer.entry, layerOf(digest)),
+                run: (digest: string, progress: TransferProgress) =>
+                  reader.fetchLayer!(offer.entry, layerOf(digest), progress),
+              },
+            }
+          : {}),
         ...(reader.evictLayer
           ? {
               async evictLayer(digest: string): Promise<void> {

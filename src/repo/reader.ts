@@ -14,6 +14,7 @@ import { findCredentials } from '../oci/auth.js';
 import { RegistryClient } from '../oci/registry.js';
 import { REF_NAME } from '../oci/layout.js';
 import type { RepoType } from './config.js';
+import type { TransferProgress } from '../util/progress.js';
 import { openFiles, type RepoFiles } from './files.js';
 import { indexLayerOf, parseIndexBlob } from './index-artifact.js';
 import { readLuetRepository } from './luet.js';
@@ -42,6 +43,12 @@ export interface RepoReader {
   openLayer(p: IndexPackage, layer: IndexLayer): Promise<Readable>;
   /** Drops the cached copy of a layer that failed verification (readers with a blob cache). */
   evictLayer?(p: IndexPackage, layer: IndexLayer): Promise<void>;
+  /**
+   * Readers that download into a cache: bytes of `layer` still to fetch (0 when cached), and the
+   * download itself, reporting bytes as they arrive. openLayer() fetches too, without progress.
+   */
+  layerMissing?(p: IndexPackage, layer: IndexLayer): Promise<number>;
+  fetchLayer?(p: IndexPackage, layer: IndexLayer, progress: TransferProgress): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -264,6 +271,16 @@ export class RegistryReader implements RepoReader {
 
   async evictLayer(_p: IndexPackage, layer: IndexLayer): Promise<void> {
     await this.cache?.delete(layer.digest);
+  }
+
+  async layerMissing(_p: IndexPackage, layer: IndexLayer): Promise<number> {
+    return (await this.requireCache().size(layer.digest)) === layer.size ? 0 : layer.size;
+  }
+
+  async fetchLayer(p: IndexPackage, layer: IndexLayer, progress: TransferProgress): Promise<void> {
+    if (!p.image) throw new CpmError('E_REPO', `${p.category}/${p.name}@${p.version} has no image`);
+    const repo = `${this.namespace}/${p.image.repository}`;
+    await this.client.fetchBlob(repo, layer, this.requireCache(), progress);
   }
 
   close(): Promise<void> {

@@ -42,7 +42,7 @@ import {
   type NodeInfo,
   type PathView,
 } from './fs-path.js';
-import type { Reporter } from '../util/progress.js';
+import type { ProgressTask, Reporter } from '../util/progress.js';
 import { SMALL_FILE, StageWriter, metaCalls, type StageMeta } from './stage-writer.js';
 import type { ExtractLimits, FileRecord, InstallStep, LayerSource } from './types.js';
 
@@ -115,6 +115,8 @@ export class Stager {
   /** Worker for small files of the current layer, started once a layer proves large. */
   private writer: StageWriter | null = null;
   private smallFiles = 0;
+  /** Progress of the layer being extracted. */
+  private task: ProgressTask | null = null;
   /**
    * Small files of a layer written on this thread before the worker starts: a small layer is done
    * before a worker would be up. CPM_STAGE_WORKER_AFTER overrides it for benches (0 = always).
@@ -147,6 +149,7 @@ export class Stager {
           ? step.layers.find((l) => l.digest === e.context.digest && l.evict)
           : undefined;
       if (!bad) throw e;
+      this.task?.cancel();
       this.o.reporter.warn(`${(e as Error).message}; dropping the cached copy and fetching again`);
       this.dropPackage(pkg);
       await bad.evict!();
@@ -178,11 +181,17 @@ export class Stager {
         );
     for (let i = 0; i < step.layers.length; i++) {
       const layer = step.layers[i]!;
-      this.o.reporter.step(`extract ${id} ${layer.digest.slice(0, 19)}`);
+      // progress counts the compressed bytes read: what the layer's size (the total) measures
+      const task = this.o.reporter.task('extract', id, {
+        digest: layer.digest,
+        ...(layer.size !== undefined ? { total: layer.size } : {}),
+      });
+      this.task = task;
       this.smallFiles = 0;
       try {
-        await this.extractLayer(layer, i, pkg, id);
+        await this.extractLayer(layer, i, pkg, id, task);
         await this.settle();
+        task.finish();
       } finally {
         // a failed layer: let queued writes finish (or fail) before the caller removes the stage
         await this.writer?.flush().catch(() => undefined);
@@ -204,6 +213,7 @@ export class Stager {
     layerIndex: number,
     pkg: PackageEntries,
     id: string,
+    task: ProgressTask,
   ): Promise<void> {
     const src = await layer.open();
     // SIGINT/SIGTERM: stop reading at once (a large entry streams for a long time between the
@@ -212,8 +222,6 @@ export class Stager {
     const stop = (): void => void src.destroy(signal.reason as Error);
     signal.addEventListener('abort', stop, { once: true });
     const digestHash = createHash('sha256');
-    let raw = 0;
-    const reporter = this.o.reporter;
     const diffHash = layer.diffId?.startsWith('sha256:') ? createHash('sha256') : undefined;
     // With a diff_id (from the config the verified manifest names) the extracted tar itself is
     // authenticated: hashing the compressed blob as well (a third of the bytes again, on this
@@ -229,8 +237,7 @@ export class Stager {
           mediaType: layer.mediaType,
           onBlob: (chunk) => {
             if (verify) digestHash.update(chunk);
-            raw += chunk.length;
-            reporter.progress(`extract ${id}`, raw);
+            task.add(chunk.length);
           },
           onTar: (chunk) => {
             diffHash?.update(chunk);

@@ -32,6 +32,7 @@ import {
 } from './journal.js';
 import { acquireLock } from './lock.js';
 import { silentReporter, type Reporter } from '../util/progress.js';
+import { prefetchLayers } from './prefetch.js';
 import {
   interruptReceived,
   interruptedError,
@@ -161,6 +162,7 @@ export async function applyTransaction(
   });
 
   const unwatch = watchInterrupts();
+  let failure: unknown;
   const checkInterrupt = (): void => throwIfInterrupted('nothing was changed');
 
   const result: TransactionResult = {
@@ -237,6 +239,18 @@ export async function applyTransaction(
       ),
     });
     try {
+      // downloads first (in parallel), then extraction: each phase with its own total
+      await prefetchLayers(steps, reporter);
+      checkInterrupt();
+      const layers = steps.flatMap((s) => s.layers);
+      if (layers.length > 0)
+        reporter.phase('extract', {
+          ...(layers.every((l) => l.size !== undefined)
+            ? { total: layers.reduce((n, l) => n + l.size!, 0) }
+            : {}),
+          items: layers.length,
+          noun: 'layer',
+        });
       staged = [];
       for (const step of steps) staged.push(await stager.stagePackage(step));
       checkInterrupt();
@@ -326,9 +340,13 @@ export async function applyTransaction(
       throwIfInterrupted(committedState(result, 'interrupted'));
     }
     return result;
+  } catch (e) {
+    failure = e;
+    throw e;
   } finally {
     unwatch();
-    reporter.end();
+    // what was running is shown where it stopped, and the summary says why
+    reporter.end(failure);
     lock.release();
   }
 }

@@ -5,6 +5,7 @@
 import type { Readable } from 'node:stream';
 import type { FinalizeSpec } from '../package/finalize.js';
 import type { InstallReason, PackageSpec } from '../package/package.js';
+import type { TransferProgress } from '../util/progress.js';
 
 /** One layer blob, as the blob store or a local file provides it. */
 export interface LayerSource {
@@ -17,7 +18,18 @@ export interface LayerSource {
    * the decompressed stream is hashed while extracting and a mismatch refuses the layer.
    */
   diffId?: string;
+  /** Compressed size of the blob (its descriptor's size), for progress totals. */
+  size?: number;
   open(): Promise<Readable>;
+  /**
+   * A remote blob: brought into the local cache before extraction starts (the downloads of a
+   * transaction run in parallel, with progress); open() would fetch it too, silently.
+   */
+  fetch?: {
+    /** Bytes still to download: 0 when the blob is cached. */
+    missing(): Promise<number>;
+    run(progress: TransferProgress): Promise<void>;
+  };
   /**
    * Drops a cached copy of the blob (a cache that heals itself): called when the blob failed
    * verification, before open() is tried once more. Absent for sources without a cache.

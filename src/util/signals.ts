@@ -102,3 +102,26 @@ export function criticalSync<T>(fn: () => T): T {
     criticalDepth--;
   }
 }
+
+/**
+ * Runs `fn` with interrupts watched (work that is not a transaction: a pull, a pack): a signal
+ * aborts what `fn` is waiting on, and whatever `fn` then fails with becomes E_INTERRUPTED saying
+ * `state`, so the user reads "interrupted by SIGINT" and the exit code is 130 or 143.
+ */
+export async function interruptible<T>(
+  fn: () => Promise<T>,
+  state = 'nothing was changed',
+): Promise<T> {
+  const unwatch = watchInterrupts();
+  try {
+    // work that finished despite a signal is done: it is reported as done
+    return await fn();
+  } catch (e) {
+    const sig = interruptReceived();
+    if (sig && !(e instanceof CpmError && e.code === 'E_INTERRUPTED'))
+      throw interruptedError(sig, state);
+    throw e;
+  } finally {
+    unwatch();
+  }
+}

@@ -8,6 +8,7 @@ import { parseRef } from '../../package/ref.js';
 import { parsePlatform } from '../../oci/platform.js';
 import type { EndpointOptions } from '../../oci/endpoint.js';
 import type { FinalizeSpec } from '../../package/finalize.js';
+import type { Reporter } from '../../util/progress.js';
 import { printJson } from '../output.js';
 
 // Libraries load when a command runs, so `cpm help` and the other commands do not pay for them.
@@ -43,6 +44,12 @@ function endpointOptions(f: RegistryFlags): EndpointOptions {
   if (f.caFile) o.ca = readFileSync(f.caFile);
   if (f.authfile) o.authFiles = [f.authfile];
   return o;
+}
+
+/** Progress on stderr: bars on a terminal, lines otherwise, JSON lines with --json. */
+async function reporterFor(f: { json?: boolean; quiet?: boolean }): Promise<Reporter> {
+  const { createReporter } = await import('../../util/progress.js');
+  return createReporter({ ...(f.json ? { mode: 'json' as const } : {}), quiet: f.quiet });
 }
 
 async function cacheDir(cmd: Command): Promise<string> {
@@ -183,17 +190,19 @@ export function registerOci(program: Command): void {
         '--platform <os/arch[/variant]>',
         'platform to pick from an index (default linux/host arch)',
       )
-      .option('--concurrency <n>', 'parallel blob downloads', '4'),
+      .option('--concurrency <n>', 'parallel blob downloads', '4')
+      .option('-q, --quiet', 'no progress output'),
   ).action(
     async (
       refText: string,
-      f: RegistryFlags & { output?: string; concurrency: string },
+      f: RegistryFlags & { output?: string; concurrency: string; quiet?: boolean },
       cmd: Command,
     ) => {
       const r = await (
         await actions()
       ).pull(refText, {
         ...endpointOptions(f),
+        reporter: await reporterFor(f),
         cacheDir: await cacheDir(cmd),
         concurrency: Number(f.concurrency) || 4,
         ...(f.output ? { output: f.output } : {}),

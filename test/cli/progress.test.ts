@@ -1,0 +1,263 @@
+/**
+ * Progress as the user sees it, through the real CLI against the real local registry: plain
+ * lines when stderr is a pipe (no carriage returns, no escape codes, a line per layer start and
+ * finish, a summary with time and bytes), JSON lines with --json (stdout keeps its one result
+ * object), bars on a terminal (a pty made by script(1)), and a pull stopped by a real SIGINT that
+ * says where it stopped and that it was interrupted. Figures are checked for structure only: the
+ * byte counts are exact (the layers' compressed sizes), the times and rates are whatever they
+ * were.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
+import { pseudoRandom } from '../support/layers.js';
+import { startRegistry, type RegistryInstance } from '../support/registry.js';
+import { cpmCli, tmpDir } from '../install/helpers.js';
+
+const CPM_BIN = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../bin/cpm.js');
+let dir: string;
+let reg: RegistryInstance;
+let proxy: FaultProxy;
+let n = 0;
+/** A fresh cache per run: every run downloads. */
+const freshConfig = (): string => {
+  const cfg = path.join(dir, `cpm-${++n}.yaml`);
+  writeFileSync(cfg, `cache_dir: ${dir}/cache-${n}\nrepos_confdir: []\n`);
+  return cfg;
+};
+let packCfg: string;
+const { ok: packOk } = cpmCli(() => packCfg);
+
+/** layer digest → compressed size, from the registry's manifests (via cpm pull --json). */
+const layerSizes = new Map<string, number>();
+
+beforeAll(async () => {
+  dir = tmpDir('cpm-progress-');
+  packCfg = path.join(dir, 'pack.yaml');
+  writeFileSync(packCfg, `cache_dir: ${dir}/pack-cache\nrepos_confdir: []\n`);
+  for (const [name, size, seed] of [
+    ['big', 3 << 20, 1],
+    ['small', 256 << 10, 2],
+  ] as const) {
+    const pkg = path.join(dir, `tree/test/${name}/1.0`);
+    mkdirSync(path.join(pkg, `root/usr/share/${name}`), { recursive: true });
+    writeFileSync(
+      path.join(pkg, 'definition.yaml'),
+      `name: ${name}\ncategory: test\nversion: "1.0"\n${name === 'big' ? 'requires:\n  - category: test\n    name: small\n' : ''}`,
+    );
+    writeFileSync(path.join(pkg, `root/usr/share/${name}/blob`), pseudoRandom(size, seed));
+  }
+  reg = await startRegistry();
+  proxy = await startFaultProxy(reg.url);
+  packOk(
+    'repo',
+    'create',
+    '--tree',
+    path.join(dir, 'tree'),
+    '--output',
+    `oci://${reg.host}/cpm`,
+    '--push',
+  );
+  for (const name of ['big', 'small']) {
+    const out = packOk('pull', `${reg.host}/cpm/test/${name}:1.0`, '--json', '-q');
+    for (const l of (JSON.parse(out) as { layers: Array<{ digest: string; size: number }> }).layers)
+      layerSizes.set(l.digest, l.size);
+  }
+}, 120_000);
+
+afterAll(async () => {
+  await proxy?.stop();
+  await reg?.stop();
+});
+
+function cpm(cfg: string, args: string[]): { code: number; out: string; err: string } {
+  const r = spawnSync(process.execPath, [CPM_BIN, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, CPM_CONFIG: cfg },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
+}
+
+const SIZE = String.raw`\d+(\.\d)? (B|KiB|MiB|GiB)`;
+const HEX12 = '[0-9a-f]{12}';
+
+describe('install progress without a terminal (stderr is a pipe)', () => {
+  it('prints plain step lines: phase totals, a line per layer start and finish, a summary', () => {
+    const root = path.join(dir, 'root-plain');
+    const r = cpm(freshConfig(), [
+      'install',
+      'test/big',
+      '--repo',
+      `oci://${reg.host}/cpm`,
+      '--root',
+      root,
+    ]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.err).not.toContain('\r');
+    expect(r.err).not.toContain('\x1b');
+    const lines = r.err.trim().split('\n');
+    const total = [...layerSizes.values()].reduce((a, b) => a + b, 0);
+    const human = (b: number): string => `${(b / 1024 ** 2).toFixed(1)} MiB`;
+    // what the download phase will move, from the manifests' compressed sizes
+    expect(lines).toContain(`download 2 layers, ${human(total)}`);
+    expect(lines).toContain(`extract 2 layers, ${human(total)}`);
+    for (const verb of ['download', 'extract'])
+      for (const name of ['big', 'small']) {
+        expect(lines).toContainEqual(
+          expect.stringMatching(new RegExp(`^${verb} test/${name}@1\\.0 ${HEX12} \\(${SIZE}\\)$`)),
+        );
+        expect(lines).toContainEqual(
+          expect.stringMatching(
+            new RegExp(
+              `^${verb}ed test/${name}@1\\.0 ${HEX12} ${SIZE} in \\d+\\.\\ds( \\(${SIZE}/s\\))?$`,
+            ),
+          ),
+        );
+      }
+    // every download finished before the first extraction started
+    const lastDownloaded = lines.findLastIndex((l) => l.startsWith('downloaded test/'));
+    const firstExtract = lines.findIndex((l) => /^extract test\//.test(l));
+    expect(lastDownloaded).toBeLessThan(firstExtract);
+    expect(lines.at(-1)).toMatch(
+      new RegExp(
+        `^downloaded 2 layers, ${human(total)} in \\d+\\.\\ds.*; extracted 2 layers, ${human(total)} in \\d+\\.\\ds.*; \\d+\\.\\ds in all$`,
+      ),
+    );
+  });
+
+  it('with --json: JSON lines on stderr with exact byte counts, one result object on stdout', () => {
+    const root = path.join(dir, 'root-json');
+    const r = cpm(freshConfig(), [
+      'install',
+      'test/big',
+      '--repo',
+      `oci://${reg.host}/cpm`,
+      '--root',
+      root,
+      '--json',
+    ]);
+    expect(r.code, r.err).toBe(0);
+    expect(JSON.parse(r.out)).toMatchObject({ installed: ['test/small@1.0', 'test/big@1.0'] });
+    const events = r.err
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const total = [...layerSizes.values()].reduce((a, b) => a + b, 0);
+    expect(events).toContainEqual({ event: 'phase', phase: 'download', total, items: 2 });
+    expect(events).toContainEqual({ event: 'phase', phase: 'extract', total, items: 2 });
+    for (const phase of ['download', 'extract']) {
+      const finished = events.filter((e) => e.event === 'finish' && e.phase === phase);
+      expect(finished).toHaveLength(2);
+      for (const f of finished) {
+        expect(f.bytes).toBe(layerSizes.get(f.digest as string));
+        expect(f.seconds).toEqual(expect.any(Number));
+      }
+      const started = events.filter((e) => e.event === 'start' && e.phase === phase);
+      expect(started.map((s) => s.digest).sort()).toEqual([...layerSizes.keys()].sort());
+    }
+    const summary = events.at(-1)!;
+    expect(summary).toMatchObject({ event: 'summary', result: 'done' });
+    expect(summary.phases).toEqual([
+      { phase: 'download', items: 2, bytes: total, total, seconds: expect.any(Number) },
+      { phase: 'extract', items: 2, bytes: total, total, seconds: expect.any(Number) },
+    ]);
+  });
+
+  it('-q prints nothing on success', () => {
+    const r = cpm(freshConfig(), [
+      'install',
+      'test/big',
+      '--repo',
+      `oci://${reg.host}/cpm`,
+      '--root',
+      path.join(dir, 'root-quiet'),
+      '-q',
+    ]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.err).toBe('');
+  });
+});
+
+describe('install progress on a terminal', () => {
+  it('draws bars with sizes, percentage and a total line, then the summary', () => {
+    const root = path.join(dir, 'root-tty');
+    const cfg = freshConfig();
+    const cmd = [
+      'stty',
+      'cols',
+      '120',
+      ';',
+      process.execPath,
+      CPM_BIN,
+      'install',
+      'test/big',
+      '--repo',
+    ]
+      .concat([`oci://${reg.host}/cpm`, '--root', root, '-y'])
+      .map((a) => (a === ';' ? a : `'${a}'`))
+      .join(' ');
+    // script(1) runs the command on a pty: stderr is a terminal
+    const r = spawnSync('script', ['-qfec', cmd, '/dev/null'], {
+      encoding: 'utf8',
+      env: { ...process.env, CPM_CONFIG: cfg, COLUMNS: '120' },
+    });
+    expect(r.status, r.stdout).toBe(0);
+    const screen = r.stdout;
+    // bars are redrawn in place: carriage returns and erase-line codes
+    expect(screen).toContain('\r');
+    expect(screen).toContain('\x1b[2K');
+    expect(screen).toMatch(/total (download|extract) \d\/2 \[[#.]+\] +\d/);
+    expect(screen).toMatch(new RegExp(`${SIZE}/${SIZE} +\\d+%`));
+    expect(screen).toMatch(/downloaded 2 layers, .*; extracted 2 layers, .* in all/);
+  });
+});
+
+describe('a pull interrupted by SIGINT', () => {
+  it('shows where each layer stopped and an interrupted summary, exit 130', async () => {
+    proxy.reset();
+    // the big layer stalls after 64 KiB: the pull is mid-download when the signal comes
+    proxy.add({
+      path: /\/blobs\/sha256:/,
+      fault: { kind: 'stall', afterBytes: 64 << 10 },
+      times: Infinity,
+    });
+    const big = [...layerSizes.entries()].sort((a, b) => b[1] - a[1])[0]!;
+    const child = spawn(process.execPath, [CPM_BIN, 'pull', `${proxy.host}/cpm/test/big:1.0`], {
+      env: { ...process.env, CPM_CONFIG: freshConfig() },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const done = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
+    const t0 = Date.now();
+    while (!/download \S+ [0-9a-f]{12}/.test(err)) {
+      if (Date.now() - t0 > 30_000) throw new Error(`no download started: ${err}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await new Promise((r) => setTimeout(r, 500));
+    child.kill('SIGINT');
+    const code = await done;
+    expect(code, err).toBe(130);
+    const lines = err.trim().split('\n');
+    expect(lines).toContain(`download 1 layer, ${(big[1] / 1024 ** 2).toFixed(1)} MiB`);
+    expect(lines).toContainEqual(
+      expect.stringMatching(
+        new RegExp(
+          `^download \\S+/cpm/test/big:1\\.0 ${big[0].slice(7, 19)} interrupted at ${SIZE}/${SIZE}  \\d+%$`,
+        ),
+      ),
+    );
+    expect(lines).toContainEqual(
+      expect.stringMatching(
+        new RegExp(
+          `^interrupted by SIGINT after \\d+\\.\\ds: downloaded 0 of 1 layer, ${SIZE} of ${SIZE} in`,
+        ),
+      ),
+    );
+    expect(lines.at(-1)).toMatch(/interrupted by SIGINT; nothing was changed/);
+    expect(err).not.toMatch(/internal error|\n\s+at /);
+  });
+});

@@ -152,6 +152,51 @@ async function bundle(file, version) {
   );
 }
 
+/**
+ * The official Node binary carries its symbol table, DWARF debug info and the compiler's
+ * annotation notes (.gnu.build.attributes: 256 notes) — about 18 MiB nothing at run time reads
+ * (stack traces of JavaScript use V8's own tables). `strip` removes them before the blob is
+ * injected. A strip that cannot read the binary (another architecture's without multiarch
+ * binutils) or no strip at all keeps it whole, with a line saying so.
+ */
+function slim(file, arch) {
+  const r = spawnSync('strip', ['--strip-all', '--remove-section=.gnu.build.attributes', file], {
+    encoding: 'utf8',
+  });
+  if (r.status !== 0)
+    process.stderr.write(
+      `build/sea: not stripped (${r.error ? 'no strip: apt-get install binutils' : r.stderr.trim()}); linux-${arch} keeps its debug info\n`,
+    );
+}
+
+/**
+ * postject (LIEF, compiled to WebAssembly) prints "warning: Can't find string offset for section
+ * name '.note…'" for note sections it rewrites whose names it does not find in the section-name
+ * table. Harmless: the binary runs and finds its blob (test/image/sea.test.ts). The lines come
+ * through console.log/console.warn, which postject binds when inject() loads its module, so
+ * they are filtered for the injection only; anything else it prints is kept.
+ */
+async function injectQuietly(file, blob) {
+  const noise = /^warning: Can't find string offset for section name '\.note[^']*'$/;
+  const { log, warn } = console;
+  let dropped = 0;
+  const keep =
+    (print) =>
+    (...a) => {
+      if (a.length === 1 && noise.test(String(a[0]).trim())) dropped++;
+      else print(...a);
+    };
+  console.log = keep(log);
+  console.warn = keep(warn);
+  try {
+    await inject(file, 'NODE_SEA_BLOB', blob, { sentinelFuse: SEA_FUSE });
+  } finally {
+    console.log = log;
+    console.warn = warn;
+  }
+  return dropped;
+}
+
 export async function buildSea({ arch, out }) {
   const pkg = JSON.parse(readFileSync(path.join(project, 'package.json'), 'utf8'));
   const work = await fsp.mkdtemp(path.join(os.tmpdir(), 'cpm-sea-'));
@@ -183,7 +228,10 @@ export async function buildSea({ arch, out }) {
     await fsp.rm(out, { force: true });
     await fsp.copyFile(runtime, out);
     await fsp.chmod(out, 0o755);
-    await inject(out, 'NODE_SEA_BLOB', await fsp.readFile(blob), { sentinelFuse: SEA_FUSE });
+    slim(out, arch);
+    const dropped = await injectQuietly(out, await fsp.readFile(blob));
+    if (process.env.CPM_SEA_VERBOSE && dropped > 0)
+      process.stderr.write(`build/sea: ${dropped} postject note-name warning(s) dropped\n`);
     const { size } = await fsp.stat(out);
     process.stdout.write(
       `wrote ${path.relative(process.cwd(), out)} (cpm ${pkg.version}, Node ${NODE_VERSION} linux-${arch}, ${(size / 1048576).toFixed(1)} MiB)\n`,

@@ -3,7 +3,7 @@
 # sudo when not root). Used by the README's test line and by .ci/run — one list, kept here.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-PACKAGES=(docker-registry squashfs-tools-ng squashfs-tools zstd bubblewrap skopeo umoci libsolv-tools lz4 mmdebstrap apache2-utils ca-certificates attr zsh fish)
+PACKAGES=(binutils docker-registry squashfs-tools-ng squashfs-tools zstd bubblewrap skopeo umoci libsolv-tools lz4 mmdebstrap apache2-utils ca-certificates attr zsh fish)
 if ! command -v apt-get >/dev/null 2>&1; then
   # not Debian: the tools may be there already (an image built for CI); say what is expected
   echo "setup-debian.sh: no apt-get here; the suite expects the equivalents of: ${PACKAGES[*]}" >&2

@@ -88,6 +88,11 @@ describe.skipIf(skip)('single-file cpm (SEA)', () => {
     }
     const built = run(process.execPath, [path.join(project, 'build', 'sea.mjs')], { cwd: project });
     expect(built.status, built.stderr).toBe(0);
+    // postject's note-name warnings are not shown; the runtime's symbols and debug info are gone
+    expect(built.stdout + built.stderr).not.toMatch(/Can't find string offset/);
+    const sections = run('readelf', ['-S', '-W', binary], {}).stdout;
+    for (const s of ['.symtab', '.debug_info', '.gnu.build.attributes'])
+      expect(sections, s).not.toContain(` ${s} `);
     root = await minbaseRoot();
   }, 600_000);
 

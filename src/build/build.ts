@@ -104,7 +104,7 @@ export interface BuildOptions {
   registry?: RegistryOptions;
   /** oci://REG/NS: shared build cache (remote-cache.ts); its faults are warnings, not failures. */
   cache?: string;
-  /** Build only this shard of the plan (shard.ts), for a CI matrix. */
+  /** Build only this shard of the plan (shard.ts), for a CI matrix; implies `noIndex`. */
   shard?: Shard;
   /** Publish package images (and cache results) but write no index: a matrix runner's job. */
   noIndex?: boolean;
@@ -626,7 +626,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     await Promise.all(plan.order.map(runNode));
     await Promise.all(ctx.background);
 
-    if (opts.noIndex) {
+    // A shard's index would hold only its own share: runners racing on it lose entries.
+    if (opts.noIndex || opts.shard) {
       // A matrix runner: images go out (oci --push), the index is written once by the merge job.
       if (opts.push)
         for (const st of plan.order.map((n) => states.get(n)!))

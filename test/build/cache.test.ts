@@ -228,15 +228,24 @@ describe('CI matrix: shards without an index, then one merge', () => {
       }
       expect(seen.sort(), `N=${n}`).toEqual(ALL);
     }
+    // A shard writes no index (its own share only would drop the others' packages).
+    const one = await build(opts('shard-index', { shard: parseShard('2/2') }));
+    expect(one.failed).toBe(0);
+    expect(one.packages.map((p) => p.outcome)).toEqual(['built', 'built']);
+    expect(one.repo).toBeUndefined();
     expect(() => parseShard('3/2')).toThrow(/expected I\/N/);
     expect(() => parseShard('0/2')).toThrow(/expected I\/N/);
-  });
+  }, 120_000);
 
   it("runs docs/build.md's recipe as written: two runners at once, then one index with all packages", async () => {
     const block = shBlocks(path.join(PROJECT, 'docs/build.md'), '## CI recipe')[1]!;
     const [runner, merge] = block.split('\n').filter((l) => l.trim() !== '');
     expect(runner).toContain('--shard "$I/$N"');
     expect(merge).toContain('--no-build');
+    // docs/ci.md's workflow runs the same two lines.
+    const ci = readFileSync(path.join(PROJECT, 'docs/ci.md'), 'utf8');
+    expect(ci).toContain(`run: sudo -E ${runner!.trim()}\n`);
+    expect(ci).toContain(`run: sudo -E ${merge!.trim()}\n`);
     const cwd = path.join(work, 'matrix');
     mkdirSync(cwd);
     symlinkSync(tree, path.join(cwd, 'packages'));

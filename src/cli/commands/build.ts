@@ -103,7 +103,10 @@ export function registerBuild(program: Command): void {
       'shared build cache oci://HOST[:PORT]/NAMESPACE: results looked up by build hash, pushed after builds (config: build.cache)',
     )
     .option('--no-cache', 'do not use the build cache of the config')
-    .option('--shard <i/n>', 'build only part I of N of the packages (a CI matrix runner)')
+    .option(
+      '--shard <i/n>',
+      'build only part I of N of the packages, a CI matrix runner (implies --no-index)',
+    )
     .option(
       '--no-index',
       'publish package images and cache results, write no index (matrix runners)',

@@ -108,14 +108,28 @@ function main(): void {
   ];
   const cases: TimedCase[] = [
     { name: `floor: tar -x + bwrap steps + tar -cz (sequential)`, argv: ['sh', floorScript] },
-    { name: `cpm build -j 1`, argv: build('j1', 1), env, before: fresh('j1') },
+    {
+      name: `cpm build -j 1 (overlay roots, as root)`,
+      argv: build('j1', 1),
+      env,
+      before: fresh('j1'),
+    },
+    {
+      name: `cpm build -j 1, CPM_BUILD_DELTA=walk (copies and walks)`,
+      argv: build('j1w', 1),
+      env: { ...env, CPM_BUILD_DELTA: 'walk' },
+      before: fresh('j1w'),
+    },
     { name: `cpm build -j 2`, argv: build('j2', 2), env, before: fresh('j2') },
     { name: `cpm build, nothing changed (whole tree)`, argv: build('warm', 2), env },
   ];
   const t = timeInterleaved(cases, RUNS);
   const base = median(t[0]!.wall);
   console.log(
-    `\n${PACKAGES} packages on Debian bookworm minbase, ${RUNS} run(s), median wall / cpu`,
+    `\n${PACKAGES} packages on Debian bookworm minbase, ${RUNS} run(s), median wall / cpu; load average ${os
+      .loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')}`,
   );
   console.log('| case | wall s | cpu s | vs floor |');
   console.log('| --- | ---: | ---: | ---: |');

@@ -45,7 +45,9 @@ import {
   layoutPayload,
   snapshot,
   type Entry,
+  type Snapshot,
 } from './delta.js';
+import { MountNamespace, upperDelta } from './overlay.js';
 import { buildHash, contextDigest } from './hash.js';
 import { retrieveDigest, retrieveInto } from './retrieve.js';
 import { cutSubpackage, subpackageHash, subpackagesOf } from './subpackages.js';
@@ -110,6 +112,12 @@ export interface BuildOptions {
   noIndex?: boolean;
   /** Build nothing: take each package from the output or the cache, write the index (merge). */
   noBuild?: boolean;
+  /**
+   * How a package's files are found: `auto` (default) mounts build roots as kernel overlays
+   * when run as root and the kernel allows it, else copies and walks; `walk` always copies and
+   * walks. The environment's CPM_BUILD_DELTA=walk sets `walk` too.
+   */
+  delta?: 'auto' | 'walk';
   /** Progress lines ("build system/foo@1.0", "done …"). */
   log?: (line: string) => void;
   /** Warnings (an unusable cache); they are also in the result. Default: `log`. */
@@ -273,6 +281,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const cache = new BuildCache(cacheDir, target.store);
   const states = new Map<BuildNode, NodeState>();
   let userns: UserNamespace | undefined;
+  let mns: MountNamespace | undefined;
   let remote: RemoteCache | undefined;
   try {
     if (opts.cache) remote = await RemoteCache.open(opts.cache, opts.registry ?? {}, warn);
@@ -511,8 +520,14 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     await fsp.mkdir(logDir, { recursive: true });
     const workBase = path.join(cacheDir, 'build', 'work');
     await fsp.mkdir(workBase, { recursive: true });
-    if (plan.order.some((n) => states.get(n)!.outcome.outcome === 'would-build'))
+    if (plan.order.some((n) => states.get(n)!.outcome.outcome === 'would-build')) {
       userns = await UserNamespace.open();
+      const delta = opts.delta ?? (process.env.CPM_BUILD_DELTA === 'walk' ? 'walk' : 'auto');
+      if (delta === 'auto')
+        mns = await MountNamespace.open(workBase, (why) =>
+          log(`build roots are copies and deltas walks: no overlay (${why})`),
+        );
+    }
 
     // Scheduler: each package waits for its dependencies; at most `jobs` build at once.
     const jobs = Math.max(1, opts.jobs ?? os.cpus().length);
@@ -549,6 +564,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       treeDirs,
       rootFetches: new Map(),
       background: [],
+      mns,
     };
     const runNode = (node: BuildNode): Promise<boolean> => {
       let p = done.get(node);
@@ -693,6 +709,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     return { ...summary(), repo };
   } finally {
     userns?.close();
+    mns?.close();
     await remote?.close().catch(() => undefined);
     await target.close().catch(() => undefined);
   }
@@ -762,6 +779,8 @@ interface RunCtx {
   rootFetches: Map<string, Promise<void>>;
   /** Pushes of build roots, awaited before the run ends (dependants need not wait for them). */
   background: Array<Promise<void>>;
+  /** Overlay roots (overlay.ts); undefined: roots are copies and deltas walks. */
+  mns: MountNamespace | undefined;
 }
 
 /**
@@ -880,6 +899,31 @@ async function assembleRoot(
   return [];
 }
 
+/**
+ * The overlay's lower layer for `node`, used in place (never written): the unpacked image, the
+ * kept root of the last package of its chain, or a fresh root of final images made under `work`.
+ */
+async function baseLayer(
+  ctx: RunCtx,
+  node: BuildNode,
+  work: string,
+): Promise<{ lower: string; env: string[] }> {
+  if (node.source === 'image') {
+    const img = await unpackImage(node.image!, ctx.cacheDir, ctx.opts.registry ?? {});
+    return { lower: img.dir, env: img.env };
+  }
+  if (node.source === 'chain') {
+    const last = node.chain[node.chain.length - 1]!;
+    const dir = await resultRootOf(ctx, ctx.states.get(last)!);
+    const env = JSON.parse(
+      await fsp.readFile(path.join(dir, 'env.json'), 'utf8').catch(() => '[]'),
+    ) as string[];
+    return { lower: path.join(dir, 'root'), env };
+  }
+  const lower = path.join(work, 'lower');
+  return { lower, env: await assembleRoot(ctx, node, lower, work) };
+}
+
 /** luet's `copy:` (docker COPY --from): a directory's contents, or a file, into the root. */
 async function copyFrom(ctx: RunCtx, node: BuildNode, root: string): Promise<void> {
   for (const c of node.copies) {
@@ -935,6 +979,8 @@ async function buildOne(ctx: RunCtx, st: NodeState): Promise<boolean> {
   const work = await fsp.mkdtemp(path.join(ctx.workBase, `${safeId(node.id)}-`));
   const root = path.join(work, 'root');
   let keep = false;
+  /** Overlay mount points in the namespace, unmounted (last first) when the build ends. */
+  const mounted: string[] = [];
   ctx.log(`build ${node.id}: ${outcome.reason}`);
   try {
     const payload = path.join(work, 'payload');
@@ -949,15 +995,34 @@ async function buildOne(ctx: RunCtx, st: NodeState): Promise<boolean> {
       t = now;
     };
     if (needRoot) {
-      env = await assembleRoot(ctx, node, root, work);
-      await prepareRoot(root, node.pkg.dir);
+      // Overlay (overlay.ts) for a plain delta whose root nobody keeps; else a copy and walks.
+      const mns =
+        ctx.mns &&
+        !st.provider &&
+        !node.unpack &&
+        !node.packageDir &&
+        !node.empty &&
+        !ctx.opts.keepFailed
+          ? ctx.mns
+          : undefined;
+      let lower = '';
+      if (mns) {
+        ({ lower, env } = await baseLayer(ctx, node, work));
+        for (const d of ['u1', 'w1', 'u2', 'w2', 'before', 'root'])
+          await fsp.mkdir(path.join(work, d === 'root' ? d : `ov-${d}`));
+        await mns.mount([lower], path.join(work, 'ov-u1'), path.join(work, 'ov-w1'), root);
+        mounted.push(root);
+      } else env = await assembleRoot(ctx, node, root, work);
+      // What cpm writes into the root goes through the namespace's view of the overlay.
+      const hostRoot = mns ? mns.view(root) : root;
+      await prepareRoot(hostRoot, node.pkg.dir);
       const retrieves = retrievesOf(node);
       if (retrieves.length > 0) {
-        const placed = await retrieveInto(root, retrieves, node.pkg.dir, ctx.treeDirs, node.id);
+        const placed = await retrieveInto(hostRoot, retrieves, node.pkg.dir, ctx.treeDirs, node.id);
         logStream.write(`cpm: retrieved ${placed.join(' ')}\n`);
       }
-      await copyFrom(ctx, node, root);
-      mark(`build root (${node.source}) ready`);
+      await copyFrom(ctx, node, hostRoot);
+      mark(`build root (${node.source}${mns ? ', overlay' : ''}) ready`);
       const tmp = path.join(work, 'tmp');
       await fsp.mkdir(tmp, { mode: 0o1777 });
       await fsp.chmod(tmp, 0o1777);
@@ -968,12 +1033,26 @@ async function buildOne(ctx: RunCtx, st: NodeState): Promise<boolean> {
         env: envFor(node, env),
         network: ctx.opts.network ?? true,
         log: logStream,
+        ...(mns ? { mountNs: mns } : {}),
       };
       const skip = new Set(['proc', 'dev', 'tmp']);
       let failure = await runPhase(ctx, sb, 'prelude', node.spec.prelude);
       mark('prelude');
-      const before = failure || node.empty ? undefined : await snapshot(root, skip);
-      mark('snapshot');
+      let before: Snapshot | undefined;
+      if (mns && !failure) {
+        // The prelude's layer goes below: the steps write into a fresh upper of their own.
+        const lowers = [path.join(work, 'ov-u1'), lower];
+        await mns.unmount(root);
+        mounted.pop();
+        await mns.mount(lowers, path.join(work, 'ov-u2'), path.join(work, 'ov-w2'), root);
+        mounted.push(root);
+        await mns.mount(lowers, undefined, undefined, path.join(work, 'ov-before'));
+        mounted.push(path.join(work, 'ov-before'));
+        mark('overlay for the steps');
+      } else if (!failure && !node.empty) {
+        before = await snapshot(root, skip);
+        mark('snapshot');
+      }
       if (!failure) failure = await runPhase(ctx, sb, 'steps', node.spec.steps);
       mark('steps');
       if (failure) {
@@ -1002,6 +1081,9 @@ async function buildOne(ctx: RunCtx, st: NodeState): Promise<boolean> {
           }
           entries = await allEntries(base);
           if (!node.packageDir) entries = entries.filter((e) => !skip.has(e.rel.split('/')[0]!));
+        } else if (mns) {
+          base = path.join(work, 'ov-u2');
+          entries = await upperDelta(base, mns.view(path.join(work, 'ov-before')), skip);
         } else {
           entries = diff(before!, await snapshot(root, skip));
         }
@@ -1095,6 +1177,7 @@ async function buildOne(ctx: RunCtx, st: NodeState): Promise<boolean> {
     return false;
   } finally {
     await new Promise<void>((r) => logStream.end(r));
+    for (const m of mounted.reverse()) await ctx.mns?.unmount(m).catch(() => undefined);
     if (!keep) await fsp.rm(work, { recursive: true, force: true });
   }
 }

@@ -31,6 +31,11 @@ export interface SandboxOptions {
   /** Environment, complete (nothing is inherited from cpm's). */
   env: Record<string, string>;
   network: boolean;
+  /**
+   * The root is an overlay mounted in this private mount namespace (overlay.ts): bwrap runs
+   * inside it, and cpm reads the root through `view`.
+   */
+  mountNs?: { nsFile: string; view(p: string): string };
   /** Output of every command is appended here. */
   log: WriteStream;
 }
@@ -115,8 +120,20 @@ export function sandboxArgv(
 ): string[] {
   const bwrap = bwrapPath();
   const args: string[] = [];
-  if (userns) args.push('nsenter', '-t', String(userns.pid), '-U', '--preserve-credentials', bwrap);
-  else args.push(bwrap, '--unshare-user', '--uid', '0', '--gid', '0');
+  if (userns && opts.mountNs)
+    args.push(
+      'nsenter',
+      `--mount=${opts.mountNs.nsFile}`,
+      `--user=/proc/${userns.pid}/ns/user`,
+      '--preserve-credentials',
+      bwrap,
+    );
+  else if (userns)
+    args.push('nsenter', '-t', String(userns.pid), '-U', '--preserve-credentials', bwrap);
+  else {
+    if (opts.mountNs) args.push('nsenter', `--mount=${opts.mountNs.nsFile}`, '--');
+    args.push(bwrap, '--unshare-user', '--uid', '0', '--gid', '0');
+  }
   args.push('--unshare-pid', '--unshare-ipc', '--unshare-uts', '--die-with-parent');
   if (!opts.network) args.push('--unshare-net');
   args.push('--hostname', 'cpm-build');
@@ -135,7 +152,8 @@ export function sandboxArgv(
   if (opts.network) {
     // Name resolution as on the host (docker build does the same); only when the root has a plain
     // file there to mount over, so the root is never changed.
-    const target = path.join(opts.root, 'etc/resolv.conf');
+    const seen = opts.mountNs ? opts.mountNs.view(opts.root) : opts.root;
+    const target = path.join(seen, 'etc/resolv.conf');
     const st = lstatSync(target, { throwIfNoEntry: false });
     if (st?.isFile() && existsSync('/etc/resolv.conf'))
       args.push('--ro-bind', '/etc/resolv.conf', '/etc/resolv.conf');

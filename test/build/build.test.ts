@@ -220,9 +220,14 @@ describe('cpm build (host tools root)', () => {
       first.repo!.index.packages.map((p) => [p.name, p.image?.manifestDigest]),
     );
 
-    // A fresh output and cache: every package built again gives the same image digests.
+    // A fresh output and cache: every package built again gives the same image digests — by
+    // copies and walks this time, where the first build used overlays for the plain deltas.
     const again = await build(
-      opts(`dir://${path.join(work, 'repo2')}`, { ...values, cacheDir: path.join(work, 'cache2') }),
+      opts(`dir://${path.join(work, 'repo2')}`, {
+        ...values,
+        cacheDir: path.join(work, 'cache2'),
+        delta: 'walk',
+      }),
     );
     expect(again.packages.every((p) => p.outcome === 'built')).toBe(true);
     for (const p of again.repo!.index.packages)

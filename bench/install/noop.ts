@@ -77,11 +77,13 @@ try {
         root,
       ]),
       c('install REGISTRY/bench/noop:1 (no-op, tag)', ['install', tagRef, '--root', root]),
+      // in the root where the digest reference is the installed origin (in `root` the tag is, and
+      // the digest reference is another origin: that pulls the manifest)
       c('install REGISTRY/bench/noop@sha256:… (no-op, digest)', [
         'install',
         digestRef,
         '--root',
-        root,
+        rootD,
       ]),
     );
   }

@@ -34,7 +34,7 @@ import { encodeTag, packageRepository } from '../repo/tags.js';
 import { RegistryTarget, type RepoTarget } from '../repo/targets.js';
 import { fileLayer } from '../rootfs/index.js';
 import { applyTransaction } from '../rootfs/transaction.js';
-import { formatProblem, loadTree, type LoadedPackage } from '../tree/tree.js';
+import { formatProblem, loadTree, treeWideProblems, type LoadedPackage } from '../tree/tree.js';
 import { BuildCache, explainChange, type HashParts } from './cache.js';
 import {
   allEntries,
@@ -51,7 +51,7 @@ import { MountNamespace, upperDelta } from './overlay.js';
 import { buildHash, contextDigest } from './hash.js';
 import { retrieveDigest, retrieveInto } from './retrieve.js';
 import { cutSubpackage, subpackageHash, subpackagesOf } from './subpackages.js';
-import { planBuild, type BuildNode, type BuildPlan } from './plan.js';
+import { planBuild, type BuildNode, type BuildPlan, type LeftOut } from './plan.js';
 import { RemoteCache } from './remote-cache.js';
 import { shardOf, type Shard } from './shard.js';
 import {
@@ -79,6 +79,13 @@ export interface BuildOptions {
   tree: string | readonly string[];
   /** Template values files (later win). */
   values?: string[];
+  /** Follow luet where cpm refuses by default (the tree loader's `lenient`). */
+  lenient?: boolean;
+  /**
+   * Refuse the whole tree on any problem. Default: with no packages named, the packages with
+   * problems (and those whose build reaches one) are left out and the rest is built.
+   */
+  strict?: boolean;
   /** Package refs to build (with their build dependencies); empty = every package. */
   packages?: string[];
   /** dir://PATH or oci://HOST/NS: where package images and the index go. */
@@ -218,18 +225,49 @@ export async function loadPlan(opts: BuildOptions): Promise<{
   warnings: string[];
   /** Ids of packages some package of the tree chains on or copies from (their roots are kept). */
   providers: Set<string>;
+  /** Packages left out for their problems (no packages named, not --strict). */
+  leftOut: LeftOut[];
 }> {
-  const tree = await loadTree(opts.tree, opts.values ? { values: opts.values } : {});
-  if (tree.problems.length > 0) {
-    const shown = tree.problems.slice(0, 10).map(formatProblem);
-    const more = tree.problems.length > 10 ? `\n… and ${tree.problems.length - 10} more` : '';
+  const tree = await loadTree(opts.tree, {
+    ...(opts.values ? { values: opts.values } : {}),
+    ...(opts.lenient ? { lenient: true } : {}),
+  });
+  const names = opts.packages ?? [];
+  // As repo create: with no packages named, a package's own problems leave it out, not the tree.
+  const leaveOut = !opts.strict && names.length === 0;
+  const blocking = leaveOut ? treeWideProblems(tree) : tree.problems;
+  if (blocking.length > 0) {
+    const shown = blocking.slice(0, 10).map(formatProblem);
+    const more = blocking.length > 10 ? `\n… and ${blocking.length - 10} more` : '';
     throw new CpmError(
       'E_TREE',
-      `the tree has ${tree.problems.length} problem(s):\n${shown.join('\n')}${more}`,
+      `the tree has ${blocking.length} problem(s)${leaveOut ? ' that no single package can be left out for' : ''}:\n${shown.join('\n')}${more}`,
       { hint: 'cpm tree validate shows them all', context: { path: tree.dir } },
     );
   }
-  const plan = planBuild(tree, opts.packages ?? []);
+  const leftOut: LeftOut[] = [];
+  const plan = planBuild(tree, names, leaveOut ? leftOut : undefined);
+  // Packages with problems and nothing to build (metadata only) are left out of the index too.
+  const noted = new Set(leftOut.map((l) => l.id));
+  for (const p of tree.packages)
+    if (leaveOut && p.problems.length > 0 && !noted.has(packageId(p)))
+      leftOut.push({ id: packageId(p), reason: formatProblem(p.problems[0]!) });
+  // Stanzas that did not make a package at all (named by where they are), as repo create lists them.
+  if (leaveOut)
+    for (const sk of tree.skipped)
+      leftOut.push({
+        id: `${sk.file}:${sk.line}${sk.path ? ` (${sk.path})` : ''}`,
+        reason: sk.problems[0] ? formatProblem(sk.problems[0]) : 'not a package',
+      });
+  if (leaveOut && plan.order.length === 0 && leftOut.length > 0)
+    throw new CpmError(
+      'E_TREE',
+      `every package of the tree has problems; nothing is left to build:\n${leftOut
+        .slice(0, 10)
+        .map((l) => `${l.id}: ${l.reason}`)
+        .join('\n')}`,
+      { hint: 'cpm tree validate shows them all', context: { path: tree.dir } },
+    );
   const files = new Set(plan.order.map((n) => n.pkg.build?.file));
   const warnings = tree.warnings
     .filter((w) => IGNORED_FIELDS.has(w.path.split(/[.[]/)[0]!))
@@ -254,6 +292,7 @@ export async function loadPlan(opts: BuildOptions): Promise<{
     treeDirs: tree.dirs,
     displayRoot: tree.dirs.length === 1 ? path.dirname(tree.dir) : undefined,
     warnings,
+    leftOut,
   };
 }
 
@@ -267,6 +306,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const loaded = await loadPlan(opts);
   const { plan, packages, treeDir, treeDirs, displayRoot, providers } = loaded;
   for (const w of loaded.warnings) warn(w);
+  for (const l of loaded.leftOut) warn(`left out ${l.id}: ${l.reason}`);
   if (opts.shard) plan.order = shardOf(plan, opts.shard);
   const compression = opts.compression ?? 'gzip';
   const epoch = layerEpochOf(opts);
@@ -502,7 +542,16 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     }
 
     const summary = (): Omit<BuildResult, 'repo'> => {
-      const outcomes = outcomesOf(plan, states);
+      const outcomes = [
+        ...outcomesOf(plan, states),
+        // left out for their problems: listed (skipped, with the problem) so --json shows them
+        ...loaded.leftOut.map((l): PackageOutcome => ({
+          id: l.id,
+          hash: '',
+          outcome: 'skipped',
+          reason: l.reason,
+        })),
+      ];
       return {
         packages: outcomes,
         failed: outcomes.filter((o) => o.outcome === 'failed').length,
@@ -673,10 +722,13 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         });
     }
     const inputs: CreateInput[] = [];
+    const leftOutIds = new Set(loaded.leftOut.map((l) => l.id));
     for (const p of packages) {
       const input = createInputOf(p, displayRoot);
       const st = planned.get(packageId(p));
-      if (st) {
+      // left out for its problems: as a failed build, the entry published before stays, if any
+      if (leftOutIds.has(packageId(p))) inputs.push({ ...input, keepPrevious: true });
+      else if (st) {
         if (st.outcome.outcome === 'failed' || st.outcome.outcome === 'skipped')
           inputs.push({ ...input, keepPrevious: true });
         else {

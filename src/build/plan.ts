@@ -17,6 +17,7 @@ import { parseRef } from '../package/ref.js';
 import type { PackageUniverse } from '../package/universe.js';
 import { satisfies } from '../package/version.js';
 import type { BuildSpec } from '../tree/build.js';
+import { formatProblem } from '../tree/problems.js';
 import type { LoadedPackage, LoadedTree } from '../tree/tree.js';
 
 export type RootSource = 'image' | 'chain' | 'final' | 'none';
@@ -108,8 +109,22 @@ function subpackagesOf(spec: BuildSpec, pkg: LoadedPackage): SubPackage[] {
   });
 }
 
-/** Builds the plan for `names` (package refs; empty = every package with a build spec). */
-export function planBuild(tree: LoadedTree, names: readonly string[]): BuildPlan {
+/** A package `cpm build --all` leaves out, and why. */
+export interface LeftOut {
+  id: string;
+  reason: string;
+}
+
+/**
+ * Builds the plan for `names` (package refs; empty = every package with a build spec). With
+ * `leftOut` and no names, a package with problems, or whose build reaches one, is left out (and
+ * recorded there) instead of failing the plan: the rest of the tree still builds.
+ */
+export function planBuild(
+  tree: LoadedTree,
+  names: readonly string[],
+  leftOut?: LeftOut[],
+): BuildPlan {
   const u = tree.universe;
   const nodes = new Map<LoadedPackage, BuildNode>();
   const visiting = new Set<LoadedPackage>();
@@ -121,6 +136,12 @@ export function planBuild(tree: LoadedTree, names: readonly string[]): BuildPlan
       throw new CpmError('E_TREE', `build-time requires cycle through ${packageId(p)}`, {
         context: { package: packageId(p) },
       });
+    if (p.problems.length > 0)
+      throw new CpmError(
+        'E_TREE',
+        `${packageId(p)} has problems (${formatProblem(p.problems[0]!)})`,
+        { context: { package: packageId(p) } },
+      );
     visiting.add(p);
     const spec = p.build!.spec!;
     const finalImages = spec.fields.requires_final_images === true;
@@ -143,7 +164,8 @@ export function planBuild(tree: LoadedTree, names: readonly string[]): BuildPlan
     if (pd) node.packageDir = pd;
     const needsRoot = spec.steps.length > 0 || spec.unpack || !!pd;
     const built = (q: LoadedPackage, what: string): BuildNode => {
-      if (!hasBuild(q))
+      // a package with problems says so (nodeOf) rather than that it has no spec
+      if (!hasBuild(q) && q.problems.length === 0)
         throw new CpmError(
           'E_TREE',
           `${node.id}: ${what} ${packageId(q)} has no build spec to build it from`,
@@ -251,7 +273,22 @@ export function planBuild(tree: LoadedTree, names: readonly string[]): BuildPlan
   const sortedReq = [...new Set(requested)].sort((a, b) =>
     packageId(a) < packageId(b) ? -1 : packageId(a) > packageId(b) ? 1 : 0,
   );
-  for (const p of sortedReq) nodeOf(p);
+  const planned: LoadedPackage[] = [];
+  for (const p of sortedReq) {
+    if (!leftOut || names.length > 0) {
+      nodeOf(p);
+      planned.push(p);
+      continue;
+    }
+    try {
+      nodeOf(p);
+      planned.push(p);
+    } catch (e) {
+      if (!(e instanceof CpmError) || (e.code !== 'E_TREE' && e.code !== 'E_NOT_FOUND')) throw e;
+      visiting.clear(); // the failed descent left its packages marked
+      leftOut.push({ id: packageId(p), reason: e.message });
+    }
+  }
 
   // Topological order, dependencies first, ties by id (deterministic).
   const order: BuildNode[] = [];
@@ -265,7 +302,7 @@ export function planBuild(tree: LoadedTree, names: readonly string[]): BuildPlan
   for (const n of [...nodes.values()].sort((a, b) => (a.id < b.id ? -1 : 1))) place(n);
   return {
     order,
-    requested: sortedReq.map(packageId),
+    requested: planned.map(packageId),
     byId: new Map(order.map((n) => [n.id, n])),
   };
 }

@@ -17,8 +17,13 @@ import { buildPackageImage } from '../oci/package-image.js';
 import { hostPlatform } from '../oci/platform.js';
 import type { RegistryOptions } from '../oci/registry.js';
 import { packageId, type PackageSpec } from '../package/package.js';
-import type { Problem } from '../tree/problems.js';
-import { formatProblem, loadTree, type LoadedPackage, type PayloadFilter } from '../tree/tree.js';
+import {
+  formatProblem,
+  loadTree,
+  treeWideProblems,
+  type LoadedPackage,
+  type PayloadFilter,
+} from '../tree/tree.js';
 import type { Compression } from '../util/compress.js';
 import { contentKey, payloadDigest } from './content-key.js';
 import { buildIndexArtifact } from './index-artifact.js';
@@ -480,11 +485,7 @@ export async function createFromTree(
     ...(opts.values ? { values: opts.values } : {}),
     ...(opts.lenient ? { lenient: true } : {}),
   });
-  const own = new Set<Problem>([
-    ...tree.packages.flatMap((p) => p.problems),
-    ...tree.skipped.flatMap((s) => s.problems),
-  ]);
-  const general = tree.problems.filter((p) => !own.has(p));
+  const general = treeWideProblems(tree);
   // Nothing left to publish once the packages with problems are out: refuse, as --strict would.
   const nothingLeft = tree.problems.length > 0 && tree.packages.every((p) => p.problems.length > 0);
   const blocking = opts.strict || nothingLeft ? tree.problems : general;

@@ -791,6 +791,18 @@ function checkUnresolved(
   }
 }
 
+/**
+ * The problems that belong to no single package (a values file, a build cycle, a differing
+ * duplicate): leaving the packages with problems out cannot get past these.
+ */
+export function treeWideProblems(tree: LoadedTree): Problem[] {
+  const own = new Set<Problem>([
+    ...tree.packages.flatMap((p) => p.problems),
+    ...tree.skipped.flatMap((s) => s.problems),
+  ]);
+  return tree.problems.filter((p) => !own.has(p));
+}
+
 export { formatProblem };
 
 /**

@@ -11,6 +11,8 @@ const collect = (v: string, prev: string[]): string[] => [...prev, v];
 interface BuildCli {
   tree: string[];
   values: string[];
+  lenient?: boolean;
+  strict?: boolean;
   output: string;
   push?: boolean;
   all?: boolean;
@@ -87,6 +89,11 @@ export function registerBuild(program: Command): void {
       [],
     )
     .option('--values <file>', 'template values file (repeatable, later wins)', collect, [])
+    .option('--lenient', 'accept what luet accepts where cpm refuses (see docs/tree-format.md)')
+    .option(
+      '--strict',
+      'refuse the whole tree on any problem (default with no packages named: leave out the packages with problems and those whose build needs one)',
+    )
     .requiredOption('--output <url>', 'dir://PATH or oci://HOST[:PORT]/NAMESPACE')
     .option('--push', 'upload to the registry (oci:// outputs)')
     .option('--all', 'build every package of the tree (the default when none is named)')
@@ -139,6 +146,8 @@ export function registerBuild(program: Command): void {
       const r = await build({
         tree: trees,
         ...(opts.values.length ? { values: opts.values.map((v) => path.resolve(v)) } : {}),
+        ...(opts.lenient ? { lenient: true } : {}),
+        ...(opts.strict ? { strict: true } : {}),
         packages: opts.all ? [] : names,
         output: opts.output,
         ...(opts.push ? { push: true } : {}),

@@ -5,6 +5,8 @@
  * Format described in docs/repository.md.
  */
 import { createHash } from 'node:crypto';
+import { promisify } from 'node:util';
+import { gunzip } from 'node:zlib';
 import { CpmError } from '../errors.js';
 import { depFromJson, depToJson, type DepJson } from '../package/codec.js';
 import {
@@ -23,12 +25,18 @@ import {
 } from '../util/compress.js';
 
 /**
+ * 3: as 2, with fields at their default left out of each package (empty labels, annotations,
+ * extra, uri and dependency lists, hidden false); readers put the defaults back.
  * 2: each of requires/conflicts/provides is one string of compact dependencies joined by "|"
  * ("category/name selector|…", "" for none), or a list of entries when one of them has no compact
- * form. 1: lists of objects (still read).
+ * form. 1: lists of objects. 1 and 2 are still read.
  */
-export const INDEX_SCHEMA_VERSION = 2;
-const READABLE_SCHEMA_VERSIONS = [1, 2];
+export const INDEX_SCHEMA_VERSION = 3;
+const READABLE_SCHEMA_VERSIONS = [1, 2, 3];
+
+/** The defaults schema 3 leaves out, shared by every package that has them (never mutated). */
+const EMPTY_MAP: Record<string, never> = Object.freeze({});
+const EMPTY_LIST: string[] = Object.freeze([]) as unknown as string[];
 /** OCI 1.1 artifactType of the index manifest, and the base media type of the index blob. */
 export const INDEX_ARTIFACT_TYPE = 'application/vnd.cpm.repository.index.v1';
 export const INDEX_MEDIA_TYPE = 'application/vnd.cpm.repository.index.v1+json';
@@ -216,15 +224,29 @@ export function expandIndexPackage(p: IndexPackage): ExpandedIndexPackage {
   };
 }
 
-/** An index entry with its dependencies in compact form (what serializeIndex writes). */
+const isEmptyMap = (o: unknown): boolean =>
+  o !== null && typeof o === 'object' && !Array.isArray(o) && Object.keys(o).length === 0;
+
+/**
+ * An index entry as serializeIndex writes it: dependencies in compact form, fields at their
+ * default left out (schema 3). parseIndex puts them back, so the result reads as the input.
+ */
 export function compactIndexPackage(p: IndexPackage): IndexPackage {
-  return {
+  const out = {
     ...p,
     requires: compactDeps(p.requires),
     conflicts: compactDeps(p.conflicts),
     provides: compactDeps(p.provides),
-  };
+  } as Partial<IndexPackage>;
+  for (const k of ['requires', 'conflicts', 'provides'] as const) if (out[k] === '') delete out[k];
+  for (const k of ['labels', 'annotations', 'extra'] as const)
+    if (isEmptyMap(out[k])) delete out[k];
+  if (Array.isArray(out.uri) && out.uri.length === 0) delete out.uri;
+  if (out.hidden === false) delete out.hidden;
+  return out as IndexPackage;
 }
+
+const gunzipAsync = promisify(gunzip);
 
 /** Media type of the index blob for a compression. */
 export function indexMediaType(c: Compression): string {
@@ -283,7 +305,13 @@ export async function parseIndex(data: Buffer, where: string): Promise<RepoIndex
   const c = sniffCompression(data.subarray(0, 4));
   let json: Buffer;
   try {
-    json = c === 'none' ? data : await transform(data, createDecompressor(c));
+    // gzip in one call (one output buffer, no stream chunks to join); zstd may be a process.
+    json =
+      c === 'none'
+        ? data
+        : c === 'gzip'
+          ? await gunzipAsync(data)
+          : await transform(data, createDecompressor(c));
   } catch (e) {
     throw new CpmError(
       'E_REPO',
@@ -326,6 +354,7 @@ function validateIndex(raw: unknown, where: string): RepoIndex {
   if (typeof repo!.revision !== 'number' || typeof repo!.timestamp !== 'number')
     fail('repository.revision/timestamp must be numbers');
   if (!Array.isArray(r.packages)) fail('packages must be a list');
+  const defaults = (r.schemaVersion as number) >= 3;
   (r.packages as unknown[]).forEach((p, i) => {
     const o = p as Record<string, unknown>;
     if (
@@ -334,6 +363,17 @@ function validateIndex(raw: unknown, where: string): RepoIndex {
       typeof o.version !== 'string'
     )
       fail(`packages[${i}]: category/name/version must be strings`);
+    if (defaults) {
+      // Schema 3 leaves out what is at its default: put it back (shared, frozen empties).
+      o.requires ??= '';
+      o.conflicts ??= '';
+      o.provides ??= '';
+      o.labels ??= EMPTY_MAP;
+      o.annotations ??= EMPTY_MAP;
+      o.extra ??= EMPTY_MAP;
+      o.uri ??= EMPTY_LIST;
+      o.hidden ??= false;
+    }
     for (const k of ['requires', 'conflicts', 'provides'])
       if (!Array.isArray(o[k]) && typeof o[k] !== 'string')
         fail(`packages[${i}] (${o.name}): "${k}" must be a list or a string`);

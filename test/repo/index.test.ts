@@ -8,6 +8,7 @@ import {
   indexDepFamily,
   indexDeps,
   compactDeps,
+  expandIndexPackage,
 } from '../../src/repo/repo-index.js';
 import { IndexUniverse } from '../../src/repo/index-universe.js';
 
@@ -75,7 +76,7 @@ describe('index serialisation', () => {
     });
     const x = await serializeIndex(index('r', [odd]), 'none');
     const raw = JSON.parse(x.data.toString('utf8')) as RepoIndex;
-    expect(raw.schemaVersion).toBe(2);
+    expect(raw.schemaVersion).toBe(3);
     expect(raw.packages[0]!.requires).toEqual([
       'plain',
       'x/y >=1, <2',
@@ -83,7 +84,7 @@ describe('index serialisation', () => {
       { category: '', name: 'has space', version: '1' },
     ]);
     expect(raw.packages[0]!.provides).toEqual('virt/v');
-    expect(raw.packages[0]!.conflicts).toEqual('');
+    expect(raw.packages[0]!.conflicts).toBeUndefined(); // schema 3: left out at its default
     const back = await parseIndex(x.data, 'test');
     expect(indexDeps(back.packages[0]!.requires).map(indexDep)).toEqual(odd.requires);
     expect(indexDeps(back.packages[0]!.provides).map(indexDepFamily)).toEqual(['virt/v']);
@@ -104,6 +105,46 @@ describe('index serialisation', () => {
     const spec = u.versions('system/a')[0]!;
     expect(spec.requires[0]).toMatchObject({ category: 'system', name: 'b', version: '>=1.0' });
     expect(spec.requires[0]!.selector.constraints[0]).toMatchObject({ op: '>=' });
+  });
+
+  it('leaves defaults out of schema 3 and puts them back on reading; schema 2 still reads', async () => {
+    const plain = pkg('system', 'p', '1.0');
+    const full = pkg('system', 'q', '2.0', {
+      requires: [{ category: 'system', name: 'p', version: '>=1' }],
+      labels: { l: 'v' },
+      annotations: { a: 'b' },
+      uri: ['https://example.com'],
+      hidden: true,
+      extra: { x: 1 },
+    });
+    const x = await serializeIndex(index('r', [plain, full]), 'none');
+    const raw = JSON.parse(x.data.toString('utf8')) as { packages: Array<Record<string, unknown>> };
+    expect(Object.keys(raw.packages[0]!).sort()).toEqual([
+      'category',
+      'contentKey',
+      'name',
+      'version',
+    ]);
+    expect(raw.packages[1]).toMatchObject({
+      labels: { l: 'v' },
+      hidden: true,
+      uri: ['https://example.com'],
+    });
+    const back = await parseIndex(x.data, 'x');
+    expect(back.packages.map(expandIndexPackage)).toEqual([plain, full].map(expandIndexPackage));
+    // the same packages written as schema 2 (every field present) read the same
+    const v2 = Buffer.from(JSON.stringify({ ...index('r', [plain, full]), schemaVersion: 2 }));
+    expect((await parseIndex(v2, 'v2')).packages.map(expandIndexPackage)).toEqual(
+      back.packages.map(expandIndexPackage),
+    );
+    // schema 2 still needs its fields
+    const { uri: _u, ...noUri } = plain;
+    await expect(
+      parseIndex(
+        Buffer.from(JSON.stringify({ ...index('r', []), schemaVersion: 2, packages: [noUri] })),
+        'v2',
+      ),
+    ).rejects.toThrow(/"uri" must be a list/);
   });
 
   it('a changed package changes the digest', async () => {

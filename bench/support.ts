@@ -51,6 +51,8 @@ export interface TimedCase {
   env?: NodeJS.ProcessEnv;
   /** Runs before each timed run, untimed (e.g. remove the previous output). */
   before?: () => void;
+  /** Gets each run's standard output (e.g. to check the answer). */
+  output?: (stdout: string) => void;
 }
 
 export interface Timing {
@@ -58,6 +60,8 @@ export interface Timing {
   /** ms per run: wall clock, and CPU (user + sys of the child, from /usr/bin/time). */
   wall: number[];
   cpu: number[];
+  /** Peak RSS per run, KiB (from /usr/bin/time). */
+  rssKb: number[];
 }
 
 export const median = (l: number[]): number =>
@@ -68,14 +72,14 @@ const TIME = existsSync('/usr/bin/time') ? '/usr/bin/time' : null;
 /**
  * Fresh processes, round robin: run 1 of every case, then run 2 of every case, … so a change of
  * machine load hits the baseline as much as cpm (2 shared cores: sequential blocks drift apart).
- * One untimed warm-up round first (page cache, compile cache).
+ * One untimed warm-up round first (page cache, compile cache) unless `warmup` is false.
  */
-export function timeInterleaved(cases: TimedCase[], runs: number): Timing[] {
-  const out: Timing[] = cases.map((c) => ({ name: c.name, wall: [], cpu: [] }));
-  for (let round = -1; round < runs; round++) {
+export function timeInterleaved(cases: TimedCase[], runs: number, warmup = true): Timing[] {
+  const out: Timing[] = cases.map((c) => ({ name: c.name, wall: [], cpu: [], rssKb: [] }));
+  for (let round = warmup ? -1 : 0; round < runs; round++) {
     cases.forEach((c, i) => {
       c.before?.();
-      const full = TIME ? [TIME, '-f', '\ncpu %U %S', ...c.argv] : c.argv;
+      const full = TIME ? [TIME, '-f', '\ncpu %U %S %M', ...c.argv] : c.argv;
       const t = process.hrtime.bigint();
       const r = spawnSync(full[0]!, full.slice(1), {
         env: c.env ?? process.env,
@@ -85,10 +89,12 @@ export function timeInterleaved(cases: TimedCase[], runs: number): Timing[] {
       const wall = Number(process.hrtime.bigint() - t) / 1e6;
       if (r.status !== 0)
         throw new Error(`${c.argv.join(' ')} → ${r.status ?? r.signal}\n${r.stdout}${r.stderr}`);
+      c.output?.(r.stdout);
       if (round < 0) return;
-      const m = /cpu (\d+\.\d+) (\d+\.\d+)\s*$/.exec(r.stderr);
+      const m = /cpu (\d+\.\d+) (\d+\.\d+) (\d+)\s*$/.exec(r.stderr);
       out[i]!.wall.push(wall);
       out[i]!.cpu.push(m ? (Number(m[1]) + Number(m[2])) * 1000 : NaN);
+      out[i]!.rssKb.push(m ? Number(m[3]) : NaN);
     });
   }
   return out;

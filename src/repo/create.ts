@@ -490,6 +490,30 @@ export async function createFromTree(
   treeDir: string | readonly string[],
   opts: FromTreeOptions,
 ): Promise<FromTreeResult> {
+  // The loaded tree (template values, raw YAML) is garbage once the inputs are made: a large
+  // tree's packing runs with half the heap (65k packages: ≈ 300 MB less to keep and scan).
+  const { inputs, skipped, treeRoot } = await inputsFromTree(treeDir, opts);
+  const r = await createRepository(inputs, { ...opts, treeRoot });
+  const indexed = new Set(r.index.packages.map((p) => packageId(p)));
+  r.needsBuild = inputs
+    .filter((i) => i.keepPrevious && !indexed.has(packageId(i)))
+    .map((i) => packageId(i))
+    .sort();
+  const warnings = [
+    ...skipped.map((s) => `left out ${s.what}: ${s.problem}`),
+    ...r.needsBuild.map(
+      (id) =>
+        `left out ${id}: it is made by build.yaml steps, which repo create does not run, and no cpm build output was found`,
+    ),
+  ];
+  return { ...r, skipped, warnings };
+}
+
+/** Loads and checks the tree; what createRepository packs, and what was left out. */
+async function inputsFromTree(
+  treeDir: string | readonly string[],
+  opts: FromTreeOptions,
+): Promise<{ inputs: CreateInput[]; skipped: FromTreeResult['skipped']; treeRoot: string }> {
   const tree = await loadTree(treeDir, {
     ...(opts.values ? { values: opts.values } : {}),
     ...(opts.lenient ? { lenient: true } : {}),
@@ -538,18 +562,5 @@ export async function createFromTree(
       input.keepPrevious = true;
     return input;
   });
-  const r = await createRepository(inputs, { ...opts, treeRoot: tree.dir });
-  const indexed = new Set(r.index.packages.map((p) => packageId(p)));
-  r.needsBuild = inputs
-    .filter((i) => i.keepPrevious && !indexed.has(packageId(i)))
-    .map((i) => packageId(i))
-    .sort();
-  const warnings = [
-    ...skipped.map((s) => `left out ${s.what}: ${s.problem}`),
-    ...r.needsBuild.map(
-      (id) =>
-        `left out ${id}: it is made by build.yaml steps, which repo create does not run, and no cpm build output was found`,
-    ),
-  ];
-  return { ...r, skipped, warnings };
+  return { inputs, skipped, treeRoot: tree.dir };
 }

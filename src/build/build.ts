@@ -47,7 +47,7 @@ import {
   type Entry,
   type Snapshot,
 } from './delta.js';
-import { MountNamespace, upperDelta } from './overlay.js';
+import { MountNamespace, layerOf, upperDelta } from './overlay.js';
 import { buildHash, contextDigest } from './hash.js';
 import { retrieveDigest, retrieveInto } from './retrieve.js';
 import { cutSubpackage, subpackageHash, subpackagesOf } from './subpackages.js';
@@ -1049,14 +1049,7 @@ async function buildOne(ctx: RunCtx, st: NodeState): Promise<boolean> {
     if (needRoot) {
       // Overlay (overlay.ts) for a plain delta whose root nobody keeps; else a copy and walks.
       const mns =
-        ctx.mns &&
-        !st.provider &&
-        !node.unpack &&
-        !node.packageDir &&
-        !node.empty &&
-        !ctx.opts.keepFailed
-          ? ctx.mns
-          : undefined;
+        ctx.mns && !st.provider && !node.empty && !ctx.opts.keepFailed ? ctx.mns : undefined;
       let lower = '';
       if (mns) {
         ({ lower, env } = await baseLayer(ctx, node, work));
@@ -1121,10 +1114,11 @@ async function buildOne(ctx: RunCtx, st: NodeState): Promise<boolean> {
       }
       if (!node.empty) {
         const filter = compileFilter(node.spec.includes, node.spec.excludes, node.id);
-        let base = root;
+        let base = mns ? mns.view(root) : root;
+        let sourceOf: ((rel: string) => Promise<string>) | undefined;
         if (node.unpack || node.packageDir) {
           if (node.packageDir) {
-            base = pathInRoot(root, node.packageDir, `${node.id}: package_dir`);
+            base = pathInRoot(base, node.packageDir, `${node.id}: package_dir`);
             if (!(await fsp.stat(base).catch(() => undefined))?.isDirectory())
               throw new CpmError(
                 'E_BUILD',
@@ -1133,6 +1127,12 @@ async function buildOne(ctx: RunCtx, st: NodeState): Promise<boolean> {
           }
           entries = await allEntries(base);
           if (!node.packageDir) entries = entries.filter((e) => !skip.has(e.rel.split('/')[0]!));
+          if (mns) {
+            // Walked through the merged tree; linked from the layer each entry is in.
+            const inRoot = path.relative(mns.view(root), base);
+            const layers = [path.join(work, 'ov-u2'), path.join(work, 'ov-u1'), lower];
+            sourceOf = (rel) => layerOf(layers, path.join(inRoot, rel));
+          }
         } else if (mns) {
           base = path.join(work, 'ov-u2');
           entries = await upperDelta(base, mns.view(path.join(work, 'ov-before')), skip);
@@ -1141,7 +1141,7 @@ async function buildOne(ctx: RunCtx, st: NodeState): Promise<boolean> {
         }
         if (!isEmptyFilter(filter)) entries = entries.filter((e) => keeps(filter, `/${e.rel}`));
         mark('delta');
-        const skipped = await layoutPayload(base, entries, payload);
+        const skipped = await layoutPayload(base, entries, payload, sourceOf);
         for (const s of skipped)
           logStream.write(`cpm: /${s} is a device, fifo or socket: not packaged\n`);
       }

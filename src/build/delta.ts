@@ -121,6 +121,8 @@ export async function layoutPayload(
   root: string,
   entries: readonly Entry[],
   out: string,
+  /** Where an entry really is, when `root` is not a plain directory (an overlay's layers). */
+  sourceOf: (rel: string) => Promise<string> = (rel) => Promise.resolve(path.join(root, rel)),
 ): Promise<string[]> {
   const skipped: string[] = [];
   const made = new Set<string>(['']);
@@ -128,7 +130,7 @@ export async function layoutPayload(
   const mkdirLike = async (rel: string): Promise<void> => {
     if (made.has(rel)) return;
     await mkdirLike(path.posix.dirname(rel) === '.' ? '' : path.posix.dirname(rel));
-    const st = await fsp.lstat(path.join(root, rel));
+    const st = await fsp.lstat(await sourceOf(rel));
     const dst = path.join(out, rel);
     await fsp.mkdir(dst);
     await fsp.chmod(dst, st.mode & 0o7777);
@@ -146,7 +148,7 @@ export async function layoutPayload(
       continue;
     }
     await mkdirLike(parent);
-    const src = path.join(root, e.rel);
+    const src = await sourceOf(e.rel);
     const dst = path.join(out, e.rel);
     if (e.kind === 'symlink') {
       await fsp.symlink(await fsp.readlink(src), dst);

@@ -190,3 +190,17 @@ export async function upperDelta(
   await visit('');
   return out.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
 }
+
+/**
+ * Where `rel` (relative to the merged tree) really is: the topmost of `layers` (top first) that
+ * has it. Used for entries found by walking the merged tree, so the path exists in one of them;
+ * hard links are made from there (a link from the merged tree would cross the mount).
+ */
+export async function layerOf(layers: readonly string[], rel: string): Promise<string> {
+  for (const l of layers) {
+    const p = path.join(l, rel);
+    const st = await fsp.lstat(p, { bigint: true }).catch(() => undefined);
+    if (st && !isWhiteout(st)) return p;
+  }
+  throw new Error(`${rel} is in none of the overlay's layers`);
+}

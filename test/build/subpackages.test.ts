@@ -173,8 +173,9 @@ describe('cpm build: subpackages, retrieve, build_options', () => {
       );
       const overlay = !lines.some((l) => l.includes('no overlay'));
       expect(log.includes('build root (image, overlay) ready'), lines.join('\n')).toBe(overlay);
+      // package_dir too: the merged tree is walked, files linked from their layer
       const pd = readFileSync(path.join(work, 'repo', 'build-logs', 'split_pd_1.0.log'), 'utf8');
-      expect(pd).toContain('build root (image) ready'); // package_dir: copy and walk
+      expect(pd.includes('build root (image, overlay) ready')).toBe(overlay);
     }
     // build_options is named with its file and line
     expect(r.warnings).toHaveLength(1);

@@ -15,7 +15,7 @@ import type { LayerCompression } from './layer.js';
 import { parseImageRef, parseRegistryRef, formatRef } from './reference.js';
 import { RegistryClient } from './registry.js';
 import type { Platform } from './types.js';
-import type { Reporter } from '../util/progress.js';
+import { human, type Reporter } from '../util/progress.js';
 import { interruptible } from '../util/signals.js';
 
 /** The blob store under a cache dir (cpm.yaml cache_dir): `<cache>/blobs/sha256/`. */
@@ -30,6 +30,8 @@ export interface PackOptions extends EndpointOptions {
   sourceDateEpoch?: number;
   finalize?: FinalizeSpec;
   platform?: Platform;
+  /** Shows walking, reading and compressing, then the write; ended when the pack ends. */
+  reporter?: Reporter;
 }
 
 export interface PackResult {
@@ -48,21 +50,41 @@ export async function packTo(
 ): Promise<PackResult> {
   const ref = parseImageRef(output);
   const store = cacheStore(opts.cacheDir);
-  const image = await buildPackageImage(spec, dir, {
-    store,
-    ...(opts.compression ? { compression: opts.compression } : {}),
-    ...(opts.level !== undefined ? { level: opts.level } : {}),
-    ...(opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: opts.sourceDateEpoch } : {}),
-    ...(opts.finalize ? { finalize: opts.finalize } : {}),
-    ...(opts.platform ? { platform: opts.platform } : {}),
-  });
-  const target = await openTarget(ref, opts);
+  const reporter = opts.reporter;
+  let failure: unknown;
   try {
-    const digest = await pushImage(store, image.descriptor, target);
-    return { image, output, digest };
+    return await interruptible(async () => {
+      const image = await buildPackageImage(spec, dir, {
+        store,
+        ...(opts.compression ? { compression: opts.compression } : {}),
+        ...(opts.level !== undefined ? { level: opts.level } : {}),
+        ...(opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: opts.sourceDateEpoch } : {}),
+        ...(opts.finalize ? { finalize: opts.finalize } : {}),
+        ...(opts.platform ? { platform: opts.platform } : {}),
+        ...(reporter ? { reporter, label: packageLabel(spec) } : {}),
+      });
+      const l = image.layer;
+      reporter?.step(
+        `layer ${l.digest} ${human(l.size)} (${opts.compression ?? 'gzip'}); write ${output}`,
+      );
+      const target = await openTarget(ref, opts);
+      try {
+        const digest = await pushImage(store, image.descriptor, target);
+        return { image, output, digest };
+      } finally {
+        await target.close();
+      }
+    });
+  } catch (e) {
+    failure = e;
+    throw e;
   } finally {
-    await target.close();
+    reporter?.end(failure);
   }
+}
+
+function packageLabel(spec: PackageSpec): string {
+  return `${spec.category ? `${spec.category}/` : ''}${spec.name}@${spec.version}`;
 }
 
 export interface PullCliOptions extends EndpointOptions {

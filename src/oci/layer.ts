@@ -10,6 +10,8 @@ import { pipeline } from 'node:stream/promises';
 import { pack as tarPack, type Header, type Pack } from 'tar-stream';
 import { CpmError } from '../errors.js';
 import { createCompressor, type Compression } from '../util/compress.js';
+import { human, plural, type ProgressTask, type Reporter } from '../util/progress.js';
+import { interruptSignal, throwIfInterrupted } from '../util/signals.js';
 import type { BlobStore } from './blobstore.js';
 import { HashingStream } from './digest.js';
 import { MEDIA } from './types.js';
@@ -26,6 +28,12 @@ export interface LayerOptions {
   sourceDateEpoch?: number;
   /** Keep the files' uid/gid instead of 0:0. */
   preserveOwners?: boolean;
+  /**
+   * Shows the work: a step for the walk, then a "pack" task over the bytes of the files read
+   * (uncompressed: the total the walk found), named `label`.
+   */
+  reporter?: Reporter;
+  label?: string;
 }
 
 export interface LayerResult {
@@ -73,6 +81,8 @@ async function walk(root: string): Promise<Array<{ rel: string; st: Stats }>> {
 function addEntry(p: Pack, h: Headers, body?: Readable): Promise<void> {
   return new Promise((resolve, reject) => {
     const e = p.entry(h, (err) => (err ? reject(err) : resolve()));
+    // the pack destroyed under it (an interrupt aborts the pipeline) errors the entry too
+    e.on('error', reject);
     if (body) body.on('error', reject).pipe(e);
   });
 }
@@ -82,6 +92,9 @@ async function packDir(dir: string, p: Pack, opts: LayerOptions): Promise<void> 
   const mtime = new Date((opts.sourceDateEpoch ?? defaultSourceDateEpoch()) * 1000);
   const seen = new Map<string, string>();
   let entries: Array<{ rel: string; st: Stats }>;
+  const reporter = opts.reporter;
+  const label = opts.label ?? dir;
+  reporter?.step(`walk ${dir}`);
   try {
     entries = await walk(dir);
   } catch (e) {
@@ -89,7 +102,26 @@ async function packDir(dir: string, p: Pack, opts: LayerOptions): Promise<void> 
       context: { path: dir },
     });
   }
+  let task: ProgressTask | undefined;
+  if (reporter) {
+    // what will be read: regular files, each inode once (hard links are stored as links)
+    let files = 0;
+    let bytes = 0;
+    const inodes = new Set<string>();
+    for (const { st } of entries)
+      if (st.isFile() && !(st.nlink > 1 && inodes.has(`${st.dev}:${st.ino}`))) {
+        if (st.nlink > 1) inodes.add(`${st.dev}:${st.ino}`);
+        files++;
+        bytes += st.size;
+      }
+    reporter.step(
+      `${plural(entries.length, 'entry')}, ${plural(files, 'file')}, ${human(bytes)} to read`,
+    );
+    reporter.phase('pack', { total: bytes, items: 1, noun: 'layer' });
+    task = reporter.task('pack', label, { total: bytes });
+  }
   for (const { rel, st } of entries) {
+    throwIfInterrupted();
     const h: Headers = {
       name: rel,
       mode: st.mode & 0o7777,
@@ -110,12 +142,12 @@ async function packDir(dir: string, p: Pack, opts: LayerOptions): Promise<void> 
         continue;
       }
       if (st.nlink > 1) seen.set(key, rel);
-      await addEntry(
-        p,
-        { ...h, type: 'file', size: st.size },
-        // Sized to the file: a read stream allocates a whole highWaterMark buffer per read.
-        createReadStream(abs, { highWaterMark: Math.min(1 << 20, Math.max(st.size, 1)) }),
-      );
+      // Sized to the file: a read stream allocates a whole highWaterMark buffer per read.
+      const body = createReadStream(abs, {
+        highWaterMark: Math.min(1 << 20, Math.max(st.size, 1)),
+      });
+      if (task) body.on('data', (c) => task.add(c.length));
+      await addEntry(p, { ...h, type: 'file', size: st.size }, body);
     } else if (st.isCharacterDevice() || st.isBlockDevice()) {
       await addEntry(p, {
         ...h,
@@ -129,6 +161,7 @@ async function packDir(dir: string, p: Pack, opts: LayerOptions): Promise<void> 
     // Sockets cannot live in a tar; skipped like tar(1) does.
   }
   p.finalize();
+  task?.finish();
 }
 
 /** Builds a reproducible layer from `dir` into `store`. */
@@ -150,9 +183,15 @@ export async function buildLayer(
     diff,
     createCompressor(compression as Compression, opts.level),
     compressed,
+    // an interrupt (watched by the caller) stops the compressor and the store's writer
+    { signal: interruptSignal() },
   );
   const stored = store.put(compressed);
-  const [, , blob] = await Promise.all([packing, flowing, stored]);
+  // all three settle before an error is thrown: the store removes its partial blob first
+  const settled = await Promise.allSettled([packing, flowing, stored]);
+  const bad = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (bad) throw bad.reason;
+  const blob = (settled[2] as PromiseFulfilledResult<Awaited<typeof stored>>).value;
   return {
     digest: blob.digest,
     diffId: diff.digest(),

@@ -133,8 +133,9 @@ function past(verb: string): string {
   return PAST[verb] ?? `${verb}ed`;
 }
 
-function plural(n: number, noun: string): string {
-  return `${n} ${noun}${n === 1 ? '' : 's'}`;
+export function plural(n: number, noun: string): string {
+  if (n === 1) return `1 ${noun}`;
+  return `${n} ${noun.endsWith('y') ? `${noun.slice(0, -1)}ie` : noun}s`;
 }
 
 /** Bytes over time, from the samples of the last RATE_WINDOW_MS. */

@@ -8,7 +8,7 @@
  * were.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
@@ -178,6 +178,78 @@ describe('install progress without a terminal (stderr is a pipe)', () => {
     ]);
     expect(r.code, r.err).toBe(0);
     expect(r.err).toBe('');
+  });
+});
+
+describe('pack progress', () => {
+  it('says what it does: walk, the bytes to read, the pack task, the layer, the write, a summary', () => {
+    const payload = path.join(dir, 'tree/test/big/1.0/root');
+    const out = path.join(dir, 'packed');
+    const r = cpm(freshConfig(), [
+      'pack',
+      payload,
+      '--name',
+      'test/big@1.0',
+      '-o',
+      `oci:${out}:1.0`,
+    ]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/^oci:.*:1\.0@sha256:[0-9a-f]{64}\n$/);
+    expect(r.err).not.toContain('\r');
+    expect(r.err.trim().split('\n')).toEqual([
+      `walk ${payload}`,
+      '4 entries, 1 file, 3.0 MiB to read',
+      'pack 1 layer, 3.0 MiB',
+      'pack test/big@1.0 (3.0 MiB)',
+      expect.stringMatching(new RegExp(`^packed test/big@1\\.0 3\\.0 MiB in \\d+\\.\\ds`)),
+      expect.stringMatching(
+        new RegExp(`^layer sha256:[0-9a-f]{64} ${SIZE} \\(gzip\\); write oci:${out}:1\\.0$`),
+      ),
+      expect.stringMatching(/^packed 1 layer, 3\.0 MiB in \d+\.\ds.*; \d+\.\ds in all$/),
+    ]);
+  });
+});
+
+describe('a pack interrupted by SIGINT', () => {
+  it('stops with exit 130, says where it stopped, and leaves no partial blob in the cache', async () => {
+    const payload = path.join(dir, 'big-payload');
+    mkdirSync(payload, { recursive: true });
+    // incompressible, large enough that gzip is still busy when the signal comes
+    const chunk = pseudoRandom(4 << 20, 7);
+    writeFileSync(
+      path.join(payload, 'blob'),
+      Buffer.concat(Array.from({ length: 12 }, () => chunk)),
+    );
+    const cfg = freshConfig();
+    const child = spawn(
+      process.execPath,
+      [CPM_BIN, 'pack', payload, '--name', 'test/huge@1.0', '-o', `oci:${dir}/huge:1.0`],
+      { env: { ...process.env, CPM_CONFIG: cfg }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const done = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
+    const t0 = Date.now();
+    while (!err.includes('pack test/huge@1.0 (')) {
+      if (Date.now() - t0 > 30_000) throw new Error(`the pack did not start: ${err}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    child.kill('SIGINT');
+    expect(await done, err).toBe(130);
+    const lines = err.trim().split('\n');
+    expect(lines).toContainEqual(
+      expect.stringMatching(
+        new RegExp(`^pack test/huge@1\\.0 interrupted at ${SIZE}/48\\.0 MiB  \\d+%$`),
+      ),
+    );
+    expect(lines.at(-2)).toMatch(/^interrupted by SIGINT after \d+\.\ds: packed 0 of 1 layer, /);
+    expect(lines.at(-1)).toBe('cpm: interrupted by SIGINT; nothing was changed');
+    const cacheDir = readFileSync(cfg, 'utf8').match(/cache_dir: (.*)/)![1]!;
+    const blobs = path.join(cacheDir, 'blobs/sha256');
+    expect(existsSync(blobs) ? readdirSync(blobs).filter((f) => f.startsWith('.')) : []).toEqual(
+      [],
+    );
+    expect(existsSync(path.join(dir, 'huge'))).toBe(false);
   });
 });
 

@@ -72,9 +72,11 @@ describe('cpm pack / pull / push with skopeo and umoci', () => {
         ...packArgs,
         '--compression',
         compression,
+        '-q',
         '-o',
         `oci:${dir}/rep-a-${compression}:v1`,
       );
+      // -q: nothing on stderr (progress is there otherwise; test/cli/progress.test.ts)
       expect(a.err).toBe('');
       expect(a.code).toBe(0);
       const b = await cpm(

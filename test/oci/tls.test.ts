@@ -162,6 +162,7 @@ describe('registry over TLS', () => {
       '--no-plain-http',
       '--ca-file',
       caFile,
+      '-q',
       '-o',
       `oci:${out}:1.0`,
     );

@@ -88,6 +88,7 @@ interface PackFlags extends RegistryFlags {
   finalize: string[];
   compression: string;
   sourceDateEpoch?: string;
+  quiet?: boolean;
 }
 
 export function registerOci(program: Command): void {
@@ -119,7 +120,8 @@ export function registerOci(program: Command): void {
       .option('--finalize <cmd>', 'finalizer command run after install (repeatable)', collect, [])
       .option('--compression <c>', 'gzip or zstd', 'gzip')
       .option('--source-date-epoch <secs>', 'entry mtimes (default $SOURCE_DATE_EPOCH or 0)')
-      .option('--platform <os/arch>', 'platform recorded in the image config'),
+      .option('--platform <os/arch>', 'platform recorded in the image config')
+      .option('-q, --quiet', 'no progress output'),
   ).action(async (dir: string, f: PackFlags, cmd: Command) => {
     const ref = parseRef(f.name);
     if (!ref.version || !ref.selector.constraints.every((c) => c.op === '=')) {
@@ -159,6 +161,7 @@ export function registerOci(program: Command): void {
     ).packTo(spec, dir, f.output, {
       ...endpointOptions(f),
       cacheDir: await cacheDir(cmd),
+      reporter: await reporterFor(f),
       compression: f.compression,
       ...(epoch !== undefined ? { sourceDateEpoch: epoch } : {}),
       ...(finalize ? { finalize } : {}),

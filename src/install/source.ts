@@ -16,7 +16,7 @@ export type PackageSource =
   | { kind: 'configured' }
   | { kind: 'repo'; urls: string[] }
   /** Trees merged as luet's repeated `--tree`, rendered with `values` files (later win). */
-  | { kind: 'tree'; dirs: string[]; values?: string[] };
+  | { kind: 'tree'; dirs: string[]; values?: string[]; lenient?: boolean };
 
 export interface OpenSourceOptions {
   plainHttp?: boolean;
@@ -124,6 +124,7 @@ export async function openPackageSource(
         {
           strict: true,
           ...(values.length ? { values: values.map((v) => path.resolve(v)) } : {}),
+          ...(source.lenient ? { lenient: true } : {}),
           output: `dir://${dir}`,
           name,
           cacheDir: cfg.cache_dir,

@@ -134,4 +134,24 @@ describe('trees: in the config', () => {
       expect(n.err).toContain(`"trees:" in ${join(work, 'conf/none.yaml')}`);
     }
   });
+
+  it('plan and install --tree take --lenient (a version luet loads and cpm refuses)', async () => {
+    const tree = join(work, 'odd/packages');
+    write(work, { 'odd/packages/m/definition.yaml': 'category: odd\nname: m\nversion: "1.0!"\n' });
+    const strict = await cpm(['plan', 'install', 'odd/m', '--tree', tree]);
+    expect(strict.code).toBe(5);
+    const lenient = await cpm(['plan', 'install', 'odd/m', '--tree', tree, '--lenient', '--json']);
+    expect(lenient.code, lenient.err).toBe(0);
+    expect((JSON.parse(lenient.out) as { install: string[] }).install).toEqual(['odd/m@1.0!']);
+    const root = join(work, 'root-odd');
+    const cache = { CPM_CONFIG: join(work, 'conf/none.yaml') };
+    const i = await cpm(
+      ['install', 'odd/m', '--tree', tree, '--lenient', '--root', root, '-y', '--no-finalizers'],
+      cache,
+    );
+    expect(i.code, i.err).toBe(0);
+    const without = await cpm(['install', 'odd/m', '--lenient', '--root', root, '-y'], cache);
+    expect(without.code).toBe(2);
+    expect(without.err).toContain('--lenient loads a packages tree: give it with --tree');
+  });
 });

@@ -81,6 +81,7 @@ interface OpCli {
   dryRun?: boolean;
   tree?: string[];
   values?: string[];
+  lenient?: boolean;
   repo?: string[];
   force?: boolean;
   full?: boolean;
@@ -104,15 +105,20 @@ function sourceOf(o: OpCli): PackageSource {
     throw new CpmError('E_USAGE', '--tree and --repo cannot be combined', {
       hint: 'build the tree into a repository with cpm repo create, then use --repo twice',
     });
-  if (o.values?.length && !trees.length)
-    throw new CpmError('E_USAGE', '--values renders a packages tree: give it with --tree', {
-      hint: 'repositories hold rendered packages; values apply when a tree is built',
-    });
+  if ((o.values?.length || o.lenient) && !trees.length)
+    throw new CpmError(
+      'E_USAGE',
+      `${o.lenient ? '--lenient loads' : '--values renders'} a packages tree: give it with --tree`,
+      {
+        hint: 'repositories hold packages already loaded and rendered; these apply when a tree is built',
+      },
+    );
   if (trees.length)
     return {
       kind: 'tree',
       dirs: trees.map((t) => path.resolve(t)),
       ...(o.values?.length ? { values: o.values.map((v) => path.resolve(v)) } : {}),
+      ...(o.lenient ? { lenient: true } : {}),
     };
   if (o.repo?.length) return { kind: 'repo', urls: o.repo };
   return { kind: 'configured' };
@@ -280,6 +286,10 @@ function changing(cmd: Command, withSource: boolean): Command {
         'template values file for the --tree (repeatable, later wins)',
         collect,
         [],
+      )
+      .option(
+        '--lenient',
+        'load the --tree as luet does where cpm refuses (see docs/tree-format.md)',
       )
       .option('--repo <url...>', 'install from these repositories instead of repos.conf.d')
       .option('--plain-http', 'talk plain http to a non-loopback registry')

@@ -15,13 +15,18 @@ interface PlanOpts {
   force?: boolean;
   full?: boolean;
   values?: string[];
+  lenient?: boolean;
 }
 
-async function loadUniverse(dirs: string[], values: string[] | undefined): Promise<Universe> {
+async function loadUniverse(
+  dirs: string[],
+  values: string[] | undefined,
+  lenient: boolean,
+): Promise<Universe> {
   const { loadTree } = await import('../../tree/tree.js');
   const tree = await loadTree(
     dirs.map((d) => resolvePath(d)),
-    values?.length ? { values } : {},
+    { ...(values?.length ? { values } : {}), ...(lenient ? { lenient: true } : {}) },
   );
   if (tree.problems.length > 0) {
     process.stderr.write(
@@ -71,6 +76,7 @@ export function registerPlan(program: Command): void {
       collect,
       [],
     )
+    .option('--lenient', 'accept what luet accepts where cpm refuses (see docs/tree-format.md)')
     .option('--json', 'print the plan as JSON')
     .action(async (operation: string, packages: string[], opts: PlanOpts, cmd: Command) => {
       // the tree loader and the solver only when the command runs
@@ -80,7 +86,11 @@ export function registerPlan(program: Command): void {
       const request = makeRequest(operation, packages, { force: opts.force, full: opts.full });
       const cfg = await loadConfig(cmd.optsWithGlobals<{ config?: string }>().config);
       const dirs = chosenTrees(opts.tree, cfg);
-      const universe = await loadUniverse(dirs.length > 0 ? dirs : [projectTreeDir()], opts.values);
+      const universe = await loadUniverse(
+        dirs.length > 0 ? dirs : [projectTreeDir()],
+        opts.values,
+        opts.lenient === true,
+      );
       let installed: InstalledSpec[] = [];
       if (opts.root)
         installed = await installedFromRoot(

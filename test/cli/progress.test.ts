@@ -332,4 +332,34 @@ describe('a pull interrupted by SIGINT', () => {
     expect(lines.at(-1)).toMatch(/interrupted by SIGINT; nothing was changed/);
     expect(err).not.toMatch(/internal error|\n\s+at /);
   });
+
+  it('rootfs init from a stalled registry: the pull before the transaction is interrupted too', async () => {
+    proxy.reset();
+    proxy.add({
+      path: /\/blobs\/sha256:/,
+      fault: { kind: 'stall', afterBytes: 64 << 10 },
+      times: Infinity,
+    });
+    const root = path.join(dir, 'root-init-int');
+    const child = spawn(
+      process.execPath,
+      [CPM_BIN, 'rootfs', 'init', '--from', `${proxy.host}/cpm/test/big:1.0`, '--root', root],
+      { env: { ...process.env, CPM_CONFIG: freshConfig() }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const done = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
+    const t0 = Date.now();
+    while (!/download \S+ [0-9a-f]{12}/.test(err)) {
+      if (Date.now() - t0 > 30_000) throw new Error(`no download started: ${err}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await new Promise((r) => setTimeout(r, 500));
+    child.kill('SIGINT');
+    expect(await done, err).toBe(130);
+    expect(err).toMatch(/^download \S+ [0-9a-f]{12} interrupted at /m);
+    expect(err).toMatch(/^interrupted by SIGINT after /m);
+    expect(err.trim().split('\n').at(-1)).toBe('cpm: interrupted by SIGINT; nothing was changed');
+    expect(existsSync(path.join(root, 'usr'))).toBe(false);
+  });
 });

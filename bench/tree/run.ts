@@ -16,7 +16,10 @@
  * `--cpm DIR`: time DIR/bin/cpm.js instead of this checkout's (a copy, so a rebuild during the
  * run changes nothing).
  *
- *   npx tsx bench/tree/run.ts [--runs N] [--heavy-runs N] [--jobs a,b] [--before DIR] [--cpm DIR] [--quick]
+ * `--resolve-only`: steps 1 and 2 untimed (the repositories are still made), step 3 timed.
+ *
+ *   npx tsx bench/tree/run.ts [--runs N] [--heavy-runs N] [--jobs a,b] [--before DIR] [--cpm DIR]
+ *                             [--resolve-only] [--quick]
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -42,6 +45,7 @@ const JOBS = (opt('jobs') ?? (QUICK ? 'bash' : 'bash,python3,build-essential,gno
   .split(',')
   .filter(Boolean);
 const BEFORE = opt('before');
+const RESOLVE_ONLY = argv.includes('--resolve-only');
 const PY = '/usr/bin/python3';
 
 const load = (): string =>
@@ -125,10 +129,17 @@ function main(): void {
       },
     ]);
     // the last repo create of each build stays: the resolve rounds read it
-    const heavyT = timeInterleaved(heavy, HEAVY_RUNS, false);
-    console.log(`Tree load and repo create (median of ${HEAVY_RUNS}; load average ${load()}):\n`);
-    // with --before, this build's rows are compared with the before build's (rows 3 and 4)
-    table(heavyT.map((t, i) => ({ t, base: BEFORE && i < 2 ? heavyT[i + 2] : undefined })));
+    // --resolve-only: the repositories are made untimed (one run) and only step 3 is shown.
+    const heavyT = timeInterleaved(
+      RESOLVE_ONLY ? heavy.filter((c) => c.before) : heavy,
+      RESOLVE_ONLY ? 1 : HEAVY_RUNS,
+      false,
+    );
+    if (!RESOLVE_ONLY) {
+      console.log(`Tree load and repo create (median of ${HEAVY_RUNS}; load average ${load()}):\n`);
+      // with --before, this build's rows are compared with the before build's (rows 3 and 4)
+      table(heavyT.map((t, i) => ({ t, base: BEFORE && i < 2 ? heavyT[i + 2] : undefined })));
+    }
 
     // 3: resolve through the repository, fresh process per job, against libsolv.
     const plans = new Map<string, string>();

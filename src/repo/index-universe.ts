@@ -40,6 +40,11 @@ class LazyOffer implements Offer {
   }
 }
 
+function offered(list: readonly LazyOffer[], version: string): boolean {
+  for (const o of list) if (o.entry.version === version) return true;
+  return false;
+}
+
 export class IndexUniverse implements Universe {
   /** Family → offers; sorted newest first on first access (`sorted`). */
   private readonly byFamily = new Map<string, LazyOffer[]>();
@@ -60,7 +65,7 @@ export class IndexUniverse implements Universe {
         const fam = familyKey(entry);
         const list = this.byFamily.get(fam);
         // A family has few versions: a scan finds an id already offered without building ids.
-        if (list?.some((o) => o.entry.version === entry.version)) {
+        if (list && offered(list, entry.version)) {
           const id = `${fam}@${entry.version}`;
           this.shadowed.set(id, [...(this.shadowed.get(id) ?? []), src.name]);
           continue;
@@ -68,6 +73,7 @@ export class IndexUniverse implements Universe {
         const offer = new LazyOffer(src.name, entry);
         if (list) list.push(offer);
         else this.byFamily.set(fam, [offer]);
+        if (entry.provides === '') continue; // most packages provide nothing
         for (const prov of indexDeps(entry.provides)) {
           const pf = indexDepFamily(prov);
           const pl = this.providers.get(pf);

@@ -5,6 +5,7 @@
  * Format described in docs/repository.md.
  */
 import { createHash } from 'node:crypto';
+import { isAscii } from 'node:buffer';
 import { gunzipSync } from 'node:zlib';
 import { CpmError } from '../errors.js';
 import { depFromJson, depToJson, type DepJson } from '../package/codec.js';
@@ -329,7 +330,8 @@ export async function parseIndex(data: Buffer, where: string): Promise<RepoIndex
   }
   let raw: unknown;
   try {
-    raw = JSON.parse(json.toString('utf8'));
+    // ASCII (the usual index) decodes as latin1: a plain copy, no UTF-8 decoding.
+    raw = JSON.parse(json.toString(isAscii(json) ? 'latin1' : 'utf8'));
   } catch (e) {
     throw new CpmError(
       'E_REPO',

@@ -9,6 +9,7 @@ import { existsSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { codeBlocks } from '../support/docs.js';
 import { startRegistry, type RegistryInstance } from '../support/registry.js';
 
 const project = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -189,10 +190,20 @@ describe.skipIf(skip)('single-file cpm (SEA)', () => {
       if (work) await fsp.rm(work, { recursive: true, force: true });
     });
 
-    it('installs system/cos-setup and its dependencies into / and records them', () => {
-      const r = inBox(
-        `cpm repo add local oci://${reg.host}/cpm && cpm install -y system/cos-setup; cpm list --installed --json`,
+    it('runs the RUN step of docs/ci.md as written: cos-setup and its dependencies into /', () => {
+      // the Dockerfile's RUN step, its registry this test's (the doc's image is this box)
+      const [dockerfile] = codeBlocks(
+        path.join(project, 'docs/ci.md'),
+        '## A Dockerfile with the single-file cpm',
+        'dockerfile',
       );
+      const step = /^RUN ([\s\S]*?[^\\])\n(?!\s)/m
+        .exec(dockerfile!)![1]!
+        .replace(/\\\n\s*/g, '')
+        .replaceAll('oci://ghcr.io/OWNER/cpm-packages', `oci://${reg.host}/cpm`);
+      expect(step).toContain('cpm install -y system/cos-setup');
+      const r = inBox(`${step} && cpm list --installed --json`);
+      expect(r.status, r.stderr).toBe(0);
       const listed = (
         JSON.parse(r.stdout.slice(r.stdout.indexOf('{\n'))) as { packages: Array<{ id: string }> }
       ).packages;

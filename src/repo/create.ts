@@ -36,7 +36,7 @@ import {
   type IndexPackage,
   type RepoIndex,
 } from './repo-index.js';
-import { DirTarget, RegistryTarget, type RepoTarget } from './targets.js';
+import { DirTarget, IndexChangedError, RegistryTarget, type RepoTarget } from './targets.js';
 import { encodeTag, packageRepository } from './tags.js';
 
 /** A package to publish: its spec plus the tree's extras (what loadTree gives per package). */
@@ -283,7 +283,27 @@ export async function openRepoTarget(opts: CreateOptions): Promise<RepoTarget> {
   return DirTarget.open(out.startsWith('dir://') ? out.slice('dir://'.length) : out);
 }
 
+/**
+ * Publishes `inputs` and writes the index. When another writer replaced a registry index while
+ * this run worked (IndexChangedError), it starts over from the new index — packages this run does
+ * not publish keep that writer's entries — up to 5 times; images already pushed are not pushed
+ * again.
+ */
 export async function createRepository(
+  inputs: readonly CreateInput[],
+  opts: CreateOptions,
+): Promise<CreateResult> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await createOnce(inputs, opts);
+    } catch (e) {
+      if (!(e instanceof IndexChangedError) || attempt >= 5) throw e;
+      opts.log?.(`${e.message}; starting over from the new index (attempt ${attempt + 1})`);
+    }
+  }
+}
+
+async function createOnce(
   inputs: readonly CreateInput[],
   opts: CreateOptions,
 ): Promise<CreateResult> {

@@ -29,6 +29,19 @@ export interface RepoTarget {
   close(): Promise<void>;
 }
 
+/**
+ * Another writer replaced the registry's index between this run's read and its write: publishing
+ * would drop what that writer added. `createRepository` starts over from the new index.
+ */
+export class IndexChangedError extends CpmError {
+  constructor(where: string) {
+    super('E_REPO', `${where}: the index changed while this run was writing it`, {
+      hint: 'another job published to the same repository at the same time; run again',
+      context: { path: where },
+    });
+  }
+}
+
 function notARepo(e: unknown): boolean {
   return e instanceof CpmError && (e.code === 'E_REPO' || e.code === 'E_NOT_FOUND');
 }
@@ -128,6 +141,8 @@ export class RegistryTarget implements RepoTarget {
   readonly client: RegistryClient;
   /** Manifests and blobs actually uploaded (not skipped as present), for reports and tests. */
   readonly uploads: string[] = [];
+  /** The index manifest previousIndex() started from (null: none); publishIndex checks it. */
+  private indexRead: string | null | undefined;
 
   constructor(
     url: string,
@@ -143,6 +158,8 @@ export class RegistryTarget implements RepoTarget {
   }
 
   async previousIndex(): Promise<RepoIndex | undefined> {
+    // Read before the index itself: a write in between is seen as a change (safe side).
+    this.indexRead = (await this.client.headManifest(this.namespace, INDEX_TAG)) ?? null;
     const reader = new RegistryReader(this.url, {
       blobCache: this.store,
       ...(this.opts.plainHttp !== undefined ? { plainHttp: this.opts.plainHttp } : {}),
@@ -197,7 +214,12 @@ export class RegistryTarget implements RepoTarget {
       if ((await this.client.pushBlob(this.namespace, ref, this.store)) !== 'exists')
         this.uploads.push(b.digest);
     }
-    if ((await this.client.headManifest(this.namespace, INDEX_TAG)) !== artifact.manifestDigest) {
+    const now = (await this.client.headManifest(this.namespace, INDEX_TAG)) ?? null;
+    if (now !== artifact.manifestDigest) {
+      // Registries have no compare-and-swap on a tag: check right before the PUT, so only a
+      // writer within these milliseconds (not within the whole run) can still be overwritten.
+      if (this.indexRead !== undefined && now !== this.indexRead)
+        throw new IndexChangedError(`${this.registry}/${this.namespace}:${INDEX_TAG}`);
       await this.client.putManifest(this.namespace, INDEX_TAG, artifact.manifest, OCI_MANIFEST);
       this.uploads.push(artifact.manifestDigest);
     }

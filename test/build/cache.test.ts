@@ -5,7 +5,7 @@
  * index with every package); an unreachable cache or one refusing credentials is a warning and
  * the build succeeds. Needs bwrap and dist/ (npm test builds it), as build.test.ts.
  */
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -215,6 +215,52 @@ describe('cpm build --cache (registry build cache)', () => {
     } finally {
       await locked.stop();
     }
+  }, 120_000);
+});
+
+describe('two jobs writing one index at once', () => {
+  it('the later one starts over from the index the other wrote, keeping its packages', async () => {
+    const cache = `oci://${reg.host}/cache`; // has every result (the first test)
+    const output = `oci://${reg.host}/race`;
+    const cfg = path.join(work, 'race-cpm.yaml');
+    writeFileSync(cfg, `cache_dir: ${path.join(work, 'race-b-cache')}\n`);
+    const lines: string[] = [];
+    let other = '';
+    const r = await build(
+      opts('race-a', {
+        output,
+        push: true,
+        cache,
+        packages: ['apps/two'],
+        log: (l) => {
+          lines.push(l);
+          // While this job pushes its image, another job publishes apps/three and its index
+          // (synchronously: it has finished before this one goes on).
+          if (l.startsWith('push ') && !other)
+            other = execFileSync(
+              process.execPath,
+              [
+                BIN,
+                'build',
+                'apps/three',
+                '--tree',
+                tree,
+                '--output',
+                output,
+                '--push',
+                '--cache',
+                cache,
+              ],
+              { env: { ...process.env, CPM_CONFIG: cfg }, encoding: 'utf8' },
+            );
+        },
+      }),
+    );
+    expect(other).toMatch(/^0 built, 1 from the cache/m);
+    expect(lines.some((l) => l.includes('the index changed while this run was writing it'))).toBe(
+      true,
+    );
+    expect(r.repo!.index.packages.map((p) => p.name).sort()).toEqual(['three', 'two']);
   }, 120_000);
 });
 

@@ -1033,6 +1033,8 @@ async function buildOne(ctx: RunCtx, st: NodeState): Promise<boolean> {
   let keep = false;
   /** Overlay mount points in the namespace, unmounted (last first) when the build ends. */
   const mounted: string[] = [];
+  /** Set when this build's root is an overlay. */
+  let mns: MountNamespace | undefined;
   ctx.log(`build ${node.id}: ${outcome.reason}`);
   try {
     const payload = path.join(work, 'payload');
@@ -1048,8 +1050,7 @@ async function buildOne(ctx: RunCtx, st: NodeState): Promise<boolean> {
     };
     if (needRoot) {
       // Overlay (overlay.ts) for a plain delta whose root nobody keeps; else a copy and walks.
-      const mns =
-        ctx.mns && !st.provider && !node.empty && !ctx.opts.keepFailed ? ctx.mns : undefined;
+      mns = ctx.mns && !node.empty && !ctx.opts.keepFailed ? ctx.mns : undefined;
       let lower = '';
       if (mns) {
         ({ lower, env } = await baseLayer(ctx, node, work));
@@ -1189,8 +1190,14 @@ async function buildOne(ctx: RunCtx, st: NodeState): Promise<boolean> {
     await ctx.cache.putParts(node.id, st.parts);
     if (needRoot && st.provider) {
       const key = sha(st.parts.hash);
-      await keepResultRoot(ctx.cacheDir, key, root);
-      mark('result root kept');
+      let kept = root;
+      if (mns) {
+        // Others build on this root as a plain directory: the merged tree, copied once.
+        kept = path.join(work, 'result');
+        await copyTree(mns.view(root), kept);
+      }
+      await keepResultRoot(ctx.cacheDir, key, kept);
+      mark(`result root kept${mns ? ' (copied from the overlay)' : ''}`);
       await fsp.writeFile(
         path.join(resultRootDir(ctx.cacheDir, key), 'env.json'),
         JSON.stringify(env),

@@ -158,6 +158,12 @@ describe('cpm build (host tools root)', () => {
     ]);
     expect(r.packages.every((p) => p.outcome === 'built')).toBe(true);
     expect(r.repo!.index.packages).toHaveLength(8);
+    // As root on a kernel that allows it, roots are overlays (docs/build.md); a root others
+    // chain on is then copied out of the overlay into the cache.
+    const logOf = (id: string): string =>
+      readFileSync(path.join(work, 'repo', 'build-logs', `${id}.log`), 'utf8');
+    if (logOf('apps_hello_1.0').includes('build root (chain, overlay) ready'))
+      expect(logOf('base_tools_1.0')).toContain('result root kept (copied from the overlay)');
 
     const root = path.join(work, 'root-a');
     const i = await cpm(

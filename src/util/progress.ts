@@ -93,6 +93,8 @@ export interface ReporterOptions {
 export const PLAIN_INTERVAL_MS = 5000;
 /** The rate is the bytes of this last window (ms). */
 const RATE_WINDOW_MS = 5000;
+/** Rate samples are at least this far apart (ms). */
+const SAMPLE_MS = 100;
 /** Terminal redraws at most this often (ms), but always on a task start or finish. */
 const TTY_INTERVAL_MS = 100;
 /** JSON progress events at most this often (ms). */
@@ -147,6 +149,9 @@ class Meter {
   count(n: number): void {
     this.moved += n;
     const now = this.clock();
+    // one sample per SAMPLE_MS: a fast transfer counts thousands of chunks a second
+    const last = this.samples[this.samples.length - 1];
+    if (last && now - last[0] < SAMPLE_MS) return;
     this.samples.push([now, this.moved]);
     while (this.samples.length > 2 && now - this.samples[1]![0] > RATE_WINDOW_MS)
       this.samples.shift();

@@ -222,13 +222,8 @@ export class Stager {
     const stop = (): void => void src.destroy(signal.reason as Error);
     signal.addEventListener('abort', stop, { once: true });
     const digestHash = createHash('sha256');
+    const verify = this.o.verifyDigest && layer.digest.startsWith('sha256:');
     const diffHash = layer.diffId?.startsWith('sha256:') ? createHash('sha256') : undefined;
-    // With a diff_id (from the config the verified manifest names) the extracted tar itself is
-    // authenticated: hashing the compressed blob as well (a third of the bytes again, on this
-    // thread) only helps tell a damaged cached copy from an inconsistent image, which is done
-    // below when the diff_id does not match.
-    const checkBlob = this.o.verifyDigest && layer.digest.startsWith('sha256:');
-    const verify = checkBlob && !diffHash;
     const limits = this.o.limits;
     try {
       await readLayer(
@@ -314,8 +309,7 @@ export class Stager {
     // the blob may be the one the manifest names and still not hold the tar the config describes
     if (diffHash) {
       const got = `sha256:${diffHash.digest('hex')}`;
-      if (got !== layer.diffId) {
-        if (checkBlob) await this.checkBlobDigest(layer, id);
+      if (got !== layer.diffId)
         throw new CpmError(
           'E_DIGEST',
           `layer ${layer.digest} of ${id} decompresses to ${got}, but the image config's rootfs.diff_ids says ${layer.diffId}`,
@@ -324,19 +318,7 @@ export class Stager {
             context: { digest: layer.digest, package: id, diffId: layer.diffId },
           },
         );
-      }
     }
-  }
-
-  /** E_DIGEST when the blob does not hash to its digest (a damaged cached copy is then evicted). */
-  private async checkBlobDigest(layer: LayerSource, id: string): Promise<void> {
-    const hash = createHash('sha256');
-    for await (const chunk of await layer.open()) hash.update(chunk as Buffer);
-    const got = `sha256:${hash.digest('hex')}`;
-    if (got !== layer.digest)
-      throw new CpmError('E_DIGEST', `layer of ${id} has digest ${got}, expected ${layer.digest}`, {
-        context: { digest: layer.digest, package: id },
-      });
   }
 
   private async onEntry(

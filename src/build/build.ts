@@ -470,7 +470,12 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         return { image: old.image, where: 'target' };
       const cached = await cache.result(hash);
       if (cached) return { image: cached, where: 'cache' };
-      const hit = await remote?.lookup(pkg, hash, target.store);
+      // A dry run leaves the output as it is: the manifest and config go to cpm's blob cache.
+      const hit = await remote?.lookup(
+        pkg,
+        hash,
+        opts.dryRun ? cacheStore(cacheDir) : target.store,
+      );
       return hit ? { image: hit, where: 'remote' } : undefined;
     };
     const settle = (

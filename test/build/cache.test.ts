@@ -111,6 +111,15 @@ describe('cpm build --cache (registry build cache)', () => {
       expect((await tags(`cache/${fam}`)).sort(), p.id).toEqual(want.sort());
     }
 
+    // A dry run says what the cache has and writes nothing into the output.
+    const dry = await build(opts('runner-b', { cache, dryRun: true }));
+    expect(dry.packages.map((p) => p.reason)).toEqual(
+      Array(4).fill(`build hash in the cache ${cache}`),
+    );
+    const outBlobs = new BlobStore(path.join(work, 'runner-b', 'repo'));
+    for (const p of a.repo!.index.packages)
+      expect(await outBlobs.size(p.image!.manifestDigest), p.name).toBeUndefined();
+
     const logs: string[] = [];
     const b = await build(opts('runner-b', { cache, log: (l) => logs.push(l) }));
     expect(b.failed).toBe(0);

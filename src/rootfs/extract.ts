@@ -83,6 +83,7 @@ interface PendingNode {
   rdev?: [number, number];
   uid: number;
   gid: number;
+  mtime: number;
 }
 /** Extended attributes to set on a staged file. */
 interface PendingXattrs {
@@ -521,7 +522,7 @@ export class Stager {
         const staged = this.nextStage();
         faultPoint();
         // made with the layer's other nodes by one helper process (settle())
-        this.nodes.push({ staged, rel, type, mode, rdev: rec.rdev, uid, gid });
+        this.nodes.push({ staged, rel, type, mode, rdev: rec.rdev, uid, gid, mtime });
         this.nodeContext = { package: id, digest };
         this.put(pkg, { rec, staged, layer, mtime });
         break;
@@ -647,7 +648,10 @@ export class Stager {
         context: { ...this.nodeContext, path: n?.rel ?? nodes[0]?.rel ?? '' },
       });
     }
-    for (const n of nodes) if (isRoot) lchownSync(n.staged, n.uid, n.gid);
+    for (const n of nodes) {
+      if (isRoot) lchownSync(n.staged, n.uid, n.gid);
+      lutimesSync(n.staged, n.mtime, n.mtime);
+    }
     let from = 0;
     for (const m of err.matchAll(/cpm-xattr (\d+)\n/g)) {
       const why = err.slice(from, m.index).trim();

@@ -107,7 +107,9 @@ describe('extraction of real GNU tar layers', () => {
     ]);
     await installPackages(root, [step('base/nodes@1', [layer])], { reporter: rep });
     expect(existsSync(sentinel)).toBe(false);
-    expect(lstatSync(path.join(root, 'run/fifo"; touch x')).mode & 0o7777).toBe(0o620);
+    const fifo = lstatSync(path.join(root, 'run/fifo"; touch x'));
+    expect(fifo.mode & 0o7777).toBe(0o620);
+    expect(fifo.mtimeMs).toBe(1_700_000_000_000); // the header's, as for every other entry
     const getfattr = (f: string): string =>
       execFileSync('getfattr', ['-h', '--only-values', '-n', 'user.cpm', path.join(root, f)], {
         encoding: 'utf8',

@@ -6,33 +6,21 @@
  * same image (an OCI layout: pushing 170 MB to the test registry costs a minute and tests nothing
  * new); owners kept. No network inside the sandbox (tests reach only 127.0.0.1).
  */
-import { execFile } from 'node:child_process';
 import { existsSync, lstatSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { build } from '../../src/build/build.js';
-import { PROJECT, minbaseTar, umociImage } from '../install/base-images.js';
+import { minbaseTar, umociImage } from '../install/base-images.js';
 import { tmpDir } from '../install/helpers.js';
 import { writeFiles } from './fixtures.js';
-
-const run = promisify(execFile);
-const BIN = path.join(PROJECT, 'bin/cpm.js');
+import { runCpm, type CliResult } from '../support/cli.js';
 
 describe.runIf(process.env.CPM_TEST_MMDEBSTRAP === '1')('cpm build on Debian minbase', () => {
   let work: string;
   let ref: string;
   let env: NodeJS.ProcessEnv;
 
-  async function cpm(...args: string[]): Promise<{ out: string; err: string; code: number }> {
-    try {
-      const r = await run('node', [BIN, ...args], { env, maxBuffer: 64 << 20 });
-      return { out: r.stdout, err: r.stderr, code: 0 };
-    } catch (e) {
-      const x = e as { stdout: string; stderr: string; code: number };
-      return { out: x.stdout, err: x.stderr, code: x.code };
-    }
-  }
+  const cpm = (...args: string[]): Promise<CliResult> => runCpm(args, { env });
 
   beforeAll(async () => {
     work = tmpDir('cpm-build-deb-');

@@ -5,22 +5,17 @@
  * and from a file of the tree; rebuilds into a fresh output give identical digests; a change of
  * the parent rebuilds its subpackages. Needs bwrap (as .ci/run provides).
  */
-import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { build, type BuildOptions, type BuildResult } from '../../src/build/build.js';
 import { clearContextCache } from '../../src/build/hash.js';
-import { PROJECT } from '../install/base-images.js';
 import { tmpDir } from '../install/helpers.js';
 import { startRegistry, type RegistryInstance } from '../support/registry.js';
 import { hostToolsRoot, pushRoot, writeFiles } from './fixtures.js';
-
-const run = promisify(execFile);
-const BIN = path.join(PROJECT, 'bin/cpm.js');
+import { requireBuild, runCpm, type CliResult } from '../support/cli.js';
 
 let reg: RegistryInstance;
 let http: Server;
@@ -32,15 +27,7 @@ let tree: string;
 let cacheDir: string;
 let env: NodeJS.ProcessEnv;
 
-async function cpm(...args: string[]): Promise<{ out: string; err: string; code: number }> {
-  try {
-    const r = await run('node', [BIN, ...args], { env, maxBuffer: 64 << 20 });
-    return { out: r.stdout, err: r.stderr, code: 0 };
-  } catch (e) {
-    const x = e as { stdout: string; stderr: string; code: number };
-    return { out: x.stdout, err: x.stderr, code: x.code };
-  }
-}
+const cpm = (...args: string[]): Promise<CliResult> => runCpm(args, { env });
 
 function opts(output: string, more: Partial<BuildOptions> = {}): BuildOptions {
   return { tree, output, cacheDir, jobs: 2, network: false, ...more };
@@ -119,8 +106,7 @@ function treeFiles(ref: string, url: string): Record<string, string> {
 }
 
 beforeAll(async () => {
-  if (!existsSync(path.join(PROJECT, 'dist/cpm.cjs')))
-    throw new Error('dist/ is missing: run "npm run build" first (npm test does it)');
+  requireBuild();
   reg = await startRegistry();
   http = createServer((req, res) => {
     hits++;

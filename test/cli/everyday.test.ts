@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROJECT } from '../install/base-images.js';
 import { tmpDir } from '../install/helpers.js';
 import { startRegistry, type RegistryInstance } from '../support/registry.js';
+import { runCpm, type CliResult } from '../support/cli.js';
 
 const run = promisify(execFile);
 const BIN = path.join(PROJECT, 'bin/cpm.js');
@@ -18,18 +19,8 @@ const BIN = path.join(PROJECT, 'bin/cpm.js');
 let work: string;
 let reg: RegistryInstance;
 
-async function cpm(
-  args: string[],
-  config = 'cpm.yaml',
-): Promise<{ out: string; err: string; code: number }> {
-  const env = { ...process.env, CPM_CONFIG: path.join(work, config) };
-  try {
-    const r = await run('node', [BIN, ...args], { env, cwd: work, maxBuffer: 64 << 20 });
-    return { out: r.stdout, err: r.stderr, code: 0 };
-  } catch (e) {
-    const x = e as { stdout: string; stderr: string; code: number };
-    return { out: x.stdout, err: x.stderr, code: x.code };
-  }
+function cpm(args: string[], config = 'cpm.yaml'): Promise<CliResult> {
+  return runCpm(args, { env: { ...process.env, CPM_CONFIG: path.join(work, config) }, cwd: work });
 }
 
 /** A one-package tree: app/hello at `version`, one file. */

@@ -1,13 +1,13 @@
 /**
  * A fast reader for the block-YAML subset packages trees are written in: block maps and sequences
  * indented with spaces, plain scalars on one line, single- and double-quoted scalars on one line,
- * literal block scalars (`|`, `|-`, `|+`), empty flow collections (`[]`, `{}`) and comments. It
+ * literal block scalars (`|`, `|-`, `|+`), folded ones of plain lines (`>`, `>-`), empty flow collections (`[]`, `{}`) and comments. It
  * produces exactly what the full converter in yaml.ts produces (values, key lines, scalar source
  * text, repeated-key warnings) — the `yaml` package builds a token stream, a CST and a document of
  * nodes first, several times slower and with far more garbage.
  *
  * Anything outside the subset (anchors, aliases, tags, merge keys, flow collections with content,
- * multi-line plain or quoted scalars, folded scalars, tabs in indentation, directives, several
+ * multi-line plain or quoted scalars, folded scalars with blank or more-indented lines, tabs in indentation, directives, several
  * documents, CRLF, odd keys) and anything that looks wrong makes it give up: `parseFast` returns
  * null and the caller parses the text with `yaml`, which also reports the error with its line.
  * Line numbers here come for free (the reader walks lines); nothing is computed twice.
@@ -33,7 +33,7 @@ function maybeTyped(t: string): boolean {
 }
 /** Keys taken as-is: they resolve to themselves (checked against the resolver too). */
 const PLAIN_KEY = /^[A-Za-z_][A-Za-z0-9_./-]*$/;
-const CHOMP = /^\|([+-]?)$/;
+const CHOMP = /^[|>]([+-]?)$/;
 
 export function parseFast(
   text: string,
@@ -303,7 +303,8 @@ class FastReader {
     const c0 = body.charCodeAt(0);
     if (c0 === 34 /* " */) return [doubleQuoted(body), i + 1];
     if (c0 === 39 /* ' */) return [singleQuoted(body), i + 1];
-    if (c0 === 124 /* | */) return this.literal(i, body, indent);
+    if (c0 === 124 /* | */ || c0 === 62 /* > */)
+      return this.blockScalar(i, body, indent, c0 === 62);
     if (c0 === 91 /* [ */ || c0 === 123 /* { */) {
       if (stripComment(body) !== (c0 === 91 ? '[]' : '{}')) giveUp();
       const empty = c0 === 91 ? [] : {};
@@ -322,10 +323,15 @@ class FastReader {
     return [v, i + 1];
   }
 
-  /** A literal block scalar: `|`, `|-` or `|+` (no indentation indicator). */
-  private literal(i: number, body: string, indent: number): [string, number] {
+  /**
+   * A literal block scalar (`|`, `|-`, `|+`), or a folded one (`>`, `>-`) whose lines are all at
+   * one indentation with no blank line between them: each line break between them becomes a
+   * space. Other folded scalars (blank or more-indented lines, which fold by finer rules, or
+   * keep-chomping) are left to the full parser. No indentation indicator.
+   */
+  private blockScalar(i: number, body: string, indent: number, folded: boolean): [string, number] {
     const m = CHOMP.exec(stripComment(body));
-    if (!m) giveUp();
+    if (!m || (folded && m[1] === '+')) giveUp();
     // Its lines: those after the header deeper than `indent`, blank lines included.
     let width = -1;
     const parts: string[] = [];
@@ -344,13 +350,14 @@ class FastReader {
         // Leading blank lines deeper than the first content line are an error.
         for (let k = i + 1; k < j; k++) if (this.indent(k) > width) giveUp();
       } else if (ind < width) giveUp(); // less indented than the first line: an error
+      if (folded && (blanks > 0 || ind > width || this.body(j).charCodeAt(0) === 9)) giveUp();
       for (; blanks > 0; blanks--) parts.push('');
       parts.push(ind === width ? this.body(j) : ' '.repeat(ind - width) + this.body(j));
     }
     if (width < 0) giveUp(); // no content
     // At the end of a text without a final line break the converter trims; left to it.
     if (j === this.count && !this.text.endsWith('\n')) giveUp();
-    const content = parts.join('\n');
+    const content = parts.join(folded ? ' ' : '\n');
     const chomp = m[1];
     if (chomp === '-') return [content, j];
     if (chomp === '') return [content + '\n', j];

@@ -91,6 +91,18 @@ describe('fast YAML reader', () => {
     expectSame('steps:\n- |\n  echo 1\n  echo 2\n- name: x\n');
   });
 
+  it('reads folded block scalars of plain lines, as the full converter folds them', () => {
+    for (const text of [
+      'a: >\n  folded\n',
+      'a: >\n  one\n  two  \n  # three\nb: 1\n',
+      'a: >-\n  x\n  y\n\n\nb: 1\n',
+      'steps:\n- >\n  apt-get install -y\n  curl wget\n- name: x\n',
+    ]) {
+      expectSame(text);
+      expect(fast(text), text).not.toBeNull();
+    }
+  });
+
   it('keeps the source text of non-string scalars', () => {
     const y = fast('version: 1.10\nother: 020\nlist:\n  - 1.0\n')!;
     const v = y.value as { list: unknown[] };
@@ -106,7 +118,10 @@ describe('fast YAML reader', () => {
       '<<: {a: 1}\n',
       'a: [1, 2]\n',
       'a: {b: 1}\n',
-      'a: >\n  folded\n',
+      'a: >\n  folded\n\n  after a blank line\n',
+      'a: >\n  folded\n    more indented\n',
+      'a: >\n  x\n  \ttab\n',
+      'a: >+\n  kept\n\n',
       'a: |2\n   x\n',
       'a: plain\n  continued\n',
       'a: "open\n  quote"\n',
@@ -231,8 +246,8 @@ describe('fast YAML reader', () => {
       .map((s) => `'${s.replace(/'/g, "''")}'`);
     const literal = fc
       .tuple(
-        fc.constantFrom('|', '|-', '|+'),
-        fc.array(fc.constantFrom('echo 1', '  indented', '', '# hash', 'x: y'), {
+        fc.constantFrom('|', '|-', '|+', '>', '>-', '>+'),
+        fc.array(fc.constantFrom('echo 1', '  indented', '', '# hash', 'x: y', 'a  b ', '\tt'), {
           minLength: 1,
           maxLength: 4,
         }),

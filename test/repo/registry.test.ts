@@ -8,13 +8,14 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { defaultConfig, type CpmConfig } from '../../src/config.js';
 import { addRepoConfig, parseRepoEntry } from '../../src/repo/config.js';
 import { createFromTree } from '../../src/repo/create.js';
 import { openRepositories } from '../../src/repo/open.js';
 import { info, search } from '../../src/repo/query.js';
 import { LayoutReader } from '../../src/repo/reader.js';
+import { RegistryTarget } from '../../src/repo/targets.js';
 import { updateRepositories } from '../../src/repo/update.js';
 import { sha256 } from '../../src/oci/digest.js';
 import { tempDir, writeTree } from '../support/layers.js';
@@ -186,6 +187,44 @@ describe('repo create → oci:// (real registry)', () => {
       expect(other.image?.manifestDigest).toBe(p.image?.manifestDigest);
     }
     await viaReg.close();
+  });
+});
+
+describe('repo create → oci:// with another writer', () => {
+  it('starts over from the index another run published meanwhile (no lost revision)', async () => {
+    const out = `oci://${reg.host}/cpm/race`;
+    const other = path.join(dir, 'tree-race');
+    await writePackagesTree(other);
+    await fsp.writeFile(path.join(other, 'system/b/1.0/root/etc/b.conf'), 'b=other\n');
+    const original = RegistryTarget.prototype.previousIndex;
+    let raced = false;
+    const spy = vi
+      .spyOn(RegistryTarget.prototype, 'previousIndex')
+      .mockImplementation(async function (this: RegistryTarget) {
+        const prev = await original.call(this);
+        if (!raced) {
+          raced = true; // the other writer publishes between this run's read and its write
+          await createFromTree(other, { output: out, push: true, sourceDateEpoch: EPOCH });
+        }
+        return prev;
+      });
+    const logs: string[] = [];
+    try {
+      const r = await createFromTree(tree, {
+        output: out,
+        push: true,
+        sourceDateEpoch: EPOCH,
+        log: (m) => logs.push(m),
+      });
+      expect(logs.some((m) => m.includes('the index changed while this run was writing it'))).toBe(
+        true,
+      );
+      // Started over from the other run's index (revision 1): this one is revision 2.
+      expect(r.index.repository.revision).toBe(2);
+      expect(spy).toHaveBeenCalledTimes(3);
+    } finally {
+      spy.mockRestore();
+    }
   });
 });
 

@@ -112,10 +112,6 @@ function envEpoch(): number | undefined {
   return n;
 }
 
-/**
- * The one mapping from a loaded tree package to what `createRepository` packs: the tree-only
- * fields dropped, the finalizer's spec taken, the source file made absolute for display.
- */
 /** Whether the package's files come from build steps (`cpm build`) rather than a payload dir. */
 function builtBySteps(p: LoadedPackage): boolean {
   const b = p.build?.spec;
@@ -126,6 +122,10 @@ function builtBySteps(p: LoadedPackage): boolean {
   );
 }
 
+/**
+ * The one mapping from a loaded tree package to what `createRepository` packs: the tree-only
+ * fields dropped, the finalizer's spec taken, the source file made absolute for display.
+ */
 export function createInputOf(p: LoadedPackage, displayRoot: string | undefined): CreateInput {
   const {
     dir: _dir,
@@ -285,9 +285,9 @@ export async function openRepoTarget(opts: CreateOptions): Promise<RepoTarget> {
 
 /**
  * Publishes `inputs` and writes the index. When another writer replaced a registry index while
- * this run worked (IndexChangedError), it starts over from the new index — packages this run does
- * not publish keep that writer's entries — up to 5 times; images already pushed are not pushed
- * again.
+ * this run worked (IndexChangedError), it starts over from the new index (the packages marked
+ * keepPrevious keep that writer's entries; the index is otherwise this run's inputs) up to 5
+ * times; images already pushed are not uploaded again.
  */
 export async function createRepository(
   inputs: readonly CreateInput[],

@@ -84,6 +84,34 @@ function cpm(cfg: string, args: string[]): { code: number; out: string; err: str
 const SIZE = String.raw`\d+(\.\d)? (B|KiB|MiB|GiB)`;
 const HEX12 = '[0-9a-f]{12}';
 
+/**
+ * Runs cpm as a child (the proxy runs in this process), sends SIGINT once its stderr shows
+ * `started` (after `settleMs` more), and returns the exit code and all of stderr.
+ */
+async function interruptWhen(
+  cfg: string,
+  args: string[],
+  started: RegExp,
+  settleMs: number,
+  poll = 50,
+): Promise<{ code: number | null; err: string }> {
+  const child = spawn(process.execPath, [CPM_BIN, ...args], {
+    env: { ...process.env, CPM_CONFIG: cfg },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let err = '';
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const done = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
+  const t0 = Date.now();
+  while (!started.test(err)) {
+    if (Date.now() - t0 > 30_000) throw new Error(`${args[0]} did not start: ${err}`);
+    await new Promise((r) => setTimeout(r, poll));
+  }
+  if (settleMs) await new Promise((r) => setTimeout(r, settleMs));
+  child.kill('SIGINT');
+  return { code: await done, err };
+}
+
 describe('install progress without a terminal (stderr is a pipe)', () => {
   it('prints plain step lines: phase totals, a line per layer start and finish, a summary', () => {
     const root = path.join(dir, 'root-plain');
@@ -221,21 +249,14 @@ describe('a pack interrupted by SIGINT', () => {
       Buffer.concat(Array.from({ length: 12 }, () => chunk)),
     );
     const cfg = freshConfig();
-    const child = spawn(
-      process.execPath,
-      [CPM_BIN, 'pack', payload, '--name', 'test/huge@1.0', '-o', `oci:${dir}/huge:1.0`],
-      { env: { ...process.env, CPM_CONFIG: cfg }, stdio: ['ignore', 'pipe', 'pipe'] },
+    const { code, err } = await interruptWhen(
+      cfg,
+      ['pack', payload, '--name', 'test/huge@1.0', '-o', `oci:${dir}/huge:1.0`],
+      /pack test\/huge@1\.0 \(/,
+      0,
+      20,
     );
-    let err = '';
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    const done = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
-    const t0 = Date.now();
-    while (!err.includes('pack test/huge@1.0 (')) {
-      if (Date.now() - t0 > 30_000) throw new Error(`the pack did not start: ${err}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    child.kill('SIGINT');
-    expect(await done, err).toBe(130);
+    expect(code, err).toBe(130);
     const lines = err.trim().split('\n');
     expect(lines).toContainEqual(
       expect.stringMatching(
@@ -297,21 +318,12 @@ describe('a pull interrupted by SIGINT', () => {
       times: Infinity,
     });
     const big = [...layerSizes.entries()].sort((a, b) => b[1] - a[1])[0]!;
-    const child = spawn(process.execPath, [CPM_BIN, 'pull', `${proxy.host}/cpm/test/big:1.0`], {
-      env: { ...process.env, CPM_CONFIG: freshConfig() },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let err = '';
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    const done = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
-    const t0 = Date.now();
-    while (!/download \S+ [0-9a-f]{12}/.test(err)) {
-      if (Date.now() - t0 > 30_000) throw new Error(`no download started: ${err}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    await new Promise((r) => setTimeout(r, 500));
-    child.kill('SIGINT');
-    const code = await done;
+    const { code, err } = await interruptWhen(
+      freshConfig(),
+      ['pull', `${proxy.host}/cpm/test/big:1.0`],
+      /download \S+ [0-9a-f]{12}/,
+      500,
+    );
     expect(code, err).toBe(130);
     const lines = err.trim().split('\n');
     expect(lines).toContain(`download 1 layer, ${(big[1] / 1024 ** 2).toFixed(1)} MiB`);
@@ -341,22 +353,13 @@ describe('a pull interrupted by SIGINT', () => {
       times: Infinity,
     });
     const root = path.join(dir, 'root-init-int');
-    const child = spawn(
-      process.execPath,
-      [CPM_BIN, 'rootfs', 'init', '--from', `${proxy.host}/cpm/test/big:1.0`, '--root', root],
-      { env: { ...process.env, CPM_CONFIG: freshConfig() }, stdio: ['ignore', 'pipe', 'pipe'] },
+    const { code, err } = await interruptWhen(
+      freshConfig(),
+      ['rootfs', 'init', '--from', `${proxy.host}/cpm/test/big:1.0`, '--root', root],
+      /download \S+ [0-9a-f]{12}/,
+      500,
     );
-    let err = '';
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    const done = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
-    const t0 = Date.now();
-    while (!/download \S+ [0-9a-f]{12}/.test(err)) {
-      if (Date.now() - t0 > 30_000) throw new Error(`no download started: ${err}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    await new Promise((r) => setTimeout(r, 500));
-    child.kill('SIGINT');
-    expect(await done, err).toBe(130);
+    expect(code, err).toBe(130);
     expect(err).toMatch(/^download \S+ [0-9a-f]{12} interrupted at /m);
     expect(err).toMatch(/^interrupted by SIGINT after /m);
     expect(err.trim().split('\n').at(-1)).toBe('cpm: interrupted by SIGINT; nothing was changed');

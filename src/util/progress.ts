@@ -217,6 +217,11 @@ function figures(done: number, total: number | undefined, rate: number | undefin
   return parts.join('  ');
 }
 
+/** " (12.3 MiB/s)": the average rate of `moved` bytes over `ms`, or "" for too short a span. */
+function averageRate(moved: number, ms: number): string {
+  return ms >= 200 && moved > 0 ? ` (${human(Math.round((moved * 1000) / ms))}/s)` : '';
+}
+
 function bar(frac: number, width: number): string {
   const fill = Math.round(Math.min(1, Math.max(0, frac)) * width);
   return `[${'#'.repeat(fill)}${'.'.repeat(width - fill)}]`;
@@ -322,11 +327,7 @@ class Progress {
         failure && p.items !== undefined && p.finishedItems < p.items
           ? `${p.finishedItems} of ${plural(items, p.noun)}`
           : plural(items, p.noun);
-      const rate =
-        ms >= 200 && p.meter.moved > 0
-          ? ` (${human(Math.round((p.meter.moved * 1000) / ms))}/s)`
-          : '';
-      return `${past(p.name)} ${count}, ${what} in ${elapsed(ms)}${rate}`;
+      return `${past(p.name)} ${count}, ${what} in ${elapsed(ms)}${averageRate(p.meter.moved, ms)}`;
     });
     const total = elapsed(now - this.started);
     const sig = interruptSignalOf(failure);
@@ -507,12 +508,20 @@ function textReporter(
     const running = model.running();
     const shown = running.slice(0, 6);
     const cols = width();
+    /** "NAME [###...]  FIGURES", the bar left out when there is no total or no room. */
+    const barLine = (
+      name: string,
+      done: number,
+      total: number | undefined,
+      fig: string,
+    ): string => {
+      const w = Math.min(30, cols - name.length - fig.length - 6);
+      const b = total && w >= 10 ? ` ${bar(done / total, w)}` : '';
+      return fit(`${name}${b}  ${fig}`);
+    };
     for (const t of shown) {
       const fig = figures(t.done, t.total, t.meter.rate(t.started));
-      const name = `${t.phase.name} ${taskName(t)}`;
-      const w = Math.min(30, cols - name.length - fig.length - 6);
-      const b = t.total && w >= 10 ? ` ${bar(t.done / t.total, w)}` : '';
-      lines.push(fit(`${name}${b}  ${fig}`));
+      lines.push(barLine(`${t.phase.name} ${taskName(t)}`, t.done, t.total, fig));
     }
     if (running.length > shown.length) lines.push(`… and ${running.length - shown.length} more`);
     for (const p of model.phases.values()) {
@@ -520,10 +529,7 @@ function textReporter(
       const done = phaseDone(p);
       const count = p.items !== undefined ? ` ${p.finishedItems}/${p.items}` : '';
       const fig = figures(done, p.total, model.phaseRate(p));
-      const name = `total ${p.name}${count}`;
-      const w = Math.min(30, cols - name.length - fig.length - 6);
-      const b = p.total && w >= 10 ? ` ${bar(done / p.total, w)}` : '';
-      lines.push(fit(`${name}${b}  ${fig}`));
+      lines.push(barLine(`total ${p.name}${count}`, done, p.total, fig));
     }
     if (legacy !== null) lines.push(fit(legacy));
     return lines;
@@ -598,12 +604,8 @@ function textReporter(
         if (quiet) return;
         if (kind === 'finish') {
           const ms = clock() - task.started;
-          const rate =
-            ms >= 200 && task.meter.moved > 0
-              ? ` (${human(Math.round((task.meter.moved * 1000) / ms))}/s)`
-              : '';
           line(
-            `${past(task.phase.name)} ${taskName(task)} ${human(task.done)} in ${elapsed(ms)}${rate}`,
+            `${past(task.phase.name)} ${taskName(task)} ${human(task.done)} in ${elapsed(ms)}${averageRate(task.meter.moved, ms)}`,
           );
           return;
         }

@@ -569,7 +569,7 @@ function textReporter(
     const now = clock();
     if (now - p.lastPlain < PLAIN_INTERVAL_MS) return;
     p.lastPlain = now;
-    const count = p.items !== undefined ? ` ${p.finishedItems}/${p.items} ${p.noun}s` : '';
+    const count = p.items !== undefined ? ` ${p.finishedItems}/${plural(p.items, p.noun)}` : '';
     out.write(`${p.name}${count}: ${figures(phaseDone(p), p.total, model.phaseRate(p))}\n`);
   };
 

@@ -64,14 +64,21 @@ export class MountNamespace {
       return undefined;
     }
     const self = await fsp.readlink('/proc/self/ns/mnt');
-    for (let i = 0; i < 200; i++) {
+    let entered = false;
+    for (let i = 0; i < 200 && !entered; i++) {
       const ns = await fsp.readlink(`/proc/${holder.pid}/ns/mnt`).catch(() => self);
-      if (ns !== self) break;
-      await new Promise((r) => setTimeout(r, 5));
+      entered = ns !== self;
+      if (!entered) await new Promise((r) => setTimeout(r, 5));
     }
     holder.unref();
     (holder.stdin as unknown as { unref?: () => void } | null)?.unref?.();
     const mns = new MountNamespace(holder);
+    if (!entered) {
+      // Still in cpm's own namespace (unshare refused or slow): a mount there would be on the host.
+      why('unshare did not enter a new mount namespace');
+      mns.close();
+      return undefined;
+    }
     const probe = await fsp.mkdtemp(path.join(scratch, 'overlay-probe-'));
     try {
       const d = (n: string): string => path.join(probe, n);

@@ -12,6 +12,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { CpmError } from '../errors.js';
+import { fsError, isFsErrno } from '../util/fs-errors.js';
 import { networkSettings } from '../util/net.js';
 import { copyIntoRoot } from './root.js';
 import { CONTEXT_DIR } from './sandbox.js';
@@ -102,14 +103,22 @@ export async function localRetrieves(
   return out;
 }
 
-async function digestOf(p: string): Promise<string[]> {
-  const st = await fsp.stat(p);
+/**
+ * A match's lines: the match itself is followed (retrieveInto copies its real path); inside a
+ * directory, symlinks count by their target text, as copyIntoRoot copies them as links (so a
+ * link out of the tree or a loop is neither read nor followed).
+ */
+async function digestOf(p: string, follow = true): Promise<string[]> {
+  const st = follow ? await fsp.stat(p) : await fsp.lstat(p);
+  if (st.isSymbolicLink()) return [`l ${path.basename(p)} ${await fsp.readlink(p)}`];
   if (st.isDirectory()) {
     const lines = [`d ${path.basename(p)}`];
     for (const n of (await fsp.readdir(p)).sort())
-      for (const l of await digestOf(path.join(p, n))) lines.push(`${path.basename(p)}/${l}`);
+      for (const l of await digestOf(path.join(p, n), false))
+        lines.push(`${path.basename(p)}/${l}`);
     return lines;
   }
+  if (!st.isFile()) return []; // devices, fifos, sockets: not copied either
   const h = createHash('sha256');
   for await (const c of createReadStream(p)) h.update(c as Buffer);
   return [`f ${path.basename(p)} ${(st.mode & 0o111) !== 0 ? 'x' : '-'} ${h.digest('hex')}`];
@@ -171,6 +180,14 @@ async function download(url: string, dest: string, pkgId: string): Promise<void>
     }
   } catch (e) {
     if (e instanceof CpmError) throw e;
+    // A local write error (ENOSPC, EROFS, EACCES under the root) is not the network's fault.
+    if (isFsErrno(e))
+      throw fsError(e, {
+        doing: `${pkgId}: retrieve ${url}: writing`,
+        path: dest,
+        where: 'root',
+        context: { package: pkgId, url },
+      });
     const err = e as Error & { cause?: { code?: string; message?: string } };
     const why = ctl.signal.aborted
       ? 'timed out'

@@ -30,7 +30,7 @@ import {
   type CreateResult,
 } from '../repo/create.js';
 import { canonicalJson, type IndexImage, type IndexPackage } from '../repo/repo-index.js';
-import { encodeTag, packageRepository } from '../repo/tags.js';
+import { indexImageOf } from '../repo/create.js';
 import { RegistryTarget, type RepoTarget } from '../repo/targets.js';
 import { fileLayer } from '../rootfs/index.js';
 import { applyTransaction } from '../rootfs/transaction.js';
@@ -344,19 +344,19 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       const images: Record<string, string> = {};
       // An image that cannot be resolved fails this package (and skips its dependants) only.
       let blocked: PackageOutcome | undefined;
+      const block = (reason: string): PackageOutcome => ({
+        id: node.id,
+        hash: '',
+        outcome: 'failed',
+        reason,
+        error: `${node.id}: ${reason}`,
+      });
       for (const ref of [node.image, ...node.copies.map((c) => c.from)]) {
         if (typeof ref !== 'string' || blocked) continue;
         try {
           images[ref] = await digestOf(ref);
         } catch (e) {
-          const reason = `image ${ref}: ${(e as Error).message}`;
-          blocked = {
-            id: node.id,
-            hash: '',
-            outcome: 'failed',
-            reason,
-            error: `${node.id}: ${reason}`,
-          };
+          blocked = block(`image ${ref}: ${(e as Error).message}`);
         }
       }
       // Local retrieve globs must match inside the tree: checked (and hashed) before anything runs.
@@ -365,14 +365,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         try {
           retrieved = await retrieveDigest(retrievesOf(node), node.pkg.dir, treeDirs, node.id);
         } catch (e) {
-          const reason = (e as Error).message.replace(`${node.id}: `, '');
-          blocked = {
-            id: node.id,
-            hash: '',
-            outcome: 'failed',
-            reason,
-            error: `${node.id}: ${reason}`,
-          };
+          blocked = block((e as Error).message.replace(`${node.id}: `, ''));
         }
       const badDep = node.deps.find((d) => states.get(d)!.blocked);
       if (!blocked && badDep)
@@ -770,24 +763,6 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     await remote?.close().catch(() => undefined);
     await target.close().catch(() => undefined);
   }
-}
-
-function indexImageOf(
-  pkg: LoadedPackage,
-  img: Awaited<ReturnType<typeof buildPackageImage>>,
-): IndexImage {
-  return {
-    repository: packageRepository(pkg),
-    tag: encodeTag(pkg.version),
-    manifestDigest: img.descriptor.digest,
-    manifestMediaType: img.descriptor.mediaType,
-    manifestSize: img.descriptor.size,
-    layers: img.manifest.layers.map((l) => ({
-      digest: l.digest,
-      mediaType: l.mediaType,
-      size: l.size,
-    })),
-  };
 }
 
 /** Build order, each package followed by its subpackages. */

@@ -270,6 +270,25 @@ async function stageFiltered(
   return out;
 }
 
+/** The index's record of a package image just built by buildPackageImage. */
+export function indexImageOf(
+  pkg: PackageSpec,
+  img: Awaited<ReturnType<typeof buildPackageImage>>,
+): IndexImage {
+  return {
+    repository: packageRepository(pkg),
+    tag: encodeTag(pkg.version),
+    manifestDigest: img.descriptor.digest,
+    manifestMediaType: img.descriptor.mediaType,
+    manifestSize: img.descriptor.size,
+    layers: img.manifest.layers.map((l) => ({
+      digest: l.digest,
+      mediaType: l.mediaType,
+      size: l.size,
+    })),
+  };
+}
+
 export async function openRepoTarget(opts: CreateOptions): Promise<RepoTarget> {
   const out = opts.output;
   if (out.startsWith('oci://')) {
@@ -413,18 +432,7 @@ async function createOnce(
           platform,
           ...(p.finalize ? { finalize: p.finalize } : {}),
         });
-        entry.image = {
-          repository: packageRepository(p),
-          tag: encodeTag(p.version),
-          manifestDigest: img.descriptor.digest,
-          manifestMediaType: img.descriptor.mediaType,
-          manifestSize: img.descriptor.size,
-          layers: img.manifest.layers.map((l) => ({
-            digest: l.digest,
-            mediaType: l.mediaType,
-            size: l.size,
-          })),
-        };
+        entry.image = indexImageOf(p, img);
         packed.push(id);
         toPublish.push(entry.image);
         return entry;

@@ -40,6 +40,8 @@ export async function prefetchLayers(
       try {
         await t.layer.fetch!.run(task);
       } catch (e) {
+        // the display drops its line (a failed task would otherwise stay shown as running)
+        task.cancel();
         failed = true;
         throw e;
       }

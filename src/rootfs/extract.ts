@@ -116,8 +116,6 @@ export class Stager {
   /** Worker for small files of the current layer, started once a layer proves large. */
   private writer: StageWriter | null = null;
   private smallFiles = 0;
-  /** Progress of the layer being extracted. */
-  private task: ProgressTask | null = null;
   /**
    * Small files of a layer written on this thread before the worker starts: a small layer is done
    * before a worker would be up. CPM_STAGE_WORKER_AFTER overrides it for benches (0 = always).
@@ -150,7 +148,6 @@ export class Stager {
           ? step.layers.find((l) => l.digest === e.context.digest && l.evict)
           : undefined;
       if (!bad) throw e;
-      this.task?.cancel();
       this.o.reporter.warn(`${(e as Error).message}; dropping the cached copy and fetching again`);
       this.dropPackage(pkg);
       await bad.evict!();
@@ -187,13 +184,13 @@ export class Stager {
         digest: layer.digest,
         ...(layer.size !== undefined ? { total: layer.size } : {}),
       });
-      this.task = task;
       this.smallFiles = 0;
       try {
         await this.extractLayer(layer, i, pkg, id, task);
         await this.settle();
         task.finish();
       } finally {
+        task.cancel(); // a failed layer's task (no-op once finished)
         // a failed layer: let queued writes finish (or fail) before the caller removes the stage
         await this.writer?.flush().catch(() => undefined);
         await this.writer?.close();
@@ -643,9 +640,16 @@ export class Stager {
     const failed = /cpm-node (\d+)\n?$/.exec(err);
     if (r.status !== 0 || r.error) {
       const n = failed ? nodes[Number(failed[1])] : undefined;
-      const why = (failed ? err.slice(0, failed.index) : err).trim() || r.error?.message;
-      throw new CpmError('E_IO', `mknod /${n?.rel ?? nodes[0]?.rel} failed: ${why}`, {
-        context: { ...this.nodeContext, path: n?.rel ?? nodes[0]?.rel ?? '' },
+      const why =
+        (failed ? err.slice(0, failed.index) : err).trim() ||
+        r.error?.message ||
+        (r.signal ? `killed by ${r.signal}` : `exit status ${r.status}`);
+      // no mknod failed: the helper itself did not run (no sh) or was killed
+      const what = n
+        ? `mknod /${n.rel}`
+        : `the sh helper for ${nodes.length} device nodes and ${xattrs.length} files' xattrs`;
+      throw new CpmError('E_IO', `${what} failed: ${why}`, {
+        context: { ...this.nodeContext, ...(n ? { path: n.rel } : {}) },
       });
     }
     for (const n of nodes) {

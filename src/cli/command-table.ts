@@ -71,3 +71,6 @@ export function withGlobalOptions(program: Command): Command {
     .showHelpAfterError()
     .exitOverride();
 }
+
+/** The parser of a repeatable option (`--tree A --tree B`): the values in order; default []. */
+export const collect = (v: string, prev: string[]): string[] => [...prev, v];

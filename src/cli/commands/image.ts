@@ -13,6 +13,7 @@ import {
 } from '../../image/squashfs-options.js';
 import type { Compression } from '../../util/compress.js';
 import { printJson } from '../output.js';
+import { collect } from '../command-table.js';
 
 function positiveInt(name: string) {
   return (v: string): number => {
@@ -23,7 +24,6 @@ function positiveInt(name: string) {
   };
 }
 
-const collect = (v: string, prev: string[]): string[] => [...prev, v];
 const warn = (m: string): void => void process.stderr.write(`cpm: warning: ${m}\n`);
 
 interface CommonOpts {

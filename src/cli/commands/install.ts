@@ -27,6 +27,7 @@ const operations = (): Promise<typeof import('../../install/operations.js')> =>
 const query = (): Promise<typeof import('../../upkeep/query.js')> =>
   import('../../upkeep/query.js');
 import { printJson } from '../output.js';
+import { collect } from '../command-table.js';
 
 interface RootOpts {
   root?: string;
@@ -65,8 +66,6 @@ function cpmOwnPaths(cfg: CpmConfig): string[] {
   if (process.argv[1]) own.push(process.argv[1]);
   return own;
 }
-
-const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
 function common(cmd: Command): Command {
   return cmd

@@ -10,12 +10,11 @@ import type { EndpointOptions } from '../../oci/endpoint.js';
 import type { FinalizeSpec } from '../../package/finalize.js';
 import type { Reporter } from '../../util/progress.js';
 import { printJson } from '../output.js';
+import { collect } from '../command-table.js';
 
 // Libraries load when a command runs, so `cpm help` and the other commands do not pay for them.
 const actions = (): Promise<typeof import('../../oci/actions.js')> =>
   import('../../oci/actions.js');
-
-const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
 interface RegistryFlags {
   plainHttp?: boolean;

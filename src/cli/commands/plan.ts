@@ -4,8 +4,7 @@ import { EXIT_CODES } from '../../errors.js';
 import type { InstalledSpec, Universe } from '../../package/package.js';
 import { assumeInstalled, formatPlan, makeRequest, planErrorCode } from '../../resolver/request.js';
 import { printJson } from '../output.js';
-
-const collect = (v: string, prev: string[]): string[] => [...prev, v];
+import { collect } from '../command-table.js';
 
 interface PlanOpts {
   tree?: string[];

@@ -14,6 +14,7 @@ import {
 } from '../../repo/config.js';
 import { familyKey } from '../../package/package.js';
 import { printJson } from '../output.js';
+import { collect } from '../command-table.js';
 
 // Repository libraries (the registry client among them) load when a command runs, not for help.
 const open = (): Promise<typeof import('../../repo/open.js')> => import('../../repo/open.js');
@@ -77,13 +78,13 @@ function registerRepoCommands(repo: Command): void {
     .option(
       '--tree <dir>',
       "packages tree; repeat to merge trees as luet's --tree does (an earlier tree's package wins); replaces the config's trees (default: those)",
-      (v: string, prev: string[]) => [...prev, v],
+      collect,
       [],
     )
     .option(
       '--values <file>',
       'values file for the templates, overrides package fields (repeatable, later wins)',
-      (v: string, prev: string[]) => [...prev, v],
+      collect,
       [],
     )
     .option('--lenient', 'accept what luet accepts where cpm refuses (see docs/tree-format.md)')

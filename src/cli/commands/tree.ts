@@ -13,6 +13,7 @@ import { formatProblem, type Problem } from '../../tree/problems.js';
 import { parseRef } from '../../package/ref.js';
 import type { LoadedTree } from '../../tree/tree.js';
 import { printJson } from '../output.js';
+import { collect } from '../command-table.js';
 
 interface TreeOpts {
   tree: string[];
@@ -21,8 +22,6 @@ interface TreeOpts {
   json?: boolean;
   verbose?: boolean;
 }
-
-const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
 function common(cmd: Command): Command {
   return cmd

@@ -372,9 +372,9 @@ function isDash(body: string): boolean {
   return body.charCodeAt(0) === 45 && (body.length === 1 || body.charCodeAt(1) === 32);
 }
 
-/** Nothing but spaces and a comment. */
+/** Nothing but spaces and tabs, and maybe a comment (not JS's trim: U+00A0 and the like are text). */
 function isRestEmpty(s: string): boolean {
-  return s.trim() === '' || /^[ \t]+#/.test(s);
+  return /^[ \t]*$/.test(s) || /^[ \t]+#/.test(s);
 }
 
 /** A plain scalar's text: up to a comment, trimmed; gives up on what is not plain. */
@@ -382,7 +382,8 @@ function plain(body: string): string {
   // Indicators that cannot start a plain scalar (or start what the reader does not take).
   if (/^[?:,\]}#&*!|>%@`]/.test(body) || isDash(body)) giveUp();
   const t = stripComment(body);
-  if (t.includes(': ') || t.endsWith(':') || t.includes('\t')) giveUp();
+  // '' is a value of only tabs ("a: <tab>"): null to YAML, left to it.
+  if (t === '' || t.includes(': ') || t.endsWith(':') || t.includes('\t')) giveUp();
   return t;
 }
 
@@ -411,13 +412,18 @@ function doubleQuoted(body: string): string {
   }
 }
 
-/** The text before a ` #` comment, trimmed at the end. */
+/**
+ * The text before a ` #` comment, without the spaces and tabs at its end (only those: YAML's
+ * white space; JS's trimEnd also takes U+00A0, U+2028, U+FEFF…, which YAML keeps in a scalar).
+ */
 function stripComment(s: string): string {
   let h = s.indexOf('#');
   while (h > 0 && s.charCodeAt(h - 1) !== 32 && s.charCodeAt(h - 1) !== 9)
     h = s.indexOf('#', h + 1);
   const t = h === 0 ? '' : h > 0 ? s.slice(0, h) : s;
-  return t.trimEnd();
+  let e = t.length;
+  while (e > 0 && (t.charCodeAt(e - 1) === 32 || t.charCodeAt(e - 1) === 9)) e--;
+  return e === t.length ? t : t.slice(0, e);
 }
 
 /** Control characters (a tab too unless `tabOk`): left to yaml, which knows what each means. */

@@ -103,6 +103,21 @@ describe('fast YAML reader', () => {
     }
   });
 
+  it('keeps white space YAML does not strip (U+00A0, U+2028, U+FEFF) in scalars', () => {
+    for (const text of [
+      'a: x\u00a0\n',
+      'a: x\u2028\n',
+      '- x\ufeff\n',
+      'a: "x"\u00a0\n',
+      "a: 'x'\u3000\n",
+    ]) {
+      const y = fast(text);
+      if (y)
+        expect(diffLoaded(y, parseYamlDocument(text, 'f.yaml')), JSON.stringify(text)).toEqual([]);
+    }
+    expectSame('a: x\u00a0\n');
+  });
+
   it('keeps the source text of non-string scalars', () => {
     const y = fast('version: 1.10\nother: 020\nlist:\n  - 1.0\n')!;
     const v = y.value as { list: unknown[] };
@@ -128,6 +143,8 @@ describe('fast YAML reader', () => {
       'a:\n\t- x\n',
       'a: 1\na: 2\n',
       'a: 1\r\nb: 2\r\n',
+      'a: \t\n', // a value of only a tab: null
+      '- \t\n',
       '%YAML 1.1\n---\na: 1\n',
       '---\na: 1\n',
       'a: 1\n---\nb: 2\n',

@@ -92,6 +92,8 @@ interface PendingXattrs {
 }
 /** Operations per helper process (its argument list stays far below ARG_MAX). */
 const HELPER_BATCH = 500;
+/** Bytes of xattr names and values per helper process (ARG_MAX is 2 MiB on common kernels). */
+const HELPER_XATTR_BYTES = 512 * 1024;
 
 export interface StagerOptions {
   root: string;
@@ -597,7 +599,16 @@ export class Stager {
     await this.writer?.flush();
     while (this.nodes.length > 0 || this.xattrs.length > 0) {
       const nodes = this.nodes.splice(0, HELPER_BATCH);
-      const xattrs = this.xattrs.splice(0, HELPER_BATCH - nodes.length);
+      // xattr values go as hex arguments: large ones (ACLs) count by size, not only by file
+      let n = 0;
+      let bytes = 0;
+      while (n < this.xattrs.length && n < HELPER_BATCH - nodes.length) {
+        for (const [k, v] of Object.entries(this.xattrs[n]!.xattrs))
+          bytes += k.length + 2 * Buffer.byteLength(v);
+        if (n > 0 && bytes > HELPER_XATTR_BYTES) break;
+        n++;
+      }
+      const xattrs = this.xattrs.splice(0, n);
       this.runHelper(nodes, xattrs);
     }
   }

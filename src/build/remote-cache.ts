@@ -29,7 +29,7 @@ import type { BlobStore } from '../oci/blobstore.js';
 import { buildLayer } from '../oci/layer.js';
 import { hostPlatform } from '../oci/platform.js';
 import { RegistryEndpoint } from '../oci/endpoint.js';
-import { pushImage, readJsonBlob } from '../oci/image.js';
+import { parseJson, pushImage, readJsonBlob } from '../oci/image.js';
 import { readPackageMetadata } from '../oci/package-image.js';
 import { RegistryClient, type RegistryOptions } from '../oci/registry.js';
 import { MEDIA, type ImageConfig, type ImageManifest } from '../oci/types.js';
@@ -149,7 +149,7 @@ export class RemoteCache {
     try {
       if (m.mediaType !== MEDIA.ociManifest)
         throw new Error(`unexpected manifest type ${m.mediaType}`);
-      const manifest = JSON.parse(m.bytes.toString('utf8')) as ImageManifest;
+      const manifest = parseJson<ImageManifest>(m.bytes, `manifest of ${repo}:${tag}`, m.digest);
       if (!manifest.config?.digest || !Array.isArray(manifest.layers))
         throw new Error('manifest lacks config or layers');
       await this.client.fetchBlob(repo, manifest.config, store);
@@ -308,7 +308,7 @@ export class RemoteCache {
     const repo = this.repo(pkg);
     const tag = rootTag(hash);
     const m = await this.client.getManifest(repo, tag);
-    const manifest = JSON.parse(m.bytes.toString('utf8')) as ImageManifest;
+    const manifest = parseJson<ImageManifest>(m.bytes, `manifest of ${repo}:${tag}`, m.digest);
     if (!manifest.config?.digest || !Array.isArray(manifest.layers) || manifest.layers.length !== 1)
       throw new CpmError('E_IMAGE', `${repo}:${tag} is not a cpm build root image`);
     await this.client.fetchBlob(repo, manifest.config, store);

@@ -165,10 +165,12 @@ async function download(url: string, dest: string, pkgId: string): Promise<void>
   };
   try {
     const res = await fetch(url, { signal: ctl.signal, redirect: 'follow' });
-    if (!res.ok || !res.body)
+    if (!res.ok || !res.body) {
+      await res.body?.cancel(); // the connection is not kept for a body nobody reads
       throw new CpmError('E_NETWORK', `${pkgId}: retrieve ${url}: HTTP ${res.status}`, {
         context: { package: pkgId, url },
       });
+    }
     // 'wx': O_CREAT|O_EXCL never follows a symlink at `dest` (the caller removed the old entry).
     const fh = await fsp.open(dest, 'wx', 0o600);
     try {

@@ -69,7 +69,8 @@ export async function mapLimit<T, R>(
   return out;
 }
 
-function parseJson<T>(bytes: Buffer, what: string, digest: string): T {
+/** JSON bytes of an image part; E_IMAGE naming `what` and its digest when they do not parse. */
+export function parseJson<T>(bytes: Buffer, what: string, digest: string): T {
   try {
     return JSON.parse(bytes.toString('utf8')) as T;
   } catch (e) {

@@ -4,9 +4,8 @@ import path from 'node:path';
 import type { BuildResult, PackageOutcome } from '../../build/build.js';
 import { loadConfig, requireTrees } from '../../config.js';
 import { EXIT_CODES } from '../../errors.js';
+import { collect } from '../command-table.js';
 import { printJson } from '../output.js';
-
-const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
 interface BuildCli {
   tree: string[];

@@ -449,7 +449,10 @@ export class Stager {
           this.plainOwner,
         );
         if (written !== size) throw refuse(`header says ${size} bytes but entry has ${written}`);
-        if (xattrs) this.xattrs.push({ staged, xattrs });
+        if (xattrs) {
+          this.xattrs.push({ staged, xattrs });
+          this.nodeContext = { package: id, digest }; // what a failed helper run names
+        }
         this.put(pkg, {
           rec: {
             path: rel,

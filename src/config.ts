@@ -107,54 +107,95 @@ export async function loadConfig(explicit?: string): Promise<CpmConfig> {
       context: { file },
     });
   }
-  const { parseDocument } = await import('yaml');
-  const doc = parseDocument(text, { prettyErrors: false });
+  const { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument } = await import('yaml');
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { prettyErrors: false, lineCounter: lc });
   if (doc.errors.length > 0) {
     const e = doc.errors[0]!;
     const line = e.linePos?.[0]?.line ?? text.slice(0, e.pos?.[0] ?? 0).split('\n').length;
     throw bad(file, line, e.message.split('\n')[0] ?? 'invalid YAML');
   }
+  /**
+   * Line of the value at `keys` (a key path: names, then list indexes), as written; for a value
+   * that is absent or empty, the line of the deepest key that is there.
+   */
+  const lineAt = (...keys: Array<string | number>): number => {
+    const lineOfNode = (n: unknown): number | undefined => {
+      const off = (n as { range?: [number, number, number] | null } | null)?.range?.[0];
+      return off === undefined ? undefined : lc.linePos(off).line;
+    };
+    let node: unknown = doc.contents;
+    let line = lineOfNode(node) ?? 1;
+    for (const k of keys) {
+      if (isAlias(node)) node = node.resolve(doc);
+      let next: unknown;
+      if (isMap(node)) {
+        const pair = node.items.find((p) => (isScalar(p.key) ? p.key.value : p.key) === k);
+        if (!pair) break;
+        line = lineOfNode(pair.key) ?? line;
+        next = pair.value;
+      } else if (isSeq(node) && typeof k === 'number') {
+        next = node.items[k];
+      } else break;
+      line = lineOfNode(next) ?? line;
+      node = next;
+    }
+    return line;
+  };
   const raw: unknown = doc.toJS({ maxAliasCount: 100 }) ?? {};
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
     throw bad(file, 1, 'top level must be a mapping');
   const r = raw as Record<string, unknown>;
   const dir = path.dirname(path.resolve(file));
-  const sys = (r.system ?? {}) as Record<string, unknown>;
-  if (typeof sys !== 'object') throw bad(file, undefined, '"system" must be a mapping');
-  const str = (v: unknown, key: string): string | undefined => {
+  const isMapping = (v: unknown): v is Record<string, unknown> =>
+    typeof v === 'object' && v !== null && !Array.isArray(v);
+  const sys = r.system ?? {};
+  if (!isMapping(sys)) throw bad(file, lineAt('system'), '"system" must be a mapping');
+  /** The string at `keys` (undefined when absent), named in errors by its dotted key. */
+  const str = (v: unknown, ...keys: Array<string | number>): string | undefined => {
     if (v === undefined || v === null) return undefined;
-    if (typeof v !== 'string') throw bad(file, undefined, `"${key}" must be a string`);
+    const name = keys.filter((k) => typeof k === 'string').join('.');
+    if (typeof v !== 'string') throw bad(file, lineAt(...keys), `"${name}" must be a string`);
     return v;
   };
   cfg.file = file;
-  cfg.system.rootfs = str(sys.rootfs, 'system.rootfs') ?? cfg.system.rootfs;
+  cfg.system.rootfs = str(sys.rootfs, 'system', 'rootfs') ?? cfg.system.rootfs;
   cfg.system.database_path =
-    str(sys.database_path, 'system.database_path') ?? cfg.system.database_path;
-  cfg.system.tmpdir_base = str(sys.tmpdir_base, 'system.tmpdir_base') ?? cfg.system.tmpdir_base;
+    str(sys.database_path, 'system', 'database_path') ?? cfg.system.database_path;
+  cfg.system.tmpdir_base = str(sys.tmpdir_base, 'system', 'tmpdir_base') ?? cfg.system.tmpdir_base;
   const cache = str(r.cache_dir, 'cache_dir');
   if (cache) cfg.cache_dir = path.resolve(dir, cache);
   if (r.repos_confdir !== undefined) {
-    const list = Array.isArray(r.repos_confdir) ? r.repos_confdir : [r.repos_confdir];
-    cfg.repos_confdir = list.map((d) => path.resolve(dir, str(d, 'repos_confdir') ?? ''));
+    const many = Array.isArray(r.repos_confdir);
+    const list = many ? (r.repos_confdir as unknown[]) : [r.repos_confdir];
+    cfg.repos_confdir = list.map((d, i) =>
+      path.resolve(dir, (many ? str(d, 'repos_confdir', i) : str(d, 'repos_confdir')) ?? ''),
+    );
   }
   if (r.trees !== undefined && r.trees !== null) {
-    const list = Array.isArray(r.trees) ? r.trees : [r.trees];
-    cfg.trees = list.map((d) => {
-      const t = str(d, 'trees');
-      if (!t) throw bad(file, undefined, '"trees" must be a directory or a list of directories');
+    const many = Array.isArray(r.trees);
+    const list = many ? (r.trees as unknown[]) : [r.trees];
+    cfg.trees = list.map((d, i) => {
+      const keys = many ? ['trees', i] : ['trees'];
+      const t = str(d, ...keys);
+      if (!t)
+        throw bad(file, lineAt(...keys), '"trees" must be a directory or a list of directories');
       return path.resolve(dir, t);
     });
   }
   if (r.network !== undefined && r.network !== null) {
-    if (typeof r.network !== 'object' || Array.isArray(r.network))
-      throw bad(file, undefined, '"network" must be a mapping');
-    const net = r.network as Record<string, unknown>;
+    if (!isMapping(r.network)) throw bad(file, lineAt('network'), '"network" must be a mapping');
+    const net = r.network;
     const out: Partial<NetworkSettings> = {};
     const secs = (key: string, field: keyof NetworkSettings): void => {
       const v = net[key];
       if (v === undefined || v === null) return;
       if (typeof v !== 'number' || !(v > 0))
-        throw bad(file, undefined, `"network.${key}" must be a positive number of seconds`);
+        throw bad(
+          file,
+          lineAt('network', key),
+          `"network.${key}" must be a positive number of seconds`,
+        );
       out[field] = v * 1000;
     };
     secs('connect_timeout', 'connectTimeoutMs');
@@ -173,19 +214,21 @@ export async function loadConfig(explicit?: string): Promise<CpmConfig> {
     if (d === undefined)
       throw bad(
         file,
-        undefined,
+        lineAt('metadata_expire'),
         `"metadata_expire" must be seconds, a number with s/m/h/d (e.g. 6h), or "never"`,
       );
     cfg.metadata_expire = d;
   }
   if (r.build !== undefined && r.build !== null) {
-    if (typeof r.build !== 'object' || Array.isArray(r.build))
-      throw bad(file, undefined, '"build" must be a mapping');
-    const b = r.build as Record<string, unknown>;
-    const c = str(b.cache, 'build.cache');
+    if (!isMapping(r.build)) throw bad(file, lineAt('build'), '"build" must be a mapping');
+    const c = str(r.build.cache, 'build', 'cache');
     if (c !== undefined) {
       if (!/^oci:\/\/[^/]+\/.+/.test(c))
-        throw bad(file, undefined, '"build.cache" must be oci://HOST[:PORT]/NAMESPACE');
+        throw bad(
+          file,
+          lineAt('build', 'cache'),
+          '"build.cache" must be oci://HOST[:PORT]/NAMESPACE',
+        );
       cfg.build.cache = c;
     }
   }

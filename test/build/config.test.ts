@@ -18,11 +18,13 @@ describe('cpm.yaml build.cache', () => {
     expect((await loadConfig(config('cache_dir: /tmp/x\n'))).build.cache).toBeUndefined();
   });
 
-  it('refuses a cache that is no oci:// namespace, naming the file', async () => {
+  it('refuses a cache that is no oci:// namespace, naming the file and line', async () => {
     const f = config('build:\n  cache: dir:///srv/cache\n');
     await expect(loadConfig(f)).rejects.toThrow(
-      `${f}: "build.cache" must be oci://HOST[:PORT]/NAMESPACE`,
+      `${f}:2: "build.cache" must be oci://HOST[:PORT]/NAMESPACE`,
     );
-    await expect(loadConfig(config('build: [1]\n'))).rejects.toThrow('"build" must be a mapping');
+    await expect(loadConfig(config('build: [1]\n'))).rejects.toThrow(
+      /cpm\.yaml:1: "build" must be a mapping/,
+    );
   });
 });

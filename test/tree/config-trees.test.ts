@@ -61,12 +61,12 @@ describe('trees: in the config', () => {
     expect(() => requireTrees(undefined, none)).toThrow(/no packages tree given/);
   });
 
-  it('a tree that is not a string is a config error naming the file', async () => {
+  it('a tree that is not a string is a config error naming the file and line', async () => {
     write(work, { 'conf/bad.yaml': 'trees:\n  - [nested]\n' });
     const e = await loadConfig(join(work, 'conf/bad.yaml')).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(CpmError);
     expect((e as CpmError).code).toBe('E_CONFIG');
-    expect((e as CpmError).message).toContain('bad.yaml: "trees" must be a string');
+    expect((e as CpmError).message).toContain('bad.yaml:2: "trees" must be a string');
   });
 
   it('tree list/deps/validate merge them; the earlier tree wins a shared id', async () => {

@@ -6,7 +6,14 @@
  * in the store is always complete and correct.
  */
 import { createHash, randomBytes, type Hash } from 'node:crypto';
-import { constants, createReadStream, promises as fsp, type ReadStream } from 'node:fs';
+import {
+  constants,
+  createReadStream,
+  promises as fsp,
+  readFileSync,
+  readlinkSync,
+  type ReadStream,
+} from 'node:fs';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -81,7 +88,11 @@ export class BlobStore {
     });
   }
 
-  /** Where the partial download of `digest` is kept between runs (removed by cpm cleanup). */
+  /**
+   * The partial download of `digest` that no process is writing: the next download resumes it
+   * (removed by cpm cleanup). A writer works on its own file (ownedPath) and moves it back here
+   * when it stops without finishing.
+   */
   partialPath(digest: string): string {
     return path.join(this.dir, `.partial-${hexOf(digest)}`);
   }
@@ -90,17 +101,29 @@ export class BlobStore {
    * A writer continuing the partial download of `expected.digest` (from zero with `fresh`, or
    * when there is none). Its abort() keeps the partial for the next run; a failed verification
    * at commit() removes it.
+   *
+   * Processes sharing the cache never write one file together: each writes
+   * `.partial-HEX.<owner>` (boot, pid namespace, pid, random), claimed by an atomic rename of the
+   * released partial or created with O_EXCL. Two concurrent downloads of one blob run side by
+   * side, each verified, and the renames onto the blob name are atomic — no lock to wait on or
+   * to go stale. The file of a killed writer is taken over (renamed) once its owner is known to
+   * be dead (same boot and pid namespace, no such pid) or it has not changed for STALE_MS.
    */
   async partialWriter(
     expected: { digest: string; size: number },
     fresh = false,
   ): Promise<BlobWriter> {
     assertDigest(expected.digest);
-    const p = this.partialPath(expected.digest);
+    const shared = this.partialPath(expected.digest);
+    const own = `${shared}.${ownerTag()}-${randomBytes(4).toString('hex')}`;
     try {
       await fsp.mkdir(this.dir, { recursive: true });
-      if (fresh) await fsp.rm(p, { force: true });
-      const fh = await fsp.open(p, constants.O_RDWR | constants.O_CREAT, 0o644);
+      const claimed = !fresh && (await this.claimPartial(expected.digest, own));
+      const fh = await fsp.open(
+        own,
+        constants.O_RDWR | constants.O_CREAT | (claimed ? 0 : constants.O_EXCL),
+        0o644,
+      );
       let { size } = await fh.stat();
       if (size > expected.size) {
         await fh.truncate(0);
@@ -109,12 +132,48 @@ export class BlobStore {
       // the hash continues over the bytes already there
       const hash = createHash('sha256');
       if (size > 0)
-        for await (const c of createReadStream(p, { start: 0, end: size - 1 }))
+        for await (const c of createReadStream(own, { start: 0, end: size - 1 }))
           hash.update(c as Buffer);
-      return new BlobWriter(this, p, fh, expected, { partial: true, hash, received: size });
+      return new BlobWriter(this, own, fh, expected, {
+        partial: true,
+        hash,
+        received: size,
+        release: () => this.releasePartial(own, shared),
+      });
     } catch (e) {
       throw this.localError(e, expected.digest);
     }
+  }
+
+  /**
+   * Moves a resumable partial of `digest` to `own`: the released one, else the largest file of
+   * a dead writer. False when there is none (or another process took it first).
+   */
+  private async claimPartial(digest: string, own: string): Promise<boolean> {
+    const shared = this.partialPath(digest);
+    if (await renamed(shared, own)) return true;
+    const prefix = `${path.basename(shared)}.`;
+    const orphans: Array<{ p: string; size: number }> = [];
+    for (const name of await fsp.readdir(this.dir)) {
+      if (!name.startsWith(prefix)) continue;
+      const p = path.join(this.dir, name);
+      const st = await fsp.lstat(p).catch(() => undefined);
+      if (st?.isFile() && ownerGone(name.slice(prefix.length), st.mtimeMs))
+        orphans.push({ p, size: st.size });
+    }
+    orphans.sort((a, b) => b.size - a.size);
+    for (const o of orphans) if (await renamed(o.p, own)) return true;
+    // the rest are smaller copies of the same prefix: they only take space
+    for (const o of orphans) await fsp.rm(o.p, { force: true });
+    return false;
+  }
+
+  /** Hands a stopped download back for the next run; a larger released copy wins. */
+  private async releasePartial(own: string, shared: string): Promise<void> {
+    const mine = (await fsp.stat(own)).size;
+    const theirs = (await fsp.stat(shared).catch(() => undefined))?.size ?? -1;
+    if (mine > theirs) await fsp.rename(own, shared);
+    else await fsp.rm(own, { force: true });
   }
 
   /** Starts an incremental write (used by resumable downloads). Call commit() or abort(). */
@@ -203,23 +262,33 @@ export class BlobWriter {
   private done = false;
   /** The write in flight (writes are serialized; sink() batches while one is pending). */
   private pending: Promise<void> = Promise.resolve();
+  /** The file at our name was taken over by another process (see BlobStore.partialWriter). */
+  lost = false;
   /** Bytes handed to write() so far (the offset to resume from once settle() resolved). */
   received: number;
   /** A partial download kept across runs: abort() leaves it in place. */
   private readonly partial: boolean;
+  /** Moves a kept partial to where the next download finds it. */
+  private readonly release: (() => Promise<void>) | undefined;
 
   constructor(
     private readonly store: BlobStore,
     private readonly tmp: string,
     private readonly fh: fsp.FileHandle,
     readonly expected: Expected,
-    resume: { partial: boolean; hash: Hash; received: number } = {
+    resume: {
+      partial: boolean;
+      hash: Hash;
+      received: number;
+      release?: () => Promise<void>;
+    } = {
       partial: false,
       hash: createHash('sha256'),
       received: 0,
     },
   ) {
     this.partial = resume.partial;
+    this.release = resume.release;
     this.hash = resume.hash;
     this.received = resume.received;
   }
@@ -289,6 +358,18 @@ export class BlobWriter {
       if (wantDigest !== undefined && digest !== wantDigest) {
         throw this.mismatch(`content hashes to ${digest}`);
       }
+      if (!(await this.stillOurs())) {
+        // another process took the file over: the name is its now, not ours to remove
+        this.lost = true;
+        throw new CpmError(
+          'E_IO',
+          `blob ${wantDigest ?? digest}: its download file ${this.tmp} was taken over by another process while this one wrote it`,
+          {
+            hint: 'another cpm judged this download abandoned; run the command again',
+            context: { digest: wantDigest ?? digest, path: this.tmp },
+          },
+        );
+      }
       try {
         await this.fh.sync();
         await this.fh.close();
@@ -304,6 +385,17 @@ export class BlobWriter {
     }
   }
 
+  /** Whether the file at our name is still the one written, and holds exactly what was. */
+  private async stillOurs(): Promise<boolean> {
+    try {
+      const [mine, there] = await Promise.all([this.fh.stat(), fsp.stat(this.tmp)]);
+      return mine.ino === there.ino && mine.dev === there.dev && there.size === this.received;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw this.store.localError(e, this.expected.digest);
+    }
+  }
+
   /** Stops writing; the file is removed, except a partial download (unless `discard`). */
   async abort(discard = !this.partial): Promise<void> {
     await this.settle();
@@ -311,7 +403,9 @@ export class BlobWriter {
       this.done = true;
       await this.fh.close().catch(() => undefined);
     }
+    if (this.lost) return;
     if (discard || this.received === 0) await fsp.rm(this.tmp, { force: true });
+    else if (this.release) await this.release().catch(() => fsp.rm(this.tmp, { force: true }));
   }
 
   private mismatch(detail: string): CpmError {
@@ -332,5 +426,63 @@ async function writeAllAt(fh: fsp.FileHandle, chunks: Buffer[], pos: number): Pr
     let left = bytesWritten;
     while (bufs.length > 0 && left >= bufs[0]!.length) left -= bufs.shift()!.length;
     if (left > 0) bufs[0] = bufs[0]!.subarray(left);
+  }
+}
+
+/** A partial nobody writes any more is taken over after this long without a change. */
+export const STALE_MS = 15 * 60_000;
+
+let tag: { boot: string; ns: string } | undefined;
+/** This boot and pid namespace ("x" when /proc does not say). */
+function host(): { boot: string; ns: string } {
+  if (tag) return tag;
+  let boot = 'x';
+  let ns = 'x';
+  try {
+    boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim().replace(/-/g, '');
+  } catch {
+    /* no /proc: liveness falls back to the age of the file */
+  }
+  try {
+    ns = /\[(\d+)\]/.exec(readlinkSync('/proc/self/ns/pid'))?.[1] ?? 'x';
+  } catch {
+    /* as above */
+  }
+  return (tag = { boot, ns });
+}
+
+function ownerTag(): string {
+  const h = host();
+  return `${h.boot}-${h.ns}-${process.pid}`;
+}
+
+/**
+ * Whether the writer named by `owner` ("BOOT-NS-PID-RANDOM") is gone. A pid is only meaningful
+ * in its own boot and pid namespace (containers sharing a cache mount reuse small pids); any
+ * other owner counts as gone once its file has not changed for STALE_MS.
+ */
+export function ownerGone(owner: string, mtimeMs: number, now = Date.now()): boolean {
+  if (now - mtimeMs > STALE_MS) return true;
+  const m = /^([0-9a-f]+)-(\d+)-(\d+)-[0-9a-f]+$/.exec(owner);
+  const h = host();
+  if (!m || h.boot === 'x' || h.ns === 'x' || m[1] !== h.boot || m[2] !== h.ns) return false;
+  const pid = Number(m[3]);
+  if (pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
+/** rename(from, to); false when `from` is gone (another process moved it first). */
+async function renamed(from: string, to: string): Promise<boolean> {
+  try {
+    await fsp.rename(from, to);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw e;
   }
 }

@@ -282,6 +282,7 @@ export class RegistryClient {
    * error, timeout, SIGINT, a killed process) resumes with a Range request where it stopped, in
    * this run or the next; a registry that ignores Range restarts it. On mismatch: E_DIGEST and
    * nothing is kept — a resumed partial that turns out corrupt is dropped and fetched once anew.
+   * Processes sharing `store` each write a file of their own (BlobStore.partialWriter).
    */
   async fetchBlob(
     repo: string,
@@ -308,7 +309,12 @@ export class RegistryClient {
         return;
       } catch (e) {
         // commit() dropped the partial; bytes kept from an earlier run may have been the bad part
-        if (e instanceof CpmError && e.code === 'E_DIGEST' && resumedFrom > 0 && !fresh) {
+        // (or another process took the file over): once more from zero, in a file of our own
+        if (
+          e instanceof CpmError &&
+          !fresh &&
+          ((e.code === 'E_DIGEST' && resumedFrom > 0) || w.lost)
+        ) {
           this.log(`GET blob ${blob.digest}: resumed download failed verification, refetching`);
           continue;
         }

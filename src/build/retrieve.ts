@@ -74,9 +74,9 @@ export async function localRetrieves(
   pkgDir: string,
   treeDirs: readonly string[],
   pkgId: string,
-): Promise<string[]> {
+): Promise<Array<{ match: string; real: string }>> {
   const realTrees = await Promise.all(treeDirs.map((d) => fsp.realpath(d)));
-  const out: string[] = [];
+  const out: Array<{ match: string; real: string }> = [];
   for (const e of entries) {
     if (isUrl(e)) continue;
     if (/^[a-z][a-z0-9+.-]*:\/\//i.test(e))
@@ -97,7 +97,7 @@ export async function localRetrieves(
           `${pkgId}: retrieve ${e}: ${m} is outside the tree (${treeDirs.join(', ')})`,
           { context: { package: pkgId, path: m } },
         );
-      out.push(m);
+      out.push({ match: m, real });
     }
   }
   return out;
@@ -137,8 +137,8 @@ export async function retrieveDigest(
 ): Promise<string> {
   if (entries.length === 0) return '';
   const lines = entries.map((e) => `e ${e}`);
-  for (const m of await localRetrieves(entries, pkgDir, treeDirs, pkgId))
-    lines.push(...(await digestOf(m)));
+  for (const { match } of await localRetrieves(entries, pkgDir, treeDirs, pkgId))
+    lines.push(...(await digestOf(match)));
   return createHash('sha256').update(lines.join('\n')).digest('hex');
 }
 
@@ -212,10 +212,11 @@ export async function retrieveInto(
   pkgId: string,
 ): Promise<string[]> {
   const placed: string[] = [];
-  for (const m of await localRetrieves(entries, pkgDir, treeDirs, pkgId)) {
-    const to = `${CONTEXT_DIR}/${path.basename(m)}`;
-    // copyIntoRoot resolves inside the root and never follows a symlink out of it.
-    await copyIntoRoot(root, await fsp.realpath(m), to, `${pkgId}: retrieve`);
+  for (const { match, real } of await localRetrieves(entries, pkgDir, treeDirs, pkgId)) {
+    const to = `${CONTEXT_DIR}/${path.basename(match)}`;
+    // The path checked to be inside the tree, not a second resolution of the match (a link
+    // swapped in between would lead out). copyIntoRoot never follows a symlink out of the root.
+    await copyIntoRoot(root, real, to, `${pkgId}: retrieve`);
     placed.push(to);
   }
   const ctx = path.join(root, CONTEXT_DIR.slice(1));

@@ -20,6 +20,7 @@ import { packageId, type PackageSpec } from '../package/package.js';
 import {
   formatProblem,
   loadTree,
+  payloadAtUse,
   treeWideProblems,
   type LoadedPackage,
   type PayloadFilter,
@@ -43,6 +44,11 @@ import { encodeTag, packageRepository } from './tags.js';
 export type CreateInput = PackageSpec & {
   /** Absolute payload directory; undefined → a metadata-only package (no image). */
   payloadDir?: string | undefined;
+  /**
+   * From a tree: the tree the payload must stay inside and the file that names it; the payload
+   * is resolved when it is read and refused if a symlink leads it out (payloadAtUse).
+   */
+  payloadGuard?: { tree: string; file: string } | undefined;
   /** Only these payload files (luet includes/excludes: regexes matched against "/path"). */
   filter?: PayloadFilter | undefined;
   finalize?: FinalizeSpec | undefined;
@@ -129,12 +135,13 @@ function builtBySteps(p: LoadedPackage): boolean {
 export function createInputOf(p: LoadedPackage, displayRoot: string | undefined): CreateInput {
   const {
     dir: _dir,
-    definitionFile: _d,
+    definitionFile,
     kind: _k,
     values: _v,
     build: _b,
     finalize,
     payloadDir,
+    payloadTree,
     problems: _p,
     subpackageOf: _s,
     filter,
@@ -142,6 +149,7 @@ export function createInputOf(p: LoadedPackage, displayRoot: string | undefined)
   } = p;
   const input: CreateInput = { ...spec, payloadDir, finalize: finalize?.spec ?? undefined };
   if (filter) input.filter = filter;
+  if (payloadDir && payloadTree) input.payloadGuard = { tree: payloadTree, file: definitionFile };
   if (spec.source?.file && displayRoot)
     input.source = { ...spec.source, file: path.resolve(displayRoot, spec.source.file) };
   return input;
@@ -402,9 +410,10 @@ async function createOnce(
           metaOnly.push(id);
           return entry;
         }
-        const payloadDir = p.filter
-          ? await stageFiltered(p.payloadDir, p.filter, staged)
+        const source = p.payloadGuard
+          ? await payloadAtUse(p.payloadDir, p.payloadGuard.tree, p.payloadGuard.file, id)
           : p.payloadDir;
+        const payloadDir = p.filter ? await stageFiltered(source, p.filter, staged) : source;
         const payload = await payloadDigest(payloadDir);
         newest = Math.max(newest, payload.newestMtime);
         entry.contentKey = contentKey({

@@ -4,10 +4,11 @@
  * whole tree, collecting every problem in one run.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CpmError } from '../errors.js';
+import { throwFs } from '../util/fs-errors.js';
 import { mergeValues, readBuildSpec, readFinalize, renderFile, type BuildSpec } from './build.js';
 import type { FinalizeSpec } from '../package/finalize.js';
 import { packageValues, readPackage, realFieldValues, type FieldCtx } from './definition.js';
@@ -43,6 +44,8 @@ export interface LoadedPackage extends PackageSpec {
   values: Record<string, unknown>;
   /** Absolute directory whose files form the package (build.yaml `payload:`, else `root/`). */
   payloadDir?: string;
+  /** The tree the payload must stay inside (checked again at use: see payloadAtUse). */
+  payloadTree?: string;
   build: RenderedFile<BuildSpec> | null;
   finalize: RenderedFile<FinalizeSpec> | null;
   /** The problems found while reading, rendering and checking this package (also in the tree's). */
@@ -104,7 +107,7 @@ interface PackageDir {
   abs: string;
   files: Set<string>;
   /** `root/` of the directory if it is one (asked once: a collection's packages share it). */
-  rootDir?: Promise<string | undefined>;
+  rootDir?: Promise<{ dir?: string; escape?: PayloadEscape }>;
 }
 
 const TREE_FILES = ['definition.yaml', 'collection.yaml', 'build.yaml', 'finalize.yaml'];
@@ -534,7 +537,10 @@ async function loadDefinitionFile(
       pkg.finalize = { file, raw: finalizeRaw, rendered, spec: fspec };
     }
     const payloadDir = await resolvePayload(pkg, root, display, report, pd);
-    if (payloadDir) pkg.payloadDir = payloadDir;
+    if (payloadDir) {
+      pkg.payloadDir = payloadDir;
+      pkg.payloadTree = root;
+    }
     pkg.problems = report.problems.slice(before);
     const bs = pkg.build?.spec;
     if (bs && (bs.includes.length > 0 || bs.excludes.length > 0))
@@ -552,12 +558,80 @@ async function loadDefinitionFile(
         finalize: null,
         problems: [],
         subpackageOf: id,
-        ...(pkg.payloadDir ? { payloadDir: pkg.payloadDir } : {}),
+        ...(pkg.payloadDir ? { payloadDir: pkg.payloadDir, payloadTree: root } : {}),
         filter: { includes: sub.includes, excludes: sub.excludes },
       });
     }
   }
   return out;
+}
+
+/** How a payload directory leads out of its tree: where it really is, and the symlink that does it. */
+export interface PayloadEscape {
+  /** The payload directory as given. */
+  dir: string;
+  real: string;
+  /** The first symlink on the way whose target is outside the tree (none: `..` in the path). */
+  link?: string;
+  /** Where that link leads (resolved). */
+  target?: string;
+}
+
+/** Whether `dir` (below `tree`, symlinks resolved) lies outside the tree; undefined when inside. */
+async function escapeOf(dir: string, tree: string): Promise<PayloadEscape | undefined> {
+  const [realTree, real] = await Promise.all([realpath(tree), realpath(dir)]);
+  if (real === realTree || real.startsWith(realTree + sep)) return undefined;
+  const rel = relative(tree, dir);
+  if (rel.startsWith('..')) return { dir, real };
+  let at = tree;
+  for (const part of rel.split(sep)) {
+    at = join(at, part);
+    if (!(await lstat(at)).isSymbolicLink()) continue;
+    const target = await realpath(at);
+    if (target !== realTree && !target.startsWith(realTree + sep))
+      return { dir, real, link: at, target };
+  }
+  return { dir, real };
+}
+
+function escapeMessage(what: string, e: PayloadEscape, display: (p: string) => string): string {
+  if (!e.link) return `${what} is outside the tree`;
+  if (e.link === e.dir) return `${what} is a symlink to ${e.target}, outside the tree`;
+  return `${what} leads outside the tree: ${display(e.link)} is a symlink to ${e.target}`;
+}
+
+/**
+ * The payload directory as it is now, resolved (the path to read), refused when it leads outside
+ * `tree`: the loader checked it, but a symlink swapped since must not pack host files.
+ * `definitionFile` is the file the payload belongs to, for the message.
+ */
+export async function payloadAtUse(
+  dir: string,
+  tree: string,
+  definitionFile: string,
+  pkgId: string,
+): Promise<string> {
+  let escape: PayloadEscape | undefined;
+  try {
+    escape = await escapeOf(dir, tree);
+  } catch (e) {
+    throwFs(e, {
+      doing: `${pkgId}: reading the payload of ${definitionFile}`,
+      path: dir,
+      where: 'input',
+      context: { package: pkgId, file: definitionFile },
+    });
+  }
+  if (escape)
+    throw new CpmError(
+      'E_UNSAFE_ENTRY',
+      `${definitionFile}: ${pkgId}: ${escapeMessage(`payload ${dir}`, escape, (p) => p)}`,
+      {
+        hint: 'a payload directory must stay inside the packages tree; copy the files into it',
+        context: { package: pkgId, file: definitionFile, path: escape.link ?? dir },
+      },
+    );
+  return realpath(dir);
 }
 
 /** build.yaml `payload:` (relative to the package dir, inside the tree), else `root/` if present. */
@@ -570,11 +644,26 @@ async function resolvePayload(
 ): Promise<string | undefined> {
   const declared = pkg.build?.spec?.payload;
   if (declared === undefined) {
-    pd.rootDir ??= stat(join(pd.abs, 'root')).then(
-      (st) => (st.isDirectory() ? join(pd.abs, 'root') : undefined),
-      () => undefined,
+    const dir = join(pd.abs, 'root');
+    pd.rootDir ??= stat(dir).then(
+      async (st) => {
+        if (!st.isDirectory()) return {};
+        const escape = await escapeOf(dir, root);
+        return escape ? { escape } : { dir };
+      },
+      () => ({}),
     );
-    return pd.rootDir;
+    const found = await pd.rootDir;
+    if (found.escape) {
+      report.error({
+        code: 'E_TREE',
+        file: pkg.definitionFile,
+        ...(pkg.source?.line ? { line: pkg.source.line } : {}),
+        path: 'root/',
+        message: escapeMessage(`payload directory ${display(dir)}`, found.escape, display),
+      });
+    }
+    return found.dir;
   }
   const candidate = resolve(pkg.dir, declared);
   let st;
@@ -591,9 +680,12 @@ async function resolvePayload(
     });
     return undefined;
   }
-  const [realRoot, realPayload] = await Promise.all([realpath(root), realpath(candidate)]);
-  if (realPayload !== realRoot && !realPayload.startsWith(realRoot + sep)) {
-    report.error({ ...where, message: `payload directory "${declared}" is outside the tree` });
+  const escape = await escapeOf(candidate, root);
+  if (escape) {
+    report.error({
+      ...where,
+      message: escapeMessage(`payload directory "${declared}"`, escape, display),
+    });
     return undefined;
   }
   return candidate;

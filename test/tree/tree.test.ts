@@ -366,6 +366,37 @@ describe('loadTree: the model', () => {
     ]);
   });
 
+  it('a payload that a symlink leads out of the tree is a problem naming the file and the link', async () => {
+    const dir = mkTree({
+      'system/out/definition.yaml': def('out', '1'),
+      'system/in/definition.yaml': def('in', '1'),
+      'system/dec/definition.yaml': def('dec', '1'),
+      'system/dec/build.yaml': 'payload: files/etc\n',
+      'shared/etc/in.conf': 'inside\n',
+    });
+    const host = mkdtempSync(join(tmpdir(), 'cpm-host-'));
+    mkdirSync(join(host, 'etc'));
+    writeFileSync(join(host, 'etc/secret'), 'host file\n');
+    symlinkSync(host, join(dir, 'system/out/root'));
+    symlinkSync('../../shared', join(dir, 'system/in/root'));
+    symlinkSync(host, join(dir, 'system/dec/files'));
+    const t = await loadTree(dir);
+    const get = (n: string) => t.universe.versions(`system/${n}`)[0]!;
+    // A link that stays inside the tree is followed.
+    expect(get('in').payloadDir).toBe(join(dir, 'system/in/root'));
+    expect(get('in').problems).toEqual([]);
+    expect(get('out').payloadDir).toBeUndefined();
+    expect(get('dec').payloadDir).toBeUndefined();
+    expect(t.problems.map(formatProblem)).toEqual([
+      `packages/system/dec/build.yaml: payload: payload directory "files/etc" leads outside the tree: packages/system/dec/files is a symlink to ${host}`,
+      expect.stringMatching(
+        new RegExp(
+          `^packages/system/out/definition\\.yaml(:\\d+)?: root/: payload directory packages/system/out/root is a symlink to ${host}, outside the tree$`,
+        ),
+      ),
+    ]);
+  });
+
   it('finalize.yaml: install/uninstall/shell/env, templated with real fields only', async () => {
     const t = await loadTree(
       mkTree({

@@ -4,7 +4,7 @@
  * one creating it instead of building it twice.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, promises as fsp, readdirSync } from 'node:fs';
+import { existsSync, promises as fsp, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -109,4 +109,39 @@ export function otherNode(): string | undefined {
     .filter((d) => d.endsWith(`-linux-${process.arch}`) && existsSync(path.join(cache, d, 'node')))
     .sort();
   return dirs.length > 0 ? path.join(cache, dirs[dirs.length - 1]!, 'node') : undefined;
+}
+
+/**
+ * The single-file build to time: CPM_SEA=FILE as given, else out/cpm-linux-ARCH of `root` when it
+ * exists. A default binary that is older than dist/ or was built from another commit (its
+ * FILE.build.json, written by build/sea.mjs) is refused with a message: it would time old code,
+ * or fail mid-run on a DB format it cannot read.
+ */
+export function singleFile(root: string): string | undefined {
+  if (process.env.CPM_SEA) return process.env.CPM_SEA;
+  const file = path.join(root, 'out', `cpm-linux-${process.arch}`);
+  if (!existsSync(file)) return undefined;
+  const refuse = (why: string): never => {
+    console.error(
+      `${path.relative(process.cwd(), file)} ${why}: rebuild it with npm run build:dist ` +
+        '(or time a binary of your choice with CPM_SEA=FILE)',
+    );
+    process.exit(2);
+  };
+  const dist = path.join(root, 'dist', 'cpm.cjs');
+  if (existsSync(dist) && statSync(file).mtimeMs < statSync(dist).mtimeMs)
+    refuse('is older than dist/cpm.cjs');
+  let built: { commit?: string | null };
+  try {
+    built = JSON.parse(readFileSync(`${file}.build.json`, 'utf8')) as typeof built;
+  } catch {
+    return refuse(`has no readable ${path.basename(file)}.build.json (built before stamps)`);
+  }
+  const head = spawnSync('git', ['rev-parse', 'HEAD'], { cwd: root, encoding: 'utf8' });
+  const commit = head.status === 0 ? head.stdout.trim() : undefined;
+  if (commit && built.commit && built.commit !== commit)
+    refuse(
+      `was built from commit ${built.commit.slice(0, 12)}, the checkout is at ${commit.slice(0, 12)}`,
+    );
+  return file;
 }

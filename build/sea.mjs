@@ -197,6 +197,22 @@ async function injectQuietly(file, blob) {
   return dropped;
 }
 
+/**
+ * What the binary was built from, written beside it (FILE.build.json): benches refuse a binary
+ * built from another commit or older than dist/ (bench/support.ts singleFile) instead of timing
+ * stale code or failing mid-run on a format it cannot read.
+ */
+function stamp() {
+  const git = (...a) => spawnSync('git', a, { cwd: project, encoding: 'utf8' });
+  const head = git('rev-parse', 'HEAD');
+  const dirty = git('status', '--porcelain', '--', 'src', 'bin', 'build', 'package.json');
+  return {
+    commit: head.status === 0 ? head.stdout.trim() : null,
+    dirty: dirty.status === 0 ? dirty.stdout.trim() !== '' : null,
+    node: NODE_VERSION,
+  };
+}
+
 export async function buildSea({ arch, out }) {
   const pkg = JSON.parse(readFileSync(path.join(project, 'package.json'), 'utf8'));
   const work = await fsp.mkdtemp(path.join(os.tmpdir(), 'cpm-sea-'));
@@ -232,6 +248,7 @@ export async function buildSea({ arch, out }) {
     const dropped = await injectQuietly(out, await fsp.readFile(blob));
     if (process.env.CPM_SEA_VERBOSE && dropped > 0)
       process.stderr.write(`build/sea: ${dropped} postject note-name warning(s) dropped\n`);
+    await fsp.writeFile(`${out}.build.json`, JSON.stringify(stamp(), null, 2) + '\n');
     const { size } = await fsp.stat(out);
     process.stdout.write(
       `wrote ${path.relative(process.cwd(), out)} (cpm ${pkg.version}, Node ${NODE_VERSION} linux-${arch}, ${(size / 1048576).toFixed(1)} MiB)\n`,

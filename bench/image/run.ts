@@ -29,7 +29,7 @@ import { createReadStream, existsSync, mkdirSync, promises as fsp, statSync } fr
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { debianRootTar } from '../support.js';
+import { debianRootTar, singleFile } from '../support.js';
 
 const args = process.argv.slice(2);
 const runsArg = args.indexOf('--runs');
@@ -52,7 +52,7 @@ const cpm = process.env.CPM_BIN ?? path.join(project, 'bin', 'cpm.js');
 // CPM_BIN_BEFORE: another build (an older commit) as an extra row, for before/after figures.
 const cpmBefore = process.env.CPM_BIN_BEFORE;
 // The single-file build (`npm run build:dist`, Node 24 inside): the cpm a Dockerfile copies in.
-const sea = process.env.CPM_SEA ?? path.join(project, 'out', `cpm-linux-${process.arch}`);
+const sea = singleFile(project);
 
 function sh(cmd: string, argv: string[]): void {
   const r = spawnSync(cmd, argv, { stdio: ['ignore', 'ignore', 'inherit'] });
@@ -170,7 +170,7 @@ async function table(
       cpm: true,
     },
   );
-  if (existsSync(sea)) {
+  if (sea && existsSync(sea)) {
     variants.push({
       name: 'cpm image squashfs (single-file build)',
       cmd: (o) => `${sea} ${cpmArgs} -o ${o}`,

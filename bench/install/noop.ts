@@ -16,13 +16,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startRegistry } from '../../test/support/registry.js';
-import { median, timeInterleaved, type TimedCase } from '../support.js';
+import { median, singleFile, timeInterleaved, type TimedCase } from '../support.js';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BIN = path.join(REPO_ROOT, 'bin/cpm.js');
 const TREE = path.join(REPO_ROOT, 'packages-tree');
 const RUNS = Math.max(5, Number(process.argv[2] ?? 15));
-const SEA = process.env.CPM_SEA ?? path.join(REPO_ROOT, 'out', `cpm-linux-${process.arch}`);
+const SEA = singleFile(REPO_ROOT);
 
 const work = mkdtempSync(path.join(os.tmpdir(), 'cpm-bench-noop-'));
 const cfg = path.join(work, 'cpm.yaml');
@@ -57,7 +57,7 @@ try {
   run([...cpm, 'install', digestRef, '--root', rootD, '--no-finalizers', '-q']);
 
   const variants: Array<[string, string[]]> = [['node bin/cpm.js', cpm]];
-  if (existsSync(SEA)) variants.push(['single file', [SEA]]);
+  if (SEA && existsSync(SEA)) variants.push(['single file', [SEA]]);
   const cases: TimedCase[] = [
     { name: 'node -e 0 (baseline)', argv: [process.execPath, '-e', '0'], env },
   ];

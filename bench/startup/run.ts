@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
-import { median, otherNode, timeInterleaved, type TimedCase } from '../support.js';
+import { median, otherNode, singleFile, timeInterleaved, type TimedCase } from '../support.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BIN = path.join(ROOT, 'bin/cpm.js');
@@ -24,7 +24,7 @@ const nodes = [process.execPath];
 const lts = otherNode();
 if (lts) nodes.push(lts);
 else console.log('(no second Node: run npm run build:dist or set CPM_BENCH_NODE for the LTS rows)');
-const sea = process.env.CPM_SEA ?? path.join(ROOT, 'out', `cpm-linux-${process.arch}`);
+const sea = singleFile(ROOT);
 
 const load = os.loadavg()[0]!;
 const groups: Array<{ title: string; cases: TimedCase[] }> = nodes.map((node) => {
@@ -39,7 +39,7 @@ const groups: Array<{ title: string; cases: TimedCase[] }> = nodes.map((node) =>
     ],
   };
 });
-if (existsSync(sea))
+if (sea && existsSync(sea))
   groups.push({
     title: `single file ${path.relative(ROOT, sea)}`,
     cases: [

@@ -6,6 +6,7 @@
  * (program.ts).
  */
 import type { Command } from 'commander';
+import { version } from './version.js';
 
 export type Registrar = (program: Command) => void;
 
@@ -61,6 +62,15 @@ export const COMMAND_FILES: readonly CommandFile[] = [
 /** The command file of a top-level command, when one registers it. */
 export function commandFile(name: string): CommandFile | undefined {
   return COMMAND_FILES.find((f) => f.commands.includes(name));
+}
+
+/** The top-level program: name, description, version and global options (help, full tree). */
+export function topProgram(CommandClass: typeof Command): Command {
+  return withGlobalOptions(
+    new CommandClass('cpm')
+      .description('container-based package manager and rootfs assembler')
+      .version(version(), '-V, --version'),
+  );
 }
 
 /** The global options and behaviour of every cpm program, full or single-command. */

@@ -11,6 +11,8 @@ import { version } from './version.js';
 
 /** The program for argv: only its command's file when argv names one, else the full tree. */
 async function programFor(argv: string[]): Promise<Command> {
+  const help = await import('./top-help.js');
+  if (help.isTopLevelHelp(argv)) return help.topLevelHelpProgram();
   let i = 0;
   while (i < argv.length && argv[i]!.startsWith('-')) i += argv[i] === '--config' ? 2 : 1;
   const file = commandFile(argv[i] ?? '');

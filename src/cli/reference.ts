@@ -175,3 +175,25 @@ export function cliReference(program: Command): string {
   parts.push('## Exit codes', '', exitCodeTable(), '', END);
   return parts.join('\n');
 }
+
+/**
+ * Each visible top-level command as `cpm help` lists it, [term, summary] in order: the table
+ * src/cli/command-summaries.ts holds (top-help.ts prints the top-level help from it).
+ */
+export function commandSummaries(program: Command): Array<[string, string]> {
+  const helper = program.createHelp();
+  const visible = new Set(helper.visibleCommands(program));
+  return program.commands
+    .filter((c) => visible.has(c))
+    .map((c) => [helper.subcommandTerm(c), helper.subcommandDescription(c)]);
+}
+
+/** The source of src/cli/command-summaries.ts for `summaries` (before formatting). */
+export function commandSummariesModule(summaries: Array<[string, string]>): string {
+  return (
+    '/**\n * Generated from the command tree by test/cli/docs.test.ts (CPM_UPDATE_DOCS=1 npx vitest run\n' +
+    ' * test/cli/docs.test.ts): each top-level command as `cpm help` lists it, [term, summary]. Do not\n' +
+    ' * edit; src/cli/top-help.ts prints the top-level help from it without building the tree.\n */\n' +
+    `export const COMMAND_SUMMARIES: ReadonlyArray<readonly [string, string]> = ${JSON.stringify(summaries)};\n`
+  );
+}

@@ -8,13 +8,28 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
+import prettier from 'prettier';
 import { describe, expect, it } from 'vitest';
 import { buildProgram } from '../../src/cli/program.js';
 import { JSON_OUTPUT } from '../../src/cli/json-output.js';
-import { BEGIN, END, cliReference, commandDocs, exitCodeTable } from '../../src/cli/reference.js';
+import {
+  BEGIN,
+  END,
+  cliReference,
+  commandDocs,
+  commandSummaries,
+  commandSummariesModule,
+  exitCodeTable,
+} from '../../src/cli/reference.js';
+import { COMMAND_SUMMARIES } from '../../src/cli/command-summaries.js';
+import { isTopLevelHelp, topLevelHelpProgram } from '../../src/cli/top-help.js';
 import { EXIT_CODES } from '../../src/errors.js';
 
 const DOC = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../docs/cli.md');
+const SUMMARIES = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  '../../src/cli/command-summaries.ts',
+);
 
 describe('docs/cli.md', () => {
   it('holds the generated command reference and exit codes', async () => {
@@ -31,6 +46,37 @@ describe('docs/cli.md', () => {
       text.slice(a, b + END.length),
       'docs/cli.md is stale: CPM_UPDATE_DOCS=1 npx vitest run test/cli/docs.test.ts',
     ).toBe(want);
+  });
+
+  it('src/cli/command-summaries.ts lists the commands of the tree (top-level help without the tree)', async () => {
+    const want = commandSummaries(await buildProgram());
+    if (process.env.CPM_UPDATE_DOCS) {
+      const options = await prettier.resolveConfig(SUMMARIES);
+      const text = commandSummariesModule(want);
+      writeFileSync(SUMMARIES, await prettier.format(text, { ...options, filepath: SUMMARIES }));
+      return;
+    }
+    expect(
+      COMMAND_SUMMARIES,
+      'src/cli/command-summaries.ts is stale: CPM_UPDATE_DOCS=1 npx vitest run test/cli/docs.test.ts',
+    ).toEqual(want);
+  });
+
+  it('the top-level help from the table is the same as the full tree at any width, to stdout and stderr', async () => {
+    const full = await buildProgram();
+    const table = topLevelHelpProgram();
+    for (const width of [40, 80, 100, 132, 200]) {
+      for (const p of [full, table])
+        p.configureOutput({ getOutHelpWidth: () => width, getErrHelpWidth: () => width });
+      for (const error of [false, true])
+        expect(table.helpInformation({ error }), `width ${width}`).toBe(
+          full.helpInformation({ error }),
+        );
+    }
+    expect(['help', '--help', '-h'].every((a) => isTopLevelHelp([a]))).toBe(true);
+    expect(isTopLevelHelp([])).toBe(true);
+    expect(isTopLevelHelp(['help', 'install'])).toBe(false);
+    expect(isTopLevelHelp(['install'])).toBe(false);
   });
 
   it('lists every exit code of EXIT_CODES exactly once', () => {

@@ -271,7 +271,8 @@ async function applyPlanned(
           ? {
               fetch: {
                 missing: () => fetch.missing(l.digest),
-                run: (progress: TransferProgress) => fetch.run(l.digest, progress),
+                run: (progress: TransferProgress, signal: AbortSignal) =>
+                  fetch.run(l.digest, progress, signal),
               },
             }
           : {}),

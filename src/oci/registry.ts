@@ -80,6 +80,8 @@ interface Req {
   scopes: string[];
   /** Send at most once (the body cannot be replayed). */
   noRetry?: boolean;
+  /** The caller gives up on the request (and its retries) when this fires. */
+  cancel?: AbortSignal;
 }
 
 interface HostAuth {
@@ -88,9 +90,12 @@ interface HostAuth {
   service?: string;
 }
 
-/** A backoff wait that a SIGINT/SIGTERM ends at once (E_INTERRUPTED). */
-async function sleep(ms: number): Promise<void> {
-  const signal = interruptSignal();
+/**
+ * A backoff wait that a SIGINT/SIGTERM ends at once (E_INTERRUPTED), as does the caller's
+ * `cancel` (its reason is thrown).
+ */
+async function sleep(ms: number, cancel?: AbortSignal): Promise<void> {
+  const signal = withCancel(cancel);
   await new Promise<void>((resolve) => {
     const t = setTimeout(done, ms);
     function done(): void {
@@ -100,7 +105,21 @@ async function sleep(ms: number): Promise<void> {
     }
     signal.addEventListener('abort', done, { once: true });
   });
+  throwIfCancelled(cancel);
+}
+
+/** The interrupt signal, or it and the caller's `cancel` together. */
+function withCancel(cancel: AbortSignal | undefined): AbortSignal {
+  return cancel ? AbortSignal.any([interruptSignal(), cancel]) : interruptSignal();
+}
+
+/** E_INTERRUPTED on a signal; the reason of `cancel` once the caller gave up on the request. */
+function throwIfCancelled(cancel: AbortSignal | undefined): void {
   throwIfInterrupted();
+  if (cancel?.aborted)
+    throw cancel.reason instanceof Error
+      ? cancel.reason
+      : new CpmError('E_INTERRUPTED', 'the download was cancelled');
 }
 
 const TIMEOUT_CODES: Record<string, string> = {
@@ -283,13 +302,17 @@ export class RegistryClient {
    * this run or the next; a registry that ignores Range restarts it. On mismatch: E_DIGEST and
    * nothing is kept — a resumed partial that turns out corrupt is dropped and fetched once anew.
    * Processes sharing `store` each write a file of their own (BlobStore.partialWriter).
+   * `cancel` abandons the download at once (its reason is thrown): the body is released and the
+   * partial removed — a sibling failed, and nothing says this blob will be wanted again.
    */
   async fetchBlob(
     repo: string,
     blob: BlobRef,
     store: BlobStore,
     progress?: TransferProgress,
+    cancel?: AbortSignal,
   ): Promise<void> {
+    throwIfCancelled(cancel);
     if ((await store.size(blob.digest)) === blob.size) return;
     for (let fresh = false; ; fresh = true) {
       const w = await store.partialWriter({ digest: blob.digest, size: blob.size }, fresh);
@@ -297,11 +320,11 @@ export class RegistryClient {
       if (resumedFrom > 0)
         this.log(`GET blob ${blob.digest}: resuming a partial download at ${resumedFrom} bytes`);
       try {
-        await this.download(repo, blob, w, progress);
+        await this.download(repo, blob, w, progress, cancel);
       } catch (e) {
         // a network failure or an interrupt keeps the partial for the next attempt; bytes that
-        // failed verification (too many, a short blob) go
-        await w.abort(e instanceof CpmError && e.code === 'E_DIGEST');
+        // failed verification (too many, a short blob) go, as does an abandoned download
+        await w.abort((e instanceof CpmError && e.code === 'E_DIGEST') || cancel?.aborted === true);
         throw e;
       }
       try {
@@ -328,7 +351,8 @@ export class RegistryClient {
     repo: string,
     blob: BlobRef,
     w: Awaited<ReturnType<BlobStore['partialWriter']>>,
-    progress?: TransferProgress,
+    progress: TransferProgress | undefined,
+    cancel: AbortSignal | undefined,
   ): Promise<void> {
     const started = Date.now();
     for (let attempt = 0; w.received < blob.size; attempt++) {
@@ -339,6 +363,7 @@ export class RegistryClient {
         url: `/v2/${repo}/blobs/${blob.digest}`,
         headers,
         scopes: [`repository:${repo}:pull`],
+        ...(cancel ? { cancel } : {}),
       });
       if (res.statusCode === 416) {
         await res.body.dump();
@@ -371,18 +396,18 @@ export class RegistryClient {
       progress?.rebase(w.received);
       if (progress) res.body.on('data', (c: Buffer) => progress.add(c.length));
       try {
-        await pipeline(res.body, w.sink(), { signal: interruptSignal() });
+        await pipeline(res.body, w.sink(), { signal: withCancel(cancel) });
       } catch (e) {
         // The resume offset is only known once the last write reached the file.
         await w.settle();
-        throwIfInterrupted();
+        throwIfCancelled(cancel);
         const wait = this.backoff(attempt);
         if (e instanceof CpmError || attempt >= this.retries || !this.withinBudget(started, wait))
           throw this.netError(e, `blob ${blob.digest}`);
         this.log(
           `GET blob ${blob.digest}: interrupted at ${w.received} bytes (${errCode(e) ?? 'error'}), resuming`,
         );
-        await sleep(wait);
+        await sleep(wait, cancel);
         continue;
       }
       if (w.received < blob.size) {
@@ -568,7 +593,7 @@ export class RegistryClient {
     let url = this.resolve(req.url);
     const started = Date.now();
     for (let attempt = 0; ;) {
-      throwIfInterrupted();
+      throwIfCancelled(req.cancel);
       const headers: Record<string, string> = { ...(req.headers ?? {}) };
       const sameHost = new URL(url).host === new URL(this.baseUrl).host;
       const auth = sameHost ? this.authHeader(req.scopes) : undefined;
@@ -581,10 +606,10 @@ export class RegistryClient {
           body: req.body?.() ?? null,
           dispatcher: this.dispatcher,
           highWaterMark: 1 << 20,
-          signal: interruptSignal(),
+          signal: withCancel(req.cancel),
         });
       } catch (e) {
-        throwIfInterrupted();
+        throwIfCancelled(req.cancel);
         const wait = this.backoff(attempt);
         if (
           !req.noRetry &&
@@ -594,7 +619,7 @@ export class RegistryClient {
         ) {
           this.log(`${req.method} ${showUrl(url)} -> ${errCode(e)}, retrying`);
           attempt++;
-          await sleep(wait);
+          await sleep(wait, req.cancel);
           continue;
         }
         throw this.netError(e, `${req.method} ${showUrl(url)}`);
@@ -625,7 +650,7 @@ export class RegistryClient {
         await res.body.dump();
         attempt++;
         this.log(`${req.method} ${showUrl(url)} -> ${status}, retrying in ${wait} ms`);
-        await sleep(wait);
+        await sleep(wait, req.cancel);
         continue;
       }
       return res;

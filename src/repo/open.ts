@@ -61,7 +61,7 @@ export interface LocatedPackage {
   /** Readers with a download cache: see LayerSource.fetch. */
   fetchLayer?: {
     missing(digest: string): Promise<number>;
-    run(digest: string, progress: TransferProgress): Promise<void>;
+    run(digest: string, progress: TransferProgress, signal?: AbortSignal): Promise<void>;
   };
 }
 
@@ -348,8 +348,8 @@ export async function openRepositories(
           ? {
               fetchLayer: {
                 missing: (digest: string) => reader.layerMissing!(offer.entry, layerOf(digest)),
-                run: (digest: string, progress: TransferProgress) =>
-                  reader.fetchLayer!(offer.entry, layerOf(digest), progress),
+                run: (digest: string, progress: TransferProgress, signal?: AbortSignal) =>
+                  reader.fetchLayer!(offer.entry, layerOf(digest), progress, signal),
               },
             }
           : {}),

@@ -45,10 +45,16 @@ export interface RepoReader {
   evictLayer?(p: IndexPackage, layer: IndexLayer): Promise<void>;
   /**
    * Readers that download into a cache: bytes of `layer` still to fetch (0 when cached), and the
-   * download itself, reporting bytes as they arrive. openLayer() fetches too, without progress.
+   * download itself, reporting bytes as they arrive; `signal` abandons it (no partial kept).
+   * openLayer() fetches too, without progress.
    */
   layerMissing?(p: IndexPackage, layer: IndexLayer): Promise<number>;
-  fetchLayer?(p: IndexPackage, layer: IndexLayer, progress: TransferProgress): Promise<void>;
+  fetchLayer?(
+    p: IndexPackage,
+    layer: IndexLayer,
+    progress: TransferProgress,
+    signal?: AbortSignal,
+  ): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -277,10 +283,15 @@ export class RegistryReader implements RepoReader {
     return (await this.requireCache().size(layer.digest)) === layer.size ? 0 : layer.size;
   }
 
-  async fetchLayer(p: IndexPackage, layer: IndexLayer, progress: TransferProgress): Promise<void> {
+  async fetchLayer(
+    p: IndexPackage,
+    layer: IndexLayer,
+    progress: TransferProgress,
+    signal?: AbortSignal,
+  ): Promise<void> {
     if (!p.image) throw new CpmError('E_REPO', `${p.category}/${p.name}@${p.version} has no image`);
     const repo = `${this.namespace}/${p.image.repository}`;
-    await this.client.fetchBlob(repo, layer, this.requireCache(), progress);
+    await this.client.fetchBlob(repo, layer, this.requireCache(), progress, signal);
   }
 
   close(): Promise<void> {

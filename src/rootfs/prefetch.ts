@@ -3,6 +3,7 @@
  * extraction starts, a few at a time (apt and dnf download everything first, then unpack), so the
  * user sees one download total with its rate and ETA, then one extraction total.
  */
+import { CpmError } from '../errors.js';
 import { packageId } from '../package/package.js';
 import type { Reporter } from '../util/progress.js';
 import type { InstallStep, LayerSource } from './types.js';
@@ -31,26 +32,47 @@ export async function prefetchLayers(
     items: todo.length,
     noun: 'layer',
   });
+  // the first failure ends the phase: the other downloads stop at once (bodies released,
+  // partial files removed) instead of running on for an install that has already failed
+  const stop = new AbortController();
+  let first: unknown;
   let next = 0;
-  let failed = false;
   const worker = async (): Promise<void> => {
-    while (!failed && next < todo.length) {
+    while (!stop.signal.aborted && next < todo.length) {
       const t = todo[next++]!;
       const task = reporter.task('download', t.id, { total: t.bytes, digest: t.layer.digest });
       try {
-        await t.layer.fetch!.run(task);
+        await t.layer.fetch!.run(task, stop.signal);
       } catch (e) {
         // the display drops its line (a failed task would otherwise stay shown as running)
         task.cancel();
-        failed = true;
-        throw e;
+        if (!stop.signal.aborted) {
+          first = layerFailure(e, t.id, t.layer.digest);
+          stop.abort(first);
+        }
+        return;
       }
       task.finish();
     }
   };
-  const results = await Promise.allSettled(
-    Array.from({ length: Math.min(CONCURRENCY, todo.length) }, worker),
-  );
-  const bad = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (bad) throw bad.reason;
+  // every worker has cleaned up (its partial removed) before the error is reported
+  await Promise.all(Array.from({ length: Math.min(CONCURRENCY, todo.length) }, worker));
+  if (stop.signal.aborted) throw first;
+}
+
+/** A download failure named with the package and layer it was for. */
+function layerFailure(e: unknown, id: string, digest: string): unknown {
+  if (!(e instanceof CpmError) || e.code === 'E_INTERRUPTED') return e;
+  const gone = e.code === 'E_NOT_FOUND';
+  return new CpmError(e.code, `downloading layer ${digest} of ${id}: ${e.message}`, {
+    ...(e.hint !== undefined
+      ? { hint: e.hint }
+      : gone
+        ? {
+            hint: 'the registry no longer holds this layer of the package: refresh the repository (cpm repo update) or publish the package again',
+          }
+        : {}),
+    context: { ...e.context, package: id, digest },
+    cause: e,
+  });
 }

@@ -28,7 +28,8 @@ export interface LayerSource {
   fetch?: {
     /** Bytes still to download: 0 when the blob is cached. */
     missing(): Promise<number>;
-    run(progress: TransferProgress): Promise<void>;
+    /** Downloads; when `signal` fires it stops at once and keeps no partial file. */
+    run(progress: TransferProgress, signal: AbortSignal): Promise<void>;
   };
   /**
    * Drops a cached copy of the blob (a cache that heals itself): called when the blob failed

@@ -24,7 +24,9 @@ export type Fault =
   /** Forward headers and `afterBytes` body bytes, then go silent with the connection open. */
   | { kind: 'stall'; afterBytes: number }
   /** Accept the request and never answer (no status line). */
-  | { kind: 'hang' };
+  | { kind: 'hang' }
+  /** Forward untouched, but only after `ms` (a slow registry). */
+  | { kind: 'delay'; ms: number };
 
 export interface FaultRule {
   method?: string;
@@ -88,67 +90,76 @@ export async function startFaultProxy(targetUrl: string): Promise<FaultProxy> {
         .end('{"errors":[{"code":"INJECTED","message":"fault proxy"}]}');
       return;
     }
-    const headers = { ...req.headers };
-    if (fault?.kind === 'ignore-range') delete headers.range;
-    const up = http.request(
-      { host: target.hostname, port: target.port, method, path: p, headers },
-      (ur) => {
-        entry.status = ur.statusCode;
-        res.writeHead(ur.statusCode ?? 502, ur.headers);
-        if (fault?.kind === 'reset' || fault?.kind === 'truncate') {
-          let sent = 0;
-          let cut = false;
-          const cutNow = (): void => {
-            if (cut) return;
-            cut = true;
-            ur.destroy();
-            const sock = res.socket;
-            res.flushHeaders();
-            // Flush what was written, then cut: RST for reset, FIN for truncate.
-            if (fault.kind === 'reset') setTimeout(() => sock?.resetAndDestroy(), 20);
-            else setTimeout(() => sock?.end(), 20);
-          };
-          if (fault.afterBytes <= 0) return cutNow();
-          ur.on('data', (chunk: Buffer) => {
-            if (cut) return;
-            const part = chunk.subarray(0, fault.afterBytes - sent);
-            sent += part.length;
-            res.write(part);
-            if (sent >= fault.afterBytes) cutNow();
-          });
-          // A body shorter than afterBytes: the fault still fires at its end.
-          ur.on('end', cutNow);
-          return;
-        }
-        if (fault?.kind === 'stall') {
-          let sent = 0;
-          ur.on('data', (chunk: Buffer) => {
-            const part = chunk.subarray(0, Math.max(0, fault.afterBytes - sent));
-            sent += part.length;
-            if (part.length > 0) res.write(part);
-            if (sent >= fault.afterBytes) ur.destroy(); // nothing more, and no end either
-          });
-          return;
-        }
-        if (fault?.kind === 'corrupt') {
-          let pos = 0;
-          ur.on('data', (chunk: Buffer) => {
-            if (fault.atByte >= pos && fault.atByte < pos + chunk.length) {
-              const c = Buffer.from(chunk);
-              c[fault.atByte - pos] = c[fault.atByte - pos]! ^ 0xff;
-              chunk = c;
-            }
-            pos += chunk.length;
-            res.write(chunk);
-          });
-          ur.on('end', () => res.end());
-          return;
-        }
-        ur.pipe(res);
-      },
-    );
-    up.on('error', () => res.destroy());
-    req.pipe(up);
+    if (fault?.kind === 'delay') {
+      req.pause();
+      setTimeout(() => forward(undefined), fault.ms);
+      return;
+    }
+    forward(fault);
+
+    function forward(fault: Exclude<Fault, { kind: 'delay' }> | undefined): void {
+      const headers = { ...req.headers };
+      if (fault?.kind === 'ignore-range') delete headers.range;
+      const up = http.request(
+        { host: target.hostname, port: target.port, method, path: p, headers },
+        (ur) => {
+          entry.status = ur.statusCode;
+          res.writeHead(ur.statusCode ?? 502, ur.headers);
+          if (fault?.kind === 'reset' || fault?.kind === 'truncate') {
+            let sent = 0;
+            let cut = false;
+            const cutNow = (): void => {
+              if (cut) return;
+              cut = true;
+              ur.destroy();
+              const sock = res.socket;
+              res.flushHeaders();
+              // Flush what was written, then cut: RST for reset, FIN for truncate.
+              if (fault.kind === 'reset') setTimeout(() => sock?.resetAndDestroy(), 20);
+              else setTimeout(() => sock?.end(), 20);
+            };
+            if (fault.afterBytes <= 0) return cutNow();
+            ur.on('data', (chunk: Buffer) => {
+              if (cut) return;
+              const part = chunk.subarray(0, fault.afterBytes - sent);
+              sent += part.length;
+              res.write(part);
+              if (sent >= fault.afterBytes) cutNow();
+            });
+            // A body shorter than afterBytes: the fault still fires at its end.
+            ur.on('end', cutNow);
+            return;
+          }
+          if (fault?.kind === 'stall') {
+            let sent = 0;
+            ur.on('data', (chunk: Buffer) => {
+              const part = chunk.subarray(0, Math.max(0, fault.afterBytes - sent));
+              sent += part.length;
+              if (part.length > 0) res.write(part);
+              if (sent >= fault.afterBytes) ur.destroy(); // nothing more, and no end either
+            });
+            return;
+          }
+          if (fault?.kind === 'corrupt') {
+            let pos = 0;
+            ur.on('data', (chunk: Buffer) => {
+              if (fault.atByte >= pos && fault.atByte < pos + chunk.length) {
+                const c = Buffer.from(chunk);
+                c[fault.atByte - pos] = c[fault.atByte - pos]! ^ 0xff;
+                chunk = c;
+              }
+              pos += chunk.length;
+              res.write(chunk);
+            });
+            ur.on('end', () => res.end());
+            return;
+          }
+          ur.pipe(res);
+        },
+      );
+      up.on('error', () => res.destroy());
+      req.pipe(up);
+    }
   });
   server.on('connection', (s: Socket) => {
     sockets.add(s);

@@ -187,4 +187,32 @@ describe('Go text/template subset', () => {
       /^templates\/d\.yaml:2: template: can't evaluate field y/,
     );
   });
+
+  it('renders one source for many packages from one parse, each with its own values', () => {
+    const ts = new TemplateSet();
+    ts.addDefinitions('{{ define "n" }}<{{ .Values.name }}>{{ end }}', 'templates/n.yaml');
+    const src =
+      '{{ define "own" }}[{{ .Values.v }}]{{ end }}{{ template "n" . }}{{ template "own" . }}';
+    expect(ts.render(src, 'c/build.yaml', { Values: { name: 'a', v: 1 } })).toBe('<a>[1]');
+    expect(ts.render(src, 'c/build.yaml', { Values: { name: 'b', v: 2 } })).toBe('<b>[2]');
+    // the source's own define stays its own: another file does not see it
+    expect(() => ts.render('{{ template "own" . }}', 'd/build.yaml', {})).toThrow(
+      /^d\/build\.yaml:1: template: no template "own" is defined/,
+    );
+    // a changed source of the same file is parsed anew
+    expect(ts.render('x{{ .Values.v }}', 'c/build.yaml', { Values: { v: 3 } })).toBe('x3');
+    // a shared template added later is seen by the next render
+    ts.addDefinitions('{{ define "n" }}({{ .Values.name }}){{ end }}', 'templates/m.yaml');
+    expect(ts.render(src, 'c/build.yaml', { Values: { name: 'c', v: 4 } })).toBe('(c)[4]');
+  });
+
+  it('fails again, the same way, on every render of a source that does not parse or check', () => {
+    const ts = new TemplateSet();
+    for (let i = 0; i < 2; i++) {
+      expect(() => ts.render('a\n{{ nosuchfunc 1 }}', 'b.yaml', {})).toThrow(
+        /^b\.yaml:2: template: function "nosuchfunc" is not supported/,
+      );
+      expect(() => ts.render('{{ if }}', 'b.yaml', {})).toThrow(/^b\.yaml:1: template: /);
+    }
+  });
 });

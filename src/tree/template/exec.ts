@@ -94,10 +94,21 @@ function missingMessage(p: Pipeline): string {
 /** A set of named templates (from `templates/` and the file itself) plus the root to render. */
 export class TemplateSet {
   private readonly defs = new Map<string, TemplateDef>();
+  /**
+   * The last source rendered per file, parsed and checked, with the templates it sees: a
+   * collection's packages all render one build.yaml, which is parsed once. Parsed templates are
+   * never changed by rendering; a source that fails to parse or check is not kept (each render
+   * throws the same error again).
+   */
+  private readonly parsed = new Map<
+    string,
+    { src: string; root: TNode[]; defs: Map<string, TemplateDef> }
+  >();
 
   /** Adds the `{{define}}` blocks of a source (e.g. a tree's shared templates/*.yaml). */
   addDefinitions(src: string, file: string): void {
     this.add(parseTemplate(src, file));
+    this.parsed.clear();
   }
 
   private add(p: ParsedTemplate): void {
@@ -116,12 +127,23 @@ export class TemplateSet {
     data: Value,
     limits: RenderLimits = DEFAULT_RENDER_LIMITS,
   ): string {
-    const parsed = parseTemplate(src, file);
-    const local = new TemplateSet();
-    for (const [k, v] of this.defs) local.defs.set(k, v);
-    local.add(parsed);
-    const ex = new Executor(local.defs, limits);
-    ex.run(parsed.root, file, data, { vars: new Map([['$', data]]), parent: null }, 0);
+    let hit = this.parsed.get(file);
+    if (hit?.src !== src) {
+      const parsed = parseTemplate(src, file);
+      let defs = this.defs;
+      if (parsed.defines.length > 0) {
+        const local = new TemplateSet();
+        for (const [k, v] of this.defs) local.defs.set(k, v);
+        local.add(parsed);
+        defs = local.defs;
+      } else {
+        checkFunctions(parsed.root, parsed.file);
+      }
+      hit = { src, root: parsed.root, defs };
+      this.parsed.set(file, hit);
+    }
+    const ex = new Executor(hit.defs, limits);
+    ex.run(hit.root, file, data, { vars: new Map([['$', data]]), parent: null }, 0);
     return ex.out.join('');
   }
 }

@@ -3,8 +3,8 @@
  * build specs and finalizers with the package's values (plus `--values` files), and checks the
  * whole tree, collecting every problem in one run.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { lstat, realpath, stat } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CpmError } from '../errors.js';
@@ -122,10 +122,10 @@ async function walk(
   const out: PackageDir[] = [];
   const visited = new Map<string, string>(); // real path → first path it was seen at
   let entries = 0;
-  const rootReal = await realpath(root);
+  const rootReal = realpathSync.native(root);
 
   const visit = async (dir: string, ancestors: Set<string>): Promise<void> => {
-    const real = await realpath(dir);
+    const real = realpathSync.native(dir);
     if (ancestors.has(real)) {
       report.error({
         code: 'E_TREE',
@@ -147,7 +147,7 @@ async function walk(
     }
     visited.set(real, dir);
     const inner = new Set(ancestors).add(real);
-    const list = (await readdir(dir, { withFileTypes: true })).sort((a, b) =>
+    const list = readdirSync(dir, { withFileTypes: true }).sort((a, b) =>
       a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
     );
     entries += list.length;
@@ -169,7 +169,7 @@ async function walk(
       let isFile = e.isFile();
       if (e.isSymbolicLink()) {
         try {
-          const st = await stat(p);
+          const st = statSync(p);
           isDir = st.isDirectory();
           isFile = st.isFile();
         } catch {
@@ -224,8 +224,13 @@ function errorToProblem(e: unknown, file: string): Problem {
   };
 }
 
-async function readCapped(path: string, file: string, limits: YamlLimits): Promise<string> {
-  const st = await stat(path);
+/**
+ * A tree file, size-capped. Tree files are read synchronously: a CLI command waits for the whole
+ * tree anyway, and a promise round trip through the thread pool per file cost more CPU than the
+ * reads themselves (hundreds of small files).
+ */
+function readCapped(path: string, file: string, limits: YamlLimits): string {
+  const st = statSync(path);
   if (st.size > limits.maxBytes) {
     throw new CpmError(
       'E_YAML',
@@ -233,7 +238,7 @@ async function readCapped(path: string, file: string, limits: YamlLimits): Promi
       { context: { file } },
     );
   }
-  return readFile(path, 'utf8');
+  return readFileSync(path, 'utf8');
 }
 
 /** Loads and checks a packages tree. Never throws for tree content: problems are returned. */
@@ -367,13 +372,13 @@ async function loadTemplates(
   const templates = new TemplateSet();
   const tdir = join(root, 'templates');
   try {
-    const names = (await readdir(tdir))
+    const names = readdirSync(tdir)
       .filter((n) => n.endsWith('.yaml') || n.endsWith('.yml') || n.endsWith('.tpl'))
       .sort();
     for (const n of names) {
       const f = display(join(tdir, n));
       try {
-        templates.addDefinitions(await readCapped(join(tdir, n), f, limits), f);
+        templates.addDefinitions(readCapped(join(tdir, n), f, limits), f);
       } catch (e) {
         report.error(errorToProblem(e, f));
       }
@@ -413,11 +418,11 @@ async function loadPackageDir(pd: PackageDir, ctx: DirContext): Promise<LoadedPa
     });
   }
   // build.yaml and finalize.yaml: read once per directory, shared by every package in it
-  const readOptional = async (name: string): Promise<string | null> => {
+  const readOptional = (name: string): string | null => {
     if (!pd.files.has(name)) return null;
     const file = join(pd.abs, name);
     try {
-      return await readCapped(file, display(file), limits);
+      return readCapped(file, display(file), limits);
     } catch (e) {
       report.error(errorToProblem(e, display(file)));
       return null;
@@ -425,8 +430,8 @@ async function loadPackageDir(pd: PackageDir, ctx: DirContext): Promise<LoadedPa
   };
   if (pd.files.has('build.yaml')) stats.buildSpecs++;
   if (pd.files.has('finalize.yaml')) stats.finalizers++;
-  const buildRaw = await readOptional('build.yaml');
-  const finalizeRaw = await readOptional('finalize.yaml');
+  const buildRaw = readOptional('build.yaml');
+  const finalizeRaw = readOptional('finalize.yaml');
   const out: LoadedPackage[] = [];
   // luet walks a directory's files in name order: collection.yaml before definition.yaml.
   for (const isCollection of [true, false]) {

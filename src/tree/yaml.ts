@@ -11,7 +11,7 @@
  * a merged list is replaced, not appended), and each produced object remembers the line of every
  * key for later error messages.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { readFileSync, statSync } from 'node:fs';
 import {
   isAlias,
   isMap,
@@ -124,7 +124,8 @@ export async function loadYamlFile(
   display: string,
   limits: YamlLimits = DEFAULT_YAML_LIMITS,
 ): Promise<LoadedYaml> {
-  const st = await stat(path);
+  // Synchronous, as tree.ts reads tree files (a thread-pool round trip per small file costs more).
+  const st = statSync(path);
   if (st.size > limits.maxBytes) {
     throw yamlError(
       display,
@@ -132,7 +133,7 @@ export async function loadYamlFile(
       `file is ${st.size} bytes, above the ${limits.maxBytes}-byte limit for tree files`,
     );
   }
-  return parseYaml(await readFile(path, 'utf8'), display, limits);
+  return parseYaml(readFileSync(path, 'utf8'), display, limits);
 }
 
 /** Parses YAML text (one document). Throws CpmError E_YAML with file:line. */

@@ -4,15 +4,14 @@
  * and directory of its layers is on disk with the same sha256 / target / type; it is then
  * recorded in the DB as installed, without writing a single file under the root.
  */
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, type Stats, lstatSync, readlinkSync } from 'node:fs';
 import type { Readable } from 'node:stream';
-import { finished } from 'node:stream/promises';
 import { CpmError } from '../errors.js';
 import { satisfiesDep } from '../package/match.js';
 import { packageId } from '../package/package.js';
 import { InstalledDb } from '../rootfs/db.js';
-import { LayerReadError, readLayer } from '../rootfs/layer-reader.js';
+import { LayerReadError, readLayer, type LayerEntry } from '../rootfs/layer-reader.js';
 import {
   DiskView,
   UnsafePathError,
@@ -60,40 +59,47 @@ async function layerRecords(
   const src = await open();
   const out: FileRecord[] = [];
   const byName = new Map<string, FileRecord>();
-  const read = readLayer(src, { mediaType }, async (h, s) => {
-    const comps = entryComponents(h.name);
-    const name = comps.join('/');
-    const base = comps[comps.length - 1] ?? '';
-    const rec: FileRecord = {
-      path: name,
-      type: 'f',
-      mode: (h.mode ?? 0o644) & 0o7777,
-      uid: h.uid ?? 0,
-      gid: h.gid ?? 0,
-    };
-    const hash = createHash('sha256');
-    let size = 0;
-    s.on('data', (c: Buffer) => {
-      hash.update(c);
-      size += c.length;
-    });
-    await finished(s);
-    if (name === '' || base.startsWith('.wh.')) return;
-    if (h.type === 'directory') rec.type = 'd';
-    else if (h.type === 'symlink') {
-      rec.type = 'l';
-      rec.target = h.linkname ?? '';
-    } else if (h.type === 'link') {
-      const t = byName.get(entryComponents(h.linkname ?? '').join('/'));
-      if (!t) throw new Error(`${h.name}: hardlink to an unknown entry`);
-      Object.assign(rec, { size: t.size, sha256: t.sha256 });
-    } else if (h.type === 'file' || h.type === 'contiguous-file') {
-      rec.size = size;
-      rec.sha256 = hash.digest('hex');
-    } else return; // devices and fifos: nothing to compare
-    byName.set(name, rec);
-    out.push(rec);
-  });
+  let cur: { h: LayerEntry; hash: Hash; size: number } | null = null;
+  const read = readLayer(
+    src,
+    { mediaType },
+    {
+      entry: (h) => void (cur = { h, hash: createHash('sha256'), size: 0 }),
+      data: (c) => {
+        cur!.hash.update(c);
+        cur!.size += c.length;
+      },
+      end: () => {
+        const { h, hash, size } = cur!;
+        cur = null;
+        const comps = entryComponents(h.name);
+        const name = comps.join('/');
+        const base = comps[comps.length - 1] ?? '';
+        if (name === '' || base.startsWith('.wh.')) return;
+        const rec: FileRecord = {
+          path: name,
+          type: 'f',
+          mode: h.mode & 0o7777,
+          uid: h.uid,
+          gid: h.gid,
+        };
+        if (h.type === 'directory') rec.type = 'd';
+        else if (h.type === 'symlink') {
+          rec.type = 'l';
+          rec.target = h.linkname;
+        } else if (h.type === 'link') {
+          const t = byName.get(entryComponents(h.linkname).join('/'));
+          if (!t) throw new Error(`${h.name}: hardlink to an unknown entry`);
+          Object.assign(rec, { size: t.size, sha256: t.sha256 });
+        } else if (h.type === 'file' || h.type === 'contiguous-file') {
+          rec.size = size;
+          rec.sha256 = hash.digest('hex');
+        } else return; // devices and fifos: nothing to compare
+        byName.set(name, rec);
+        out.push(rec);
+      },
+    },
+  );
   await read.catch((e: unknown) => {
     throw e instanceof LayerReadError ? e.cause : e;
   });

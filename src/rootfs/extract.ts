@@ -1,6 +1,6 @@
 /**
  * Streaming extraction of layers into the transaction's staging area: blob → digest check →
- * decompression → tar-stream (parse only) → one file per entry under ROOT/.cpm-tx/stage, hashed
+ * decompression → tar-parser (synchronous, strict) → one file per entry under ROOT/.cpm-tx/stage, hashed
  * while written. Nothing outside the staging dir is written here; every entry name is resolved
  * through fs-path against the root plus everything staged so far, so a symlink from an earlier
  * layer or package cannot redirect a later write. The result is a per-package map of canonical
@@ -8,7 +8,7 @@
  * Every non-directory entry gets a flat name (stage/fSEQ); directories are made at commit.
  */
 import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import {
   closeSync,
   fchmodSync,
@@ -25,13 +25,12 @@ import {
   unlinkSync,
   writeSync,
 } from 'node:fs';
-import type { Readable } from 'node:stream';
 import { CpmError } from '../errors.js';
 import { packageId } from '../package/package.js';
 import { fsError } from '../util/fs-errors.js';
 import { interruptSignal } from '../util/signals.js';
 import { faultPoint } from './fault.js';
-import { LayerReadError, readLayer, type LayerEntry } from './layer-reader.js';
+import { LayerReadError, readLayer, type LayerEntry, type LayerSink } from './layer-reader.js';
 import { TarHeaderError } from './tar-headers.js';
 import { LAYER_MEDIA_TYPES } from '../oci/types.js';
 import {
@@ -90,6 +89,19 @@ interface PendingXattrs {
   staged: string;
   xattrs: Record<string, string>;
 }
+/** Where the body of the entry being read goes. */
+const SKIP = 0;
+const RING = 1;
+const FD = 2;
+
+/** The layer being read. */
+interface LayerCtx {
+  digest: string;
+  layer: number;
+  pkg: PackageEntries;
+  id: string;
+}
+
 /** Operations per helper process (its argument list stays far below ARG_MAX). */
 const HELPER_BATCH = 500;
 /** Bytes of xattr names and values per helper process (ARG_MAX is 2 MiB on common kernels). */
@@ -130,6 +142,16 @@ export class Stager {
   private nodes: PendingNode[] = [];
   private xattrs: PendingXattrs[] = [];
   private nodeContext: Record<string, string> = {};
+
+  /** The entry whose body is being read: where its bytes go (see onData/onEnd). */
+  private body = SKIP;
+  private bodyView: Uint8Array | null = null;
+  private bodyGot = 0;
+  private bodyFd = -1;
+  private bodyHash: Hash | null = null;
+  private bodyEntry: StagedEntry | null = null;
+  private bodyMeta: StageMeta = { uid: 0, gid: 0, mode: 0, mtime: 0 };
+  private bodyXattrs: Record<string, string> | null = null;
 
   constructor(private readonly o: StagerOptions) {
     this.view = new Overlay(new DiskView(o.root));
@@ -225,6 +247,12 @@ export class Stager {
     const verify = this.o.verifyDigest && layer.digest.startsWith('sha256:');
     const diffHash = layer.diffId?.startsWith('sha256:') ? createHash('sha256') : undefined;
     const limits = this.o.limits;
+    const c: LayerCtx = { digest: layer.digest, layer: layerIndex, pkg, id };
+    const sink: LayerSink = {
+      entry: (h) => this.onEntry(h, c),
+      data: (b) => this.onData(b),
+      end: () => this.onEnd(c),
+    };
     try {
       await readLayer(
         src,
@@ -246,23 +274,24 @@ export class Stager {
               );
           },
         },
-        (header, entry) =>
-          this.onEntry(header, entry, layer.digest, layerIndex, pkg, id).catch((e: unknown) => {
-            // a failed local write is the machine's problem, not the package's: named as such
-            // here, before the parser reports it as a broken stream
-            throw fsError(e, {
-              doing: `extracting /${header.name} of ${id} into`,
-              path: (e as { path?: string }).path ?? this.o.root,
-              where: 'root',
-              context: { package: id, digest: layer.digest },
-            });
-          }),
+        sink,
       );
     } catch (err) {
       signal.removeEventListener('abort', stop);
+      this.closeBody();
       if (!(err instanceof LayerReadError)) throw err;
       const e = err.cause;
       if (e instanceof CpmError && e.code === 'E_TOOL_MISSING') throw e;
+      if (err.stage === 'entry' && !(e instanceof CpmError)) {
+        // a failed local write is the machine's problem, not the package's: named as such
+        const local = fsError(e, {
+          doing: `extracting /${err.entry} of ${id} into`,
+          path: (e as { path?: string }).path ?? this.o.root,
+          where: 'root',
+          context: { package: id, digest: layer.digest },
+        });
+        if (local instanceof CpmError) throw local;
+      }
       if (err.stage === 'decompress')
         throw unsafe(
           layer.digest,
@@ -321,21 +350,21 @@ export class Stager {
     }
   }
 
-  private async onEntry(
-    h: LayerEntry,
-    stream: Readable,
-    digest: string,
-    layer: number,
-    pkg: PackageEntries,
-    id: string,
-  ): Promise<void> {
+  /**
+   * A new entry: checks and resolves its path, stages what has no body, and sets where the body
+   * goes (onData/onEnd). Returns a promise only when it must wait (the worker's ring is full,
+   * queued files must be on disk first); most entries need none.
+   */
+  private onEntry(h: LayerEntry, c: LayerCtx): void | Promise<void> {
+    this.body = SKIP;
+    const { digest, layer, pkg, id } = c;
     if (this.o.interrupted())
       throw new CpmError('E_INTERRUPTED', 'interrupted', { context: { package: id } });
     const refuse = (why: string): CpmError => unsafe(digest, id, h.name, why);
     if (++this.entries > this.o.limits.maxEntries)
       throw refuse(`more than ${this.o.limits.maxEntries} entries`);
-    const size = h.size ?? 0;
-    if (size > this.o.limits.maxBytes - this.bytes + 1024 ** 2 && h.type === 'file')
+    const size = h.size;
+    if (size > this.o.limits.maxBytes - this.bytes + 1024 ** 2 && isFile(h.type))
       throw refuse(`entry size ${size} exceeds the remaining byte limit`);
 
     let comps: string[];
@@ -345,46 +374,19 @@ export class Stager {
       if (e instanceof UnsafePathError) throw refuse(e.message);
       throw e;
     }
-    const resolve = (c: string[], followLast: boolean): string => {
-      try {
-        return resolveInRoot(this.view, c, followLast);
-      } catch (e) {
-        if (e instanceof UnsafePathError) throw refuse(e.message);
-        throw e;
-      }
-    };
     const base = comps[comps.length - 1] ?? '';
-    if (base.startsWith('.wh.')) {
-      await this.settle(); // staged files it hides must exist to be removed
-      const parent = resolve(comps.slice(0, -1), true);
-      if (base === '.wh..wh..opq') {
-        this.hideUnder(pkg, parent, layer, false);
-      } else if (!base.startsWith('.wh..wh.')) {
-        const name = base.slice(4);
-        if (name === '' || name === '.' || name === '..')
-          throw refuse(`whiteout of "${name}" points outside its directory`);
-        const target = parent === '' ? name : `${parent}/${name}`;
-        this.hideUnder(pkg, target, layer, true);
-      }
-      await drain(stream);
-      return;
-    }
+    if (base.startsWith('.wh.')) return this.whiteout(h, c, comps, base);
     if (comps.length === 0) {
       if (h.type !== 'directory') throw refuse('the root itself must be a directory');
-      await drain(stream); // the root directory itself: its metadata belongs to the root's owner
-      return;
+      return; // the root directory itself: its metadata belongs to the root's owner
     }
 
-    const mode = (h.mode ?? 0o644) & 0o7777;
-    const uid = h.uid ?? 0;
-    const gid = h.gid ?? 0;
-    const mtime = h.mtime ? Math.floor(h.mtime.getTime() / 1000) : 0;
-    const xattrs = paxXattrs(h.pax as Record<string, string> | null | undefined);
-    const rel = resolve(comps, false);
+    const mode = h.mode & 0o7777;
+    const xattrs = paxXattrs(h.pax);
+    const rel = this.resolve(h, c, comps, false);
     const reserved = this.o.reserved?.find((r) => rel === r || rel.startsWith(`${r}/`));
     if (reserved !== undefined) {
       this.o.reporter.warn(`${id}: skipped /${rel} (cpm's own /${reserved}, not a package file)`);
-      await drain(stream);
       return;
     }
     const existing = this.view.lookup(rel);
@@ -392,87 +394,105 @@ export class Stager {
     if (h.type === 'directory') {
       if (existing?.type === 'l') {
         // merged-/usr style: a directory entry over a symlink to a directory keeps the link
-        const followed = resolve(comps, true);
-        if (this.view.lookup(followed)?.type === 'd') {
-          await drain(stream);
-          return;
-        }
+        const followed = this.resolve(h, c, comps, true);
+        if (this.view.lookup(followed)?.type === 'd') return;
       }
       this.ensureParents(pkg, rel, layer);
-      const prev = pkg.get(rel);
-      if (prev && prev.rec.type !== 'd') {
-        await this.settle();
-        this.discard(pkg, rel);
-      }
       const dirEntry: StagedEntry = {
-        rec: { path: rel, type: 'd', mode, uid, gid, ...(xattrs ? { xattrs } : {}) },
+        rec: { path: rel, type: 'd', mode, uid: h.uid, gid: h.gid, ...(xattrs ? { xattrs } : {}) },
         layer,
-        mtime,
+        mtime: h.mtime,
       };
+      const prev = pkg.get(rel);
+      if (prev && prev.rec.type !== 'd')
+        return this.settle().then(() => {
+          this.discard(pkg, rel);
+          this.put(pkg, dirEntry);
+        });
       this.put(pkg, dirEntry);
-      await drain(stream);
       return;
     }
 
     this.ensureParents(pkg, rel, layer);
-    const prev = pkg.get(rel);
-    if (prev) {
-      await this.settle();
-      this.discard(pkg, rel);
-    }
+    if (pkg.has(rel))
+      return this.settle().then(() => {
+        this.discard(pkg, rel);
+        return this.place(h, c, rel, mode, xattrs);
+      });
+    return this.place(h, c, rel, mode, xattrs);
+  }
 
+  private resolve(h: LayerEntry, c: LayerCtx, comps: string[], followLast: boolean): string {
+    try {
+      return resolveInRoot(this.view, comps, followLast);
+    } catch (e) {
+      if (e instanceof UnsafePathError) throw unsafe(c.digest, c.id, h.name, e.message);
+      throw e;
+    }
+  }
+
+  private async whiteout(h: LayerEntry, c: LayerCtx, comps: string[], base: string): Promise<void> {
+    await this.settle(); // staged files it hides must exist to be removed
+    const parent = this.resolve(h, c, comps.slice(0, -1), true);
+    if (base === '.wh..wh..opq') {
+      this.hideUnder(c.pkg, parent, c.layer, false);
+    } else if (!base.startsWith('.wh..wh.')) {
+      const name = base.slice(4);
+      if (name === '' || name === '.' || name === '..')
+        throw unsafe(c.digest, c.id, h.name, `whiteout of "${name}" points outside its directory`);
+      const target = parent === '' ? name : `${parent}/${name}`;
+      this.hideUnder(c.pkg, target, c.layer, true);
+    }
+  }
+
+  /** Stages a non-directory entry at `rel` (nothing of this package is there now). */
+  private place(
+    h: LayerEntry,
+    c: LayerCtx,
+    rel: string,
+    mode: number,
+    xattrs: Record<string, string> | null,
+  ): void | Promise<void> {
+    const { digest, layer, pkg, id } = c;
+    const { uid, gid, mtime, size } = h;
     switch (h.type) {
       case 'file':
-      case 'contiguous-file':
-      case null:
-      case undefined: {
+      case 'contiguous-file': {
         const staged = this.nextStage();
         faultPoint();
+        const meta = { uid, gid, mode, mtime };
+        const rec: FileRecord = {
+          path: rel,
+          type: 'f',
+          mode,
+          uid,
+          gid,
+          size,
+          sha256: '',
+          ...(xattrs ? { xattrs } : {}),
+        };
+        this.bodyEntry = { rec, staged, layer, mtime };
+        this.bodyMeta = meta;
+        this.bodyXattrs = xattrs;
+        this.bodyGot = 0;
         const writer = size <= SMALL_FILE && !xattrs ? this.smallFileWriter() : null;
         if (writer) {
-          const view = await writer.reserve(size);
-          const got = await collect(stream, view);
-          if (got !== size) throw refuse(`header says ${size} bytes but entry has ${got}`);
-          const rec: FileRecord = { path: rel, type: 'f', mode, uid, gid, size, sha256: '' };
-          // hash here while the worker is behind: this thread would only wait for ring space
-          const sha256 = writer.behind()
-            ? createHash('sha256').update(view).digest('hex')
-            : undefined;
-          writer.file(staged, view, { uid, gid, mode, mtime }, (h) => (rec.sha256 = h), sha256);
-          this.put(pkg, { rec, staged, layer, mtime });
-          return;
+          this.body = RING;
+          this.bodyView = writer.tryReserve(size);
+          if (this.bodyView) return;
+          return writer.reserve(size).then((v) => void (this.bodyView = v));
         }
-        const { sha256, size: written } = await writeStaged(
-          stream,
-          staged,
-          { uid, gid, mode, mtime },
-          this.plainOwner,
-        );
-        if (written !== size) throw refuse(`header says ${size} bytes but entry has ${written}`);
-        if (xattrs) {
-          this.xattrs.push({ staged, xattrs });
-          this.nodeContext = { package: id, digest }; // what a failed helper run names
-        }
-        this.put(pkg, {
-          rec: {
-            path: rel,
-            type: 'f',
-            mode,
-            uid,
-            gid,
-            size: written,
-            sha256,
-            ...(xattrs ? { xattrs } : {}),
-          },
-          staged,
-          layer,
-          mtime,
-        });
+        // written here with sync calls (fast for the many small files before the worker starts)
+        const calls = metaCalls(meta, this.plainOwner);
+        this.bodyFd = openSync(staged, 'wx', calls.chmod ? 0o600 : mode);
+        this.bodyHash = createHash('sha256');
+        this.body = FD;
         return;
       }
       case 'symlink': {
-        const target = h.linkname ?? '';
-        if (target === '' || target.includes('\0')) throw refuse('empty or invalid symlink target');
+        const target = h.linkname;
+        if (target === '' || target.includes('\0'))
+          throw unsafe(digest, id, h.name, 'empty or invalid symlink target');
         const staged = this.nextStage();
         faultPoint();
         const meta = { uid, gid, mode: 0o777, mtime };
@@ -488,38 +508,46 @@ export class Stager {
           layer,
           mtime,
         });
-        break;
+        return;
       }
       case 'link': {
         let tcomps: string[];
         try {
-          tcomps = entryComponents(h.linkname ?? '');
+          tcomps = entryComponents(h.linkname);
         } catch (e) {
-          if (e instanceof UnsafePathError) throw refuse(`hardlink target: ${e.message}`);
+          if (e instanceof UnsafePathError)
+            throw unsafe(digest, id, h.name, `hardlink target: ${e.message}`);
           throw e;
         }
-        const trel = resolve(tcomps, false);
+        const trel = this.resolve(h, c, tcomps, false);
         const target = pkg.get(trel);
         if (!target || target.rec.type !== 'f' || !target.staged)
-          throw refuse(`hardlink target /${trel} is not a regular file of this package`);
+          throw unsafe(
+            digest,
+            id,
+            h.name,
+            `hardlink target /${trel} is not a regular file of this package`,
+          );
         const staged = this.nextStage();
         faultPoint();
-        await this.settle(); // the target must be on disk
-        linkSync(target.staged, staged);
-        this.put(pkg, { rec: { ...target.rec, path: rel }, staged, layer, mtime });
-        break;
+        const from = target.staged;
+        // the target must be on disk
+        return this.settle().then(() => {
+          linkSync(from, staged);
+          this.put(pkg, { rec: { ...target.rec, path: rel }, staged, layer, mtime });
+        });
       }
       case 'character-device':
       case 'block-device':
       case 'fifo': {
         const type = h.type === 'fifo' ? 'p' : h.type === 'block-device' ? 'b' : 'c';
         const rec: FileRecord = { path: rel, type, mode, uid, gid };
-        if (type !== 'p') rec.rdev = [h.devmajor ?? 0, h.devminor ?? 0];
+        if (type !== 'p') rec.rdev = [h.devmajor, h.devminor];
         if (!isRoot && type !== 'p') {
           rec.skipped = 'device nodes need root';
           this.o.reporter.warn(`${id}: skipped device node /${rel} (not running as root)`);
           this.put(pkg, { rec, layer, mtime });
-          break;
+          return;
         }
         const staged = this.nextStage();
         faultPoint();
@@ -527,12 +555,74 @@ export class Stager {
         this.nodes.push({ staged, rel, type, mode, rdev: rec.rdev, uid, gid, mtime });
         this.nodeContext = { package: id, digest };
         this.put(pkg, { rec, staged, layer, mtime });
-        break;
+        return;
       }
-      default:
-        this.o.reporter.warn(`${id}: ignored ${h.type} entry ${h.name} in ${digest}`);
     }
-    await drain(stream);
+  }
+
+  /** A piece of the current entry's body (a view valid during the call). */
+  private onData(b: Buffer): void {
+    if (this.body === RING) {
+      this.bodyView!.set(b, this.bodyGot);
+      this.bodyGot += b.length;
+    } else if (this.body === FD) {
+      this.bodyHash!.update(b);
+      let off = 0;
+      while (off < b.length) off += writeSync(this.bodyFd, b, off);
+    }
+  }
+
+  /** The current entry's body is complete: its file is queued or finished, and recorded. */
+  private onEnd(c: LayerCtx): void {
+    const kind = this.body;
+    this.body = SKIP;
+    if (kind === SKIP) return;
+    const e = this.bodyEntry!;
+    this.bodyEntry = null;
+    if (kind === RING) {
+      const view = this.bodyView!;
+      this.bodyView = null;
+      const writer = this.writer!;
+      const rec = e.rec;
+      // hash here while the worker is behind: this thread would only wait for ring space
+      const sha256 = writer.behind() ? createHash('sha256').update(view).digest('hex') : undefined;
+      writer.file(e.staged!, view, this.bodyMeta, (h) => (rec.sha256 = h), sha256);
+      this.put(c.pkg, e);
+      return;
+    }
+    const fd = this.bodyFd;
+    this.bodyFd = -1;
+    const meta = this.bodyMeta;
+    const calls = metaCalls(meta, this.plainOwner);
+    try {
+      if (calls.chown) fchownSync(fd, meta.uid, meta.gid);
+      if (calls.chmod) fchmodSync(fd, meta.mode); // after chown, which clears setuid/setgid
+      futimesSync(fd, meta.mtime, meta.mtime);
+    } finally {
+      closeSync(fd);
+    }
+    e.rec.sha256 = this.bodyHash!.digest('hex');
+    this.bodyHash = null;
+    if (this.bodyXattrs) {
+      this.xattrs.push({ staged: e.staged!, xattrs: this.bodyXattrs });
+      this.nodeContext = { package: c.id, digest: c.digest }; // what a failed helper run names
+    }
+    this.put(c.pkg, e);
+  }
+
+  /** After a failed read: the file being written is closed (the stage goes with the attempt). */
+  private closeBody(): void {
+    if (this.bodyFd >= 0)
+      try {
+        closeSync(this.bodyFd);
+      } catch {
+        // already closed
+      }
+    this.bodyFd = -1;
+    this.body = SKIP;
+    this.bodyView = null;
+    this.bodyEntry = null;
+    this.bodyHash = null;
   }
 
   /** The worker writer, once this layer has had enough small files to be worth a thread. */
@@ -690,7 +780,7 @@ function unsafe(digest: string, id: string, entry: string, why: string): CpmErro
   );
 }
 
-function paxXattrs(pax: Record<string, string> | null | undefined): Record<string, string> | null {
+function paxXattrs(pax: Record<string, string> | null): Record<string, string> | null {
   if (!pax) return null;
   let out: Record<string, string> | null = null;
   for (const [k, v] of Object.entries(pax)) {
@@ -701,73 +791,4 @@ function paxXattrs(pax: Record<string, string> | null | undefined): Record<strin
   return Object.fromEntries(Object.entries(out).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
-/** Copies a whole (small) entry into `into`; returns the entry's real length. */
-function collect(stream: Readable, into: Uint8Array): Promise<number> {
-  return new Promise((resolve, reject) => {
-    let got = 0;
-    stream.on('data', (chunk: Buffer) => {
-      if (got + chunk.length <= into.length) into.set(chunk, got);
-      got += chunk.length;
-    });
-    stream.on('error', reject);
-    stream.on('end', () => resolve(got));
-  });
-}
-
-function drain(stream: Readable): Promise<void> {
-  return new Promise((resolve, reject) => {
-    stream.on('end', resolve);
-    stream.on('error', reject);
-    stream.resume();
-  });
-}
-
-/** Writes one entry to its staged file with sync calls (fast for the many small files). */
-function writeStaged(
-  stream: Readable,
-  file: string,
-  meta: StageMeta,
-  plainOwner: boolean,
-): Promise<{ sha256: string; size: number }> {
-  const calls = metaCalls(meta, plainOwner);
-  return new Promise((resolve, reject) => {
-    const fd = openSync(file, 'wx', calls.chmod ? 0o600 : meta.mode);
-    const hash = createHash('sha256');
-    let size = 0;
-    let failed = false;
-    const fail = (e: unknown): void => {
-      if (failed) return;
-      failed = true;
-      try {
-        closeSync(fd);
-      } catch {
-        // already closed
-      }
-      reject(e);
-    };
-    stream.on('data', (chunk: Buffer) => {
-      if (failed) return;
-      try {
-        hash.update(chunk);
-        let off = 0;
-        while (off < chunk.length) off += writeSync(fd, chunk, off);
-        size += chunk.length;
-      } catch (e) {
-        fail(e);
-      }
-    });
-    stream.on('error', fail);
-    stream.on('end', () => {
-      if (failed) return;
-      try {
-        if (calls.chown) fchownSync(fd, meta.uid, meta.gid);
-        if (calls.chmod) fchmodSync(fd, meta.mode); // after chown, which clears setuid/setgid
-        futimesSync(fd, meta.mtime, meta.mtime);
-        closeSync(fd);
-        resolve({ sha256: hash.digest('hex'), size });
-      } catch (e) {
-        fail(e);
-      }
-    });
-  });
-}
+const isFile = (t: LayerEntry['type']): boolean => t === 'file' || t === 'contiguous-file';

@@ -9,23 +9,35 @@
 import { once } from 'node:events';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import tar from 'tar-stream';
 import {
   compressionOfMediaType,
   createDecompressor,
   sniffCompression,
   type Compression,
 } from '../util/compress.js';
-import { strictTarExtract, TarHeaderError } from './tar-headers.js';
+import { TarHeaderError } from './tar-headers.js';
+import { DATA, ENTRY, NEED, TarParser, type TarEntry } from './tar-parser.js';
 
-export type LayerEntry = tar.Header;
+export type LayerEntry = TarEntry;
+
+/**
+ * What receives a layer's entries, in order: entry() with the header, data() with each piece of
+ * its body (a view into the decompressed chunk, valid during the call), end() when the body is
+ * complete. entry() and end() may return a promise: reading waits for it (back-pressure); a
+ * throw or rejection stops the read.
+ */
+export interface LayerSink {
+  entry(h: LayerEntry): void | Promise<void>;
+  data(chunk: Buffer): void;
+  end(): void | Promise<void>;
+}
 
 export interface ReadLayerOptions {
   /** Used when the first bytes are no known compression magic. */
   mediaType: string;
   /** Sees every compressed chunk as read (digest, progress); throw to stop. */
   onBlob?: (chunk: Buffer) => void;
-  /** Sees every decompressed chunk before the parser (size limits); throw to stop. */
+  /** Sees every decompressed chunk before the parser (size limits, diff_id); throw to stop. */
   onTar?: (chunk: Buffer) => void;
 }
 
@@ -69,14 +81,13 @@ const tap = (f: (chunk: Buffer) => void): Transform =>
   });
 
 /**
- * Reads the layer in `src` to its end, calling `onEntry` for each tar entry in order; the next
- * entry comes once the returned promise resolved, and the entry's stream must be consumed by then.
- * Rejects with a LayerReadError on the first failure.
+ * Reads the layer in `src` to its end, handing each tar entry to `sink` in order (a synchronous
+ * parser: no stream or promise per entry). Rejects with a LayerReadError on the first failure.
  */
 export async function readLayer(
   src: Readable,
   opts: ReadLayerOptions,
-  onEntry: (header: LayerEntry, stream: Readable) => Promise<void>,
+  sink: LayerSink,
 ): Promise<{ compression: Compression }> {
   let first: Buffer | null;
   try {
@@ -88,40 +99,55 @@ export async function readLayer(
   if (comp === 'none') comp = compressionOfMediaType(opts.mediaType);
   if (first) src.unshift(first);
 
+  const parser = new TarParser();
   let current = '';
   let failed: { stage: LayerStage; e: unknown } | undefined;
   const track = (stage: LayerStage) => (e: unknown) => void (failed ??= { stage, e });
-  const extract = strictTarExtract(tar.extract());
-  extract.on('entry', (header, stream, next) => {
-    current = header.name;
-    // streamx streams implement the node Readable surface callers use
-    const entry = stream as unknown as Readable;
-    // a refused entry destroys the parser and with it this stream; the error is reported once,
-    // through the pipeline
-    entry.on('error', () => undefined);
-    onEntry(header, entry).then(
-      () => next(),
-      (e: unknown) => {
-        failed ??= { stage: 'entry', e };
-        entry.resume();
-        next(e as Error);
-      },
-    );
-  });
+  const onTar = opts.onTar;
+  const consume = async (tarStream: AsyncIterable<Buffer>): Promise<void> => {
+    let stage: LayerStage = 'read';
+    try {
+      for await (const chunk of tarStream) {
+        stage = 'read';
+        onTar?.(chunk);
+        stage = 'parse';
+        parser.push(chunk);
+        for (;;) {
+          stage = 'parse';
+          const ev = parser.next();
+          if (ev === NEED) break;
+          stage = 'entry';
+          if (ev === DATA) sink.data(parser.data);
+          else if (ev === ENTRY) {
+            current = parser.entry.name;
+            const r = sink.entry(parser.entry);
+            if (r) await r;
+          } else {
+            const r = sink.end();
+            if (r) await r;
+          }
+        }
+        stage = 'read';
+      }
+      stage = 'parse';
+      parser.end();
+    } catch (e) {
+      failed ??= { stage, e };
+      throw e;
+    }
+  };
   src.on('error', track('read'));
   const decompressor = createDecompressor(comp);
   decompressor.on('error', track('decompress'));
-  extract.on('error', track('parse'));
-  const stages: Array<NodeJS.ReadableStream | NodeJS.WritableStream> = [src];
+  const stages: unknown[] = [src];
   if (opts.onBlob) stages.push(tap(opts.onBlob).on('error', track('read')));
-  stages.push(decompressor);
-  if (opts.onTar) stages.push(tap(opts.onTar).on('error', track('read')));
-  stages.push(extract);
+  stages.push(decompressor, consume);
   try {
-    await pipeline(stages);
+    // the stream typings do not list an async function as the last stage of the array form
+    await pipeline(stages as unknown as NodeJS.ReadWriteStream[]);
   } catch (e) {
     const cause = failed?.e ?? e;
-    // a refused header names its own entry (the parser never handed it over)
+    // a refused header names its own entry (the sink never saw it)
     const entry = cause instanceof TarHeaderError ? cause.entry : current;
     throw new LayerReadError(failed?.stage ?? 'read', cause, comp, entry);
   }

@@ -71,31 +71,38 @@ export class StageWriter {
    */
   async reserve(size: number): Promise<Uint8Array> {
     for (;;) {
-      if (this.error) throw this.error;
-      // contiguous space: at the head, or from 0 when the tail end is too short (that gap is
-      // accounted as used until the worker passes it)
-      const atEnd = RING - this.head;
-      const need = size <= atEnd ? size : atEnd + size;
-      if (this.used + need <= RING) {
-        if (size > atEnd) {
-          this.used += atEnd;
-          this.batchBytes += atEnd; // released with this batch
-          this.head = 0;
-        }
-        const view = new Uint8Array(this.ring, this.head, size);
-        this.head = (this.head + size) % RING;
-        this.used += size;
-        return view;
-      }
-      if (this.pending.size === 0 && this.batch.length === 0) {
-        // nothing in flight: space held by an abandoned reservation is free again
-        this.head = 0;
-        this.used = 0;
-        continue;
-      }
+      const view = this.tryReserve(size);
+      if (view) return view;
       this.send();
       await this.wait();
     }
+  }
+
+  /** reserve() without waiting: null when the ring is too full now. */
+  tryReserve(size: number): Uint8Array | null {
+    if (this.error) throw this.error;
+    // contiguous space: at the head, or from 0 when the tail end is too short (that gap is
+    // accounted as used until the worker passes it)
+    const atEnd = RING - this.head;
+    const need = size <= atEnd ? size : atEnd + size;
+    if (this.used + need <= RING) {
+      if (size > atEnd) {
+        this.used += atEnd;
+        this.batchBytes += atEnd; // released with this batch
+        this.head = 0;
+      }
+      const view = new Uint8Array(this.ring, this.head, size);
+      this.head = (this.head + size) % RING;
+      this.used += size;
+      return view;
+    }
+    if (this.pending.size === 0 && this.batch.length === 0) {
+      // nothing in flight: space held by an abandoned reservation is free again
+      this.head = 0;
+      this.used = 0;
+      return this.tryReserve(size);
+    }
+    return null;
   }
 
   /**

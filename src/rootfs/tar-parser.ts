@@ -218,19 +218,19 @@ export class TarParser {
     if (this.state === S_BODY || (this.state === S_PAD && this.open))
       throw new TarHeaderError(
         this.entry.name,
-        `the tar stream ends inside this entry's data, ${this.left} bytes short`,
+        `truncated tar stream: it ends inside this entry's data, ${this.left} bytes short`,
       );
     if (this.state === S_META)
       throw new TarHeaderError(
         this.metaShown,
-        'the tar stream ends inside a long name or PAX header',
+        'truncated tar stream: it ends inside a long name or PAX header',
       );
     if (this.state === S_PAD || this.blockFill > 0)
-      throw new TarHeaderError('', `the tar stream ends inside a 512-byte block${where}`);
+      throw new TarHeaderError('', `truncated tar stream: it ends inside a 512-byte block${where}`);
     if (this.longName !== null || this.longLink !== null || this.pax !== null)
       throw new TarHeaderError(
         '',
-        `the tar stream ends after a long name or PAX header that names no entry${where}`,
+        `truncated tar stream: it ends after a long name or PAX header that names no entry${where}`,
       );
     this.state = S_ENDED;
   }

@@ -34,6 +34,11 @@ export interface LayerOptions {
    */
   reporter?: Reporter;
   label?: string;
+  /**
+   * Only the entries (relative paths, "/"-separated) this keeps, read straight from `dir`: a
+   * filtered package needs no filtered copy. A directory that is not kept is not entered.
+   */
+  keep?: (rel: string) => boolean;
 }
 
 export interface LayerResult {
@@ -61,7 +66,10 @@ export function defaultSourceDateEpoch(env: NodeJS.ProcessEnv = process.env): nu
 }
 
 /** Relative paths under `root`, depth-first, sorted by byte order at each level. */
-async function walk(root: string): Promise<Array<{ rel: string; st: Stats }>> {
+async function walk(
+  root: string,
+  keep?: (rel: string) => boolean,
+): Promise<Array<{ rel: string; st: Stats }>> {
   const out: Array<{ rel: string; st: Stats }> = [];
   const visit = async (rel: string): Promise<void> => {
     const names = (await fsp.readdir(path.join(root, rel))).sort((a, b) =>
@@ -69,6 +77,7 @@ async function walk(root: string): Promise<Array<{ rel: string; st: Stats }>> {
     );
     for (const n of names) {
       const r = rel ? `${rel}/${n}` : n;
+      if (keep && !keep(r)) continue;
       const st = await fsp.lstat(path.join(root, r));
       out.push({ rel: r, st });
       if (st.isDirectory()) await visit(r);
@@ -96,7 +105,7 @@ async function packDir(dir: string, p: Pack, opts: LayerOptions): Promise<void> 
   const label = opts.label ?? dir;
   reporter?.step(`walk ${dir}`);
   try {
-    entries = await walk(dir);
+    entries = await walk(dir, opts.keep);
   } catch (e) {
     throw new CpmError('E_IO', `cannot read ${dir}: ${(e as Error).message}`, {
       context: { path: dir },

@@ -29,8 +29,14 @@ async function fileHash(p: string, size: number): Promise<string> {
   return h.digest('hex');
 }
 
-/** Digest of a payload directory's tree, in the byte order buildLayer packs it. */
-export async function payloadDigest(dir: string): Promise<PayloadDigest> {
+/**
+ * Digest of a payload directory's tree, in the byte order buildLayer packs it; `keep` as
+ * buildLayer's (only those entries, a directory not kept is not entered).
+ */
+export async function payloadDigest(
+  dir: string,
+  keep?: (rel: string) => boolean,
+): Promise<PayloadDigest> {
   const h = createHash('sha256');
   let newest = 0;
   let files = 0;
@@ -47,6 +53,7 @@ export async function payloadDigest(dir: string): Promise<PayloadDigest> {
     names.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
     for (const n of names) {
       const r = rel ? `${rel}/${n}` : n;
+      if (keep && !keep(r)) continue;
       const st = await fsp.lstat(path.join(dir, r));
       newest = Math.max(newest, Math.floor(st.mtimeMs / 1000));
       const mode = (st.mode & 0o7777).toString(8);

@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promises as fsp } from 'node:fs';
 import { CpmError } from '../errors.js';
+import { fsError, type Where } from '../util/fs-errors.js';
 import { BlobStore } from '../oci/blobstore.js';
 import { mapLimit } from '../oci/image.js';
 import type { LayerCompression } from '../oci/layer.js';
@@ -255,27 +256,27 @@ async function filteredEntries(dir: string, filter: PayloadFilter): Promise<Set<
   return kept;
 }
 
-/** A copy of the payload holding only what the filter keeps (modes and times kept). */
-async function stageFiltered(
-  dir: string,
-  filter: PayloadFilter,
-  staged: string[],
-): Promise<string> {
-  const kept = await filteredEntries(dir, filter);
-  const tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'cpm-payload-'));
-  staged.push(tmp);
-  const out = path.join(tmp, 'root');
-  await fsp.mkdir(out);
-  await fsp.cp(dir, out, {
-    recursive: true,
-    verbatimSymlinks: true,
-    preserveTimestamps: true,
-    filter: (src) => {
-      const rel = path.relative(dir, src).split(path.sep).join('/');
-      return rel === '' || kept.has(rel);
-    },
+/**
+ * A fault while packing `id`, named with the package: a system error mapped (ENOSPC, EACCES, …),
+ * one mapped below (the blob store's) mapped again with the package and whose storage it is
+ * (`where`: the output for dir://, the cache an oci:// output packs into). Others are returned.
+ */
+function packFault(e: unknown, id: string, payload: string, where: Where): unknown {
+  const doing = `${id}: packing: writing`;
+  const context = { package: id };
+  if (!(e instanceof CpmError)) return fsError(e, { doing, path: payload, where, context });
+  if (e.context.package !== undefined) return e;
+  if (e.context.errno !== undefined && e.cause !== undefined) {
+    const path = typeof e.context.path === 'string' ? e.context.path : payload;
+    return fsError(e.cause, { doing, path, where, context: { ...e.context, ...context } });
+  }
+  if (e.code !== 'E_IO') return e;
+  // a payload that cannot be read (walk, digest): the message has the path, add the package
+  return new CpmError(e.code, `${id}: packing: ${e.message}`, {
+    ...(e.hint ? { hint: e.hint } : {}),
+    context: { ...e.context, ...context },
+    cause: e,
   });
-  return out;
 }
 
 /** The index's record of a package image just built by buildPackageImage. */
@@ -348,7 +349,6 @@ async function createOnce(
   }
 
   const target = await openRepoTarget(opts);
-  const staged: string[] = [];
   try {
     const prev = await target.previousIndex();
     const prevById = new Map((prev?.packages ?? []).map((p) => [packageId(p), p]));
@@ -413,34 +413,42 @@ async function createOnce(
         const source = p.payloadGuard
           ? await payloadAtUse(p.payloadDir, p.payloadGuard.tree, p.payloadGuard.file, id)
           : p.payloadDir;
-        const payloadDir = p.filter ? await stageFiltered(source, p.filter, staged) : source;
-        const payload = await payloadDigest(payloadDir);
-        newest = Math.max(newest, payload.newestMtime);
-        entry.contentKey = contentKey({
-          meta,
-          payload: payload.digest,
-          compression,
-          layerEpoch,
-          platform,
-        });
-        const old = prevById.get(id);
-        if (
-          old?.image &&
-          old.contentKey === entry.contentKey &&
-          (await target.hasImage(old.image))
-        ) {
-          entry.image = old.image;
-          reused.push(id);
-          return entry;
+        let img: Awaited<ReturnType<typeof buildPackageImage>>;
+        try {
+          // A filter is applied while reading the payload: no filtered copy is made.
+          const keptFiles = p.filter ? await filteredEntries(source, p.filter) : undefined;
+          const keep = keptFiles ? (rel: string) => keptFiles.has(rel) : undefined;
+          const payload = await payloadDigest(source, keep);
+          newest = Math.max(newest, payload.newestMtime);
+          entry.contentKey = contentKey({
+            meta,
+            payload: payload.digest,
+            compression,
+            layerEpoch,
+            platform,
+          });
+          const old = prevById.get(id);
+          if (
+            old?.image &&
+            old.contentKey === entry.contentKey &&
+            (await target.hasImage(old.image))
+          ) {
+            entry.image = old.image;
+            reused.push(id);
+            return entry;
+          }
+          log(`pack ${id}`);
+          img = await buildPackageImage(p, source, {
+            store: target.store,
+            compression,
+            sourceDateEpoch: layerEpoch,
+            platform,
+            ...(keep ? { keep } : {}),
+            ...(p.finalize ? { finalize: p.finalize } : {}),
+          });
+        } catch (e) {
+          throw packFault(e, id, source, target instanceof DirTarget ? 'output' : 'cache');
         }
-        log(`pack ${id}`);
-        const img = await buildPackageImage(p, payloadDir, {
-          store: target.store,
-          compression,
-          sourceDateEpoch: layerEpoch,
-          platform,
-          ...(p.finalize ? { finalize: p.finalize } : {}),
-        });
         entry.image = indexImageOf(p, img);
         packed.push(id);
         toPublish.push(entry.image);
@@ -496,7 +504,6 @@ async function createOnce(
       pushed: target instanceof RegistryTarget ? !!opts.push : true,
     };
   } finally {
-    await Promise.all(staged.map((d) => fsp.rm(d, { recursive: true, force: true })));
     await target.close();
   }
 }

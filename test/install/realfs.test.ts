@@ -8,43 +8,15 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_CODES } from '../../src/errors.js';
 import { pseudoRandom } from '../support/layers.js';
+import { realFsUnavailable, readOnlyBind, tmpfs } from '../support/tmpfs.js';
 import { tmpDir } from './helpers.js';
 
 const CPM_BIN = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../bin/cpm.js');
 
-/** Why mounting is impossible here, or '' when it works. */
-function cannotMount(): string {
-  if (process.getuid?.() !== 0) return 'not running as root (mount needs it)';
-  const d = tmpDir('cpm-mnt-probe-');
-  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', d], { encoding: 'utf8' });
-  if (r.status !== 0) return `mount -t tmpfs fails here: ${(r.stderr || r.error?.message) ?? ''}`;
-  spawnSync('umount', [d]);
-  return '';
-}
-const why = cannotMount();
-// .ci/run sets CPM_TEST_REALFS=1: there a skip would hide a regression, so it fails instead
-if (why && process.env.CPM_TEST_REALFS === '1')
-  throw new Error(`CPM_TEST_REALFS=1 but real-filesystem tests cannot run: ${why}`);
-if (why) console.warn(`skipping real-filesystem fault tests: ${why}`);
-
-const mounts: string[] = [];
-function tmpfs(size: string): string {
-  const d = tmpDir('cpm-tmpfs-');
-  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', d]);
-  mounts.push(d);
-  return d;
-}
-function readOnlyBind(dir: string): void {
-  execFileSync('mount', ['--bind', dir, dir]);
-  mounts.push(dir);
-  execFileSync('mount', ['-o', 'remount,bind,ro', dir]);
-}
-afterAll(() => {
-  for (const m of mounts.reverse()) spawnSync('umount', ['-l', m]);
-});
+const why = realFsUnavailable();
 
 let work: string;
 let tree: string;

@@ -1,0 +1,48 @@
+/**
+ * Small real filesystems for environment-fault tests (a full disk is a tmpfs of a few MiB).
+ * Mounting needs root: `cannotMountWhy` says why not, and under CPM_TEST_REALFS=1 (CI) a test
+ * file that cannot mount fails instead of skipping, since a skip there would hide a regression.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { afterAll } from 'vitest';
+import { tmpDir } from '../install/helpers.js';
+
+/** Why mounting is impossible here, or '' when it works. */
+function cannotMount(): string {
+  if (process.getuid?.() !== 0) return 'not running as root (mount needs it)';
+  const d = tmpDir('cpm-mnt-probe-');
+  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', d], { encoding: 'utf8' });
+  if (r.status !== 0) return `mount -t tmpfs fails here: ${(r.stderr || r.error?.message) ?? ''}`;
+  spawnSync('umount', [d]);
+  return '';
+}
+
+/** '' when real-filesystem tests can run; else the reason (warned, or thrown under CI). */
+export function realFsUnavailable(): string {
+  const why = cannotMount();
+  if (why && process.env.CPM_TEST_REALFS === '1')
+    throw new Error(`CPM_TEST_REALFS=1 but real-filesystem tests cannot run: ${why}`);
+  if (why) console.warn(`skipping real-filesystem fault tests: ${why}`);
+  return why;
+}
+
+const mounts: string[] = [];
+// Registered after tmpDir's clean-up, so it runs before it (after-hooks run in reverse).
+afterAll(() => {
+  for (const m of mounts.reverse()) spawnSync('umount', ['-l', m]);
+});
+
+/** A fresh tmpfs of `size` (e.g. "2m"), unmounted after the file's tests. */
+export function tmpfs(size: string): string {
+  const d = tmpDir('cpm-tmpfs-');
+  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', d]);
+  mounts.push(d);
+  return d;
+}
+
+/** `dir` bind-mounted onto itself read-only, undone after the file's tests. */
+export function readOnlyBind(dir: string): void {
+  execFileSync('mount', ['--bind', dir, dir]);
+  mounts.push(dir);
+  execFileSync('mount', ['-o', 'remount,bind,ro', dir]);
+}

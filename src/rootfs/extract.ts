@@ -84,9 +84,12 @@ interface PendingNode {
   gid: number;
   mtime: number;
 }
-/** Extended attributes to set on a staged file. */
+/** Extended attributes to set on a staged file, and whose they are (for messages). */
 interface PendingXattrs {
   staged: string;
+  rel: string;
+  id: string;
+  digest: string;
   xattrs: Record<string, string>;
 }
 /** Where the body of the entry being read goes. */
@@ -104,8 +107,6 @@ interface LayerCtx {
 
 /** Operations per helper process (its argument list stays far below ARG_MAX). */
 const HELPER_BATCH = 500;
-/** Bytes of xattr names and values per helper process (ARG_MAX is 2 MiB on common kernels). */
-const HELPER_XATTR_BYTES = 512 * 1024;
 
 export interface StagerOptions {
   root: string;
@@ -604,7 +605,13 @@ export class Stager {
     e.rec.sha256 = this.bodyHash!.digest('hex');
     this.bodyHash = null;
     if (this.bodyXattrs) {
-      this.xattrs.push({ staged: e.staged!, xattrs: this.bodyXattrs });
+      this.xattrs.push({
+        staged: e.staged!,
+        rel: e.rec.path,
+        id: c.id,
+        digest: c.digest,
+        xattrs: this.bodyXattrs,
+      });
       this.nodeContext = { package: c.id, digest: c.digest }; // what a failed helper run names
     }
     this.put(c.pkg, e);
@@ -691,31 +698,31 @@ export class Stager {
   private async settle(): Promise<void> {
     await this.writer?.flush();
     while (this.nodes.length > 0 || this.xattrs.length > 0) {
+      // xattrs go through stdin, whatever their size: a batch only bounds stderr and memory
       const nodes = this.nodes.splice(0, HELPER_BATCH);
-      // xattr values go as hex arguments: large ones (ACLs) count by size, not only by file
-      let n = 0;
-      let bytes = 0;
-      while (n < this.xattrs.length && n < HELPER_BATCH - nodes.length) {
-        for (const [k, v] of Object.entries(this.xattrs[n]!.xattrs))
-          bytes += k.length + 2 * Buffer.byteLength(v);
-        if (n > 0 && bytes > HELPER_XATTR_BYTES) break;
-        n++;
-      }
-      const xattrs = this.xattrs.splice(0, n);
+      const xattrs = this.xattrs.splice(0, HELPER_BATCH);
       this.runHelper(nodes, xattrs);
     }
   }
 
   /**
    * mknod for each node and setfattr for each xattr in one `sh` (a process per node cost ≈ 0.1 s
-   * each on a loaded machine: spawnSync forks this large process). Paths and values are
-   * arguments, never script text. A failed mknod stops there and is an error; a failed setfattr
-   * is a warning (the DB records the xattrs either way), as is a missing setfattr.
+   * each on a loaded machine: spawnSync forks this large process). Node paths are arguments,
+   * never script text. The xattrs go to `setfattr --restore` on stdin (a value as an argument
+   * hit E2BIG: one argument is at most 128 KiB, all of them 2 MiB), files named relative to the
+   * stage, which is the helper's working directory. A failed mknod stops there and is an error.
+   * A value the filesystem refuses for its size (ext4 without ea_inode keeps one value within a
+   * block; no Linux filesystem takes more than 64 KiB) is an error naming package, layer and
+   * path: the file would be installed without it. Any other setfattr failure (a namespace this
+   * filesystem or user may not set) is a warning, the DB records the xattrs either way; so is a
+   * missing setfattr.
    */
   private runHelper(nodes: PendingNode[], xattrs: PendingXattrs[]): void {
     const lines: string[] = [];
     const args: string[] = [];
-    const names: string[] = [];
+    const cwd = `${this.o.stageDir}/stage`;
+    const byName = new Map<string, PendingXattrs>();
+    let dump = '';
     const arg = (v: string): string => {
       args.push(v);
       return `"\${${args.length}}"`;
@@ -727,19 +734,27 @@ export class Stager {
       );
     });
     if (xattrs.length > 0) {
-      lines.push('if command -v setfattr >/dev/null 2>&1; then');
-      for (const x of xattrs)
-        for (const [k, v] of Object.entries(x.xattrs)) {
-          // hex: values such as security.capability are binary (NUL bytes cannot be argv)
-          const hex = `0x${Buffer.from(v, 'utf8').toString('hex')}`;
-          names.push(k);
-          lines.push(
-            `setfattr -h -n ${arg(k)} -v ${arg(hex)} ${arg(x.staged)} || echo "cpm-xattr ${names.length - 1}" >&2`,
-          );
-        }
-      lines.push('fi');
+      for (const x of xattrs) {
+        const name = x.staged.startsWith(`${cwd}/`) ? x.staged.slice(cwd.length + 1) : x.staged;
+        byName.set(name, x);
+        dump += `# file: ${restoreQuote(name)}\n`;
+        // hex: values such as security.capability are binary
+        for (const [k, v] of Object.entries(x.xattrs))
+          dump += `${restoreQuote(k)}=0x${Buffer.from(v, 'utf8').toString('hex')}\n`;
+        dump += '\n';
+      }
+      lines.push(
+        'if command -v setfattr >/dev/null 2>&1; then setfattr -h --restore=- || :; else echo cpm-no-setfattr >&2; fi',
+      );
     }
-    const r = spawnSync('sh', ['-c', lines.join('\n'), 'sh', ...args], { encoding: 'utf8' });
+    const r = spawnSync('sh', ['-c', lines.join('\n'), 'sh', ...args], {
+      cwd,
+      input: dump,
+      encoding: 'utf8',
+      maxBuffer: 64 << 20,
+      // setfattr's messages are matched below: strerror in English
+      env: { ...process.env, LC_ALL: 'C' },
+    });
     const err = r.stderr ?? '';
     const failed = /cpm-node (\d+)\n?$/.exec(err);
     if (r.status !== 0 || r.error) {
@@ -760,13 +775,64 @@ export class Stager {
       if (isRoot) lchownSync(n.staged, n.uid, n.gid);
       lutimesSync(n.staged, n.mtime, n.mtime);
     }
-    let from = 0;
-    for (const m of err.matchAll(/cpm-xattr (\d+)\n/g)) {
-      const why = err.slice(from, m.index).trim();
-      this.o.reporter.warn(`cannot set xattr ${names[Number(m[1])]}: ${why}`);
-      from = m.index + m[0].length;
+    if (xattrs.length > 0) this.xattrResults(err, byName);
+  }
+
+  /** setfattr's complaints, one line per file it could not complete: errors and warnings. */
+  private xattrResults(err: string, byName: Map<string, PendingXattrs>): void {
+    if (err.includes('cpm-no-setfattr')) {
+      this.o.reporter.warn(
+        `setfattr is not installed: the xattrs of ${byName.size} files were not set (the DB records them; apt-get install attr)`,
+      );
+      return;
+    }
+    for (const line of err.split('\n')) {
+      if (line.trim() === '') continue;
+      const m = /^setfattr: (.*): ([^:]+)$/.exec(line);
+      const x = m ? byName.get(m[1]!) : undefined;
+      if (!x) {
+        this.o.reporter.warn(`setting xattrs: ${line}`);
+        continue;
+      }
+      const why = m![2]!;
+      const attrs = Object.entries(x.xattrs)
+        .map(([k, v]) => `${k} (${Buffer.byteLength(v)} bytes)`)
+        .join(', ');
+      const tooBig = XATTR_SIZE_REFUSALS[why];
+      if (!tooBig) {
+        this.o.reporter.warn(`cannot set xattrs ${attrs} of /${x.rel} (${x.id}): ${why}`);
+        continue;
+      }
+      throw new CpmError(
+        'E_IO',
+        `cannot set xattrs ${attrs} of /${x.rel} from layer ${x.digest} of ${x.id}: the filesystem of the root refuses them (${why})`,
+        { hint: tooBig, context: { package: x.id, digest: x.digest, path: x.rel } },
+      );
     }
   }
+}
+
+/** setfattr messages (strerror, LC_ALL=C) that mean "too large", with what to do about it. */
+const XATTR_SIZE_REFUSALS: Record<string, string> = {
+  'No space left on device':
+    'the value does not fit the filesystem (ext4 keeps xattrs within one block, about 4 KiB, unless made with -O ea_inode): install onto a filesystem that takes large xattrs (XFS, btrfs, tmpfs, ext4 with ea_inode) or free space',
+  'Argument list too long':
+    'Linux takes xattr values of at most 64 KiB on any filesystem: the package carries a larger one; fix the package',
+  'Numerical result out of range':
+    'the xattr name or value is longer than Linux or this filesystem allows (names: 255 bytes): fix the package',
+};
+
+/**
+ * A name for `setfattr --restore`: bytes other than plain ones as backslash-octal (its dump
+ * format unquotes them), so newlines, "=" and backslashes in names cannot break the format.
+ */
+function restoreQuote(s: string): string {
+  let out = '';
+  for (const b of Buffer.from(s, 'utf8')) {
+    const c = String.fromCharCode(b);
+    out += /[A-Za-z0-9._\-+:@/]/.test(c) ? c : `\\${b.toString(8).padStart(3, '0')}`;
+  }
+  return out;
 }
 
 function unsafe(digest: string, id: string, entry: string, why: string): CpmError {

@@ -49,7 +49,7 @@ export function dep(fam: string, version = ''): PackageSpec['requires'][number] 
   return { category, name, version, selector: parseSelector(version) };
 }
 
-function digestOf(file: string): string {
+export function digestOf(file: string): string {
   return `sha256:${createHash('sha256').update(readFileSync(file)).digest('hex')}`;
 }
 

@@ -1,13 +1,17 @@
 /**
  * A fast reader for the block-YAML subset packages trees are written in: block maps and sequences
  * indented with spaces, plain scalars on one line, single- and double-quoted scalars on one line,
- * literal block scalars (`|`, `|-`, `|+`), folded ones of plain lines (`>`, `>-`), empty flow collections (`[]`, `{}`) and comments. It
- * produces exactly what the full converter in yaml.ts produces (values, key lines, scalar source
- * text, repeated-key warnings) — the `yaml` package builds a token stream, a CST and a document of
- * nodes first, several times slower and with far more garbage.
+ * literal block scalars (`|`, `|-`, `|+`), folded ones of plain lines (`>`, `>-`), empty flow
+ * collections (`[]`, `{}`), comments, and the anchors luet collections share stanzas with: an
+ * anchored block collection (`- &X` / `key: &X` alone on its line), its aliases (`*X`) and merge
+ * keys naming one alias (`<<: *X`, `!!merge <<: *X`). It produces exactly what the full converter
+ * in yaml.ts produces (values, shared objects, key lines, scalar source text, repeated-key
+ * warnings) — the `yaml` package builds a token stream, a CST and a document of nodes first,
+ * several times slower and with far more garbage.
  *
- * Anything outside the subset (anchors, aliases, tags, merge keys, flow collections with content,
- * multi-line plain or quoted scalars, folded scalars with blank or more-indented lines, tabs in indentation, directives, several
+ * Anything outside the subset (tags, anchored scalars, aliases of nodes that hold aliases, merges
+ * of lists or inline maps, flow collections with content, multi-line plain or quoted scalars,
+ * folded scalars with blank or more-indented lines, tabs in indentation, directives, several
  * documents, CRLF, odd keys) and anything that looks wrong makes it give up: `parseFast` returns
  * null and the caller parses the text with `yaml`, which also reports the error with its line.
  * Line numbers here come for free (the reader walks lines); nothing is computed twice.
@@ -31,19 +35,24 @@ function maybeTyped(t: string): boolean {
     return true;
   return t.length <= 5 && /^[NnYyTtOoFf]/.test(t);
 }
+/** An anchor or alias name the reader takes (YAML allows more; the rest is left to yaml). */
+const ANCHOR = /^[&*][A-Za-z0-9_.-]+$/;
 /** Keys taken as-is: they resolve to themselves (checked against the resolver too). */
 const PLAIN_KEY = /^[A-Za-z_][A-Za-z0-9_./-]*$/;
 const CHOMP = /^[|>]([+-]?)$/;
+/** The characters after a backslash that JSON and YAML read alike: " \ / b f n r t u. */
+const JSON_ESCAPE = new Set([...'"\\/bfnrtu'].map((c) => c.charCodeAt(0)));
 
 export function parseFast(
   text: string,
   file: string,
   maxDepth: number,
   resolvePlain: PlainResolver,
+  maxAliasNodes = 100_000,
 ): LoadedYaml | null {
   if (text.includes('\r')) return null;
   try {
-    return new FastReader(text, file, maxDepth, resolvePlain).read();
+    return new FastReader(text, file, maxDepth, resolvePlain, maxAliasNodes).read();
   } catch (e) {
     // GIVE_UP, or a tag refusing a scalar, or a stack too deep: the full parser says what it is.
     void e;
@@ -107,12 +116,22 @@ class FastReader {
   /** Keys already checked (a tree repeats the same few thousands of times). */
   private readonly keysSeen = new Set<string>();
   readonly warnings: Array<{ line: number; message: string }> = [];
+  /**
+   * Anchored collections by name. Only a `pure` one (no alias or merge inside) can be aliased:
+   * its size with aliases expanded is then its plain node count, which the alias-bomb cap needs.
+   */
+  private readonly anchors = new Map<string, { value: object; pure: boolean; size?: number }>();
+  /** Aliases and merges read so far (an anchored node that saw this change is not pure). */
+  private aliasUses = 0;
+  /** Nodes that aliases added, counted as the full converter counts them. */
+  private aliasNodes = 0;
 
   constructor(
     private readonly text: string,
     private readonly file: string,
     private readonly maxDepth: number,
     private readonly resolvePlain: PlainResolver,
+    private readonly maxAliasNodes: number,
   ) {
     let n = 1;
     for (let p = text.indexOf('\n'); p >= 0; p = text.indexOf('\n', p + 1)) n++;
@@ -215,15 +234,35 @@ class FastReader {
   private map(i: number, col: number, body: string, depth: number): [unknown, number] {
     const out: Record<string, unknown> = {};
     const lines = this.container(out, i + 1);
+    /** Maps named by merge keys (`<<: *a`), applied after the map's own keys. */
+    let merges: object[] | undefined;
     for (;;) {
       const c = this.keyEnd(body);
       if (c < 0) giveUp();
-      const key = this.key(body, c);
       let sp = c + 1;
       while (body.charCodeAt(sp) === 32) sp++;
+      const k = body.slice(0, c);
+      if (k === '<<' || k === '!!merge <<') {
+        // A merge key: only of one alias of a map (a list or an inline map is left to yaml).
+        merges ??= [];
+        merges.push(this.alias(body.slice(sp), depth + 1, true));
+        const j = this.next(i + 1);
+        if (j >= this.count || this.indent(j) < col) {
+          i = j;
+          break;
+        }
+        if (this.indent(j) > col) giveUp();
+        i = j;
+        body = this.body(j);
+        continue;
+      }
+      const key = this.key(body, c);
       let value: unknown;
       let end: number;
-      if (sp >= body.length || body.charCodeAt(sp) === 35 /* # */) {
+      const v0 = body.charCodeAt(sp);
+      if (v0 === 38 /* & */ || v0 === 42 /* * */) {
+        [value, end] = this.anchored(i, body.slice(sp), col, depth + 1);
+      } else if (sp >= body.length || v0 === 35 /* # */) {
         // The value is on the following lines: deeper, or a sequence at this map's column.
         const j = this.next(i + 1);
         const ind = j < this.count ? this.indent(j) : -1;
@@ -243,12 +282,62 @@ class FastReader {
       out[key] = value;
       lines.push(i + 1);
       const j = this.next(end);
-      if (j >= this.count || this.indent(j) < col) return [out, j];
+      if (j >= this.count || this.indent(j) < col) {
+        i = j;
+        break;
+      }
       if (this.indent(j) > col) giveUp(); // a continuation line or a mis-indented key
       // The next key at this column (anything else there fails the keyEnd check).
       i = j;
       body = this.body(j);
     }
+    // Merged maps fill only the keys the map does not set itself; an earlier one wins. Their
+    // lines and scalar texts are the merged map's (as the full converter does).
+    for (const m of merges ?? []) {
+      for (const k of Object.keys(m)) {
+        if (Object.prototype.hasOwnProperty.call(out, k)) continue;
+        out[k] = (m as Record<string, unknown>)[k];
+        lines.push(this.positions.lineOf(m, k)!);
+        const t = this.positions.sourceOf(m, k);
+        if (t !== undefined) this.positions.text(out, k, t);
+      }
+    }
+    return [out, this.next(i)];
+  }
+
+  /**
+   * A value starting with an anchor (`&a`, alone on its line: the collection on the following,
+   * deeper lines) or an alias (`*a`) at nesting `depth`, in a node at column `col`. Anchored
+   * scalars, and aliases of anything but a pure anchored collection, are left to yaml.
+   */
+  private anchored(i: number, text: string, col: number, depth: number): [unknown, number] {
+    if (text.charCodeAt(0) === 42 /* * */) return [this.alias(text, depth, false), i + 1];
+    const name = trimSpaces(text);
+    if (!ANCHOR.test(name) || this.anchors.has(name.slice(1))) giveUp();
+    const j = this.next(i + 1);
+    if (j >= this.count || this.indent(j) <= col) giveUp(); // a scalar, or nothing
+    const uses = this.aliasUses;
+    const r = this.block(j, this.indent(j), this.body(j), depth);
+    this.anchors.set(name.slice(1), {
+      value: r[0] as object,
+      pure: this.aliasUses === uses,
+    });
+    return r;
+  }
+
+  /** The collection an alias (`*a`, the whole rest of the line) names; `map`: it must be a map. */
+  private alias(text: string, depth: number, map: boolean): object {
+    const name = trimSpaces(text);
+    if (!ANCHOR.test(name) || name.charCodeAt(0) !== 42) giveUp();
+    const a = this.anchors.get(name.slice(1));
+    // The converter re-enters the target one level deeper (and checks that level).
+    if (!a || !a.pure || depth + 1 > this.maxDepth) giveUp();
+    if (map && Array.isArray(a.value)) giveUp(); // an error: left to yaml to report
+    a.size ??= nodeCount(a.value);
+    this.aliasNodes += a.size;
+    if (this.aliasNodes > this.maxAliasNodes) giveUp(); // an alias bomb: yaml reports it
+    this.aliasUses++;
+    return a.value;
   }
 
   private seq(i: number, col: number, body: string, depth: number): [unknown, number] {
@@ -269,13 +358,20 @@ class FastReader {
       } else {
         const rest = body.slice(sp);
         if (isDash(rest)) giveUp(); // "- - x": a compact nested sequence
-        if (this.keyEnd(rest) > 0) {
-          if (depth + 1 > this.maxDepth) giveUp();
-          [value, end] = this.map(i, col + sp, rest, depth + 1);
+        const r0 = rest.charCodeAt(0);
+        if (r0 === 38 /* & */ || r0 === 42 /* * */) {
+          [value, end] = this.anchored(i, rest, col, depth + 1);
+          // an anchored item is where its collection starts, on the next line
+          lines.push((r0 === 38 ? this.next(i + 1) : i) + 1);
         } else {
-          [value, end] = this.scalar(i, rest, col, out, n);
+          if (this.keyEnd(rest) > 0) {
+            if (depth + 1 > this.maxDepth) giveUp();
+            [value, end] = this.map(i, col + sp, rest, depth + 1);
+          } else {
+            [value, end] = this.scalar(i, rest, col, out, n);
+          }
+          lines.push(i + 1);
         }
-        lines.push(i + 1);
       }
       out.push(value);
       const j = this.next(end);
@@ -355,17 +451,35 @@ class FastReader {
       parts.push(ind === width ? this.body(j) : ' '.repeat(ind - width) + this.body(j));
     }
     if (width < 0) giveUp(); // no content
-    // At the end of a text without a final line break the converter trims; left to it.
-    if (j === this.count && !this.text.endsWith('\n')) giveUp();
-    const content = parts.join(folded ? ' ' : '\n');
     const chomp = m[1];
+    // Its last line ends the text without a line break: the converter adds none (as go-yaml),
+    // so clipping gives the content alone. Keep-chomping or trailing blanks there: left to it.
+    const unbroken = j === this.count && !this.text.endsWith('\n');
+    if (unbroken && (chomp === '+' || blanks > 0)) giveUp();
+    const content = parts.join(folded ? ' ' : '\n');
     if (chomp === '-') return [content, j];
-    if (chomp === '') return [content + '\n', j];
+    if (chomp === '') return [unbroken ? content : content + '\n', j];
     // Keep: every blank line after the content (the split's empty last element is the file's
     // final line break, not a line).
     if (j === this.count) blanks--;
     return [content + '\n'.repeat(1 + Math.max(0, blanks)), j];
   }
+}
+
+/** Node count of a collection as the full converter counts it (a map's keys count too). */
+function nodeCount(v: unknown): number {
+  if (v === null || typeof v !== 'object') return 1;
+  let n = 1;
+  if (Array.isArray(v)) for (const x of v) n += nodeCount(x);
+  else for (const k of Object.keys(v)) n += 1 + nodeCount((v as Record<string, unknown>)[k]);
+  return n;
+}
+
+/** `s` without the spaces at its end (a tab or a comment there is left to yaml). */
+function trimSpaces(s: string): string {
+  let e = s.length;
+  while (e > 0 && s.charCodeAt(e - 1) === 32) e--;
+  return s.slice(0, e);
 }
 
 function isDash(body: string): boolean {
@@ -403,7 +517,9 @@ function doubleQuoted(body: string): string {
     if (hasControl(inner, false)) giveUp();
     if (!inner.includes('\\')) return inner;
     // JSON's escapes mean the same in YAML; YAML's others (\x, \e, \N, …) are left to yaml.
-    if (/\\[^"\\/bfnrtu]/.test(inner)) giveUp();
+    // Each backslash starts an escape: "\\." is an escaped backslash and a dot.
+    for (let b = inner.indexOf('\\'); b >= 0; b = inner.indexOf('\\', b + 2))
+      if (!JSON_ESCAPE.has(inner.charCodeAt(b + 1))) giveUp();
     try {
       return JSON.parse(`"${inner}"`) as string;
     } catch {

@@ -147,7 +147,8 @@ export function parseYaml(
   }
   // Most tree files are plain block YAML: read those directly, everything else through yaml.
   return (
-    parseFast(text, file, limits.maxDepth, resolvePlain) ?? parseYamlDocument(text, file, limits)
+    parseFast(text, file, limits.maxDepth, resolvePlain, limits.maxAliasNodes) ??
+    parseYamlDocument(text, file, limits)
   );
 }
 

@@ -1,12 +1,16 @@
 /**
  * Differences between two LoadedYaml results (the fast reader's and the full converter's): values
  * (types, key order), the line of every container and of each key or item, the source text kept
- * for non-string scalars, and the warnings. Empty when they are the same.
+ * for non-string scalars, which objects are shared (aliases), and the warnings. Empty when they
+ * are the same.
  */
 import type { LoadedYaml } from '../../src/tree/yaml.js';
 
 export function diffLoaded(a: LoadedYaml, b: LoadedYaml): string[] {
   const out: string[] = [];
+  // An alias is the very object its anchor made, in both: the same sharing on each side.
+  const seenX = new Map<object, object>();
+  const seenY = new Map<object, object>();
   const walk = (x: unknown, y: unknown, path: string): void => {
     if (out.length > 20) return;
     if (x === null || typeof x !== 'object' || y === null || typeof y !== 'object') {
@@ -14,6 +18,12 @@ export function diffLoaded(a: LoadedYaml, b: LoadedYaml): string[] {
         out.push(`${path}: ${String(x)} != ${String(y)}`);
       return;
     }
+    if (seenX.has(x) || seenY.has(y)) {
+      if (seenX.get(x) !== y || seenY.get(y) !== x) out.push(`${path}: shared differently`);
+      return;
+    }
+    seenX.set(x, y);
+    seenY.set(y, x);
     if (Array.isArray(x) !== Array.isArray(y)) {
       out.push(`${path}: list vs map`);
       return;

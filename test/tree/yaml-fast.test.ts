@@ -103,6 +103,120 @@ describe('fast YAML reader', () => {
     }
   });
 
+  it('reads anchors, aliases and merge keys of collections as the full converter does', () => {
+    for (const text of [
+      // luet collections: a first stanza anchored, the others merging it
+      'packages:\n- &X\n  name: "X"\n  category: "buildbase"\n  version: 26.08+1\n  num: 1.10\n' +
+        '- !!merge <<: *X\n  real: "apps"\n  name: "grub"\n- <<: *X\n  name: q\n',
+      'packages:\n  - &X\n    name: "X"\n    v: 1.10\n  - !!merge <<: *X\n    name: "grub"\n',
+      'a:\n  - &dep\n    name: system-x\n    category: "layers"\n  - <<: *dep\nb:\n  - <<: *dep\n    x: 1\n',
+      // aliases as values and items; of sequences too
+      'a: &m\n  k: 1\n  j: two\nb: *m\nc:\n- *m\n- *m  \n',
+      'a: &m\n  - 1\n  - x\nb: *m\n',
+      'x:\n  - &a\n    - 1\n    - 2\n  - *a\n',
+      '- &x\n  b: 1\n- *x\n',
+      // own keys win over merged ones wherever they are; earlier merges win over later ones
+      'a: &m\n  k: 1\nb:\n  <<: *m\n  k: 2\n',
+      'a: &m\n  k: 1\n  v: 0.5\nb:\n  z: 0\n  <<: *m\n  <<: *m\n',
+      'a: &m\n  k: 1\no2: &o2\n  j: 2\n  k: 3\nb:\n  <<: *o2\n  <<: *m\n  j: 4\n',
+      // anchored nodes holding anchored nodes
+      'a: &m\n  k: &n\n    j: 1\nb: *n\nc: *m\n',
+    ]) {
+      expectSame(text);
+    }
+    const y = fast('a: &m\n  k: 1\nb: *m\nc:\n  <<: *m\n')!;
+    const v = y.value as Record<string, Record<string, unknown>>;
+    expect(v.b).toBe(v.a); // one object, as the full converter makes it
+    expect(v.c).toEqual({ k: 1 });
+    expect(y.positions.lineOf(v.c!, 'k')).toBe(2); // a merged key's line is where it is written
+  });
+
+  it('agrees with the full converter on generated anchors, aliases and merge keys', () => {
+    const key = fc.constantFrom('name', 'category', 'version', 'a_b', 'k1');
+    const val = fc.constantFrom('bash', '1.10', '"q"', 'yes', '~', '020', '[]', "'s'");
+    const entries = (min: number): fc.Arbitrary<Array<[string, string]>> =>
+      fc.uniqueArray(fc.tuple(key, val), { minLength: min, maxLength: 3, selector: (e) => e[0] });
+    type Item =
+      | {
+          kind: 'merge';
+          from: number[];
+          bang: boolean;
+          ownFirst: boolean;
+          own: Array<[string, string]>;
+        }
+      | { kind: 'alias'; of: number }
+      | { kind: 'value'; key: string; of: number };
+    const items = (n: number): fc.Arbitrary<Item[]> =>
+      fc.array(
+        fc.oneof(
+          fc.record({
+            kind: fc.constant('merge' as const),
+            from: fc.array(fc.nat(n - 1), { minLength: 1, maxLength: 2 }),
+            bang: fc.boolean(),
+            ownFirst: fc.boolean(),
+            own: entries(0),
+          }),
+          fc.record({ kind: fc.constant('alias' as const), of: fc.nat(n - 1) }),
+          fc.record({ kind: fc.constant('value' as const), key, of: fc.nat(n - 1) }),
+        ),
+        { minLength: 1, maxLength: 5 },
+      );
+    const doc = fc
+      .array(entries(1), { minLength: 1, maxLength: 3 })
+      .chain((anchors) => fc.tuple(fc.constant(anchors), items(anchors.length)));
+    fc.assert(
+      fc.property(doc, ([anchors, list]) => {
+        const lines = ['defs:'];
+        anchors.forEach((m, i) => {
+          lines.push(`  d${i}: &a${i}`, ...m.map(([k, v]) => `    ${k}: ${v}`));
+        });
+        lines.push('packages:');
+        for (const it of list) {
+          if (it.kind === 'alias') lines.push(`  - *a${it.of}`);
+          else if (it.kind === 'value') lines.push(`  - ${it.key}: *a${it.of}`);
+          else {
+            const merges = it.from.map((f) => `<<: *a${f}`);
+            if (it.bang) merges[0] = `!!merge ${merges[0]}`;
+            const own = it.own.map(([k, v]) => `${k}: ${v}`);
+            const body = it.ownFirst ? [...own, ...merges] : [...merges, ...own];
+            lines.push(`  - ${body[0]}`, ...body.slice(1).map((l) => `    ${l}`));
+          }
+        }
+        expectSame(lines.join('\n') + '\n');
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('leaves an alias bomb to the full parser, which refuses it', () => {
+    const text =
+      'a: &a\n  - 1\n  - 2\n' +
+      'b: &b\n  - *a\n  - *a\n' + // b holds aliases: aliasing b is left to yaml
+      'c: *b\n';
+    expect(fast(text)).toBeNull();
+    const flat =
+      'a: &a\n  k: 1\n  j: 2\n' + Array.from({ length: 8 }, (_, i) => `b${i}: *a\n`).join('');
+    expect(parseFast(flat, 'f.yaml', 200, resolvePlain, 40)).not.toBeNull(); // 8 × 5 nodes
+    expect(parseFast(flat, 'f.yaml', 200, resolvePlain, 39)).toBeNull();
+    expect(() =>
+      parseYaml(flat, 'f.yaml', { maxBytes: 1 << 20, maxAliasNodes: 39, maxDepth: 200 }),
+    ).toThrow(/^f\.yaml:\d+: alias \*a expands the document beyond 39 nodes/);
+  });
+
+  it('reads escaped backslashes in double quotes and block scalars that end the text', () => {
+    for (const text of [
+      'x: "for f in a\\\\._cfg*; do [ -f \\"$f\\" ]; done || :"\n',
+      'x: "a\\\\"\n',
+      'x: "\\\\\\\\n"\n',
+      'install:\n  - |\n    # c\n    getent shadow x || true',
+      'install:\n  - |-\n    a\n    b',
+      'install:\n  - >\n    a\n    b',
+      'a: |\n  x\n  y',
+    ]) {
+      expectSame(text);
+    }
+  });
+
   it('keeps white space YAML does not strip (U+00A0, U+2028, U+FEFF) in scalars', () => {
     for (const text of [
       'a: x\u00a0\n',
@@ -153,8 +267,22 @@ describe('fast YAML reader', () => {
       'on: 1\n',
       '__proto__: 1\n',
       'a: 2001-12-14\n',
-      'a: |\n  x',
+      'a: |+\n  x', // keep-chomping where the text ends without a line break
+      'a: |\n  x\n  ', // …or trailing blanks there
       'a: "\\x41"\n',
+      'a: "\\\\\\x41"\n', // an escaped backslash, then \x
+      // anchors and aliases outside what the reader takes
+      'a: &x 1\nb: *x\n', // an anchored scalar
+      'a: &x # why\n  b: 1\n', // a comment after the anchor
+      'a: &x\n  b: 1\nc: &x\n  d: 1\ne: *x\n', // an anchor defined again
+      'a: &x\n  b: 1\nc: &y\n  d: *x\ne: *y\n', // an alias of a node holding an alias
+      'a: &x\n  b: *x\n', // an alias inside its own anchor
+      'a: *nope\n', // an unknown alias
+      'a: &x\n  - 1\nb:\n  <<: *x\n', // a merge of a sequence
+      'a: &x\n  k: 1\nb:\n  <<: [*x]\n', // a merge of a list
+      'a: &x\n  k: 1\nb:\n  <<:\n    k: 2\n', // a merge of an inline map
+      'a: &x\n  k: 1\nb: *x # c\n', // a comment after an alias
+      'a: &x\n  k: 1\nb: *x\n  c: 1\n', // content after an alias
       '- - x\n',
     ]) {
       expect(fast(text), text).toBeNull();

@@ -23,6 +23,8 @@ import {
 } from './reader.js';
 import { IndexUniverse } from './index-universe.js';
 
+export { packageCount } from './repo-index.js';
+
 export interface CachedState {
   name: string;
   type: string;

@@ -17,6 +17,8 @@ import {
   type PackageSpec,
 } from '../package/package.js';
 import { compareVersions } from '../package/version.js';
+import type { PackageTable } from './index-table.js';
+import { encodeV4, gzipMembers, gzipParts, isV4Text, openV4, V4Index } from './index-v4.js';
 import {
   createCompressor,
   createDecompressor,
@@ -25,14 +27,15 @@ import {
 } from '../util/compress.js';
 
 /**
+ * 4: columns a reader need not parse whole (index-v4.ts); gzip as one member per column.
  * 3: as 2, with fields at their default left out of each package (empty labels, annotations,
  * extra, uri and dependency lists, hidden false); readers put the defaults back.
  * 2: each of requires/conflicts/provides is one string of compact dependencies joined by "|"
  * ("category/name selector|…", "" for none), or a list of entries when one of them has no compact
  * form. 1: lists of objects. 1 and 2 are still read.
  */
-export const INDEX_SCHEMA_VERSION = 3;
-const READABLE_SCHEMA_VERSIONS = [1, 2, 3];
+export const INDEX_SCHEMA_VERSION = 4;
+const READABLE_SCHEMA_VERSIONS = [1, 2, 3, 4];
 
 /** The defaults schema 3 leaves out, shared by every package that has them (never mutated). */
 const EMPTY_MAP: Record<string, never> = Object.freeze({});
@@ -277,26 +280,25 @@ async function transform(data: Buffer, t: NodeJS.ReadWriteStream): Promise<Buffe
 }
 
 /**
- * Serialises an index in the current schema (dependencies compact): canonical JSON, packages
- * sorted, compressed (level fixed → stable bytes).
+ * Serialises an index in the current schema (index-v4.ts): packages compact and sorted, in
+ * columns, compressed (level fixed → stable bytes; gzip one member per column).
  */
 export async function serializeIndex(
   index: RepoIndex,
   compression: Compression = 'gzip',
 ): Promise<{ data: Buffer; digest: string; mediaType: string }> {
-  const sorted: RepoIndex = {
-    ...index,
-    schemaVersion: INDEX_SCHEMA_VERSION,
-    packages: index.packages.map(compactIndexPackage).sort(comparePackages),
-  };
-  for (let i = 1; i < sorted.packages.length; i++) {
-    if (packageId(sorted.packages[i - 1]!) === packageId(sorted.packages[i]!))
-      throw new CpmError('E_REPO', `duplicate package ${packageId(sorted.packages[i]!)} in index`);
+  const packages = index.packages.map(compactIndexPackage).sort(comparePackages);
+  for (let i = 1; i < packages.length; i++) {
+    if (packageId(packages[i - 1]!) === packageId(packages[i]!))
+      throw new CpmError('E_REPO', `duplicate package ${packageId(packages[i]!)} in index`);
   }
-  const json = Buffer.from(canonicalJson(sorted), 'utf8');
-  const level = compression === 'gzip' ? 9 : compression === 'zstd' ? 19 : undefined;
-  const data =
-    compression === 'none' ? json : await transform(json, createCompressor(compression, level));
+  const parts = encodeV4(index.repository, packages);
+  let data: Buffer;
+  if (compression === 'gzip') data = gzipParts(parts, 9);
+  else {
+    const text = Buffer.from(parts.join(''), 'utf8');
+    data = compression === 'none' ? text : await transform(text, createCompressor(compression, 19));
+  }
   return {
     data,
     digest: `sha256:${createHash('sha256').update(data).digest('hex')}`,
@@ -304,9 +306,22 @@ export async function serializeIndex(
   };
 }
 
+/** The compact table of a schema 4 index (index-table.ts), or undefined for other indexes. */
+export function tableOfIndex(index: RepoIndex): PackageTable | undefined {
+  return index instanceof V4Index ? index.table : undefined;
+}
+
+/** How many packages an index holds, without reading every entry of a schema 4 index. */
+export function packageCount(index: RepoIndex): number {
+  return index instanceof V4Index ? index.table.size : index.packages.length;
+}
+
 /** Parses index bytes (compression sniffed) and validates the shape; `where` names the source. */
 export async function parseIndex(data: Buffer, where: string): Promise<RepoIndex> {
   const c = sniffCompression(data.subarray(0, 4));
+  // schema 4 in gzip: inflate only the members that are used, as they are used
+  const members = c === 'gzip' ? gzipMembers(data) : undefined;
+  if (members) return openV4(data, members, where, READABLE_SCHEMA_VERSIONS);
   let json: Buffer;
   try {
     // gzip in one synchronous call with one output chunk of the size the trailer gives: the
@@ -328,6 +343,7 @@ export async function parseIndex(data: Buffer, where: string): Promise<RepoIndex
       },
     );
   }
+  if (isV4Text(json)) return openV4(json, undefined, where, READABLE_SCHEMA_VERSIONS);
   let raw: unknown;
   try {
     // ASCII (the usual index) decodes as latin1: a plain copy, no UTF-8 decoding.

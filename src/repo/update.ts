@@ -7,6 +7,7 @@ import type { CpmConfig } from '../config.js';
 import { CpmError } from '../errors.js';
 import { loadRepoConfigs, type RepoConfig } from './config.js';
 import { fetchRepoIndex, readCachedIndex, writeCachedIndex } from './open.js';
+import { packageCount } from './repo-index.js';
 
 export interface UpdateResult {
   name: string;
@@ -78,7 +79,7 @@ export async function updateRepositories(
           url,
           status: before === undefined ? 'new' : unchanged ? 'unchanged' : 'updated',
           revision: meta.revision,
-          packages: fetched.index.packages.length,
+          packages: packageCount(fetched.index),
           ageHours: Math.round(ageHours * 10) / 10,
           stale: reasons.length > 0,
           staleReasons: reasons,

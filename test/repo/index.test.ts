@@ -9,6 +9,7 @@ import {
   indexDeps,
   compactDeps,
   expandIndexPackage,
+  compactIndexPackage,
 } from '../../src/repo/repo-index.js';
 import { IndexUniverse } from '../../src/repo/index-universe.js';
 
@@ -37,6 +38,25 @@ function pkg(
 
 function index(name: string, packages: IndexPackage[], revision = 1): RepoIndex {
   return { schemaVersion: 1, repository: { name, revision, timestamp: 1700000000 }, packages };
+}
+
+/** The header and sections of an uncompressed schema 4 index. */
+function schema4Text(data: Buffer): {
+  header: { schemaVersion: number; layout: Array<[string, number]> };
+  sections: Record<string, string>;
+} {
+  const nl = data.indexOf(0x0a);
+  const header = JSON.parse(data.subarray(0, nl).toString()) as {
+    schemaVersion: number;
+    layout: Array<[string, number]>;
+  };
+  const sections: Record<string, string> = {};
+  let off = nl + 1;
+  for (const [name, size] of header.layout) {
+    sections[name] = data.subarray(off, off + size).toString();
+    off += size;
+  }
+  return { header, sections };
 }
 
 describe('index serialisation', () => {
@@ -75,16 +95,17 @@ describe('index serialisation', () => {
       provides: [{ category: 'virt', name: 'v', version: '' }],
     });
     const x = await serializeIndex(index('r', [odd]), 'none');
-    const raw = JSON.parse(x.data.toString('utf8')) as RepoIndex;
-    expect(raw.schemaVersion).toBe(3);
-    expect(raw.packages[0]!.requires).toEqual([
+    const { header, sections } = schema4Text(x.data);
+    expect(header.schemaVersion).toBe(4);
+    expect(JSON.parse(sections.requires!)).toEqual([
       'plain',
       'x/y >=1, <2',
       { category: 'a/b', name: 'c', version: '' },
       { category: '', name: 'has space', version: '1' },
     ]);
-    expect(raw.packages[0]!.provides).toEqual('virt/v');
-    expect(raw.packages[0]!.conflicts).toBeUndefined(); // schema 3: left out at its default
+    expect(sections.provides).toBe('virt/v\n');
+    expect(sections.provided).toBe('virt/v\t0\n');
+    expect(sections.conflicts).toBe('\n'); // none: an empty line
     const back = await parseIndex(x.data, 'test');
     expect(indexDeps(back.packages[0]!.requires).map(indexDep)).toEqual(odd.requires);
     expect(indexDeps(back.packages[0]!.provides).map(indexDepFamily)).toEqual(['virt/v']);
@@ -107,7 +128,7 @@ describe('index serialisation', () => {
     expect(spec.requires[0]!.selector.constraints[0]).toMatchObject({ op: '>=' });
   });
 
-  it('leaves defaults out of schema 3 and puts them back on reading; schema 2 still reads', async () => {
+  it('leaves defaults out and puts them back on reading; schemas 2 and 3 still read', async () => {
     const plain = pkg('system', 'p', '1.0');
     const full = pkg('system', 'q', '2.0', {
       requires: [{ category: 'system', name: 'p', version: '>=1' }],
@@ -118,21 +139,29 @@ describe('index serialisation', () => {
       extra: { x: 1 },
     });
     const x = await serializeIndex(index('r', [plain, full]), 'none');
-    const raw = JSON.parse(x.data.toString('utf8')) as { packages: Array<Record<string, unknown>> };
-    expect(Object.keys(raw.packages[0]!).sort()).toEqual([
+    const { sections } = schema4Text(x.data);
+    expect(sections.spec).toBe(
+      '{}\n{"annotations":{"a":"b"},"extra":{"x":1},"hidden":true,"labels":{"l":"v"},"uri":["https://example.com"]}\n',
+    );
+    expect(sections.entry).toBe(`{"contentKey":"sha256:${'0'.repeat(64)}"}\n`.repeat(2));
+    const back = await parseIndex(x.data, 'x');
+    expect(back.packages.map(expandIndexPackage)).toEqual([plain, full].map(expandIndexPackage));
+    // the same packages written as schema 3 (defaults left out) and 2 (all there) read the same
+    const v3 = Buffer.from(
+      JSON.stringify({
+        ...index('r', [plain, full].map(compactIndexPackage)),
+        schemaVersion: 3,
+      }),
+    );
+    expect(Object.keys(JSON.parse(v3.toString()).packages[0]).sort()).toEqual([
       'category',
       'contentKey',
       'name',
       'version',
     ]);
-    expect(raw.packages[1]).toMatchObject({
-      labels: { l: 'v' },
-      hidden: true,
-      uri: ['https://example.com'],
-    });
-    const back = await parseIndex(x.data, 'x');
-    expect(back.packages.map(expandIndexPackage)).toEqual([plain, full].map(expandIndexPackage));
-    // the same packages written as schema 2 (every field present) read the same
+    expect((await parseIndex(v3, 'v3')).packages.map(expandIndexPackage)).toEqual(
+      back.packages.map(expandIndexPackage),
+    );
     const v2 = Buffer.from(JSON.stringify({ ...index('r', [plain, full]), schemaVersion: 2 }));
     expect((await parseIndex(v2, 'v2')).packages.map(expandIndexPackage)).toEqual(
       back.packages.map(expandIndexPackage),

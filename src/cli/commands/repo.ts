@@ -176,14 +176,15 @@ function registerRepoCommands(repo: Command): void {
       const { repos, problems } = await loadRepoConfigs(cfg.repos_confdir);
       const rows = await Promise.all(
         repos.map(async (r) => {
-          const cached = await (await open()).readCachedIndex(cfg, r.name).catch(() => undefined);
+          const o = await open();
+          const cached = await o.readCachedIndex(cfg, r.name).catch(() => undefined);
           return {
             ...r,
             cached: cached
               ? {
                   revision: cached.state.revision,
                   fetchedAt: cached.state.fetchedAt,
-                  packages: cached.index.packages.length,
+                  packages: o.packageCount(cached.index),
                 }
               : null,
           };

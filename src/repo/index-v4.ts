@@ -288,6 +288,10 @@ export function openV4(
     readable,
   );
   const n = header.packages;
+  // every package has a line (one byte at least) in "family": a count beyond that is a lie, and
+  // would size the line tables
+  if (n > header.layout.find((e) => e[0] === 'family')![1])
+    fail(`${n} packages but the family section has fewer bytes`);
   const sections = new Map<string, SectionBytes>();
   if (members) {
     if (members.length !== header.layout.length + 1)
@@ -316,8 +320,11 @@ export function openV4(
 
 function inflate(member: Buffer, where: string, part: string, size?: number): Buffer {
   try {
+    // one output chunk of the size the header gives, but no larger than deflate can expand
+    // this member to (about 1032:1): a lying header does not make a huge allocation
+    const most = member.length * 1032 + 1024;
     return gunzipSync(member, {
-      chunkSize: Math.min(Math.max((size ?? 0) + 1, 64 * 1024), 256 * 1024 * 1024),
+      chunkSize: Math.min(Math.max((size ?? 0) + 1, 64 * 1024), most, 256 * 1024 * 1024),
     });
   } catch (e) {
     throw new CpmError(

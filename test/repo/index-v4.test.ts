@@ -214,6 +214,16 @@ describe('index schema 4', () => {
     }
   });
 
+  it('reads an empty index', async () => {
+    const back = await parseIndex((await serializeIndex(repoIndex([]))).data, 'empty');
+    expect(packageCount(back)).toBe(0);
+    expect(back.packages).toEqual([]);
+    const u = new IndexUniverse([{ name: 'r', priority: 1, index: back }]);
+    expect([...u.families()]).toEqual([]);
+    expect(u.versions('a/b')).toEqual([]);
+    expect(u.providersOf('a/b')).toEqual([]);
+  });
+
   it('keeps names, versions and dependencies that need the JSON forms', async () => {
     const odd: IndexPackage[] = [
       entry(createSpec({ category: 'a/b', name: 'c', version: '"quoted"' })),
@@ -252,7 +262,7 @@ describe('index schema 4', () => {
       ],
       [
         'short family',
-        (s) => s.set('family', 'deb/app\n'),
+        (s) => s.set('family', 'deb/app-with-a-long-name\n'),
         /section "family" has 1 full lines for 9 packages/,
       ],
       [
@@ -279,6 +289,11 @@ describe('index schema 4', () => {
       ],
       ['schema', (_s, h) => (h.schemaVersion = 5), /schemaVersion 5 \(this cpm reads 1, 2, 3, 4\)/],
       ['count', (_s, h) => (h.packages = -1), /"packages" must be a count/],
+      [
+        'huge count',
+        (_s, h) => (h.packages = 1e12),
+        /1000000000000 packages but the family section has fewer bytes/,
+      ],
     ];
     for (const [what, edit, msg] of cases) {
       const e = await rejection(open(await edited(idx(), edit)));

@@ -53,6 +53,8 @@ export interface TimedCase {
   before?: () => void;
   /** Gets each run's standard output (e.g. to check the answer). */
   output?: (stdout: string) => void;
+  /** Exit statuses that are not a failure of the run (default: 0 only). */
+  okStatus?: number[];
 }
 
 export interface Timing {
@@ -87,7 +89,7 @@ export function timeInterleaved(cases: TimedCase[], runs: number, warmup = true)
         maxBuffer: 1 << 30,
       });
       const wall = Number(process.hrtime.bigint() - t) / 1e6;
-      if (r.status !== 0)
+      if (r.status === null || !(c.okStatus ?? [0]).includes(r.status))
         throw new Error(`${c.argv.join(' ')} → ${r.status ?? r.signal}\n${r.stdout}${r.stderr}`);
       c.output?.(r.stdout);
       if (round < 0) return;

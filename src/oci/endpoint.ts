@@ -25,8 +25,16 @@ export interface ImageSource {
   readonly name: string;
   /** The manifest (or index) named by the reference, or by `digest` when given. */
   getManifest(digest?: string): Promise<ManifestResponse>;
-  /** Makes `blob` present and verified in `store` (bytes moved reported to `progress`). */
-  fetchBlob(blob: BlobRef, store: BlobStore, progress?: TransferProgress): Promise<void>;
+  /**
+   * Makes `blob` present and verified in `store` (bytes moved reported to `progress`); `cancel`
+   * abandons a download in flight (see RegistryClient.fetchBlob).
+   */
+  fetchBlob(
+    blob: BlobRef,
+    store: BlobStore,
+    progress?: TransferProgress,
+    cancel?: AbortSignal,
+  ): Promise<void>;
   /** A store the blobs can be read from directly, when the source is local. */
   readonly localStore?: BlobStore;
   close(): Promise<void>;
@@ -56,8 +64,13 @@ export class RegistryEndpoint implements ImageSource, ImageTarget {
   getManifest(digest?: string): Promise<ManifestResponse> {
     return this.client.getManifest(this.ref.repository, digest ?? manifestReference(this.ref));
   }
-  fetchBlob(blob: BlobRef, store: BlobStore, progress?: TransferProgress): Promise<void> {
-    return this.client.fetchBlob(this.ref.repository, blob, store, progress);
+  fetchBlob(
+    blob: BlobRef,
+    store: BlobStore,
+    progress?: TransferProgress,
+    cancel?: AbortSignal,
+  ): Promise<void> {
+    return this.client.fetchBlob(this.ref.repository, blob, store, progress, cancel);
   }
   pushBlob(blob: BlobRef, store: BlobStore, mountFrom?: string): Promise<PushBlobResult> {
     const o: { mountFrom?: string; chunkSize?: number } = {};

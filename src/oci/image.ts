@@ -46,26 +46,31 @@ export interface PulledImage {
 export async function mapLimit<T, R>(
   items: readonly T[],
   limit: number,
-  fn: (item: T) => Promise<R>,
+  fn: (item: T, signal: AbortSignal) => Promise<R>,
 ): Promise<R[]> {
   const out = new Array<R>(items.length);
   let next = 0;
-  let failed = false;
+  // the first failure is the result: `signal` tells the calls still running to stop at once
+  const stop = new AbortController();
+  let first: unknown;
   const worker = async (): Promise<void> => {
-    while (!failed && next < items.length) {
+    while (!stop.signal.aborted && next < items.length) {
       const i = next++;
       try {
-        out[i] = await fn(items[i]!);
+        out[i] = await fn(items[i]!, stop.signal);
       } catch (e) {
-        failed = true;
-        throw e;
+        if (!stop.signal.aborted) {
+          first = e;
+          stop.abort(e);
+        }
+        return;
       }
     }
   };
   const n = Math.max(1, Math.min(limit, items.length));
-  const results = await Promise.allSettled(Array.from({ length: n }, worker));
-  const bad = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (bad) throw bad.reason;
+  // every call has settled (cleaned up) before the error is reported
+  await Promise.all(Array.from({ length: n }, worker));
+  if (stop.signal.aborted) throw first;
   return out;
 }
 
@@ -153,13 +158,19 @@ export async function pullImage(
       items: missing.size,
       noun: 'layer',
     });
-  await mapLimit(blobs, opts.concurrency ?? 4, async (b) => {
+  await mapLimit(blobs, opts.concurrency ?? 4, async (b, signal) => {
     const task =
       // a digest listed twice is one download
       reporter && missing.delete(b.digest)
         ? reporter.task('download', opts.label ?? src.name, { total: b.size, digest: b.digest })
         : undefined;
-    await src.fetchBlob(b, store, task);
+    try {
+      // a failed sibling stops this download (body released, partial removed)
+      await src.fetchBlob(b, store, task, signal);
+    } catch (e) {
+      task?.cancel();
+      throw e;
+    }
     task?.finish();
     opts.onBlob?.(b);
   });

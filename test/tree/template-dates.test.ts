@@ -1,5 +1,7 @@
 /** Sprig's date and semver functions, as kairos' utils/luet build spec calls them. */
+import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { formatGoTime } from '../../src/tree/template/dates.js';
 import { TemplateSet } from '../../src/tree/template/exec.js';
 
 const render = (src: string): string => new TemplateSet().render(src, 'build.yaml', { Values: {} });
@@ -32,6 +34,24 @@ describe('sprig dates', () => {
     ['{{ if now }}y{{ end }}', 'y'],
   ])('%s', (src, want) => {
     expect(render(src)).toBe(want);
+  });
+});
+
+describe('UTC without zone data', () => {
+  it('formats every field as the zone-data path does (Etc/UTC is the same zone through Intl)', () => {
+    const layout =
+      'Mon Monday Jan January 1 01 _2 2 02 2006 06 15 3 03 4 04 5 05 PM pm MST -0700 -07:00 Z07:00 .000 .999999999';
+    fc.assert(
+      fc.property(
+        fc.integer({ min: Date.UTC(1, 0, 1), max: Date.UTC(9999, 11, 31, 23, 59, 59, 999) }),
+        (ms) => {
+          expect(formatGoTime(ms, 'UTC', layout)).toBe(formatGoTime(ms, 'Etc/UTC', layout));
+        },
+      ),
+      { numRuns: 500 },
+    );
+    for (const ms of [0, -1, 1700000000000, Date.UTC(2000, 1, 29, 23, 59, 59), Date.UTC(1, 0, 1)])
+      expect(formatGoTime(ms, 'UTC', layout)).toBe(formatGoTime(ms, 'Etc/UTC', layout));
   });
 });
 

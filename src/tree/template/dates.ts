@@ -70,6 +70,27 @@ function zoneName(zone: string): string | undefined {
 
 function partsIn(ms: number, zone: string): Parts {
   const tz = zoneName(zone);
+  if (tz === 'UTC') {
+    // No zone data needed: the Date's UTC fields (the first Intl.DateTimeFormat of a process
+    // costs tens of ms of ICU set-up, a good part of validating a small tree). Years outside
+    // 1..9999 are left to Intl, which words them its own way.
+    const d = new Date(ms);
+    const year = d.getUTCFullYear();
+    if (year >= 1 && year <= 9999) {
+      return {
+        year,
+        month: d.getUTCMonth() + 1,
+        day: d.getUTCDate(),
+        hour: d.getUTCHours(),
+        minute: d.getUTCMinutes(),
+        second: d.getUTCSeconds(),
+        weekday: d.getUTCDay(),
+        ms: ((ms % 1000) + 1000) % 1000,
+        offsetMin: 0,
+        abbr: 'UTC',
+      };
+    }
+  }
   const f = new Intl.DateTimeFormat('en-US', {
     timeZone: tz,
     hourCycle: 'h23',

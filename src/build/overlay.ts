@@ -11,14 +11,15 @@
  * its holder). cpm reaches the merged trees through /proc/<holder>/root; bwrap enters the
  * namespace through nsenter. bwrap 0.8 (Debian bookworm's) has no --overlay of its own.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { promises as fsp, type BigIntStats } from 'node:fs';
 import path from 'node:path';
 import type { Entry } from './delta.js';
+import { NamespaceHolder } from './ns-holder.js';
 
 /** A private mount namespace (root only) where build roots are mounted as overlays. */
 export class MountNamespace {
-  private constructor(private readonly holder: ChildProcess) {}
+  private constructor(private readonly holder: NamespaceHolder) {}
 
   get pid(): number {
     return this.holder.pid!;
@@ -48,32 +49,15 @@ export class MountNamespace {
       why('not root (rootless builds copy the root and walk it)');
       return undefined;
     }
-    // The holder waits on its stdin: when cpm exits, however it exits, the pipe closes and the
-    // namespace with its mounts goes away.
-    const holder = spawn(
-      'unshare',
-      ['--mount', '--propagation', 'private', '--', 'sh', '-c', 'read _ || true'],
-      { stdio: ['pipe', 'ignore', 'ignore'] },
-    );
-    const spawned = await new Promise<boolean>((resolve) => {
-      holder.once('spawn', () => resolve(true));
-      holder.once('error', () => resolve(false));
-    });
-    if (!spawned) {
+    // The namespace with its mounts goes away with cpm (ns-holder.ts).
+    const holder = await NamespaceHolder.start(['--mount', '--propagation', 'private'], 'mnt');
+    if (!holder) {
       why('unshare is not available');
       return undefined;
     }
-    const self = await fsp.readlink('/proc/self/ns/mnt');
-    let entered = false;
-    for (let i = 0; i < 200 && !entered; i++) {
-      const ns = await fsp.readlink(`/proc/${holder.pid}/ns/mnt`).catch(() => self);
-      entered = ns !== self;
-      if (!entered) await new Promise((r) => setTimeout(r, 5));
-    }
-    holder.unref();
-    (holder.stdin as unknown as { unref?: () => void } | null)?.unref?.();
+    holder.detach();
     const mns = new MountNamespace(holder);
-    if (!entered) {
+    if (!holder.entered) {
       // Still in cpm's own namespace (unshare refused or slow): a mount there would be on the host.
       why('unshare did not enter a new mount namespace');
       mns.close();
@@ -138,8 +122,7 @@ export class MountNamespace {
   }
 
   close(): void {
-    this.holder.stdin?.end();
-    this.holder.kill();
+    this.holder.close();
   }
 }
 

@@ -6,7 +6,7 @@
  * makes one with the whole 0–65535 id range mapped to itself (so chown inside works, as dpkg
  * needs); run by another user, bwrap's own `--unshare-user` maps that user to root.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import {
   createWriteStream,
   existsSync,
@@ -16,6 +16,7 @@ import {
 } from 'node:fs';
 import path from 'node:path';
 import { CpmError } from '../errors.js';
+import { NamespaceHolder } from './ns-holder.js';
 
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 /** Directory of the build root the package directory is copied to (luet's /luetbuild). */
@@ -68,47 +69,30 @@ function bwrapPath(): string {
  * fails inside the sandbox.
  */
 export class UserNamespace {
-  private constructor(private readonly holder: ChildProcess) {}
+  private constructor(private readonly holder: NamespaceHolder) {}
 
   get pid(): number {
-    return this.holder.pid!;
+    return this.holder.pid;
   }
 
   static async open(): Promise<UserNamespace | undefined> {
     if (process.getuid?.() !== 0) return undefined;
-    // The holder waits on its stdin: when cpm exits, however it exits, the pipe closes and it ends.
-    const holder = spawn('unshare', ['--user', '--', 'sh', '-c', 'read _ || true'], {
-      stdio: ['pipe', 'ignore', 'ignore'],
-    });
-    const spawned = await new Promise<boolean>((resolve) => {
-      holder.once('spawn', () => resolve(true));
-      holder.once('error', () => resolve(false));
-    });
-    if (!spawned) return undefined;
-    const pid = holder.pid!;
-    // unshare execs sh once the namespace exists: wait until the pid's userns differs from ours.
-    const self = await fsp.readlink('/proc/self/ns/user');
-    for (let i = 0; i < 200; i++) {
-      const ns = await fsp.readlink(`/proc/${pid}/ns/user`).catch(() => self);
-      if (ns !== self) break;
-      await new Promise((r) => setTimeout(r, 5));
-    }
+    // It ends with cpm (ns-holder.ts); the maps are written once its namespace exists.
+    const holder = await NamespaceHolder.start(['--user'], 'user');
+    if (!holder) return undefined;
     try {
-      await fsp.writeFile(`/proc/${pid}/uid_map`, '0 0 65536\n');
-      await fsp.writeFile(`/proc/${pid}/gid_map`, '0 0 65536\n');
+      await fsp.writeFile(`/proc/${holder.pid}/uid_map`, '0 0 65536\n');
+      await fsp.writeFile(`/proc/${holder.pid}/gid_map`, '0 0 65536\n');
     } catch {
-      holder.kill();
+      holder.close();
       return undefined;
     }
-    holder.unref();
-    // The pipe must not keep cpm alive either (a Socket underneath, which has unref()).
-    (holder.stdin as unknown as { unref?: () => void } | null)?.unref?.();
+    holder.detach();
     return new UserNamespace(holder);
   }
 
   close(): void {
-    this.holder.stdin?.end();
-    this.holder.kill();
+    this.holder.close();
   }
 }
 

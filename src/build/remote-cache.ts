@@ -36,9 +36,10 @@ import { MEDIA, type ImageConfig, type ImageManifest } from '../oci/types.js';
 import { createSpec, packageId, type PackageSpec } from '../package/package.js';
 import { fileLayer } from '../rootfs/index.js';
 import { applyTransaction } from '../rootfs/transaction.js';
+import { indexImageOf } from '../repo/create.js';
 import { parseOciUrl } from '../repo/reader.js';
 import type { IndexImage } from '../repo/repo-index.js';
-import { encodeTag, packageRepository } from '../repo/tags.js';
+import { packageRepository } from '../repo/tags.js';
 
 /** The tag of a build result: `build-` and the 64 hex digits of the build hash. */
 export function resultTag(hash: string): string {
@@ -158,18 +159,10 @@ export class RemoteCache {
       if (!meta || packageId(meta) !== packageId(pkg))
         throw new Error(`it is not the image of ${packageId(pkg)}`);
       await store.putBytes(m.bytes, { digest: m.digest, size: m.bytes.length });
-      return {
-        repository: packageRepository(pkg),
-        tag: encodeTag(pkg.version),
-        manifestDigest: m.digest,
-        manifestMediaType: m.mediaType,
-        manifestSize: m.bytes.length,
-        layers: manifest.layers.map((l) => ({
-          digest: l.digest,
-          mediaType: l.mediaType,
-          size: l.size,
-        })),
-      };
+      return indexImageOf(pkg, {
+        descriptor: { digest: m.digest, mediaType: m.mediaType, size: m.bytes.length },
+        manifest,
+      });
     } catch (e) {
       if (e instanceof CpmError && e.code === 'E_INTERRUPTED') throw e;
       if (e instanceof CpmError && (e.code === 'E_NETWORK' || e.code === 'E_AUTH')) {

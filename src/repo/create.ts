@@ -10,6 +10,7 @@ import { promises as fsp } from 'node:fs';
 import { CpmError } from '../errors.js';
 import { fsError, type Where } from '../util/fs-errors.js';
 import { BlobStore } from '../oci/blobstore.js';
+import type { Descriptor, ImageManifest } from '../oci/types.js';
 import { mapLimit } from '../oci/image.js';
 import type { LayerCompression } from '../oci/layer.js';
 import { specToJson } from '../package/codec.js';
@@ -279,10 +280,13 @@ function packFault(e: unknown, id: string, payload: string, where: Where): unkno
   });
 }
 
-/** The index's record of a package image just built by buildPackageImage. */
+/**
+ * The index's record of a package image: one just built by buildPackageImage, or one read back
+ * (its manifest's descriptor and layers).
+ */
 export function indexImageOf(
   pkg: PackageSpec,
-  img: Awaited<ReturnType<typeof buildPackageImage>>,
+  img: { descriptor: Descriptor; manifest: Pick<ImageManifest, 'layers'> },
 ): IndexImage {
   return {
     repository: packageRepository(pkg),
@@ -369,6 +373,15 @@ async function createOnce(
       }
       return false;
     });
+    /** Takes the last run's image when its content key is this one's and it is still there. */
+    const reuse = async (id: string, entry: IndexPackage): Promise<boolean> => {
+      const old = prevById.get(id);
+      if (!old?.image || old.contentKey !== entry.contentKey) return false;
+      if (!(await target.hasImage(old.image))) return false;
+      entry.image = old.image;
+      reused.push(id);
+      return true;
+    };
     const fresh = await mapLimit(
       current,
       opts.concurrency ?? Math.min(4, os.cpus().length),
@@ -381,16 +394,7 @@ async function createOnce(
         const meta = { ...entry, contentKey: undefined, source: undefined };
         if (p.buildHash !== undefined) {
           entry.contentKey = builtContentKey(entry, p.buildHash, compression, layerEpoch, platform);
-          const old = prevById.get(id);
-          if (
-            old?.image &&
-            old.contentKey === entry.contentKey &&
-            (await target.hasImage(old.image))
-          ) {
-            entry.image = old.image;
-            reused.push(id);
-            return entry;
-          }
+          if (await reuse(id, entry)) return entry;
           if (!p.prebuilt)
             throw new CpmError(
               'E_REPO',
@@ -427,16 +431,7 @@ async function createOnce(
             layerEpoch,
             platform,
           });
-          const old = prevById.get(id);
-          if (
-            old?.image &&
-            old.contentKey === entry.contentKey &&
-            (await target.hasImage(old.image))
-          ) {
-            entry.image = old.image;
-            reused.push(id);
-            return entry;
-          }
+          if (await reuse(id, entry)) return entry;
           log(`pack ${id}`);
           img = await buildPackageImage(p, source, {
             store: target.store,

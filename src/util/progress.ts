@@ -352,6 +352,19 @@ export function createReporter(opts: ReporterOptions = {}): Reporter {
   return textReporter(out, mode === 'tty', opts, clock);
 }
 
+/** Progress on stderr as a command's --json, --quiet and --verbose flags ask for it. */
+export function reporterForFlags(f: {
+  json?: boolean;
+  quiet?: boolean;
+  verbose?: boolean;
+}): Reporter {
+  return createReporter({
+    ...(f.json ? { mode: 'json' as const } : {}),
+    quiet: f.quiet,
+    verbose: f.verbose,
+  });
+}
+
 function handle(
   model: Progress,
   t: Task,

@@ -9,7 +9,7 @@ import {
   type CpmConfig,
 } from '../../config.js';
 import { CpmError, EXIT_CODES } from '../../errors.js';
-import { createReporter, type Reporter } from '../../util/progress.js';
+import { reporterForFlags } from '../../util/progress.js';
 import type { RootRef } from '../../upkeep/query.js';
 import type {
   OperationResult,
@@ -121,14 +121,6 @@ function sourceOf(o: OpCli): PackageSource {
     };
   if (o.repo?.length) return { kind: 'repo', urls: o.repo };
   return { kind: 'configured' };
-}
-
-function reporterOf(o: OpCli): Reporter {
-  return createReporter({
-    ...(o.json ? { mode: 'json' as const } : {}),
-    quiet: o.quiet,
-    verbose: o.verbose,
-  });
 }
 
 /** The root is the running system's / (the same directory, however it is spelled). */
@@ -260,7 +252,7 @@ async function runOp(op: Operation, refs: string[], o: OpCli, cmd: Command): Pro
       return;
     }
   }
-  const reporter = reporterOf(o);
+  const reporter = reporterForFlags(o);
   printResult(await applyOperation(ctx, planned, { ...opts, reporter }), o);
 }
 

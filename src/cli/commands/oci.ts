@@ -45,10 +45,10 @@ function endpointOptions(f: RegistryFlags): EndpointOptions {
   return o;
 }
 
-/** Progress on stderr: bars on a terminal, lines otherwise, JSON lines with --json. */
+/** Progress on stderr (bars on a terminal, lines otherwise, JSON lines with --json). */
 async function reporterFor(f: { json?: boolean; quiet?: boolean }): Promise<Reporter> {
-  const { createReporter } = await import('../../util/progress.js');
-  return createReporter({ ...(f.json ? { mode: 'json' as const } : {}), quiet: f.quiet });
+  // loaded when a command runs: the progress module is not part of every command's start-up
+  return (await import('../../util/progress.js')).reporterForFlags(f);
 }
 
 async function cacheDir(cmd: Command): Promise<string> {

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { databaseDir, loadConfig } from '../../config.js';
-import { createReporter } from '../../util/progress.js';
+import { reporterForFlags } from '../../util/progress.js';
 import { parsePlatform } from '../../oci/platform.js';
 import { printJson } from '../output.js';
 
@@ -56,11 +56,7 @@ The root must be empty (lost+found aside) unless --force. See docs/bases.md.`,
     )
     .action(async (f: InitFlags, cmd: Command) => {
       const cfg = await loadConfig(cmd.optsWithGlobals<{ config?: string }>().config);
-      const reporter = createReporter({
-        ...(f.json ? { mode: 'json' as const } : {}),
-        quiet: f.quiet,
-        verbose: f.verbose,
-      });
+      const reporter = reporterForFlags(f);
       // absolute: a relative database_path is joined to the root once, not twice
       const root = path.resolve(f.root);
       const r = await (

@@ -154,8 +154,7 @@ export class BlobStore {
     if (await renamed(shared, own)) return true;
     const prefix = `${path.basename(shared)}.`;
     const orphans: Array<{ p: string; size: number }> = [];
-    for (const name of await fsp.readdir(this.dir)) {
-      if (!name.startsWith(prefix)) continue;
+    for (const name of (await this.ownedPartials()).get(hexOf(digest)) ?? []) {
       const p = path.join(this.dir, name);
       const st = await fsp.lstat(p).catch(() => undefined);
       if (st?.isFile() && ownerGone(name.slice(prefix.length), st.mtimeMs))
@@ -167,6 +166,22 @@ export class BlobStore {
     for (const o of orphans) await fsp.rm(o.p, { force: true });
     return false;
   }
+
+  /**
+   * Writers' partial files by blob hex, listed once per store: a cache holds thousands of blobs,
+   * and a file of a dead writer appearing later in this run only costs a resumable download.
+   */
+  private ownedPartials(): Promise<Map<string, string[]>> {
+    return (this.owned ??= fsp.readdir(this.dir).then((names) => {
+      const m = new Map<string, string[]>();
+      for (const name of names) {
+        const hit = /^\.partial-([0-9a-f]{64})\./.exec(name);
+        if (hit) m.set(hit[1]!, [...(m.get(hit[1]!) ?? []), name]);
+      }
+      return m;
+    }));
+  }
+  private owned: Promise<Map<string, string[]>> | undefined;
 
   /** Hands a stopped download back for the next run; a larger released copy wins. */
   private async releasePartial(own: string, shared: string): Promise<void> {

@@ -134,7 +134,9 @@ describe('a blob cache shared by processes', () => {
 
   it('leaves the partial of a live writer alone (downloads on its own) and takes over a stale one', async () => {
     const cache = freshCache();
-    const s = new BlobStore(cache);
+    // each run of cpm has its own store (a store lists the writers' files once)
+    const run = (): BlobStore => new BlobStore(cache);
+    const s = run();
     await fsp.mkdir(blobDir(cache), { recursive: true });
     // a live writer in this boot and pid namespace: a sleeping process of ours
     const sleeper = spawn('sleep', ['30'], { stdio: 'ignore' });
@@ -150,7 +152,7 @@ describe('a blob cache shared by processes', () => {
       const c = new RegistryClient(proxy.host, { credentials: null });
       proxy.reset();
       try {
-        await c.fetchBlob(REPO, big, s);
+        await c.fetchBlob(REPO, big, run());
         // the live writer's file is untouched and was not used
         expect((await fsp.stat(live)).size).toBe(1000);
         const gets = () =>
@@ -163,7 +165,7 @@ describe('a blob cache shared by processes', () => {
         const old = new Date(Date.now() - STALE_MS - 60_000);
         await fsp.utimes(live, old, old);
         proxy.reset();
-        await c.fetchBlob(REPO, big, s);
+        await c.fetchBlob(REPO, big, run());
         expect(gets().map((r) => r.range ?? 'full')).toEqual(['bytes=1000-', 'full']);
         expect(sha256(await s.read(big.digest))).toBe(big.digest);
         expect(await partials(cache)).toEqual([]);

@@ -76,6 +76,13 @@ export class IndexUniverse implements Universe {
     return this.shadows;
   }
 
+  /** The repositories that also offer a package id, losing to `offer(id)` (`cpm info`). */
+  shadowsOf(id: string): string[] {
+    // shadows are found per family as its offers are gathered: only the id's family is needed
+    this.offer(id);
+    return this.shadows.get(id) ?? [];
+  }
+
   private offersOf(family: string): TableOffer[] {
     let list = this.byFamily.get(family);
     if (list) return list;

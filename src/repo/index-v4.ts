@@ -207,10 +207,6 @@ function failer(where: string): Fail {
   };
 }
 
-function decodeText(b: Buffer): string {
-  return b.toString(isAscii(b) ? 'latin1' : 'utf8');
-}
-
 interface Header {
   repository: RepoMeta;
   packages: number;
@@ -314,7 +310,7 @@ export function openV4(
     }
     if (off !== data.length) fail(`${data.length - off} bytes after the last section`);
   }
-  const read = (s: Section): string => decodeText(sections.get(s)!());
+  const read = (s: Section): Buffer => sections.get(s)!();
   return new V4Index(header.repository, new V4Columns(n, read, where));
 }
 
@@ -335,34 +331,46 @@ function inflate(member: Buffer, where: string, part: string, size?: number): Bu
   }
 }
 
-/** Lines of a section, their starts found once (no string per line), sliced on demand. */
+/**
+ * Lines of a section, their starts found once (no string per line), sliced on demand. An ASCII
+ * section (the usual one) is read in place from its bytes: no copy into a string of megabytes.
+ */
 class Lines {
   readonly starts: Int32Array;
+  /** The bytes when ASCII, else the decoded text. */
+  private readonly buf: Buffer | undefined;
+  private readonly str: string | undefined;
   constructor(
-    readonly text: string,
+    bytes: Buffer,
     /** The number of lines it must have; undefined: as many as it has. */
     n: number | undefined,
     fail: Fail,
     name: string,
   ) {
+    if (isAscii(bytes)) this.buf = bytes;
+    else this.str = bytes.toString('utf8');
+    const len = this.length;
     let starts = new Int32Array(n === undefined ? 1024 : n + 1);
     let pos = 0;
     let i = 0;
-    for (; n === undefined ? pos < text.length : i < n; i++) {
+    for (; n === undefined ? pos < len : i < n; i++) {
       if (i + 1 >= starts.length) {
         const grown = new Int32Array(starts.length * 2);
         grown.set(starts);
         starts = grown;
       }
       starts[i] = pos;
-      const nl = text.indexOf('\n', pos);
+      const nl = this.indexOf(0x0a, pos);
       if (nl < 0)
         fail(`section "${name}" has ${i} full lines${n === undefined ? '' : ` for ${n} packages`}`);
       pos = nl + 1;
     }
     starts[i] = pos;
-    if (pos !== text.length) fail(`section "${name}" has more lines than the ${n} packages`);
+    if (pos !== len) fail(`section "${name}" has more lines than the ${n} packages`);
     this.starts = n === undefined ? starts.subarray(0, i + 1) : starts;
+  }
+  get length(): number {
+    return this.buf ? this.buf.length : this.str!.length;
   }
   get count(): number {
     return this.starts.length - 1;
@@ -374,34 +382,44 @@ class Lines {
   end(i: number): number {
     return this.starts[i + 1]! - 1;
   }
+  /** The code unit at a position (a byte of an ASCII section is its code unit). */
+  at(pos: number): number {
+    return this.buf ? this.buf[pos]! : this.str!.charCodeAt(pos);
+  }
+  /** Where the next `ch` (ASCII) is from `pos`, or -1. */
+  indexOf(ch: number, pos: number): number {
+    return this.buf ? this.buf.indexOf(ch, pos) : this.str!.indexOf(String.fromCharCode(ch), pos);
+  }
+  slice(a: number, b: number): string {
+    return this.buf ? this.buf.toString('latin1', a, b) : this.str!.slice(a, b);
+  }
   line(i: number): string {
-    return this.text.slice(this.starts[i]!, this.starts[i + 1]! - 1);
+    return this.slice(this.starts[i]!, this.starts[i + 1]! - 1);
   }
   /** Whether line i starts with `"` or `[` (its JSON form). */
   escaped(i: number): boolean {
-    const c = this.text.charCodeAt(this.starts[i]!);
+    const c = this.at(this.starts[i]!);
     return c === 0x22 || c === 0x5b;
   }
-}
-
-/** Sign of text[a, b) against s, by code units (as `<` orders strings), without slicing. */
-function cmpAt(text: string, a: number, b: number, s: string): number {
-  const n = Math.min(b - a, s.length);
-  for (let k = 0; k < n; k++) {
-    const d = text.charCodeAt(a + k) - s.charCodeAt(k);
-    if (d !== 0) return d;
+  /** Sign of [a, b) against s, by code units (as `<` orders strings), without slicing. */
+  cmp(a: number, b: number, s: string): number {
+    const n = Math.min(b - a, s.length);
+    for (let k = 0; k < n; k++) {
+      const d = this.at(a + k) - s.charCodeAt(k);
+      if (d !== 0) return d;
+    }
+    return b - a - s.length;
   }
-  return b - a - s.length;
-}
-
-/** Sign of text[a, b) against text[c, d). */
-function cmpRegions(text: string, a: number, b: number, c: number, d: number): number {
-  const n = Math.min(b - a, d - c);
-  for (let k = 0; k < n; k++) {
-    const x = text.charCodeAt(a + k) - text.charCodeAt(c + k);
-    if (x !== 0) return x;
+  /** Sign of [a, b) against [c, d). */
+  cmpRegions(a: number, b: number, c: number, d: number): number {
+    if (this.buf) return this.buf.compare(this.buf, c, d, a, b);
+    const n = Math.min(b - a, d - c);
+    for (let k = 0; k < n; k++) {
+      const x = this.at(a + k) - this.at(c + k);
+      if (x !== 0) return x;
+    }
+    return b - a - (d - c);
   }
-  return b - a - (d - c);
 }
 
 const isMap = (v: unknown): boolean => v !== null && typeof v === 'object' && !Array.isArray(v);
@@ -427,13 +445,12 @@ class V4Columns implements PackageTable {
 
   constructor(
     readonly size: number,
-    private readonly read: (s: Section) => string,
+    private readonly read: (s: Section) => Buffer,
     private readonly where: string,
   ) {
     const fail = failer(where);
     const fam = new Lines(read('family'), size, fail, 'family');
     this.fam = fam;
-    const text = fam.text;
     for (let i = 0; i < size; i++) {
       if (fam.escaped(i)) {
         const v = this.json(i, 'family', fam.line(i));
@@ -446,7 +463,7 @@ class V4Columns implements PackageTable {
       const order =
         this.famEsc.has(i) || this.famEsc.has(i - 1)
           ? byBytes(this.familyOf(i - 1), this.familyOf(i))
-          : cmpRegions(text, fam.start(i - 1), fam.end(i - 1), fam.start(i), fam.end(i));
+          : fam.cmpRegions(fam.start(i - 1), fam.end(i - 1), fam.start(i), fam.end(i));
       if (order > 0) this.fail(i, `not in family order (after ${this.familyOf(i - 1)})`);
     }
     const prov = new Lines(read('provided'), undefined, fail, 'provided');
@@ -465,7 +482,7 @@ class V4Columns implements PackageTable {
         this.provEsc.set(j, v as [string, number[]]);
       } else {
         // a line without one fails here, so this search never runs past the next line twice
-        const tab = prov.text.indexOf('\t', prov.start(j));
+        const tab = prov.indexOf(0x09, prov.start(j));
         if (tab < 0 || tab > prov.end(j)) fail(`provided, line ${j + 1}: no tab after the family`);
         this.provTab[j] = tab;
       }
@@ -473,8 +490,7 @@ class V4Columns implements PackageTable {
       const order =
         this.provEsc.has(j) || this.provEsc.has(j - 1)
           ? byBytes(this.providedKey(j - 1), this.providedKey(j))
-          : cmpRegions(
-              prov.text,
+          : prov.cmpRegions(
               prov.start(j - 1),
               this.provTab[j - 1]!,
               prov.start(j),
@@ -519,7 +535,7 @@ class V4Columns implements PackageTable {
   private cmpFamily(i: number, family: string): number {
     const esc = this.famEsc.get(i);
     if (esc) return byBytes(esc[2], family);
-    return cmpAt(this.fam.text, this.fam.start(i), this.fam.end(i), family);
+    return this.fam.cmp(this.fam.start(i), this.fam.end(i), family);
   }
 
   range(family: string): [number, number] | undefined {
@@ -552,7 +568,7 @@ class V4Columns implements PackageTable {
     const esc = this.provEsc.get(j);
     if (esc) return esc[0];
     const p = this.provided;
-    return p.text.slice(p.start(j), this.provTab[j]);
+    return p.slice(p.start(j), this.provTab[j]!);
   }
 
   providers(family: string): readonly number[] {
@@ -560,7 +576,7 @@ class V4Columns implements PackageTable {
     const cmp = (j: number): number => {
       const esc = this.provEsc.get(j);
       if (esc) return byBytes(esc[0], family);
-      return cmpAt(p.text, p.start(j), this.provTab[j]!, family);
+      return p.cmp(p.start(j), this.provTab[j]!, family);
     };
     let lo = 0;
     let hi = p.count;
@@ -573,7 +589,7 @@ class V4Columns implements PackageTable {
     const esc = this.provEsc.get(lo);
     const list = esc
       ? esc[1]
-      : p.text
+      : p
           .slice(this.provTab[lo]! + 1, p.end(lo))
           .split(' ')
           .map((x) => (/^(0|[1-9][0-9]*)$/.test(x) ? Number(x) : NaN));

@@ -94,7 +94,7 @@ export function info(universe: IndexUniverse, refText: string): PackageInfo {
   return {
     id,
     repo: offer.repo,
-    alsoIn: universe.shadowed.get(id) ?? [],
+    alsoIn: universe.shadowsOf(id),
     versions: all.map((p) => ({ version: p.version, repo: universe.offer(packageId(p))!.repo })),
     package: expandIndexPackage(offer.entry),
   };

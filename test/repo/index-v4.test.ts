@@ -224,6 +224,25 @@ describe('index schema 4', () => {
     expect(u.providersOf('a/b')).toEqual([]);
   });
 
+  it('reads columns that are not ASCII (as text, in code unit order)', async () => {
+    const names = ['\uE000', 'z\u{1F600}', 'ü', 'a'];
+    const pkgs = names.map((n) =>
+      entry(createSpec({ category: 'x', name: n, version: `1.${n}` }), {
+        provides: [{ category: 'v', name: `p${n}`, version: '' }],
+        description: `d ${n}`,
+      }),
+    );
+    const back = await parseIndex((await serializeIndex(repoIndex(pkgs))).data, 'utf8');
+    const u = new IndexUniverse([{ name: 'r', priority: 1, index: back }]);
+    expect([...u.families()]).toEqual(names.map((n) => `x/${n}`).sort());
+    for (const n of names) {
+      expect(u.versions(`x/${n}`).map((p) => [p.version, p.description])).toEqual([
+        [`1.${n}`, `d ${n}`],
+      ]);
+      expect(u.providersOf(`v/p${n}`).map((p) => p.name)).toEqual([n]);
+    }
+  });
+
   it('keeps names, versions and dependencies that need the JSON forms', async () => {
     const odd: IndexPackage[] = [
       entry(createSpec({ category: 'a/b', name: 'c', version: '"quoted"' })),

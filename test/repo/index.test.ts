@@ -252,6 +252,8 @@ describe('IndexUniverse', () => {
       ]);
       expect(u.offer('sys/a@1.0')!.repo).toBe('hi');
       expect(u.offer('sys/a@2.0')!.repo).toBe('lo');
+      expect(u.shadowsOf('sys/a@1.0')).toEqual(['lo']);
+      expect(u.shadowsOf('sys/a@2.0')).toEqual([]);
       expect(u.shadowed.get('sys/a@1.0')).toEqual(['lo']);
     }
   });

@@ -650,14 +650,19 @@ async function resolvePayload(
   const declared = pkg.build?.spec?.payload;
   if (declared === undefined) {
     const dir = join(pd.abs, 'root');
-    pd.rootDir ??= stat(dir).then(
-      async (st) => {
-        if (!st.isDirectory()) return {};
-        const escape = await escapeOf(dir, root);
-        return escape ? { escape } : { dir };
-      },
-      () => ({}),
-    );
+    // statSync: most package directories have no root/, and a thread-pool round trip per
+    // directory to learn that was most of the loader's waiting.
+    pd.rootDir ??= (async () => {
+      let st;
+      try {
+        st = statSync(dir);
+      } catch {
+        return {};
+      }
+      if (!st.isDirectory()) return {};
+      const escape = await escapeOf(dir, root);
+      return escape ? { escape } : { dir };
+    })();
     const found = await pd.rootDir;
     if (found.escape) {
       report.error({

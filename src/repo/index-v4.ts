@@ -698,7 +698,13 @@ class V4Columns implements PackageTable {
       const line = d[what].line(i);
       if (line === '') return [];
       return indexDeps(this.depList(i, what, line)).map((e) => {
-        const dep = depFromJson(e);
+        let dep: Dep | null;
+        try {
+          dep = depFromJson(e);
+        } catch (err) {
+          // a selector that does not parse (E_VERSION): name the index and the package too
+          return this.fail(i, `${what}: ${(err as Error).message}`);
+        }
         if (!dep)
           this.fail(
             i,

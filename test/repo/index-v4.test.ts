@@ -7,6 +7,7 @@ import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CpmError } from '../../src/errors.js';
 import { createSpec, packageId, type PackageSpec } from '../../src/package/package.js';
@@ -434,5 +435,109 @@ describe('index schema 4', () => {
     );
     const u = new IndexUniverse([{ name: 'r', priority: 1, index }]);
     expect(u.providersOf('deb/mta').map(packageId)).toEqual(['deb/mail@1', 'deb/postfix@3.7']);
+  });
+
+  it('a corrupted index gives a result or an E_REPO, whatever is touched (never another error)', async () => {
+    const { header, sections } = await parts(idx());
+    const names = [...sections.keys()];
+    const mutation = fc.oneof(
+      // flip one character of a section
+      fc.record({
+        kind: fc.constant('flip'),
+        at: fc.nat(),
+        ch: fc.constantFrom('"', '[', '\n', '\t', '|', ' ', '{', '9', 'x', '/', '@', '\u00e9'),
+      }),
+      // drop or repeat a line
+      fc.record({ kind: fc.constantFrom('drop', 'dup'), at: fc.nat() }),
+      // cut the section short
+      fc.record({ kind: fc.constant('cut'), at: fc.nat() }),
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom(...names),
+        fc.array(mutation, { minLength: 1, maxLength: 3 }),
+        fc.boolean(),
+        async (name, muts, gz) => {
+          const s = new Map(sections);
+          let text = s.get(name)!;
+          for (const m of muts) {
+            const at = text.length ? m.at % text.length : 0;
+            if (m.kind === 'flip' && 'ch' in m)
+              text = text.slice(0, at) + m.ch + text.slice(at + 1);
+            else if (m.kind === 'cut') text = text.slice(0, at);
+            else {
+              const lines = text.split('\n');
+              const k = lines.length ? m.at % lines.length : 0;
+              if (m.kind === 'drop') lines.splice(k, 1);
+              else lines.splice(k, 0, lines[k] ?? '');
+              text = lines.join('\n');
+            }
+          }
+          s.set(name, text);
+          const h = { ...header, layout: [...s].map(([n, t]) => [n, Buffer.byteLength(t)]) };
+          const line = JSON.stringify(
+            Object.fromEntries(
+              Object.keys(h)
+                .sort()
+                .map((k) => [k, (h as Record<string, unknown>)[k]]),
+            ),
+          );
+          const data = gz
+            ? gzipParts([`${line}\n`, ...s.values()], 1)
+            : Buffer.from(`${line}\n${[...s.values()].join('')}`);
+          const touchAll = async (): Promise<void> => {
+            const index = await parseIndex(data, 'fuzz');
+            const u = new IndexUniverse([{ name: 'r', priority: 1, index }]);
+            for (const f of u.families()) {
+              for (const p of u.versions(f)) void p.requires.length;
+              u.providersOf(f);
+            }
+            for (const f of ['deb/libc-any', 'deb/mta', 'deb/mail-transport']) u.providersOf(f);
+            void index.packages.length;
+            u.shadowsOf('deb/app@1.0');
+            plan(index, 'deb/app');
+          };
+          try {
+            await touchAll();
+          } catch (e) {
+            // an unsatisfiable plan after the corruption is an assertion failure from plan():
+            // only errors other than CpmError or that are not E_REPO are bugs
+            if (e instanceof Error && e.name === 'AssertionError') return;
+            expect(e).toBeInstanceOf(CpmError);
+            expect((e as CpmError).code).toBe('E_REPO');
+            expect((e as CpmError).message).toMatch(/^fuzz: /);
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('flipped bytes anywhere in a gzip index give a result or an E_REPO', async () => {
+    const good = (await serializeIndex(idx())).data;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.tuple(fc.nat(good.length - 1), fc.integer({ min: 1, max: 255 })), {
+          minLength: 1,
+          maxLength: 4,
+        }),
+        async (flips) => {
+          const data = Buffer.from(good);
+          for (const [at, x] of flips) data[at] = data[at]! ^ x;
+          try {
+            const index = await parseIndex(data, 'fuzz.gz');
+            const u = new IndexUniverse([{ name: 'r', priority: 1, index }]);
+            for (const f of u.families()) for (const p of u.versions(f)) void p.provides.length;
+            u.providersOf('deb/mta');
+            void index.packages.length;
+          } catch (e) {
+            expect(e).toBeInstanceOf(CpmError);
+            expect((e as CpmError).code).toBe('E_REPO');
+            expect((e as CpmError).message).toMatch(/^fuzz\.gz: /);
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });

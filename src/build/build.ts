@@ -34,7 +34,13 @@ import { indexImageOf } from '../repo/create.js';
 import { RegistryTarget, type RepoTarget } from '../repo/targets.js';
 import { fileLayer } from '../rootfs/index.js';
 import { applyTransaction } from '../rootfs/transaction.js';
-import { formatProblem, loadTree, treeWideProblems, type LoadedPackage } from '../tree/tree.js';
+import {
+  formatProblem,
+  loadTree,
+  treeDirAtUse,
+  treeWideProblems,
+  type LoadedPackage,
+} from '../tree/tree.js';
 import { BuildCache, explainChange, type HashParts } from './cache.js';
 import {
   allEntries,
@@ -359,6 +365,20 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
           blocked = block(`image ${ref}: ${(e as Error).message}`);
         }
       }
+      // The package directory is the build context: it must lie inside the tree (a directory
+      // symlink out of the tree would copy host files into the build).
+      if (!blocked)
+        try {
+          await treeDirAtUse(
+            node.pkg.dir,
+            treeDirs,
+            'build context',
+            node.pkg.definitionFile,
+            node.id,
+          );
+        } catch (e) {
+          blocked = block((e as Error).message.replace(`${node.id}: `, ''));
+        }
       // Local retrieve globs must match inside the tree: checked (and hashed) before anything runs.
       let retrieved = '';
       if (!blocked)
@@ -1041,7 +1061,15 @@ async function buildOne(ctx: RunCtx, st: NodeState): Promise<boolean> {
       } else env = await assembleRoot(ctx, node, root, work);
       // What cpm writes into the root goes through the namespace's view of the overlay.
       const hostRoot = mns ? mns.view(root) : root;
-      await prepareRoot(hostRoot, node.pkg.dir);
+      // resolved again where it is read: a link swapped since the plan must not lead out
+      const context = await treeDirAtUse(
+        node.pkg.dir,
+        ctx.treeDirs,
+        'build context',
+        node.pkg.definitionFile,
+        node.id,
+      );
+      await prepareRoot(hostRoot, context);
       const retrieves = retrievesOf(node);
       if (retrieves.length > 0) {
         const placed = await retrieveInto(hostRoot, retrieves, node.pkg.dir, ctx.treeDirs, node.id);

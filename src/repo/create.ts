@@ -22,7 +22,7 @@ import { packageId, type PackageSpec } from '../package/package.js';
 import {
   formatProblem,
   loadTree,
-  payloadAtUse,
+  treeDirAtUse,
   treeWideProblems,
   type LoadedPackage,
   type PayloadFilter,
@@ -48,7 +48,7 @@ export type CreateInput = PackageSpec & {
   payloadDir?: string | undefined;
   /**
    * From a tree: the tree the payload must stay inside and the file that names it; the payload
-   * is resolved when it is read and refused if a symlink leads it out (payloadAtUse).
+   * is resolved when it is read and refused if a symlink leads it out (treeDirAtUse).
    */
   payloadGuard?: { tree: string; file: string } | undefined;
   /** Only these payload files (luet includes/excludes: regexes matched against "/path"). */
@@ -415,7 +415,13 @@ async function createOnce(
           return entry;
         }
         const source = p.payloadGuard
-          ? await payloadAtUse(p.payloadDir, p.payloadGuard.tree, p.payloadGuard.file, id)
+          ? await treeDirAtUse(
+              p.payloadDir,
+              [p.payloadGuard.tree],
+              'payload',
+              p.payloadGuard.file,
+              id,
+            )
           : p.payloadDir;
         let img: Awaited<ReturnType<typeof buildPackageImage>>;
         try {

@@ -44,7 +44,7 @@ export interface LoadedPackage extends PackageSpec {
   values: Record<string, unknown>;
   /** Absolute directory whose files form the package (build.yaml `payload:`, else `root/`). */
   payloadDir?: string;
-  /** The tree the payload must stay inside (checked again at use: see payloadAtUse). */
+  /** The tree the payload must stay inside (checked again at use: see treeDirAtUse). */
   payloadTree?: string;
   build: RenderedFile<BuildSpec> | null;
   finalize: RenderedFile<FinalizeSpec> | null;
@@ -606,22 +606,26 @@ function escapeMessage(what: string, e: PayloadEscape, display: (p: string) => s
 }
 
 /**
- * The payload directory as it is now, resolved (the path to read), refused when it leads outside
- * `tree`: the loader checked it, but a symlink swapped since must not pack host files.
- * `definitionFile` is the file the payload belongs to, for the message.
+ * A directory of the tree cpm is about to read (a package's payload, or its directory as the
+ * build context) as it is now, resolved (the path to read); refused when it leads outside the tree
+ * it is in (the first of `trees` it lies below): the loader checked it, but a symlink swapped
+ * since, or a package directory reached through a link out of the tree, must not bring host files
+ * into a package or a build. `definitionFile` is the file it belongs to, for the message.
  */
-export async function payloadAtUse(
+export async function treeDirAtUse(
   dir: string,
-  tree: string,
+  trees: readonly string[],
+  what: 'payload' | 'build context',
   definitionFile: string,
   pkgId: string,
 ): Promise<string> {
+  const tree = trees.find((t) => dir === t || dir.startsWith(t + sep)) ?? trees[0]!;
   let escape: PayloadEscape | undefined;
   try {
     escape = await escapeOf(dir, tree);
   } catch (e) {
     throwFs(e, {
-      doing: `${pkgId}: reading the payload of ${definitionFile}`,
+      doing: `${pkgId}: reading the ${what} of ${definitionFile}`,
       path: dir,
       where: 'input',
       context: { package: pkgId, file: definitionFile },
@@ -630,9 +634,9 @@ export async function payloadAtUse(
   if (escape)
     throw new CpmError(
       'E_UNSAFE_ENTRY',
-      `${definitionFile}: ${pkgId}: ${escapeMessage(`payload ${dir}`, escape, (p) => p)}`,
+      `${definitionFile}: ${pkgId}: ${escapeMessage(`${what} ${dir}`, escape, (p) => p)}`,
       {
-        hint: 'a payload directory must stay inside the packages tree; copy the files into it',
+        hint: `a package's files must stay inside the packages tree; copy them into it`,
         context: { package: pkgId, file: definitionFile, path: escape.link ?? dir },
       },
     );

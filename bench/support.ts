@@ -59,17 +59,37 @@ export interface TimedCase {
 
 export interface Timing {
   name: string;
-  /** ms per run: wall clock, and CPU (user + sys of the child, from /usr/bin/time). */
+  /** ms per run: wall clock, and CPU (user + sys of the child; see WRAP). */
   wall: number[];
   cpu: number[];
-  /** Peak RSS per run, KiB (from /usr/bin/time). */
+  /** Peak RSS per run, KiB. */
   rssKb: number[];
 }
 
 export const median = (l: number[]): number =>
   l.length === 0 ? NaN : l.slice().sort((a, b) => a - b)[Math.floor(l.length / 2)]!;
 
-const TIME = existsSync('/usr/bin/time') ? '/usr/bin/time' : null;
+/**
+ * How a timed run is wrapped to learn its CPU time and peak RSS: python3's os.wait4 gives the
+ * child's rusage to the microsecond (and its own wall clock, without python's start-up);
+ * /usr/bin/time rounds CPU to 10 ms, too coarse for start-up figures of 100-200 ms. Either prints
+ * a last stderr line `cpu USER SYS MAXRSS_KB [wall MS]`.
+ */
+const WAIT4 = `import os, subprocess, sys, time
+t = time.perf_counter()
+p = subprocess.Popen(sys.argv[1:])
+_, st, ru = os.wait4(p.pid, 0)
+w = (time.perf_counter() - t) * 1000
+sys.stderr.write("\\ncpu %.6f %.6f %d wall %.3f\\n" % (ru.ru_utime, ru.ru_stime, ru.ru_maxrss, w))
+c = os.waitstatus_to_exitcode(st)
+sys.exit(c if c >= 0 else 128 - c)
+`;
+const WRAP: string[] | null =
+  spawnSync('python3', ['-c', 'import os; os.wait4'], { stdio: 'ignore' }).status === 0
+    ? ['python3', '-c', WAIT4]
+    : existsSync('/usr/bin/time')
+      ? ['/usr/bin/time', '-f', '\ncpu %U %S %M']
+      : null;
 
 /**
  * Fresh processes, round robin: run 1 of every case, then run 2 of every case, … so a change of
@@ -81,19 +101,20 @@ export function timeInterleaved(cases: TimedCase[], runs: number, warmup = true)
   for (let round = warmup ? -1 : 0; round < runs; round++) {
     cases.forEach((c, i) => {
       c.before?.();
-      const full = TIME ? [TIME, '-f', '\ncpu %U %S %M', ...c.argv] : c.argv;
+      const full = WRAP ? [...WRAP, ...c.argv] : c.argv;
       const t = process.hrtime.bigint();
       const r = spawnSync(full[0]!, full.slice(1), {
         env: c.env ?? process.env,
         encoding: 'utf8',
         maxBuffer: 1 << 30,
       });
-      const wall = Number(process.hrtime.bigint() - t) / 1e6;
+      let wall = Number(process.hrtime.bigint() - t) / 1e6;
       if (r.status === null || !(c.okStatus ?? [0]).includes(r.status))
         throw new Error(`${c.argv.join(' ')} → ${r.status ?? r.signal}\n${r.stdout}${r.stderr}`);
       c.output?.(r.stdout);
       if (round < 0) return;
-      const m = /cpu (\d+\.\d+) (\d+\.\d+) (\d+)\s*$/.exec(r.stderr);
+      const m = /cpu (\d+\.\d+) (\d+\.\d+) (\d+)(?: wall (\d+\.\d+))?\s*$/.exec(r.stderr);
+      if (m?.[4]) wall = Number(m[4]);
       out[i]!.wall.push(wall);
       out[i]!.cpu.push(m ? (Number(m[1]) + Number(m[2])) * 1000 : NaN);
       out[i]!.rssKb.push(m ? Number(m[3]) : NaN);
@@ -146,4 +167,16 @@ export function singleFile(root: string): string | undefined {
       `was built from commit ${built.commit.slice(0, 12)}, the checkout is at ${commit.slice(0, 12)}`,
     );
   return file;
+}
+
+/**
+ * CPM_BENCH_BASE=DIR: another build to time beside this one in the same interleaved run, e.g. a
+ * copy of main's (`cp -r bin dist package.json DIR/`): DIR/bin/cpm.js, or undefined.
+ */
+export function baseBuild(): string | undefined {
+  const dir = process.env.CPM_BENCH_BASE;
+  if (!dir) return undefined;
+  const bin = path.resolve(dir, 'bin', 'cpm.js');
+  if (!existsSync(bin)) throw new Error(`CPM_BENCH_BASE=${dir}: no bin/cpm.js there`);
+  return bin;
 }

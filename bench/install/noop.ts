@@ -9,6 +9,7 @@
  * CPM_SEA=FILE). Targets: < 300 ms with node bin/cpm.js, < 150 ms single-file.
  *
  *   npm run build && npx tsx bench/install/noop.ts [runs]
+ * CPM_BENCH_BASE=DIR adds the rows of another build (DIR/bin/cpm.js, e.g. a copy of main's).
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,7 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startRegistry } from '../../test/support/registry.js';
-import { median, singleFile, timeInterleaved, type TimedCase } from '../support.js';
+import { baseBuild, median, singleFile, timeInterleaved, type TimedCase } from '../support.js';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BIN = path.join(REPO_ROOT, 'bin/cpm.js');
@@ -57,6 +58,8 @@ try {
   run([...cpm, 'install', digestRef, '--root', rootD, '--no-finalizers', '-q']);
 
   const variants: Array<[string, string[]]> = [['node bin/cpm.js', cpm]];
+  const baseBin = baseBuild();
+  if (baseBin) variants.push(['base build', [process.execPath, baseBin]]);
   if (SEA && existsSync(SEA)) variants.push(['single file', [SEA]]);
   const cases: TimedCase[] = [
     { name: 'node -e 0 (baseline)', argv: [process.execPath, '-e', '0'], env },

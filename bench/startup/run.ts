@@ -7,13 +7,21 @@
  * the run queue as much as cpm; cpu (user + sys of the process) is the steadier figure.
  *
  *   npm run build && npx tsx bench/startup/run.ts [--quick]
+ * CPM_BENCH_BASE=DIR adds the rows of another build (DIR/bin/cpm.js, e.g. a copy of main's).
  */
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
-import { median, otherNode, singleFile, timeInterleaved, type TimedCase } from '../support.js';
+import {
+  baseBuild,
+  median,
+  otherNode,
+  singleFile,
+  timeInterleaved,
+  type TimedCase,
+} from '../support.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BIN = path.join(ROOT, 'bin/cpm.js');
@@ -26,6 +34,7 @@ if (lts) nodes.push(lts);
 else console.log('(no second Node: run npm run build:dist or set CPM_BENCH_NODE for the LTS rows)');
 const sea = singleFile(ROOT);
 
+const base = baseBuild();
 const load = os.loadavg()[0]!;
 const groups: Array<{ title: string; cases: TimedCase[] }> = nodes.map((node) => {
   const v = execFileSync(node, ['--version'], { encoding: 'utf8' }).trim();
@@ -36,6 +45,12 @@ const groups: Array<{ title: string; cases: TimedCase[] }> = nodes.map((node) =>
       { name: 'cpm --version', argv: [node, BIN, '--version'] },
       { name: 'cpm help', argv: [node, BIN, 'help'] },
       { name: 'cpm install --help', argv: [node, BIN, 'install', '--help'] },
+      ...(base
+        ? [
+            { name: 'base build: cpm --version', argv: [node, base, '--version'] },
+            { name: 'base build: cpm help', argv: [node, base, 'help'] },
+          ]
+        : []),
     ],
   };
 });

@@ -3,10 +3,7 @@
 // build/bundle.mjs). CommonJS on purpose (bin/package.json): a CommonJS entry starts without
 // Node's ESM loader, a good part of a short command's run time.
 'use strict';
-const module_ = require('node:module');
-
-// Node ≥ 22 keeps the compiled code of dist/ between runs: a no-op install is mostly startup.
-module_.enableCompileCache?.();
+const path = require('node:path');
 
 // process.exit() drops what a pipe has not taken yet (stdout to a pipe is asynchronous): exit only
 // once both streams have flushed everything written before this point.
@@ -24,7 +21,10 @@ function finish(code) {
 
 let cli;
 try {
-  cli = require('../dist/cpm.cjs');
+  // compiled code kept between runs in a per-user cache (src/util/code-cache.ts): a short command
+  // is mostly parsing and compiling dist/cpm.cjs otherwise
+  const { loadCli } = require('../dist/load.cjs');
+  cli = loadCli(path.join(__dirname, '..', 'dist', 'cpm.cjs'), process.argv.slice(2));
 } catch (e) {
   process.stderr.write(`cpm: cannot load dist/ (run npm run build): ${e?.message ?? e}\n`);
   finish(70);

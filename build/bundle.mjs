@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Builds dist/: what bin/cpm.js loads, bundled with esbuild (pinned devDependency).
 //   dist/cpm.cjs            the CLI and the library, one CommonJS file
+//   dist/load.cjs           what bin/cpm.js loads dist/cpm.cjs with: compiled code kept per user
 //   dist/vendor-yaml.cjs    the YAML parser, required the first time a YAML file is read
 //   dist/vendor-undici.cjs  the HTTP client, required the first time a registry is contacted
 //   dist/NAME.cjs           one file per worker thread (src/util/worker.ts)
@@ -58,6 +59,9 @@ export function commonOptions(version) {
     platform: 'node',
     format: 'cjs',
     target: 'node20',
+    // import() becomes require(): dist/load.cjs runs the bundle as a vm.Script (code cache), where
+    // import() would need an experimental loader hook, lost with cached code on Node 20
+    supported: { 'dynamic-import': false },
     minifyWhitespace: true,
     minifySyntax: true,
     sourcemap: 'linked',
@@ -128,7 +132,7 @@ export async function bundleDist() {
   const common = commonOptions(pkg.version);
   await esbuild.build({
     ...common,
-    entryPoints: { cpm: 'src/cli/main.ts', ...WORKERS },
+    entryPoints: { cpm: 'src/cli/main.ts', load: 'src/cli/load.ts', ...WORKERS },
     outdir,
     outExtension: { '.js': '.cjs' },
     plugins: [vendorPlugin, lazyChildProcess],

@@ -97,6 +97,8 @@ async function cjs(options, version, extra = {}) {
     format: 'cjs',
     target: 'node22',
     minify: false,
+    // import() becomes require(), as in build/bundle.mjs
+    supported: { 'dynamic-import': false },
     legalComments: 'inline',
     logLevel: 'warning',
     absWorkingDir: project,
@@ -119,9 +121,12 @@ async function cjs(options, version, extra = {}) {
 
 /**
  * One CommonJS script with everything cpm needs, from the sources build/bundle.mjs bundles into
- * dist/: bin/cpm.js with its require of dist/cpm.cjs pointed at src/cli/main.ts. SEA runs exactly
- * one script, so each worker thread's bundle is embedded as source text (src/util/worker.ts
- * evaluates it).
+ * dist/: bin/cpm.js with its require of dist/load.cjs pointed at src/cli/sea-load.ts, which has
+ * src/cli/main.ts in it. SEA runs exactly one script, so each worker thread's bundle is embedded as
+ * source text (src/util/worker.ts evaluates it). Its V8 code cache (useCodeCache) is made here:
+ * only the top level (nothing has run), but it spares parsing the whole script at each start; the
+ * per-user cache of dist/ (src/util/code-cache.ts) was measured slower for the single file
+ * (docs/performance.md).
  */
 async function bundle(file, version) {
   if (!existsSync(path.join(project, 'dist', 'cpm.cjs')))
@@ -134,8 +139,8 @@ async function bundle(file, version) {
   const toSrc = {
     name: 'cpm-src',
     setup(b) {
-      b.onResolve({ filter: /\/dist\/cpm\.cjs$/ }, () => ({
-        path: path.join(project, 'src', 'cli', 'main.ts'),
+      b.onResolve({ filter: /\/dist\/load\.cjs$/ }, () => ({
+        path: path.join(project, 'src', 'cli', 'sea-load.ts'),
       }));
     },
   };

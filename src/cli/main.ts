@@ -5,6 +5,7 @@
  * below 150 ms).
  */
 import type { Command } from 'commander';
+import { commandWord } from './argv.js';
 import { commandFile, withGlobalOptions } from './command-table.js';
 import { CpmError } from '../errors.js';
 import { version } from './version.js';
@@ -13,9 +14,7 @@ import { version } from './version.js';
 async function programFor(argv: string[]): Promise<Command> {
   const help = await import('./top-help.js');
   if (help.isTopLevelHelp(argv)) return help.topLevelHelpProgram();
-  let i = 0;
-  while (i < argv.length && argv[i]!.startsWith('-')) i += argv[i] === '--config' ? 2 : 1;
-  const file = commandFile(argv[i] ?? '');
+  const file = commandFile(commandWord(argv) ?? '');
   if (!file || file.needsAll) return (await import('./program.js')).buildProgram();
   const { Command } = await import('commander');
   const program = withGlobalOptions(new Command('cpm'));

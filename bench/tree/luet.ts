@@ -115,7 +115,12 @@ function main(): void {
         `load average ${load()} at the start\n`,
     );
 
-    const cases: TimedCase[] = [];
+    // What any cpm command costs before it reads a tree: Node's start, then cpm's.
+    const floor: TimedCase[] = [
+      { name: 'node -e 0', argv: ['node', '-e', '0'] },
+      ...builds.map((b) => ({ name: `${b.label} --version`, argv: ['node', b.bin, '--version'] })),
+    ];
+    const cases: TimedCase[] = [...floor];
     const answers = new Map<string, string>();
     const mismatches: string[] = [];
     for (const t of trees) {
@@ -163,10 +168,16 @@ function main(): void {
       '| tree | command | wall s | CPU s | peak RSS MB | CPU × luet pkglist -b | CPU × luet validate |',
     );
     console.log('|---|---|---|---|---|---|---|');
+    for (const f of timed.slice(0, floor.length)) {
+      console.log(
+        `| (start-up) | ${f.name} | ${s(median(f.wall))} | ${s(median(f.cpu))} | ` +
+          `${Math.round(median(f.rssKb) / 1024)} |  |  |`,
+      );
+    }
     const per = 2 + builds.length;
     const totals = new Map<string, { wall: number; cpu: number }>();
     trees.forEach((t, i) => {
-      const group = timed.slice(i * per, (i + 1) * per);
+      const group = timed.slice(floor.length + i * per, floor.length + (i + 1) * per);
       const [pkglist, validate] = [group[0]!, group[1]!];
       for (const g of group) {
         const cpu = median(g.cpu);

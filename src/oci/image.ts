@@ -164,13 +164,9 @@ export async function pullImage(
       reporter && missing.delete(b.digest)
         ? reporter.task('download', opts.label ?? src.name, { total: b.size, digest: b.digest })
         : undefined;
-    try {
-      // a failed sibling stops this download (body released, partial removed)
-      await src.fetchBlob(b, store, task, signal);
-    } catch (e) {
-      task?.cancel();
-      throw e;
-    }
+    // a failed sibling stops this download (body released, partial removed); a task that did
+    // not finish stays shown where it stopped
+    await src.fetchBlob(b, store, task, signal);
     task?.finish();
     opts.onBlob?.(b);
   });

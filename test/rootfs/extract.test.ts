@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { installPackages } from '../../src/rootfs/index.js';
+import { fileLayer, installPackages } from '../../src/rootfs/index.js';
 import { listInstalled, verify } from '../../src/upkeep/query.js';
 import { silentReporter } from '../../src/util/progress.js';
 import { StageWriter } from '../../src/rootfs/stage-writer.js';
@@ -184,5 +184,43 @@ describe('stage writer', () => {
     expect(got.get('setuid')).toBe(hex('c'));
     expect(got.get('hashed-by-caller')).toBe('f'.repeat(64));
     expect(readFileSync(path.join(dir, 'hashed-by-caller'), 'utf8')).toBe('d');
+  });
+});
+
+describe('extraction of GNU tar POSIX (PAX) layers', () => {
+  it('applies PAX uid, gid, mtime and long names (tar-stream read only path, linkpath and size)', async () => {
+    const dir = tmpDir();
+    const src = path.join(dir, 'src');
+    const long = 'x'.repeat(120);
+    execFileSync('sh', ['-c', `mkdir -p ${src}/d && printf big > ${src}/d/${long}`]);
+    const tar = path.join(dir, 'layer.tar');
+    execFileSync('tar', [
+      '--format=posix',
+      '--owner=u:3000000',
+      '--group=g:2500000',
+      '--mtime=@1700000000.5',
+      '--sort=name',
+      '-C',
+      src,
+      '-cf',
+      tar,
+      'd',
+    ]);
+    const digest = 'sha256:' + createHash('sha256').update(readFileSync(tar)).digest('hex');
+    const root = path.join(tmpDir(), 'root');
+    const res = await installPackages(root, [
+      step('pax/owners@1', [fileLayer(tar, 'application/vnd.oci.image.layer.v1.tar', digest)]),
+    ]);
+    expect(res.installed).toEqual(['pax/owners@1']);
+    const [pkg] = listInstalled({ root });
+    expect(pkg!.files.find((f) => f.path === `d/${long}`)).toMatchObject({
+      type: 'f',
+      uid: 3_000_000,
+      gid: 2_500_000,
+      size: 3,
+    });
+    const st = statSync(path.join(root, 'd', long));
+    expect(Math.floor(st.mtimeMs / 1000)).toBe(1_700_000_000);
+    if (process.getuid?.() === 0) expect([st.uid, st.gid]).toEqual([3_000_000, 2_500_000]);
   });
 });

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CpmError } from './errors.js';
+import { parseFastCore } from './tree/yaml-fast.js';
 import { setNetworkSettings, type NetworkSettings } from './util/net.js';
 import { warn } from './util/warn.js';
 
@@ -93,7 +94,6 @@ function bad(file: string, line: number | undefined, msg: string): CpmError {
  * parser is loaded only when there is a file to parse (it is a fifth of a command's start-up).
  */
 export async function loadConfig(explicit?: string): Promise<CpmConfig> {
-  const cfg = defaultConfig();
   // CPM_CONFIG= (set but empty) is unset, as shells and env files often leave it
   const fromEnv = process.env.CPM_CONFIG === '' ? undefined : process.env.CPM_CONFIG;
   const file = explicit ?? fromEnv ?? DEFAULT_CONFIG_FILE;
@@ -102,10 +102,22 @@ export async function loadConfig(explicit?: string): Promise<CpmConfig> {
     text = readFileSync(file, 'utf8');
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    if (err.code === 'ENOENT' && file === DEFAULT_CONFIG_FILE && !explicit) return cfg;
+    if (err.code === 'ENOENT' && file === DEFAULT_CONFIG_FILE && !explicit) return defaultConfig();
     throw new CpmError('E_CONFIG', `cannot read config ${file}: ${err.message}`, {
       context: { file },
     });
+  }
+  // the fast reader first (most configs are a few plain lines; yaml is a fifth of a start-up);
+  // a config it cannot read, or one with an error to report with its line, goes through yaml
+  const fast = parseFastCore(text, file);
+  if (fast) {
+    try {
+      return interpret(file, fast.value ?? {}, () => {
+        throw NEED_LINES;
+      });
+    } catch (e) {
+      if (e !== NEED_LINES) throw e;
+    }
   }
   const { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument } = await import('yaml');
   const lc = new LineCounter();
@@ -142,7 +154,19 @@ export async function loadConfig(explicit?: string): Promise<CpmConfig> {
     }
     return line;
   };
-  const raw: unknown = doc.toJS({ maxAliasCount: 100 }) ?? {};
+  return interpret(file, doc.toJS({ maxAliasCount: 100 }) ?? {}, lineAt);
+}
+
+/** Thrown by the fast path's lineAt: an error to report, which the full parser locates. */
+const NEED_LINES = Symbol('need lines');
+
+/** The config of parsed `raw`; `lineAt` gives the line of a key path, for errors only. */
+function interpret(
+  file: string,
+  raw: unknown,
+  lineAt: (...keys: Array<string | number>) => number,
+): CpmConfig {
+  const cfg = defaultConfig();
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
     throw bad(file, 1, 'top level must be a mapping');
   const r = raw as Record<string, unknown>;

@@ -5,6 +5,7 @@
 import { existsSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { CpmError } from '../errors.js';
+import { parseFastCore } from '../tree/yaml-fast.js';
 import { warn } from '../util/warn.js';
 
 export const REPO_TYPES = ['dir', 'oci', 'http', 'luet'] as const;
@@ -140,6 +141,20 @@ const yaml = (): Promise<typeof import('yaml')> => import('yaml');
 
 /** Parses one config file's text: a mapping or a list of mappings. */
 export async function parseRepoFile(text: string, file: string): Promise<RepoConfig[]> {
+  // the fast reader first (a repository config is a few plain lines); yaml for the rest and errors
+  const fast = parseFastCore(text, file);
+  if (fast) {
+    const v = fast.value;
+    const items = Array.isArray(v) ? v : [v];
+    return repoEntries(
+      file,
+      v === null || (Array.isArray(v) && v.length === 0),
+      items.map((raw) => ({
+        raw,
+        line: isPlainObject(raw) ? fast.positions.lineOf(raw) : undefined,
+      })),
+    );
+  }
   const { isMap, isSeq, parseDocument } = await yaml();
   const doc = parseDocument(text, { prettyErrors: false });
   if (doc.errors.length > 0) {
@@ -153,21 +168,36 @@ export async function parseRepoFile(text: string, file: string): Promise<RepoCon
       },
     );
   }
-  if (doc.contents === null || (isSeq(doc.contents) && doc.contents.items.length === 0)) {
+  const empty = doc.contents === null || (isSeq(doc.contents) && doc.contents.items.length === 0);
+  const nodes = empty ? [] : isSeq(doc.contents) ? doc.contents.items : [doc.contents];
+  return repoEntries(
+    file,
+    empty,
+    nodes.map((node) => ({
+      raw: isMap(node) ? node.toJSON() : (node as { toJSON?: () => unknown })?.toJSON?.(),
+      line: lineOf(isMap(node) ? node.range?.[0] : undefined, text),
+    })),
+  );
+}
+
+const isPlainObject = (v: unknown): boolean =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** The entries of one parsed file: each item's value and the line it starts on (maps only). */
+function repoEntries(
+  file: string,
+  empty: boolean,
+  items: Array<{ raw: unknown; line: number | undefined }>,
+): RepoConfig[] {
+  if (empty) {
     // an empty file (a placeholder, a config being written) defines nothing; it blocks nothing
     warn(`${file}: no repository in it, ignored`);
     return [];
   }
-  const nodes = isSeq(doc.contents) ? doc.contents.items : [doc.contents];
   const out: RepoConfig[] = [];
-  for (const node of nodes) {
-    const offset = isMap(node) ? node.range?.[0] : undefined;
-    const line = lineOf(offset, text);
-    const raw: unknown = isMap(node)
-      ? node.toJSON()
-      : (node as { toJSON?: () => unknown })?.toJSON?.();
+  const base = path.dirname(path.resolve(file));
+  for (const { raw, line } of items) {
     const entry = parseRepoEntry(raw, line ? `${file}:${line}` : file);
-    const base = path.dirname(path.resolve(file));
     entry.urls = entry.urls.map((u) => resolveLocalUrl(u, base));
     if (entry.ca_file) entry.ca_file = path.resolve(base, entry.ca_file);
     entry.file = file;

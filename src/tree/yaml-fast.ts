@@ -568,3 +568,37 @@ function singleQuoted(body: string): string {
     return out;
   }
 }
+
+/**
+ * How a plain scalar resolves under the YAML 1.2 core schema (the `yaml` package's default, which
+ * cpm.yaml and repository configs are read with), by the schema's own patterns: null, the
+ * booleans, decimal integers and floats; octal, hex, .inf and .nan give up (rare in a config);
+ * anything else is a string there ("6h", "yes": a boolean only under YAML 1.1).
+ */
+export function resolveCorePlain(t: string): unknown {
+  if (/^(?:~|[Nn]ull|NULL)?$/.test(t)) return null;
+  if (/^(?:[Tt]rue|TRUE)$/.test(t)) return true;
+  if (/^(?:[Ff]alse|FALSE)$/.test(t)) return false;
+  if (/^0o[0-7]+$/.test(t) || /^0x[0-9a-fA-F]+$/.test(t)) giveUp();
+  if (/^(?:[-+]?\.(?:inf|Inf|INF)|\.nan|\.NaN|\.NAN)$/.test(t)) giveUp();
+  if (/^[-+]?[0-9]+$/.test(t)) return parseInt(t, 10);
+  if (
+    /^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+$/.test(t) ||
+    /^[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*)$/.test(t)
+  )
+    return parseFloat(t);
+  return t;
+}
+
+/**
+ * A small config file (cpm.yaml, a repository config) read as the `yaml` package reads it with
+ * its defaults (YAML 1.2 core, unique keys), or null: outside the fast reader's subset, a repeated
+ * key (an error there), or anything else the full parser has to judge and report. Anchors,
+ * aliases and `<<` (a plain key under YAML 1.2, a merge for the tree reader) and `__proto__`
+ * are left to the full parser, wherever they appear.
+ */
+export function parseFastCore(text: string, file: string): LoadedYaml | null {
+  if (/[&*]|<<|__proto__/.test(text)) return null;
+  const y = parseFast(text, file, 64, resolveCorePlain, 0);
+  return y && y.warnings.length === 0 ? y : null;
+}

@@ -34,7 +34,10 @@ async function both<T>(text: string, read: (file: string) => Promise<T>) {
 }
 
 const CONFIGS = [
-  'cache_dir: cache\nrepos_confdir: [repos.conf.d]\n', // flow list: yaml
+  'cache_dir: cache\nrepos_confdir: [repos.conf.d]\n',
+  'repos_confdir: [a,  b ] # two\ntrees: [t1]\n',
+  'repos_confdir: [a, "b"]\n', // quoted in a flow list: yaml
+  'repos_confdir: [1, x]\n',
   'cache_dir: cache\nrepos_confdir:\n  - a\n  - b # two\n',
   'system:\n  rootfs: /mnt/root\n  database_path: "var/lib/cpm"\nmetadata_expire: 6h\n',
   "metadata_expire: 3600\nnetwork:\n  connect_timeout: 2.5\n  retry_budget: 1e2\ntrees: 'x'\n",
@@ -95,7 +98,7 @@ describe('fast config reading', () => {
     expect(resolveCorePlain('Null')).toBeNull();
     expect(resolveCorePlain('6h')).toBe('6h');
     // the plain texts above are read by the fast path (else both sides would be yaml's)
-    const yamlOnly = /\[|0x|(\w+): .*\n\1:/;
+    const yamlOnly = /"b"|0x|(\w+): .*\n\1:/;
     const plain = [...CONFIGS, ...REPOS].filter((t) => !yamlOnly.test(t));
     expect(plain.length).toBeGreaterThan(15);
     for (const t of plain) expect(parseFastCore(t, 'f'), t).not.toBeNull();

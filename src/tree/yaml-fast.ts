@@ -49,10 +49,11 @@ export function parseFast(
   maxDepth: number,
   resolvePlain: PlainResolver,
   maxAliasNodes = 100_000,
+  flowWords = false,
 ): LoadedYaml | null {
   if (text.includes('\r')) return null;
   try {
-    return new FastReader(text, file, maxDepth, resolvePlain, maxAliasNodes).read();
+    return new FastReader(text, file, maxDepth, resolvePlain, maxAliasNodes, flowWords).read();
   } catch (e) {
     // GIVE_UP, or a tag refusing a scalar, or a stack too deep: the full parser says what it is.
     void e;
@@ -132,6 +133,8 @@ class FastReader {
     private readonly maxDepth: number,
     private readonly resolvePlain: PlainResolver,
     private readonly maxAliasNodes: number,
+    /** Take a one-line flow sequence of plain words (`[a, b]`); config files only. */
+    private readonly flowWords = false,
   ) {
     let n = 1;
     for (let p = text.indexOf('\n'); p >= 0; p = text.indexOf('\n', p + 1)) n++;
@@ -402,7 +405,9 @@ class FastReader {
     if (c0 === 124 /* | */ || c0 === 62 /* > */)
       return this.blockScalar(i, body, indent, c0 === 62);
     if (c0 === 91 /* [ */ || c0 === 123 /* { */) {
-      if (stripComment(body) !== (c0 === 91 ? '[]' : '{}')) giveUp();
+      const flow = stripComment(body);
+      if (c0 === 91 && this.flowWords && flow !== '[]') return [this.words(i, flow), i + 1];
+      if (flow !== (c0 === 91 ? '[]' : '{}')) giveUp();
       const empty = c0 === 91 ? [] : {};
       this.container(empty, i + 1);
       return [empty, i + 1];
@@ -417,6 +422,23 @@ class FastReader {
     }
     if (v !== null && typeof v === 'object') giveUp(); // a timestamp and the like
     return [v, i + 1];
+  }
+
+  /** `[a, b]` on line `i`: plain scalars only (no quotes, nesting, comments or empty items). */
+  private words(i: number, flow: string): unknown[] {
+    const m = /^\[([^[\]{}"'#&*!|>%@`?]*)\]$/.exec(flow);
+    if (!m) giveUp();
+    const out: unknown[] = [];
+    const lines = this.container(out, i + 1);
+    for (const item of m[1]!.split(',')) {
+      const t = plain(item.replace(/^ +| +$/g, ''));
+      const v = maybeTyped(t) ? this.resolvePlain(t, false) : t;
+      if ((v !== null && typeof v === 'object') || Number.isNaN(v)) giveUp();
+      if (typeof v !== 'string') this.positions.text(out, out.length, t);
+      out.push(v);
+      lines.push(i + 1);
+    }
+    return out;
   }
 
   /**
@@ -593,12 +615,13 @@ export function resolveCorePlain(t: string): unknown {
 /**
  * A small config file (cpm.yaml, a repository config) read as the `yaml` package reads it with
  * its defaults (YAML 1.2 core, unique keys), or null: outside the fast reader's subset, a repeated
- * key (an error there), or anything else the full parser has to judge and report. Anchors,
+ * key (an error there), or anything else the full parser has to judge and report. One-line
+ * lists of plain words (`repos_confdir: [repos.conf.d]`) are read here too. Anchors,
  * aliases and `<<` (a plain key under YAML 1.2, a merge for the tree reader) and `__proto__`
  * are left to the full parser, wherever they appear.
  */
 export function parseFastCore(text: string, file: string): LoadedYaml | null {
   if (/[&*]|<<|__proto__/.test(text)) return null;
-  const y = parseFast(text, file, 64, resolveCorePlain, 0);
+  const y = parseFast(text, file, 64, resolveCorePlain, 0, true);
   return y && y.warnings.length === 0 ? y : null;
 }

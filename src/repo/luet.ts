@@ -9,7 +9,6 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import tar from 'tar-stream';
-import { parse as parseYaml } from 'yaml';
 import { CpmError } from '../errors.js';
 import { packageId, SPEC_FIELDS } from '../package/package.js';
 import { createDecompressor, sniffCompression, type Compression } from '../util/compress.js';
@@ -124,9 +123,12 @@ function toPackage(raw: Record<string, unknown>, where: string, finalize: unknow
   return p;
 }
 
+/** yaml's parse, loaded when a luet repository is read (not by every command that opens repos). */
+let parseYaml: ((text: string) => unknown) | undefined;
+
 function yamlOf(buf: Buffer, where: string): unknown {
   try {
-    return parseYaml(buf.toString('utf8'));
+    return parseYaml!(buf.toString('utf8'));
   } catch (e) {
     throw new CpmError('E_REPO', `${where}: ${(e as Error).message.split('\n')[0]}`, {
       context: { file: where },
@@ -160,6 +162,7 @@ export async function readLuetRepository(
   fallbackName = 'luet',
 ): Promise<RepoIndex> {
   const where = `${files.location}${files.location.endsWith('/') ? '' : '/'}repository.yaml`;
+  parseYaml ??= (await import('yaml')).parse;
   const spec = yamlOf(await files.read('repository.yaml'), where) as Record<string, unknown> | null;
   if (!spec || typeof spec !== 'object') throw new CpmError('E_REPO', `${where}: not a mapping`);
   const repoFiles = (spec.repo_files ?? {}) as Record<string, LuetRepoFile>;

@@ -5,7 +5,8 @@
  * holding one line per package in index order:
  *
  *   family    "category/name" (a JSON [category, name] when that would not read back)
- *   version   the version (a JSON string when it starts with `"`)
+ *   version   the version (a JSON string when it starts with `"` or `[`)
+ *   provided  one line per provided family: the family, a tab, the providing packages' lines
  *   provides, requires, conflicts
  *             the compact dependency list of schema 2, or its JSON form (list, or a string when
  *             the text starts with `"` or `[`)
@@ -14,10 +15,11 @@
  *
  * gzip writes each part (header, then each section) as its own gzip member, and the first
  * member's header carries the byte length of every member (extra field "CM"). The whole is still
- * one gzip stream (`zcat` shows the text), but a reader inflates only what it uses: family,
- * version and provides at open, requires, conflicts and spec when the resolver first builds a
- * package, entry when one is located or listed. Every lazily read part is checked as it is
- * read and fails with the same E_REPO error, naming the index and the package.
+ * one gzip stream (`zcat` shows the text), but a reader inflates only what it uses: family and
+ * provided at open, version when a family is first looked up, the dependency columns and spec
+ * when the resolver first builds a package, entry when one is located or listed. Every lazily
+ * read part is checked as it is read and fails with the same E_REPO error, naming the index and
+ * the package.
  */
 import { isAscii } from 'node:buffer';
 import { gunzipSync, gzipSync } from 'node:zlib';
@@ -72,9 +74,9 @@ const EMPTY_LIST: string[] = Object.freeze([]) as unknown as string[];
 // ---------------------------------------------------------------------------------------------
 // Writing
 
-/** A line of a text column: as is, or JSON when it starts with `"` or holds a line break. */
+/** A line of a text column: as is, or JSON when it starts with `"` or `[` or holds a line break. */
 function textLine(s: string): string {
-  return s.startsWith('"') || s.includes('\n') ? JSON.stringify(s) : s;
+  return s.startsWith('"') || s.startsWith('[') || s.includes('\n') ? JSON.stringify(s) : s;
 }
 
 function familyLine(category: string, name: string): string {

@@ -248,6 +248,7 @@ describe('index schema 4', () => {
     const odd: IndexPackage[] = [
       entry(createSpec({ category: 'a/b', name: 'c', version: '"quoted"' })),
       entry(createSpec({ category: '', name: 'x/y', version: '1\n2' })),
+      entry(createSpec({ category: 'q', name: 'r', version: '[1]' })),
       entry(createSpec({ category: '', name: '[z', version: '1' }), {
         requires: [{ category: '', name: 'has space', version: '' }, '"w >=1'],
         provides: [{ category: 'v', name: 'tab\there', version: '' }],
@@ -260,6 +261,7 @@ describe('index schema 4', () => {
     const u = new IndexUniverse([{ name: 'r', priority: 1, index: back }]);
     expect(u.versions('a/b/c').map((s) => s.version)).toEqual(['"quoted"']);
     expect(u.versions('x/y')[0]!.category).toBe('');
+    expect(u.versions('q/r').map((s) => s.version)).toEqual(['[1]']);
     expect(u.providersOf('v/tab\there').map((s) => s.name)).toEqual(['[z']);
     expect(u.versions('[z')[0]!.requires.map((d) => d.name)).toEqual(['has space', '"w']);
   });

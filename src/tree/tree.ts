@@ -582,10 +582,20 @@ export interface PayloadEscape {
   target?: string;
 }
 
-/** Whether `dir` (below `tree`, symlinks resolved) lies outside the tree; undefined when inside. */
-async function escapeOf(dir: string, tree: string): Promise<PayloadEscape | undefined> {
+/**
+ * Whether `dir` (below `tree`, symlinks resolved) lies outside the tree: undefined when inside,
+ * and then `inside(real)` has been told where it really is.
+ */
+async function escapeOf(
+  dir: string,
+  tree: string,
+  inside?: (real: string) => void,
+): Promise<PayloadEscape | undefined> {
   const [realTree, real] = await Promise.all([realpath(tree), realpath(dir)]);
-  if (real === realTree || real.startsWith(realTree + sep)) return undefined;
+  if (real === realTree || real.startsWith(realTree + sep)) {
+    inside?.(real);
+    return undefined;
+  }
   const rel = relative(tree, dir);
   if (rel.startsWith('..')) return { dir, real };
   let at = tree;
@@ -621,8 +631,9 @@ export async function treeDirAtUse(
 ): Promise<string> {
   const tree = trees.find((t) => dir === t || dir.startsWith(t + sep)) ?? trees[0]!;
   let escape: PayloadEscape | undefined;
+  let real = dir;
   try {
-    escape = await escapeOf(dir, tree);
+    escape = await escapeOf(dir, tree, (r) => (real = r));
   } catch (e) {
     throwFs(e, {
       doing: `${pkgId}: reading the ${what} of ${definitionFile}`,
@@ -640,7 +651,8 @@ export async function treeDirAtUse(
         context: { package: pkgId, file: definitionFile, path: escape.link ?? dir },
       },
     );
-  return realpath(dir);
+  // the path that was checked, not a second resolution (a link swapped in between)
+  return real;
 }
 
 /** build.yaml `payload:` (relative to the package dir, inside the tree), else `root/` if present. */

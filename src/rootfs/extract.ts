@@ -55,6 +55,11 @@ export interface StagedEntry {
   mtime: number;
   /** Directory created because an entry needed it, not listed in the layer. */
   implicit?: boolean;
+  /**
+   * A directory whose xattrs could not be set on its probe in the stage (EPERM, ENOTSUP, no
+   * setfattr; warned there): the commit does not try them again.
+   */
+  xattrsWarned?: boolean;
 }
 
 export type PackageEntries = Map<string, StagedEntry>;
@@ -85,12 +90,15 @@ interface PendingNode {
   mtime: number;
 }
 /** Extended attributes to set on a staged file, and whose they are (for messages). */
-interface PendingXattrs {
+export interface PendingXattrs {
+  /** What setfattr is given: the staged object, or /proc/self/fd/N at commit. */
   staged: string;
   rel: string;
   id: string;
   digest: string;
   xattrs: Record<string, string>;
+  /** Called when they could not be set and it is only a warning. */
+  onWarn?: () => void;
 }
 /** Where the body of the entry being read goes. */
 const SKIP = 0;
@@ -404,6 +412,7 @@ export class Stager {
         layer,
         mtime: h.mtime,
       };
+      if (xattrs) this.probeDirXattrs(dirEntry, c, xattrs);
       const prev = pkg.get(rel);
       if (prev && prev.rec.type !== 'd')
         return this.settle().then(() => {
@@ -617,6 +626,26 @@ export class Stager {
     this.put(c.pkg, e);
   }
 
+  /**
+   * A directory's xattrs are set at commit (directories are made there), but tried first on an
+   * empty directory in the stage, on the root's filesystem, by the same helper as the files': a
+   * value the filesystem refuses for its size fails the install before the root is touched, and
+   * EPERM/ENOTSUP/no setfattr is warned once, here (the commit then skips them).
+   */
+  private probeDirXattrs(e: StagedEntry, c: LayerCtx, xattrs: Record<string, string>): void {
+    const probe = this.nextStage();
+    mkdirSync(probe, { mode: 0o700 });
+    this.xattrs.push({
+      staged: probe,
+      rel: e.rec.path,
+      id: c.id,
+      digest: c.digest,
+      xattrs,
+      onWarn: () => void (e.xattrsWarned = true),
+    });
+    this.nodeContext = { package: c.id, digest: c.digest };
+  }
+
   /** After a failed read: the file being written is closed (the stage goes with the attempt). */
   private closeBody(): void {
     if (this.bodyFd >= 0)
@@ -737,11 +766,7 @@ export class Stager {
       for (const x of xattrs) {
         const name = x.staged.startsWith(`${cwd}/`) ? x.staged.slice(cwd.length + 1) : x.staged;
         byName.set(name, x);
-        dump += `# file: ${restoreQuote(name)}\n`;
-        // hex: values such as security.capability are binary
-        for (const [k, v] of Object.entries(x.xattrs))
-          dump += `${restoreQuote(k)}=0x${Buffer.from(v, 'utf8').toString('hex')}\n`;
-        dump += '\n';
+        dump += restoreRecord(name, x.xattrs);
       }
       lines.push(
         'if command -v setfattr >/dev/null 2>&1; then setfattr -h --restore=- || :; else echo cpm-no-setfattr >&2; fi',
@@ -780,35 +805,50 @@ export class Stager {
 
   /** setfattr's complaints, one line per file it could not complete: errors and warnings. */
   private xattrResults(err: string, byName: Map<string, PendingXattrs>): void {
-    if (err.includes('cpm-no-setfattr')) {
-      this.o.reporter.warn(
-        `setfattr is not installed: the xattrs of ${byName.size} files were not set (the DB records them; apt-get install attr)`,
-      );
-      return;
+    setfattrResults(err, byName, this.o.reporter);
+  }
+}
+
+/**
+ * setfattr's stderr for a `--restore` of `byName` (dump name → what it set): a value refused for
+ * its size throws E_IO naming attribute, size, path, package and layer; anything else (EPERM,
+ * ENOTSUP, no setfattr: the helper printed cpm-no-setfattr) is a warning.
+ */
+export function setfattrResults(
+  err: string,
+  byName: Map<string, PendingXattrs>,
+  reporter: Reporter,
+): void {
+  if (err.includes('cpm-no-setfattr')) {
+    reporter.warn(
+      `setfattr is not installed: the xattrs of ${byName.size} entries were not set (the DB records them; apt-get install attr)`,
+    );
+    for (const x of byName.values()) x.onWarn?.();
+    return;
+  }
+  for (const line of err.split('\n')) {
+    if (line.trim() === '') continue;
+    const m = /^setfattr: (.*): ([^:]+)$/.exec(line);
+    const x = m ? byName.get(m[1]!) : undefined;
+    if (!x) {
+      reporter.warn(`setting xattrs: ${line}`);
+      continue;
     }
-    for (const line of err.split('\n')) {
-      if (line.trim() === '') continue;
-      const m = /^setfattr: (.*): ([^:]+)$/.exec(line);
-      const x = m ? byName.get(m[1]!) : undefined;
-      if (!x) {
-        this.o.reporter.warn(`setting xattrs: ${line}`);
-        continue;
-      }
-      const why = m![2]!;
-      const attrs = Object.entries(x.xattrs)
-        .map(([k, v]) => `${k} (${Buffer.byteLength(v)} bytes)`)
-        .join(', ');
-      const tooBig = XATTR_SIZE_REFUSALS[why];
-      if (!tooBig) {
-        this.o.reporter.warn(`cannot set xattrs ${attrs} of /${x.rel} (${x.id}): ${why}`);
-        continue;
-      }
-      throw new CpmError(
-        'E_IO',
-        `cannot set xattrs ${attrs} of /${x.rel} from layer ${x.digest} of ${x.id}: the filesystem of the root refuses them (${why})`,
-        { hint: tooBig, context: { package: x.id, digest: x.digest, path: x.rel } },
-      );
+    const why = m![2]!;
+    const attrs = Object.entries(x.xattrs)
+      .map(([k, v]) => `${k} (${Buffer.byteLength(v)} bytes)`)
+      .join(', ');
+    const tooBig = XATTR_SIZE_REFUSALS[why];
+    if (!tooBig) {
+      reporter.warn(`cannot set xattrs ${attrs} of /${x.rel} (${x.id}): ${why}`);
+      x.onWarn?.();
+      continue;
     }
+    throw new CpmError(
+      'E_IO',
+      `cannot set xattrs ${attrs} of /${x.rel} from layer ${x.digest} of ${x.id}: the filesystem of the root refuses them (${why})`,
+      { hint: tooBig, context: { package: x.id, digest: x.digest, path: x.rel } },
+    );
   }
 }
 
@@ -821,6 +861,15 @@ const XATTR_SIZE_REFUSALS: Record<string, string> = {
   'Numerical result out of range':
     'the xattr name or value is longer than Linux or this filesystem allows (names: 255 bytes): fix the package',
 };
+
+/** One file's part of a `setfattr --restore` dump. */
+export function restoreRecord(name: string, xattrs: Record<string, string>): string {
+  let out = `# file: ${restoreQuote(name)}\n`;
+  // hex: values such as security.capability are binary
+  for (const [k, v] of Object.entries(xattrs))
+    out += `${restoreQuote(k)}=0x${Buffer.from(v, 'utf8').toString('hex')}\n`;
+  return `${out}\n`;
+}
 
 /**
  * A name for `setfattr --restore`: bytes other than plain ones as backslash-octal (its dump

@@ -220,7 +220,7 @@ function unsafe(root: string, e: UnsafePathError): CpmError {
 }
 
 /** Runs `fn` turning an unsafe path into a CpmError. */
-function guarded<T>(paths: RootPaths, fn: () => T): T {
+export function guarded<T>(paths: RootPaths, fn: () => T): T {
   try {
     return fn();
   } catch (e) {

@@ -1,19 +1,36 @@
 /**
  * applyTransaction: the only code that writes under a root. Order of work:
  *   lock → recover a previous interrupted run → stage every package (extract.ts; the root is not
- *   touched yet) → conflict check → new DB text + journal → renames into place → commit (DB
- *   rename) → drop backups/emptied dirs → finalizers. A refusal or failure before the commit
+ *   touched yet) → conflict check → new DB text + journal → renames into place → directory
+ *   xattrs (setDirXattrs) → commit (DB rename) → drop backups/emptied dirs → finalizers. A refusal or failure before the commit
  *   leaves root and DB as they were; SIGINT/SIGTERM before the commit roll back.
  */
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, rmSync, type Stats } from 'node:fs';
+import {
+  closeSync,
+  constants as fsc,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  type Stats,
+} from 'node:fs';
 import path from 'node:path';
 import { CpmError } from '../errors.js';
 import { fsError } from '../util/fs-errors.js';
 import { familyKey, packageId } from '../package/package.js';
 import { DB_FILE, InstalledDb, resolveDbDir, writeFileAtomic } from './db.js';
 import { faultPoint } from './fault.js';
-import { Stager, type PackageEntries, type StagedEntry } from './extract.js';
+import {
+  Stager,
+  restoreRecord,
+  setfattrResults,
+  type PackageEntries,
+  type PendingXattrs,
+  type StagedEntry,
+} from './extract.js';
 import { checkFinalizersCanRun, runFinalizers } from './finalize.js';
 import { RootPaths, typeOfMode } from './fs-path.js';
 import {
@@ -21,6 +38,7 @@ import {
   NEW_DB_FILE,
   STAGE_DIR,
   doOp,
+  guarded,
   recoverWithLock,
   removeStage,
   rollBack,
@@ -287,6 +305,9 @@ export async function applyTransaction(
           doOp(paths, op);
           done++;
         }
+        // Directory xattrs: every directory exists now, with its final mode. Before the commit
+        // point, so a committed install has them; setting them again is harmless (idempotent).
+        setDirXattrs(paths, plan.dirXattrs, reporter);
         await signalsDelivered();
         checkInterrupt();
         // The commit point. installed.new was fsynced when written; this rename is the atomic
@@ -392,6 +413,54 @@ interface CommitPlan {
   forcedConflicts: FileConflict[];
   cpmnew: string[];
   cpmsave: string[];
+  /** Directories whose xattrs are set after the ops (see setDirXattrs). */
+  dirXattrs: PendingXattrs[];
+}
+
+/** Directories per setfattr run: each is an open descriptor of the child. */
+const XATTR_DIR_BATCH = 200;
+
+/**
+ * Sets the xattrs of directories, as the stage's helper does for files (values on stdin, names
+ * escaped), but on the directory itself: it is opened here, as a canonical path with no symlink
+ * on the way (RootPaths, O_NOFOLLOW), and setfattr is given /proc/self/fd/N of that open
+ * descriptor, so nothing swapped in meanwhile can lead it out of the root. Size refusals were
+ * met on the stage's probe already (extract.ts); one here still is E_IO, and rolls back.
+ */
+function setDirXattrs(paths: RootPaths, dirs: PendingXattrs[], reporter: Reporter): void {
+  for (let i = 0; i < dirs.length; i += XATTR_DIR_BATCH) {
+    const fds: number[] = [];
+    try {
+      const byName = new Map<string, PendingXattrs>();
+      let dump = '';
+      for (const x of dirs.slice(i, i + XATTR_DIR_BATCH)) {
+        faultPoint();
+        const fd = guarded(paths, () =>
+          openSync(paths.dir(x.rel), fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NOFOLLOW),
+        );
+        fds.push(fd);
+        // the child's descriptors 0-2 are its pipes, then these in order
+        const name = `/proc/self/fd/${2 + fds.length}`;
+        byName.set(name, { ...x, staged: name });
+        dump += restoreRecord(name, x.xattrs);
+      }
+      const r = spawnSync('setfattr', ['--restore=-'], {
+        input: dump,
+        encoding: 'utf8',
+        stdio: ['pipe', 'pipe', 'pipe', ...fds],
+        maxBuffer: 64 << 20,
+        env: { ...process.env, LC_ALL: 'C' }, // its messages are matched: strerror in English
+      });
+      const missing = (r.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
+      if (r.error && !missing)
+        throw new CpmError('E_IO', `setfattr for ${byName.size} directories: ${r.error.message}`, {
+          cause: r.error,
+        });
+      setfattrResults(missing ? 'cpm-no-setfattr' : (r.stderr ?? ''), byName, reporter);
+    } finally {
+      for (const fd of fds) closeSync(fd);
+    }
+  }
 }
 
 /** The DB dir, when it is inside the root: not part of what a finalizer generates. */
@@ -610,7 +679,7 @@ function generateOps(
   disk: Map<string, Stats | null>,
   oldFiles: Map<string, FileRecord>,
   newDb: InstalledDb,
-): Pick<CommitPlan, 'ops' | 'rmdirs' | 'cpmnew' | 'cpmsave'> {
+): Pick<CommitPlan, 'ops' | 'rmdirs' | 'cpmnew' | 'cpmsave' | 'dirXattrs'> {
   const isRoot = process.getuid?.() === 0;
   const abs = (rel: string): string => `${t.root}/${rel}`;
   // the stager names staged objects by absolute path; the journal stores them root-relative
@@ -627,11 +696,23 @@ function generateOps(
   const metas: Op[] = [];
   const cpmnew: string[] = [];
   const cpmsave: string[] = [];
+  const dirXattrs: PendingXattrs[] = [];
 
   for (const p of [...winners.keys()].sort()) {
-    const { e } = winners.get(p)!;
+    const { e, pkg } = winners.get(p)!;
     const st = disk.get(p) ?? null;
     if (e.rec.type === 'd') {
+      // new or already there: the winning entry's xattrs, the ones its record keeps
+      if (e.rec.xattrs && !e.xattrsWarned) {
+        const step = t.steps[pkg]!;
+        dirXattrs.push({
+          staged: '',
+          rel: p,
+          id: packageId(step.spec),
+          digest: step.layers[e.layer]?.digest ?? '',
+          xattrs: e.rec.xattrs,
+        });
+      }
       const m = { p, mode: e.rec.mode, uid: e.rec.uid, gid: e.rec.gid, mtime: e.mtime };
       if (!st) {
         mkdirs.push({ k: 'mkdir', p });
@@ -691,5 +772,11 @@ function generateOps(
 
   // Directory metadata last (children change mtimes), deepest first.
   metas.reverse();
-  return { ops: [...mkdirs, ...removals, ...places, ...metas], rmdirs, cpmnew, cpmsave };
+  return {
+    ops: [...mkdirs, ...removals, ...places, ...metas],
+    rmdirs,
+    cpmnew,
+    cpmsave,
+    dirXattrs,
+  };
 }

@@ -84,12 +84,18 @@ sys.stderr.write("\\ncpu %.6f %.6f %d wall %.3f\\n" % (ru.ru_utime, ru.ru_stime,
 c = os.waitstatus_to_exitcode(st)
 sys.exit(c if c >= 0 else 128 - c)
 `;
-const WRAP: string[] | null =
-  spawnSync('python3', ['-c', 'import os; os.wait4'], { stdio: 'ignore' }).status === 0
-    ? ['python3', '-c', WAIT4]
-    : existsSync('/usr/bin/time')
-      ? ['/usr/bin/time', '-f', '\ncpu %U %S %M']
-      : null;
+/** The python3 executable itself (a version manager's shim would start a shell per run). */
+const PYTHON = ((): string | undefined => {
+  const r = spawnSync('python3', ['-c', 'import os, sys; os.wait4; print(sys.executable)'], {
+    encoding: 'utf8',
+  });
+  return r.status === 0 && r.stdout.trim() ? r.stdout.trim() : undefined;
+})();
+const WRAP: string[] | null = PYTHON
+  ? [PYTHON, '-c', WAIT4]
+  : existsSync('/usr/bin/time')
+    ? ['/usr/bin/time', '-f', '\ncpu %U %S %M']
+    : null;
 
 /**
  * Fresh processes, round robin: run 1 of every case, then run 2 of every case, … so a change of

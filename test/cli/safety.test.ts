@@ -85,9 +85,10 @@ describe('changing / without a terminal needs -y (bubblewrap box: / is a scratch
         'bwrap',
         [
           ...['--bind', scratch, '/', ...nodeBinds()],
+          // /tmp first: a checkout under /tmp (a CI clone) must stay visible above it
+          ...['--dev', '/dev', '--proc', '/proc', '--tmpfs', '/tmp'],
           ...['--ro-bind', REPO_ROOT, REPO_ROOT],
           ...(nm !== path.join(REPO_ROOT, 'node_modules') ? ['--ro-bind', nm, nm] : []),
-          ...['--dev', '/dev', '--proc', '/proc', '--tmpfs', '/tmp'],
           ...['--setenv', 'CPM_CONFIG', '/cpm.yaml', '--unsetenv', 'NODE_EXTRA_CA_CERTS'],
           ...['--', process.execPath, BIN, ...args],
         ],

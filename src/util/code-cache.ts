@@ -3,9 +3,9 @@
  * compiling dist/cpm.cjs is most of what a short command costs over `node -e 0` on Node 20, which
  * has no module.enableCompileCache (bench/startup, docs/performance.md).
  *
- * The cache is only ever a cache: an entry whose header does not match the source (CRC-32 and
- * length) or that V8 rejects (another V8, other flags) is ignored and rewritten, and a directory
- * that cannot be made, or is not safely ours, means no cache at all, silently. Code read from it
+ * The cache is only ever a cache: an entry whose header does not match the source file (size,
+ * mtime and inode) or that V8 rejects (another V8, other flags) is ignored and rewritten, and a
+ * directory that cannot be made, or is not safely ours, means no cache at all, silently. Code read from it
  * runs as cpm, so the directory and each file must be owned by the effective user and not
  * writable by anyone else, and nothing is followed through a symlink. It never depends on --root:
  * the location comes from XDG_CACHE_HOME or HOME only. NODE_DISABLE_COMPILE_CACHE=1 turns it off.

@@ -180,46 +180,60 @@ export class RootPaths {
 
   /** ROOT/rel after checking its parents; throws UnsafePathError naming the offending component. */
   abs(rel: string): string {
-    const comps = entryComponents(rel);
-    if (comps.length === 0) throw new UnsafePathError('empty path');
-    this.checkParents(comps, comps.length - 1);
-    return `${this.base}/${comps.join('/')}`;
+    const c = canonical(rel);
+    if (c === '') throw new UnsafePathError('empty path');
+    this.checkParents(c, false);
+    return `${this.base}/${c}`;
   }
 
   /** abs() that also requires `rel` itself to be absent or a real directory (not a symlink). */
   dir(rel: string): string {
-    const comps = entryComponents(rel);
-    this.checkParents(comps, comps.length);
-    return comps.length === 0 ? this.root : `${this.base}/${comps.join('/')}`;
+    const c = canonical(rel);
+    this.checkParents(c, true);
+    return c === '' ? this.root : `${this.base}/${c}`;
   }
 
   /** lstat of `rel` as a canonical path: null when absent or when a parent is not a directory. */
   lstat(rel: string): Stats | null {
-    const comps = entryComponents(rel);
-    let p = '';
-    for (let i = 1; i < comps.length; i++) {
-      p = i === 1 ? comps[0]! : `${p}/${comps[i - 1]}`;
+    const c = canonical(rel);
+    for (let i = c.indexOf('/'); i >= 0; i = c.indexOf('/', i + 1)) {
+      const p = c.slice(0, i);
       if (this.dirs.has(p)) continue;
       const st = lstatOrNull(`${this.base}/${p}`);
       if (!st || !st.isDirectory()) return null;
       this.dirs.add(p);
     }
-    return lstatOrNull(`${this.base}/${comps.join('/')}`);
+    return lstatOrNull(`${this.base}/${c}`);
   }
 
-  private checkParents(comps: string[], n: number): void {
-    let p = '';
-    for (let i = 1; i <= n; i++) {
-      p = i === 1 ? comps[0]! : `${p}/${comps[i - 1]}`;
-      if (this.dirs.has(p)) continue;
-      const st = lstatOrNull(`${this.base}/${p}`);
-      if (!st) return; // absent: nothing below it exists, the syscall fails with ENOENT
-      if (st.isSymbolicLink())
-        throw new UnsafePathError(`/${p} is a symlink (to ${readlinkSync(`${this.base}/${p}`)})`);
-      if (!st.isDirectory()) throw new UnsafePathError(`/${p} is not a directory`);
-      this.dirs.add(p);
+  /** Checks each parent of canonical `c` (and `c` itself when `self`), shortest first. */
+  private checkParents(c: string, self: boolean): void {
+    if (c === '') return;
+    for (let i = c.indexOf('/'); ; i = c.indexOf('/', i + 1)) {
+      if (i < 0 && !self) return;
+      const p = i < 0 ? c : c.slice(0, i);
+      if (!this.dirs.has(p)) {
+        const st = lstatOrNull(`${this.base}/${p}`);
+        if (!st) return; // absent: nothing below it exists, the syscall fails with ENOENT
+        if (st.isSymbolicLink())
+          throw new UnsafePathError(`/${p} is a symlink (to ${readlinkSync(`${this.base}/${p}`)})`);
+        if (!st.isDirectory()) throw new UnsafePathError(`/${p} is not a directory`);
+        this.dirs.add(p);
+      }
+      if (i < 0) return;
     }
   }
+}
+
+/** Anything but a canonical relative path: absolute, "//", a trailing "/", "." or "..", NUL. */
+const NOT_CANONICAL = /^\/|\/\/|\/$|(?:^|\/)\.\.?(?:\/|$)|\0/;
+
+/**
+ * `rel` as entryComponents() would rebuild it (throwing as it does). Journal and plan paths are
+ * already canonical: those are checked by one regex instead of being split and joined.
+ */
+function canonical(rel: string): string {
+  return NOT_CANONICAL.test(rel) ? entryComponents(rel).join('/') : rel;
 }
 
 function lstatOrNull(p: string): Stats | null {

@@ -32,6 +32,7 @@ import {
   rmdirSync,
   unlinkSync,
   utimesSync,
+  type Stats,
 } from 'node:fs';
 import path from 'node:path';
 import { CpmError } from '../errors.js';
@@ -230,10 +231,11 @@ export function guarded<T>(paths: RootPaths, fn: () => T): T {
 }
 
 /** chmod/utimes follow symlinks: the directory itself must be one, right now. */
-function realDir(paths: RootPaths, rel: string): string {
+function realDir(paths: RootPaths, rel: string): { p: string; st: Stats } {
   const p = paths.dir(rel);
-  if (!lstatSync(p).isDirectory()) throw new UnsafePathError(`/${rel} is not a directory`);
-  return p;
+  const st = lstatSync(p);
+  if (!st.isDirectory()) throw new UnsafePathError(`/${rel} is not a directory`);
+  return { p, st };
 }
 
 /** Runs one operation (forward). */
@@ -254,8 +256,9 @@ export function doOp(paths: RootPaths, op: Op): void {
         renameSync(paths.abs(op.s), paths.abs(op.p));
         return;
       case 'meta': {
-        const p = realDir(paths, op.p);
-        if (isRoot) lchownSync(p, op.uid, op.gid);
+        const { p, st } = realDir(paths, op.p);
+        // a new directory mostly has its owner already (chown of a directory keeps its mode)
+        if (isRoot && (st.uid !== op.uid || st.gid !== op.gid)) lchownSync(p, op.uid, op.gid);
         chmodSync(p, op.mode);
         if (op.mtime !== undefined) utimesSync(p, op.mtime, op.mtime);
         return;
@@ -290,7 +293,7 @@ export function undoOp(paths: RootPaths, op: Op): void {
       }
       case 'meta': {
         if (!op.old || !paths.lstat(op.p)) return;
-        const p = realDir(paths, op.p);
+        const { p } = realDir(paths, op.p);
         if (isRoot) lchownSync(p, op.old.uid, op.old.gid);
         chmodSync(p, op.old.mode);
         return;

@@ -507,8 +507,10 @@ function planCommit(t: CommitInput, force: boolean): CommitPlan {
   const found = findConflicts(t, ids, claims, disk, oldFiles);
   const forcedConflicts = refuseConflicts(found, force);
   const winners = winnersOf(claims);
-  const newDb = buildNewDb(t, ids, winners, found.takeOver);
-  return { ...generateOps(t, winners, disk, oldFiles, newDb), newDb, forcedConflicts };
+  // sorted once: the DB's files and the journal's operations both go in path order
+  const order = [...winners.keys()].sort();
+  const newDb = buildNewDb(t, ids, winners, order, found.takeOver);
+  return { ...generateOps(t, winners, order, disk, oldFiles, newDb), newDb, forcedConflicts };
 }
 
 interface Claim {
@@ -565,7 +567,8 @@ function findConflicts(
       (list.some((x) => x.e.rec.type === 'd') ? out.hard : out.conflicts).push(c);
     }
     const newIsDir = last.e.rec.type === 'd';
-    const owners = t.db.owners(p).filter((o) => !t.leaving.has(o));
+    const all = t.db.owners(p);
+    const owners = all.length === 0 ? all : all.filter((o) => !t.leaving.has(o));
     const st = disk.get(p) ?? null;
     if (owners.length > 0) {
       const ownerIsDir = t.db.get(owners[0]!)!.files.find((f) => f.path === p)?.type === 'd';
@@ -635,6 +638,7 @@ function buildNewDb(
   t: CommitInput,
   ids: string[],
   winners: Map<string, Claim>,
+  order: string[],
   takeOver: Map<string, string>,
 ): InstalledDb {
   const isRoot = process.getuid?.() === 0;
@@ -657,7 +661,8 @@ function buildNewDb(
     files: [],
   }));
   const cfgDirs = t.steps.map((s) => configDirs(s.spec.annotations));
-  for (const [p, { pkg, e }] of winners) {
+  for (const p of order) {
+    const { pkg, e } = winners.get(p)!;
     const rec = { ...e.rec };
     if (rec.type === 'f' && cfgDirs[pkg]!.some((d) => p.startsWith(d))) rec.config = true;
     e.rec = rec;
@@ -676,6 +681,7 @@ function buildNewDb(
 function generateOps(
   t: CommitInput,
   winners: Map<string, Claim>,
+  order: string[],
   disk: Map<string, Stats | null>,
   oldFiles: Map<string, FileRecord>,
   newDb: InstalledDb,
@@ -683,10 +689,11 @@ function generateOps(
   const isRoot = process.getuid?.() === 0;
   const abs = (rel: string): string => `${t.root}/${rel}`;
   // the stager names staged objects by absolute path; the journal stores them root-relative
+  // (doOp and the journal's reader refuse any that is not canonical)
+  const stage = `${path.join(t.root, STAGE_DIR)}/`;
   const rel = (p: string): string => {
-    const r = path.relative(t.root, p);
-    if (!r.startsWith(`${STAGE_DIR}/`)) throw new Error(`staged path outside stage: ${p}`);
-    return r;
+    if (!p.startsWith(stage)) throw new Error(`staged path outside stage: ${p}`);
+    return `${STAGE_DIR}/${p.slice(stage.length)}`;
   };
   let bk = 0;
   const backup = (): string => `${STAGE_DIR}/bk-${(bk++).toString(36)}`;
@@ -698,7 +705,7 @@ function generateOps(
   const cpmsave: string[] = [];
   const dirXattrs: PendingXattrs[] = [];
 
-  for (const p of [...winners.keys()].sort()) {
+  for (const p of order) {
     const { e, pkg } = winners.get(p)!;
     const st = disk.get(p) ?? null;
     if (e.rec.type === 'd') {

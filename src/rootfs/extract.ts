@@ -7,7 +7,6 @@
  * path → staged entry that the transaction checks for conflicts and then renames into place.
  * Every non-directory entry gets a flat name (stage/fSEQ); directories are made at commit.
  */
-import { spawnSync } from 'node:child_process';
 import { createHash, type Hash } from 'node:crypto';
 import {
   closeSync,
@@ -44,6 +43,7 @@ import {
 import type { ProgressTask, Reporter } from '../util/progress.js';
 import { SMALL_FILE, StageWriter, metaCalls, type StageMeta } from './stage-writer.js';
 import type { ExtractLimits, FileRecord, InstallStep, LayerSource } from './types.js';
+import { childProcess } from '../util/lazy-builtins.js';
 
 export interface StagedEntry {
   rec: FileRecord;
@@ -772,7 +772,7 @@ export class Stager {
         'if command -v setfattr >/dev/null 2>&1; then setfattr -h --restore=- || :; else echo cpm-no-setfattr >&2; fi',
       );
     }
-    const r = spawnSync('sh', ['-c', lines.join('\n'), 'sh', ...args], {
+    const r = childProcess().spawnSync('sh', ['-c', lines.join('\n'), 'sh', ...args], {
       cwd,
       input: dump,
       encoding: 'utf8',

@@ -10,11 +10,9 @@
  * files): the root is listed before and after each package's commands, and every new entry is
  * handed back as a record marked `generated` (docs/database.md).
  */
-import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { lstatSync, readdirSync, readFileSync, readlinkSync, type Dirent } from 'node:fs';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { CpmError } from '../errors.js';
 import { DEFAULT_FINALIZE_SHELL, type FinalizeSpec } from '../package/finalize.js';
 import { packageId } from '../package/package.js';
@@ -22,6 +20,7 @@ import type { Reporter } from '../util/progress.js';
 import { interruptReceived, interruptSignal } from '../util/signals.js';
 import { DiskView, resolveUserPath, typeOfMode } from './fs-path.js';
 import type { FileRecord, InstallStep } from './types.js';
+import { childProcess, readline } from '../util/lazy-builtins.js';
 
 export interface FinalizerOptions {
   reporter: Reporter;
@@ -119,7 +118,7 @@ export function rootHasProgram(
 }
 
 function bwrapWorks(bwrap: string): boolean {
-  const r = spawnSync(bwrap, ['--version'], { stdio: 'ignore' });
+  const r = childProcess().spawnSync(bwrap, ['--version'], { stdio: 'ignore' });
   return !r.error;
 }
 
@@ -188,7 +187,7 @@ function run(
 ): Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: Error }> {
   return new Promise((resolve) => {
     // an interrupt stops the running command at once (bwrap --die-with-parent takes the sandbox)
-    const child = spawn(cmd, args, {
+    const child = childProcess().spawn(cmd, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
       signal: interruptSignal(),
       killSignal: 'SIGKILL',
@@ -200,7 +199,7 @@ function run(
       if (pending === 0 && exit) resolve(exit);
     };
     for (const s of [child.stdout, child.stderr]) {
-      const rl = createInterface({ input: s });
+      const rl = readline().createInterface({ input: s });
       rl.on('line', onLine);
       rl.on('close', () => {
         pending--;

@@ -5,7 +5,6 @@
  *   xattrs (setDirXattrs) → commit (DB rename) → drop backups/emptied dirs → finalizers. A refusal or failure before the commit
  *   leaves root and DB as they were; SIGINT/SIGTERM before the commit roll back.
  */
-import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
   closeSync,
@@ -64,6 +63,7 @@ import {
   type InstallStep,
   type InstalledPackage,
 } from './types.js';
+import { childProcess } from '../util/lazy-builtins.js';
 
 export interface TransactionInput {
   install: InstallStep[];
@@ -444,7 +444,7 @@ function setDirXattrs(paths: RootPaths, dirs: PendingXattrs[], reporter: Reporte
         byName.set(name, { ...x, staged: name });
         dump += restoreRecord(name, x.xattrs);
       }
-      const r = spawnSync('setfattr', ['--restore=-'], {
+      const r = childProcess().spawnSync('setfattr', ['--restore=-'], {
         input: dump,
         encoding: 'utf8',
         stdio: ['pipe', 'pipe', 'pipe', ...fds],

@@ -2,10 +2,10 @@
  * gzip and zstd streams. zstd uses node:zlib where the runtime has it (Node ≥ 22.15) and the
  * `zstd` program otherwise (Node 20), so no native addon is ever needed.
  */
-import { spawn } from 'node:child_process';
 import { Duplex, PassThrough, type Readable, type Writable } from 'node:stream';
 import zlib from 'node:zlib';
 import { CpmError } from '../errors.js';
+import { childProcess } from './lazy-builtins.js';
 
 export type Compression = 'gzip' | 'zstd' | 'none';
 
@@ -22,7 +22,7 @@ export function hasBuiltinZstd(): boolean {
 
 /** Wraps a child process's stdin/stdout as one Duplex; a non-zero exit becomes a stream error. */
 function processDuplex(cmd: string, args: string[]): Duplex {
-  const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = childProcess().spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => {
     if (stderr.length < 4096) stderr += d;

@@ -1,0 +1,12 @@
+/**
+ * Built-in modules that only some runs need, loaded when first used: a no-op install spawns
+ * nothing and reads no lines, and loading node:child_process (with net and dgram behind it) and
+ * node:readline costs ≈ 15 ms of a ≈ 150 ms command (docs/performance.md, "No-op install").
+ */
+import type * as ChildProcess from 'node:child_process';
+import type * as Readline from 'node:readline';
+
+export const childProcess = (): typeof ChildProcess =>
+  process.getBuiltinModule('node:child_process');
+
+export const readline = (): typeof Readline => process.getBuiltinModule('node:readline');

@@ -5,49 +5,17 @@
  * for its size; and a directory entry reached through a symlink of the layer, which gets its
  * xattrs inside the root and never outside.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  rmSync,
-  statfsSync,
-  symlinkSync,
-  writeFileSync,
-} from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { fileLayer, installPackages } from '../../src/rootfs/index.js';
 import { listInstalled } from '../../src/upkeep/query.js';
 import { silentReporter } from '../../src/util/progress.js';
 import { digestOf, failure, rawLayer, step, tmpDir } from '../install/helpers.js';
+import { hasAttrTools, noXattrTmpfs, shmDir } from '../support/tmpfs.js';
 
-const TMPFS_MAGIC = 0x01021994;
-const SHM = '/dev/shm';
-const made: string[] = [];
-afterAll(() => {
-  for (const d of made) rmSync(d, { recursive: true, force: true });
-});
-
-const hasAttrTools =
-  spawnSync('sh', ['-c', 'command -v setfattr && command -v getfattr']).status === 0;
-/** Why user.* xattrs cannot be tested here, or undefined when they can. */
-function noTmpfs(): string | undefined {
-  if (!hasAttrTools) return 'setfattr/getfattr (package attr) are not installed';
-  try {
-    if (statfsSync(SHM).type !== TMPFS_MAGIC) return `${SHM} is not tmpfs`;
-  } catch {
-    return `${SHM} does not exist`;
-  }
-  return undefined;
-}
-const skipReason = noTmpfs();
-
-function shmDir(prefix: string): string {
-  const d = mkdtempSync(path.join(SHM, prefix));
-  made.push(d);
-  return d;
-}
+const skipReason = noXattrTmpfs();
 
 /** The xattrs of `p` itself (not below it), name → value. */
 function xattrsOf(p: string): Record<string, string> {

@@ -6,40 +6,16 @@
  * error naming package, layer and path, and the root is left as it was.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { fileLayer, installPackages } from '../../src/rootfs/index.js';
 import { listInstalled } from '../../src/upkeep/query.js';
 import { silentReporter } from '../../src/util/progress.js';
 import { digestOf, failure, rawLayer, step, tmpDir } from '../install/helpers.js';
+import { hasAttrTools, noXattrTmpfs, shmDir } from '../support/tmpfs.js';
 
-const TMPFS_MAGIC = 0x01021994;
-const SHM = '/dev/shm';
-const made: string[] = [];
-afterAll(() => {
-  for (const d of made) rmSync(d, { recursive: true, force: true });
-});
-
-const hasAttrTools =
-  spawnSync('sh', ['-c', 'command -v setfattr && command -v getfattr']).status === 0;
-/** Why large values cannot be tested here, or undefined when they can. */
-function noTmpfs(): string | undefined {
-  if (!hasAttrTools) return 'setfattr/getfattr (package attr) are not installed';
-  try {
-    if (statfsSync(SHM).type !== TMPFS_MAGIC) return `${SHM} is not tmpfs`;
-  } catch {
-    return `${SHM} does not exist`;
-  }
-  return undefined;
-}
-const skipReason = noTmpfs();
-
-function shmDir(prefix: string): string {
-  const d = mkdtempSync(path.join(SHM, prefix));
-  made.push(d);
-  return d;
-}
+const skipReason = noXattrTmpfs();
 
 /** A value of `n` printable bytes (the same text GNU tar and getfattr hand back). */
 const text = (n: number, seed: string): string =>

@@ -4,6 +4,8 @@
  * file that cannot mount fails instead of skipping, since a skip there would hide a regression.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, statfsSync } from 'node:fs';
+import path from 'node:path';
 import { afterAll } from 'vitest';
 import { tmpDir } from '../install/helpers.js';
 
@@ -45,4 +47,37 @@ export function readOnlyBind(dir: string): void {
   execFileSync('mount', ['--bind', dir, dir]);
   mounts.push(dir);
   execFileSync('mount', ['-o', 'remount,bind,ro', dir]);
+}
+
+const TMPFS_MAGIC = 0x01021994;
+const SHM = '/dev/shm';
+
+/** setfattr and getfattr (package attr) are on the PATH. */
+export const hasAttrTools =
+  spawnSync('sh', ['-c', 'command -v setfattr && command -v getfattr']).status === 0;
+
+/**
+ * Why xattr tests on tmpfs (which takes user.* values up to 64 KiB, as ext4 does not) cannot run
+ * here, or undefined when they can.
+ */
+export function noXattrTmpfs(): string | undefined {
+  if (!hasAttrTools) return 'setfattr/getfattr (package attr) are not installed';
+  try {
+    if (statfsSync(SHM).type !== TMPFS_MAGIC) return `${SHM} is not tmpfs`;
+  } catch {
+    return `${SHM} does not exist`;
+  }
+  return undefined;
+}
+
+const shmMade: string[] = [];
+afterAll(() => {
+  for (const d of shmMade) rmSync(d, { recursive: true, force: true });
+});
+
+/** A new directory on /dev/shm (tmpfs without mounting), removed after the file's tests. */
+export function shmDir(prefix: string): string {
+  const d = mkdtempSync(path.join(SHM, prefix));
+  shmMade.push(d);
+  return d;
 }

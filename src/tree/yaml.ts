@@ -3,8 +3,9 @@
  * size-capped, alias expansion is counted (an alias bomb fails fast at the alias that crosses the
  * cap), nesting depth is bounded, and every error carries file:line.
  *
- * Plain block YAML (what almost every tree file is) is read by the fast reader in yaml-fast.ts;
- * anything else, and every error, goes through the `yaml` package.
+ * Plain block YAML (what almost every tree file is) is read by the fast reader in yaml-fast.ts,
+ * its plain scalars resolved by yaml11.ts; anything else, and every error, goes through the `yaml`
+ * package, loaded only then (src/util/yaml-lib.ts).
  *
  * The document is converted by hand rather than with `toJS()` so that aliases stay shared (no
  * copies), merge keys (`<<` and explicit `!!merge <<`) follow the YAML 1.1 rule (explicit keys win,
@@ -12,19 +13,11 @@
  * key for later error messages.
  */
 import { readFileSync, statSync } from 'node:fs';
-import {
-  isAlias,
-  isMap,
-  isPair,
-  isScalar,
-  isSeq,
-  LineCounter,
-  parseDocument,
-  type Document,
-  type Node as YamlNode,
-} from 'yaml';
+import type { Document, LineCounter, Node as YamlNode } from 'yaml';
 import { CpmError } from '../errors.js';
+import { yamlLib } from '../util/yaml-lib.js';
 import { parseFast } from './yaml-fast.js';
+import { resolvePlain11 } from './yaml11.js';
 
 export interface YamlLimits {
   /** Largest file accepted, bytes. */
@@ -158,6 +151,7 @@ export function parseYamlDocument(
   file: string,
   limits: YamlLimits = DEFAULT_YAML_LIMITS,
 ): LoadedYaml {
+  const { LineCounter, parseDocument } = yamlLib();
   const lc = new LineCounter();
   let doc: Document.Parsed;
   try {
@@ -190,39 +184,12 @@ export function parseYamlDocument(
   };
 }
 
-interface ScalarResolver {
-  tags: Array<{ default?: boolean | 'key'; test?: RegExp; resolve: (...a: never[]) => unknown }>;
-  options: unknown;
-}
-let plainTags: ScalarResolver | undefined;
-
 /**
- * What a plain scalar becomes under the YAML 1.1 schema parseYaml uses, by the schema's own tags
- * (the fast reader's scalars resolve exactly as yaml's do). Throws when a tag refuses the text.
+ * What a plain scalar becomes under the YAML 1.1 schema parseYaml uses (the `yaml` package's own
+ * results, without loading it: yaml11.ts). `atKey`: the merge key `<<` too.
  */
 export function resolvePlain(text: string, atKey: boolean): unknown {
-  if (!plainTags) {
-    const d = parseDocument('', { version: '1.1', uniqueKeys: false });
-    plainTags = { tags: d.schema.tags as ScalarResolver['tags'], options: d.options };
-  }
-  for (const tag of plainTags.tags) {
-    if ((tag.default === true || (atKey && tag.default === 'key')) && tag.test?.test(text)) {
-      const resolve = tag.resolve as (
-        v: string,
-        onError: (m: string) => void,
-        o: unknown,
-      ) => unknown;
-      const v = resolve(
-        text,
-        (m) => {
-          throw new Error(m);
-        },
-        plainTags.options,
-      );
-      return isScalar(v) ? v.value : v;
-    }
-  }
-  return text;
+  return resolvePlain11(text, atKey);
 }
 
 class Converter {
@@ -234,6 +201,8 @@ class Converter {
   /** Node count of each anchored subtree with aliases expanded, memoised. */
   private readonly sizes = new Map<YamlNode, number>();
   private aliasNodes = 0;
+  /** The `yaml` package (loaded by now: the document came from it). */
+  private readonly y = yamlLib();
 
   constructor(
     private readonly doc: Document.Parsed,
@@ -255,14 +224,14 @@ class Converter {
     if (hit !== undefined) return hit;
     if (depth > this.limits.maxDepth) return Infinity;
     let n = 1;
-    if (isAlias(node)) {
+    if (this.y.isAlias(node)) {
       n = this.size(node.resolve(this.doc) as YamlNode | undefined, depth + 1);
-    } else if (isMap(node)) {
+    } else if (this.y.isMap(node)) {
       for (const p of node.items) {
         n += this.size(p.key as YamlNode, depth + 1) + this.size(p.value as YamlNode, depth + 1);
         if (n > this.limits.maxAliasNodes) break;
       }
-    } else if (isSeq(node)) {
+    } else if (this.y.isSeq(node)) {
       for (const it of node.items) {
         n += this.size(it as YamlNode, depth + 1);
         if (n > this.limits.maxAliasNodes) break;
@@ -281,7 +250,7 @@ class Converter {
         `nesting deeper than ${this.limits.maxDepth} levels`,
       );
     }
-    if (isAlias(node)) {
+    if (this.y.isAlias(node)) {
       const target = node.resolve(this.doc) as YamlNode | undefined;
       if (!target) throw yamlError(this.file, this.line(node), `unknown alias *${node.source}`);
       this.aliasNodes += this.size(target, 0);
@@ -297,7 +266,7 @@ class Converter {
     }
     const seen = this.done.get(node);
     if (seen !== undefined) return seen;
-    if (isScalar(node)) {
+    if (this.y.isScalar(node)) {
       const v = node.value;
       // yaml's 1.1 float pattern also matches words like "e1" (→ NaN); Go reads those as strings.
       if (typeof v === 'number' && Number.isNaN(v) && node.range) {
@@ -316,7 +285,7 @@ class Converter {
       }
       return typeof v === 'symbol' ? String(v.description) : v;
     }
-    if (isSeq(node)) {
+    if (this.y.isSeq(node)) {
       const out: unknown[] = [];
       const pos: NodePos = { line: this.line(node), keys: new Map() };
       const src = new Map<string | number, string>();
@@ -331,16 +300,16 @@ class Converter {
       this.sources.set(out, src);
       return out;
     }
-    if (isMap(node)) {
+    if (this.y.isMap(node)) {
       const out: Record<string, unknown> = {};
       const pos: NodePos = { line: this.line(node), keys: new Map() };
       const src = new Map<string | number, string>();
       this.done.set(node, out);
       const merges: YamlNode[] = [];
       for (const pair of node.items) {
-        if (!isPair(pair)) continue;
+        if (!this.y.isPair(pair)) continue;
         const k = pair.key as YamlNode | null;
-        if (isScalar(k) && isMergeKey(k.value, k.type)) {
+        if (this.y.isScalar(k) && isMergeKey(k.value, k.type)) {
           merges.push(pair.value as YamlNode);
           continue;
         }
@@ -370,13 +339,13 @@ class Converter {
     key: string | number,
     node: YamlNode | null,
   ): void {
-    if (!isScalar(node) || typeof node.value === 'string' || !node.range) return;
+    if (!this.y.isScalar(node) || typeof node.value === 'string' || !node.range) return;
     src.set(key, this.text.slice(node.range[0], node.range[1]).trim());
   }
 
   private keyString(k: YamlNode | null, depth: number): string {
     if (k === null) return '';
-    if (isScalar(k)) return k.value === null ? '' : String(k.value);
+    if (this.y.isScalar(k)) return k.value === null ? '' : String(k.value);
     throw yamlError(
       this.file,
       this.line(k),
@@ -391,7 +360,7 @@ class Converter {
     m: YamlNode,
     depth: number,
   ): void {
-    const sources = isSeq(m) ? (m.items as YamlNode[]) : [m];
+    const sources = this.y.isSeq(m) ? (m.items as YamlNode[]) : [m];
     for (const s of sources) {
       const val = this.convert(s, depth + 1);
       if (val === null || typeof val !== 'object' || Array.isArray(val)) {

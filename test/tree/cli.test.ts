@@ -157,6 +157,33 @@ describe.concurrent('cpm tree (CLI)', () => {
     expect(r.out.split('\n')[0]).toMatch(re);
   });
 
+  it('validate: the yaml package is loaded only for a text the fast reader leaves to it', async () => {
+    // A preload that records each require of dist/vendor-yaml.cjs.
+    const dir = mkdtempSync(join(tmpdir(), 'cpm-cli-'));
+    const log = join(dir, 'loaded');
+    const hook = join(dir, 'hook.cjs');
+    writeFileSync(
+      hook,
+      `const M = require('node:module');\nconst load = M._load;\n` +
+        `M._load = function (id, ...a) {\n` +
+        `  if (/vendor-yaml\\.cjs$/.test(id)) require('node:fs').appendFileSync(${JSON.stringify(log)}, id + '\\n');\n` +
+        `  return load.call(this, id, ...a);\n};\n`,
+    );
+    const run = (tree: string, values: string[]): Promise<number> =>
+      new Promise((res) => {
+        execFile('node', ['-r', hook, BIN, 'tree', 'validate', '--tree', tree, ...values], (e) =>
+          res(e ? (typeof e.code === 'number' ? e.code : 1) : 0),
+        );
+      });
+    // The fixture: every file (definitions, collections, rendered build specs, values) is plain.
+    expect(await run(TREE, ['--values', VALUES])).toBe(0);
+    expect(existsSync(log)).toBe(false);
+    // A flow mapping with content goes to the full parser.
+    const flow = treeOf({ 'a/definition.yaml': def('a', '1', 'labels: {x: y}\n') });
+    expect(await run(flow, [])).toBe(0);
+    expect(existsSync(log)).toBe(true);
+  });
+
   it('validate: a symlink loop → exit 1', async () => {
     const dir = treeOf({ 's/foo/definition.yaml': def('foo', '1') });
     symlinkSync('../..', join(dir, 's', 'foo', 'up'));

@@ -3,7 +3,7 @@
  * subset luet trees use. Each takes evaluated arguments (missing already turned into nil, as Go
  * does for interface{} parameters) and throws a plain Error whose message the engine locates.
  */
-import { stringify } from 'yaml';
+import { yamlLib } from '../../util/yaml-lib.js';
 import { DATE_FUNCS } from './dates.js';
 import {
   goEqual,
@@ -104,7 +104,7 @@ export function sprintf(format: string, args: Value[]): string {
 
 function toYaml(v: Value): string {
   if (v === null || v === undefined) return 'null';
-  return stringify(v, { lineWidth: 0 }).replace(/\n$/, '');
+  return yamlLib().stringify(v, { lineWidth: 0 }).replace(/\n$/, '');
 }
 
 function indent(n: number, s: string): string {

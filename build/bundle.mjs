@@ -27,6 +27,7 @@ const project = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
  */
 export const WORKERS = {
   'stage-worker': 'src/rootfs/stage-worker.ts',
+  'hash-worker': 'src/rootfs/hash-worker.ts',
   'tar-worker': 'src/image/tar-worker.ts',
 };
 

@@ -8,6 +8,7 @@
  * Every non-directory entry gets a flat name (stage/fSEQ); directories are made at commit.
  */
 import { createHash, type Hash } from 'node:crypto';
+import type { Readable } from 'node:stream';
 import {
   closeSync,
   fchmodSync,
@@ -29,6 +30,7 @@ import { packageId } from '../package/package.js';
 import { fsError } from '../util/fs-errors.js';
 import { interruptSignal } from '../util/signals.js';
 import { faultPoint } from './fault.js';
+import { fileDigest } from './file-digest.js';
 import { LayerReadError, readLayer, type LayerEntry, type LayerSink } from './layer-reader.js';
 import { TarHeaderError } from './tar-headers.js';
 import { LAYER_MEDIA_TYPES } from '../oci/types.js';
@@ -246,14 +248,23 @@ export class Stager {
     id: string,
     task: ProgressTask,
   ): Promise<void> {
-    const src = await layer.open();
+    // a local blob file is read through a descriptor: zstd reads it directly and the digest is
+    // computed from the same open file, off this thread (file-digest.ts); a stream otherwise
+    let src: Readable | number;
+    if (layer.file !== undefined) {
+      try {
+        src = openSync(layer.file, 'r');
+      } catch (e) {
+        throw this.readError(new LayerReadError('read', e, 'none', ''), layer, id);
+      }
+    } else src = await layer.open();
+    const fd = typeof src === 'number' ? src : -1;
     // SIGINT/SIGTERM: stop reading at once (a large entry streams for a long time between the
     // per-entry checks); the transaction reports the interrupt
     const signal = interruptSignal();
-    const stop = (): void => void src.destroy(signal.reason as Error);
-    signal.addEventListener('abort', stop, { once: true });
     const digestHash = createHash('sha256');
     const verify = this.o.verifyDigest && layer.digest.startsWith('sha256:');
+    const fileHash = verify && fd >= 0 ? fileDigest(fd) : null;
     const diffHash = layer.diffId?.startsWith('sha256:') ? createHash('sha256') : undefined;
     const limits = this.o.limits;
     const c: LayerCtx = { digest: layer.digest, layer: layerIndex, pkg, id };
@@ -262,15 +273,15 @@ export class Stager {
       data: (b) => this.onData(b),
       end: () => this.onEnd(c),
     };
+    let blobDigest: string;
     try {
       await readLayer(
         src,
         {
           mediaType: layer.mediaType,
-          onBlob: (chunk) => {
-            if (verify) digestHash.update(chunk);
-            task.add(chunk.length);
-          },
+          signal,
+          ...(verify && fd < 0 ? { onBlob: (chunk: Buffer) => digestHash.update(chunk) } : {}),
+          onBlobBytes: (n) => task.add(n),
           onTar: (chunk) => {
             diffHash?.update(chunk);
             this.bytes += chunk.length;
@@ -285,56 +296,21 @@ export class Stager {
         },
         sink,
       );
+      blobDigest = fileHash
+        ? await fileHash.result().catch((e: unknown) => {
+            throw new LayerReadError('read', e, 'none', '');
+          })
+        : `sha256:${digestHash.digest('hex')}`;
     } catch (err) {
-      signal.removeEventListener('abort', stop);
       this.closeBody();
+      await fileHash?.cancel();
+      if (fd >= 0) closeSync(fd);
       if (!(err instanceof LayerReadError)) throw err;
-      const e = err.cause;
-      if (e instanceof CpmError && e.code === 'E_TOOL_MISSING') throw e;
-      if (err.stage === 'entry' && !(e instanceof CpmError)) {
-        // a failed local write is the machine's problem, not the package's: named as such
-        const local = fsError(e, {
-          doing: `extracting /${err.entry} of ${id} into`,
-          path: (e as { path?: string }).path ?? this.o.root,
-          where: 'root',
-          context: { package: id, digest: layer.digest },
-        });
-        if (local instanceof CpmError) throw local;
-      }
-      if (err.stage === 'decompress')
-        throw unsafe(
-          layer.digest,
-          id,
-          err.entry,
-          `corrupt or truncated ${err.compression} data (${(e as Error).message})`,
-        );
-      if (e instanceof CpmError) throw e;
-      if (e instanceof TarHeaderError) throw unsafe(layer.digest, id, err.entry, e.why);
-      if (err.stage === 'parse')
-        throw unsafe(
-          layer.digest,
-          id,
-          err.entry,
-          `malformed or truncated tar stream (${(e as Error).message})`,
-        );
-      const local = fsError(e, {
-        doing: `reading layer ${layer.digest} of ${id}`,
-        where: 'cache',
-        context: { digest: layer.digest, package: id },
-      });
-      if (local instanceof CpmError) throw local;
-      throw new CpmError(
-        'E_IO',
-        `reading layer ${layer.digest} of ${id}: ${(e as Error).message}`,
-        {
-          context: { digest: layer.digest, package: id },
-          cause: e,
-        },
-      );
+      throw this.readError(err, layer, id);
     }
-    signal.removeEventListener('abort', stop);
+    if (fd >= 0) closeSync(fd);
     if (verify) {
-      const got = `sha256:${digestHash.digest('hex')}`;
+      const got = blobDigest;
       if (got !== layer.digest)
         throw new CpmError(
           'E_DIGEST',
@@ -357,6 +333,48 @@ export class Stager {
           },
         );
     }
+  }
+
+  /** A failed layer read as the CpmError the user reads. */
+  private readError(err: LayerReadError, layer: LayerSource, id: string): Error {
+    const e = err.cause;
+    if (e instanceof CpmError && e.code === 'E_TOOL_MISSING') return e;
+    if (err.stage === 'entry' && !(e instanceof CpmError)) {
+      // a failed local write is the machine's problem, not the package's: named as such
+      const local = fsError(e, {
+        doing: `extracting /${err.entry} of ${id} into`,
+        path: (e as { path?: string }).path ?? this.o.root,
+        where: 'root',
+        context: { package: id, digest: layer.digest },
+      });
+      if (local instanceof CpmError) return local;
+    }
+    if (err.stage === 'decompress')
+      return unsafe(
+        layer.digest,
+        id,
+        err.entry,
+        `corrupt or truncated ${err.compression} data (${(e as Error).message})`,
+      );
+    if (e instanceof CpmError) return e;
+    if (e instanceof TarHeaderError) return unsafe(layer.digest, id, err.entry, e.why);
+    if (err.stage === 'parse')
+      return unsafe(
+        layer.digest,
+        id,
+        err.entry,
+        `malformed or truncated tar stream (${(e as Error).message})`,
+      );
+    const local = fsError(e, {
+      doing: `reading layer ${layer.digest} of ${id}`,
+      where: 'cache',
+      context: { digest: layer.digest, package: id },
+    });
+    if (local instanceof CpmError) return local;
+    return new CpmError('E_IO', `reading layer ${layer.digest} of ${id}: ${(e as Error).message}`, {
+      context: { digest: layer.digest, package: id },
+      cause: e,
+    });
   }
 
   /**

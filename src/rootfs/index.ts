@@ -108,5 +108,6 @@ export function fileLayer(file: string, mediaType: string, digest: string): Laye
     digest,
     mediaType,
     open: () => Promise.resolve(createReadStream(file, { highWaterMark: 1024 * 1024 })),
+    file,
   };
 }

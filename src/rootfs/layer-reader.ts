@@ -7,13 +7,16 @@
  * from their own entry handler's error.
  */
 import { once } from 'node:events';
+import { createReadStream, open, read, readSync } from 'node:fs';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   compressionOfMediaType,
   createDecompressor,
   sniffCompression,
+  zstdFileReader,
   type Compression,
+  type SyncDecompressor,
 } from '../util/compress.js';
 import { TarHeaderError } from './tar-headers.js';
 import { DATA, ENTRY, NEED, TarParser, type TarEntry } from './tar-parser.js';
@@ -35,8 +38,12 @@ export interface LayerSink {
 export interface ReadLayerOptions {
   /** Used when the first bytes are no known compression magic. */
   mediaType: string;
-  /** Sees every compressed chunk as read (digest, progress); throw to stop. */
+  /** Sees every compressed chunk as read (digest, progress) of a stream source; throw to stop. */
   onBlob?: (chunk: Buffer) => void;
+  /** How many more compressed bytes were read (progress), for any source. */
+  onBlobBytes?: (n: number) => void;
+  /** Stops the read (its reason becomes the 'read' failure): SIGINT, SIGTERM. */
+  signal?: AbortSignal;
   /** Sees every decompressed chunk before the parser (size limits, diff_id); throw to stop. */
   onTar?: (chunk: Buffer) => void;
 }
@@ -80,11 +87,172 @@ const tap = (f: (chunk: Buffer) => void): Transform =>
     },
   });
 
+/** Decompressed bytes read between two turns of the event loop on the synchronous path. */
+const YIELD_BYTES = 2 << 20;
+
 /**
  * Reads the layer in `src` to its end, handing each tar entry to `sink` in order (a synchronous
- * parser: no stream or promise per entry). Rejects with a LayerReadError on the first failure.
+ * parser: no stream or promise per entry). `src` is a stream, or the descriptor of a local blob
+ * file at offset 0 (the caller keeps it open until this settles and closes it): a zstd blob is
+ * then decompressed by the zstd program reading the descriptor itself and its output read
+ * synchronously into one reused buffer (zstdFileReader); other blobs stream from the descriptor.
+ * A file source's compressed bytes never pass through `onBlob`: the caller hashes the file.
+ * Rejects with a LayerReadError on the first failure.
  */
 export async function readLayer(
+  src: Readable | number,
+  opts: ReadLayerOptions,
+  sink: LayerSink,
+): Promise<{ compression: Compression }> {
+  if (typeof src !== 'number') return readStream(src, opts, sink);
+  const fd = src;
+  const head = Buffer.alloc(4);
+  let got: number;
+  try {
+    got = readSync(fd, head, 0, 4, 0);
+  } catch (e) {
+    throw new LayerReadError('read', e, 'none', '');
+  }
+  let comp = sniffCompression(head.subarray(0, got));
+  if (comp === 'none') comp = compressionOfMediaType(opts.mediaType);
+  const dec = comp === 'zstd' ? zstdFileReader(fd) : null;
+  if (!dec) {
+    // the caller closes the descriptor: the stream's close (which pipeline calls on destroy, even
+    // with autoClose off) is a no-op
+    const stream = createReadStream('', {
+      fd,
+      start: 0,
+      highWaterMark: 1 << 20,
+      fs: { open, read, close: (_fd: number, cb: (e: null) => void) => cb(null) },
+    });
+    return readStream(stream, opts, sink);
+  }
+  try {
+    await readSyncLoop(dec, opts, sink);
+  } finally {
+    dec.close();
+  }
+  return { compression: comp };
+}
+
+/** What consumes decompressed bytes: taps, parser, sink; `stage` says what failed. */
+class Feeder {
+  readonly parser = new TarParser();
+  current = '';
+  stage: LayerStage = 'read';
+  constructor(
+    private readonly opts: ReadLayerOptions,
+    private readonly sink: LayerSink,
+  ) {}
+
+  /** Hands a decompressed chunk on; a promise only when the sink waits. */
+  feed(chunk: Buffer): void | Promise<void> {
+    this.stage = 'read';
+    this.opts.onTar?.(chunk);
+    this.stage = 'parse';
+    this.parser.push(chunk);
+    return this.events();
+  }
+
+  private events(): void | Promise<void> {
+    const { parser, sink } = this;
+    for (;;) {
+      this.stage = 'parse';
+      const ev = parser.next();
+      if (ev === NEED) break;
+      this.stage = 'entry';
+      if (ev === DATA) sink.data(parser.data);
+      else {
+        let r: void | Promise<void>;
+        if (ev === ENTRY) {
+          this.current = parser.entry.name;
+          r = sink.entry(parser.entry);
+        } else r = sink.end();
+        if (r) return r.then(() => this.events());
+      }
+    }
+    this.stage = 'read';
+  }
+
+  end(): void {
+    this.stage = 'parse';
+    this.parser.end();
+  }
+
+  error(e: unknown, stage: LayerStage, comp: Compression): LayerReadError {
+    // a refused header names its own entry (the sink never saw it)
+    const entry = e instanceof TarHeaderError ? e.entry : this.current;
+    return new LayerReadError(stage, e, comp, entry);
+  }
+}
+
+const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/**
+ * The synchronous path: blocking reads of zstd's output into one buffer, parsed as they come. The
+ * event loop gets a turn every YIELD_BYTES (signals, the stage writer's replies, progress).
+ */
+async function readSyncLoop(
+  dec: SyncDecompressor,
+  opts: ReadLayerOptions,
+  sink: LayerSink,
+): Promise<void> {
+  const f = new Feeder(opts, sink);
+  const buf = Buffer.allocUnsafe(1 << 20);
+  const signal = opts.signal;
+  let since = 0;
+  let reported = 0;
+  const progress = (): void => {
+    const at = dec.consumed();
+    if (at > reported) {
+      opts.onBlobBytes?.(at - reported);
+      reported = at;
+    }
+  };
+  const aborted = (): LayerReadError =>
+    new LayerReadError('read', signal!.reason, 'zstd', f.current);
+  for (;;) {
+    let n: number;
+    try {
+      n = dec.read(buf);
+    } catch (e) {
+      throw f.error(e, 'decompress', 'zstd');
+    }
+    if (n === 0) break;
+    try {
+      const r = f.feed(buf.subarray(0, n));
+      if (r) await r;
+    } catch (e) {
+      // a signal may be why zstd's output looked wrong (a terminal's SIGINT reaches it too)
+      if (signal?.aborted) throw aborted();
+      throw f.error(e, f.stage, 'zstd');
+    }
+    since += n;
+    if (since >= YIELD_BYTES) {
+      since = 0;
+      progress();
+      await turn();
+      if (signal?.aborted) throw aborted();
+    }
+  }
+  try {
+    // zstd's verdict before the parser's: a truncated blob ends the output early, and that is
+    // what the user should read, not "truncated tar"
+    await dec.done();
+  } catch (e) {
+    if (signal?.aborted) throw aborted();
+    throw f.error(e, 'decompress', 'zstd');
+  }
+  progress();
+  try {
+    f.end();
+  } catch (e) {
+    throw f.error(e, 'parse', 'zstd');
+  }
+}
+
+/** The stream path: any Readable, any compression (node:zlib, or the zstd program's pipe). */
+async function readStream(
   src: Readable,
   opts: ReadLayerOptions,
   sink: LayerSink,
@@ -99,57 +267,46 @@ export async function readLayer(
   if (comp === 'none') comp = compressionOfMediaType(opts.mediaType);
   if (first) src.unshift(first);
 
-  const parser = new TarParser();
-  let current = '';
+  const f = new Feeder(opts, sink);
   let failed: { stage: LayerStage; e: unknown } | undefined;
   const track = (stage: LayerStage) => (e: unknown) => void (failed ??= { stage, e });
-  const onTar = opts.onTar;
   const consume = async (tarStream: AsyncIterable<Buffer>): Promise<void> => {
-    let stage: LayerStage = 'read';
     try {
       for await (const chunk of tarStream) {
-        stage = 'read';
-        onTar?.(chunk);
-        stage = 'parse';
-        parser.push(chunk);
-        for (;;) {
-          stage = 'parse';
-          const ev = parser.next();
-          if (ev === NEED) break;
-          stage = 'entry';
-          if (ev === DATA) sink.data(parser.data);
-          else if (ev === ENTRY) {
-            current = parser.entry.name;
-            const r = sink.entry(parser.entry);
-            if (r) await r;
-          } else {
-            const r = sink.end();
-            if (r) await r;
-          }
-        }
-        stage = 'read';
+        const r = f.feed(chunk);
+        if (r) await r;
       }
-      stage = 'parse';
-      parser.end();
+      f.end();
     } catch (e) {
-      failed ??= { stage, e };
+      failed ??= { stage: f.stage, e };
       throw e;
     }
   };
+  const signal = opts.signal;
+  const stop = (): void => void src.destroy(signal!.reason as Error);
+  if (signal?.aborted) stop();
+  else signal?.addEventListener('abort', stop, { once: true });
   src.on('error', track('read'));
   const decompressor = createDecompressor(comp);
   decompressor.on('error', track('decompress'));
   const stages: unknown[] = [src];
-  if (opts.onBlob) stages.push(tap(opts.onBlob).on('error', track('read')));
+  const { onBlob, onBlobBytes } = opts;
+  if (onBlob || onBlobBytes)
+    stages.push(
+      tap((chunk) => {
+        onBlob?.(chunk);
+        onBlobBytes?.(chunk.length);
+      }).on('error', track('read')),
+    );
   stages.push(decompressor, consume);
   try {
     // the stream typings do not list an async function as the last stage of the array form
     await pipeline(stages as unknown as NodeJS.ReadWriteStream[]);
   } catch (e) {
     const cause = failed?.e ?? e;
-    // a refused header names its own entry (the sink never saw it)
-    const entry = cause instanceof TarHeaderError ? cause.entry : current;
-    throw new LayerReadError(failed?.stage ?? 'read', cause, comp, entry);
+    throw f.error(cause, failed?.stage ?? 'read', comp);
+  } finally {
+    signal?.removeEventListener('abort', stop);
   }
   return { compression: comp };
 }

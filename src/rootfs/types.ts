@@ -22,6 +22,12 @@ export interface LayerSource {
   size?: number;
   open(): Promise<Readable>;
   /**
+   * The blob as a local file (blob store, OCI layout): the extractor then opens it itself instead
+   * of calling open(), so zstd can read the descriptor directly and the digest be computed from
+   * the same open file off the main thread.
+   */
+  file?: string;
+  /**
    * A remote blob: brought into the local cache before extraction starts (the downloads of a
    * transaction run in parallel, with progress); open() would fetch it too, silently.
    */

@@ -2,6 +2,17 @@
  * gzip and zstd streams. zstd uses node:zlib where the runtime has it (Node ≥ 22.15) and the
  * `zstd` program otherwise (Node 20), so no native addon is ever needed.
  */
+import {
+  closeSync,
+  constants as fsConstants,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  rmSync,
+} from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { Duplex, PassThrough, type Readable, type Writable } from 'node:stream';
 import zlib from 'node:zlib';
 import { CpmError } from '../errors.js';
@@ -34,17 +45,7 @@ function processDuplex(cmd: string, args: string[]): Duplex {
   const inp = child.stdin as Writable;
   const duplex = Duplex.from({ readable: out, writable: inp });
   child.on('error', (e: NodeJS.ErrnoException) => {
-    duplex.destroy(
-      e.code === 'ENOENT'
-        ? new CpmError(
-            'E_TOOL_MISSING',
-            `"${cmd}" is not installed and this Node.js has no built-in zstd`,
-            {
-              hint: 'install the zstd package (apt-get install zstd) or use Node.js ≥ 22.15',
-            },
-          )
-        : e,
-    );
+    duplex.destroy(e.code === 'ENOENT' ? missingTool(cmd) : e);
   });
   child.on('close', (code, signal) => {
     if (code === 0) out.end();
@@ -105,4 +106,117 @@ export function sniffCompression(head: Buffer): Compression {
   if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
   if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
   return 'none';
+}
+
+/**
+ * `zstd -dc` of an open blob file whose output this thread reads synchronously (no stream, no
+ * buffer or promise per chunk): zstd gets the file descriptor itself as its stdin and writes into a
+ * FIFO that cpm reads with blocking read(2) into the caller's buffer. Node's own child pipes are
+ * non-blocking socket pairs that only a stream can read, hence the FIFO (made in a private
+ * temporary directory and unlinked at once; the two descriptors keep it).
+ */
+export interface SyncDecompressor {
+  /** Fills `buf` with what zstd wrote next, waiting for it; 0 once zstd's output has ended. */
+  read(buf: Buffer): number;
+  /** Compressed bytes zstd has read so far (the file offset it shares with cpm), or -1. */
+  consumed(): number;
+  /** Resolves once zstd exited 0; rejects with its failure otherwise. Call after read() gave 0. */
+  done(): Promise<void>;
+  /** Kills zstd if it still runs and closes the read end (idempotent). */
+  close(): void;
+}
+
+/**
+ * A SyncDecompressor for the zstd blob open at `fd` (its offset must be 0: zstd reads it from
+ * there), or null where it does not apply: this Node has zstd built in (node:zlib decompresses),
+ * or no FIFO could be made (then the caller streams the blob as before).
+ */
+export function zstdFileReader(fd: number): SyncDecompressor | null {
+  if (hasBuiltinZstd() || process.platform !== 'linux') return null;
+  const cp = childProcess();
+  let dir: string;
+  try {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'cpm-zstd-'));
+  } catch {
+    return null;
+  }
+  const fifo = path.join(dir, 'out');
+  let r = -1;
+  let w = -1;
+  try {
+    const made = cp.spawnSync('mkfifo', ['-m', '600', fifo], { stdio: 'ignore' });
+    if (made.status !== 0) return null;
+    // the read end first, non-blocking (no writer yet), then the write end, then the blocking
+    // read end this thread uses (a writer exists now, so opening it does not wait)
+    const probe = openSync(fifo, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+    try {
+      w = openSync(fifo, fsConstants.O_WRONLY);
+      r = openSync(fifo, fsConstants.O_RDONLY);
+    } finally {
+      closeSync(probe);
+    }
+  } catch {
+    if (w >= 0) closeSync(w);
+    if (r >= 0) closeSync(r);
+    return null;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const args = ['-dcq'];
+  let child: ReturnType<typeof cp.spawn>;
+  try {
+    child = cp.spawn('zstd', args, { stdio: [fd, w, 'pipe'] });
+  } finally {
+    closeSync(w); // zstd holds the only write end: its exit ends the output
+  }
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    if (stderr.length < 4096) stderr += d;
+  });
+  let failure: Error | null = null;
+  const exited = new Promise<void>((resolve, reject) => {
+    child.on('error', (e: NodeJS.ErrnoException) => {
+      failure ??= e.code === 'ENOENT' ? missingTool('zstd') : e;
+      reject(failure);
+    });
+    child.on('close', (code, signal) => {
+      if (code === 0) resolve();
+      else
+        reject(
+          (failure ??= new CpmError(
+            'E_IO',
+            `zstd ${args.join(' ')} failed (${signal ?? code}): ${stderr.trim()}`,
+          )),
+        );
+    });
+  });
+  exited.catch(() => undefined); // seen through done(); an abandoned read must not crash
+  const info = `/proc/self/fdinfo/${fd}`;
+  let closed = false;
+  return {
+    read: (buf) => (closed ? 0 : readSync(r, buf, 0, buf.length, null)),
+    consumed() {
+      try {
+        const m = /^pos:\s*(\d+)/m.exec(readFileSync(info, 'latin1'));
+        return m ? Number(m[1]) : -1;
+      } catch {
+        return -1;
+      }
+    },
+    done: () => exited,
+    close() {
+      if (closed) return;
+      closed = true;
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      closeSync(r);
+    },
+  };
+}
+
+function missingTool(cmd: string): CpmError {
+  return new CpmError(
+    'E_TOOL_MISSING',
+    `"${cmd}" is not installed and this Node.js has no built-in zstd`,
+    { hint: 'install the zstd package (apt-get install zstd) or use Node.js ≥ 22.15' },
+  );
 }

@@ -15,6 +15,7 @@ import { Worker } from 'node:worker_threads';
 /** Worker modules by name, relative to src/. Keep in step with WORKERS in build/bundle.mjs. */
 export const WORKERS = {
   'stage-worker': 'rootfs/stage-worker.ts',
+  'hash-worker': 'rootfs/hash-worker.ts',
   'tar-worker': 'image/tar-worker.ts',
 } as const;
 export type WorkerName = keyof typeof WORKERS;

@@ -3,8 +3,9 @@
  * build specs and finalizers with the package's values (plus `--values` files), and checks the
  * whole tree, collecting every problem in one run.
  */
-import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
-import { lstat, realpath, stat } from 'node:fs/promises';
+// Synchronous calls only: a tree is hundreds of small reads and stats, for which a thread-pool
+// round trip each costs more than the call (and node:fs/promises is ≈ 5 ms to load).
+import { existsSync, lstatSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CpmError } from '../errors.js';
@@ -107,7 +108,7 @@ interface PackageDir {
   abs: string;
   files: Set<string>;
   /** `root/` of the directory if it is one (asked once: a collection's packages share it). */
-  rootDir?: Promise<{ dir?: string; escape?: PayloadEscape }>;
+  rootDir?: { dir?: string; escape?: PayloadEscape };
 }
 
 const TREE_FILES = ['definition.yaml', 'collection.yaml', 'build.yaml', 'finalize.yaml'];
@@ -275,7 +276,7 @@ export async function loadTree(
   for (const [i, root] of roots.entries()) {
     let rootStat;
     try {
-      rootStat = await stat(root);
+      rootStat = statSync(root);
     } catch {
       throw new CpmError('E_NOT_FOUND', `packages tree ${given[i]} does not exist`, {
         context: { path: root },
@@ -586,12 +587,13 @@ export interface PayloadEscape {
  * Whether `dir` (below `tree`, symlinks resolved) lies outside the tree: undefined when inside,
  * and then `inside(real)` has been told where it really is.
  */
-async function escapeOf(
+function escapeOf(
   dir: string,
   tree: string,
   inside?: (real: string) => void,
-): Promise<PayloadEscape | undefined> {
-  const [realTree, real] = await Promise.all([realpath(tree), realpath(dir)]);
+): PayloadEscape | undefined {
+  const realTree = realpathSync.native(tree);
+  const real = realpathSync.native(dir);
   if (real === realTree || real.startsWith(realTree + sep)) {
     inside?.(real);
     return undefined;
@@ -601,8 +603,8 @@ async function escapeOf(
   let at = tree;
   for (const part of rel.split(sep)) {
     at = join(at, part);
-    if (!(await lstat(at)).isSymbolicLink()) continue;
-    const target = await realpath(at);
+    if (!lstatSync(at).isSymbolicLink()) continue;
+    const target = realpathSync.native(at);
     if (target !== realTree && !target.startsWith(realTree + sep))
       return { dir, real, link: at, target };
   }
@@ -633,7 +635,7 @@ export async function treeDirAtUse(
   let escape: PayloadEscape | undefined;
   let real = dir;
   try {
-    escape = await escapeOf(dir, tree, (r) => (real = r));
+    escape = escapeOf(dir, tree, (r) => (real = r));
   } catch (e) {
     throwFs(e, {
       doing: `${pkgId}: reading the ${what} of ${definitionFile}`,
@@ -668,7 +670,7 @@ async function resolvePayload(
     const dir = join(pd.abs, 'root');
     // statSync: most package directories have no root/, and a thread-pool round trip per
     // directory to learn that was most of the loader's waiting.
-    pd.rootDir ??= (async () => {
+    pd.rootDir ??= (() => {
       let st;
       try {
         st = statSync(dir);
@@ -676,10 +678,10 @@ async function resolvePayload(
         return {};
       }
       if (!st.isDirectory()) return {};
-      const escape = await escapeOf(dir, root);
+      const escape = escapeOf(dir, root);
       return escape ? { escape } : { dir };
     })();
-    const found = await pd.rootDir;
+    const found = pd.rootDir;
     if (found.escape) {
       report.error({
         code: 'E_TREE',
@@ -694,7 +696,7 @@ async function resolvePayload(
   const candidate = resolve(pkg.dir, declared);
   let st;
   try {
-    st = await stat(candidate);
+    st = statSync(candidate);
   } catch {
     st = null;
   }
@@ -706,7 +708,7 @@ async function resolvePayload(
     });
     return undefined;
   }
-  const escape = await escapeOf(candidate, root);
+  const escape = escapeOf(candidate, root);
   if (escape) {
     report.error({
       ...where,

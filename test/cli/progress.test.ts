@@ -7,16 +7,17 @@
  * byte counts are exact (the layers' compressed sizes), the times and rates are whatever they
  * were.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
-import { pseudoRandom } from '../support/layers.js';
-import { startRegistry, type RegistryInstance } from '../support/registry.js';
 import { cpmCli, tmpDir } from '../install/helpers.js';
+import { CPM_BIN, spawnCpm } from '../support/cli.js';
+import type { FaultProxy } from '../support/fault-proxy.js';
+import { pseudoRandom } from '../support/layers.js';
+import { pushTestPackages } from '../support/pushed-tree.js';
+import type { RegistryInstance } from '../support/registry.js';
 
-const CPM_BIN = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../bin/cpm.js');
 let dir: string;
 let reg: RegistryInstance;
 let proxy: FaultProxy;
@@ -27,41 +28,19 @@ const freshConfig = (): string => {
   writeFileSync(cfg, `cache_dir: ${dir}/cache-${n}\nrepos_confdir: []\n`);
   return cfg;
 };
-let packCfg: string;
-const { ok: packOk } = cpmCli(() => packCfg);
 
 /** layer digest → compressed size, from the registry's manifests (via cpm pull --json). */
 const layerSizes = new Map<string, number>();
 
 beforeAll(async () => {
   dir = tmpDir('cpm-progress-');
-  packCfg = path.join(dir, 'pack.yaml');
-  writeFileSync(packCfg, `cache_dir: ${dir}/pack-cache\nrepos_confdir: []\n`);
-  for (const [name, size, seed] of [
-    ['big', 3 << 20, 1],
-    ['small', 256 << 10, 2],
-  ] as const) {
-    const pkg = path.join(dir, `tree/test/${name}/1.0`);
-    mkdirSync(path.join(pkg, `root/usr/share/${name}`), { recursive: true });
-    writeFileSync(
-      path.join(pkg, 'definition.yaml'),
-      `name: ${name}\ncategory: test\nversion: "1.0"\n${name === 'big' ? 'requires:\n  - category: test\n    name: small\n' : ''}`,
-    );
-    writeFileSync(path.join(pkg, `root/usr/share/${name}/blob`), pseudoRandom(size, seed));
-  }
-  reg = await startRegistry();
-  proxy = await startFaultProxy(reg.url);
-  packOk(
-    'repo',
-    'create',
-    '--tree',
-    path.join(dir, 'tree'),
-    '--output',
-    `oci://${reg.host}/cpm`,
-    '--push',
-  );
+  let pack: (...args: string[]) => string;
+  ({ reg, proxy, pack } = await pushTestPackages(dir, [
+    { name: 'big', blob: pseudoRandom(3 << 20, 1), requires: ['small'] },
+    { name: 'small', blob: pseudoRandom(256 << 10, 2) },
+  ]));
   for (const name of ['big', 'small']) {
-    const out = packOk('pull', `${reg.host}/cpm/test/${name}:1.0`, '--json', '-q');
+    const out = pack('pull', `${reg.host}/cpm/test/${name}:1.0`, '--json', '-q');
     for (const l of (JSON.parse(out) as { layers: Array<{ digest: string; size: number }> }).layers)
       layerSizes.set(l.digest, l.size);
   }
@@ -72,14 +51,19 @@ afterAll(async () => {
   await reg?.stop();
 });
 
-function cpm(cfg: string, args: string[]): { code: number; out: string; err: string } {
-  const r = spawnSync(process.execPath, [CPM_BIN, ...args], {
-    encoding: 'utf8',
-    env: { ...process.env, CPM_CONFIG: cfg },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
-}
+const cpm = (cfg: string, args: string[]): { code: number; out: string; err: string } =>
+  cpmCli(() => cfg).cpm(...args);
+/** `cpm install test/big` from the registry into `root`, with a fresh cache. */
+const install = (root: string, ...more: string[]): { code: number; out: string; err: string } =>
+  cpm(freshConfig(), [
+    'install',
+    'test/big',
+    '--repo',
+    `oci://${reg.host}/cpm`,
+    '--root',
+    root,
+    ...more,
+  ]);
 
 const SIZE = String.raw`\d+(\.\d)? (B|KiB|MiB|GiB)`;
 const HEX12 = '[0-9a-f]{12}';
@@ -95,13 +79,9 @@ async function interruptWhen(
   settleMs: number,
   poll = 50,
 ): Promise<{ code: number | null; err: string }> {
-  const child = spawn(process.execPath, [CPM_BIN, ...args], {
-    env: { ...process.env, CPM_CONFIG: cfg },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const { child, done } = spawnCpm(args, { ...process.env, CPM_CONFIG: cfg });
   let err = '';
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const done = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
   const t0 = Date.now();
   while (!started.test(err)) {
     if (Date.now() - t0 > 30_000) throw new Error(`${args[0]} did not start: ${err}`);
@@ -109,20 +89,13 @@ async function interruptWhen(
   }
   if (settleMs) await new Promise((r) => setTimeout(r, settleMs));
   child.kill('SIGINT');
-  return { code: await done, err };
+  return { code: (await done).code, err };
 }
 
 describe('install progress without a terminal (stderr is a pipe)', () => {
   it('prints plain step lines: phase totals, a line per layer start and finish, a summary', () => {
     const root = path.join(dir, 'root-plain');
-    const r = cpm(freshConfig(), [
-      'install',
-      'test/big',
-      '--repo',
-      `oci://${reg.host}/cpm`,
-      '--root',
-      root,
-    ]);
+    const r = install(root);
     expect(r.code, r.err).toBe(0);
     expect(r.err).not.toContain('\r');
     expect(r.err).not.toContain('\x1b');
@@ -158,15 +131,7 @@ describe('install progress without a terminal (stderr is a pipe)', () => {
 
   it('with --json: JSON lines on stderr with exact byte counts, one result object on stdout', () => {
     const root = path.join(dir, 'root-json');
-    const r = cpm(freshConfig(), [
-      'install',
-      'test/big',
-      '--repo',
-      `oci://${reg.host}/cpm`,
-      '--root',
-      root,
-      '--json',
-    ]);
+    const r = install(root, '--json');
     expect(r.code, r.err).toBe(0);
     expect(JSON.parse(r.out)).toMatchObject({ installed: ['test/small@1.0', 'test/big@1.0'] });
     const events = r.err
@@ -195,15 +160,7 @@ describe('install progress without a terminal (stderr is a pipe)', () => {
   });
 
   it('-q prints nothing on success', () => {
-    const r = cpm(freshConfig(), [
-      'install',
-      'test/big',
-      '--repo',
-      `oci://${reg.host}/cpm`,
-      '--root',
-      path.join(dir, 'root-quiet'),
-      '-q',
-    ]);
+    const r = install(path.join(dir, 'root-quiet'), '-q');
     expect(r.code, r.err).toBe(0);
     expect(r.err).toBe('');
   });

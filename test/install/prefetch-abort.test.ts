@@ -6,44 +6,23 @@
  * error naming the package and the layer digest; the sibling's download was abandoned (no partial
  * file left in the cache); the root and its DB are as they were.
  */
-import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
+import { spawnCpm } from '../support/cli.js';
+import type { FaultProxy } from '../support/fault-proxy.js';
 import { pseudoRandom } from '../support/layers.js';
-import { startRegistry, type RegistryInstance } from '../support/registry.js';
-import { cpmCli, tmpDir } from './helpers.js';
+import { pushTestPackages } from '../support/pushed-tree.js';
+import type { RegistryInstance } from '../support/registry.js';
+import { tmpDir } from './helpers.js';
 
-const CPM_BIN = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../bin/cpm.js');
 let dir: string;
 let cfg: string;
-let packCfg: string;
 let reg: RegistryInstance;
 let proxy: FaultProxy;
-const { ok: packOk } = cpmCli(() => packCfg);
 
-/** cpm as a child that does not block this process (the proxy runs here). */
-async function run(
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number | null; err: string }> {
-  const child = spawn(process.execPath, [CPM_BIN, ...args], {
-    env: { ...process.env, CPM_CONFIG: cfg, ...env },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let err = '';
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const code = await new Promise<number | null>((r) => child.on('close', r));
-  return { code, err };
-}
-
-function pkg(name: string, file: Buffer): void {
-  const d = path.join(dir, `tree/test/${name}/1.0`);
-  mkdirSync(path.join(d, `root/usr/share/${name}`), { recursive: true });
-  writeFileSync(path.join(d, 'definition.yaml'), `name: ${name}\ncategory: test\nversion: "1.0"\n`);
-  writeFileSync(path.join(d, `root/usr/share/${name}/data`), file);
-}
+const run = (args: string[], env: Record<string, string> = {}) =>
+  spawnCpm(args, { ...process.env, CPM_CONFIG: cfg, ...env }).done;
 
 /** The layer digest of the package image whose repository name contains `name`. */
 async function layerOf(name: string): Promise<{ repo: string; digest: string }> {
@@ -76,22 +55,11 @@ beforeAll(async () => {
   dir = tmpDir('cpm-prefetch-abort-');
   cfg = path.join(dir, 'cpm.yaml');
   writeFileSync(cfg, `cache_dir: ${dir}/cache\nrepos_confdir: []\n`);
-  packCfg = path.join(dir, 'pack.yaml');
-  writeFileSync(packCfg, `cache_dir: ${dir}/pack-cache\nrepos_confdir: []\n`);
-  pkg('base', Buffer.from('base\n'));
-  pkg('big', pseudoRandom(8 << 20, 11));
-  pkg('small', Buffer.from('small\n'));
-  reg = await startRegistry();
-  proxy = await startFaultProxy(reg.url);
-  packOk(
-    'repo',
-    'create',
-    '--tree',
-    path.join(dir, 'tree'),
-    '--output',
-    `oci://${reg.host}/cpm`,
-    '--push',
-  );
+  ({ reg, proxy } = await pushTestPackages(dir, [
+    { name: 'base', blob: Buffer.from('base\n') },
+    { name: 'big', blob: pseudoRandom(8 << 20, 11) },
+    { name: 'small', blob: Buffer.from('small\n') },
+  ]));
 }, 120_000);
 afterAll(async () => {
   await proxy?.stop();

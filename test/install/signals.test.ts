@@ -5,46 +5,27 @@
  * has no DB, no stage, no files of the package; the partial download stays in the cache and the
  * next run resumes it with a Range request.
  */
-import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
+import { spawnCpm } from '../support/cli.js';
+import type { FaultProxy } from '../support/fault-proxy.js';
 import { pseudoRandom } from '../support/layers.js';
-import { startRegistry, type RegistryInstance } from '../support/registry.js';
-import { cpmCli, tmpDir } from './helpers.js';
+import { pushTestPackages } from '../support/pushed-tree.js';
+import type { RegistryInstance } from '../support/registry.js';
+import { tmpDir } from './helpers.js';
 
-const CPM_BIN = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../bin/cpm.js');
 let dir: string;
 let cfg: string;
 let reg: RegistryInstance;
 let proxy: FaultProxy;
-let packCfg: string;
-// the repository is packed with its own cache: the install's cache starts empty
-const { ok: packOk } = cpmCli(() => packCfg);
 
 beforeAll(async () => {
   dir = tmpDir('cpm-signals-');
   cfg = path.join(dir, 'cpm.yaml');
   writeFileSync(cfg, `cache_dir: ${dir}/cache\nrepos_confdir: []\n`);
-  packCfg = path.join(dir, 'pack.yaml');
-  writeFileSync(packCfg, `cache_dir: ${dir}/pack-cache\nrepos_confdir: []\n`);
-  const pkg = path.join(dir, 'tree/test/big/1.0');
-  mkdirSync(path.join(pkg, 'root/usr/share/big'), { recursive: true });
-  writeFileSync(path.join(pkg, 'definition.yaml'), 'name: big\ncategory: test\nversion: "1.0"\n');
-  writeFileSync(path.join(pkg, 'root/usr/share/big/blob'), pseudoRandom(2 << 20, 3));
-  reg = await startRegistry();
-  proxy = await startFaultProxy(reg.url);
-  packOk(
-    'repo',
-    'create',
-    '--tree',
-    path.join(dir, 'tree'),
-    '--output',
-    `oci://${reg.host}/cpm`,
-    '--push',
-  );
-});
+  ({ reg, proxy } = await pushTestPackages(dir, [{ name: 'big', blob: pseudoRandom(2 << 20, 3) }]));
+}, 120_000);
 afterAll(async () => {
   await proxy?.stop();
   await reg?.stop();
@@ -56,19 +37,12 @@ const blobGets = (): string[] =>
     .filter((r) => r.method === 'GET' && r.path.includes('/blobs/'))
     .map((r) => r.range ?? 'full');
 
-/** cpm as a child that does not block this process (the proxy runs here). */
-function run(args: string[]): {
-  child: ReturnType<typeof spawn>;
-  done: Promise<{ code: number | null; err: string }>;
-} {
-  const child = spawn(process.execPath, [CPM_BIN, ...args], {
-    env: { ...process.env, CPM_CONFIG: cfg },
-    stdio: ['ignore', 'pipe', 'pipe'],
+/** `cpm install test/big` through the proxy into `root`, as a child. */
+const install = (root: string, ...more: string[]) =>
+  spawnCpm(['install', 'test/big', '--repo', `oci://${proxy.host}/cpm`, '--root', root, ...more], {
+    ...process.env,
+    CPM_CONFIG: cfg,
   });
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  return { child, done: new Promise((r) => child.on('close', (code) => r({ code, err }))) };
-}
 
 async function interruptStalled(
   sig: 'SIGINT' | 'SIGTERM',
@@ -81,15 +55,7 @@ async function interruptStalled(
     fault: { kind: 'stall', afterBytes: 64 << 10 },
     times: Infinity,
   });
-  const { child, done } = run([
-    'install',
-    'test/big',
-    '--repo',
-    `oci://${proxy.host}/cpm`,
-    '--root',
-    root,
-    '-q',
-  ]);
+  const { child, done } = install(root, '-q');
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
   // wait for the stall: the layer's GET seen, then a moment of silence
@@ -129,15 +95,7 @@ describe('signals during a stalled download (CLI)', () => {
   it('the next run resumes the partial download with Range and installs', async () => {
     proxy.reset();
     const root = path.join(dir, 'root-resume');
-    const r = await run([
-      'install',
-      'test/big',
-      '--repo',
-      `oci://${proxy.host}/cpm`,
-      '--root',
-      root,
-      '-q',
-    ]).done;
+    const r = await install(root, '-q').done;
     expect(r.code, r.err).toBe(0);
     expect(blobGets().some((g) => /^bytes=\d+-$/.test(g))).toBe(true);
     expect(existsSync(path.join(root, 'usr/share/big/blob'))).toBe(true);
@@ -156,14 +114,7 @@ describe('signals during a stalled download (CLI)', () => {
     writeFileSync(layer, bytes);
     proxy.reset();
     const root = path.join(dir, 'root-heal');
-    const r = await run([
-      'install',
-      'test/big',
-      '--repo',
-      `oci://${proxy.host}/cpm`,
-      '--root',
-      root,
-    ]).done;
+    const r = await install(root).done;
     expect(r.code, r.err).toBe(0);
     expect(r.err).toMatch(/dropping the cached copy and fetching again/);
     expect(blobGets()).toContain('full');

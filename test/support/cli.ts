@@ -2,7 +2,7 @@
  * The built CLI as a user runs it (`node bin/cpm.js`), for tests that check exit codes and output.
  * `npm test` builds dist/ first; a bare `vitest run` without it fails with that hint.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -39,4 +39,23 @@ export function runCpm(
       },
     );
   });
+}
+
+/**
+ * `node bin/cpm.js ARGS` as a child that does not block this process (a proxy serving it from
+ * here keeps answering): the child, to signal, and its end with the output so far.
+ */
+export function spawnCpm(
+  args: readonly string[],
+  env: NodeJS.ProcessEnv,
+): { child: ChildProcess; done: Promise<{ code: number | null; out: string; err: string }> } {
+  const child = spawn(process.execPath, [CPM_BIN, ...args], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  return { child, done: new Promise((r) => child.on('close', (code) => r({ code, out, err }))) };
 }

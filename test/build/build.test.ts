@@ -7,27 +7,14 @@
  */
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { build, type BuildOptions } from '../../src/build/build.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { build } from '../../src/build/build.js';
 import { clearContextCache } from '../../src/build/hash.js';
 import { createFromTree } from '../../src/repo/create.js';
-import { tmpDir } from '../install/helpers.js';
-import { startRegistry, type RegistryInstance } from '../support/registry.js';
-import { hostToolsRoot, pushRoot, writeFiles } from './fixtures.js';
-import { requireBuild, runCpm, type CliResult } from '../support/cli.js';
+import { buildWorld, writeFiles } from './fixtures.js';
 
-let reg: RegistryInstance;
-let work: string;
-let tree: string;
-let baseRef: string;
-let cacheDir: string;
-let env: NodeJS.ProcessEnv;
-
-const cpm = (...args: string[]): Promise<CliResult> => runCpm(args, { env });
-
-function opts(output: string, more: Partial<BuildOptions> = {}): BuildOptions {
-  return { tree, output, cacheDir, jobs: 2, network: false, ...more };
-}
+const w = buildWorld('cpm-build-', 'base/tools');
+const { cpm, opts } = w;
 
 function treeFiles(ref: string): Record<string, string> {
   const def = (cat: string, name: string, extra = ''): string =>
@@ -104,33 +91,16 @@ function treeFiles(ref: string): Record<string, string> {
   };
 }
 
-beforeAll(async () => {
-  requireBuild();
-  reg = await startRegistry();
-  work = tmpDir('cpm-build-');
-  cacheDir = path.join(work, 'cache');
-  env = { ...process.env, CPM_CONFIG: path.join(work, 'cpm.yaml') };
-  writeFileSync(env.CPM_CONFIG!, `cache_dir: ${cacheDir}\n`);
-  baseRef = pushRoot(
-    hostToolsRoot(path.join(work, 'tools-root')),
-    work,
-    reg.host,
-    'base/tools',
-    '1',
-  );
-  tree = path.join(work, 'tree');
-  writeFiles(tree, treeFiles(baseRef));
-  writeFileSync(path.join(work, 'values.yaml'), 'word: hi\nname: cli\n');
-});
-afterAll(async () => {
-  await reg?.stop();
+beforeAll(() => {
+  writeFiles(w.tree, treeFiles(w.baseRef));
+  writeFileSync(path.join(w.work, 'values.yaml'), 'word: hi\nname: cli\n');
 });
 
 describe('cpm build (host tools root)', () => {
-  const out = (): string => `dir://${path.join(work, 'repo')}`;
+  const out = (): string => `dir://${path.join(w.work, 'repo')}`;
 
   it('builds every kind of package and each installs with cpm install', async () => {
-    const r = await build(opts(out(), { values: [path.join(work, 'values.yaml')] }));
+    const r = await build(opts(out(), { values: [path.join(w.work, 'values.yaml')] }));
     expect(r.failed, JSON.stringify(r.packages, null, 1)).toBe(0);
     expect(r.packages.map((p) => p.id)).toEqual([
       'apps/pkgdir@1.0',
@@ -147,11 +117,11 @@ describe('cpm build (host tools root)', () => {
     // As root on a kernel that allows it, roots are overlays (docs/build.md); a root others
     // chain on is then copied out of the overlay into the cache.
     const logOf = (id: string): string =>
-      readFileSync(path.join(work, 'repo', 'build-logs', `${id}.log`), 'utf8');
+      readFileSync(path.join(w.work, 'repo', 'build-logs', `${id}.log`), 'utf8');
     if (logOf('apps_hello_1.0').includes('build root (chain, overlay) ready'))
       expect(logOf('base_tools_1.0')).toContain('result root kept (copied from the overlay)');
 
-    const root = path.join(work, 'root-a');
+    const root = path.join(w.work, 'root-a');
     const i = await cpm(
       'install',
       'apps/hello',
@@ -196,7 +166,7 @@ describe('cpm build (host tools root)', () => {
       'PWD',
     ]);
 
-    const root2 = path.join(work, 'root-b');
+    const root2 = path.join(w.work, 'root-b');
     const j = await cpm('install', 'apps/unpacked', '--repo', out(), '--root', root2, '-y');
     expect(j.code, j.err).toBe(0);
     expect(existsSync(path.join(root2, 'usr/bin/sh'))).toBe(true);
@@ -205,7 +175,7 @@ describe('cpm build (host tools root)', () => {
   });
 
   it('skips what is built, rebuilds reproducibly, and a change rebuilds only it and its dependants', async () => {
-    const values = { values: [path.join(work, 'values.yaml')] };
+    const values = { values: [path.join(w.work, 'values.yaml')] };
     const first = await build(opts(out(), values));
     expect(first.packages.every((p) => p.outcome === 'up-to-date')).toBe(true);
     const digests = new Map(
@@ -215,9 +185,9 @@ describe('cpm build (host tools root)', () => {
     // A fresh output and cache: every package built again gives the same image digests — by
     // copies and walks this time, where the first build used overlays for the plain deltas.
     const again = await build(
-      opts(`dir://${path.join(work, 'repo2')}`, {
+      opts(`dir://${path.join(w.work, 'repo2')}`, {
         ...values,
-        cacheDir: path.join(work, 'cache2'),
+        cacheDir: path.join(w.work, 'cache2'),
         delta: 'walk',
       }),
     );
@@ -225,7 +195,7 @@ describe('cpm build (host tools root)', () => {
     for (const p of again.repo!.index.packages)
       expect(p.image?.manifestDigest, p.name).toBe(digests.get(p.name));
 
-    writeFileSync(path.join(tree, 'apps/hello/greeting.txt'), 'changed\n');
+    writeFileSync(path.join(w.tree, 'apps/hello/greeting.txt'), 'changed\n');
     clearContextCache();
     const dry = await build(opts(out(), { ...values, dryRun: true }));
     const plan = Object.fromEntries(dry.packages.map((p) => [p.id, p]));
@@ -245,7 +215,7 @@ describe('cpm build (host tools root)', () => {
       'apps/filtered@1.0': 'up-to-date',
       'apps/unpacked@1.0': 'up-to-date',
     });
-    writeFileSync(path.join(tree, 'apps/hello/greeting.txt'), 'hello from the context\n');
+    writeFileSync(path.join(w.tree, 'apps/hello/greeting.txt'), 'hello from the context\n');
     clearContextCache();
     // Back to the old inputs: the cache still has the first results.
     const back = await build(opts(out(), values));
@@ -256,12 +226,12 @@ describe('cpm build (host tools root)', () => {
   });
 
   it('repo create keeps what cpm build made and names what it has not built', async () => {
-    const before = await createFromTree(tree, { output: out(), cacheDir });
+    const before = await createFromTree(w.tree, { output: out(), cacheDir: w.cacheDir });
     expect(before.needsBuild).toEqual([]);
     expect(before.index.packages.filter((p) => p.image)).toHaveLength(8);
-    const fresh = await createFromTree(tree, {
-      output: `dir://${path.join(work, 'repo-fresh')}`,
-      cacheDir,
+    const fresh = await createFromTree(w.tree, {
+      output: `dir://${path.join(w.work, 'repo-fresh')}`,
+      cacheDir: w.cacheDir,
     });
     expect(fresh.needsBuild).toContain('apps/hello@1.0');
     expect(fresh.needsBuild).toHaveLength(8);
@@ -269,8 +239,8 @@ describe('cpm build (host tools root)', () => {
   });
 
   it('builds into a registry; a later run with an empty cache pulls final images from it', async () => {
-    const values = { values: [path.join(work, 'values.yaml')] };
-    const url = `oci://${reg.host}/built`;
+    const values = { values: [path.join(w.work, 'values.yaml')] };
+    const url = `oci://${w.reg.host}/built`;
     const r = await build(opts(url, { ...values, push: true, packages: ['apps/final'] }));
     expect(r.failed, JSON.stringify(r.packages, null, 1)).toBe(0);
     expect(r.packages.map((p) => p.id)).toEqual([
@@ -280,45 +250,45 @@ describe('cpm build (host tools root)', () => {
       'apps/final@1.0',
     ]);
     expect(r.repo!.pushed).toBe(true);
-    writeFileSync(path.join(tree, 'apps/final/note.txt'), 'a new file in the context\n');
+    writeFileSync(path.join(w.tree, 'apps/final/note.txt'), 'a new file in the context\n');
     clearContextCache();
     try {
       const again = await build(
-        opts(url, { ...values, push: true, cacheDir: path.join(work, 'cache-oci') }),
+        opts(url, { ...values, push: true, cacheDir: path.join(w.work, 'cache-oci') }),
       );
       const by = Object.fromEntries(again.packages.map((p) => [p.id, p.outcome]));
       expect(by['apps/final@1.0']).toBe('built');
       expect(by['apps/hello@1.0']).toBe('up-to-date');
       expect(by['base/shell@1.0']).toBe('up-to-date');
       expect(again.failed).toBe(0);
-      const root = path.join(work, 'root-oci');
+      const root = path.join(w.work, 'root-oci');
       const i = await cpm('install', 'apps/final', '--repo', url, '--root', root, '-y');
       expect(i.code, i.err).toBe(0);
       expect(readFileSync(path.join(root, 'usr/share/final-saw'), 'utf8')).toBe(
         'hello from the context\n',
       );
     } finally {
-      rmSync(path.join(tree, 'apps/final/note.txt'));
+      rmSync(path.join(w.tree, 'apps/final/note.txt'));
       clearContextCache();
     }
   });
 
   it('names the failing step, its exit code and output; others go on; --keep-failed keeps the root', async () => {
-    writeFiles(tree, {
+    writeFiles(w.tree, {
       'fail/broken/definition.yaml': 'category: fail\nname: broken\nversion: "1"\n',
-      'fail/broken/build.yaml': `image: ${baseRef}\nsteps:\n- echo before-the-failure\n- echo on-stderr >&2; exit 3\n`,
+      'fail/broken/build.yaml': `image: ${w.baseRef}\nsteps:\n- echo before-the-failure\n- echo on-stderr >&2; exit 3\n`,
       'fail/after/definition.yaml': 'category: fail\nname: after\nversion: "1"\n',
       'fail/after/build.yaml':
         'requires:\n- category: fail\n  name: broken\nsteps:\n- echo x > /x\n',
     });
     try {
-      const o = path.join(work, 'repo-fail');
+      const o = path.join(w.work, 'repo-fail');
       const r = await cpm(
         'build',
         '--tree',
-        tree,
+        w.tree,
         '--values',
-        path.join(work, 'values.yaml'),
+        path.join(w.work, 'values.yaml'),
         '--output',
         `dir://${o}`,
         '--network',
@@ -342,7 +312,7 @@ describe('cpm build (host tools root)', () => {
       );
     } finally {
       const { rmSync } = await import('node:fs');
-      rmSync(path.join(tree, 'fail'), { recursive: true, force: true });
+      rmSync(path.join(w.tree, 'fail'), { recursive: true, force: true });
     }
   });
 });

@@ -6,7 +6,12 @@
 import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
+import type { BuildOptions } from '../../src/build/build.js';
 import { skopeoPush, tarOf, umociImage } from '../install/base-images.js';
+import { tmpDir } from '../install/helpers.js';
+import { requireBuild, runCpm, type CliResult } from '../support/cli.js';
+import { startRegistry, type RegistryInstance } from '../support/registry.js';
 
 export const TOOLS = ['sh', 'mkdir', 'cat', 'cp', 'rm', 'ln', 'ls', 'chmod', 'touch'];
 
@@ -63,4 +68,56 @@ export function writeFiles(dir: string, files: Files): void {
     mkdirSync(path.dirname(p), { recursive: true });
     writeFileSync(p, content);
   }
+}
+
+/** What a build test works with once `buildWorld`'s beforeAll ran. */
+export interface BuildWorld {
+  reg: RegistryInstance;
+  /** the test's temp dir: cpm.yaml, the tree, outputs, roots */
+  work: string;
+  /** the luet tree to build (empty: the test writes it) */
+  tree: string;
+  /** the cache of cpm.yaml and of `opts()` */
+  cacheDir: string;
+  /** the environment the CLI runs with (CPM_CONFIG = work/cpm.yaml) */
+  env: NodeJS.ProcessEnv;
+  /** the host tools root pushed to the registry: `<registry>/<baseRepo>:1` */
+  baseRef: string;
+  /** `cpm ARGS` with `env` */
+  cpm: (...args: string[]) => Promise<CliResult>;
+  /** build options for `output` with the world's tree and cache, 2 jobs, no network */
+  opts: (output: string, more?: Partial<BuildOptions>) => BuildOptions;
+}
+
+/**
+ * A real registry holding the host tools root as `baseRepo:1`, a temp dir and a config, set up
+ * by a beforeAll this registers (so before the test file's own) and stopped by an afterAll.
+ */
+export function buildWorld(prefix: string, baseRepo: string): BuildWorld {
+  const w = {
+    cpm: (...args: string[]) => runCpm(args, { env: w.env }),
+    opts: (output: string, more: Partial<BuildOptions> = {}) => ({
+      tree: w.tree,
+      output,
+      cacheDir: w.cacheDir,
+      jobs: 2,
+      network: false,
+      ...more,
+    }),
+  } as BuildWorld;
+  beforeAll(async () => {
+    requireBuild();
+    w.reg = await startRegistry();
+    w.work = tmpDir(prefix);
+    w.cacheDir = path.join(w.work, 'cache');
+    w.env = { ...process.env, CPM_CONFIG: path.join(w.work, 'cpm.yaml') };
+    writeFileSync(w.env.CPM_CONFIG!, `cache_dir: ${w.cacheDir}\n`);
+    const root = hostToolsRoot(path.join(w.work, 'tools-root'));
+    w.baseRef = pushRoot(root, w.work, w.reg.host, baseRepo, '1');
+    w.tree = path.join(w.work, 'tree');
+  });
+  afterAll(async () => {
+    await w.reg?.stop();
+  });
+  return w;
 }

@@ -10,28 +10,16 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { build, type BuildOptions, type BuildResult } from '../../src/build/build.js';
+import { build, type BuildResult } from '../../src/build/build.js';
 import { clearContextCache } from '../../src/build/hash.js';
-import { tmpDir } from '../install/helpers.js';
-import { startRegistry, type RegistryInstance } from '../support/registry.js';
-import { hostToolsRoot, pushRoot, writeFiles } from './fixtures.js';
-import { requireBuild, runCpm, type CliResult } from '../support/cli.js';
+import { buildWorld, writeFiles } from './fixtures.js';
 
-let reg: RegistryInstance;
+const w = buildWorld('cpm-build-sub-', 'base/t');
+const { cpm, opts } = w;
 let http: Server;
 let httpUrl: string;
 let served = 'served over http\n';
 let hits = 0;
-let work: string;
-let tree: string;
-let cacheDir: string;
-let env: NodeJS.ProcessEnv;
-
-const cpm = (...args: string[]): Promise<CliResult> => runCpm(args, { env });
-
-function opts(output: string, more: Partial<BuildOptions> = {}): BuildOptions {
-  return { tree, output, cacheDir, jobs: 2, network: false, ...more };
-}
 
 function outcomes(r: BuildResult): Record<string, string> {
   return Object.fromEntries(r.packages.map((p) => [p.id, p.outcome]));
@@ -106,8 +94,6 @@ function treeFiles(ref: string, url: string): Record<string, string> {
 }
 
 beforeAll(async () => {
-  requireBuild();
-  reg = await startRegistry();
   http = createServer((req, res) => {
     hits++;
     if (req.url === '/files/remote.txt') {
@@ -120,21 +106,14 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
   httpUrl = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
-  work = tmpDir('cpm-build-sub-');
-  cacheDir = path.join(work, 'cache');
-  env = { ...process.env, CPM_CONFIG: path.join(work, 'cpm.yaml') };
-  writeFileSync(env.CPM_CONFIG!, `cache_dir: ${cacheDir}\n`);
-  const ref = pushRoot(hostToolsRoot(path.join(work, 'tools-root')), work, reg.host, 'base/t', '1');
-  tree = path.join(work, 'tree');
-  writeFiles(tree, treeFiles(ref, httpUrl));
+  writeFiles(w.tree, treeFiles(w.baseRef, httpUrl));
 });
 afterAll(async () => {
-  await reg?.stop();
   await new Promise((r) => http?.close(r));
 });
 
 describe('cpm build: subpackages, retrieve, build_options', () => {
-  const out = (): string => `dir://${path.join(work, 'repo')}`;
+  const out = (): string => `dir://${path.join(w.work, 'repo')}`;
 
   it('cuts subpackages from the parent build; each installs with cpm install', async () => {
     const lines: string[] = [];
@@ -154,20 +133,20 @@ describe('cpm build: subpackages, retrieve, build_options', () => {
     if (process.getuid?.() === 0) {
       // As root the plain-delta packages are built on overlays (kernel permitting): say which.
       const log = readFileSync(
-        path.join(work, 'repo', 'build-logs', 'split_tools_1.0.log'),
+        path.join(w.work, 'repo', 'build-logs', 'split_tools_1.0.log'),
         'utf8',
       );
       const overlay = !lines.some((l) => l.includes('no overlay'));
       expect(log.includes('build root (image, overlay) ready'), lines.join('\n')).toBe(overlay);
       // package_dir too: the merged tree is walked, files linked from their layer
-      const pd = readFileSync(path.join(work, 'repo', 'build-logs', 'split_pd_1.0.log'), 'utf8');
+      const pd = readFileSync(path.join(w.work, 'repo', 'build-logs', 'split_pd_1.0.log'), 'utf8');
       expect(pd.includes('build root (image, overlay) ready')).toBe(overlay);
     }
     // build_options is named with its file and line
     expect(r.warnings).toHaveLength(1);
     expect(r.warnings[0]).toMatch(/fetch\/r\/build\.yaml \(rendered\):5: build_options: ignored/);
 
-    const root = path.join(work, 'root-subs');
+    const root = path.join(w.work, 'root-subs');
     const i = await cpm(
       'install',
       'split/tools-doc',
@@ -200,7 +179,7 @@ describe('cpm build: subpackages, retrieve, build_options', () => {
     expect(v.code, v.out + v.err).toBe(0);
 
     // The parent keeps every file of its build (luet's subpackages overlap it).
-    const root2 = path.join(work, 'root-parent');
+    const root2 = path.join(w.work, 'root-parent');
     const j = await cpm(
       'install',
       'split/tools',
@@ -232,8 +211,8 @@ describe('cpm build: subpackages, retrieve, build_options', () => {
 
     // The first build used overlays (run as root); this one copies and walks: same images.
     const again = await build(
-      opts(`dir://${path.join(work, 'repo2')}`, {
-        cacheDir: path.join(work, 'cache2'),
+      opts(`dir://${path.join(w.work, 'repo2')}`, {
+        cacheDir: path.join(w.work, 'cache2'),
         delta: 'walk',
       }),
     );
@@ -248,7 +227,7 @@ describe('cpm build: subpackages, retrieve, build_options', () => {
     expect(outcomes(same)['fetch/r@1.0']).toBe('up-to-date');
     expect(hits).toBe(hitsBefore);
     // A local retrieved file is: only its package rebuilds, and fetches the URL again.
-    writeFileSync(path.join(tree, 'shared/two.dat'), 'TWO\n');
+    writeFileSync(path.join(w.tree, 'shared/two.dat'), 'TWO\n');
     const dry = await build(opts(out(), { dryRun: true }));
     const plan = Object.fromEntries(dry.packages.map((p) => [p.id, p]));
     expect(plan['fetch/r@1.0']!.reason).toMatch(/retrieved files changed/);
@@ -258,7 +237,7 @@ describe('cpm build: subpackages, retrieve, build_options', () => {
     expect(hits).toBe(hitsBefore + 1);
 
     // A change of the parent's context rebuilds the parent and every subpackage.
-    writeFileSync(path.join(tree, 'split/tools/note.txt'), 'new context file\n');
+    writeFileSync(path.join(w.tree, 'split/tools/note.txt'), 'new context file\n');
     clearContextCache();
     const dry2 = await build(opts(out(), { dryRun: true }));
     const plan2 = Object.fromEntries(dry2.packages.map((p) => [p.id, p]));
@@ -280,17 +259,17 @@ describe('cpm build: subpackages, retrieve, build_options', () => {
   });
 
   it('a retrieve that fails names the package and the URL; the rest is built', async () => {
-    writeFiles(tree, {
+    writeFiles(w.tree, {
       'fetch/bad/definition.yaml': 'category: fetch\nname: bad\nversion: "1"\n',
-      'fetch/bad/build.yaml': `image: ${reg.host}/base/t:1\nretrieve:\n- ${httpUrl}/missing.txt\nsteps:\n- echo x > /x\n`,
+      'fetch/bad/build.yaml': `image: ${w.reg.host}/base/t:1\nretrieve:\n- ${httpUrl}/missing.txt\nsteps:\n- echo x > /x\n`,
       'fetch/out/definition.yaml': 'category: fetch\nname: out\nversion: "1"\n',
-      'fetch/out/build.yaml': `image: ${reg.host}/base/t:1\nretrieve:\n- ../../../cpm.yaml\nsteps:\n- echo x > /x\n`,
+      'fetch/out/build.yaml': `image: ${w.reg.host}/base/t:1\nretrieve:\n- ../../../cpm.yaml\nsteps:\n- echo x > /x\n`,
       'fetch/none/definition.yaml': 'category: fetch\nname: none\nversion: "1"\n',
-      'fetch/none/build.yaml': `image: ${reg.host}/base/t:1\nretrieve:\n- nothing-*.txt\nsteps:\n- echo x > /x\n`,
+      'fetch/none/build.yaml': `image: ${w.reg.host}/base/t:1\nretrieve:\n- nothing-*.txt\nsteps:\n- echo x > /x\n`,
     });
     clearContextCache();
     const r = await build(
-      opts(`dir://${path.join(work, 'repo-bad')}`, {
+      opts(`dir://${path.join(w.work, 'repo-bad')}`, {
         packages: ['fetch/bad', 'fetch/none', 'fetch/out', 'split/pd'],
       }),
     );

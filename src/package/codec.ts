@@ -5,7 +5,7 @@
  * here (tests pin the bytes of each). `source` is never stored: it is a path on the machine that
  * loaded the tree (the index keeps its own tree-relative copy).
  */
-import { createDep, createSpec, type Dep, type PackageSpec } from './package.js';
+import { createDep, createSpec, type Dep, type PackageSpec, type SpecFields } from './package.js';
 
 /** A dependency as stored: the selector as written, parsed again on read. */
 export interface DepJson {
@@ -62,19 +62,7 @@ export function sortedDeep(v: unknown): unknown {
 }
 
 /** The stored fields of a spec. */
-export interface SpecJson {
-  category: string;
-  name: string;
-  version: string;
-  requires: DepJson[];
-  conflicts: DepJson[];
-  provides: DepJson[];
-  labels: Record<string, string>;
-  annotations: Record<string, string>;
-  description?: string;
-  license?: string;
-  uri: string[];
-  hidden: boolean;
+export interface SpecJson extends SpecFields<DepJson[]> {
   extra?: Record<string, unknown>;
 }
 

@@ -37,19 +37,26 @@ export const SPEC_FIELDS: ReadonlySet<string> = new Set([
   'hidden',
 ]);
 
-export interface PackageSpec {
+/**
+ * The fields of a package in each of its forms (the spec, its stored JSON, the index entry), so a
+ * new field is added once; `L` is how the form holds a dependency list.
+ */
+export interface SpecFields<L> {
   category: string;
   name: string;
   version: string;
-  requires: Dep[];
-  conflicts: Dep[];
-  provides: Dep[];
+  requires: L;
+  conflicts: L;
+  provides: L;
   labels: Record<string, string>;
   annotations: Record<string, string>;
   description?: string;
   license?: string;
   uri: string[];
   hidden: boolean;
+}
+
+export interface PackageSpec extends SpecFields<Dep[]> {
   /** Extra keys luet accepts or that the tree adds; kept verbatim and exposed to templates. */
   extra: Record<string, unknown>;
   /** Where the definition came from (definition.yaml or a collection.yaml stanza). */

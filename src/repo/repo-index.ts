@@ -15,6 +15,7 @@ import {
   packageId,
   type Dep,
   type PackageSpec,
+  type SpecFields,
 } from '../package/package.js';
 import { compareVersions } from '../package/version.js';
 import type { PackageTable } from './index-table.js';
@@ -87,19 +88,7 @@ export type IndexDepEntry = string | IndexDep;
 export type IndexDepList = string | IndexDepEntry[];
 
 /** One package as stored in the index: the PackageSpec fields, finalize, image, content key. */
-export interface IndexPackage {
-  category: string;
-  name: string;
-  version: string;
-  requires: IndexDepList;
-  conflicts: IndexDepList;
-  provides: IndexDepList;
-  labels: Record<string, string>;
-  annotations: Record<string, string>;
-  description?: string;
-  license?: string;
-  uri: string[];
-  hidden: boolean;
+export interface IndexPackage extends SpecFields<IndexDepList> {
   extra: Record<string, unknown>;
   /** Definition file relative to the tree root (and line), for `cpm info`. */
   source?: { file: string; line?: number };

@@ -19,8 +19,9 @@ import { LayoutEndpoint } from '../../src/oci/endpoint.js';
 import { pushImage } from '../../src/oci/image.js';
 import { OciLayout } from '../../src/oci/layout.js';
 import { buildPackageImage } from '../../src/oci/package-image.js';
+import { createSpec } from '../../src/package/package.js';
 import { startRegistry, type RegistryInstance } from '../../test/support/registry.js';
-import { debianRootTar } from '../support.js';
+import { checkDist, debianRootTar, meanMedian as median } from '../support.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const WORK = path.join(ROOT, 'bench', '.work');
@@ -75,19 +76,7 @@ async function prepareLayout(
   const store = new BlobStore(path.join(scratch, 'pack-cache'));
   const t0 = performance.now();
   const img = await buildPackageImage(
-    {
-      category: 'bench',
-      name: QUICK ? 'generated' : 'debian',
-      version: '12',
-      requires: [],
-      conflicts: [],
-      provides: [],
-      labels: {},
-      annotations: {},
-      uri: [],
-      hidden: false,
-      extra: {},
-    },
+    createSpec({ category: 'bench', name: QUICK ? 'generated' : 'debian', version: '12' }),
     root,
     { store, compression: 'gzip', preserveOwners: !QUICK, sourceDateEpoch: 0 },
   );
@@ -136,29 +125,8 @@ function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env
   return { wall, cpu };
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
-
-/** Warns when dist/ (what bin/cpm.js runs) is older than the OCI sources. */
-function checkDist(): void {
-  const dist = path.join(ROOT, 'dist', 'cpm.cjs');
-  if (!existsSync(dist)) throw new Error('run "npm run build" first (the bench times bin/cpm.js)');
-  const src = path.join(ROOT, 'src', 'oci');
-  const newest = Math.max(
-    ...execFileSync('ls', [src], { encoding: 'utf8' })
-      .split('\n')
-      .filter(Boolean)
-      .map((f) => statSync(path.join(src, f)).mtimeMs),
-  );
-  if (statSync(dist).mtimeMs < newest)
-    console.warn('warning: dist/ is older than src/oci — run "npm run build"');
-}
-
 async function main(): Promise<void> {
-  if (cpmArg < 0) checkDist();
+  if (cpmArg < 0) checkDist(ROOT, ['oci']);
   const scratch = await fsp.mkdtemp(path.join(QUICK ? os.tmpdir() : WORK, 'bench-oci-'));
   const times = {
     cpmPull: [] as Sample[],

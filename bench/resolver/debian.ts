@@ -13,7 +13,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Dep, PackageSpec } from '../../src/package/package.js';
+import { createSpec, type Dep, type PackageSpec } from '../../src/package/package.js';
 import { parseSelector, satisfies } from '../../src/package/version.js';
 
 const LISTS = '/var/lib/apt/lists';
@@ -244,18 +244,13 @@ export function convertDebian(text: string): Converted {
       return sel('=', a.version) ? [mkDep(a.name, '=', a.version)] : [];
     });
     for (const n of [...(extraProvides.get(p) ?? [])].sort()) provides.push(mkDep(n));
-    return {
+    return createSpec({
       category: '',
       name: p.name,
       version: p.version,
       ...deps.get(p)!,
       provides,
-      labels: {},
-      annotations: {},
-      uri: [],
-      hidden: false,
-      extra: {},
-    };
+    });
   });
   return { specs, stats: { packages: specs.length, synthetic: synthetic.size, dropped } };
 }

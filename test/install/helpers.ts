@@ -10,7 +10,7 @@ import { CpmError } from '../../src/errors.js';
 import { fileLayer } from '../../src/rootfs/index.js';
 import type { InstallStep, LayerSource } from '../../src/rootfs/types.js';
 import { parseSelector } from '../../src/package/version.js';
-import type { PackageSpec } from '../../src/package/package.js';
+import { createSpec, type PackageSpec } from '../../src/package/package.js';
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -29,19 +29,7 @@ export function spec(
 ): PackageSpec {
   const [fam, version] = id.split('@') as [string, string];
   const [category, name] = fam.split('/') as [string, string];
-  return {
-    category,
-    name,
-    version,
-    requires: extra.requires ?? [],
-    conflicts: [],
-    provides: [],
-    labels: {},
-    annotations: extra.annotations ?? {},
-    uri: [],
-    hidden: false,
-    extra: {},
-  };
+  return createSpec({ category, name, version, ...extra });
 }
 
 export function dep(fam: string, version = ''): PackageSpec['requires'][number] {

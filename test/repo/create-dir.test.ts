@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRepository, type CreateInput } from '../../src/repo/create.js';
 import { LayoutReader } from '../../src/repo/reader.js';
+import { createSpec } from '../../src/package/package.js';
 import { parseSelector } from '../../src/package/version.js';
 
 const run = promisify(execFile);
@@ -17,21 +18,7 @@ function input(
   payloadDir?: string,
   extra: Partial<CreateInput> = {},
 ): CreateInput {
-  return {
-    category,
-    name,
-    version,
-    requires: [],
-    conflicts: [],
-    provides: [],
-    labels: {},
-    annotations: {},
-    uri: [],
-    hidden: false,
-    extra: {},
-    payloadDir,
-    ...extra,
-  };
+  return { ...createSpec({ category, name, version }), payloadDir, ...extra };
 }
 
 let tmp: string;

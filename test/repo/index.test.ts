@@ -12,6 +12,7 @@ import {
   compactIndexPackage,
 } from '../../src/repo/repo-index.js';
 import { IndexUniverse } from '../../src/repo/index-universe.js';
+import { createSpec } from '../../src/package/package.js';
 
 function pkg(
   category: string,
@@ -20,17 +21,7 @@ function pkg(
   extra: Partial<IndexPackage> = {},
 ): IndexPackage {
   return {
-    category,
-    name,
-    version,
-    requires: [],
-    conflicts: [],
-    provides: [],
-    labels: {},
-    annotations: {},
-    uri: [],
-    hidden: false,
-    extra: {},
+    ...createSpec({ category, name, version }),
     contentKey: `sha256:${'0'.repeat(64)}`,
     ...extra,
   };

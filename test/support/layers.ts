@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { extract } from 'tar-stream';
-import type { PackageSpec } from '../../src/package/package.js';
+import { createSpec, type PackageSpec } from '../../src/package/package.js';
 import { parseSelector } from '../../src/package/version.js';
 import { createDecompressor, sniffCompression } from '../../src/util/compress.js';
 
@@ -77,20 +77,15 @@ export function makeSpec(
   const [fam, version = '1.0.0'] = id.split('@') as [string, string?];
   const i = fam.lastIndexOf('/');
   const { requires, conflicts, provides, ...rest } = extra;
-  return {
+  return createSpec({
     category: i >= 0 ? fam.slice(0, i) : '',
     name: fam.slice(i + 1),
     version,
     requires: (requires ?? []).map(dep),
     conflicts: (conflicts ?? []).map(dep),
     provides: (provides ?? []).map(dep),
-    labels: {},
-    annotations: {},
-    uri: [],
-    hidden: false,
-    extra: {},
     ...rest,
-  };
+  });
 }
 
 export interface LayerEntry {

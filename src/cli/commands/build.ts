@@ -1,27 +1,30 @@
 import { Option, type Command } from 'commander';
 import os from 'node:os';
 import path from 'node:path';
-import type { BuildResult, PackageOutcome } from '../../build/build.js';
+import type { BuildOptions, BuildResult, PackageOutcome } from '../../build/build.js';
 import { loadConfig, requireTrees } from '../../config.js';
 import { EXIT_CODES } from '../../errors.js';
 import { collect } from '../command-table.js';
 import { printJson } from '../output.js';
 
-interface BuildCli {
+/** The parsed flags; those named as build()'s options pass through as they are. */
+interface BuildCli extends Pick<
+  BuildOptions,
+  | 'output'
+  | 'push'
+  | 'jobs'
+  | 'network'
+  | 'keepFailed'
+  | 'failFast'
+  | 'dryRun'
+  | 'rebuild'
+  | 'logDir'
+> {
   tree: string[];
   values: string[];
   lenient?: boolean;
   strict?: boolean;
-  output: string;
-  push?: boolean;
   all?: boolean;
-  jobs?: number;
-  network?: boolean;
-  keepFailed?: boolean;
-  failFast?: boolean;
-  dryRun?: boolean;
-  rebuild?: boolean;
-  logDir?: string;
   compression?: 'gzip' | 'zstd';
   plainHttp?: boolean;
   json?: boolean;

@@ -13,6 +13,7 @@ import {
   type RepoType,
 } from '../../repo/config.js';
 import { familyKey } from '../../package/package.js';
+import type { OpenedRepositories } from '../../repo/open.js';
 import { printJson } from '../output.js';
 import { collect } from '../command-table.js';
 
@@ -43,6 +44,15 @@ function oneOffs(urls: string[] | undefined): RepoConfig[] | undefined {
       `--repo ${u}`,
     ),
   );
+}
+
+/** The configured repositories, or the `--repo` one-offs; one that fails is a problem, not the end. */
+async function openForQuery(urls: string[] | undefined, cmd: Command): Promise<OpenedRepositories> {
+  const repos = oneOffs(urls);
+  return (await open()).openRepositories(await config(cmd), {
+    ...(repos ? { repos } : {}),
+    tolerant: true,
+  });
 }
 
 function warnProblems(problems: CpmError[]): void {
@@ -368,13 +378,7 @@ export function registerRepo(program: Command): void {
         opts: { repo?: string[]; hidden?: boolean; json?: boolean },
         cmd: Command,
       ) => {
-        const repos = oneOffs(opts.repo);
-        const opened = await (
-          await open()
-        ).openRepositories(await config(cmd), {
-          ...(repos ? { repos } : {}),
-          tolerant: true,
-        });
+        const opened = await openForQuery(opts.repo, cmd);
         try {
           const hits = (await query()).search(opened.universe, term, { hidden: opts.hidden });
           if (opts.json)
@@ -405,13 +409,7 @@ export function registerRepo(program: Command): void {
     .option('--repo <url...>', 'use these repositories instead of the configured ones')
     .option('--json', 'print as JSON')
     .action(async (ref: string, opts: { repo?: string[]; json?: boolean }, cmd: Command) => {
-      const repos = oneOffs(opts.repo);
-      const opened = await (
-        await open()
-      ).openRepositories(await config(cmd), {
-        ...(repos ? { repos } : {}),
-        tolerant: true,
-      });
+      const opened = await openForQuery(opts.repo, cmd);
       try {
         // no repository answered: that is the error (network, auth), not "no such package"
         if (opened.repos.length === 0 && opened.problems.length > 0) throw opened.problems[0]!;

@@ -186,3 +186,25 @@ export function baseBuild(): string | undefined {
   if (!existsSync(bin)) throw new Error(`CPM_BENCH_BASE=${dir}: no bin/cpm.js there`);
   return bin;
 }
+
+/** The median; of an even count, the mean of the two middle values. */
+export const meanMedian = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+/**
+ * Throws when `root`'s dist/ (what bin/cpm.js runs) is missing; warns when it is older than any
+ * of `sources` (files or folders under src/), which the bench would then not time.
+ */
+export function checkDist(root: string, sources: string[]): void {
+  const dist = path.join(root, 'dist', 'cpm.cjs');
+  if (!existsSync(dist)) throw new Error('run "npm run build" first (the bench times bin/cpm.js)');
+  for (const rel of sources) {
+    const p = path.join(root, 'src', rel);
+    const files = statSync(p).isDirectory() ? readdirSync(p).map((f) => path.join(p, f)) : [p];
+    if (files.some((f) => statSync(f).mtimeMs > statSync(dist).mtimeMs))
+      console.warn(`warning: dist/ is older than src/${rel} — run "npm run build"`);
+  }
+}

@@ -29,7 +29,7 @@ import { createReadStream, existsSync, mkdirSync, promises as fsp, statSync } fr
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { debianRootTar, singleFile } from '../support.js';
+import { debianRootTar, meanMedian as median, singleFile } from '../support.js';
 
 const args = process.argv.slice(2);
 const runsArg = args.indexOf('--runs');
@@ -82,11 +82,6 @@ async function dropCaches(file: string): Promise<void> {
   // Warm the page cache the same way for every variant: read the tar once (cheap, ≈0.2 s).
   for await (const _ of createReadStream(file, { highWaterMark: 1 << 22 })) void _;
 }
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 async function main(): Promise<void> {
   if (!process.env.CPM_BIN && !existsSync(path.join(project, 'dist', 'cpm.cjs'))) {

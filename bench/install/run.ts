@@ -32,7 +32,8 @@ import { parseImageRef } from '../../src/oci/reference.js';
 import { MEDIA, type ImageConfig, type ImageManifest } from '../../src/oci/types.js';
 import type { PackageSpec } from '../../src/package/package.js';
 import { startRegistry, type RegistryInstance } from '../../test/support/registry.js';
-import { debianRootTar } from '../support.js';
+import { tarOf } from '../../test/install/base-images.js';
+import { checkDist, debianRootTar, meanMedian as median } from '../support.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const WORK = path.join(ROOT, 'bench', '.work');
@@ -74,17 +75,7 @@ async function quickTar(scratch: string): Promise<string> {
     await fsp.symlink(`lib${f}.so.1`, path.join(lib, `lib${f}.so`));
   }
   const out = path.join(scratch, 'quick.tar');
-  execFileSync('tar', [
-    '--sort=name',
-    '--numeric-owner',
-    '--owner=0',
-    '--group=0',
-    '-C',
-    dir,
-    '-cf',
-    out,
-    '.',
-  ]);
+  tarOf(dir, out);
   await fsp.rm(dir, { recursive: true, force: true });
   return out;
 }
@@ -172,22 +163,8 @@ function timed(argv: string[], env: NodeJS.ProcessEnv = process.env): Timed {
   return { secs, cpu: user! + sys!, rssMb: kb! / 1024 };
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
-
-function checkDist(): void {
-  const dist = path.join(ROOT, 'dist', 'cpm.cjs');
-  if (!existsSync(dist)) throw new Error('run "npm run build" first (the bench times bin/cpm.js)');
-  for (const f of ['rootfs/extract.ts', 'rootfs/transaction.ts', 'install/image-ref.ts'])
-    if (statSync(path.join(ROOT, 'src', f)).mtimeMs > statSync(dist).mtimeMs)
-      console.warn(`warning: dist/ is older than src/${f} — run "npm run build"`);
-}
-
 async function main(): Promise<void> {
-  checkDist();
+  checkDist(ROOT, ['rootfs/extract.ts', 'rootfs/transaction.ts', 'install/image-ref.ts']);
   await fsp.mkdir(WORK, { recursive: true });
   const scratch = await fsp.mkdtemp(path.join(WORK, 'bench-install-'));
   let reg: RegistryInstance | undefined;

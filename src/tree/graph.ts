@@ -8,6 +8,7 @@ import type { PackageRef } from '../package/ref.js';
 import type { PackageUniverse } from '../package/universe.js';
 import { providesDep } from '../package/match.js';
 import { describeSelector } from '../package/version.js';
+import { collate } from '../util/collate.js';
 
 export interface DepNode {
   /** `category/name@version` when resolved, else `category/name`. */
@@ -179,7 +180,7 @@ export function treeGraph<P extends PackageSpec>(universe: PackageUniverse<P>): 
     }
   }
   nodes.sort();
-  edges.sort((a, b) => a.from.localeCompare(b.from) || a.to.localeCompare(b.to));
+  edges.sort((a, b) => collate(a.from, b.from) || collate(a.to, b.to));
   return { nodes, edges };
 }
 

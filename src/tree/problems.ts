@@ -1,5 +1,6 @@
 /** Problems and warnings found while loading a tree: each located at file:line with a field path. */
 import type { ErrorCode } from '../errors.js';
+import { collate } from '../util/collate.js';
 
 export interface Problem {
   code: ErrorCode;
@@ -32,9 +33,9 @@ export class Report {
 
   sorted(): { problems: Problem[]; warnings: Problem[] } {
     const cmp = (a: Problem, b: Problem): number =>
-      a.file.localeCompare(b.file) ||
+      collate(a.file, b.file) ||
       (a.line ?? 0) - (b.line ?? 0) ||
-      formatProblem(a).localeCompare(formatProblem(b));
+      collate(formatProblem(a), formatProblem(b));
     // One template error in a collection's shared build.yaml shows once, not once per stanza.
     const uniq = (list: Problem[]): Problem[] => {
       const seen = new Set<string>();

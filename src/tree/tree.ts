@@ -25,6 +25,7 @@ import {
   type LoadedYaml,
   type YamlLimits,
 } from './yaml.js';
+import { collate } from '../util/collate.js';
 
 export interface RenderedFile<S> {
   /** Display path of the source file. */
@@ -822,7 +823,7 @@ function checkBuildCycles(
   // no build edge is a component of its own that is never a cycle: only the others start a walk.
   const order = packages
     .filter((p) => edges.get(p)!.length > 0)
-    .sort((a, b) => packageId(a).localeCompare(packageId(b)));
+    .sort((a, b) => collate(packageId(a), packageId(b)));
   const index = new Map<LoadedPackage, number>();
   const low = new Map<LoadedPackage, number>();
   const onStack = new Set<LoadedPackage>();
@@ -857,7 +858,7 @@ function checkBuildCycles(
 
   for (const comp of sccs) {
     const inComp = new Set(comp);
-    const start = comp.sort((a, b) => packageId(a).localeCompare(packageId(b)))[0]!;
+    const start = comp.sort((a, b) => collate(packageId(a), packageId(b)))[0]!;
     const selfLoop = (edges.get(start) ?? []).find((e) => e.to === start);
     if (comp.length === 1 && !selfLoop) continue;
     // Walk inside the component back to the start to name one concrete cycle.

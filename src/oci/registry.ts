@@ -1,13 +1,24 @@
 /**
- * OCI distribution client on undici: manifests, blobs (streamed into the BlobStore, verified,
+ * OCI distribution client: manifests, blobs (streamed into the BlobStore, verified,
  * resumed with Range), uploads (monolithic, chunked, cross-repository mount), tag listing, and
  * auth (anonymous, Basic, Bearer token flow with a per-scope token cache).
+ *
+ * Transport: blob downloads and uploads go through undici (src/oci/http.ts); every other exchange
+ * (HEAD, manifests, tokens, tag lists, the start of an upload) through node:http/https
+ * (src/oci/http-node.ts), so a command that only asks what a tag points at never loads undici.
  *
  * Retries: connection errors, 429 (honouring Retry-After) and 5xx are retried with exponential
  * backoff. Secrets live only in Authorization headers; messages and logs carry method, path and
  * status, never headers or query strings.
  */
-import { Agent, request, type Dispatcher } from './http.js';
+import { Agent, request } from './http.js';
+import {
+  CONNECT_TIMEOUT,
+  IDLE_TIMEOUT,
+  NodeHttpPool,
+  type HttpMethod,
+  type HttpResponse,
+} from './http-node.js';
 import type { Readable } from 'node:stream';
 import { createReadStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
@@ -70,12 +81,11 @@ export type PushBlobResult = 'exists' | 'mounted' | 'uploaded';
 const MAX_MANIFEST = 4 << 20;
 const RETRYABLE_STATUS = (s: number): boolean => s === 429 || s >= 500;
 
-interface Req {
-  method: Dispatcher.HttpMethod;
+interface ReqBase {
+  method: HttpMethod;
   /** Path (with query) below the registry base, or an absolute URL (upload locations). */
   url: string;
   headers?: Record<string, string>;
-  body?: () => Buffer | Readable;
   /** Token scopes this request needs, e.g. "repository:a/b:pull". */
   scopes: string[];
   /** Send at most once (the body cannot be replayed). */
@@ -83,6 +93,13 @@ interface Req {
   /** The caller gives up on the request (and its retries) when this fires. */
   cancel?: AbortSignal;
 }
+
+/**
+ * A blob's bytes in either direction (`bulk`) go through undici; everything else, whose body is
+ * at most a Buffer, through node:http.
+ */
+type Req = ReqBase &
+  ({ bulk: true; body?: () => Buffer | Readable } | { bulk?: false; body?: () => Buffer });
 
 interface HostAuth {
   scheme: 'basic' | 'bearer';
@@ -123,6 +140,8 @@ function throwIfCancelled(cancel: AbortSignal | undefined): void {
 }
 
 const TIMEOUT_CODES: Record<string, string> = {
+  [CONNECT_TIMEOUT]: 'connect',
+  [IDLE_TIMEOUT]: 'idle',
   UND_ERR_CONNECT_TIMEOUT: 'connect',
   UND_ERR_HEADERS_TIMEOUT: 'idle',
   UND_ERR_BODY_TIMEOUT: 'idle',
@@ -165,6 +184,7 @@ export class RegistryClient {
   readonly registry: string;
   readonly baseUrl: string;
   private readonly dispatcher: Agent;
+  private readonly small: NodeHttpPool;
   private readonly creds: Credentials | undefined;
   private hostAuth: HostAuth | undefined;
   private readonly tokens = new Map<string, { token: string; expires: number }>();
@@ -184,8 +204,9 @@ export class RegistryClient {
     this.connectTimeoutMs = opts.connectTimeoutMs ?? net.connectTimeoutMs;
     this.idleTimeoutMs = opts.idleTimeoutMs ?? net.idleTimeoutMs;
     this.retryBudgetMs = opts.retryBudgetMs ?? net.retryBudgetMs;
+    const connections = opts.connections ?? 8;
     this.dispatcher = new Agent({
-      connections: opts.connections ?? 8,
+      connections,
       // a registry that accepts and never answers, or stalls mid-body, is given up on
       headersTimeout: this.idleTimeoutMs,
       bodyTimeout: this.idleTimeoutMs,
@@ -194,6 +215,13 @@ export class RegistryClient {
         ...(opts.ca !== undefined ? { ca: opts.ca } : {}),
         rejectUnauthorized: opts.tlsVerify ?? true,
       },
+    });
+    this.small = new NodeHttpPool({
+      connections,
+      connectTimeoutMs: this.connectTimeoutMs,
+      idleTimeoutMs: this.idleTimeoutMs,
+      rejectUnauthorized: opts.tlsVerify ?? true,
+      ...(opts.ca !== undefined ? { ca: opts.ca } : {}),
     });
     this.creds =
       opts.credentials === null
@@ -206,6 +234,7 @@ export class RegistryClient {
   }
 
   async close(): Promise<void> {
+    this.small.close();
     await this.dispatcher.close();
   }
 
@@ -363,6 +392,7 @@ export class RegistryClient {
         url: `/v2/${repo}/blobs/${blob.digest}`,
         headers,
         scopes: [`repository:${repo}:pull`],
+        bulk: true,
         ...(cancel ? { cancel } : {}),
       });
       if (res.statusCode === 416) {
@@ -472,6 +502,7 @@ export class RegistryClient {
                 'content-range': `${off}-${end}`,
               },
               body: () => createReadStream(file, { start: off, end }),
+              bulk: true,
               scopes: push,
               noRetry: true,
             });
@@ -497,6 +528,7 @@ export class RegistryClient {
               'content-length': String(blob.size),
             },
             body: () => createReadStream(file, { highWaterMark: 1 << 20 }),
+            bulk: true,
             scopes: push,
             noRetry: true,
           });
@@ -588,7 +620,7 @@ export class RegistryClient {
   }
 
   /** Sends with auth, retries and redirects. The caller consumes or dumps the body. */
-  private async send(req: Req): Promise<Dispatcher.ResponseData> {
+  private async send(req: Req): Promise<HttpResponse> {
     let authTried = false;
     let url = this.resolve(req.url);
     const started = Date.now();
@@ -598,16 +630,26 @@ export class RegistryClient {
       const sameHost = new URL(url).host === new URL(this.baseUrl).host;
       const auth = sameHost ? this.authHeader(req.scopes) : undefined;
       if (auth) headers.authorization = auth;
-      let res: Dispatcher.ResponseData;
+      let res: HttpResponse;
       try {
-        res = await request(url, {
-          method: req.method,
-          headers,
-          body: req.body?.() ?? null,
-          dispatcher: this.dispatcher,
-          highWaterMark: 1 << 20,
-          signal: withCancel(req.cancel),
-        });
+        const signal = withCancel(req.cancel);
+        if (req.bulk) {
+          res = await request(url, {
+            method: req.method,
+            headers,
+            body: req.body?.() ?? null,
+            dispatcher: this.dispatcher,
+            highWaterMark: 1 << 20,
+            signal,
+          });
+        } else {
+          res = await this.small.request(url, {
+            method: req.method,
+            headers,
+            body: req.body?.(),
+            signal,
+          });
+        }
       } catch (e) {
         throwIfCancelled(req.cancel);
         const wait = this.backoff(attempt);
@@ -692,9 +734,9 @@ export class RegistryClient {
       headers.authorization = basicHeader(this.creds);
       u.searchParams.set('account', this.creds.username);
     }
-    let res: Dispatcher.ResponseData;
+    let res: HttpResponse;
     try {
-      res = await request(u, { method: 'GET', headers, dispatcher: this.dispatcher });
+      res = await this.small.request(u, { method: 'GET', headers });
     } catch (e) {
       throw this.netError(e, `token request to ${u.host}`);
     }
@@ -741,7 +783,7 @@ export class RegistryClient {
   }
 
   /** Throws the registry's error (JSON errors[] when present) unless the status is expected. */
-  private async expect(res: Dispatcher.ResponseData, ok: number[], what: string): Promise<void> {
+  private async expect(res: HttpResponse, ok: number[], what: string): Promise<void> {
     if (ok.includes(res.statusCode)) return;
     let detail = '';
     try {

@@ -5,14 +5,17 @@
  * the LayerSources of one InstallStep, so ownership, conflicts and transactions work as for any
  * repository package. Identity: the cpm metadata in the image when present, otherwise derived from
  * the reference (docs/bases.md).
+ *
+ * The puller, the layer code and the transaction are imported when an image is pulled: every
+ * install loads this module (looksLikeImageRef, installedImage), and a no-op needs none of them
+ * (tar-stream, zlib, the worker threads: ≈ 10 ms of a ≈ 130 ms no-op, docs/performance.md).
  */
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { CpmError } from '../errors.js';
-import { cacheStore } from '../oci/actions.js';
+import { cacheStore } from '../oci/blobstore.js';
 import { RegistryEndpoint, openSource, type EndpointOptions } from '../oci/endpoint.js';
-import { pullImage, type PulledImage } from '../oci/image.js';
-import { readPackageMetadata } from '../oci/package-image.js';
+import type { PulledImage } from '../oci/image.js';
 import { parseImageRef, formatRef, manifestReference, type ImageRef } from '../oci/reference.js';
 import type { Platform } from '../oci/types.js';
 import { finalizeFromJson } from '../package/finalize.js';
@@ -25,15 +28,10 @@ import {
 } from '../package/package.js';
 import { parseRef } from '../package/ref.js';
 import { isValidVersion } from '../package/version.js';
-import { fileLayer } from '../rootfs/index.js';
 import { InstalledDb, resolveDbDir } from '../rootfs/db.js';
 import { silentReporter, type Reporter } from '../util/progress.js';
 import { interruptible } from '../util/signals.js';
-import {
-  applyTransaction,
-  type TransactionOptions,
-  type TransactionResult,
-} from '../rootfs/transaction.js';
+import type { TransactionOptions, TransactionResult } from '../rootfs/transaction.js';
 import type { InstallStep, InstalledPackage } from '../rootfs/types.js';
 
 /** Category of packages whose identity comes from an image reference. */
@@ -140,6 +138,11 @@ export async function imageInstallStep(
 ): Promise<InstallStep> {
   const ref = parseImageRef(refText);
   const reporter = opts.reporter ?? silentReporter();
+  const [{ pullImage }, { readPackageMetadata }, { fileLayer }] = await Promise.all([
+    import('../oci/image.js'),
+    import('../oci/package-image.js'),
+    import('../rootfs/index.js'),
+  ]);
   const store = cacheStore(opts.cacheDir);
   const src = await openSource(ref, opts);
   let pulled: PulledImage;
@@ -259,6 +262,7 @@ export async function rootfsInit(
     .list()
     .filter((p) => p.base && familyKey(p.spec) !== familyKey(step.spec))
     .map((p) => p.id);
+  const { applyTransaction } = await import('../rootfs/transaction.js');
   const r = await applyTransaction(abs, { install: [step], remove }, opts);
   return { ...r, base: packageId(step.spec), imageDigest: step.imageDigest };
 }

@@ -2,11 +2,10 @@
  * The operations behind `cpm pack|pull|push|login|logout`, as plain library calls so other areas
  * (repo create, install) and tests use exactly what the CLI uses.
  */
-import path from 'node:path';
 import { CpmError } from '../errors.js';
 import type { PackageSpec } from '../package/package.js';
 import { removeCredentials, saveCredentials, defaultLoginFile, type Credentials } from './auth.js';
-import { BlobStore } from './blobstore.js';
+import { cacheStore } from './blobstore.js';
 import { openSource, openTarget, type EndpointOptions } from './endpoint.js';
 import { pullImage, pushImage, type PulledImage } from './image.js';
 import type { FinalizeSpec } from '../package/finalize.js';
@@ -18,10 +17,7 @@ import type { Platform } from './types.js';
 import { human, type Reporter } from '../util/progress.js';
 import { interruptible } from '../util/signals.js';
 
-/** The blob store under a cache dir (cpm.yaml cache_dir): `<cache>/blobs/sha256/`. */
-export function cacheStore(cacheDir: string): BlobStore {
-  return new BlobStore(path.resolve(cacheDir));
-}
+export { cacheStore };
 
 export interface PackOptions extends EndpointOptions {
   cacheDir: string;

@@ -501,3 +501,11 @@ async function renamed(from: string, to: string): Promise<boolean> {
     throw e;
   }
 }
+
+/**
+ * The blob store under a cache dir (cpm.yaml cache_dir): `<cache>/blobs/sha256/`. Here, not in
+ * actions.ts, so that opening repositories does not load the image packer behind actions.ts.
+ */
+export function cacheStore(cacheDir: string): BlobStore {
+  return new BlobStore(path.resolve(cacheDir));
+}

@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { formatAge, type CpmConfig } from '../config.js';
 import { CpmError } from '../errors.js';
-import { cacheStore } from '../oci/actions.js';
+import { cacheStore } from '../oci/blobstore.js';
 import type { PackageSpec } from '../package/package.js';
 import type { TransferProgress } from '../util/progress.js';
 import { loadRepoConfigs, type RepoConfig } from './config.js';

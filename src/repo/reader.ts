@@ -17,7 +17,6 @@ import type { RepoType } from './config.js';
 import type { TransferProgress } from '../util/progress.js';
 import { openFiles, type RepoFiles } from './files.js';
 import { indexLayerOf, parseIndexBlob } from './index-artifact.js';
-import { readLuetRepository } from './luet.js';
 import {
   serializeIndex,
   type IndexLayer,
@@ -311,6 +310,8 @@ export class LuetReader implements RepoReader {
   }
 
   async fetchIndex(): Promise<FetchedIndex> {
+    // luet's tar and YAML readers load only for a luet repository whose index is fetched
+    const { readLuetRepository } = await import('./luet.js');
     const index = await readLuetRepository(this.files, this.name);
     const s = await serializeIndex(index, 'gzip');
     return { index, data: s.data, digest: s.digest };

@@ -23,9 +23,10 @@ import {
   unlinkSync,
   writeSync,
 } from 'node:fs';
-import { createServer, type Server } from 'node:net';
+import type { Server } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CpmError } from '../errors.js';
+import { net } from '../util/lazy-builtins.js';
 
 export interface Lock {
   release(): void;
@@ -100,7 +101,7 @@ function takeoverMutex(dbDir: string): Promise<Server | null> {
   const st = statSync(dbDir);
   const name = `\0cpm-lock-takeover:${st.dev}:${st.ino}`;
   return new Promise((resolve, reject) => {
-    const srv = createServer();
+    const srv = net().createServer();
     srv.once('error', (e: NodeJS.ErrnoException) =>
       e.code === 'EADDRINUSE' ? resolve(null) : reject(e),
     );

@@ -30,8 +30,13 @@ import { packageId } from '../package/package.js';
 import { fsError } from '../util/fs-errors.js';
 import { interruptSignal } from '../util/signals.js';
 import { faultPoint } from './fault.js';
-import { fileDigest } from './file-digest.js';
-import { LayerReadError, readLayer, type LayerEntry, type LayerSink } from './layer-reader.js';
+import {
+  LayerReadError,
+  readLayer,
+  type LayerEntry,
+  type LayerRead,
+  type LayerSink,
+} from './layer-reader.js';
 import { TarHeaderError } from './tar-headers.js';
 import { LAYER_MEDIA_TYPES } from '../oci/types.js';
 import {
@@ -248,8 +253,8 @@ export class Stager {
     id: string,
     task: ProgressTask,
   ): Promise<void> {
-    // a local blob file is read through a descriptor: zstd reads it directly and the digest is
-    // computed from the same open file, off this thread (file-digest.ts); a stream otherwise
+    // a local blob file is read through a descriptor (layer-reader.ts: zstd reads it directly,
+    // the digests are computed off this thread); a stream otherwise
     let src: Readable | number;
     if (layer.file !== undefined) {
       try {
@@ -259,13 +264,8 @@ export class Stager {
       }
     } else src = await layer.open();
     const fd = typeof src === 'number' ? src : -1;
-    // SIGINT/SIGTERM: stop reading at once (a large entry streams for a long time between the
-    // per-entry checks); the transaction reports the interrupt
-    const signal = interruptSignal();
-    const digestHash = createHash('sha256');
     const verify = this.o.verifyDigest && layer.digest.startsWith('sha256:');
-    const fileHash = verify && fd >= 0 ? fileDigest(fd) : null;
-    const diffHash = layer.diffId?.startsWith('sha256:') ? createHash('sha256') : undefined;
+    const checkDiff = layer.diffId?.startsWith('sha256:') ?? false;
     const limits = this.o.limits;
     const c: LayerCtx = { digest: layer.digest, layer: layerIndex, pkg, id };
     const sink: LayerSink = {
@@ -273,17 +273,19 @@ export class Stager {
       data: (b) => this.onData(b),
       end: () => this.onEnd(c),
     };
-    let blobDigest: string;
+    let read: LayerRead;
     try {
-      await readLayer(
+      read = await readLayer(
         src,
         {
           mediaType: layer.mediaType,
-          signal,
-          ...(verify && fd < 0 ? { onBlob: (chunk: Buffer) => digestHash.update(chunk) } : {}),
+          // SIGINT/SIGTERM: stop reading at once (a large entry streams for a long time between
+          // the per-entry checks); the transaction reports the interrupt
+          signal: interruptSignal(),
+          hashBlob: verify,
+          hashTar: checkDiff,
           onBlobBytes: (n) => task.add(n),
           onTar: (chunk) => {
-            diffHash?.update(chunk);
             this.bytes += chunk.length;
             if (this.bytes > limits.maxBytes)
               throw unsafe(
@@ -296,21 +298,15 @@ export class Stager {
         },
         sink,
       );
-      blobDigest = fileHash
-        ? await fileHash.result().catch((e: unknown) => {
-            throw new LayerReadError('read', e, 'none', '');
-          })
-        : `sha256:${digestHash.digest('hex')}`;
     } catch (err) {
       this.closeBody();
-      await fileHash?.cancel();
-      if (fd >= 0) closeSync(fd);
       if (!(err instanceof LayerReadError)) throw err;
       throw this.readError(err, layer, id);
+    } finally {
+      if (fd >= 0) closeSync(fd);
     }
-    if (fd >= 0) closeSync(fd);
     if (verify) {
-      const got = blobDigest;
+      const got = read.blob;
       if (got !== layer.digest)
         throw new CpmError(
           'E_DIGEST',
@@ -321,8 +317,8 @@ export class Stager {
         );
     }
     // the blob may be the one the manifest names and still not hold the tar the config describes
-    if (diffHash) {
-      const got = `sha256:${diffHash.digest('hex')}`;
+    if (checkDiff) {
+      const got = read.tar;
       if (got !== layer.diffId)
         throw new CpmError(
           'E_DIGEST',

@@ -1,43 +1,119 @@
 /**
- * The sha256 of a layer blob that cpm does not read itself (zstd reads the file descriptor, see
- * zstdFileReader): computed from the same open file with positional reads, on a worker thread for
- * a large blob (off the thread that parses the tar), on the calling thread for a small one (a
- * worker costs more to start than hashing a few MB).
+ * Digests of a layer that the thread parsing it does not compute itself: the sha256 of a blob file
+ * that zstd reads directly (zstdFileReader), from the same open file, and the sha256 of the tar
+ * that thread reads into a shared ring (TarRing). Both on one worker thread for a large layer, on
+ * the calling thread for a small one (a worker costs more to start than hashing a few MB).
  */
+import { createHash, type Hash } from 'node:crypto';
 import { fstatSync } from 'node:fs';
 import { startWorker, workerAvailable } from '../util/worker.js';
 import { hashFd } from './hash-fd.js';
-import type { HashReply } from './hash-worker.js';
+import { DONE, HASHED, SEQ, WRITTEN, type HashReply } from './hash-worker.js';
 
-/** Below this many bytes the blob is hashed on the calling thread when the result is asked for. */
+/** From this blob size on, the digests are computed on a worker thread. */
 const WORKER_FROM = 8 << 20;
+/** The tar ring: a power of two (the offsets wrap with a mask). */
+const RING = 8 << 20;
+/** The most one read may fill. */
+const READ_MAX = 1 << 20;
+/** Tar bytes published to the worker at a time. */
+const WAKE_BYTES = 1 << 20;
 
-export interface FileDigest {
-  /** "sha256:…" of the file's bytes from offset 0 to its end. */
-  result(): Promise<string>;
+export interface LayerDigests {
+  /** Where the caller reads the next decompressed bytes into (at most READ_MAX). */
+  space(): Buffer;
+  /** `n` bytes were read into the last space(): they are the tar's next bytes. */
+  wrote(n: number): void;
+  /** "sha256:…" of the blob (when asked for) and of the tar (when asked for), once all is read. */
+  result(): Promise<{ blob: string | null; tar: string | null }>;
   /** Stops a hash still running (after a failed read); the caller may close the fd afterwards. */
   cancel(): Promise<void>;
 }
 
-export function fileDigest(fd: number): FileDigest {
-  if (fstatSync(fd).size < WORKER_FROM || !workerAvailable('hash-worker')) {
-    return {
-      result: () => Promise.resolve(`sha256:${hashFd(fd, Buffer.allocUnsafe(1 << 20)).hex}`),
-      cancel: () => Promise.resolve(),
-    };
-  }
-  const worker = startWorker('hash-worker', { fd });
-  const reply = new Promise<string>((resolve, reject) => {
-    worker.once('message', (r: HashReply) => {
-      if ('hex' in r) resolve(`sha256:${r.hex}`);
-      else reject(Object.assign(new Error(r.error.message), r.error));
-    });
+/**
+ * Digests of the blob file open at `fd` (when `blob`) and of the tar read through space()/wrote()
+ * (when `tar`; otherwise space() is a plain reused buffer).
+ */
+export function layerDigests(fd: number, blob: boolean, tar: boolean): LayerDigests {
+  const large = fstatSync(fd).size >= WORKER_FROM;
+  if (!(blob || tar) || !large || !workerAvailable('hash-worker'))
+    return inline(blob ? fd : -1, tar);
+  const ctlBuf = new SharedArrayBuffer(16);
+  const ctl = new Int32Array(ctlBuf);
+  const ring = tar ? new SharedArrayBuffer(RING) : null;
+  const bytes = ring ? Buffer.from(ring) : Buffer.allocUnsafe(READ_MAX);
+  const worker = startWorker('hash-worker', { fd: blob ? fd : -1, ring, ctl: ctlBuf });
+  const reply = new Promise<HashReply>((resolve, reject) => {
+    worker.once('message', resolve);
     worker.once('error', reject);
     worker.once('exit', (code) => reject(new Error(`the hashing thread exited (${code})`)));
   });
   reply.catch(() => undefined); // a cancelled hash is not awaited
+  const signal = (done?: number): void => {
+    if (done !== undefined) Atomics.store(ctl, DONE, done);
+    Atomics.add(ctl, SEQ, 1);
+    Atomics.notify(ctl, SEQ);
+  };
+  let written = 0;
+  let told = 0;
+  let ended = false;
+  const tell = (): void => {
+    told = written;
+    Atomics.store(ctl, WRITTEN, written);
+    signal();
+  };
   return {
-    result: () => reply,
-    cancel: async () => void (await worker.terminate()),
+    space() {
+      if (!ring) return bytes;
+      const off = written & (RING - 1);
+      const room = Math.min(READ_MAX, RING - off);
+      // wait (rarely: hashing is several times faster than decompressing) until the worker has
+      // passed the space this read will fill
+      for (;;) {
+        const hashed = Atomics.load(ctl, HASHED);
+        if (RING - ((written - hashed) >>> 0) >= room) break;
+        if (told !== written) tell();
+        Atomics.wait(ctl, HASHED, hashed, 1000);
+      }
+      return bytes.subarray(off, off + room);
+    },
+    wrote(n) {
+      if (!ring || n === 0) return;
+      written = (written + n) | 0;
+      // the worker is woken per WAKE_BYTES, not per read (a read from the FIFO is ≤ 64 KiB)
+      if ((written - told) >>> 0 >= WAKE_BYTES) tell();
+    },
+    async result() {
+      ended = true;
+      if (ring) Atomics.store(ctl, WRITTEN, written);
+      signal(1);
+      const r = await reply;
+      if ('error' in r) throw Object.assign(new Error(r.error.message), r.error);
+      return {
+        blob: r.blob === null ? null : `sha256:${r.blob}`,
+        tar: r.tar === null ? null : `sha256:${r.tar}`,
+      };
+    },
+    async cancel() {
+      if (!ended) signal(2);
+      ended = true;
+      await worker.terminate();
+    },
+  };
+}
+
+/** Both digests on the calling thread: the tar as it is read, the blob at the end. */
+function inline(fd: number, tar: boolean): LayerDigests {
+  const buf = Buffer.allocUnsafe(READ_MAX);
+  const h: Hash | null = tar ? createHash('sha256') : null;
+  return {
+    space: () => buf,
+    wrote: (n) => void h?.update(buf.subarray(0, n)),
+    result: () =>
+      Promise.resolve({
+        blob: fd >= 0 ? `sha256:${hashFd(fd, buf).hex}` : null,
+        tar: h ? `sha256:${h.digest('hex')}` : null,
+      }),
+    cancel: () => Promise.resolve(),
   };
 }

@@ -6,6 +6,7 @@
  * stages with the same error afterwards), so callers can tell a corrupt blob from a broken tar
  * from their own entry handler's error.
  */
+import { createHash, type Hash } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream, open, read, readSync } from 'node:fs';
 import { Transform, type Readable } from 'node:stream';
@@ -18,6 +19,7 @@ import {
   type Compression,
   type SyncDecompressor,
 } from '../util/compress.js';
+import { layerDigests, type LayerDigests } from './file-digest.js';
 import { TarHeaderError } from './tar-headers.js';
 import { DATA, ENTRY, NEED, TarParser, type TarEntry } from './tar-parser.js';
 
@@ -38,14 +40,24 @@ export interface LayerSink {
 export interface ReadLayerOptions {
   /** Used when the first bytes are no known compression magic. */
   mediaType: string;
-  /** Sees every compressed chunk as read (digest, progress) of a stream source; throw to stop. */
-  onBlob?: (chunk: Buffer) => void;
-  /** How many more compressed bytes were read (progress), for any source. */
+  /** How many more compressed bytes were read (progress). */
   onBlobBytes?: (n: number) => void;
   /** Stops the read (its reason becomes the 'read' failure): SIGINT, SIGTERM. */
   signal?: AbortSignal;
-  /** Sees every decompressed chunk before the parser (size limits, diff_id); throw to stop. */
+  /** Sees every decompressed chunk before the parser (size limits); throw to stop. */
   onTar?: (chunk: Buffer) => void;
+  /** Compute the sha256 of the blob (the layer's digest): LayerRead.blob. */
+  hashBlob?: boolean;
+  /** Compute the sha256 of the decompressed tar (the layer's diff_id): LayerRead.tar. */
+  hashTar?: boolean;
+}
+
+export interface LayerRead {
+  compression: Compression;
+  /** "sha256:…" of the blob, when asked for. */
+  blob?: string;
+  /** "sha256:…" of the tar, when asked for. */
+  tar?: string;
 }
 
 /** What failed first: reading the blob (or an onBlob/onTar tap), decompressing, parsing, an entry. */
@@ -94,17 +106,17 @@ const YIELD_BYTES = 2 << 20;
  * Reads the layer in `src` to its end, handing each tar entry to `sink` in order (a synchronous
  * parser: no stream or promise per entry). `src` is a stream, or the descriptor of a local blob
  * file at offset 0 (the caller keeps it open until this settles and closes it): a zstd blob is
- * then decompressed by the zstd program reading the descriptor itself and its output read
- * synchronously into one reused buffer (zstdFileReader); other blobs stream from the descriptor.
- * A file source's compressed bytes never pass through `onBlob`: the caller hashes the file.
- * Rejects with a LayerReadError on the first failure.
+ * then decompressed by the zstd program reading the descriptor itself, its output read
+ * synchronously into a reused buffer (zstdFileReader), and the digests of blob and tar computed on
+ * a worker thread from the same open file and from that buffer (layerDigests); other blobs stream
+ * from the descriptor. Rejects with a LayerReadError on the first failure.
  */
 export async function readLayer(
   src: Readable | number,
   opts: ReadLayerOptions,
   sink: LayerSink,
-): Promise<{ compression: Compression }> {
-  if (typeof src !== 'number') return readStream(src, opts, sink);
+): Promise<LayerRead> {
+  if (typeof src !== 'number') return readStream(src, opts, sink, null);
   const fd = src;
   const head = Buffer.alloc(4);
   let got: number;
@@ -116,23 +128,52 @@ export async function readLayer(
   let comp = sniffCompression(head.subarray(0, got));
   if (comp === 'none') comp = compressionOfMediaType(opts.mediaType);
   const dec = comp === 'zstd' ? zstdFileReader(fd) : null;
-  if (!dec) {
-    // the caller closes the descriptor: the stream's close (which pipeline calls on destroy, even
-    // with autoClose off) is a no-op
-    const stream = createReadStream('', {
-      fd,
-      start: 0,
-      highWaterMark: 1 << 20,
-      fs: { open, read, close: (_fd: number, cb: (e: null) => void) => cb(null) },
-    });
-    return readStream(stream, opts, sink);
-  }
+  const digests = layerDigests(fd, !!opts.hashBlob, !!dec && !!opts.hashTar);
   try {
-    await readSyncLoop(dec, opts, sink);
-  } finally {
-    dec.close();
+    if (!dec) {
+      // the caller closes the descriptor: the stream's close (which pipeline calls on destroy,
+      // even with autoClose off) is a no-op
+      const stream = createReadStream('', {
+        fd,
+        start: 0,
+        highWaterMark: 1 << 20,
+        fs: { open, read, close: (_fd: number, cb: (e: null) => void) => cb(null) },
+      });
+      const r = await readStream(stream, { ...opts, hashBlob: false }, sink, comp);
+      return { ...r, ...(await blobOf(digests, comp)) };
+    }
+    try {
+      await readSyncLoop(dec, digests, opts, sink);
+    } finally {
+      dec.close();
+    }
+    const d = await digestsOf(digests, comp);
+    return {
+      compression: comp,
+      ...(d.blob ? { blob: d.blob } : {}),
+      ...(d.tar ? { tar: d.tar } : {}),
+    };
+  } catch (e) {
+    await digests.cancel();
+    throw e;
   }
-  return { compression: comp };
+}
+
+/** The worker's digests; its failure (reading the blob file) is a 'read' failure. */
+async function digestsOf(
+  d: LayerDigests,
+  comp: Compression,
+): Promise<{ blob: string | null; tar: string | null }> {
+  try {
+    return await d.result();
+  } catch (e) {
+    throw new LayerReadError('read', e, comp, '');
+  }
+}
+
+async function blobOf(d: LayerDigests, comp: Compression): Promise<{ blob?: string }> {
+  const { blob } = await digestsOf(d, comp);
+  return blob ? { blob } : {};
 }
 
 /** What consumes decompressed bytes: taps, parser, sink; `stage` says what failed. */
@@ -140,14 +181,20 @@ class Feeder {
   readonly parser = new TarParser();
   current = '';
   stage: LayerStage = 'read';
+  /** The tar's digest when this thread computes it. */
+  readonly tarHash: Hash | null;
   constructor(
     private readonly opts: ReadLayerOptions,
     private readonly sink: LayerSink,
-  ) {}
+    hashTar: boolean,
+  ) {
+    this.tarHash = hashTar ? createHash('sha256') : null;
+  }
 
   /** Hands a decompressed chunk on; a promise only when the sink waits. */
   feed(chunk: Buffer): void | Promise<void> {
     this.stage = 'read';
+    this.tarHash?.update(chunk);
     this.opts.onTar?.(chunk);
     this.stage = 'parse';
     this.parser.push(chunk);
@@ -189,16 +236,17 @@ class Feeder {
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /**
- * The synchronous path: blocking reads of zstd's output into one buffer, parsed as they come. The
- * event loop gets a turn every YIELD_BYTES (signals, the stage writer's replies, progress).
+ * The synchronous path: blocking reads of zstd's output into the digests' buffer, parsed as they
+ * come. The event loop gets a turn every YIELD_BYTES (signals, the stage writer's replies,
+ * progress).
  */
 async function readSyncLoop(
   dec: SyncDecompressor,
+  digests: LayerDigests,
   opts: ReadLayerOptions,
   sink: LayerSink,
 ): Promise<void> {
-  const f = new Feeder(opts, sink);
-  const buf = Buffer.allocUnsafe(1 << 20);
+  const f = new Feeder(opts, sink, false);
   const signal = opts.signal;
   let since = 0;
   let reported = 0;
@@ -212,6 +260,7 @@ async function readSyncLoop(
   const aborted = (): LayerReadError =>
     new LayerReadError('read', signal!.reason, 'zstd', f.current);
   for (;;) {
+    const buf = digests.space();
     let n: number;
     try {
       n = dec.read(buf);
@@ -219,6 +268,7 @@ async function readSyncLoop(
       throw f.error(e, 'decompress', 'zstd');
     }
     if (n === 0) break;
+    digests.wrote(n);
     try {
       const r = f.feed(buf.subarray(0, n));
       if (r) await r;
@@ -251,23 +301,32 @@ async function readSyncLoop(
   }
 }
 
-/** The stream path: any Readable, any compression (node:zlib, or the zstd program's pipe). */
+/**
+ * The stream path: any Readable, any compression (node:zlib, or the zstd program's pipe); the
+ * digests on this thread. `known`: the compression, already sniffed.
+ */
 async function readStream(
   src: Readable,
   opts: ReadLayerOptions,
   sink: LayerSink,
-): Promise<{ compression: Compression }> {
-  let first: Buffer | null;
-  try {
-    first = await readHead(src);
-  } catch (e) {
-    throw new LayerReadError('read', e, 'none', '');
+  known: Compression | null,
+): Promise<LayerRead> {
+  let comp: Compression;
+  if (known) comp = known;
+  else {
+    let first: Buffer | null;
+    try {
+      first = await readHead(src);
+    } catch (e) {
+      throw new LayerReadError('read', e, 'none', '');
+    }
+    comp = sniffCompression(first ?? Buffer.alloc(0));
+    if (comp === 'none') comp = compressionOfMediaType(opts.mediaType);
+    if (first) src.unshift(first);
   }
-  let comp: Compression = sniffCompression(first ?? Buffer.alloc(0));
-  if (comp === 'none') comp = compressionOfMediaType(opts.mediaType);
-  if (first) src.unshift(first);
 
-  const f = new Feeder(opts, sink);
+  const f = new Feeder(opts, sink, !!opts.hashTar);
+  const blobHash = opts.hashBlob ? createHash('sha256') : null;
   let failed: { stage: LayerStage; e: unknown } | undefined;
   const track = (stage: LayerStage) => (e: unknown) => void (failed ??= { stage, e });
   const consume = async (tarStream: AsyncIterable<Buffer>): Promise<void> => {
@@ -290,11 +349,11 @@ async function readStream(
   const decompressor = createDecompressor(comp);
   decompressor.on('error', track('decompress'));
   const stages: unknown[] = [src];
-  const { onBlob, onBlobBytes } = opts;
-  if (onBlob || onBlobBytes)
+  const { onBlobBytes } = opts;
+  if (blobHash || onBlobBytes)
     stages.push(
       tap((chunk) => {
-        onBlob?.(chunk);
+        blobHash?.update(chunk);
         onBlobBytes?.(chunk.length);
       }).on('error', track('read')),
     );
@@ -308,5 +367,9 @@ async function readStream(
   } finally {
     signal?.removeEventListener('abort', stop);
   }
-  return { compression: comp };
+  return {
+    compression: comp,
+    ...(blobHash ? { blob: `sha256:${blobHash.digest('hex')}` } : {}),
+    ...(f.tarHash ? { tar: `sha256:${f.tarHash.digest('hex')}` } : {}),
+  };
 }

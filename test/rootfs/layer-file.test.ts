@@ -21,6 +21,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { installPackages, fileLayer, type LayerSource } from '../../src/rootfs/index.js';
+import { layerDigests } from '../../src/rootfs/file-digest.js';
 import { readLayer } from '../../src/rootfs/layer-reader.js';
 import { hasBuiltinZstd, zstdFileReader } from '../../src/util/compress.js';
 import { listInstalled } from '../../src/upkeep/query.js';
@@ -182,6 +183,69 @@ describe('the digest of a blob file', () => {
       expect(names).toEqual(['layer-file.test.ts']);
       expect(got).toBe(gz.length);
       expect(fstatSync(fd).size).toBe(gz.length);
+    } finally {
+      closeSync(fd);
+    }
+  });
+});
+
+describe('the digest of the tar (diff_id) of a blob file', () => {
+  // 9 MB blob: both digests on the worker thread, the tar's through the shared ring
+  it('installs a large layer whose diff_id matches and refuses one whose does not', async () => {
+    const { file, bytes, tar } = zstdLayerFile(90, 100_000);
+    const good = { ...fileLayer(file, ZSTD, sha(bytes)), diffId: sha(tar) };
+    const before = tree();
+    const wrong = 'sha256:' + '1'.repeat(64);
+    const err = await failure(
+      installPackages(root, [step('bad/pkg@1', [{ ...good, diffId: wrong }])]),
+    );
+    expect(err.code).toBe('E_DIGEST');
+    expect(err.message).toContain(`decompresses to ${sha(tar)}, but`);
+    expect(err.message).toContain(`diff_ids says ${wrong}`);
+    expect(tree()).toBe(before);
+    await installPackages(root, [step('ok/pkg@1', [good])]);
+    expect(sha(readFileSync(path.join(root, 'data/f00000')))).toBe(sha(pseudoRandom(100_000, 1)));
+  });
+
+  it('hashes every byte written through the ring, across many wraps, in any piece sizes', async () => {
+    const { file, bytes } = zstdLayerFile(90, 100_000); // large enough for the worker
+    const fd = openSync(file, 'r');
+    try {
+      const d = layerDigests(fd, true, true);
+      const all = pseudoRandom(30 << 20, 7);
+      const whole = createHash('sha256');
+      let at = 0;
+      let k = 1;
+      while (at < all.length) {
+        const space = d.space();
+        expect(space.length).toBeGreaterThan(0);
+        expect(space.length).toBeLessThanOrEqual(1 << 20);
+        k = (k * 1103515245 + 12345) & 0x7fffffff;
+        const n = Math.min(space.length, all.length - at, 1 + (k % 300_000));
+        all.copy(space, 0, at, at + n);
+        d.wrote(n);
+        whole.update(space.subarray(0, n));
+        at += n;
+      }
+      const r = await d.result();
+      expect(r.tar).toBe(`sha256:${createHash('sha256').update(all).digest('hex')}`);
+      expect(r.tar).toBe(`sha256:${whole.digest('hex')}`);
+      expect(r.blob).toBe(sha(bytes));
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  it('stops a running hash when cancelled', async () => {
+    const { file } = zstdLayerFile(90, 100_000);
+    const fd = openSync(file, 'r');
+    try {
+      const d = layerDigests(fd, true, true);
+      d.wrote(0);
+      const space = d.space();
+      space.fill(1, 0, 1000);
+      d.wrote(1000);
+      await d.cancel(); // waiting for more tar bytes: terminated anyway
     } finally {
       closeSync(fd);
     }

@@ -21,7 +21,8 @@
  * holding the trees as DIR/NAME/ (the names below); cOS comes from ../shared/fixtures when DIR
  * lacks it. --before DIR: also time another build (DIR/bin/cpm.js) in the same rounds; its
  * `tree validate --json` must print the same. --cpm DIR: time DIR/bin/cpm.js instead of this
- * checkout's.
+ * checkout's. When NODE_EXTRA_CA_CERTS is set, `node -e 0` and `cpm --version` are timed without
+ * it too (Node reads that file at every start).
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -120,6 +121,21 @@ function main(): void {
       { name: 'node -e 0', argv: ['node', '-e', '0'] },
       ...builds.map((b) => ({ name: `${b.label} --version`, argv: ['node', b.bin, '--version'] })),
     ];
+    // Node 20 reads the NODE_EXTRA_CA_CERTS file (and sets up OpenSSL's store) at every start,
+    // before any script runs; luet reads certificates only to make a TLS connection. When it is
+    // set, the floor is also timed without it, to say what it adds to every cpm row.
+    if (process.env.NODE_EXTRA_CA_CERTS) {
+      const bare = { ...process.env };
+      delete bare.NODE_EXTRA_CA_CERTS;
+      floor.push(
+        { name: 'node -e 0, no NODE_EXTRA_CA_CERTS', argv: ['node', '-e', '0'], env: bare },
+        ...builds.map((b) => ({
+          name: `${b.label} --version, no NODE_EXTRA_CA_CERTS`,
+          argv: ['node', b.bin, '--version'],
+          env: bare,
+        })),
+      );
+    }
     const cases: TimedCase[] = [...floor];
     const answers = new Map<string, string>();
     const mismatches: string[] = [];

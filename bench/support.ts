@@ -179,6 +179,14 @@ export function singleFile(root: string): string | undefined {
  * CPM_BENCH_BASE=DIR: another build to time beside this one in the same interleaved run, e.g. a
  * copy of main's (`cp -r bin dist package.json DIR/`): DIR/bin/cpm.js, or undefined.
  */
+/** The single-file build of CPM_BENCH_BASE (DIR/out/cpm-linux-ARCH), when DIR has one. */
+export function baseSingleFile(): string | undefined {
+  const dir = process.env.CPM_BENCH_BASE;
+  if (!dir) return undefined;
+  const file = path.resolve(dir, 'out', `cpm-linux-${process.arch}`);
+  return existsSync(file) ? file : undefined;
+}
+
 export function baseBuild(): string | undefined {
   const dir = process.env.CPM_BENCH_BASE;
   if (!dir) return undefined;

@@ -9,7 +9,9 @@
  * CPM_SEA=FILE). Targets: < 300 ms with node bin/cpm.js, < 150 ms single-file.
  *
  *   npm run build && npx tsx bench/install/noop.ts [runs]
- * CPM_BENCH_BASE=DIR adds the rows of another build (DIR/bin/cpm.js, e.g. a copy of main's).
+ * CPM_BENCH_BASE=DIR adds the rows of another build (DIR/bin/cpm.js, e.g. a copy of main's:
+ * `cp -r bin dist package.json DIR/`), and of its single file when DIR/out/cpm-linux-ARCH exists
+ * (`npm run build:dist` first, then also `cp -r out DIR/`).
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -17,7 +19,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startRegistry } from '../../test/support/registry.js';
-import { baseBuild, median, singleFile, timeInterleaved, type TimedCase } from '../support.js';
+import {
+  baseBuild,
+  baseSingleFile,
+  median,
+  singleFile,
+  timeInterleaved,
+  type TimedCase,
+} from '../support.js';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BIN = path.join(REPO_ROOT, 'bin/cpm.js');
@@ -61,6 +70,8 @@ try {
   const baseBin = baseBuild();
   if (baseBin) variants.push(['base build', [process.execPath, baseBin]]);
   if (SEA && existsSync(SEA)) variants.push(['single file', [SEA]]);
+  const baseSea = baseSingleFile();
+  if (baseSea) variants.push(['base single file', [baseSea]]);
   const cases: TimedCase[] = [
     { name: 'node -e 0 (baseline)', argv: [process.execPath, '-e', '0'], env },
   ];
@@ -107,14 +118,15 @@ try {
       `| ${r.name} | ${med.toFixed(0)} | ${Math.min(...r.wall).toFixed(0)} | ${(med / base).toFixed(2)} | ${cpu.toFixed(0)} | ${(cpu / baseCpu).toFixed(2)} |`,
     );
   }
-  const tag = rows.find(
-    (r) => r.name === 'node bin/cpm.js: install REGISTRY/bench/noop:1 (no-op, tag)',
-  );
-  const dig = rows.find((r) => r.name.startsWith('node bin/cpm.js: install REGISTRY/bench/noop@'));
-  if (tag && dig)
-    console.log(
-      `registry round trip for the tag (tag − digest, medians): ${(median(tag.wall) - median(dig.wall)).toFixed(0)} ms wall, ${(median(tag.cpu) - median(dig.cpu)).toFixed(0)} ms cpu`,
-    );
+  // what the tag costs over the digest: the registry round trip (one HEAD request)
+  for (const [label] of variants) {
+    const tag = rows.find((r) => r.name === `${label}: install REGISTRY/bench/noop:1 (no-op, tag)`);
+    const dig = rows.find((r) => r.name.startsWith(`${label}: install REGISTRY/bench/noop@`));
+    if (tag && dig)
+      console.log(
+        `${label}: registry round trip for the tag (tag − digest, medians): ${(median(tag.wall) - median(dig.wall)).toFixed(0)} ms wall, ${(median(tag.cpu) - median(dig.cpu)).toFixed(0)} ms cpu`,
+      );
+  }
 } finally {
   await reg.stop();
   rmSync(work, { recursive: true, force: true });

@@ -231,17 +231,19 @@ async function runOp(op: Operation, refs: string[], o: OpCli, cmd: Command): Pro
     return;
   }
   const changes = planned.plan.satisfiable && !planned.noop;
-  const canAsk = !o.json && !!process.stdin.isTTY && !!process.stderr.isTTY;
+  const ask = changes && !o.yes;
+  // process.stdin is a stream made on first use (≈ 3 ms): a no-op never looks at it
+  const canAsk = ask && !o.json && !!process.stdin.isTTY && !!process.stderr.isTTY;
   // Without a terminal (Dockerfile RUN, CI) there is nobody to ask: a scratch root goes ahead,
   // but the running system's / needs -y, as apt-get and dnf abort there.
-  if (changes && !o.yes && !canAsk && isHostRoot(ctx.root)) {
+  if (ask && !canAsk && isHostRoot(ctx.root)) {
     await planned.repos?.close();
     throw new CpmError('E_USAGE', `refusing to ${op} on / (this system) without confirmation`, {
       context: { path: ctx.root },
       hint: 'there is no terminal to ask on: add -y to confirm, or give --root DIR for another root',
     });
   }
-  if (changes && !o.yes && canAsk) {
+  if (canAsk) {
     for (const i of planned.images) process.stderr.write(`install   ${i} (image reference)\n`);
     if (planned.images.length === 0 || planned.plan.steps.length > 0)
       process.stderr.write(formatPlan(planned.plan));

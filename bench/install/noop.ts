@@ -63,7 +63,10 @@ try {
   const digestRef = `${reg.host}/bench/noop@${pushed.split('@').pop()}`;
   run([...cpm, 'install', tagRef, '--root', root, '--no-finalizers', '-q']);
   // the digest reference installed as such, in a root of its own (another reference is another origin)
+  // (and the same repository packages as `root`, so that tag − digest is the round trip alone,
+  // not a larger DB read)
   const rootD = path.join(work, 'root-digest');
+  run([...cpm, 'install', 'system/cos-setup', '--root', rootD, '--no-finalizers', '-q']);
   run([...cpm, 'install', digestRef, '--root', rootD, '--no-finalizers', '-q']);
 
   const variants: Array<[string, string[]]> = [['node bin/cpm.js', cpm]];

@@ -232,7 +232,7 @@ async function runOp(op: Operation, refs: string[], o: OpCli, cmd: Command): Pro
   }
   const changes = planned.plan.satisfiable && !planned.noop;
   const ask = changes && !o.yes;
-  // process.stdin is a stream made on first use (≈ 3 ms): a no-op never looks at it
+  // process.stdin is a stream made on first use (a socket for a pipe): a no-op never needs it
   const canAsk = ask && !o.json && !!process.stdin.isTTY && !!process.stderr.isTTY;
   // Without a terminal (Dockerfile RUN, CI) there is nobody to ask: a scratch root goes ahead,
   // but the running system's / needs -y, as apt-get and dnf abort there.

@@ -104,18 +104,20 @@ export class BlobStore {
    *
    * Processes sharing the cache never write one file together: each writes
    * `.partial-HEX.<owner>` (boot, pid namespace, pid, random), claimed by an atomic rename of the
-   * released partial or created with O_EXCL. Two concurrent downloads of one blob run side by
-   * side, each verified, and the renames onto the blob name are atomic — no lock to wait on or
-   * to go stale. The file of a killed writer is taken over (renamed) once its owner is known to
-   * be dead (same boot and pid namespace, no such pid) or it has not changed for STALE_MS.
+   * released partial or created with O_EXCL. Each download is verified and renamed onto the blob
+   * name atomically on its own; the ingest lock (ingest) only keeps a second download of the same
+   * blob from starting. The file of a killed writer is taken over (renamed) once its owner is
+   * known to be dead (same boot and pid namespace, no such pid) or it has not changed for
+   * STALE_MS. `owner` is the writer's tag (the one its ingest lock names).
    */
   async partialWriter(
     expected: { digest: string; size: number },
     fresh = false,
+    owner = newOwner(),
   ): Promise<BlobWriter> {
     assertDigest(expected.digest);
     const shared = this.partialPath(expected.digest);
-    const own = `${shared}.${ownerTag()}-${randomBytes(4).toString('hex')}`;
+    const own = `${shared}.${owner}`;
     try {
       await fsp.mkdir(this.dir, { recursive: true });
       const claimed = !fresh && (await this.claimPartial(expected.digest, own));
@@ -165,6 +167,80 @@ export class BlobStore {
     // the rest are smaller copies of the same prefix: they only take space
     for (const o of orphans) await fsp.rm(o.p, { force: true });
     return false;
+  }
+
+  /** `.ingest-HEX`: the lock of the process downloading HEX (see ingest). */
+  ingestPath(digest: string): string {
+    return path.join(this.dir, `.ingest-${hexOf(digest)}`);
+  }
+
+  /**
+   * Waits for this process's turn to download `blob`, so that processes sharing the store fetch
+   * it once (as containerd's ingest locks do). The lock is a symlink `.ingest-HEX` whose target
+   * is the holder's owner tag (only ever read and matched, never followed); the holder writes
+   * `.partial-HEX.<tag>`. While a live holder's file keeps changing, this waits (`onWait` once),
+   * then: the blob is in the store, verified by the holder's commit → 'present'; the lock was
+   * released → it is ours; the holder died (ownerGone) → its lock is broken, ours, and its file
+   * is resumed by partialWriter; the holder is alive but its file has not changed for `stallMs`
+   * → no lock: a download side by side, as if there were no lock. The lock only saves work:
+   * every download is still verified and renamed into place on its own.
+   */
+  async ingest(
+    blob: BlobRef,
+    opts: {
+      /** Another process holds the lock: its owner tag and, when it is on this host, its pid. */
+      onWait?: (owner: string, pid: number | undefined) => void;
+      /** Pauses between checks (the caller's, so an interrupt ends the wait). */
+      sleep: (ms: number) => Promise<void>;
+      stallMs: number;
+      pollMs?: number;
+    },
+  ): Promise<'present' | Ingest> {
+    assertDigest(blob.digest);
+    const lock = this.ingestPath(blob.digest);
+    const me = newOwner();
+    const pollMs = opts.pollMs ?? 200;
+    let watched: { owner: string; activity: string; since: number } | undefined;
+    try {
+      await fsp.mkdir(this.dir, { recursive: true });
+      for (;;) {
+        if ((await this.size(blob.digest)) === blob.size) return 'present';
+        try {
+          await fsp.symlink(me, lock);
+          // a partial of a writer that was alive when this process listed them may be an
+          // orphan now: list them again
+          if (watched) this.owned = undefined;
+          return { owner: me, release: () => releaseLock(lock, me) };
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        }
+        const held = await lockHolder(lock);
+        if (held === 'gone') continue;
+        if (held === 'foreign') return { release: async () => undefined };
+        // the holder's activity: its lock, and its partial file while it writes
+        const file = await fsp
+          .lstat(`${this.partialPath(blob.digest)}.${held.owner}`)
+          .catch(() => undefined);
+        const activity = `${held.mtimeMs} ${file?.mtimeMs} ${file?.size}`;
+        if (ownerGone(held.owner, Math.max(held.mtimeMs, file?.mtimeMs ?? 0))) {
+          await breakLock(lock, held.ino);
+          continue;
+        }
+        const now = Date.now();
+        if (watched?.owner !== held.owner) {
+          watched = { owner: held.owner, activity, since: now };
+          opts.onWait?.(held.owner, localPid(held.owner));
+        } else if (activity !== watched.activity) {
+          watched.activity = activity;
+          watched.since = now;
+        } else if (now - watched.since > opts.stallMs) {
+          return { release: async () => undefined };
+        }
+        await opts.sleep(pollMs);
+      }
+    } catch (e) {
+      throw this.localError(e, blob.digest);
+    }
   }
 
   /**
@@ -478,7 +554,7 @@ function ownerTag(): string {
  */
 export function ownerGone(owner: string, mtimeMs: number, now = Date.now()): boolean {
   if (now - mtimeMs > STALE_MS) return true;
-  const m = /^([0-9a-f]+)-(\d+)-(\d+)-[0-9a-f]+$/.exec(owner);
+  const m = OWNER.exec(owner);
   const h = host();
   if (!m || h.boot === 'x' || h.ns === 'x' || m[1] !== h.boot || m[2] !== h.ns) return false;
   const pid = Number(m[3]);
@@ -489,6 +565,64 @@ export function ownerGone(owner: string, mtimeMs: number, now = Date.now()): boo
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'ESRCH';
   }
+}
+
+/** A turn to download a blob (BlobStore.ingest): `owner` names the lock held, if any. */
+export interface Ingest {
+  owner?: string;
+  release(): Promise<void>;
+}
+
+/** An owner tag of this process: boot, pid namespace, pid, random (see ownerGone). */
+function newOwner(): string {
+  return `${ownerTag()}-${randomBytes(4).toString('hex')}`;
+}
+
+const OWNER = /^([0-9a-f]+|x)-(\d+|x)-(\d+)-[0-9a-f]+$/;
+
+/** The pid of an owner tag of this boot and pid namespace (elsewhere a pid means nothing). */
+function localPid(owner: string): number | undefined {
+  const m = OWNER.exec(owner);
+  const h = host();
+  return m && m[1] === h.boot && m[2] === h.ns && h.boot !== 'x' ? Number(m[3]) : undefined;
+}
+
+/**
+ * Who holds the ingest lock at `lock`: 'gone' when it was released meanwhile, 'foreign' when
+ * something other than a lock of ours has that name (left alone; no waiting on it).
+ */
+async function lockHolder(
+  lock: string,
+): Promise<{ owner: string; mtimeMs: number; ino: number } | 'gone' | 'foreign'> {
+  try {
+    const st = await fsp.lstat(lock);
+    if (!st.isSymbolicLink()) return 'foreign';
+    const owner = await fsp.readlink(lock);
+    // a target that is not an owner tag is no lock of ours (and is never followed)
+    return OWNER.test(owner) ? { owner, mtimeMs: st.mtimeMs, ino: st.ino } : 'foreign';
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return 'gone';
+    if (code === 'EINVAL') return 'foreign';
+    throw e;
+  }
+}
+
+/**
+ * Removes the lock of a dead holder: moved aside first, so that a lock taken meanwhile by a live
+ * process (another inode) is put back instead of removed.
+ */
+async function breakLock(lock: string, ino: number): Promise<void> {
+  const aside = `${lock}.gone-${randomBytes(4).toString('hex')}`;
+  if (!(await renamed(lock, aside))) return;
+  if ((await fsp.lstat(aside)).ino !== ino) await fsp.link(aside, lock).catch(() => undefined); // EEXIST: a newer lock is there: keep it
+  await fsp.rm(aside, { force: true });
+}
+
+/** Gives the lock up, unless it is not ours any more (judged dead and broken meanwhile). */
+async function releaseLock(lock: string, me: string): Promise<void> {
+  const owner = await fsp.readlink(lock).catch(() => undefined);
+  if (owner === me) await fsp.rm(lock, { force: true });
 }
 
 /** rename(from, to); false when `from` is gone (another process moved it first). */

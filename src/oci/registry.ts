@@ -330,7 +330,9 @@ export class RegistryClient {
    * error, timeout, SIGINT, a killed process) resumes with a Range request where it stopped, in
    * this run or the next; a registry that ignores Range restarts it. On mismatch: E_DIGEST and
    * nothing is kept — a resumed partial that turns out corrupt is dropped and fetched once anew.
-   * Processes sharing `store` each write a file of their own (BlobStore.partialWriter).
+   * Processes sharing `store` each write a file of their own (BlobStore.partialWriter) and wait
+   * for one another instead of fetching one blob twice (BlobStore.ingest; `progress.note` says
+   * so); a writer whose file does not change for the idle timeout is no longer waited for.
    * `cancel` abandons the download at once (its reason is thrown): the body is released and the
    * partial removed — a sibling failed, and nothing says this blob will be wanted again.
    */
@@ -343,8 +345,46 @@ export class RegistryClient {
   ): Promise<void> {
     throwIfCancelled(cancel);
     if ((await store.size(blob.digest)) === blob.size) return;
+    const turn = await store.ingest(blob, {
+      stallMs: this.idleTimeoutMs,
+      sleep: async (ms) => {
+        await sleep(ms, cancel);
+        throwIfCancelled(cancel);
+      },
+      onWait: (owner, pid) => {
+        const msg = `waiting for ${blob.digest.slice(0, 19)} being downloaded by ${pid !== undefined ? `pid ${pid}` : `another process (${owner})`}`;
+        if (progress?.note) progress.note(msg);
+        else this.log(msg);
+      },
+    });
+    if (turn === 'present') {
+      // another process fetched and verified it: shown as done, not as moved by this one
+      progress?.rebase(blob.size);
+      return;
+    }
+    try {
+      await this.fetchOwn(repo, blob, store, turn.owner, progress, cancel);
+    } finally {
+      await turn.release().catch(() => undefined);
+    }
+  }
+
+  /** fetchBlob once it is this process's turn: `owner` names its partial file. */
+  private async fetchOwn(
+    repo: string,
+    blob: BlobRef,
+    store: BlobStore,
+    owner: string | undefined,
+    progress: TransferProgress | undefined,
+    cancel: AbortSignal | undefined,
+  ): Promise<void> {
     for (let fresh = false; ; fresh = true) {
-      const w = await store.partialWriter({ digest: blob.digest, size: blob.size }, fresh);
+      // a fresh file gets a name of its own: the old one may be another process's now
+      const w = await store.partialWriter(
+        { digest: blob.digest, size: blob.size },
+        fresh,
+        fresh ? undefined : owner,
+      );
       const resumedFrom = w.received;
       if (resumedFrom > 0)
         this.log(`GET blob ${blob.digest}: resuming a partial download at ${resumedFrom} bytes`);

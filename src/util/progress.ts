@@ -24,10 +24,13 @@ export interface ProgressTask {
   finish(): void;
   /** Abandoned, to be done again (a damaged cached blob fetched anew): counted nowhere. */
   cancel(): void;
+  /** A line about the task while it runs ("waiting for … being downloaded by pid 12"). */
+  note(message: string): void;
 }
 
 /** What a transfer (a blob download) reports to. */
-export type TransferProgress = Pick<ProgressTask, 'add' | 'rebase'>;
+export type TransferProgress = Pick<ProgressTask, 'add' | 'rebase'> &
+  Partial<Pick<ProgressTask, 'note'>>;
 
 export interface PhaseOptions {
   /** Byte total of the phase, when known. */
@@ -368,9 +371,11 @@ export function reporterForFlags(f: {
 function handle(
   model: Progress,
   t: Task,
+  note: (t: Task, message: string) => void,
   changed: (t: Task, kind: 'add' | 'finish' | 'cancel') => void,
 ): ProgressTask {
   return {
+    note: (message) => note(t, message),
     add: (n) => {
       model.add(t, n);
       changed(t, 'add');
@@ -418,7 +423,9 @@ function jsonReporter(out: ProgressStream, opts: ReporterOptions, clock: () => n
     task: (phase, label, o = {}) => {
       const t = model.task(phase, label, o);
       emit({ event: 'start', phase, label, digest: o.digest, total: o.total });
-      return handle(model, t, (task, kind) => {
+      const note = (task: Task, message: string): void =>
+        emit({ event: 'note', phase, label: task.label, digest: task.digest, message });
+      return handle(model, t, note, (task, kind) => {
         const p = task.phase;
         if (kind === 'finish') {
           emit({
@@ -613,7 +620,10 @@ function textReporter(
         startTicker();
         draw(true);
       }
-      return handle(model, t, (task, kind) => {
+      const note = (task: Task, message: string): void => {
+        if (!quiet) line(`${phase} ${taskName(task)}: ${message}`);
+      };
+      return handle(model, t, note, (task, kind) => {
         if (quiet) return;
         if (kind === 'finish') {
           const ms = clock() - task.started;
@@ -662,6 +672,7 @@ export function silentReporter(): Reporter & { warnings: string[]; lines: string
     rebase: () => undefined,
     finish: () => undefined,
     cancel: () => undefined,
+    note: (m) => lines.push(m),
   };
   return {
     warnings,

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -114,3 +115,97 @@ describe('BlobStore', () => {
     expect((await other.read(ref.digest)).toString()).toBe('shared content');
   });
 });
+
+describe('BlobStore.ingest (the lock of one download among processes)', () => {
+  const blob = { digest: sha256('ingest me'), size: 9 };
+  const sleeps: number[] = [];
+  const opts = (stallMs = 60_000) => ({
+    stallMs,
+    pollMs: 20,
+    sleep: async (ms: number) => {
+      sleeps.push(ms);
+      await new Promise((r) => setTimeout(r, ms));
+    },
+  });
+  /** An owner tag of this boot and pid namespace for `pid`, as a writer would name itself. */
+  async function tagOf(s: BlobStore, pid: number): Promise<string> {
+    const turn = await s.ingest(blob, opts());
+    if (turn === 'present' || !turn.owner) throw new Error('expected the lock');
+    await turn.release();
+    return turn.owner.replace(/-\d+-([0-9a-f]+)$/, `-${pid}-$1`);
+  }
+
+  it('takes the lock, releases only its own, and answers present once the blob is stored', async () => {
+    const s = new BlobStore(await tempDir());
+    const turn = await s.ingest(blob, opts());
+    expect(turn).not.toBe('present');
+    const lock = s.ingestPath(blob.digest);
+    expect(await fsp.readlink(lock)).toBe((turn as { owner: string }).owner);
+    await (turn as { release(): Promise<void> }).release();
+    await expect(fsp.lstat(lock)).rejects.toThrow(/ENOENT/);
+    await s.putBytes('ingest me');
+    expect(await s.ingest(blob, opts())).toBe('present');
+  });
+
+  it('waits for a live holder whose file does not change only stallMs, then goes on without the lock', async () => {
+    const s = new BlobStore(await tempDir());
+    const sleeper = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      const owner = await tagOf(s, sleeper.pid!);
+      await fsp.symlink(owner, s.ingestPath(blob.digest));
+      const waits: Array<[string, number | undefined]> = [];
+      sleeps.length = 0;
+      const t0 = Date.now();
+      const turn = await s.ingest(blob, {
+        ...opts(300),
+        onWait: (o, pid) => waits.push([o, pid]),
+      });
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(300);
+      expect(waits).toEqual([[owner, sleeper.pid]]);
+      expect(sleeps.length).toBeGreaterThan(3);
+      // no lock of its own, and the live holder's lock stays
+      expect(turn).not.toBe('present');
+      expect((turn as { owner?: string }).owner).toBeUndefined();
+      expect(await fsp.readlink(s.ingestPath(blob.digest))).toBe(owner);
+    } finally {
+      sleeper.kill('SIGKILL');
+    }
+  });
+
+  it('breaks the lock of a dead holder at once and takes it', async () => {
+    const s = new BlobStore(await tempDir());
+    const dead = spawn('true');
+    await new Promise((r) => dead.on('exit', r));
+    const owner = await tagOf(s, dead.pid!);
+    await fsp.symlink(owner, s.ingestPath(blob.digest));
+    sleeps.length = 0;
+    const turn = await s.ingest(blob, opts());
+    expect(sleeps).toEqual([]);
+    const mine = (turn as { owner: string }).owner;
+    expect(mine).not.toBe(owner);
+    expect(await fsp.readlink(s.ingestPath(blob.digest))).toBe(mine);
+    expect((await storeFiles(s)).filter((f) => f.includes('.gone-'))).toEqual([]);
+  });
+
+  it('never follows a lock name that points elsewhere, nor waits on something else at that name', async () => {
+    const s = new BlobStore(await tempDir());
+    const outside = path.join(await tempDir(), 'victim');
+    await fsp.writeFile(outside, 'keep');
+    const lock = s.ingestPath(blob.digest);
+    await fsp.mkdir(path.dirname(lock), { recursive: true });
+    await fsp.symlink(outside, lock);
+    sleeps.length = 0;
+    const turn = await s.ingest(blob, opts());
+    expect(sleeps).toEqual([]);
+    expect((turn as { owner?: string }).owner).toBeUndefined();
+    expect(await fsp.readlink(lock)).toBe(outside);
+    expect(await fsp.readFile(outside, 'utf8')).toBe('keep');
+    await fsp.rm(lock);
+    await fsp.mkdir(lock);
+    expect(((await s.ingest(blob, opts())) as { owner?: string }).owner).toBeUndefined();
+    expect(sleeps).toEqual([]);
+  });
+});
+
+const storeFiles = async (s: BlobStore): Promise<string[]> =>
+  fsp.readdir(path.join(s.root, 'blobs', 'sha256')).catch(() => []);

@@ -1,9 +1,10 @@
 /**
  * Several processes sharing one blob cache (two CI jobs, parallel `RUN cpm install` with a cache
- * mount): each download writes a file of its own, so two real processes fetching the same large
- * blob from the real registry at once both succeed and leave one verified blob and no partials;
- * the partial of a process killed with SIGKILL is taken over and resumed with Range, but never
- * the file of a writer that is still alive.
+ * mount): real processes fetching the same large blob from the real registry at once all succeed
+ * and leave one verified blob, no partials and no lock; a second process waits for the first
+ * (the ingest lock) and uses its blob without a download of its own, or takes over and resumes
+ * when the first is killed while it waits; the partial of a process killed with SIGKILL is taken
+ * over and resumed with Range, but never the file of a writer that is still alive.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -15,7 +16,7 @@ import { BlobStore, ownerGone, STALE_MS, type BlobRef } from '../../src/oci/blob
 import { sha256 } from '../../src/oci/digest.js';
 import { RegistryClient } from '../../src/oci/registry.js';
 import { bundleChild } from '../support/child.js';
-import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
+import { startFaultProxy, type Fault, type FaultProxy } from '../support/fault-proxy.js';
 import { tempDir } from '../support/layers.js';
 import { startRegistry, type RegistryInstance } from '../support/registry.js';
 
@@ -59,6 +60,23 @@ function start(cache: string, go: string, host = reg.host): ChildProcess {
   });
 }
 
+/** A fresh cache, and a first writer fetching through the proxy with `fault` on the blob. */
+async function firstWriter(fault: Fault) {
+  const cache = freshCache();
+  const go = path.join(dir, `go${n++}`);
+  await fsp.writeFile(go, '');
+  proxy.reset();
+  proxy.add({ path: new RegExp(big.digest), fault });
+  const first = start(cache, go, proxy.host);
+  return { cache, go, first, firstDone: exited(first) };
+}
+
+/** The blob's GETs the proxy saw, by their Range ('full' without). */
+const blobGets = (): string[] =>
+  proxy.requests
+    .filter((r) => r.method === 'GET' && r.path.includes(big.digest))
+    .map((r) => r.range ?? 'full');
+
 function exited(p: ChildProcess): Promise<{ code: number | null; out: string; err: string }> {
   let out = '';
   let err = '';
@@ -93,6 +111,57 @@ describe('a blob cache shared by processes', () => {
       expect(await fsp.readdir(blobDir(cache))).toEqual([big.digest.slice(7)]);
     }
   }, 120_000);
+
+  it('a second process waits for the first one downloading the blob and uses its verified blob', async () => {
+    // a slow first writer: its lock is taken, the registry answers 2 s later
+    const { cache, go, first, firstDone } = await firstWriter({ kind: 'delay', ms: 2000 });
+    const lock = new BlobStore(cache).ingestPath(big.digest);
+    await waitFor('the first to take the lock', async () =>
+      (await fsp.readlink(lock).catch(() => '')).includes(`-${first.pid}-`) ? true : undefined,
+    );
+    const second = exited(start(cache, go, proxy.host));
+    const [a, b] = await Promise.all([firstDone, second]);
+    expect(a, a.err).toMatchObject({ code: 0, out: 'stored\n' });
+    expect(b, b.err).toMatchObject({ code: 0, out: 'stored\n' });
+    expect(b.err).toContain(
+      `waiting for ${big.digest.slice(0, 19)} being downloaded by pid ${first.pid}\n`,
+    );
+    // one download in all: the second took the first one's blob
+    expect(blobGets()).toEqual(['full']);
+    expect(sha256(await new BlobStore(cache).read(big.digest))).toBe(big.digest);
+    expect(await fsp.readdir(blobDir(cache))).toEqual([big.digest.slice(7)]);
+  }, 60_000);
+
+  it('a process waiting for a writer that is killed takes over its partial and finishes', async () => {
+    // the first writer's body stops after 5 MB with the connection open
+    const { cache, go, first, firstDone } = await firstWriter({
+      kind: 'stall',
+      afterBytes: 5_000_000,
+    });
+    const kept = await waitFor('the first to write 5 MB', async () => {
+      for (const f of await partials(cache)) {
+        const size = (await fsp.stat(path.join(blobDir(cache), f))).size;
+        if (size >= 5_000_000) return size;
+      }
+      return undefined;
+    });
+    const p = start(cache, go, proxy.host);
+    let err = '';
+    p.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    const second = exited(p);
+    await waitFor('the second to wait', async () =>
+      err.includes('waiting for') ? true : undefined,
+    );
+    // it only waits: no request of its own while the first is alive
+    expect(blobGets()).toEqual(['full']);
+    first.kill('SIGKILL');
+    expect((await firstDone).code).toBe(null);
+    const r = await second;
+    expect(r, r.err).toMatchObject({ code: 0, out: 'stored\n' });
+    expect(blobGets()).toEqual(['full', `bytes=${kept}-`]);
+    expect(sha256(await new BlobStore(cache).read(big.digest))).toBe(big.digest);
+    expect(await fsp.readdir(blobDir(cache))).toEqual([big.digest.slice(7)]);
+  }, 60_000);
 
   it('takes over the partial of a process killed with SIGKILL and resumes it with Range', async () => {
     const cache = freshCache();

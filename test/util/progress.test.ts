@@ -299,3 +299,26 @@ describe('--json', () => {
     });
   });
 });
+
+describe('a note about a running task', () => {
+  it('is a line naming the task on a pipe, a note event in JSON, nothing with -q', () => {
+    const msg = 'waiting for sha256:0123456789ab being downloaded by pid 42';
+    const plain = setup('plain');
+    plain.rep
+      .task('download', 'test/big@1.0', { total: MiB, digest: `sha256:${'01'.repeat(32)}` })
+      .note(msg);
+    expect(plain.lines()).toContain(`download test/big@1.0 010101010101: ${msg}`);
+    const json = setup('json');
+    json.rep.task('download', 'test/big@1.0', { digest: 'sha256:ab' }).note(msg);
+    expect(json.lines().map((l) => JSON.parse(l) as unknown)).toContainEqual({
+      event: 'note',
+      phase: 'download',
+      label: 'test/big@1.0',
+      digest: 'sha256:ab',
+      message: msg,
+    });
+    const quiet = setup('plain', { quiet: true });
+    quiet.rep.task('download', 'test/big@1.0').note(msg);
+    expect(quiet.text()).toBe('');
+  });
+});

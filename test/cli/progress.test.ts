@@ -8,7 +8,14 @@
  * were.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cpmCli, tmpDir } from '../install/helpers.js';
@@ -321,5 +328,48 @@ describe('a pull interrupted by SIGINT', () => {
     expect(err).toMatch(/^interrupted by SIGINT after /m);
     expect(err.trim().split('\n').at(-1)).toBe('cpm: interrupted by SIGINT; nothing was changed');
     expect(existsSync(path.join(root, 'usr'))).toBe(false);
+  });
+});
+
+describe('two installs sharing a cache', () => {
+  it('the second waits for the layer the first is downloading, says so, and does not fetch it', async () => {
+    const big = [...layerSizes.entries()].sort((a, b) => b[1] - a[1])[0]![0];
+    proxy.reset();
+    // the first one's download of the big layer is slow to start
+    proxy.add({ path: new RegExp(big), fault: { kind: 'delay', ms: 2000 } });
+    const cfg = freshConfig();
+    const env = { ...process.env, CPM_CONFIG: cfg };
+    const install = (root: string) =>
+      spawnCpm(
+        [
+          'install',
+          'test/big',
+          '--repo',
+          `oci://${proxy.host}/cpm`,
+          '--root',
+          path.join(dir, root),
+        ],
+        env,
+      );
+    const a = install('root-shared-a');
+    const cache = readFileSync(cfg, 'utf8').match(/cache_dir: (.*)/)![1]!;
+    const lock = path.join(cache, 'blobs/sha256', `.ingest-${big.slice(7)}`);
+    const t0 = Date.now();
+    // the lock is a symlink to nowhere: lstat, not exists
+    while (!lstatSync(lock, { throwIfNoEntry: false })) {
+      if (Date.now() - t0 > 30_000) throw new Error('the first install took no lock');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const b = install('root-shared-b');
+    const [ra, rb] = await Promise.all([a.done, b.done]);
+    expect(ra.code, ra.err).toBe(0);
+    expect(rb.code, rb.err).toBe(0);
+    expect(rb.err.split('\n')).toContain(
+      `download test/big@1.0 ${big.slice(7, 19)}: waiting for ${big.slice(0, 19)} being downloaded by pid ${a.child.pid}`,
+    );
+    expect(proxy.requests.filter((r) => r.method === 'GET' && r.path.includes(big))).toHaveLength(
+      1,
+    );
+    expect(readFileSync(path.join(dir, 'root-shared-b/usr/share/big/blob')).length).toBe(3 << 20);
   });
 });

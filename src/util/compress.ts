@@ -1,8 +1,11 @@
 /**
  * gzip and zstd streams. zstd uses node:zlib where the runtime has it (Node ≥ 22.15) and the
- * `zstd` program otherwise (Node 20), so no native addon is ever needed.
+ * `zstd` program otherwise (Node 20), so no native addon is ever needed. A zstd blob in a local
+ * file is decompressed by the `zstd` program wherever it is installed (zstdFileReader): read
+ * synchronously from a FIFO it beats node:zlib's stream (docs/performance.md).
  */
 import {
+  accessSync,
   closeSync,
   constants as fsConstants,
   mkdtempSync,
@@ -126,13 +129,29 @@ export interface SyncDecompressor {
   close(): void;
 }
 
+/** Whether an executable `zstd` is on PATH (looked up each time: PATH may change). */
+function zstdOnPath(): boolean {
+  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+    if (dir === '') continue;
+    try {
+      accessSync(path.join(dir, 'zstd'), fsConstants.X_OK);
+      return true;
+    } catch {
+      // not in this directory
+    }
+  }
+  return false;
+}
+
 /**
  * A SyncDecompressor for the zstd blob open at `fd` (its offset must be 0: zstd reads it from
- * there), or null where it does not apply: this Node has zstd built in (node:zlib decompresses),
- * or no FIFO could be made (then the caller streams the blob as before).
+ * there), or null where it does not apply: no `zstd` program but zstd built into this Node
+ * (node:zlib's stream decompresses), or no FIFO could be made (then the caller streams the blob).
+ * Without either, zstd is spawned anyway and its absence is the E_TOOL_MISSING error.
  */
 export function zstdFileReader(fd: number): SyncDecompressor | null {
-  if (hasBuiltinZstd() || process.platform !== 'linux') return null;
+  if (process.platform !== 'linux') return null;
+  if (hasBuiltinZstd() && !zstdOnPath()) return null;
   const cp = childProcess();
   let dir: string;
   try {

@@ -9,6 +9,7 @@
  * CPM_SEA=FILE). Targets: < 300 ms with node bin/cpm.js, < 150 ms single-file.
  *
  *   npm run build && npx tsx bench/install/noop.ts [runs]
+ * CPM_BENCH_NO_EXTRA_CA=1 runs every command without NODE_EXTRA_CA_CERTS (see below).
  * CPM_BENCH_BASE=DIR adds the rows of another build (DIR/bin/cpm.js, e.g. a copy of main's:
  * `cp -r bin dist package.json DIR/`), and of its single file when DIR/out/cpm-linux-ARCH exists
  * (`npm run build:dist` first, then also `cp -r out DIR/`).
@@ -37,7 +38,12 @@ const SEA = singleFile(REPO_ROOT);
 const work = mkdtempSync(path.join(os.tmpdir(), 'cpm-bench-noop-'));
 const cfg = path.join(work, 'cpm.yaml');
 writeFileSync(cfg, 'cache_dir: cache\nrepos_confdir: [repos.conf.d]\n');
-const env = { ...process.env, CPM_CONFIG: cfg };
+const env: NodeJS.ProcessEnv = { ...process.env, CPM_CONFIG: cfg };
+// Node 20 reads the NODE_EXTRA_CA_CERTS file at every start (≈ 0.05 s of CPU where it is set, the
+// baseline's too), Node 24 when TLS is first loaded; the local registry is plain http, so nothing
+// here needs it. CPM_BENCH_NO_EXTRA_CA=1 times every row without it.
+const extraCa = process.env.NODE_EXTRA_CA_CERTS;
+if (process.env.CPM_BENCH_NO_EXTRA_CA === '1') delete env.NODE_EXTRA_CA_CERTS;
 
 function run(argv: string[]): string {
   const r = spawnSync(argv[0]!, argv.slice(1), { env, encoding: 'utf8', cwd: work });
@@ -110,7 +116,8 @@ try {
   const baseCpu = median(rows[0]!.cpu);
   console.log(
     `\nno-op install, ${RUNS} interleaved runs each, ${os.cpus().length} CPUs, load ${load.toFixed(2)} → ` +
-      `${os.loadavg()[0]!.toFixed(2)}; medians in ms (wall grows with the load; cpu = user+sys of the process)`,
+      `${os.loadavg()[0]!.toFixed(2)}; medians in ms (wall grows with the load; cpu = user+sys of the process)` +
+      (extraCa ? `; NODE_EXTRA_CA_CERTS ${env.NODE_EXTRA_CA_CERTS ? 'set' : 'removed'}` : ''),
   );
   console.log('| command | wall | wall min | ×node -e 0 | cpu | ×node -e 0 |');
   console.log('|---|---|---|---|---|---|');

@@ -122,21 +122,15 @@ describe('cpm build (host tools root)', () => {
       expect(logOf('base_tools_1.0')).toContain('result root kept (copied from the overlay)');
 
     const root = path.join(w.work, 'root-a');
-    const i = await cpm(
-      'install',
+    const rd = await w.install(
+      out(),
+      root,
       'apps/hello',
       'apps/pkgdir',
       'apps/filtered',
       'apps/final',
       'apps/copier',
-      '--repo',
-      out(),
-      '--root',
-      root,
-      '-y',
     );
-    expect(i.code, i.err).toBe(0);
-    const rd = (p: string): string => readFileSync(path.join(root, p), 'utf8');
     expect(rd('usr/share/hello/greeting')).toBe('hello from the context\n');
     expect(rd('usr/share/hello/env')).toBe('apps/hello cli-var tools\n');
     expect(rd('usr/share/hello/from-prelude')).toBe('p\n');
@@ -167,8 +161,7 @@ describe('cpm build (host tools root)', () => {
     ]);
 
     const root2 = path.join(w.work, 'root-b');
-    const j = await cpm('install', 'apps/unpacked', '--repo', out(), '--root', root2, '-y');
-    expect(j.code, j.err).toBe(0);
+    await w.install(out(), root2, 'apps/unpacked');
     expect(existsSync(path.join(root2, 'usr/bin/sh'))).toBe(true);
     expect(existsSync(path.join(root2, 'usr/bin/cat'))).toBe(false);
     expect(existsSync(path.join(root2, 'etc/os-release'))).toBe(false);
@@ -262,11 +255,8 @@ describe('cpm build (host tools root)', () => {
       expect(by['base/shell@1.0']).toBe('up-to-date');
       expect(again.failed).toBe(0);
       const root = path.join(w.work, 'root-oci');
-      const i = await cpm('install', 'apps/final', '--repo', url, '--root', root, '-y');
-      expect(i.code, i.err).toBe(0);
-      expect(readFileSync(path.join(root, 'usr/share/final-saw'), 'utf8')).toBe(
-        'hello from the context\n',
-      );
+      const rd = await w.install(url, root, 'apps/final');
+      expect(rd('usr/share/final-saw')).toBe('hello from the context\n');
     } finally {
       rmSync(path.join(w.tree, 'apps/final/note.txt'));
       clearContextCache();

@@ -4,7 +4,14 @@
  * and small luet trees written from a map of files.
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  mkdirSync,
+  readFileSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
 import type { BuildOptions } from '../../src/build/build.js';
@@ -87,6 +94,8 @@ export interface BuildWorld {
   cpm: (...args: string[]) => Promise<CliResult>;
   /** build options for `output` with the world's tree and cache, 2 jobs, no network */
   opts: (output: string, more?: Partial<BuildOptions>) => BuildOptions;
+  /** `cpm install PKGS --repo REPO --root ROOT -y`, which must succeed: a reader of ROOT's files */
+  install: (repo: string, root: string, ...pkgs: string[]) => Promise<(rel: string) => string>;
 }
 
 /**
@@ -104,6 +113,11 @@ export function buildWorld(prefix: string, baseRepo: string): BuildWorld {
       network: false,
       ...more,
     }),
+    install: async (repo: string, root: string, ...pkgs: string[]) => {
+      const r = await w.cpm('install', ...pkgs, '--repo', repo, '--root', root, '-y');
+      if (r.code !== 0) throw new Error(`cpm install ${pkgs.join(' ')} → ${r.code}\n${r.err}`);
+      return (rel: string) => readFileSync(path.join(root, rel), 'utf8');
+    },
   } as BuildWorld;
   beforeAll(async () => {
     requireBuild();

@@ -147,18 +147,7 @@ describe('cpm build: subpackages, retrieve, build_options', () => {
     expect(r.warnings[0]).toMatch(/fetch\/r\/build\.yaml \(rendered\):5: build_options: ignored/);
 
     const root = path.join(w.work, 'root-subs');
-    const i = await cpm(
-      'install',
-      'split/tools-doc',
-      'split/pd-b',
-      '--repo',
-      out(),
-      '--root',
-      root,
-      '-y',
-    );
-    expect(i.code, i.err).toBe(0);
-    const rd = (p: string): string => readFileSync(path.join(root, p), 'utf8');
+    const rd = await w.install(out(), root, 'split/tools-doc', 'split/pd-b');
     expect(rd('usr/share/tools/doc/manual.txt')).toBe('manual\n');
     // tools-libs came as tools-doc's runtime requirement: without the excluded static library
     expect(rd('usr/lib/tools/libtools.so')).toBe('lib\n');
@@ -180,18 +169,7 @@ describe('cpm build: subpackages, retrieve, build_options', () => {
 
     // The parent keeps every file of its build (luet's subpackages overlap it).
     const root2 = path.join(w.work, 'root-parent');
-    const j = await cpm(
-      'install',
-      'split/tools',
-      'fetch/r',
-      '--repo',
-      out(),
-      '--root',
-      root2,
-      '-y',
-    );
-    expect(j.code, j.err).toBe(0);
-    const rd2 = (p: string): string => readFileSync(path.join(root2, p), 'utf8');
+    const rd2 = await w.install(out(), root2, 'split/tools', 'fetch/r');
     expect(rd2('usr/share/tools/doc/manual.txt')).toBe('manual\n');
     expect(rd2('usr/lib/tools/libtools.a')).toBe('static\n');
     expect(statSync(path.join(root2, 'usr/bin/tool')).mode & 0o777).toBe(0o755);

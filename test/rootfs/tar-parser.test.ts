@@ -22,19 +22,8 @@ import {
 import { TarHeaderError } from '../../src/rootfs/tar-headers.js';
 import { tmpDir } from '../install/helpers.js';
 
-interface Parsed {
-  name: string;
-  type: string;
-  mode: number;
-  uid: number;
-  gid: number;
-  mtime: number;
-  linkname: string;
-  devmajor: number;
-  devminor: number;
-  pax: Record<string, string> | null;
-  body: string;
-}
+/** An entry as both readers give it: the parser's fields but size, its body in hex. */
+type Parsed = Omit<TarEntry, 'size' | 'type'> & { type: string; body: string };
 
 /** Every entry with its body (hex), the input cut at `cuts` (sorted offsets). */
 function parse(bytes: Buffer, cuts: number[] = []): Parsed[] {

@@ -25,6 +25,7 @@ import { RegistryReader } from '../../src/repo/reader.js';
 import { makeSpec, pseudoRandom, tempDir, writeTree } from '../support/layers.js';
 import { startRegistry, type RegistryInstance } from '../support/registry.js';
 import { requireBuild, runCpm, type CliResult } from '../support/cli.js';
+import { serveFiles } from '../support/static-files.js';
 
 let dir: string;
 let reg: RegistryInstance;
@@ -225,19 +226,7 @@ describe('http repository over TLS with ca_file', () => {
         cert: readFileSync(path.join(dir, 'server.pem')),
         key: readFileSync(path.join(dir, 'server.key')),
       },
-      (req, res) => {
-        const rel = decodeURIComponent(new URL(req.url ?? '/', 'https://x').pathname);
-        fsp.readFile(path.join(static_, path.normalize(rel))).then(
-          (data) => {
-            res.writeHead(200, { 'content-length': data.length });
-            res.end(req.method === 'HEAD' ? undefined : data);
-          },
-          () => {
-            res.writeHead(404);
-            res.end();
-          },
-        );
-      },
+      serveFiles(static_),
     );
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     try {

@@ -20,6 +20,7 @@ import { updateRepositories } from '../../src/repo/update.js';
 import { sha256 } from '../../src/oci/digest.js';
 import { tempDir, writeTree } from '../support/layers.js';
 import { startRegistry, type RegistryInstance } from '../support/registry.js';
+import { serveFiles } from '../support/static-files.js';
 
 const run = promisify(execFile);
 
@@ -59,20 +60,7 @@ beforeAll(async () => {
     repos_confdir: [path.join(dir, 'repos.conf.d')],
   };
   // A static file server over a dir repository: the `http` repository type.
-  server = http.createServer((req, res) => {
-    const rel = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
-    const file = path.join(dir, 'static', path.normalize(rel));
-    fsp.readFile(file).then(
-      (data) => {
-        res.writeHead(200, { 'content-length': data.length });
-        res.end(req.method === 'HEAD' ? undefined : data);
-      },
-      () => {
-        res.writeHead(404);
-        res.end();
-      },
-    );
-  });
+  server = http.createServer(serveFiles(path.join(dir, 'static')));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   httpBase = `http://127.0.0.1:${(server.address() as AddressInfo).port}/repo/`;
 }, 60_000);

@@ -9,11 +9,11 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { fileLayer, installPackages } from '../../src/rootfs/index.js';
+import { installPackages } from '../../src/rootfs/index.js';
 import { listInstalled } from '../../src/upkeep/query.js';
 import { silentReporter } from '../../src/util/progress.js';
-import { digestOf, failure, rawLayer, step, tmpDir } from '../install/helpers.js';
-import { hasAttrTools, noXattrTmpfs, shmDir } from '../support/tmpfs.js';
+import { failure, rawLayer, step, tmpDir } from '../install/helpers.js';
+import { hasAttrTools, noXattrTmpfs, shmDir, xattrLayer } from '../support/tmpfs.js';
 
 const skipReason = noXattrTmpfs();
 
@@ -47,26 +47,16 @@ describe('xattrs of directory entries', () => {
       const src = shmDir('cpm-dirx-src-');
       mkdirSync(path.join(src, 'opt/app/share'), { recursive: true });
       writeFileSync(path.join(src, 'opt/app/share/f'), 'f');
-      const dump =
-        `# file: opt/app\nuser.dir=0x${Buffer.from('app dir').toString('hex')}\n` +
-        `user.big=0x${Buffer.from('b'.repeat(3000)).toString('hex')}\n\n` +
-        `# file: opt/app/share\nuser.share=0x${Buffer.from('share').toString('hex')}\n\n` +
-        `# file: opt/app/share/f\nuser.file=0x${Buffer.from('file').toString('hex')}\n\n`;
-      execFileSync('setfattr', ['--restore=-'], { cwd: src, input: dump });
-      const out = path.join(tmpDir('cpm-dirx-layer-'), 'layer.tar');
-      execFileSync('tar', [
-        '--xattrs',
-        '--xattrs-include=*',
-        '--format=posix',
-        '--sort=name',
-        '--numeric-owner',
-        '-C',
+      const layer = xattrLayer(
         src,
-        '-cf',
-        out,
         'opt',
-      ]);
-      const layer = fileLayer(out, 'application/vnd.oci.image.layer.v1.tar', digestOf(out));
+        {
+          'opt/app': { 'user.dir': 'app dir', 'user.big': 'b'.repeat(3000) },
+          'opt/app/share': { 'user.share': 'share' },
+          'opt/app/share/f': { 'user.file': 'file' },
+        },
+        ['--format=posix'],
+      );
 
       const root = shmDir('cpm-dirx-root-');
       // a directory already there (no package's): the second package's entry changes it

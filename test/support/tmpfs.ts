@@ -7,7 +7,9 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, statfsSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll } from 'vitest';
-import { tmpDir } from '../install/helpers.js';
+import { fileLayer } from '../../src/rootfs/index.js';
+import type { LayerSource } from '../../src/rootfs/types.js';
+import { digestOf, tmpDir } from '../install/helpers.js';
 
 /** Why mounting is impossible here, or '' when it works. */
 function cannotMount(): string {
@@ -80,4 +82,38 @@ export function shmDir(prefix: string): string {
   const d = mkdtempSync(path.join(SHM, prefix));
   shmMade.push(d);
   return d;
+}
+
+/**
+ * A real GNU tar layer (`--xattrs`, plus `tarArgs`) of `top` below `src` (on tmpfs, see shmDir),
+ * after setting `attrs` (path below src → xattr name → value) in one setfattr --restore.
+ */
+export function xattrLayer(
+  src: string,
+  top: string,
+  attrs: Record<string, Record<string, string>>,
+  tarArgs: string[] = [],
+): LayerSource {
+  let dump = '';
+  for (const [rel, values] of Object.entries(attrs)) {
+    dump += `# file: ${rel}\n`;
+    for (const [k, v] of Object.entries(values))
+      dump += `${k}=0x${Buffer.from(v).toString('hex')}\n`;
+    dump += '\n';
+  }
+  execFileSync('setfattr', ['--restore=-'], { cwd: src, input: dump });
+  const out = path.join(tmpDir('cpm-xattr-layer-'), 'layer.tar');
+  execFileSync('tar', [
+    '--xattrs',
+    '--xattrs-include=*',
+    ...tarArgs,
+    '--sort=name',
+    '--numeric-owner',
+    '-C',
+    src,
+    '-cf',
+    out,
+    top,
+  ]);
+  return fileLayer(out, 'application/vnd.oci.image.layer.v1.tar', digestOf(out));
 }

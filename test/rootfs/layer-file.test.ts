@@ -64,6 +64,22 @@ beforeEach(async () => {
   ]);
 });
 
+/** Installs the zstd layer `file` with PATH set to `pathEnv` (restored after): its error, if any. */
+async function installWithPath(pathEnv: string, file: string, bytes: Buffer): Promise<unknown> {
+  const PATH = process.env.PATH;
+  process.env.PATH = pathEnv;
+  try {
+    return await installPackages(root, [
+      step('big/pkg@1', [fileLayer(file, ZSTD, sha(bytes))]),
+    ]).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+  } finally {
+    process.env.PATH = PATH;
+  }
+}
+
 /** Everything under the root, so "left as it was" is checked byte for byte. */
 function tree(): string {
   return execFileSync('sh', ['-c', `cd ${root} && find . -printf '%p %y %s\\n' | sort`], {
@@ -114,37 +130,22 @@ describe.skipIf(!hasZstdProgram)('zstd reading the blob file', () => {
     );
     chmodSync(path.join(bin, 'zstd'), 0o755);
     const before = tree();
-    const PATH = process.env.PATH;
-    process.env.PATH = `${bin}:${PATH}`;
-    let err;
-    try {
-      err = await failure(
-        installPackages(root, [step('big/pkg@1', [fileLayer(file, ZSTD, sha(bytes))])]),
-      );
-    } finally {
-      process.env.PATH = PATH;
-    }
-    expect(err.code).toBe('E_UNSAFE_ENTRY');
-    expect(err.message).toMatch(/corrupt or truncated zstd data \(zstd -dcq failed \(SIGKILL\)/);
-    expect(err.context.digest).toBe(sha(bytes));
+    const err = await installWithPath(`${bin}:${process.env.PATH}`, file, bytes);
+    expect(err).toBeInstanceOf(CpmError);
+    expect((err as CpmError).code).toBe('E_UNSAFE_ENTRY');
+    expect((err as CpmError).message).toMatch(
+      /corrupt or truncated zstd data \(zstd -dcq failed \(SIGKILL\)/,
+    );
+    expect((err as CpmError).context.digest).toBe(sha(bytes));
     expect(tree()).toBe(before);
   });
 
   it('without a zstd program: node:zlib where this Node has zstd, else E_TOOL_MISSING', async () => {
     const { file, bytes } = zstdLayerFile(1, 1000);
     const before = tree();
-    const PATH = process.env.PATH;
-    process.env.PATH = tmpDir('cpm-nozstd-');
-    let outcome: unknown;
-    try {
-      outcome = await installPackages(root, [
-        step('big/pkg@1', [fileLayer(file, ZSTD, sha(bytes))]),
-      ]).catch((e: unknown) => e);
-    } finally {
-      process.env.PATH = PATH;
-    }
+    const outcome = await installWithPath(tmpDir('cpm-nozstd-'), file, bytes);
     if (hasBuiltinZstd()) {
-      expect(outcome).not.toBeInstanceOf(Error);
+      expect(outcome).toBeUndefined();
       expect(readFileSync(path.join(root, 'data/f00000'))).toEqual(pseudoRandom(1000, 1));
     } else {
       expect((outcome as CpmError).code).toBe('E_TOOL_MISSING');

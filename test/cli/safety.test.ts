@@ -40,6 +40,24 @@ beforeAll(() => {
   ok('repo', 'create', '--tree', TREE, '--output', repo, '--json');
 });
 
+/** `cpm upgrade` of `root` from the test repository, with `env` added (the fault points). */
+const upgrade = (root: string, env: Record<string, string>) =>
+  spawnSync(
+    process.execPath,
+    [BIN, 'upgrade', '--repo', repo, '--root', root, '--no-finalizers', '-y'],
+    { env: { ...process.env, CPM_CONFIG: cfgFile, ...env }, encoding: 'utf8' },
+  );
+
+/** How many fault points a whole upgrade passes, counted on a copy `name` of `root`. */
+function faultPoints(root: string, name: string): number {
+  const probe = path.join(dir, name);
+  cpSync(root, probe, { recursive: true, verbatimSymlinks: true });
+  const count = `${probe}.count`;
+  const full = upgrade(probe, { CPM_FAULT_COUNT: count });
+  expect(full.status, full.stderr).toBe(0);
+  return Number(readFileSync(count, 'utf8'));
+}
+
 describe('empty path options are usage errors', () => {
   const root = (): string => path.join(dir, 'empty');
   const cases: Array<[string, string[]]> = [
@@ -177,27 +195,11 @@ describe('symlink swaps and a crash, through the CLI', () => {
 
   it('crash mid-upgrade (CPM_FAULT_AT): a swap makes recover refuse; the moved root recovers', () => {
     // learn how many operations the upgrade has, then kill it in the middle of its renames
-    const count = path.join(dir, 'count');
-    const probe = path.join(dir, 'probe');
-    cpSync(template, probe, { recursive: true, verbatimSymlinks: true });
-    const full = spawnSync(
-      process.execPath,
-      [BIN, 'upgrade', '--repo', repo, '--root', probe, '--no-finalizers', '-y'],
-      { env: { ...process.env, CPM_CONFIG: cfgFile, CPM_FAULT_COUNT: count }, encoding: 'utf8' },
-    );
-    expect(full.status, full.stderr).toBe(0);
-    const total = Number(readFileSync(count, 'utf8'));
+    const total = faultPoints(template, 'probe');
     const crashed = path.join(dir, 'crashed', 'root');
     mkdirSync(path.dirname(crashed));
     cpSync(template, crashed, { recursive: true, verbatimSymlinks: true });
-    const kill = spawnSync(
-      process.execPath,
-      [BIN, 'upgrade', '--repo', repo, '--root', crashed, '--no-finalizers', '-y'],
-      {
-        env: { ...process.env, CPM_CONFIG: cfgFile, CPM_FAULT_AT: String(total - 4) },
-        encoding: 'utf8',
-      },
-    );
+    const kill = upgrade(crashed, { CPM_FAULT_AT: String(total - 4) });
     expect(kill.signal).toBe('SIGKILL');
     expect(existsSync(path.join(crashed, 'var/lib/cpm/journal'))).toBe(true);
 
@@ -246,23 +248,10 @@ describe('image and verify on a root a SIGKILLed transaction left behind', () =>
   it('refuse until cpm recover; then no .cpm-tx or lock in the image', () => {
     const root = path.join(dir, 'killed');
     ok('install', 'system/cos-setup@1.0.0', '--repo', repo, '--root', root, '--no-finalizers');
-    const probe = path.join(dir, 'killed-probe');
-    cpSync(root, probe, { recursive: true, verbatimSymlinks: true });
-    const count = path.join(dir, 'killed-count');
-    const full = spawnSync(
-      process.execPath,
-      [BIN, 'upgrade', '--repo', repo, '--root', probe, '--no-finalizers', '-y'],
-      { env: { ...process.env, CPM_CONFIG: cfgFile, CPM_FAULT_COUNT: count }, encoding: 'utf8' },
-    );
-    expect(full.status, full.stderr).toBe(0);
-    const total = Number(readFileSync(count, 'utf8'));
+    const total = faultPoints(root, 'killed-probe');
     for (const at of ['3', String(total - 4)]) {
       // 3: killed while staging (stage dir and lock left, no journal); then mid-commit
-      const kill = spawnSync(
-        process.execPath,
-        [BIN, 'upgrade', '--repo', repo, '--root', root, '--no-finalizers', '-y'],
-        { env: { ...process.env, CPM_CONFIG: cfgFile, CPM_FAULT_AT: at }, encoding: 'utf8' },
-      );
+      const kill = upgrade(root, { CPM_FAULT_AT: at });
       expect(kill.signal, kill.stderr).toBe('SIGKILL');
       expect(existsSync(path.join(root, '.cpm-tx'))).toBe(true);
       expect(existsSync(path.join(root, 'var/lib/cpm/lock'))).toBe(true);

@@ -6,7 +6,7 @@
  */
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { build } from '../../src/build/build.js';
+import { build, type BuildOptions } from '../../src/build/build.js';
 import { CpmError } from '../../src/errors.js';
 import { tmpDir } from '../install/helpers.js';
 import { writeFiles } from './fixtures.js';
@@ -27,6 +27,16 @@ function treeWithProblems(): string {
   });
   return tree;
 }
+
+/** A dry run of `tree` (output and cache beside it), one job, no network. */
+const dryRun = (tree: string): BuildOptions => ({
+  tree,
+  output: `dir://${path.join(path.dirname(tree), 'out')}`,
+  cacheDir: path.join(path.dirname(tree), 'cache'),
+  jobs: 1,
+  network: false,
+  dryRun: true,
+});
 
 describe('cpm build leaves out packages with problems', () => {
   it('builds the rest, lists the others as skipped with their problem, indexes only the rest', async () => {
@@ -60,15 +70,7 @@ describe('cpm build leaves out packages with problems', () => {
   });
 
   it('--strict, or a named package that needs one with problems, refuses the tree', async () => {
-    const tree = treeWithProblems();
-    const base = {
-      tree,
-      output: `dir://${path.join(path.dirname(tree), 'out')}`,
-      cacheDir: path.join(path.dirname(tree), 'cache'),
-      jobs: 1,
-      network: false,
-      dryRun: true,
-    };
+    const base = dryRun(treeWithProblems());
     for (const extra of [{ strict: true }, { packages: ['ok/needs-bad'] }]) {
       const e = await build({ ...base, ...extra }).catch((x: unknown) => x);
       expect(e).toBeInstanceOf(CpmError);
@@ -86,14 +88,7 @@ describe('cpm build leaves out packages with problems', () => {
       'render/definition.yaml': 'category: bad\nname: render\nversion: "1"\n',
       'render/build.yaml': 'image: "{{ .Values.missing }}"\n',
     });
-    const e = await build({
-      tree,
-      output: `dir://${path.join(path.dirname(tree), 'out')}`,
-      cacheDir: path.join(path.dirname(tree), 'cache'),
-      jobs: 1,
-      network: false,
-      dryRun: true,
-    }).catch((x: unknown) => x);
+    const e = await build(dryRun(tree)).catch((x: unknown) => x);
     expect((e as CpmError).message).toMatch(/^every package of the tree has problems/);
   });
 });

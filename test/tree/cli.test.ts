@@ -278,27 +278,13 @@ describe.concurrent('cpm tree (CLI)', () => {
   });
 
   it('render PKG --values F prints the rendered build spec', async () => {
-    const r = await cpm([
-      'tree',
-      'render',
-      'system/cos',
-      '--tree',
-      TREE,
-      '--values',
-      join(FIXTURE, 'values/teal-x86_64.yaml'),
-    ]);
+    const render = (values: string) =>
+      cpm(['tree', 'render', 'system/cos', '--tree', TREE, '--values', join(FIXTURE, values)]);
+    const r = await render('values/teal-x86_64.yaml');
     expect(r.code).toBe(0);
     expect(r.out).toContain('- name: "elemental-selinux"');
     expect(r.out).not.toContain('{{');
-    const blue = await cpm([
-      'tree',
-      'render',
-      'system/cos',
-      '--tree',
-      TREE,
-      '--values',
-      join(FIXTURE, 'values/blue-x86_64.yaml'),
-    ]);
+    const blue = await render('values/blue-x86_64.yaml');
     expect(blue.out).not.toContain('elemental-selinux');
   });
 

@@ -8,7 +8,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { fstatSync } from 'node:fs';
 import { startWorker, workerAvailable } from '../util/worker.js';
 import { hashFd } from './hash-fd.js';
-import { DONE, HASHED, SEQ, WRITTEN, type HashReply } from './hash-worker.js';
+import { DONE, GONE, HASHED, SEQ, WRITTEN, type HashReply } from './hash-worker.js';
 
 /** From this blob size on, the digests are computed on a worker thread. */
 const WORKER_FROM = 8 << 20;
@@ -38,7 +38,7 @@ export function layerDigests(fd: number, blob: boolean, tar: boolean): LayerDige
   const large = fstatSync(fd).size >= WORKER_FROM;
   if (!(blob || tar) || !large || !workerAvailable('hash-worker'))
     return inline(blob ? fd : -1, tar);
-  const ctlBuf = new SharedArrayBuffer(16);
+  const ctlBuf = new SharedArrayBuffer(20);
   const ctl = new Int32Array(ctlBuf);
   const ring = tar ? new SharedArrayBuffer(RING) : null;
   const bytes = ring ? Buffer.from(ring) : Buffer.allocUnsafe(READ_MAX);
@@ -72,6 +72,8 @@ export function layerDigests(fd: number, blob: boolean, tar: boolean): LayerDige
       for (;;) {
         const hashed = Atomics.load(ctl, HASHED);
         if (RING - ((written - hashed) >>> 0) >= room) break;
+        // the worker failed (reading the blob): result() reports it; the read goes on unhashed
+        if (Atomics.load(ctl, GONE) === 1) break;
         if (told !== written) tell();
         Atomics.wait(ctl, HASHED, hashed, 1000);
       }

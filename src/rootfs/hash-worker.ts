@@ -16,6 +16,7 @@ export const WRITTEN = 0; // tar bytes written into the ring (mod 2^32)
 export const HASHED = 1; // tar bytes hashed (mod 2^32)
 export const DONE = 2; // 1: no more tar bytes; 2: stop now
 export const SEQ = 3; // bumped by the main thread at every change; this thread waits on it
+export const GONE = 4; // set by this thread when it stops (done or failed): nobody hashes the ring
 
 export interface HashJob {
   /** The blob file, or -1. */
@@ -77,12 +78,18 @@ function run({ fd, ring, ctl: ctlBuf }: HashJob): HashReply {
 
 const port = parentPort;
 if (port) {
+  const job = workerData as HashJob;
   let reply: HashReply;
   try {
-    reply = run(workerData as HashJob);
+    reply = run(job);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     reply = { error: { message: String(err.message), code: err.code, syscall: err.syscall } };
+  } finally {
+    // a main thread waiting for ring space must not wait for this thread any more
+    const ctl = new Int32Array(job.ctl);
+    Atomics.store(ctl, GONE, 1);
+    Atomics.notify(ctl, HASHED);
   }
   port.postMessage(reply);
 }

@@ -253,6 +253,25 @@ describe('the digest of the tar (diff_id) of a blob file', () => {
     }
   });
 
+  it('goes on reading when the worker cannot read the blob, and reports that at the end', async () => {
+    const { file } = zstdLayerFile(90, 100_000);
+    const fd = openSync(file, 'a'); // write-only: every positional read fails (EBADF)
+    try {
+      const d = layerDigests(fd, true, true);
+      const piece = pseudoRandom(1 << 20, 3);
+      // three rings' worth: without the worker's "gone" this would wait for it forever
+      for (let i = 0; i < 24; i++) {
+        const space = d.space();
+        const n = Math.min(space.length, piece.length);
+        piece.copy(space, 0, 0, n);
+        d.wrote(n);
+      }
+      await expect(d.result()).rejects.toMatchObject({ code: 'EBADF' });
+    } finally {
+      closeSync(fd);
+    }
+  });
+
   it('stops a running hash when cancelled', async () => {
     const { file } = zstdLayerFile(90, 100_000);
     const fd = openSync(file, 'r');

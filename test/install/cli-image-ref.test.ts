@@ -3,13 +3,14 @@
  * an OCI layout, a plain image without cpm metadata (umoci) pushed to the real registry by skopeo,
  * ownership tracked like any package, mixed with repository packages in one transaction.
  */
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeTree } from '../support/layers.js';
 import { startRegistry, type RegistryInstance } from '../support/registry.js';
 import { PROJECT, skopeoPush, tarOf, umociImage } from './base-images.js';
-import { cpmCli, tmpDir } from './helpers.js';
+import { CPM_BIN, cpmCli, tmpDir } from './helpers.js';
 
 let dir: string;
 let cfgFile: string;
@@ -99,6 +100,42 @@ describe('cpm install <image reference>', () => {
     const owns = ok('owns', '/opt/tool/bin/tool', '--root', root);
     expect(owns).toContain(listed[0]!.id);
     expect(cpm('verify', '--root', root).code).toBe(0);
+  });
+
+  it('a no-op install by tag asks the registry with one HEAD and never loads undici', async () => {
+    const src = await writeTree(path.join(dir, 'noop-src'), { 'etc/noop.conf': 'x = 1\n' });
+    const ref = `${reg.host}/tools/noop:1`;
+    // packed through a cache of its own, so that the first install downloads the blobs
+    const packCfg = path.join(dir, 'pack.yaml');
+    writeFileSync(packCfg, 'cache_dir: pack-cache\n');
+    const packed = spawnSync(
+      process.execPath,
+      [CPM_BIN, 'pack', src, '--name', 'tools/noop@1', '-o', ref],
+      { encoding: 'utf8', env: { ...process.env, CPM_CONFIG: packCfg } },
+    );
+    expect(packed.status, packed.stderr).toBe(0);
+    // a preload that reports every module request naming undici (the bundle's vendor-undici.cjs)
+    const preload = path.join(dir, 'report-undici.cjs');
+    writeFileSync(
+      preload,
+      "const M = require('module'); const load = M._load;\n" +
+        'M._load = function (r, ...a) { if (/undici/.test(r)) process._rawDebug(`loads ${r}`); ' +
+        'return load.call(this, r, ...a); };\n',
+    );
+    const root = path.join(dir, 'root-noop');
+    const run = (): { status: number | null; stdout: string; stderr: string } =>
+      spawnSync(process.execPath, ['-r', preload, CPM_BIN, 'install', ref, '--root', root], {
+        encoding: 'utf8',
+        env: { ...process.env, CPM_CONFIG: cfgFile },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+    const first = run(); // pulls the blobs: undici
+    expect(first.status).toBe(0);
+    expect(first.stderr).toMatch(/loads .*undici/);
+    const again = run();
+    expect(again.status).toBe(0);
+    expect(again.stdout).toContain('nothing to do');
+    expect(again.stderr).not.toMatch(/undici/);
   });
 
   it('names the reference in the error when the image does not exist', () => {

@@ -1156,13 +1156,16 @@ async function buildOne(ctx: RunCtx, st: NodeState): Promise<boolean> {
       }
     }
     const input = createInputOf(node.pkg, path.dirname(node.pkg.dir));
-    const img = await buildPackageImage(node.pkg, payload, {
+    const packing = {
       store: ctx.target.store,
       compression: ctx.compression,
       sourceDateEpoch: ctx.epoch,
       platform: ctx.platform,
       // Built as root, owners are real ids (the sandbox maps them 1:1); rootless, they are 0:0.
       preserveOwners: process.getuid?.() === 0,
+    };
+    const img = await buildPackageImage(node.pkg, payload, {
+      ...packing,
       ...(input.finalize ? { finalize: input.finalize } : {}),
     });
     mark('pack');
@@ -1172,13 +1175,7 @@ async function buildOne(ctx: RunCtx, st: NodeState): Promise<boolean> {
     for (const [i, sub] of st.subs.entries()) {
       const out = path.join(work, `sub-${i}`);
       const kept = await cutSubpackage(sub.pkg, sub.outcome.id, payload, entries, out);
-      const simg = await buildPackageImage(sub.pkg, out, {
-        store: ctx.target.store,
-        compression: ctx.compression,
-        sourceDateEpoch: ctx.epoch,
-        platform: ctx.platform,
-        preserveOwners: process.getuid?.() === 0,
-      });
+      const simg = await buildPackageImage(sub.pkg, out, packing);
       subImages.push([sub, indexImageOf(sub.pkg, simg), kept.length]);
     }
     if (st.subs.length > 0) mark(`${st.subs.length} subpackage(s) cut and packed`);

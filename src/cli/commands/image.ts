@@ -76,6 +76,19 @@ async function overlayOf(o: CommonOpts, cmd: Command): Promise<DbOverlay> {
   return dbOverlay(loadRootDb(o.root, await dbDirOf(o, cmd)).db);
 }
 
+/** What the tar and squashfs writers both take: DB overlay, excludes, xattrs, the epoch. */
+async function writerOptions(o: CommonOpts, cmd: Command) {
+  const ov = await overlayOf(o, cmd);
+  return {
+    overlay: ov.overlay,
+    overlayPaths: ov.overlayPaths,
+    excludes: o.exclude,
+    xattrs: o.xattrs,
+    sourceDateEpoch: sourceDateEpochFromEnv(),
+    onWarning: warn,
+  };
+}
+
 /** `cpm image tar|squashfs|oci`. */
 export function registerImage(program: Command): void {
   const image = program
@@ -99,18 +112,10 @@ Examples:
   SOURCE_DATE_EPOCH=1700000000 cpm image tar --root /srv/root -o root.tar`,
     )
     .action(async (o: CommonOpts & { compression: Compression }, cmd: Command) => {
-      const ov = await overlayOf(o, cmd);
+      const common = await writerOptions(o, cmd);
       const stats = await (
         await import('../../image/rootfs-tar.js')
-      ).writeRootfsTar(o.root, o.output, {
-        overlay: ov.overlay,
-        overlayPaths: ov.overlayPaths,
-        compression: o.compression,
-        excludes: o.exclude,
-        xattrs: o.xattrs,
-        sourceDateEpoch: sourceDateEpochFromEnv(),
-        onWarning: warn,
-      });
+      ).writeRootfsTar(o.root, o.output, { ...common, compression: o.compression });
       if (o.json) printJson({ output: o.output, compression: o.compression, ...stats });
       else
         process.stdout.write(
@@ -165,22 +170,16 @@ the root exactly: one mtime for all entries (--fixed-mtime) and no xattrs; else 
         },
         cmd: Command,
       ) => {
-        const ov = await overlayOf(o, cmd);
-        const sde = sourceDateEpochFromEnv();
+        const common = await writerOptions(o, cmd);
         const r = await (
           await import('../../image/squashfs.js')
         ).writeSquashfs(o.root, o.output, {
-          overlay: ov.overlay,
-          overlayPaths: ov.overlayPaths,
+          ...common,
           comp: o.comp,
           blockSize: o.blockSize,
           jobs: o.jobs,
           backend: o.backend,
-          excludes: o.exclude,
-          xattrs: o.xattrs,
-          sourceDateEpoch: sde,
-          ...(o.fixedMtime ? { fixedMtime: sde ?? 0 } : {}),
-          onWarning: warn,
+          ...(o.fixedMtime ? { fixedMtime: common.sourceDateEpoch ?? 0 } : {}),
         });
         if (o.json) printJson(r);
         else

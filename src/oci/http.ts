@@ -1,5 +1,7 @@
 /**
- * undici's Agent and request(), loaded from their own modules, on the first request. The package entry point also
+ * undici's Agent and request(), loaded from their own modules, on the first request: the
+ * registry client's blob transfers and repository files (src/repo/files.ts); the registry
+ * client's other exchanges go through node:http (src/oci/http-node.ts). The package entry point also
  * loads fetch, WebSocket, EventSource, mocks and caches: ≈200 ms more startup for every command
  * that talks to a registry (measured with bench/oci). undici is pinned in package.json.
  */

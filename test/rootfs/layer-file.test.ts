@@ -15,6 +15,7 @@ import {
   mkdirSync,
   openSync,
   readFileSync,
+  symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
@@ -140,18 +141,26 @@ describe.skipIf(!hasZstdProgram)('zstd reading the blob file', () => {
     expect(tree()).toBe(before);
   });
 
-  it('without a zstd program: node:zlib where this Node has zstd, else E_TOOL_MISSING', async () => {
-    const { file, bytes } = zstdLayerFile(1, 1000);
-    const before = tree();
-    const outcome = await installWithPath(tmpDir('cpm-nozstd-'), file, bytes);
-    if (hasBuiltinZstd()) {
-      expect(outcome).toBeUndefined();
-      expect(readFileSync(path.join(root, 'data/f00000'))).toEqual(pseudoRandom(1000, 1));
-    } else {
-      expect((outcome as CpmError).code).toBe('E_TOOL_MISSING');
-      expect(tree()).toBe(before);
-    }
-  });
+  // an empty PATH (no mkfifo either: the stream path) and one with mkfifo alone (the FIFO path)
+  for (const withMkfifo of [false, true])
+    it(`without a zstd program${withMkfifo ? ' (mkfifo there)' : ''}: node:zlib where this Node has zstd, else E_TOOL_MISSING`, async () => {
+      const { file, bytes } = zstdLayerFile(1, 1000);
+      const bin = tmpDir('cpm-nozstd-');
+      if (withMkfifo)
+        symlinkSync(
+          execFileSync('sh', ['-c', 'command -v mkfifo'], { encoding: 'utf8' }).trim(),
+          path.join(bin, 'mkfifo'),
+        );
+      const before = tree();
+      const outcome = await installWithPath(bin, file, bytes);
+      if (hasBuiltinZstd()) {
+        expect(outcome).toBeUndefined();
+        expect(readFileSync(path.join(root, 'data/f00000'))).toEqual(pseudoRandom(1000, 1));
+      } else {
+        expect((outcome as CpmError).code).toBe('E_TOOL_MISSING');
+        expect(tree()).toBe(before);
+      }
+    });
 });
 
 describe('the digest of a blob file', () => {

@@ -257,7 +257,7 @@ export class RegistryClient {
       await res.body.dump();
       throw new CpmError('E_REGISTRY', `manifest ${repo}:${reference} is too large (${len} bytes)`);
     }
-    const bytes = Buffer.from(await res.body.arrayBuffer());
+    const bytes = await this.bodyOf(res, `manifest ${repo}:${reference}`);
     const digest = sha256(bytes);
     if (isDigest(reference) && digest !== reference) {
       throw new CpmError('E_DIGEST', `manifest ${repo}@${reference} hashes to ${digest}`, {
@@ -595,8 +595,8 @@ export class RegistryClient {
         return tags;
       }
       await this.expect(res, [200], `tags of ${repo}`);
-      const page = (await res.body.json()) as { tags?: string[] | null };
-      tags.push(...(page.tags ?? []));
+      const page = (await this.jsonOf(res, `tags of ${repo}`)) as { tags?: string[] | null } | null;
+      tags.push(...(page?.tags ?? []));
       const link = res.headers.link;
       const m = typeof link === 'string' ? /<([^>]+)>\s*;\s*rel="?next"?/.exec(link) : null;
       url = m ? m[1] : undefined;
@@ -794,15 +794,15 @@ export class RegistryClient {
         },
       );
     }
-    const body = (await res.body.json()) as {
+    const body = (await this.jsonOf(res, `token request to ${u.host}`)) as {
       token?: string;
       access_token?: string;
       expires_in?: number;
-    };
-    const token = body.token ?? body.access_token;
+    } | null;
+    const token = body?.token ?? body?.access_token;
     if (!token) throw new CpmError('E_AUTH', `${this.registry}: token server returned no token`);
     // Renew a little early so a token never expires mid-request.
-    const ttl = Math.max(10, (body.expires_in ?? 60) - 5) * 1000;
+    const ttl = Math.max(10, (body?.expires_in ?? 60) - 5) * 1000;
     const entry = { token, expires: Date.now() + ttl };
     this.tokens.set(this.tokenKey(h, scopes), entry);
     this.tokens.set(this.tokenKey(h, all), entry);
@@ -820,6 +820,30 @@ export class RegistryClient {
         context: { registry: this.registry, status: 401 },
       },
     );
+  }
+
+  /**
+   * A small body read whole: a connection that fails or goes silent within it is E_NETWORK naming
+   * the registry, as it is before the headers (not an internal error).
+   */
+  private async bodyOf(res: HttpResponse, what: string): Promise<Buffer> {
+    try {
+      return Buffer.from(await res.body.arrayBuffer());
+    } catch (e) {
+      throw this.netError(e, what);
+    }
+  }
+
+  /** A small JSON body (bodyOf); one that is not JSON is the registry's E_REGISTRY. */
+  private async jsonOf(res: HttpResponse, what: string): Promise<unknown> {
+    const bytes = await this.bodyOf(res, what);
+    try {
+      return JSON.parse(bytes.toString('utf8')) as unknown;
+    } catch {
+      throw new CpmError('E_REGISTRY', `${this.registry}: ${what}: the answer is not JSON`, {
+        context: { registry: this.registry },
+      });
+    }
   }
 
   /** Throws the registry's error (JSON errors[] when present) unless the status is expected. */

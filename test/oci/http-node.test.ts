@@ -128,6 +128,32 @@ describe('NodeHttpPool', () => {
   });
 });
 
+describe('the registry client reading a small body', () => {
+  it('words a body that stalls or is not JSON as the registry’s error, not an internal one', async () => {
+    const registry = base.slice('http://'.length);
+    const c = new RegistryClient(registry, { credentials: null, idleTimeoutMs: 200, retries: 0 });
+    try {
+      handler = (_p, res) => {
+        res.setHeader('content-length', '100');
+        res.write('{');
+      };
+      const stalled = await c.getManifest('a/b', '1').catch((e: unknown) => e);
+      expect(stalled).toMatchObject({ code: 'E_NETWORK', context: { registry } });
+      expect((stalled as Error).message).toBe(
+        `${registry}: manifest a/b:1: no data for 0.2 s (idle timeout)`,
+      );
+      handler = (_p, res) => res.end('<html>');
+      const garbled = await c.listTags('a/b').catch((e: unknown) => e);
+      expect(garbled).toMatchObject({ code: 'E_REGISTRY', context: { registry } });
+      expect((garbled as Error).message).toBe(`${registry}: tags of a/b: the answer is not JSON`);
+      handler = (_p, res) => res.end('null');
+      expect(await c.listTags('a/b')).toEqual([]);
+    } finally {
+      await c.close();
+    }
+  });
+});
+
 describe('connect timeout', () => {
   // a listening socket that never accepts, its queue filled: a further connect is never answered
   let py: ChildProcess;

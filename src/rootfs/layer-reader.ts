@@ -127,8 +127,16 @@ export async function readLayer(
   }
   let comp = sniffCompression(head.subarray(0, got));
   if (comp === 'none') comp = compressionOfMediaType(opts.mediaType);
-  const dec = comp === 'zstd' ? zstdFileReader(fd) : null;
-  const digests = layerDigests(fd, !!opts.hashBlob, !!dec && !!opts.hashTar);
+  let dec: SyncDecompressor | null = null;
+  let digests: LayerDigests;
+  try {
+    dec = comp === 'zstd' ? zstdFileReader(fd) : null;
+    digests = layerDigests(fd, !!opts.hashBlob, !!dec && !!opts.hashTar);
+  } catch (e) {
+    // fstat, a worker or zstd that cannot start: zstd stopped, the FIFO closed, the cause named
+    dec?.close();
+    throw new LayerReadError('read', e, comp, '');
+  }
   try {
     if (!dec) {
       // the caller closes the descriptor: the stream's close (which pipeline calls on destroy,

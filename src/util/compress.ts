@@ -185,6 +185,9 @@ export function zstdFileReader(fd: number): SyncDecompressor | null {
   let child: ReturnType<typeof cp.spawn>;
   try {
     child = cp.spawn('zstd', args, { stdio: [fd, w, 'pipe'] });
+  } catch (e) {
+    closeSync(r); // spawn throws at once on EMFILE, ENOMEM, EAGAIN: no reader is returned
+    throw e;
   } finally {
     closeSync(w); // zstd holds the only write end: its exit ends the output
   }

@@ -6,6 +6,12 @@
  * layer or package cannot redirect a later write. The result is a per-package map of canonical
  * path → staged entry that the transaction checks for conflicts and then renames into place.
  * Every non-directory entry gets a flat name (stage/fSEQ); directories are made at commit.
+ *
+ * Fresh-root mode (StagerOptions.fresh: one package into a root that holds nothing but cpm's DB
+ * directory): every entry is created at its final path instead, directories when their entry
+ * comes (with their metadata set by the transaction at the end), each path appended to the
+ * fresh-root journal before it is created. The resolution is the same: the overlay holds what
+ * this transaction created, and the disk is known to hold nothing else.
  */
 import { createHash, type Hash } from 'node:crypto';
 import type { Readable } from 'node:stream';
@@ -20,6 +26,7 @@ import {
   mkdirSync,
   statSync,
   openSync,
+  rmdirSync,
   rmSync,
   symlinkSync,
   unlinkSync,
@@ -30,6 +37,7 @@ import { packageId } from '../package/package.js';
 import { fsError } from '../util/fs-errors.js';
 import { interruptSignal } from '../util/signals.js';
 import { faultPoint } from './fault.js';
+import type { FreshJournalWriter } from './journal.js';
 import {
   LayerReadError,
   readLayer,
@@ -74,7 +82,7 @@ export type PackageEntries = Map<string, StagedEntry>;
 /** Disk plus everything staged so far in this transaction. */
 class Overlay implements PathView {
   readonly staged = new Map<string, StagedEntry>();
-  constructor(readonly disk: DiskView) {}
+  constructor(readonly disk: PathView) {}
   lookup(rel: string): NodeInfo | null {
     if (rel === '') return { type: 'd' };
     const e = this.staged.get(rel);
@@ -84,6 +92,27 @@ class Overlay implements PathView {
 }
 
 const isRoot = process.getuid?.() === 0;
+
+/**
+ * The disk of a fresh root, checked under the lock: only the directories on the way to the DB
+ * directory (and what is in that, which entries never reach: it is reserved). Nothing else to
+ * lstat; what the transaction creates is in the overlay.
+ */
+class FreshDisk implements PathView {
+  constructor(private readonly dirs: ReadonlySet<string>) {}
+  lookup(rel: string): NodeInfo | null {
+    return rel === '' || this.dirs.has(rel) ? { type: 'd' } : null;
+  }
+}
+
+/** Where a fresh-root transaction writes (see the module comment). */
+export interface FreshTarget {
+  journal: FreshJournalWriter;
+  /** Directories that were there (root-relative): never created, removed or journalled here. */
+  existing: ReadonlySet<string>;
+  /** New files are owned 0:0 already (root, no setgid directory on the way). */
+  plainOwner: boolean;
+}
 
 /** A device node or fifo to create in the stage (mknod has no Node API). */
 interface PendingNode {
@@ -136,6 +165,8 @@ export interface StagerOptions {
    * with a warning, so no image (e.g. one `cpm image oci` wrote, DB included) can rewrite the DB.
    */
   reserved?: readonly string[];
+  /** Create entries at their final paths (fresh-root mode); the stage is not used. */
+  fresh?: FreshTarget;
 }
 
 export class Stager {
@@ -169,7 +200,18 @@ export class Stager {
   private bodyMeta: StageMeta = { uid: 0, gid: 0, mode: 0, mtime: 0 };
   private bodyXattrs: Record<string, string> | null = null;
 
+  /** Fresh-root mode: the journal and the root without a trailing slash. */
+  private readonly fresh: FreshTarget | null;
+  private readonly base: string;
+
   constructor(private readonly o: StagerOptions) {
+    this.fresh = o.fresh ?? null;
+    this.base = o.root.replace(/\/+$/, '');
+    if (this.fresh) {
+      this.view = new Overlay(new FreshDisk(this.fresh.existing));
+      this.plainOwner = this.fresh.plainOwner;
+      return;
+    }
     this.view = new Overlay(new DiskView(o.root));
     mkdirSync(`${o.stageDir}/stage`, { recursive: true, mode: 0o700 });
     const st = statSync(`${o.stageDir}/stage`);
@@ -197,11 +239,14 @@ export class Stager {
 
   /** Forgets what a failed attempt staged for one package (its files go with the stage). */
   private dropPackage(pkg: PackageEntries): void {
+    const dirs: string[] = [];
     for (const [p, e] of pkg) {
       if (e.staged) rmSync(e.staged, { force: true });
+      else if (e.rec.type === 'd') dirs.push(p);
       if (this.view.staged.get(p) === e) this.view.staged.delete(p);
     }
     pkg.clear();
+    this.removeFreshDirs(pkg, dirs, 0);
   }
 
   private async stageLayers(step: InstallStep, pkg: PackageEntries): Promise<PackageEntries> {
@@ -244,6 +289,64 @@ export class Stager {
 
   private nextStage(): string {
     return `${this.o.stageDir}/stage/f${(this.seq++).toString(36)}`;
+  }
+
+  /**
+   * Where the entry at `rel` is created: a fresh stage name, or in fresh-root mode its final
+   * path, journalled (appended with the next flush, which comes before it is created).
+   */
+  private target(rel: string): string {
+    if (!this.fresh) return this.nextStage();
+    this.fresh.journal.note(rel);
+    return `${this.base}/${rel}`;
+  }
+
+  /** Fresh-root mode: every noted path is in the journal file (call before creating one). */
+  private journalled(): void {
+    this.fresh?.journal.flush();
+  }
+
+  /** Fresh-root mode: the directory at `rel` is created now (journalled first), mode 0700 until the end. */
+  private mkdirFresh(rel: string): void {
+    if (!this.fresh) return;
+    this.fresh.journal.note(rel);
+    this.fresh.journal.flush();
+    faultPoint();
+    mkdirSync(`${this.base}/${rel}`, { mode: 0o700 });
+  }
+
+  /**
+   * Fresh-root mode: removes directories of entries just dropped, deepest first. One still holding
+   * entries of this layer (a whiteout of a lower layer's directory its own files are in) stays,
+   * recorded as an implicit directory.
+   */
+  private removeFreshDirs(pkg: PackageEntries, dirs: string[], layer: number): void {
+    if (!this.fresh || dirs.length === 0) return;
+    for (const p of dirs.sort().reverse()) {
+      if (this.fresh.existing.has(p)) continue;
+      try {
+        rmdirSync(`${this.base}/${p}`);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT') continue;
+        if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw e;
+        this.put(pkg, {
+          rec: { path: p, type: 'd', mode: 0o755, uid: 0, gid: 0 },
+          layer,
+          mtime: 0,
+          implicit: true,
+        });
+      }
+    }
+  }
+
+  /** Fresh-root mode: a non-directory where a directory was before the transaction is refused. */
+  private refuseOverExisting(rel: string, c: LayerCtx): void {
+    if (!this.fresh?.existing.has(rel)) return;
+    throw new CpmError('E_FILE_CONFLICT', `1 file conflict(s):\n  /${rel}: (unowned), ${c.id}`, {
+      context: { conflicts: [{ path: rel, claimants: ['(unowned)', c.id] }] },
+      hint: 'a directory and a non-directory cannot share a path, even with --force',
+    });
   }
 
   private async extractLayer(
@@ -426,17 +529,21 @@ export class Stager {
         layer,
         mtime: h.mtime,
       };
-      if (xattrs) this.probeDirXattrs(dirEntry, c, xattrs);
+      // fresh-root mode: set on the directory itself at the end (the transaction's setDirXattrs)
+      if (xattrs && !this.fresh) this.probeDirXattrs(dirEntry, c, xattrs);
       const prev = pkg.get(rel);
       if (prev && prev.rec.type !== 'd')
         return this.settle().then(() => {
           this.discard(pkg, rel);
+          this.mkdirFresh(rel);
           this.put(pkg, dirEntry);
         });
+      if (!existing) this.mkdirFresh(rel);
       this.put(pkg, dirEntry);
       return;
     }
 
+    this.refuseOverExisting(rel, c);
     this.ensureParents(pkg, rel, layer);
     if (pkg.has(rel))
       return this.settle().then(() => {
@@ -482,7 +589,7 @@ export class Stager {
     switch (h.type) {
       case 'file':
       case 'contiguous-file': {
-        const staged = this.nextStage();
+        const staged = this.target(rel);
         faultPoint();
         const meta = { uid, gid, mode, mtime };
         const rec: FileRecord = {
@@ -508,6 +615,7 @@ export class Stager {
         }
         // written here with sync calls (fast for the many small files before the worker starts)
         const calls = metaCalls(meta, this.plainOwner);
+        this.journalled();
         this.bodyFd = openSync(staged, 'wx', calls.chmod ? 0o600 : mode);
         this.bodyHash = createHash('sha256');
         this.body = FD;
@@ -517,11 +625,12 @@ export class Stager {
         const target = h.linkname;
         if (target === '' || target.includes('\0'))
           throw unsafe(digest, id, h.name, 'empty or invalid symlink target');
-        const staged = this.nextStage();
+        const staged = this.target(rel);
         faultPoint();
         const meta = { uid, gid, mode: 0o777, mtime };
         if (this.writer) this.writer.symlink(staged, target, meta);
         else {
+          this.journalled();
           symlinkSync(target, staged);
           if (metaCalls(meta, this.plainOwner).chown) lchownSync(staged, uid, gid);
           lutimesSync(staged, mtime, mtime);
@@ -552,11 +661,12 @@ export class Stager {
             h.name,
             `hardlink target /${trel} is not a regular file of this package`,
           );
-        const staged = this.nextStage();
+        const staged = this.target(rel);
         faultPoint();
         const from = target.staged;
         // the target must be on disk
         return this.settle().then(() => {
+          this.journalled();
           linkSync(from, staged);
           this.put(pkg, { rec: { ...target.rec, path: rel }, staged, layer, mtime });
         });
@@ -573,7 +683,7 @@ export class Stager {
           this.put(pkg, { rec, layer, mtime });
           return;
         }
-        const staged = this.nextStage();
+        const staged = this.target(rel);
         faultPoint();
         // made with the layer's other nodes by one helper process (settle())
         this.nodes.push({ staged, rel, type, mode, rdev: rec.rdev, uid, gid, mtime });
@@ -679,7 +789,11 @@ export class Stager {
   private smallFileWriter(): StageWriter | null {
     if (this.writer) return this.writer;
     if (++this.smallFiles <= this.workerAfter) return null;
-    this.writer = new StageWriter(this.plainOwner);
+    // fresh-root mode: each batch's paths are journalled before the worker gets it
+    this.writer = new StageWriter(
+      this.plainOwner,
+      this.fresh ? () => this.journalled() : undefined,
+    );
     return this.writer;
   }
 
@@ -698,13 +812,15 @@ export class Stager {
       missing.push(p);
       i = p.lastIndexOf('/');
     }
-    for (const p of missing.reverse())
+    for (const p of missing.reverse()) {
+      this.mkdirFresh(p);
       this.put(pkg, {
         rec: { path: p, type: 'd', mode: 0o755, uid: 0, gid: 0 },
         layer,
         mtime: 0,
         implicit: true,
       });
+    }
   }
 
   /** Removes an entry (and everything below it) from this package. */
@@ -717,24 +833,31 @@ export class Stager {
       return;
     }
     const prefix = rel + '/';
+    const dirs: string[] = [];
     for (const [p, e] of pkg) {
       if (p !== rel && !p.startsWith(prefix)) continue;
       if (e.staged) unlinkSync(e.staged);
+      else if (e.rec.type === 'd') dirs.push(p);
       pkg.delete(p);
       if (this.view.staged.get(p) === e) this.view.staged.delete(p);
     }
+    // the entry replacing it is of a layer at least as high as all of them
+    this.removeFreshDirs(pkg, dirs, one?.layer ?? 0);
   }
 
   /** Whiteouts: hide lower-layer entries of this package at/under a path. */
   private hideUnder(pkg: PackageEntries, rel: string, layer: number, self: boolean): void {
     const prefix = rel === '' ? '' : rel + '/';
+    const dirs: string[] = [];
     for (const [p, e] of pkg) {
       if (e.layer >= layer) continue;
       if (!(self && p === rel) && !p.startsWith(prefix)) continue;
       if (e.staged) unlinkSync(e.staged);
+      else if (e.rec.type === 'd') dirs.push(p);
       pkg.delete(p);
       if (this.view.staged.get(p) === e) this.view.staged.delete(p);
     }
+    this.removeFreshDirs(pkg, dirs, layer);
   }
 
   /** Everything staged so far is on disk: queued small files, device nodes, xattrs. */
@@ -763,7 +886,9 @@ export class Stager {
   private runHelper(nodes: PendingNode[], xattrs: PendingXattrs[]): void {
     const lines: string[] = [];
     const args: string[] = [];
-    const cwd = `${this.o.stageDir}/stage`;
+    // names in the xattr dump are relative to it: the stage, or the root in fresh-root mode
+    const cwd = this.fresh ? this.o.root : `${this.o.stageDir}/stage`;
+    if (nodes.length > 0) this.journalled();
     const byName = new Map<string, PendingXattrs>();
     let dump = '';
     const arg = (v: string): string => {

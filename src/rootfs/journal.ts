@@ -17,21 +17,30 @@
  *
  * The commit point is rename(DBDIR/installed.new → DBDIR/installed): if installed.new still
  * exists the transaction did not commit and is rolled back, otherwise it is rolled forward.
+ *
+ * A fresh-root transaction (one package into a root holding nothing but cpm's DB directory)
+ * writes its entries at their final paths and keeps a different journal, `cpm-journal 3`: a
+ * header, then the root-relative path of every entry appended before the entry is created
+ * (FreshJournalWriter). Undoing it removes the listed paths that exist, deepest first; it
+ * committed when the DB lists its package (see docs/database.md).
  */
 import { createHash } from 'node:crypto';
 import {
   chmodSync,
+  closeSync,
   existsSync,
   lchownSync,
   linkSync,
   lstatSync,
   mkdirSync,
+  openSync,
   readFileSync,
   renameSync,
   rmSync,
   rmdirSync,
   unlinkSync,
   utimesSync,
+  writeSync,
   type Stats,
 } from 'node:fs';
 import path from 'node:path';
@@ -69,6 +78,7 @@ export interface Journal {
 export const JOURNAL_FILE = 'journal';
 export const NEW_DB_FILE = 'installed.new';
 const MAGIC = 'cpm-journal 2';
+const MAGIC_FRESH = 'cpm-journal 3';
 
 const isRoot = process.getuid?.() === 0;
 
@@ -103,7 +113,7 @@ function corruptHint(file: string, root?: string): string {
 }
 
 /** Reads and checks the journal; null when there is none. `root` only words the hint. */
-export function readJournal(dbDir: string, root?: string): Journal | null {
+export function readJournal(dbDir: string, root?: string): Journal | FreshJournal | null {
   const file = `${dbDir}/${JOURNAL_FILE}`;
   let buf: Buffer;
   try {
@@ -120,6 +130,13 @@ export function readJournal(dbDir: string, root?: string): Journal | null {
   const nl = buf.indexOf(0x0a);
   const head = buf.subarray(0, nl < 0 ? Math.min(buf.length, 200) : nl).toString('latin1');
   if (buf.length === 0) throw bad('the file is empty (truncated)');
+  if (head === MAGIC_FRESH) {
+    try {
+      return parseFreshJournal(buf.subarray(nl + 1));
+    } catch (e) {
+      throw bad((e as Error).message);
+    }
+  }
   const m = /^cpm-journal 2 (\d+) ([0-9a-f]{64})$/.exec(head);
   if (!m) {
     if (head.startsWith('cpm-journal ')) throw bad(`unknown version (${head.slice(0, 40)})`);
@@ -210,6 +227,148 @@ export function validJournal(j: unknown): Journal {
   });
   const rmdirs = o.rmdirs.map((d: unknown, i: number) => relPath(d, `directory ${i + 1}`));
   return { v: 2, ops, rmdirs };
+}
+
+/** A directory of the root that was there before a fresh-root transaction, as it was. */
+export interface DirMeta {
+  p: string;
+  mode: number;
+  uid: number;
+  gid: number;
+}
+
+/** What the header line of a `cpm-journal 3` holds. */
+export interface FreshHeader {
+  kind: 'fresh';
+  /** The one package installed: the transaction committed when the DB lists it. */
+  package: string;
+  /** Directories that were there (the way to the DB directory): their metadata to restore. */
+  dirs: DirMeta[];
+}
+
+/** A fresh-root journal as read back: the header and every path appended so far. */
+export interface FreshJournal extends FreshHeader {
+  v: 3;
+  /** Paths that may have been created, in the order they were appended (repeats possible). */
+  paths: string[];
+}
+
+/**
+ * The journal of a fresh-root transaction, written ahead of the entries: the header (fsynced)
+ * before anything is created, then each batch of paths in one append before any of them is
+ * created. A process killed at any point leaves a journal naming everything it created.
+ */
+export class FreshJournalWriter {
+  private readonly fd: number;
+  private pending = '';
+  constructor(dbDir: string, head: FreshHeader) {
+    const file = `${dbDir}/${JOURNAL_FILE}`;
+    writeFileAtomic(file, `${MAGIC_FRESH}\n${JSON.stringify(head)}\n`);
+    this.fd = openSync(file, 'a');
+  }
+
+  /** A path about to be created: appended with the next flush(). */
+  note(rel: string): void {
+    this.pending += `${JSON.stringify(rel)}\n`;
+  }
+
+  /** Appends what was noted; call before creating any of it. */
+  flush(): void {
+    if (this.pending === '') return;
+    const buf = Buffer.from(this.pending);
+    this.pending = ''; // a failed append: none of these is created
+    faultPoint();
+    let off = 0;
+    while (off < buf.length) off += writeSync(this.fd, buf, off);
+  }
+
+  close(): void {
+    closeSync(this.fd);
+  }
+}
+
+/** The body after the `cpm-journal 3` line: header JSON, then one JSON string per line. */
+function parseFreshJournal(body: Buffer): FreshJournal {
+  const lines = body.toString('utf8').split('\n');
+  // a complete journal ends with a line break; a piece after the last one is an append cut
+  // short, and nothing it names was created
+  lines.pop();
+  const headText = lines.shift();
+  if (headText === undefined) throw new Error('truncated: no header after the first line');
+  let h: Record<string, unknown>;
+  try {
+    h = JSON.parse(headText) as Record<string, unknown>;
+  } catch (e) {
+    throw new Error(`invalid header: ${(e as Error).message}`);
+  }
+  if (!h || typeof h !== 'object' || h.kind !== 'fresh')
+    throw new Error(`unknown kind ${JSON.stringify(h?.kind)}`);
+  if (typeof h.package !== 'string' || h.package === '')
+    throw new Error('no package in the header');
+  if (!Array.isArray(h.dirs)) throw new Error('no directory list in the header');
+  const dirs = h.dirs.map((x: unknown, i: number): DirMeta => {
+    const w = `directory ${i + 1}`;
+    const r = (x ?? {}) as Record<string, unknown>;
+    return { p: relPath(r.p, w), mode: int(r.mode, w), uid: int(r.uid, w), gid: int(r.gid, w) };
+  });
+  const paths = lines.map((l, i) => {
+    let v: unknown;
+    try {
+      v = JSON.parse(l);
+    } catch {
+      throw new Error(`line ${i + 3}: not a JSON string`);
+    }
+    return relPath(v, `path on line ${i + 3}`);
+  });
+  return { v: 3, kind: 'fresh', package: h.package, dirs, paths };
+}
+
+/**
+ * Undoes a fresh-root transaction: removes every journalled path that exists, deepest first,
+ * each as a canonical path inside the root (a parent that is not a real directory now means the
+ * path is not there: nothing is reached through a symlink), and puts back the metadata of the
+ * directories that were there. Returns the directories left because they are not empty: files
+ * cpm did not create are in them.
+ */
+export function rollBackFresh(
+  paths: RootPaths,
+  j: FreshJournal,
+): { removed: number; left: string[] } {
+  // reverse code-unit order puts every "a/…" before "a"
+  const all = [...new Set(j.paths)].sort().reverse();
+  const left: string[] = [];
+  let removed = 0;
+  guarded(paths, () => {
+    for (const p of all) {
+      const st = paths.lstat(p);
+      if (!st) continue;
+      try {
+        if (st.isDirectory()) rmdirSync(paths.abs(p));
+        else unlinkSync(paths.abs(p));
+        removed++;
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'ENOTEMPTY' || code === 'EEXIST') left.push(p);
+        else if (code !== 'ENOENT') throw e;
+      }
+    }
+    for (const d of j.dirs) {
+      const st = paths.lstat(d.p);
+      if (!st || !st.isDirectory()) continue;
+      const { p } = realDir(paths, d.p);
+      if (isRoot && (st.uid !== d.uid || st.gid !== d.gid)) lchownSync(p, d.uid, d.gid);
+      if ((st.mode & 0o7777) !== d.mode) chmodSync(p, d.mode);
+    }
+  });
+  return { removed, left: left.sort() };
+}
+
+/** What a fresh-root roll-back did, for `did` lines and warnings. */
+export function freshRollBackNote(r: { removed: number; left: string[] }): string[] {
+  return [
+    `rolled back an interrupted fresh-root install (${r.removed} created paths removed)`,
+    ...r.left.map((p) => `left /${p}: not empty, it holds files cpm did not create`),
+  ];
 }
 
 /** A path of the journal could not be used safely: the root changed under cpm. */
@@ -357,7 +516,17 @@ export function recoverWithLock(root: string, dbDir: string): Recovery {
   const did: string[] = [];
   const j = readJournal(dbDir, root);
   let result: RecoveryResult = 'clean';
-  if (j && existsSync(`${dbDir}/${NEW_DB_FILE}`)) {
+  if (j?.v === 3) {
+    // committed ⇔ the DB lists the package (it listed none when the journal was begun)
+    if (InstalledDb.load(dbDir).get(j.package)) {
+      unlinkSync(`${dbDir}/${JOURNAL_FILE}`);
+      did.push('finished an interrupted fresh-root install that had committed');
+      return { result: 'rolled-forward', did: [...did, ...cleanLeftovers(root, dbDir)] };
+    }
+    did.push(...freshRollBackNote(rollBackFresh(paths, j)));
+    unlinkSync(`${dbDir}/${JOURNAL_FILE}`);
+    result = 'rolled-back';
+  } else if (j && existsSync(`${dbDir}/${NEW_DB_FILE}`)) {
     rollBack(paths, j);
     // journal first: without it, a leftover installed.new is just cleaned up next time
     unlinkSync(`${dbDir}/${JOURNAL_FILE}`);

@@ -59,7 +59,14 @@ export class StageWriter {
   private error: CpmError | null = null;
   private waiters: Array<() => void> = [];
 
-  constructor(private readonly plainOwner = false) {
+  /**
+   * `beforeSend` runs before each batch goes to the worker (fresh-root mode: the batch's paths are
+   * appended to the journal); when it throws, the writer fails with that error.
+   */
+  constructor(
+    private readonly plainOwner = false,
+    private readonly beforeSend?: () => void,
+  ) {
     this.worker = startWorker('stage-worker', this.ring);
     this.worker.on('message', (r: Reply) => this.onReply(r));
     this.worker.on('error', (e) => this.fail(new CpmError('E_IO', `stage writer: ${e.message}`)));
@@ -186,7 +193,18 @@ export class StageWriter {
 
   private send(): void {
     this.scheduled = false;
-    if (this.batch.length === 0) return;
+    if (this.batch.length === 0 || this.error) return;
+    try {
+      this.beforeSend?.();
+    } catch (e) {
+      const mapped = fsError(e, { doing: 'writing the journal', where: 'root' });
+      this.fail(
+        mapped instanceof CpmError
+          ? mapped
+          : new CpmError('E_IO', `writing the journal: ${(e as Error).message}`, { cause: e }),
+      );
+      return;
+    }
     const id = this.nextId++;
     this.pending.set(id, { done: this.batchDone, bytes: this.batchBytes });
     const batch: Batch = { id, jobs: this.batch };

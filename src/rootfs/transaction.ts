@@ -4,16 +4,25 @@
  *   touched yet) → conflict check → new DB text + journal → renames into place → directory
  *   xattrs (setDirXattrs) → commit (DB rename) → drop backups/emptied dirs → finalizers. A refusal or failure before the commit
  *   leaves root and DB as they were; SIGINT/SIGTERM before the commit roll back.
+ *
+ * Fresh-root mode (freshRoot(): one package, nothing removed, an empty DB, a root holding only
+ * the way to the DB directory): no stage and no renames. The fresh-root journal is begun, every
+ * entry is created at its final path after its path is appended to it (extract.ts), then the
+ * directories get their metadata and xattrs, and the DB rename commits. A failure or signal
+ * before the commit removes what the journal lists; so does the next run after a crash.
  */
 import { createHash } from 'node:crypto';
 import {
   closeSync,
   constants as fsc,
+  lstatSync,
   mkdirSync,
   openSync,
   readFileSync,
+  readdirSync,
   renameSync,
   rmSync,
+  unlinkSync,
   type Stats,
 } from 'node:fs';
 import path from 'node:path';
@@ -24,6 +33,7 @@ import { DB_FILE, InstalledDb, resolveDbDir, writeFileAtomic } from './db.js';
 import { faultPoint } from './fault.js';
 import {
   Stager,
+  type FreshTarget,
   restoreRecord,
   setfattrResults,
   type PackageEntries,
@@ -33,16 +43,21 @@ import {
 import { checkFinalizersCanRun, runFinalizers } from './finalize.js';
 import { RootPaths, typeOfMode } from './fs-path.js';
 import {
+  FreshJournalWriter,
   JOURNAL_FILE,
   NEW_DB_FILE,
   STAGE_DIR,
   doOp,
+  freshRollBackNote,
   guarded,
+  readJournal,
+  rollBackFresh,
   recoverWithLock,
   removeStage,
   rollBack,
   rollForward,
   writeJournal,
+  type DirMeta,
   type Journal,
   type Op,
   type Recovery,
@@ -237,29 +252,50 @@ export async function applyTransaction(
       return result;
     }
 
+    // Fresh-root mode, decided here under the lock (see the module comment).
+    const freshState =
+      steps.length === 1 &&
+      leaving.size === 0 &&
+      (input.adopt ?? []).length === 0 &&
+      db.list().length === 0 &&
+      process.env.CPM_FRESH_ROOT !== '0'
+        ? freshRoot(root, dbDir)
+        : null;
+    let fresh: FreshTarget | null = null;
     // Stage: extract everything before touching the root. The stage is made fresh (recovery
     // removed any leftover): a symlink planted there cannot lead the stage outside.
-    try {
-      mkdirSync(stageDir, { mode: 0o700 });
-    } catch (e) {
-      throw fsError(e, { doing: 'staging', where: 'root' });
-    }
+    if (!freshState)
+      try {
+        mkdirSync(stageDir, { mode: 0o700 });
+      } catch (e) {
+        throw fsError(e, { doing: 'staging', where: 'root' });
+      }
     let staged: PackageEntries[];
-    const stager = new Stager({
-      root,
-      stageDir,
-      limits,
-      reporter,
-      verifyDigest: opts.verifyDigest ?? true,
-      interrupted: () => interruptReceived() !== null,
-      reserved: [STAGE_DIR, path.relative(root, dbDir).split(path.sep).join('/')].filter(
-        (r) => r !== '' && !r.startsWith('..'),
-      ),
-    });
     try {
       // downloads first (in parallel), then extraction: each phase with its own total
       await prefetchLayers(steps, reporter);
       checkInterrupt();
+      if (freshState)
+        fresh = {
+          ...freshState,
+          journal: new FreshJournalWriter(dbDir, {
+            kind: 'fresh',
+            package: packageId(steps[0]!.spec),
+            dirs: freshState.dirs,
+          }),
+        };
+      const stager = new Stager({
+        root,
+        stageDir,
+        limits,
+        reporter,
+        verifyDigest: opts.verifyDigest ?? true,
+        interrupted: () => interruptReceived() !== null,
+        reserved: [STAGE_DIR, path.relative(root, dbDir).split(path.sep).join('/')].filter(
+          (r) => r !== '' && !r.startsWith('..'),
+        ),
+        ...(fresh ? { fresh } : {}),
+      });
       const layers = steps.flatMap((s) => s.layers);
       if (layers.length > 0)
         reporter.phase('extract', {
@@ -279,63 +315,70 @@ export async function applyTransaction(
           staged: (rel) => staged.some((m) => m.has(rel)),
         });
     } catch (e) {
-      removeStage(root);
+      if (fresh) undoFresh(paths, dbDir, fresh, reporter);
+      else removeStage(root);
       // a signal aborts downloads and extraction mid-way: whatever they failed with, say that
       const sig = interruptReceived();
       if (sig) throw interruptedError(sig, 'the root is unchanged');
       throw fsError(e, { doing: 'staging', where: 'root' });
     }
 
-    try {
-      const plan = planCommit({ root, paths, db, steps, staged, leaving }, !!opts.force);
-      result.forcedConflicts = plan.forcedConflicts;
-      result.cpmnew = plan.cpmnew;
-      result.cpmsave = plan.cpmsave;
-      result.markedExplicit = markExplicit(plan.newDb, input.explicit ?? []);
-      checkInterrupt();
-      const newText = plan.newDb.serialize();
-      writeFileAtomic(`${dbDir}/${NEW_DB_FILE}`, newText);
-      const journal: Journal = { v: 2, ops: plan.ops, rmdirs: plan.rmdirs };
-      writeJournal(dbDir, journal);
-      let done = 0;
+    if (fresh) {
+      result.markedExplicit = await commitFresh(
+        { root, paths, db, steps, staged, leaving },
+        { dbDir, fresh, reporter, explicit: input.explicit ?? [] },
+      );
+    } else
       try {
-        // The operations run synchronously: a signal that arrives meanwhile is delivered at this
-        // await, and rolls back what they did.
-        for (const op of plan.ops) {
-          doOp(paths, op);
-          done++;
-        }
-        // Directory xattrs: every directory exists now, with its final mode. Before the commit
-        // point, so a committed install has them; setting them again is harmless (idempotent).
-        setDirXattrs(paths, plan.dirXattrs, reporter);
-        await signalsDelivered();
+        const plan = planCommit({ root, paths, db, steps, staged, leaving }, !!opts.force);
+        result.forcedConflicts = plan.forcedConflicts;
+        result.cpmnew = plan.cpmnew;
+        result.cpmsave = plan.cpmsave;
+        result.markedExplicit = markExplicit(plan.newDb, input.explicit ?? []);
         checkInterrupt();
-        // The commit point. installed.new was fsynced when written; this rename is the atomic
-        // commit. It is inside the rollback's reach: a rename that fails (EIO) did not happen.
-        faultPoint();
-        renameSync(`${dbDir}/${NEW_DB_FILE}`, `${dbDir}/${DB_FILE}`);
+        const newText = plan.newDb.serialize();
+        writeFileAtomic(`${dbDir}/${NEW_DB_FILE}`, newText);
+        const journal: Journal = { v: 2, ops: plan.ops, rmdirs: plan.rmdirs };
+        writeJournal(dbDir, journal);
+        let done = 0;
+        try {
+          // The operations run synchronously: a signal that arrives meanwhile is delivered at this
+          // await, and rolls back what they did.
+          for (const op of plan.ops) {
+            doOp(paths, op);
+            done++;
+          }
+          // Directory xattrs: every directory exists now, with its final mode. Before the commit
+          // point, so a committed install has them; setting them again is harmless (idempotent).
+          setDirXattrs(paths, plan.dirXattrs, reporter);
+          await signalsDelivered();
+          checkInterrupt();
+          // The commit point. installed.new was fsynced when written; this rename is the atomic
+          // commit. It is inside the rollback's reach: a rename that fails (EIO) did not happen.
+          faultPoint();
+          renameSync(`${dbDir}/${NEW_DB_FILE}`, `${dbDir}/${DB_FILE}`);
+        } catch (e) {
+          reporter.warn(`rolling back: ${(e as Error).message}`);
+          rollBack(paths, journal, done);
+          rmSync(`${dbDir}/${JOURNAL_FILE}`, { force: true });
+          rmSync(`${dbDir}/${NEW_DB_FILE}`, { force: true });
+          removeStage(root);
+          const what = steps.length === 0 ? 'uninstall' : leaving.size > 0 ? 'upgrade' : 'install';
+          const mapped = fsError(e, {
+            doing: `${what} failed and was rolled back (root unchanged):`,
+            where: 'root',
+          });
+          throw mapped instanceof CpmError
+            ? mapped
+            : new CpmError('E_IO', `${what} failed and was rolled back: ${(e as Error).message}`, {
+                cause: e,
+              });
+        }
+        rollForward(paths, dbDir, journal);
       } catch (e) {
-        reporter.warn(`rolling back: ${(e as Error).message}`);
-        rollBack(paths, journal, done);
-        rmSync(`${dbDir}/${JOURNAL_FILE}`, { force: true });
-        rmSync(`${dbDir}/${NEW_DB_FILE}`, { force: true });
         removeStage(root);
-        const what = steps.length === 0 ? 'uninstall' : leaving.size > 0 ? 'upgrade' : 'install';
-        const mapped = fsError(e, {
-          doing: `${what} failed and was rolled back (root unchanged):`,
-          where: 'root',
-        });
-        throw mapped instanceof CpmError
-          ? mapped
-          : new CpmError('E_IO', `${what} failed and was rolled back: ${(e as Error).message}`, {
-              cause: e,
-            });
+        throw fsError(e, { where: 'root' });
       }
-      rollForward(paths, dbDir, journal);
-    } catch (e) {
-      removeStage(root);
-      throw fsError(e, { where: 'root' });
-    }
     result.installed = steps.map((s) => packageId(s.spec));
     result.removed = [...leaving.keys()].filter((id) => !result.installed.includes(id)).sort();
     // A signal during the commit is not dropped: the transaction finished, say so and stop here.
@@ -370,6 +413,145 @@ export async function applyTransaction(
     reporter.end(failure);
     lock.release();
   }
+}
+
+/** What freshRoot() found: the directories there and whether new files are owned 0:0. */
+type FreshState = Omit<FreshTarget, 'journal'> & { dirs: DirMeta[] };
+
+/**
+ * Whether the root is fresh: it holds nothing but the way to the DB directory (each directory on
+ * the way a real one holding only the next; the DB directory itself is cpm's and reserved), or
+ * nothing at all when the DB is elsewhere. Then the transaction may create its entries at their
+ * final paths. Called under the lock, after recovery; anything else there means null (staged).
+ */
+function freshRoot(root: string, dbDir: string): FreshState | null {
+  const rel = path.relative(root, dbDir).split(path.sep).join('/');
+  const inside = rel !== '' && rel !== '..' && !rel.startsWith('../') && !path.isAbsolute(rel);
+  const chain = inside ? rel.split('/') : [];
+  const existing = new Set<string>();
+  const dirs: DirMeta[] = [];
+  const isRoot = process.getuid?.() === 0;
+  let plainOwner = isRoot && process.getegid?.() === 0;
+  let cur = '';
+  for (let i = 0; ; i++) {
+    const abs = cur === '' ? root : `${root}/${cur}`;
+    const st = lstatSync(abs);
+    if (!st.isDirectory()) return null;
+    if (inside && i === chain.length) break; // the DB directory: what is in it is cpm's
+    // a new file under a setgid directory, or one of another group, would not be owned 0:0
+    if (st.gid !== 0 || (st.mode & 0o2000) !== 0) plainOwner = false;
+    if (cur !== '') dirs.push({ p: cur, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid });
+    const names = readdirSync(abs);
+    const next = chain[i];
+    if (next === undefined) {
+      if (names.length > 0) return null;
+      break;
+    }
+    if (names.length !== 1 || names[0] !== next) return null;
+    cur = cur === '' ? next : `${cur}/${next}`;
+    existing.add(cur);
+  }
+  return { existing, dirs, plainOwner };
+}
+
+/**
+ * A fresh-root transaction failed before its commit: removes what the journal lists (read back
+ * from the file, as recovery would) and the journal. When that fails too, the journal stays for
+ * the next run's recovery.
+ */
+function undoFresh(paths: RootPaths, dbDir: string, fresh: FreshTarget, reporter: Reporter): void {
+  try {
+    fresh.journal.close();
+  } catch {
+    // already closed
+  }
+  try {
+    const j = readJournal(dbDir, paths.root);
+    if (j?.v === 3) {
+      const r = rollBackFresh(paths, j);
+      for (const p of r.left) reporter.warn(freshRollBackNote({ removed: 0, left: [p] })[1]!);
+    }
+    unlinkSync(`${dbDir}/${JOURNAL_FILE}`);
+    rmSync(`${dbDir}/${NEW_DB_FILE}`, { force: true });
+  } catch (e) {
+    reporter.warn(
+      `rolling back: ${(e as Error).message}; the next cpm run (or cpm recover) finishes the roll-back`,
+    );
+  }
+}
+
+/**
+ * The commit of a fresh-root transaction: every entry is at its final path already. Directory
+ * metadata (deepest first) and xattrs, the new DB, the commit rename, the journal dropped. One
+ * package into an empty DB: no conflict is possible (a later layer replaces an earlier one's
+ * entry; a non-directory over a directory that was there was refused while extracting).
+ */
+async function commitFresh(
+  t: CommitInput,
+  o: { dbDir: string; fresh: FreshTarget; reporter: Reporter; explicit: string[] },
+): Promise<string[]> {
+  const { dbDir, fresh, reporter } = o;
+  const ids = t.steps.map((s) => packageId(s.spec));
+  let marked: string[];
+  try {
+    const winners = winnersOf(claimsOf(t.staged));
+    const order = [...winners.keys()].sort();
+    const newDb = buildNewDb(t, ids, winners, order, new Map());
+    marked = markExplicit(newDb, o.explicit);
+    const step = t.steps[0]!;
+    const dirXattrs: PendingXattrs[] = [];
+    // deepest first: a child's metadata changes its parent's mtime
+    for (let i = order.length - 1; i >= 0; i--) {
+      const p = order[i]!;
+      const { e } = winners.get(p)!;
+      if (e.rec.type !== 'd') continue;
+      if (e.rec.xattrs)
+        dirXattrs.unshift({
+          staged: '',
+          rel: p,
+          id: ids[0]!,
+          digest: step.layers[e.layer]?.digest ?? '',
+          xattrs: e.rec.xattrs,
+        });
+      // a directory that was there and no entry names keeps what it had
+      if (e.implicit && fresh.existing.has(p)) continue;
+      doOp(t.paths, {
+        k: 'meta',
+        p,
+        mode: e.rec.mode,
+        uid: e.rec.uid,
+        gid: e.rec.gid,
+        mtime: e.mtime,
+      });
+    }
+    setDirXattrs(t.paths, dirXattrs, reporter);
+    const newText = newDb.serialize();
+    writeFileAtomic(`${dbDir}/${NEW_DB_FILE}`, newText);
+    await signalsDelivered();
+    throwIfInterrupted('nothing was changed');
+    // the commit point, as in the staged path
+    faultPoint();
+    renameSync(`${dbDir}/${NEW_DB_FILE}`, `${dbDir}/${DB_FILE}`);
+  } catch (e) {
+    reporter.warn(`rolling back: ${(e as Error).message}`);
+    undoFresh(t.paths, dbDir, fresh, reporter);
+    const sig = interruptReceived();
+    if (sig) throw interruptedError(sig, 'the root is unchanged');
+    const mapped = fsError(e, {
+      doing: 'install failed and was rolled back (root unchanged):',
+      where: 'root',
+    });
+    throw mapped instanceof CpmError
+      ? mapped
+      : new CpmError('E_IO', `install failed and was rolled back: ${(e as Error).message}`, {
+          cause: e,
+        });
+  }
+  // committed: the journal only said what to undo
+  fresh.journal.close();
+  faultPoint();
+  unlinkSync(`${dbDir}/${JOURNAL_FILE}`);
+  return marked;
 }
 
 function hasFinalizer(s: InstallStep): boolean {

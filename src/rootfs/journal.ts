@@ -261,6 +261,7 @@ export interface FreshJournal extends FreshHeader {
 export class FreshJournalWriter {
   private readonly fd: number;
   private pending = '';
+  private failed: unknown = null;
   constructor(dbDir: string, head: FreshHeader) {
     const file = `${dbDir}/${JOURNAL_FILE}`;
     writeFileAtomic(file, `${MAGIC_FRESH}\n${JSON.stringify(head)}\n`);
@@ -272,14 +273,24 @@ export class FreshJournalWriter {
     this.pending += `${JSON.stringify(rel)}\n`;
   }
 
-  /** Appends what was noted; call before creating any of it. */
+  /**
+   * Appends what was noted; call before creating any of it. A failed append fails every later
+   * one too: its paths (some queued for the writer thread) must never be created, and a torn
+   * line stays the last one.
+   */
   flush(): void {
+    if (this.failed !== null) throw this.failed;
     if (this.pending === '') return;
     const buf = Buffer.from(this.pending);
-    this.pending = ''; // a failed append: none of these is created
-    faultPoint();
-    let off = 0;
-    while (off < buf.length) off += writeSync(this.fd, buf, off);
+    this.pending = '';
+    try {
+      faultPoint();
+      let off = 0;
+      while (off < buf.length) off += writeSync(this.fd, buf, off);
+    } catch (e) {
+      this.failed = e;
+      throw e;
+    }
   }
 
   close(): void {

@@ -126,6 +126,8 @@ export interface TransactionResult {
   finalizerErrors: CpmError[];
   /** Installed packages whose reason changed from dependency to explicit. */
   markedExplicit: string[];
+  /** Set when the entries were created at their final paths (fresh-root mode), not staged. */
+  freshRoot?: true;
 }
 
 /** Records the installed packages of `families` as explicit (apk's world, dnf mark install). */
@@ -324,6 +326,7 @@ export async function applyTransaction(
     }
 
     if (fresh) {
+      result.freshRoot = true;
       result.markedExplicit = await commitFresh(
         { root, paths, db, steps, staged, leaving },
         { dbDir, fresh, reporter, explicit: input.explicit ?? [] },

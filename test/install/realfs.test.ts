@@ -24,14 +24,14 @@ let tree: string;
 function cpm(
   cfg: string,
   args: string[],
-  opts: { asNobody?: boolean } = {},
+  opts: { asNobody?: boolean; env?: Record<string, string> } = {},
 ): { code: number; out: string; err: string } {
   const cmd = opts.asNobody
     ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', process.execPath]
     : [process.execPath];
   const r = spawnSync(cmd[0]!, [...cmd.slice(1), CPM_BIN, ...args], {
     encoding: 'utf8',
-    env: { ...process.env, CPM_CONFIG: cfg, HOME: work },
+    env: { ...process.env, CPM_CONFIG: cfg, HOME: work, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
@@ -81,6 +81,9 @@ beforeAll(() => {
   // incompressible, so neither the cache nor the root on a 2 MiB tmpfs can hold it
   pkg('big', { 'usr/share/big/blob': pseudoRandom(3 << 20, 7) });
   pkg('small', { 'etc/small.conf': 'small\n' });
+  const many: Record<string, Buffer> = {};
+  for (let i = 0; i < 40; i++) many[`usr/share/many/d${i % 4}/f${i}`] = pseudoRandom(64 << 10, i);
+  pkg('many', many);
   pkg('other', { 'etc/other.conf': 'other\n' });
   execFileSync('chmod', ['-R', 'a+rX', work]);
 });
@@ -102,6 +105,24 @@ describe.skipIf(why !== '')('real filesystem faults (CLI)', () => {
     // space is there again for a small package: the same root takes it
     expect(cpm(cfg, ['install', 'test/other', '--tree', tree, '--root', root, '-q']).code).toBe(0);
     expect(readFileSync(path.join(root, 'etc/other.conf'), 'utf8')).toBe('other\n');
+  });
+
+  it('ENOSPC under a new root (fresh-root mode, no stage): exit 14, the root left empty', () => {
+    const cfg = config('fresh-full', path.join(work, 'cache'));
+    const disk = tmpfs('2m');
+    const root = path.join(disk, 'root');
+    // many files through the writer thread, then one too large for what is left
+    const r = cpm(cfg, ['install', 'test/many', '--tree', tree, '--root', root, '-q'], {
+      env: { CPM_STAGE_WORKER_AFTER: '0' },
+    });
+    expectEnvError(r, 'E_NO_SPACE', /no space left on device \(ENOSPC\)/);
+    expect(r.err).toContain(root);
+    const left = execFileSync('find', [root, '-mindepth', '1'], { encoding: 'utf8' });
+    expect(left.trim().split('\n').sort()).toEqual(
+      ['var', 'var/lib', 'var/lib/cpm'].map((p) => path.join(root, p)),
+    );
+    expect(cpm(cfg, ['install', 'test/small', '--tree', tree, '--root', root, '-q']).code).toBe(0);
+    expect(readFileSync(path.join(root, 'etc/small.conf'), 'utf8')).toBe('small\n');
   });
 
   it('ENOSPC in the cache: exit 14 with a cache hint, not a network one', () => {

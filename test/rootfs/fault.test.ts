@@ -29,7 +29,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 let child: string;
 
 beforeAll(async () => {
-  child = await bundleChild(path.join(here, 'fault-child.ts'), 'cpm-fault-');
+  child = await bundleChild(path.join(here, 'fault-child.ts'), 'cpm-fault-', { workers: true });
 });
 
 /** Layer sources made by helpers are files; recover their paths for the child. */
@@ -58,6 +58,8 @@ function snapshot(root: string): string {
         out.push(`${r} d ${mode}`);
         walk(r);
       } else if (st.isSymbolicLink()) out.push(`${r} l ${readlinkSync(abs)}`);
+      else if (!st.isFile())
+        out.push(`${r} special ${st.mode >> 12} ${mode}`); // a fifo would block
       else
         out.push(`${r} f ${mode} ${createHash('sha256').update(readFileSync(abs)).digest('hex')}`);
     }
@@ -85,6 +87,10 @@ interface Scenario {
   name: string;
   prepare: (root: string) => Promise<void>;
   job: (root: string) => unknown;
+  /** Extra environment for the child (e.g. CPM_STAGE_WORKER_AFTER). */
+  env?: Record<string, string>;
+  /** The first line a journal left by a kill must have (at least one kill leaves one). */
+  journal?: string;
 }
 
 /**
@@ -107,7 +113,7 @@ async function runScenario(
   // learn the op count and the new state
   const full = fresh('full');
   const countFile = path.join(dir, 'count');
-  const ok = await runChild(sc.job(full), { CPM_FAULT_COUNT: countFile });
+  const ok = await runChild(sc.job(full), { ...sc.env, CPM_FAULT_COUNT: countFile });
   expect(ok.code, ok.stderr).toBe(0);
   const newState = snapshot(full);
   expect(newState).not.toBe(oldState);
@@ -117,12 +123,14 @@ async function runScenario(
   const indexes = Array.from({ length: total }, (_, i) => i + 1);
   let seenOld = 0;
   let seenNew = 0;
+  let seenJournal = 0;
   const worker = async (): Promise<void> => {
     for (;;) {
       const i = indexes.shift();
       if (i === undefined) return;
       let root = fresh(`r${i}`);
       const r = await runChild(sc.job(root), {
+        ...sc.env,
         CPM_FAULT_AT: String(i),
         ...(mode === 'kill'
           ? {}
@@ -132,6 +140,11 @@ async function runScenario(
       });
       if (mode === 'kill') {
         expect(r.signal, `op ${i}: ${r.stderr}`).toBe('SIGKILL');
+        const jf = path.join(root, 'var/lib/cpm/journal');
+        if (sc.journal && existsSync(jf)) {
+          expect(readFileSync(jf, 'utf8').split('\n')[0], `op ${i}`).toBe(sc.journal);
+          seenJournal++;
+        }
         // the journal is root-relative: the crashed root recovers after a move
         const moved = `${root}-moved`;
         renameSync(root, moved);
@@ -158,7 +171,7 @@ async function runScenario(
       const isNew = state === newState;
       expect(
         isOld || isNew,
-        `${sc.name}: after SIGKILL at op ${i}/${total} the root is neither old nor new`,
+        `${sc.name}: after SIGKILL at op ${i}/${total} the root is neither old nor new:\n${state}`,
       ).toBe(true);
       if (isOld) seenOld++;
       else seenNew++;
@@ -172,6 +185,7 @@ async function runScenario(
   await Promise.all([worker(), worker(), worker(), worker()]);
   expect(seenOld).toBeGreaterThan(0);
   expect(seenNew).toBeGreaterThan(0);
+  if (sc.journal && mode === 'kill') expect(seenJournal).toBeGreaterThan(0);
 }
 
 describe('SIGKILL at every filesystem operation, then recovery', () => {
@@ -283,5 +297,59 @@ describe('SIGKILL at every filesystem operation, then recovery', () => {
     await runScenario(scenarios[0]!, 'ENOSPC');
     await runScenario(scenarios[2]!, 'EIO');
     await runScenario(scenarios[3]!, 'ENOSPC');
+  }, 480_000);
+});
+
+describe('fresh-root mode: SIGKILL, signals and faults at every operation', () => {
+  const files = new Map<LayerSource, string>();
+  const fileOf = async (l: LayerSource): Promise<string> => {
+    const s = (await l.open()) as unknown as { path: string; destroy(): void };
+    s.destroy();
+    return s.path;
+  };
+
+  it('one package into an empty root: the next run leaves it empty or installed', async () => {
+    // two layers: directories (one read-only), implicit parents, a symlink written through, a
+    // hard link, a fifo, whiteouts and an opaque directory, a file replaced by a directory
+    const pkg = step('app/fresh@1', [
+      await rawLayer([
+        { name: 'etc/', type: 'directory' },
+        { name: 'etc/a.conf', content: 'a' },
+        { name: 'etc/gone', content: 'g' },
+        { name: 'usr/lib/x/lib.so', content: 'l' },
+        { name: 'lib', type: 'symlink', linkname: 'usr/lib' },
+        { name: 'lib/through', content: 't' },
+        { name: 'usr/bin/tool', content: 's', mode: 0o4755 },
+        { name: 'usr/bin/tool2', type: 'link', linkname: 'usr/bin/tool' },
+        { name: 'ro/', type: 'directory', mode: 0o555 },
+        { name: 'ro/f', content: 'r' },
+        { name: 'opt/old/f', content: 'o' },
+        { name: 'swap', content: 's' },
+        { name: 'fifo', type: 'fifo' },
+      ]),
+      await rawLayer([
+        { name: 'etc/.wh.gone', content: '' },
+        { name: 'opt/.wh..wh..opq', content: '' },
+        { name: 'opt/new', content: 'n' },
+        { name: 'swap/', type: 'directory' },
+        { name: 'swap/in', content: 'i' },
+        { name: 'etc/a.conf', content: 'a2', mode: 0o600 },
+      ]),
+    ]);
+    for (const l of pkg.layers) files.set(l, await fileOf(l));
+    const job = { install: [describeStep(pkg, files)], remove: [] };
+    const sc: Scenario = {
+      name: 'fresh install',
+      // what cpm leaves in a new root after taking its lock: the DB directory
+      prepare: async (r) => void (await recover(r)),
+      job: (root) => ({ ...job, root }),
+      journal: 'cpm-journal 3',
+    };
+    // the worker thread creates the files: its batches are journalled before it gets them
+    await runScenario({ ...sc, env: { CPM_STAGE_WORKER_AFTER: '0' } });
+    await runScenario(sc);
+    await runScenario(sc, 'SIGTERM');
+    await runScenario(sc, 'ENOSPC');
+    await runScenario({ ...sc, env: { CPM_STAGE_WORKER_AFTER: '0' } }, 'EIO');
   }, 480_000);
 });

@@ -4,10 +4,29 @@
  */
 import path from 'node:path';
 import { build } from 'esbuild';
+import { WORKERS } from '../../src/util/worker.js';
 import { tmpDir } from '../install/helpers.js';
 
-export async function bundleChild(entry: string, prefix: string): Promise<string> {
+const SRC = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../src');
+
+/** `workers`: also bundle cpm's worker threads beside it, where a built cpm has them. */
+export async function bundleChild(
+  entry: string,
+  prefix: string,
+  opts: { workers?: boolean } = {},
+): Promise<string> {
   const out = path.join(tmpDir(prefix), 'child.mjs');
+  if (opts.workers)
+    for (const [name, rel] of Object.entries(WORKERS))
+      await build({
+        entryPoints: [path.join(SRC, rel)],
+        bundle: true,
+        platform: 'node',
+        format: 'cjs',
+        target: 'node20',
+        outfile: path.join(path.dirname(out), `${name}.cjs`),
+        logLevel: 'silent',
+      });
   await build({
     entryPoints: [entry],
     bundle: true,

@@ -212,7 +212,12 @@ export class BlobStore {
           if (watched) this.owned = undefined;
           return { owner: me, release: () => releaseLock(lock, me) };
         } catch (e) {
-          if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+          const code = (e as NodeJS.ErrnoException).code;
+          // a cache on a filesystem without symlinks (vfat, some network mounts): no lock, a
+          // download side by side as before locks existed, not a failed install
+          if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'ENOSYS')
+            return { release: async () => undefined };
+          if (code !== 'EEXIST') throw e;
         }
         const held = await lockHolder(lock);
         if (held === 'gone') continue;

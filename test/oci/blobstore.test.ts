@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CpmError } from '../../src/errors.js';
 import { BlobStore } from '../../src/oci/blobstore.js';
 import { sha256 } from '../../src/oci/digest.js';
@@ -185,6 +185,25 @@ describe('BlobStore.ingest (the lock of one download among processes)', () => {
     expect(mine).not.toBe(owner);
     expect(await fsp.readlink(s.ingestPath(blob.digest))).toBe(mine);
     expect((await storeFiles(s)).filter((f) => f.includes('.gone-'))).toEqual([]);
+  });
+
+  it('goes on without the lock where the cache cannot hold a symlink (vfat: EPERM)', async () => {
+    const s = new BlobStore(await tempDir());
+    const spy = vi
+      .spyOn(fsp, 'symlink')
+      .mockRejectedValue(
+        Object.assign(new Error('EPERM: operation not permitted, symlink'), { code: 'EPERM' }),
+      );
+    try {
+      sleeps.length = 0;
+      const turn = await s.ingest(blob, opts());
+      expect(spy).toHaveBeenCalled();
+      expect(sleeps).toEqual([]);
+      expect(turn).not.toBe('present');
+      expect((turn as { owner?: string }).owner).toBeUndefined();
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   it('never follows a lock name that points elsewhere, nor waits on something else at that name', async () => {

@@ -262,22 +262,26 @@ async function applyPlanned(
         throw new CpmError('E_NOT_FOUND', `${id}: no repository is open to fetch it from`);
       const loc = await repos.locate(id);
       const fetch = loc.fetchLayer;
-      const layers: LayerSource[] = loc.layers.map((l) => ({
-        digest: l.digest,
-        mediaType: l.mediaType,
-        size: l.size,
-        open: () => loc.openLayer(l.digest),
-        ...(fetch
-          ? {
-              fetch: {
-                missing: () => fetch.missing(l.digest),
-                run: (progress: TransferProgress, signal: AbortSignal) =>
-                  fetch.run(l.digest, progress, signal),
-              },
-            }
-          : {}),
-        ...(loc.evictLayer ? { evict: () => loc.evictLayer!(l.digest) } : {}),
-      }));
+      const layers: LayerSource[] = loc.layers.map((l) => {
+        const file = loc.layerFile?.(l.digest);
+        return {
+          digest: l.digest,
+          mediaType: l.mediaType,
+          size: l.size,
+          open: () => loc.openLayer(l.digest),
+          ...(file !== undefined ? { file } : {}),
+          ...(fetch
+            ? {
+                fetch: {
+                  missing: () => fetch.missing(l.digest),
+                  run: (progress: TransferProgress, signal: AbortSignal) =>
+                    fetch.run(l.digest, progress, signal),
+                },
+              }
+            : {}),
+          ...(loc.evictLayer ? { evict: () => loc.evictLayer!(l.digest) } : {}),
+        };
+      });
       const fam = familyKey(s.spec);
       const before = db.find(fam);
       const step: InstallStep = {

@@ -60,6 +60,8 @@ export interface LocatedPackage {
   openLayer(digest: string): Promise<Readable>;
   /** Drops the cached copy of a layer (when the reader caches); see LayerSource.evict. */
   evictLayer?(digest: string): Promise<void>;
+  /** The local file of a layer's blob, when the reader keeps one; see LayerSource.file. */
+  layerFile?(digest: string): string | undefined;
   /** Readers with a download cache: see LayerSource.fetch. */
   fetchLayer?: {
     missing(digest: string): Promise<number>;
@@ -354,6 +356,9 @@ export async function openRepositories(
                   reader.fetchLayer!(offer.entry, layerOf(digest), progress, signal),
               },
             }
+          : {}),
+        ...(reader.layerFile
+          ? { layerFile: (digest: string) => reader.layerFile!(offer.entry, layerOf(digest)) }
           : {}),
         ...(reader.evictLayer
           ? {

@@ -43,6 +43,11 @@ export interface RepoReader {
   /** Drops the cached copy of a layer that failed verification (readers with a blob cache). */
   evictLayer?(p: IndexPackage, layer: IndexLayer): Promise<void>;
   /**
+   * Where the layer's blob is (or will be, once fetched) a verified local file: the blob cache of
+   * a registry reader. The extractor reads that file itself (LayerSource.file).
+   */
+  layerFile?(p: IndexPackage, layer: IndexLayer): string | undefined;
+  /**
    * Readers that download into a cache: bytes of `layer` still to fetch (0 when cached), and the
    * download itself, reporting bytes as they arrive; `signal` abandons it (no partial kept).
    * openLayer() fetches too, without progress.
@@ -276,6 +281,10 @@ export class RegistryReader implements RepoReader {
 
   async evictLayer(_p: IndexPackage, layer: IndexLayer): Promise<void> {
     await this.cache?.delete(layer.digest);
+  }
+
+  layerFile(_p: IndexPackage, layer: IndexLayer): string | undefined {
+    return this.cache?.path(layer.digest);
   }
 
   async layerMissing(_p: IndexPackage, layer: IndexLayer): Promise<number> {

@@ -358,14 +358,17 @@ export class Stager {
   ): Promise<void> {
     // a local blob file is read through a descriptor (layer-reader.ts: zstd reads it directly,
     // the digests are computed off this thread); a stream otherwise
-    let src: Readable | number;
+    let src: Readable | number | undefined;
     if (layer.file !== undefined) {
       try {
         src = openSync(layer.file, 'r');
       } catch (e) {
-        throw this.readError(new LayerReadError('read', e, 'none', ''), layer, id);
+        // not fetched (yet, or again after an eviction): open() brings it
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
+          throw this.readError(new LayerReadError('read', e, 'none', ''), layer, id);
       }
-    } else src = await layer.open();
+    }
+    src ??= await layer.open();
     const fd = typeof src === 'number' ? src : -1;
     const verify = this.o.verifyDigest && layer.digest.startsWith('sha256:');
     const checkDiff = layer.diffId?.startsWith('sha256:') ?? false;

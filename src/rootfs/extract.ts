@@ -775,12 +775,16 @@ export class Stager {
 
   /** After a failed read: the file being written is closed (the stage goes with the attempt). */
   private closeBody(): void {
-    if (this.bodyFd >= 0)
+    if (this.bodyFd >= 0) {
       try {
         closeSync(this.bodyFd);
       } catch {
         // already closed
       }
+      // the half-written file is in no package map yet: a retry of the package (an evicted
+      // cache blob fetched again) would find it in its way at its final path (fresh-root mode)
+      if (this.bodyEntry?.staged) rmSync(this.bodyEntry.staged, { force: true });
+    }
     this.bodyFd = -1;
     this.body = SKIP;
     this.bodyView = null;

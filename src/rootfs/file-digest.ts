@@ -20,6 +20,11 @@ const READ_MAX = 1 << 20;
 const WAKE_BYTES = 1 << 20;
 
 export interface LayerDigests {
+  /**
+   * A promise when space() would have to wait for the worker: it gives the event loop turns while
+   * it waits, so that a worker that died without a word (it never started) is seen.
+   */
+  ready(): Promise<void> | undefined;
   /** Where the caller reads the next decompressed bytes into (at most READ_MAX). */
   space(): Buffer;
   /** `n` bytes were read into the last space(): they are the tar's next bytes. */
@@ -48,7 +53,12 @@ export function layerDigests(fd: number, blob: boolean, tar: boolean): LayerDige
     worker.once('error', reject);
     worker.once('exit', (code) => reject(new Error(`the hashing thread exited (${code})`)));
   });
-  reply.catch(() => undefined); // a cancelled hash is not awaited
+  // a cancelled hash is not awaited; a worker that exits or fails is not waited for any more
+  let stopped = false;
+  reply.then(
+    () => void (stopped = true),
+    () => void (stopped = true),
+  );
   const signal = (done?: number): void => {
     if (done !== undefined) Atomics.store(ctl, DONE, done);
     Atomics.add(ctl, SEQ, 1);
@@ -62,18 +72,31 @@ export function layerDigests(fd: number, blob: boolean, tar: boolean): LayerDige
     Atomics.store(ctl, WRITTEN, written);
     signal();
   };
+  const roomFor = (): number => Math.min(READ_MAX, RING - (written & (RING - 1)));
+  const hasRoom = (): boolean => RING - ((written - Atomics.load(ctl, HASHED)) >>> 0) >= roomFor();
+  // the worker failed (reading the blob) or exited: result() reports it; the read goes on unhashed
+  const gone = (): boolean => stopped || Atomics.load(ctl, GONE) === 1;
   return {
+    ready() {
+      if (!ring || hasRoom() || gone()) return undefined;
+      return (async () => {
+        while (!hasRoom() && !gone()) {
+          if (told !== written) tell();
+          Atomics.wait(ctl, HASHED, Atomics.load(ctl, HASHED), 50);
+          if (!hasRoom()) await new Promise((resolve) => setImmediate(resolve));
+        }
+      })();
+    },
     space() {
       if (!ring) return bytes;
       const off = written & (RING - 1);
-      const room = Math.min(READ_MAX, RING - off);
+      const room = roomFor();
       // wait (rarely: hashing is several times faster than decompressing) until the worker has
       // passed the space this read will fill
       for (;;) {
         const hashed = Atomics.load(ctl, HASHED);
         if (RING - ((written - hashed) >>> 0) >= room) break;
-        // the worker failed (reading the blob): result() reports it; the read goes on unhashed
-        if (Atomics.load(ctl, GONE) === 1) break;
+        if (gone()) break;
         if (told !== written) tell();
         Atomics.wait(ctl, HASHED, hashed, 1000);
       }
@@ -109,6 +132,7 @@ function inline(fd: number, tar: boolean): LayerDigests {
   const buf = Buffer.allocUnsafe(READ_MAX);
   const h: Hash | null = tar ? createHash('sha256') : null;
   return {
+    ready: () => undefined,
     space: () => buf,
     wrote: (n) => void h?.update(buf.subarray(0, n)),
     result: () =>

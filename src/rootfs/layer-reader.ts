@@ -268,6 +268,8 @@ async function readSyncLoop(
   const aborted = (): LayerReadError =>
     new LayerReadError('read', signal!.reason, 'zstd', f.current);
   for (;;) {
+    const wait = digests.ready();
+    if (wait) await wait;
     const buf = digests.space();
     let n: number;
     try {

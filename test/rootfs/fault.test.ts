@@ -340,16 +340,17 @@ describe('fresh-root mode: SIGKILL, signals and faults at every operation', () =
     const job = { install: [describeStep(pkg, files)], remove: [] };
     const sc: Scenario = {
       name: 'fresh install',
+      env: { CPM_FRESH_ROOT: '1' }, // /tmp may not be tmpfs, where it is chosen by itself
       // what cpm leaves in a new root after taking its lock: the DB directory
       prepare: async (r) => void (await recover(r)),
       job: (root) => ({ ...job, root }),
       journal: 'cpm-journal 3',
     };
     // the worker thread creates the files: its batches are journalled before it gets them
-    await runScenario({ ...sc, env: { CPM_STAGE_WORKER_AFTER: '0' } });
+    await runScenario({ ...sc, env: { ...sc.env, CPM_STAGE_WORKER_AFTER: '0' } });
     await runScenario(sc);
     await runScenario(sc, 'SIGTERM');
     await runScenario(sc, 'ENOSPC');
-    await runScenario({ ...sc, env: { CPM_STAGE_WORKER_AFTER: '0' } }, 'EIO');
+    await runScenario({ ...sc, env: { ...sc.env, CPM_STAGE_WORKER_AFTER: '0' } }, 'EIO');
   }, 480_000);
 });

@@ -16,7 +16,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CpmError } from '../../src/errors.js';
 import {
   installPackages,
@@ -59,6 +59,10 @@ async function emptyRoot(): Promise<string> {
 
 const L = (entries: RawEntry[]): Promise<LayerSource> => rawLayer(entries);
 
+// the roots are on /tmp: fresh-root mode is chosen by itself on tmpfs only
+beforeEach(() => {
+  process.env.CPM_FRESH_ROOT = '1';
+});
 afterEach(() => {
   delete process.env.CPM_FRESH_ROOT;
   delete process.env.CPM_STAGE_WORKER_AFTER;

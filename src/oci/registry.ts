@@ -79,6 +79,8 @@ export interface PushBlobOptions {
 export type PushBlobResult = 'exists' | 'mounted' | 'uploaded';
 
 const MAX_MANIFEST = 4 << 20;
+/** Tag lists and token answers: far above what a registry sends, far below what hurts. */
+const MAX_SMALL_BODY = 16 << 20;
 const RETRYABLE_STATUS = (s: number): boolean => s === 429 || s >= 500;
 
 interface ReqBase {
@@ -252,12 +254,7 @@ export class RegistryClient {
       scopes: [`repository:${repo}:pull`],
     });
     await this.expect(res, [200], `manifest ${repo}:${reference}`);
-    const len = Number(res.headers['content-length'] ?? 0);
-    if (len > MAX_MANIFEST) {
-      await res.body.dump();
-      throw new CpmError('E_REGISTRY', `manifest ${repo}:${reference} is too large (${len} bytes)`);
-    }
-    const bytes = await this.bodyOf(res, `manifest ${repo}:${reference}`);
+    const bytes = await this.bodyOf(res, `manifest ${repo}:${reference}`, MAX_MANIFEST);
     const digest = sha256(bytes);
     if (isDigest(reference) && digest !== reference) {
       throw new CpmError('E_DIGEST', `manifest ${repo}@${reference} hashes to ${digest}`, {
@@ -823,15 +820,37 @@ export class RegistryClient {
   }
 
   /**
-   * A small body read whole: a connection that fails or goes silent within it is E_NETWORK naming
-   * the registry, as it is before the headers (not an internal error).
+   * A small body read whole, at most `limit` bytes whether or not a Content-Length announces it
+   * (a chunked answer has none): a connection that fails or goes silent within it is E_NETWORK
+   * naming the registry, as it is before the headers (not an internal error).
    */
-  private async bodyOf(res: HttpResponse, what: string): Promise<Buffer> {
+  private async bodyOf(res: HttpResponse, what: string, limit = MAX_SMALL_BODY): Promise<Buffer> {
+    const tooLarge = (n: number): CpmError =>
+      new CpmError('E_REGISTRY', `${this.registry}: ${what} is too large (${n} bytes)`, {
+        context: { registry: this.registry },
+        hint: `cpm reads at most ${limit} bytes here`,
+      });
+    const announced = Number(res.headers['content-length'] ?? 0);
+    if (announced > limit) {
+      await res.body.dump();
+      throw tooLarge(announced);
+    }
+    const parts: Buffer[] = [];
+    let n = 0;
     try {
-      return Buffer.from(await res.body.arrayBuffer());
+      for await (const c of res.body) {
+        n += (c as Buffer).length;
+        if (n > limit) break;
+        parts.push(c as Buffer);
+      }
     } catch (e) {
       throw this.netError(e, what);
     }
+    if (n > limit) {
+      res.body.destroy();
+      throw tooLarge(n);
+    }
+    return Buffer.concat(parts);
   }
 
   /** A small JSON body (bodyOf); one that is not JSON is the registry's E_REGISTRY. */

@@ -152,6 +152,43 @@ describe('the registry client reading a small body', () => {
       await c.close();
     }
   });
+
+  it('refuses a manifest over 4 MiB, announced or chunked without a length, and reads no more of it', async () => {
+    const registry = base.slice('http://'.length);
+    const c = new RegistryClient(registry, { credentials: null, idleTimeoutMs: 2000, retries: 0 });
+    const piece = Buffer.alloc(1 << 20, 0x20);
+    let sent = 0;
+    try {
+      handler = (_p, res) => {
+        res.setHeader('content-length', String(5 << 20));
+        res.end();
+      };
+      const announced = await c.getManifest('a/b', '1').catch((e: unknown) => e);
+      expect(announced).toMatchObject({ code: 'E_REGISTRY', context: { registry } });
+      expect((announced as Error).message).toBe(
+        `${registry}: manifest a/b:1 is too large (${5 << 20} bytes)`,
+      );
+      // chunked, no length: an endless body is cut off after the limit
+      handler = (_p, res) => {
+        const more = (): void => {
+          while (sent < 64 << 20 && res.write(piece)) sent += piece.length;
+          if (sent < 64 << 20) res.once('drain', more);
+          else res.end();
+        };
+        res.on('close', () => res.removeAllListeners('drain'));
+        more();
+      };
+      const chunked = await c.getManifest('a/b', '1').catch((e: unknown) => e);
+      expect(chunked).toMatchObject({ code: 'E_REGISTRY', context: { registry } });
+      expect((chunked as Error).message).toMatch(/manifest a\/b:1 is too large \(\d+ bytes\)$/);
+      expect(sent).toBeLessThan(32 << 20);
+      // a manifest under the limit still reads
+      handler = (_p, res) => res.end(JSON.stringify({ schemaVersion: 2, mediaType: 'x/y' }));
+      expect((await c.getManifest('a/b', '1')).mediaType).toBe('x/y');
+    } finally {
+      await c.close();
+    }
+  });
 });
 
 describe('connect timeout', () => {

@@ -51,18 +51,19 @@ afterAll(async () => {
 describe('a stale index', () => {
   it('upgrade says the answer is from the cache; -U refreshes; metadata_expire refreshes by itself', async () => {
     const url = `oci://${reg.host}/cpm`;
-    expect(
-      (await cpm(['repo', 'create', '--tree', tree('1.0'), '--output', url, '--push'])).code,
-    ).toBe(0);
+    /** Publishes app/hello at `version` to the registry. */
+    const publish = async (version: string): Promise<void> => {
+      const r = await cpm(['repo', 'create', '--tree', tree(version), '--output', url, '--push']);
+      expect(r.code, r.err).toBe(0);
+    };
+    await publish('1.0');
     expect((await cpm(['repo', 'add', 'local', url])).code).toBe(0);
     const i = await cpm(['install', 'app/hello', '--root', 'root', '-y']);
     expect(i.code, i.err).toBe(0);
     expect(i.out).toContain('installed app/hello@1.0');
 
     // a new version is published; the cached index does not know it yet
-    expect(
-      (await cpm(['repo', 'create', '--tree', tree('1.1'), '--output', url, '--push'])).code,
-    ).toBe(0);
+    await publish('1.1');
     const stale = await cpm(['upgrade', '--root', 'root', '-y']);
     expect(stale.code, stale.err).toBe(0);
     expect(stale.out).toBe('nothing to do\n');
@@ -74,9 +75,7 @@ describe('a stale index', () => {
     expect(fresh.out).toContain('installed app/hello@1.1');
 
     // metadata_expire: 1s — an index older than that is fetched again before use
-    expect(
-      (await cpm(['repo', 'create', '--tree', tree('1.2'), '--output', url, '--push'])).code,
-    ).toBe(0);
+    await publish('1.2');
     await new Promise((r) => setTimeout(r, 1200));
     const expired = await cpm(['upgrade', '--root', 'root', '-y'], 'expire.yaml');
     expect(expired.code, expired.err).toBe(0);

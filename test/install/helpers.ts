@@ -159,7 +159,10 @@ export async function failure(p: Promise<unknown>): Promise<CpmError> {
   throw new Error('expected a CpmError, but the operation succeeded');
 }
 
-export const CPM_BIN = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../bin/cpm.js');
+export const CPM_BIN = path.resolve(
+  path.dirname(new URL(import.meta.url).pathname),
+  '../../bin/cpm.js',
+);
 
 /**
  * `node bin/cpm.js` as a Dockerfile RUN calls it (no TTY), with CPM_CONFIG from `config()` (read

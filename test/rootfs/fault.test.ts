@@ -4,17 +4,7 @@
  * clean and nothing orphaned. The child is bundled once with esbuild so each run starts fast.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import {
-  cpSync,
-  existsSync,
-  lstatSync,
-  readFileSync,
-  readdirSync,
-  readlinkSync,
-  renameSync,
-  rmSync,
-} from 'node:fs';
+import { cpSync, existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EXIT_CODES } from '../../src/errors.js';
@@ -24,6 +14,7 @@ import { verify } from '../../src/upkeep/query.js';
 import { rawLayer, step, tmpDir, layerFromFiles } from '../install/helpers.js';
 import type { InstallStep } from '../../src/rootfs/types.js';
 import { bundleChild } from '../support/child.js';
+import { rootSnapshot } from '../support/root-snapshot.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 let child: string;
@@ -42,30 +33,6 @@ function describeStep(s: InstallStep, files: Map<LayerSource, string>): unknown 
       digest: l.digest,
     })),
   };
-}
-
-/** Every path under the root with type, mode, and content hash or link target. */
-function snapshot(root: string): string {
-  const out: string[] = [];
-  const walk = (rel: string): void => {
-    for (const name of readdirSync(path.join(root, rel)).sort()) {
-      const r = rel ? `${rel}/${name}` : name;
-      if (r === 'var/lib/cpm/lock') continue;
-      const abs = path.join(root, r);
-      const st = lstatSync(abs);
-      const mode = (st.mode & 0o7777).toString(8);
-      if (st.isDirectory()) {
-        out.push(`${r} d ${mode}`);
-        walk(r);
-      } else if (st.isSymbolicLink()) out.push(`${r} l ${readlinkSync(abs)}`);
-      else if (!st.isFile())
-        out.push(`${r} special ${st.mode >> 12} ${mode}`); // a fifo would block
-      else
-        out.push(`${r} f ${mode} ${createHash('sha256').update(readFileSync(abs)).digest('hex')}`);
-    }
-  };
-  walk('');
-  return out.join('\n');
 }
 
 function runChild(
@@ -104,7 +71,7 @@ async function runScenario(
   const dir = tmpDir('cpm-fault-sc-');
   const template = path.join(dir, 'template');
   await sc.prepare(template);
-  const oldState = snapshot(template);
+  const oldState = rootSnapshot(template);
   const fresh = (name: string): string => {
     const r = path.join(dir, name);
     cpSync(template, r, { recursive: true, verbatimSymlinks: true, preserveTimestamps: true });
@@ -115,7 +82,7 @@ async function runScenario(
   const countFile = path.join(dir, 'count');
   const ok = await runChild(sc.job(full), { ...sc.env, CPM_FAULT_COUNT: countFile });
   expect(ok.code, ok.stderr).toBe(0);
-  const newState = snapshot(full);
+  const newState = rootSnapshot(full);
   expect(newState).not.toBe(oldState);
   const total = Number(readFileSync(countFile, 'utf8'));
   expect(total).toBeGreaterThan(10);
@@ -166,7 +133,7 @@ async function runScenario(
         for (const left of ['.cpm-tx', 'var/lib/cpm/lock', 'var/lib/cpm/journal'])
           expect(existsSync(path.join(root, left)), `op ${i}: ${left} left`).toBe(false);
       }
-      const state = snapshot(root);
+      const state = rootSnapshot(root);
       const isOld = state === oldState;
       const isNew = state === newState;
       expect(

@@ -5,14 +5,12 @@
  * with the root left empty and nothing outside touched, and how its journal is recovered.
  */
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import {
   existsSync,
   lstatSync,
   mkdirSync,
   readFileSync,
   readdirSync,
-  readlinkSync,
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
@@ -26,29 +24,7 @@ import {
 } from '../../src/rootfs/index.js';
 import { verify } from '../../src/upkeep/query.js';
 import { failure, rawLayer, step, tmpDir, type RawEntry } from '../install/helpers.js';
-
-/** Every path under `root` with type, mode, owner and content hash or link target. */
-function snapshot(root: string): string {
-  const out: string[] = [];
-  const walk = (rel: string): void => {
-    for (const name of readdirSync(path.join(root, rel)).sort()) {
-      const r = rel ? `${rel}/${name}` : name;
-      if (r === 'var/lib/cpm/lock') continue;
-      const abs = path.join(root, r);
-      const st = lstatSync(abs);
-      const head = `${r} ${(st.mode & 0o7777).toString(8)} ${st.uid}:${st.gid} ${st.nlink}`;
-      if (st.isDirectory()) {
-        out.push(`${head} d`);
-        walk(r);
-      } else if (st.isSymbolicLink()) out.push(`${head} l ${readlinkSync(abs)}`);
-      else if (!st.isFile())
-        out.push(`${head} special ${st.mode >> 12}`); // never opened: a fifo blocks
-      else out.push(`${head} f ${createHash('sha256').update(readFileSync(abs)).digest('hex')}`);
-    }
-  };
-  walk('');
-  return out.join('\n');
-}
+import { rootSnapshot } from '../support/root-snapshot.js';
 
 /** A root as cpm leaves a new one after taking its lock: only the DB directory. */
 async function emptyRoot(): Promise<string> {
@@ -115,7 +91,7 @@ describe('fresh-root mode', () => {
     const staged = await emptyRoot();
     const s = await installPackages(staged, [step('test/tricky@1', layers)]);
     expect(s.freshRoot).toBeUndefined();
-    expect(snapshot(fresh)).toBe(snapshot(staged));
+    expect(rootSnapshot(fresh, { owners: true })).toBe(rootSnapshot(staged, { owners: true }));
     expect(readFileSync(path.join(fresh, 'var/lib/cpm/installed'), 'utf8')).toBe(
       readFileSync(path.join(staged, 'var/lib/cpm/installed'), 'utf8'),
     );
@@ -143,7 +119,7 @@ describe('fresh-root mode', () => {
     process.env.CPM_FRESH_ROOT = '0';
     const staged = await emptyRoot();
     await installPackages(staged, [step('test/tricky@1', layers)]);
-    expect(snapshot(fresh)).toBe(snapshot(staged));
+    expect(rootSnapshot(fresh, { owners: true })).toBe(rootSnapshot(staged, { owners: true }));
   });
 
   it('is not chosen when the root holds anything else, the DB lists a package, or for two packages', async () => {
@@ -173,7 +149,7 @@ describe('fresh-root mode', () => {
 
   it('refuses a non-directory over a directory on the way to the DB, root left empty', async () => {
     const root = await emptyRoot();
-    const before = snapshot(root);
+    const before = rootSnapshot(root, { owners: true });
     const e = await failure(
       installPackages(root, [
         step('evil/var@1', [
@@ -186,7 +162,7 @@ describe('fresh-root mode', () => {
     );
     expect(e.code).toBe('E_FILE_CONFLICT');
     expect(e.message).toContain('/var');
-    expect(snapshot(root)).toBe(before);
+    expect(rootSnapshot(root, { owners: true })).toBe(before);
   });
 });
 
@@ -266,14 +242,14 @@ describe('fresh-root mode: hostile layers are refused, the root left empty, noth
       writeFileSync(path.join(outside, 'victim'), 'v');
       writeFileSync(path.join(outside, 'secret'), 's');
       const root = await emptyRoot();
-      const before = snapshot(root);
-      const outBefore = snapshot(outside);
+      const before = rootSnapshot(root, { owners: true });
+      const outBefore = rootSnapshot(outside, { owners: true });
       const e = await failure(installPackages(root, [step('evil/pkg@1', await layers(outside))]));
       expect(e).toBeInstanceOf(CpmError);
       expect(e.code).toBe('E_UNSAFE_ENTRY');
       expect(e.message).toMatch(why);
-      expect(snapshot(root)).toBe(before);
-      expect(snapshot(outside)).toBe(outBefore);
+      expect(rootSnapshot(root, { owners: true })).toBe(before);
+      expect(rootSnapshot(outside, { owners: true })).toBe(outBefore);
     });
 });
 

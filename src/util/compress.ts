@@ -8,6 +8,7 @@ import {
   accessSync,
   closeSync,
   constants as fsConstants,
+  fstatSync,
   mkdtempSync,
   openSync,
   readFileSync,
@@ -163,14 +164,26 @@ export function zstdFileReader(fd: number): SyncDecompressor | null {
   let r = -1;
   let w = -1;
   try {
-    const made = cp.spawnSync('mkfifo', ['-m', '600', fifo], { stdio: 'ignore' });
-    if (made.status !== 0) return null;
+    const mk = cp.spawnSync('mkfifo', ['-m', '600', fifo], { stdio: 'ignore' });
+    if (mk.status !== 0) return null;
     // the read end first, non-blocking (no writer yet), then the write end, then the blocking
-    // read end this thread uses (a writer exists now, so opening it does not wait)
-    const probe = openSync(fifo, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+    // read end this thread uses (a writer exists now, so opening it does not wait). Each one must
+    // be that FIFO: a temporary directory whose parent others may write to could have had the
+    // name swapped for a symlink or a file, which zstd would then write into.
+    const nofollow = fsConstants.O_NOFOLLOW;
+    const probe = openSync(fifo, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | nofollow);
     try {
-      w = openSync(fifo, fsConstants.O_WRONLY);
-      r = openSync(fifo, fsConstants.O_RDONLY);
+      const made = fstatSync(probe);
+      if (!made.isFIFO()) throw new Error(`${fifo} is not the FIFO cpm made`);
+      const same = (fdx: number): void => {
+        const st = fstatSync(fdx);
+        if (st.ino !== made.ino || st.dev !== made.dev)
+          throw new Error(`${fifo} changed while it was opened`);
+      };
+      w = openSync(fifo, fsConstants.O_WRONLY | nofollow);
+      same(w);
+      r = openSync(fifo, fsConstants.O_RDONLY | nofollow);
+      same(r);
     } finally {
       closeSync(probe);
     }

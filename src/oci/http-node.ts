@@ -14,6 +14,7 @@
 import type * as Http from 'node:http';
 import type * as Https from 'node:https';
 import type { Readable } from 'node:stream';
+import { http, https } from '../util/lazy-builtins.js';
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -107,8 +108,8 @@ export class NodeHttpPool {
 
   private agent(secure: boolean): Http.Agent {
     const base = { keepAlive: true, maxSockets: this.opts.connections };
-    if (!secure) return (this.http ??= new (process.getBuiltinModule('node:http').Agent)(base));
-    return (this.https ??= new (process.getBuiltinModule('node:https').Agent)({
+    if (!secure) return (this.http ??= new (http().Agent)(base));
+    return (this.https ??= new (https().Agent)({
       ...base,
       rejectUnauthorized: this.opts.rejectUnauthorized,
       ...(this.opts.ca !== undefined ? { ca: this.opts.ca } : {}),
@@ -129,9 +130,7 @@ export class NodeHttpPool {
         else req.destroy(e);
       };
       try {
-        const mod = secure
-          ? process.getBuiltinModule('node:https')
-          : process.getBuiltinModule('node:http');
+        const mod = secure ? https() : http();
         // node:http refuses another protocol (ERR_INVALID_PROTOCOL), as undici does
         req = mod.request(u, {
           method: o.method,

@@ -344,9 +344,20 @@ function parseFreshJournal(body: Buffer): FreshJournal {
 export function rollBackFresh(
   paths: RootPaths,
   j: FreshJournal,
+  dbDir: string,
 ): { removed: number; left: string[] } {
+  // cpm's own directory, the way to it and the directories that were there are never removed,
+  // whatever a damaged journal lists
+  const db = path.relative(paths.root, dbDir).split(path.sep).join('/');
+  const inside = db !== '' && db !== '..' && !db.startsWith('../') && !path.isAbsolute(db);
+  const kept = new Set(j.dirs.map((d) => d.p));
+  const keep = (p: string): boolean =>
+    kept.has(p) || (inside && (p === db || db.startsWith(`${p}/`) || p.startsWith(`${db}/`)));
   // reverse code-unit order puts every "a/…" before "a"
-  const all = [...new Set(j.paths)].sort().reverse();
+  const all = [...new Set(j.paths)]
+    .filter((p) => !keep(p))
+    .sort()
+    .reverse();
   const left: string[] = [];
   let removed = 0;
   guarded(paths, () => {
@@ -534,7 +545,7 @@ export function recoverWithLock(root: string, dbDir: string): Recovery {
       did.push('finished an interrupted fresh-root install that had committed');
       return { result: 'rolled-forward', did: [...did, ...cleanLeftovers(root, dbDir)] };
     }
-    did.push(...freshRollBackNote(rollBackFresh(paths, j)));
+    did.push(...freshRollBackNote(rollBackFresh(paths, j, dbDir)));
     unlinkSync(`${dbDir}/${JOURNAL_FILE}`);
     result = 'rolled-back';
   } else if (j && existsSync(`${dbDir}/${NEW_DB_FILE}`)) {

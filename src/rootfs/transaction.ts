@@ -490,7 +490,7 @@ function undoFresh(paths: RootPaths, dbDir: string, fresh: FreshTarget, reporter
   try {
     const j = readJournal(dbDir, paths.root);
     if (j?.v === 3) {
-      const r = rollBackFresh(paths, j);
+      const r = rollBackFresh(paths, j, dbDir);
       for (const p of r.left) reporter.warn(freshRollBackNote({ removed: 0, left: [p] })[1]!);
     }
     unlinkSync(`${dbDir}/${JOURNAL_FILE}`);

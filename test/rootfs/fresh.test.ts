@@ -298,6 +298,19 @@ describe('fresh-root journal', () => {
     expect(existsSync(path.join(root, 'etc'))).toBe(false);
   });
 
+  it('a journal that lists the DB directory, its files or the way to it leaves them', async () => {
+    const root = crashed(
+      [['etc', 'd']],
+      `${head}"etc"\n"var"\n"var/lib"\n"var/lib/cpm"\n"var/lib/cpm/cache"\n`,
+    );
+    writeFileSync(path.join(root, 'var/lib/cpm/cache'), 'kept');
+    const r = await recover(root);
+    expect(r.result).toBe('rolled-back');
+    expect(r.did.join('\n')).not.toMatch(/left \/var/);
+    expect(existsSync(path.join(root, 'etc'))).toBe(false);
+    expect(readFileSync(path.join(root, 'var/lib/cpm/cache'), 'utf8')).toBe('kept');
+  });
+
   it('a journal that names a path outside the root or is damaged is refused, touching nothing', async () => {
     for (const [body, why] of [
       [`${head}"../x"\n`, /outside the root/],

@@ -39,7 +39,8 @@ import {
 import { createCompressor } from '../util/compress.js';
 import { dbOverlay, loadRootDb } from './db-overlay.js';
 import { sourceDateEpochFromEnv } from './meta.js';
-import { tarChunks, tarHeader } from './tar-encode.js';
+import { tarChunks } from '../util/tar-encode.js';
+import { tarHeader } from './tar-header.js';
 import { RootWalker, type RootEntry } from './rootfs-walk.js';
 
 /** Layer descriptor annotation naming what the layer holds. */

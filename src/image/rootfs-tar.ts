@@ -12,7 +12,8 @@ import { CpmError, type ErrorCode, type ErrorContext } from '../errors.js';
 import { createCompressor, type Compression } from '../util/compress.js';
 import { startWorker, workerAvailable } from '../util/worker.js';
 import { RootWalker, type RootEntry, type WalkOptions } from './rootfs-walk.js';
-import { CHUNK, tarChunks, tarHeader } from './tar-encode.js';
+import { CHUNK, tarChunks } from '../util/tar-encode.js';
+import { tarHeader } from './tar-header.js';
 import { overlayTable } from './meta.js';
 import type { FromWorker, TarWorkerData, ToWorker } from './tar-worker.js';
 

@@ -8,7 +8,8 @@ import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { CpmError } from '../errors.js';
 import { tableOverlay, type EntryMeta, type OverlayTable } from './meta.js';
 import { RootWalker, type RootEntry, type WalkOptions } from './rootfs-walk.js';
-import { CHUNK, tarChunks, tarHeader } from './tar-encode.js';
+import { CHUNK, tarChunks } from '../util/tar-encode.js';
+import { tarHeader } from './tar-header.js';
 
 /**
  * workerData: with `walk`, the worker walks the root itself (the overlay, if any, is a table);

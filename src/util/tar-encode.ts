@@ -1,13 +1,12 @@
 /**
- * A small ustar + pax encoder for the image writers: walk entries in, tar bytes out, in ~1 MiB
- * chunks. Written for speed (a root is tens of thousands of small files, and a stream library's
+ * A small ustar + pax encoder for the image writers and package layers: entries in, tar bytes
+ * out, in ~1 MiB chunks. Written for speed (a root is tens of thousands of small files, and a stream library's
  * per-entry machinery cost more than the files) and for a fixed byte layout: the same entries
  * always give the same bytes. The layout is the one tar-stream 3 writes (what earlier cpm
  * versions used), except that mode 0 stays 0.
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import { CpmError } from '../errors.js';
-import type { RootEntry } from './rootfs-walk.js';
 
 /** One tar header as the image writers build it (see tarHeader). */
 export interface TarHeader {
@@ -25,63 +24,8 @@ export interface TarHeader {
   pax?: Record<string, string>;
 }
 
-const USTAR_ID_MAX = 0o777777;
-
-const TAR_TYPE: Record<RootEntry['type'], TarHeader['type']> = {
-  file: 'file',
-  dir: 'directory',
-  symlink: 'symlink',
-  hardlink: 'link',
-  char: 'character-device',
-  block: 'block-device',
-  fifo: 'fifo',
-  socket: 'file', // never reached: the walker drops sockets
-};
-
-/** pax records for xattrs: SCHILY.xattr for UTF-8 values, LIBARCHIVE.xattr (unpadded base64, as libarchive writes it) otherwise. */
-function xattrPax(xattrs: Record<string, Buffer>, pax: Record<string, string>): void {
-  for (const name of Object.keys(xattrs).sort()) {
-    const value = xattrs[name]!;
-    const text = value.toString('utf8');
-    if (Buffer.from(text, 'utf8').equals(value) && !text.includes('\0')) {
-      pax[`SCHILY.xattr.${name}`] = text;
-    } else {
-      pax[`LIBARCHIVE.xattr.${encodeURIComponent(name)}`] = value
-        .toString('base64')
-        .replace(/=+$/, '');
-    }
-  }
-}
-
-export function tarHeader(e: RootEntry): TarHeader {
-  const pax: Record<string, string> = {};
-  // ustar has 7 octal digits for ids; larger ones go to pax (the ustar field then reads 0).
-  let uid = e.uid;
-  let gid = e.gid;
-  if (uid > USTAR_ID_MAX) {
-    pax.uid = String(uid);
-    uid = 0;
-  }
-  if (gid > USTAR_ID_MAX) {
-    pax.gid = String(gid);
-    gid = 0;
-  }
-  if (e.xattrs) xattrPax(e.xattrs, pax);
-  const header: TarHeader = {
-    name: e.type === 'dir' ? `${e.path}/` : e.path,
-    type: TAR_TYPE[e.type],
-    mode: e.mode,
-    uid,
-    gid,
-    size: e.type === 'file' ? e.size : 0,
-    mtime: e.mtime,
-  };
-  if (e.linkTarget !== undefined) header.linkname = e.linkTarget;
-  if (e.devmajor !== undefined) header.devmajor = e.devmajor;
-  if (e.devminor !== undefined) header.devminor = e.devminor;
-  if (Object.keys(pax).length > 0) header.pax = pax;
-  return header;
-}
+/** The largest uid/gid a ustar header holds (7 octal digits); larger ones go to pax. */
+export const USTAR_ID_MAX = 0o777777;
 
 const TYPEFLAG: Record<TarHeader['type'] | 'pax-header', number> = {
   file: 0x30,
@@ -224,8 +168,17 @@ function changedSize(source: string): CpmError {
   });
 }
 
-/** Header fields of a walk entry (tar-stream-compatible names, see rootfs-tar.ts). */
-export type HeaderOf = (e: RootEntry) => TarHeader;
+/** What tarChunks needs of an entry besides its header: a regular file's size and where to read it. */
+export interface TarBody {
+  type: string;
+  /** Content size; read only when `type` is 'file'. */
+  size: number;
+  /** Absolute path of the content (regular files with a size). */
+  source?: string;
+}
+
+/** Header fields of an entry (tar-stream-compatible names, see rootfs-tar.ts). */
+export type HeaderOf<E extends TarBody> = (e: E) => TarHeader;
 
 /**
  * The tar stream of `entries` as ~1 MiB chunks, end-of-archive included. File contents are read
@@ -233,10 +186,10 @@ export type HeaderOf = (e: RootEntry) => TarHeader;
  * than a thread-pool round trip (or a stream) per file. `onEntry` counts. `alloc` gives each
  * next CHUNK-byte output buffer (default: a new one; the worker passes shared slots).
  */
-export async function* tarChunks(
-  entries: AsyncIterable<RootEntry> | Iterable<RootEntry>,
-  headerOf: HeaderOf,
-  onEntry?: (e: RootEntry) => void,
+export async function* tarChunks<E extends TarBody>(
+  entries: AsyncIterable<E> | Iterable<E>,
+  headerOf: HeaderOf<E>,
+  onEntry?: (e: E) => void,
   alloc: () => Buffer = () => Buffer.allocUnsafe(CHUNK),
 ): AsyncGenerator<Buffer> {
   let out = alloc();

@@ -3,20 +3,18 @@
  * numeric owners 0:0 unless asked to keep them, no atime/ctime, no user/group names) →
  * gzip/zstd → blob store. Same directory content and options ⇒ same bytes ⇒ same digest.
  */
-import { createReadStream, promises as fsp, type Stats } from 'node:fs';
+import { lstatSync, readdirSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { pack as tarPack, type Header, type Pack } from 'tar-stream';
 import { CpmError } from '../errors.js';
+import { tarChunks, USTAR_ID_MAX, type TarBody, type TarHeader } from '../util/tar-encode.js';
 import { createCompressor, type Compression } from '../util/compress.js';
 import { human, plural, type ProgressTask, type Reporter } from '../util/progress.js';
 import { interruptSignal, throwIfInterrupted } from '../util/signals.js';
 import type { BlobStore } from './blobstore.js';
 import { HashingStream } from './digest.js';
 import { MEDIA } from './types.js';
-
-type Headers = Partial<Header> & { name: string };
 
 export type LayerCompression = 'gzip' | 'zstd';
 
@@ -65,111 +63,143 @@ export function defaultSourceDateEpoch(env: NodeJS.ProcessEnv = process.env): nu
   return n;
 }
 
-/** Relative paths under `root`, depth-first, sorted by byte order at each level. */
-async function walk(
-  root: string,
-  keep?: (rel: string) => boolean,
-): Promise<Array<{ rel: string; st: Stats }>> {
-  const out: Array<{ rel: string; st: Stats }> = [];
-  const visit = async (rel: string): Promise<void> => {
-    const names = (await fsp.readdir(path.join(root, rel))).sort((a, b) =>
+/** One entry of a layer: its tar header, and for a regular file where its content is. */
+interface LayerEntry extends TarBody {
+  header: TarHeader;
+}
+
+/**
+ * The entries of `dir` as the layer holds them: depth-first, sorted by byte order at each level,
+ * every mtime `mtime`, owners 0:0 unless kept, hard links to the first name of their inode.
+ * Synchronous: a root is tens of thousands of entries, and a thread-pool round trip per readdir,
+ * lstat and readlink cost more than the calls.
+ */
+function layerEntries(dir: string, mtime: number, opts: LayerOptions): LayerEntry[] {
+  const out: LayerEntry[] = [];
+  const first = new Map<string, string>();
+  const keep = opts.keep;
+  const visit = (rel: string): void => {
+    const names = readdirSync(rel ? path.join(dir, rel) : dir).sort((a, b) =>
       Buffer.compare(Buffer.from(a), Buffer.from(b)),
     );
     for (const n of names) {
       const r = rel ? `${rel}/${n}` : n;
       if (keep && !keep(r)) continue;
-      const st = await fsp.lstat(path.join(root, r));
-      out.push({ rel: r, st });
-      if (st.isDirectory()) await visit(r);
+      const abs = path.join(dir, r);
+      const st = lstatSync(abs);
+      const h: TarHeader = {
+        name: r,
+        type: 'file',
+        mode: st.mode & 0o7777,
+        uid: 0,
+        gid: 0,
+        size: 0,
+        mtime,
+      };
+      if (opts.preserveOwners) owners(h, st.uid, st.gid);
+      const e: LayerEntry = { header: h, type: 'file', size: 0 };
+      if (st.isDirectory()) {
+        h.name = `${r}/`;
+        h.type = e.type = 'directory';
+        out.push(e);
+        visit(r);
+        continue;
+      }
+      if (st.isSymbolicLink()) {
+        h.type = e.type = 'symlink';
+        h.linkname = readlinkSync(abs);
+      } else if (st.isFile()) {
+        const key = st.nlink > 1 ? `${st.dev}:${st.ino}` : undefined;
+        const target = key === undefined ? undefined : first.get(key);
+        if (target !== undefined) {
+          h.type = e.type = 'link';
+          h.linkname = target;
+        } else {
+          if (key !== undefined) first.set(key, r);
+          h.size = e.size = st.size;
+          e.source = abs;
+        }
+      } else if (st.isCharacterDevice() || st.isBlockDevice()) {
+        h.type = e.type = st.isCharacterDevice() ? 'character-device' : 'block-device';
+        h.devmajor = Math.floor(st.rdev / 256) & 0xfff;
+        h.devminor = (st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00);
+      } else if (st.isFIFO()) {
+        h.type = e.type = 'fifo';
+      } else {
+        continue; // sockets cannot live in a tar; skipped like tar(1) does
+      }
+      out.push(e);
     }
   };
-  await visit('');
+  visit('');
   return out;
 }
 
-function addEntry(p: Pack, h: Headers, body?: Readable): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const e = p.entry(h, (err) => (err ? reject(err) : resolve()));
-    // the pack destroyed under it (an interrupt aborts the pipeline) errors the entry too
-    e.on('error', reject);
-    if (body) body.on('error', reject).pipe(e);
-  });
+/** Kept owners; ids too large for ustar go into pax records (the ustar field then reads 0). */
+function owners(h: TarHeader, uid: number, gid: number): void {
+  if (uid > USTAR_ID_MAX) (h.pax ??= {}).uid = String(uid);
+  else h.uid = uid;
+  if (gid > USTAR_ID_MAX) (h.pax ??= {}).gid = String(gid);
+  else h.gid = gid;
 }
 
-/** Writes the tar stream of `dir` into `p`, then finalizes it. */
-async function packDir(dir: string, p: Pack, opts: LayerOptions): Promise<void> {
-  const mtime = new Date((opts.sourceDateEpoch ?? defaultSourceDateEpoch()) * 1000);
-  const seen = new Map<string, string>();
-  let entries: Array<{ rel: string; st: Stats }>;
+/** The layer's entries, with the walk's failures as E_IO naming the path. */
+function walkLayer(dir: string, opts: LayerOptions): LayerEntry[] {
+  const mtime = opts.sourceDateEpoch ?? defaultSourceDateEpoch();
   const reporter = opts.reporter;
-  const label = opts.label ?? dir;
   reporter?.step(`walk ${dir}`);
   try {
-    entries = await walk(dir, opts.keep);
+    return layerEntries(dir, mtime, opts);
   } catch (e) {
-    throw new CpmError('E_IO', `cannot read ${dir}: ${(e as Error).message}`, {
-      context: { path: dir },
+    if (e instanceof CpmError) throw e;
+    const at = (e as NodeJS.ErrnoException).path ?? dir;
+    throw new CpmError('E_IO', `cannot read ${at}: ${(e as Error).message}`, {
+      context: { path: at },
     });
   }
+}
+
+/** The tar chunks of `entries`, counting file bytes into the reporter and stopping on an interrupt. */
+async function* layerTar(
+  entries: LayerEntry[],
+  opts: LayerOptions,
+  dir: string,
+): AsyncGenerator<Buffer> {
+  const reporter = opts.reporter;
   let task: ProgressTask | undefined;
   if (reporter) {
-    // what will be read: regular files, each inode once (hard links are stored as links)
     let files = 0;
     let bytes = 0;
-    const inodes = new Set<string>();
-    for (const { st } of entries)
-      if (st.isFile() && !(st.nlink > 1 && inodes.has(`${st.dev}:${st.ino}`))) {
-        if (st.nlink > 1) inodes.add(`${st.dev}:${st.ino}`);
+    for (const e of entries)
+      if (e.type === 'file') {
         files++;
-        bytes += st.size;
+        bytes += e.size;
       }
     reporter.step(
       `${plural(entries.length, 'entry')}, ${plural(files, 'file')}, ${human(bytes)} to read`,
     );
     reporter.phase('pack', { total: bytes, items: 1, noun: 'layer' });
-    task = reporter.task('pack', label, { total: bytes });
+    task = reporter.task('pack', opts.label ?? dir, { total: bytes });
   }
-  for (const { rel, st } of entries) {
+  // counted per MiB, not per file: the rate meter reads the clock at each call
+  let unreported = 0;
+  const onEntry = (e: LayerEntry): void => {
     throwIfInterrupted();
-    const h: Headers = {
-      name: rel,
-      mode: st.mode & 0o7777,
-      uid: opts.preserveOwners ? st.uid : 0,
-      gid: opts.preserveOwners ? st.gid : 0,
-      mtime,
-    };
-    const abs = path.join(dir, rel);
-    if (st.isDirectory()) {
-      await addEntry(p, { ...h, name: `${rel}/`, type: 'directory' });
-    } else if (st.isSymbolicLink()) {
-      await addEntry(p, { ...h, type: 'symlink', linkname: await fsp.readlink(abs) });
-    } else if (st.isFile()) {
-      const key = `${st.dev}:${st.ino}`;
-      const first = st.nlink > 1 ? seen.get(key) : undefined;
-      if (first !== undefined) {
-        await addEntry(p, { ...h, type: 'link', linkname: first });
-        continue;
-      }
-      if (st.nlink > 1) seen.set(key, rel);
-      // Sized to the file: a read stream allocates a whole highWaterMark buffer per read.
-      const body = createReadStream(abs, {
-        highWaterMark: Math.min(1 << 20, Math.max(st.size, 1)),
-      });
-      if (task) body.on('data', (c) => task.add(c.length));
-      await addEntry(p, { ...h, type: 'file', size: st.size }, body);
-    } else if (st.isCharacterDevice() || st.isBlockDevice()) {
-      await addEntry(p, {
-        ...h,
-        type: st.isCharacterDevice() ? 'character-device' : 'block-device',
-        devmajor: Math.floor(st.rdev / 256) & 0xfff,
-        devminor: (st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00),
-      });
-    } else if (st.isFIFO()) {
-      await addEntry(p, { ...h, type: 'fifo' });
+    if (task && e.size > 0 && (unreported += e.size) >= 1 << 20) {
+      task.add(unreported);
+      unreported = 0;
     }
-    // Sockets cannot live in a tar; skipped like tar(1) does.
+  };
+  try {
+    yield* tarChunks(entries, (e) => e.header, onEntry);
+  } catch (e) {
+    if (e instanceof CpmError) throw e;
+    const at = (e as NodeJS.ErrnoException).path ?? dir;
+    throw new CpmError('E_IO', `cannot read ${at}: ${(e as Error).message}`, {
+      context: { path: at },
+    });
   }
-  p.finalize();
+  if (unreported > 0) task?.add(unreported);
   task?.finish();
 }
 
@@ -180,15 +210,11 @@ export async function buildLayer(
   opts: LayerOptions = {},
 ): Promise<LayerResult> {
   const compression = opts.compression ?? 'gzip';
-  const p = tarPack();
+  const entries = walkLayer(dir, opts);
   const diff = new HashingStream();
   const compressed = new PassThrough({ highWaterMark: 1 << 20 });
-  const packing = packDir(dir, p, opts).catch((e: unknown) => {
-    p.destroy(e as Error);
-    throw e;
-  });
   const flowing = pipeline(
-    p as AsyncIterable<Buffer>,
+    Readable.from(layerTar(entries, opts, dir), { objectMode: false }),
     diff,
     createCompressor(compression as Compression, opts.level),
     compressed,
@@ -196,11 +222,11 @@ export async function buildLayer(
     { signal: interruptSignal() },
   );
   const stored = store.put(compressed);
-  // all three settle before an error is thrown: the store removes its partial blob first
-  const settled = await Promise.allSettled([packing, flowing, stored]);
+  // both settle before an error is thrown: the store removes its partial blob first
+  const settled = await Promise.allSettled([flowing, stored]);
   const bad = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (bad) throw bad.reason;
-  const blob = (settled[2] as PromiseFulfilledResult<Awaited<typeof stored>>).value;
+  const blob = (settled[1] as PromiseFulfilledResult<Awaited<typeof stored>>).value;
   return {
     digest: blob.digest,
     diffId: diff.digest(),

@@ -114,4 +114,46 @@ describe('buildLayer', () => {
       else process.env.SOURCE_DATE_EPOCH = old;
     }
   });
+
+  it('keeps a mode of 0 as 0 (tar-stream wrote 0644/0755 for it)', async () => {
+    const tree = await writeTree(path.join(dir, 'mode0'), {
+      'locked/secret': { content: 's', mode: 0o000 },
+    });
+    await fsp.chmod(path.join(tree, 'locked'), 0o000);
+    try {
+      const layer = await buildLayer(tree, store, { compression: 'zstd' });
+      const entries = await readLayer(await store.read(layer.digest));
+      expect(entries.map((e) => [e.name, e.mode])).toEqual([
+        ['locked/', 0],
+        ['locked/secret', 0],
+      ]);
+    } finally {
+      await fsp.chmod(path.join(tree, 'locked'), 0o755);
+    }
+  });
+
+  it('names the file that went away between the walk and the read, and stores nothing', async () => {
+    const tree = await writeTree(path.join(dir, 'vanish'), { a: 'first', b: 'second' });
+    const before = await fsp.readdir(path.join(dir, 'cache'), { recursive: true });
+    // keep() runs during the walk: removing "a" while "b" is walked makes a's read fail
+    const keep = (rel: string): boolean => {
+      if (rel === 'b') execFileSync('rm', [path.join(tree, 'a')]);
+      return true;
+    };
+    const err = await buildLayer(tree, store, { compression: 'zstd', keep }).catch((e) => e);
+    expect(err).toMatchObject({ code: 'E_IO', context: { path: path.join(tree, 'a') } });
+    expect(String(err.message)).toContain(path.join(tree, 'a'));
+    expect(await fsp.readdir(path.join(dir, 'cache'), { recursive: true })).toEqual(before);
+  });
+
+  it('refuses a file that shrank between the walk and the read', async () => {
+    const tree = await writeTree(path.join(dir, 'shrink'), { a: 'x'.repeat(5000), b: 'second' });
+    const keep = (rel: string): boolean => {
+      if (rel === 'b') execFileSync('truncate', ['-s', '10', path.join(tree, 'a')]);
+      return true;
+    };
+    const err = await buildLayer(tree, store, { compression: 'gzip', keep }).catch((e) => e);
+    expect(err).toMatchObject({ code: 'E_IO', context: { path: path.join(tree, 'a') } });
+    expect(String(err.message)).toMatch(/changed size/);
+  });
 });

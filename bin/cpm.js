@@ -5,26 +5,31 @@
 'use strict';
 const path = require('node:path');
 
+let cli;
+
 // process.exit() drops what a pipe has not taken yet (stdout to a pipe is asynchronous): exit only
-// once both streams have flushed everything written before this point.
+// once both streams have flushed everything written before this point. A stream cpm never made
+// (its output went straight to the descriptor: src/util/stdio.ts) holds nothing.
 function finish(code) {
   process.exitCode = code;
-  let pending = 2;
+  const streams = cli?.madeStreams ? cli.madeStreams() : [process.stdout, process.stderr];
+  let pending = streams.length + 1;
   const done = () => {
     if (--pending === 0) process.exit(code);
   };
-  for (const s of [process.stdout, process.stderr]) {
+  for (const s of streams) {
     if (s.destroyed || s.writableEnded) done();
     else s.write('', done);
   }
+  done();
 }
 
-let cli;
 try {
   // compiled code kept between runs in a per-user cache (src/util/code-cache.ts): a short command
   // is mostly parsing and compiling dist/cpm.cjs otherwise
   const { loadCli } = require('../dist/load.cjs');
   cli = loadCli(path.join(__dirname, '..', 'dist', 'cpm.cjs'), process.argv.slice(2));
+  cli.directStdio?.();
 } catch (e) {
   process.stderr.write(`cpm: cannot load dist/ (run npm run build): ${e?.message ?? e}\n`);
   finish(70);

@@ -9,6 +9,10 @@ import { commandWord } from './argv.js';
 import { commandFile, withGlobalOptions } from './command-table.js';
 import { CpmError } from '../errors.js';
 import { version } from './version.js';
+import { out } from '../util/stdio.js';
+
+// for bin/cpm.js: print without Node's stream modules when nothing else needs them
+export { directStdio, madeStreams } from '../util/stdio.js';
 
 /** The program for argv: only its command's file when argv names one, else the full tree. */
 async function programFor(argv: string[]): Promise<Command> {
@@ -51,7 +55,7 @@ function refuseEmptyPaths(cmd: Command): void {
 export async function main(argv: string[]): Promise<number> {
   // the one answer that needs no command tree (commander prints the same)
   if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
-    process.stdout.write(`${version()}\n`);
+    out(`${version()}\n`);
     return 0;
   }
   const program = await programFor(argv);

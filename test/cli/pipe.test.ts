@@ -2,8 +2,8 @@
  * Output through a real pipe is never cut short: bin/cpm.js used to call process.exit() while the
  * pipe still held unread output, truncating it at the pipe's 64 KiB buffer.
  */
-import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -44,5 +44,93 @@ describe('stdout to a pipe', () => {
     expect(out.length).toBeGreaterThan(1 << 20);
     const list = JSON.parse(out.toString('utf8')) as { packages: Array<{ id: string }> };
     expect(list.packages).toHaveLength(3000);
+  }, 60_000);
+
+  it('delivers it whole through a pipe another process made non-blocking', async () => {
+    // cpm writes straight to the descriptor (src/util/stdio.ts). A node sharing the pipe makes its
+    // own process.stdout, which sets O_NONBLOCK on the pipe for both; the reader waits until cpm
+    // has fallen back to its stream (its first write past the full pipe met EAGAIN), so what is
+    // left must reach the reader through the stream, in order.
+    const tree = bigTree(3000);
+    const dir = mkdtempSync(join(tmpdir(), 'cpm-pipe-'));
+    const m = (n: string): string => join(dir, n);
+    writeFileSync(
+      m('hook.cjs'),
+      `const fs = require('node:fs');\n` +
+        `const d = Object.getOwnPropertyDescriptor(process, 'stdout');\n` +
+        `Object.defineProperty(process, 'stdout', { ...d, get() {\n` +
+        `  fs.writeFileSync(process.env.M_STREAM, ''); return d.get.call(process); } });\n` +
+        `process.on('exit', () => fs.writeFileSync(process.env.M_EXIT, ''));\n`,
+    );
+    const other =
+      `const fs = require('node:fs'); process.stdout; fs.writeFileSync(process.env.M_OTHER, '');` +
+      `setInterval(() => fs.existsSync(process.env.M_EXIT) && process.exit(0), 50);`;
+    const script =
+      `( "$NODE" -e "$OTHER" & while [ ! -e "$M_OTHER" ]; do sleep 0.05; done; ` +
+      `exec "$NODE" -r "$HOOK" "$BIN" tree list --json --tree "$TREE" ) | ` +
+      `{ i=0; while [ ! -e "$M_STREAM" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; ` +
+      `cat > "$OUT"; }`;
+    const env = {
+      ...process.env,
+      NODE: process.execPath,
+      BIN,
+      TREE: tree,
+      OTHER: other,
+      HOOK: m('hook.cjs'),
+      M_OTHER: m('other'),
+      M_STREAM: m('stream'),
+      M_EXIT: m('exit'),
+      OUT: m('out'),
+    };
+    const r = await new Promise<{ code: number; err: string }>((res) =>
+      execFile('sh', ['-c', script], { env }, (e, _o, err) =>
+        res({ code: e ? (typeof e.code === 'number' ? e.code : -1) : 0, err }),
+      ),
+    );
+    expect(r).toEqual({ code: 0, err: '' });
+    expect(existsSync(m('stream'))).toBe(true); // the fallback was taken
+    const list = JSON.parse(readFileSync(m('out'), 'utf8')) as { packages: Array<{ id: string }> };
+    const ids = list.packages.map((p) => p.id);
+    expect(new Set(ids)).toEqual(
+      new Set(Array.from({ length: 3000 }, (_, i) => `big/p${i}@1.${i}`)),
+    );
+    expect(ids).toHaveLength(3000);
+  }, 60_000);
+});
+
+describe('short commands', () => {
+  it("print without loading Node's stream modules, and exit with everything written", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cpm-pipe-'));
+    const log = join(dir, 'modules');
+    const hook = join(dir, 'hook.cjs');
+    // at exit, the built-in modules loaded (written with fs: the hook must not make a stream)
+    writeFileSync(
+      hook,
+      `process.on('exit', () => require('node:fs').writeFileSync(${JSON.stringify(log)}, ` +
+        `process.moduleLoadList.join('\\n')));\n`,
+    );
+    const run = (args: string[]): Promise<{ code: number; out: string; modules: string[] }> =>
+      new Promise((res) => {
+        execFile(process.execPath, ['-r', hook, BIN, ...args], (e, out) =>
+          res({
+            code: e ? (typeof e.code === 'number' ? e.code : -1) : 0,
+            out,
+            modules: readFileSync(log, 'utf8').split('\n'),
+          }),
+        );
+      });
+    const v = await run(['--version']);
+    expect(v.out).toMatch(/^\d+\.\d+\.\d+/);
+    expect(v.modules).not.toContain('NativeModule net');
+    expect(v.modules).not.toContain('NativeModule stream');
+    const tree = bigTree(3);
+    const t = await run(['tree', 'list', '--json', '--tree', tree]);
+    expect(t.code).toBe(0);
+    expect((JSON.parse(t.out) as { packages: unknown[] }).packages).toHaveLength(3);
+    expect(t.modules).not.toContain('NativeModule stream');
+    // an error report goes the same way, to stderr
+    const bad = await run(['tree', 'render', 'big/nothing', '--tree', tree]);
+    expect(bad.code).toBe(5);
+    expect(bad.modules).not.toContain('NativeModule stream');
   }, 60_000);
 });

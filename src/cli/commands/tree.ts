@@ -14,6 +14,7 @@ import { parseRef } from '../../package/ref.js';
 import type { LoadedTree } from '../../tree/tree.js';
 import { printJson } from '../output.js';
 import { collect } from '../command-table.js';
+import { err, out } from '../../util/stdio.js';
 
 interface TreeOpts {
   tree: string[];
@@ -59,7 +60,7 @@ const problemJson = (p: Problem): Record<string, unknown> => ({ ...p, text: form
 /** Commands other than validate still work on a tree with problems, but say so. */
 function noteProblems(t: LoadedTree): void {
   if (t.problems.length === 0) return;
-  process.stderr.write(
+  err(
     `cpm: warning: the tree has ${t.problems.length} problem(s); run "cpm tree validate" to list them\n`,
   );
 }
@@ -87,12 +88,14 @@ export function registerTree(program: Command): void {
           warnings: t.warnings.map(problemJson),
         });
       } else {
-        for (const p of t.problems) process.stdout.write(`${formatProblem(p)}\n`);
-        if (opts.verbose)
-          for (const w of t.warnings) process.stdout.write(`warning: ${formatProblem(w)}\n`);
+        // one write for the whole report (a line each was a system call each)
+        let text = '';
+        for (const p of t.problems) text += `${formatProblem(p)}\n`;
+        if (opts.verbose) for (const w of t.warnings) text += `warning: ${formatProblem(w)}\n`;
         const s = t.stats;
-        process.stdout.write(
-          `${t.problems.length === 0 ? 'ok' : `${t.problems.length} problem(s)`}: ${s.packages} packages in ${s.categories} categories ` +
+        out(
+          text +
+            `${t.problems.length === 0 ? 'ok' : `${t.problems.length} problem(s)`}: ${s.packages} packages in ${s.categories} categories ` +
             `(${s.definitions} definitions, ${s.collections} collections, ${s.buildSpecs} build specs, ${s.finalizers} finalizers)` +
             (t.warnings.length && !opts.verbose
               ? `, ${t.warnings.length} warning(s) (--verbose lists them)`
@@ -133,7 +136,7 @@ export function registerTree(program: Command): void {
         `${p.source?.file}:${p.source?.line ?? ''}`,
       ]);
       const w = Math.max(0, ...rows.map((r) => r[0]!.length));
-      for (const [id, file] of rows) process.stdout.write(`${id!.padEnd(w)}  ${file}\n`);
+      out(rows.map(([id, file]) => `${id!.padEnd(w)}  ${file}\n`).join(''));
     });
 
   common(tree.command('deps'))
@@ -158,14 +161,16 @@ export function registerTree(program: Command): void {
         return;
       }
       if (provides)
-        process.stderr.write(
+        err(
           `cpm: ${provides} is provided by ${id}: showing the provider's requires, as luet resolves it (--own for the package's own)\n`,
         );
-      process.stdout.write(renderDepTree(deps.root));
-      process.stdout.write(`\n${deps.closure.length} package(s) in the runtime closure of ${id}\n`);
+      out(renderDepTree(deps.root));
+      out(`\n${deps.closure.length} package(s) in the runtime closure of ${id}\n`);
       if (deps.unresolved.length > 0) {
-        process.stdout.write(`${deps.unresolved.length} unresolved requirement(s):\n`);
-        for (const u of deps.unresolved) process.stdout.write(`  ${u}\n`);
+        out(
+          `${deps.unresolved.length} unresolved requirement(s):\n` +
+            deps.unresolved.map((u) => `  ${u}\n`).join(''),
+        );
       }
     });
 
@@ -184,7 +189,7 @@ export function registerTree(program: Command): void {
       noteProblems(t);
       const g = treeGraph(t.universe);
       if (opts.format === 'json') printJson(g);
-      else process.stdout.write(graphToDot(g));
+      else out(graphToDot(g));
     });
 
   common(tree.command('render'))
@@ -203,7 +208,7 @@ export function registerTree(program: Command): void {
         // luet looks a provided package up as its provider and builds that (utils/installer → system/cos-wrapper).
         const { pkg: p, provides } = lookupPackage(t.universe, r, opts.own);
         if (provides)
-          process.stderr.write(
+          err(
             `cpm: ${provides} is provided by ${packageId(p)}: showing the provider's spec, as luet builds it (--own for the package's own)\n`,
           );
         const what = opts.finalize ? p.finalize : p.build;
@@ -223,12 +228,12 @@ export function registerTree(program: Command): void {
             { context: { file: what.file, line: first?.line, package: packageId(p) } },
           );
         }
-        process.stdout.write(what.rendered.endsWith('\n') ? what.rendered : what.rendered + '\n');
+        out(what.rendered.endsWith('\n') ? what.rendered : what.rendered + '\n');
         const id = packageId(p);
         const shown = [`${what.file} (rendered)`, `${what.file} (rendered for ${id})`];
         const rendered = t.problems.filter((x) => shown.includes(x.file));
         if (rendered.length) {
-          for (const x of rendered) process.stderr.write(`cpm: ${formatProblem(x)}\n`);
+          err(rendered.map((x) => `cpm: ${formatProblem(x)}\n`).join(''));
           process.exitCode = 1;
         }
       },

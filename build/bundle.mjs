@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Builds dist/: what bin/cpm.js loads, bundled with esbuild (pinned devDependency).
 //   dist/cpm.cjs            the CLI and the library, one CommonJS file
+//   dist/cpm-WORD.cjs       the same for `cpm WORD …` alone (COMMAND_BUNDLES): only that command
 //   dist/load.cjs           what bin/cpm.js loads dist/cpm.cjs with: compiled code kept per user
 //   dist/vendor-yaml.cjs    the YAML parser, required the first time a YAML file is read
 //   dist/vendor-undici.cjs  the HTTP client, required the first time a registry is contacted
@@ -30,6 +31,15 @@ export const WORKERS = {
   'hash-worker': 'src/rootfs/hash-worker.ts',
   'tar-worker': 'src/image/tar-worker.ts',
 };
+
+/**
+ * Commands that get a bundle of their own, dist/cpm-WORD.cjs: main and that command's file only,
+ * chosen by dist/load.cjs (src/cli/load.ts) when argv's command word is WORD. What a short command
+ * pays to read, deserialize and set up is the size of its bundle; the tree commands use a fifth of
+ * dist/cpm.cjs (docs/performance.md, "Fifth session: the small trees"). Each bundle is whole in
+ * itself: a process loads one of them, never two, so no class or state is ever split between them.
+ */
+export const COMMAND_BUNDLES = ['tree'];
 
 /** Packages kept out of dist/cpm.cjs, each its own file: what imports them loads it on first use. */
 const VENDOR = [
@@ -74,6 +84,8 @@ export function commonOptions(version) {
     define: {
       'import.meta.url': '__cpm_import_meta_url',
       __CPM_VERSION__: JSON.stringify(version),
+      // a string: an array here would be a module of its own in every bundle
+      __CPM_COMMAND_BUNDLES__: JSON.stringify(COMMAND_BUNDLES.join(',')),
     },
   };
 }
@@ -126,6 +138,30 @@ export const lazyChildProcess = {
   },
 };
 
+/**
+ * For dist/cpm-WORD.cjs: the command files other than WORD's and the full command tree
+ * (program.ts) become a module that throws when loaded. main() never reaches them for WORD (it
+ * loads the file of argv's command word, the one this bundle was chosen by); if it ever did, the
+ * command fails as an internal error instead of running without its commands.
+ */
+function onlyCommand(word) {
+  return {
+    name: 'cpm-only-command',
+    setup(b) {
+      b.onResolve({ filter: /^\.\/(commands\/[a-z-]+|program)\.js$/ }, (a) => {
+        const own = a.path === `./commands/${word}.js`;
+        if (own || !/[\\/]src[\\/]cli[\\/](command-table|main)\.ts$/.test(a.importer))
+          return undefined;
+        return { path: a.path, namespace: 'cpm-absent' };
+      });
+      b.onLoad({ filter: /.*/, namespace: 'cpm-absent' }, (a) => ({
+        contents: `throw new Error(${JSON.stringify(`${a.path} is not in dist/cpm-${word}.cjs`)});`,
+        loader: 'js',
+      }));
+    },
+  };
+}
+
 export async function bundleDist() {
   const pkg = JSON.parse(readFileSync(path.join(project, 'package.json'), 'utf8'));
   const outdir = path.join(project, 'dist');
@@ -138,6 +174,15 @@ export async function bundleDist() {
     outExtension: { '.js': '.cjs' },
     plugins: [vendorPlugin, lazyChildProcess],
   });
+  for (const word of COMMAND_BUNDLES) {
+    await esbuild.build({
+      ...common,
+      entryPoints: { [`cpm-${word}`]: 'src/cli/main.ts' },
+      outdir,
+      outExtension: { '.js': '.cjs' },
+      plugins: [vendorPlugin, lazyChildProcess, onlyCommand(word)],
+    });
+  }
   for (const v of VENDOR) {
     await esbuild.build({
       ...common,

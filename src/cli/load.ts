@@ -10,6 +10,9 @@ import { commandWord } from './argv.js';
 import { COMMAND_SUMMARIES } from './command-summaries.js';
 import { codeCacheDir, requireCached } from '../util/code-cache.js';
 
+/** Commands with a bundle of their own, dist/cpm-WORD.cjs (build/bundle.mjs bakes the list in). */
+declare const __CPM_COMMAND_BUNDLES__: string | undefined;
+
 /** Node ≥ 22's compile cache (not in Node 20's types). */
 const enableCompileCache = (nodeModule as { enableCompileCache?: (dir?: string) => unknown })
   .enableCompileCache;
@@ -21,10 +24,27 @@ export function cacheVariant(argv: readonly string[]): string {
   return COMMAND_SUMMARIES.some(([term]) => term.split(' ')[0] === word) ? word : 'other';
 }
 
+/**
+ * The bundle to run argv with: `cpm-WORD.cjs` beside `file` (dist/cpm.cjs) when argv's command word
+ * is one of `bundles` (it holds that command alone), else `file`.
+ */
+export function bundleFor(
+  file: string,
+  argv: readonly string[],
+  bundles: readonly string[] = typeof __CPM_COMMAND_BUNDLES__ === 'string'
+    ? __CPM_COMMAND_BUNDLES__.split(',')
+    : [],
+): { file: string; variant: string } {
+  const variant = cacheVariant(argv);
+  const own = bundles.includes(variant) && commandWord(argv) === variant;
+  return { file: own ? path.join(path.dirname(file), `cpm-${variant}.cjs`) : file, variant };
+}
+
 export function loadCli(file: string, argv: readonly string[]): unknown {
-  if (!enableCompileCache) return requireCached(file, cacheVariant(argv));
+  const chosen = bundleFor(file, argv);
+  if (!enableCompileCache) return requireCached(chosen.file, chosen.variant);
   // in the same checked directory, not Node's default under the shared tmp
   const dir = codeCacheDir();
   if (dir) enableCompileCache(path.join(dir, 'node'));
-  return createRequire(import.meta.url)(file);
+  return createRequire(import.meta.url)(chosen.file);
 }

@@ -242,13 +242,9 @@ export class TarParser {
   private header(hb: Buffer, ho: number, at: number): boolean {
     // checksum, counting its own field as spaces; an all-zero block ends the archive (skipped,
     // as tar-stream and GNU tar --ignore-zeros read on)
-    let sum = 0;
-    let ssum = 0;
-    for (let i = ho; i < ho + 512; i++) {
-      const c = i >= ho + 148 && i < ho + 156 ? 0x20 : hb[i]!;
-      sum += c;
-      ssum += c >= 0x80 ? c - 0x100 : c;
-    }
+    let sum = 8 * 0x20;
+    for (let i = ho, e = ho + 148; i < e; i++) sum += hb[i]!;
+    for (let i = ho + 156, e = ho + 512; i < e; i++) sum += hb[i]!;
     if (sum === 8 * 0x20) return false;
     const nameEnd = nulAt(hb, ho, 100);
     const ustar =
@@ -274,7 +270,7 @@ export class TarParser {
     const ck = octal(hb, ho + 148, 8);
     if (ck === null)
       throw new TarHeaderError(shown(), `the checksum field is ${notOctal(hb, ho + 148, 8)}`);
-    if (ck !== sum && ck !== ssum)
+    if (ck !== sum && ck !== signedSum(hb, ho))
       throw new TarHeaderError(
         shown(),
         `header checksum mismatch at byte ${at} (the archive is corrupt, or not a tar)`,
@@ -469,6 +465,17 @@ export class TarParser {
     if (flag === 0x67) this.global = this.global ? { ...this.global, ...recs } : recs;
     else this.pax = this.pax ? { ...this.pax, ...recs } : recs;
   }
+}
+
+/** The header's checksum as old tars computed it, bytes read as signed (only when needed). */
+function signedSum(hb: Buffer, ho: number): number {
+  let ssum = 8 * 0x20;
+  for (let i = ho; i < ho + 512; i++) {
+    if (i >= ho + 148 && i < ho + 156) continue;
+    const c = hb[i]!;
+    ssum += c >= 0x80 ? c - 0x100 : c;
+  }
+  return ssum;
 }
 
 function emptyEntry(): TarEntry {

@@ -314,6 +314,20 @@ describe('TarParser refuses', () => {
     expect(e.why).toMatch(/checksum mismatch at byte 1024/);
   });
 
+  it('nothing for a checksum old tars computed over signed bytes; a wrong one either way', () => {
+    const t = Buffer.concat([block('é/ü', '0', 0), Buffer.alloc(1024)]);
+    const signed = Buffer.from(t);
+    signed.fill(0x20, 148, 156);
+    let sum = 0;
+    for (let i = 0; i < 512; i++) sum += signed[i]! >= 0x80 ? signed[i]! - 0x100 : signed[i]!;
+    signed.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'latin1');
+    expect(parse(t).map((e) => e.name)).toEqual(['é/ü']);
+    expect(parse(signed).map((e) => e.name)).toEqual(['é/ü']);
+    const off = Buffer.from(signed);
+    off.write((sum + 1).toString(8).padStart(6, '0') + '\0 ', 148, 'latin1');
+    expect(refusal(off).why).toMatch(/checksum mismatch at byte 0/);
+  });
+
   it('garbage after the digits of a numeric field, as GNU tar does', async () => {
     const t = await packed([{ name: 'a', body: 'xy' }]);
     expect(refusal(patch(t, 0, 124, Buffer.from('0000000002zz'))).why).toBe(

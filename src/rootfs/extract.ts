@@ -56,6 +56,7 @@ import {
   type PathView,
 } from './fs-path.js';
 import type { ProgressTask, Reporter } from '../util/progress.js';
+import type { TarRing } from './file-digest.js';
 import { SMALL_FILE, StageWriter, metaCalls, type StageMeta } from './stage-writer.js';
 import type { ExtractLimits, FileRecord, InstallStep, LayerSource } from './types.js';
 import { childProcess } from '../util/lazy-builtins.js';
@@ -138,8 +139,12 @@ export interface PendingXattrs {
 }
 /** Where the body of the entry being read goes. */
 const SKIP = 0;
+/** The worker writes it from the tar ring once it is all there. */
 const RING = 1;
+/** Written here, through bodyFd. */
 const FD = 2;
+/** The worker writes it from the tar ring in pieces, as it passes (a large file). */
+const PIECES = 3;
 
 /** The layer being read. */
 interface LayerCtx {
@@ -174,8 +179,12 @@ export class Stager {
   private seq = 0;
   private entries = 0;
   private bytes = 0;
-  /** Worker for small files of the current layer, started once a layer proves large. */
+  /** Worker for the files of the current layer, started once a layer proves large. */
   private writer: StageWriter | null = null;
+  /** The current layer's tar ring (layer-reader.ts), which the writer reads file bodies from. */
+  private ring: TarRing | null = null;
+  /** A file the writer created for a body the read did not finish: removed after a failure. */
+  private orphan: string | null = null;
   private smallFiles = 0;
   /**
    * Small files of a layer written on this thread before the worker starts: a small layer is done
@@ -192,8 +201,8 @@ export class Stager {
 
   /** The entry whose body is being read: where its bytes go (see onData/onEnd). */
   private body = SKIP;
-  private bodyView: Uint8Array | null = null;
-  private bodyGot = 0;
+  /** Stream position of the body's first byte. */
+  private bodyAt = 0;
   private bodyFd = -1;
   private bodyHash: Hash | null = null;
   private bodyEntry: StagedEntry | null = null;
@@ -270,6 +279,7 @@ export class Stager {
         ...(layer.size !== undefined ? { total: layer.size } : {}),
       });
       this.smallFiles = 0;
+      this.orphan = null;
       try {
         await this.extractLayer(layer, i, pkg, id, task);
         await this.settle();
@@ -280,6 +290,9 @@ export class Stager {
         await this.writer?.flush().catch(() => undefined);
         await this.writer?.close();
         this.writer = null;
+        this.ring = null;
+        if (this.orphan) rmSync(this.orphan, { force: true });
+        this.orphan = null;
         this.nodes = [];
         this.xattrs = [];
       }
@@ -375,7 +388,8 @@ export class Stager {
     const limits = this.o.limits;
     const c: LayerCtx = { digest: layer.digest, layer: layerIndex, pkg, id };
     const sink: LayerSink = {
-      entry: (h) => this.onEntry(h, c),
+      start: (ring) => void (this.ring = ring),
+      entry: (h, at) => this.onEntry(h, at, c),
       data: (b) => this.onData(b),
       end: () => this.onEnd(c),
     };
@@ -484,7 +498,7 @@ export class Stager {
    * goes (onData/onEnd). Returns a promise only when it must wait (the worker's ring is full,
    * queued files must be on disk first); most entries need none.
    */
-  private onEntry(h: LayerEntry, c: LayerCtx): void | Promise<void> {
+  private onEntry(h: LayerEntry, at: number, c: LayerCtx): void | Promise<void> {
     this.body = SKIP;
     const { digest, layer, pkg, id } = c;
     if (this.o.interrupted())
@@ -551,9 +565,9 @@ export class Stager {
     if (pkg.has(rel))
       return this.settle().then(() => {
         this.discard(pkg, rel);
-        return this.place(h, c, rel, mode, xattrs);
+        return this.place(h, at, c, rel, mode, xattrs);
       });
-    return this.place(h, c, rel, mode, xattrs);
+    return this.place(h, at, c, rel, mode, xattrs);
   }
 
   private resolve(h: LayerEntry, c: LayerCtx, comps: string[], followLast: boolean): string {
@@ -582,6 +596,7 @@ export class Stager {
   /** Stages a non-directory entry at `rel` (nothing of this package is there now). */
   private place(
     h: LayerEntry,
+    at: number,
     c: LayerCtx,
     rel: string,
     mode: number,
@@ -608,13 +623,18 @@ export class Stager {
         this.bodyEntry = { rec, staged, layer, mtime };
         this.bodyMeta = meta;
         this.bodyXattrs = xattrs;
-        this.bodyGot = 0;
-        const writer = size <= SMALL_FILE && !xattrs ? this.smallFileWriter() : null;
+        this.bodyAt = at;
+        const writer = this.fileWriter();
         if (writer) {
-          this.body = RING;
-          this.bodyView = writer.tryReserve(size);
-          if (this.bodyView) return;
-          return writer.reserve(size).then((v) => void (this.bodyView = v));
+          // the worker writes and hashes it from the ring: nothing of the body is copied here
+          if (size <= SMALL_FILE) {
+            this.body = RING;
+            writer.hold(at);
+          } else {
+            this.body = PIECES;
+            writer.open(staged, at, meta);
+          }
+          return;
         }
         // written here with sync calls (fast for the many small files before the worker starts)
         const calls = metaCalls(meta, this.plainOwner);
@@ -699,10 +719,9 @@ export class Stager {
 
   /** A piece of the current entry's body (a view valid during the call). */
   private onData(b: Buffer): void {
-    if (this.body === RING) {
-      this.bodyView!.set(b, this.bodyGot);
-      this.bodyGot += b.length;
-    } else if (this.body === FD) {
+    // RING: the bytes stay where they are until the whole body is queued
+    if (this.body === PIECES) this.writer!.piece(b.length);
+    else if (this.body === FD) {
       this.bodyHash!.update(b);
       let off = 0;
       while (off < b.length) off += writeSync(this.bodyFd, b, off);
@@ -716,14 +735,13 @@ export class Stager {
     if (kind === SKIP) return;
     const e = this.bodyEntry!;
     this.bodyEntry = null;
-    if (kind === RING) {
-      const view = this.bodyView!;
-      this.bodyView = null;
-      const writer = this.writer!;
+    if (kind === RING || kind === PIECES) {
       const rec = e.rec;
-      // hash here while the worker is behind: this thread would only wait for ring space
-      const sha256 = writer.behind() ? createHash('sha256').update(view).digest('hex') : undefined;
-      writer.file(e.staged!, view, this.bodyMeta, (h) => (rec.sha256 = h), sha256);
+      const onHash = (h: string): void => void (rec.sha256 = h);
+      if (kind === RING)
+        this.writer!.file(e.staged!, this.bodyAt, rec.size!, this.bodyMeta, onHash);
+      else this.writer!.end(onHash);
+      this.pendXattrs(e, c);
       this.put(c.pkg, e);
       return;
     }
@@ -740,17 +758,21 @@ export class Stager {
     }
     e.rec.sha256 = this.bodyHash!.digest('hex');
     this.bodyHash = null;
-    if (this.bodyXattrs) {
-      this.xattrs.push({
-        staged: e.staged!,
-        rel: e.rec.path,
-        id: c.id,
-        digest: c.digest,
-        xattrs: this.bodyXattrs,
-      });
-      this.nodeContext = { package: c.id, digest: c.digest }; // what a failed helper run names
-    }
+    this.pendXattrs(e, c);
     this.put(c.pkg, e);
+  }
+
+  /** The xattrs of the file just read, set with the layer's others by the helper (settle()). */
+  private pendXattrs(e: StagedEntry, c: LayerCtx): void {
+    if (!this.bodyXattrs) return;
+    this.xattrs.push({
+      staged: e.staged!,
+      rel: e.rec.path,
+      id: c.id,
+      digest: c.digest,
+      xattrs: this.bodyXattrs,
+    });
+    this.nodeContext = { package: c.id, digest: c.digest }; // what a failed helper run names
   }
 
   /**
@@ -775,6 +797,8 @@ export class Stager {
 
   /** After a failed read: the file being written is closed (the stage goes with the attempt). */
   private closeBody(): void {
+    // the worker created it (removed once the worker is done: stageLayers)
+    if (this.body === PIECES && this.bodyEntry?.staged) this.orphan = this.bodyEntry.staged;
     if (this.bodyFd >= 0) {
       try {
         closeSync(this.bodyFd);
@@ -787,17 +811,17 @@ export class Stager {
     }
     this.bodyFd = -1;
     this.body = SKIP;
-    this.bodyView = null;
     this.bodyEntry = null;
     this.bodyHash = null;
   }
 
-  /** The worker writer, once this layer has had enough small files to be worth a thread. */
-  private smallFileWriter(): StageWriter | null {
+  /** The worker writer, once this layer has had enough files to be worth a thread. */
+  private fileWriter(): StageWriter | null {
     if (this.writer) return this.writer;
-    if (++this.smallFiles <= this.workerAfter) return null;
+    if (++this.smallFiles <= this.workerAfter || !this.ring) return null;
     // fresh-root mode: each batch's paths are journalled before the worker gets it
     this.writer = new StageWriter(
+      this.ring,
       this.plainOwner,
       this.fresh ? () => this.journalled() : undefined,
     );

@@ -1,27 +1,52 @@
 /**
- * Digests of a layer that the thread parsing it does not compute itself: the sha256 of a blob file
- * that zstd reads directly (zstdFileReader), from the same open file, and the sha256 of the tar
- * that thread reads into a shared ring (TarRing). Both on one worker thread for a large layer, on
- * the calling thread for a small one (a worker costs more to start than hashing a few MB).
+ * The tar ring of a layer being read, and the digests of the layer that the thread parsing it
+ * does not compute itself. The decompressed tar is read into one shared ring (a SharedArrayBuffer)
+ * that other threads use in place: the hash worker computes the tar's sha256 (the diff_id) from
+ * it, and the stage worker writes file contents from it (stage-writer.ts), so no byte of the tar
+ * is copied after the read. The blob's sha256 is computed from the same open file that zstd reads
+ * (zstdFileReader). Both digests on one worker thread for a large layer, on the calling thread
+ * for a small one or a streamed one (a worker costs more to start than hashing a few MB).
+ *
+ * Space in the ring is reused only once every user of it is past: the hash worker (HASHED) and
+ * whoever holds it (RingHolder: the stage writer, for files not written yet).
  */
 import { createHash, type Hash } from 'node:crypto';
 import { fstatSync } from 'node:fs';
 import { startWorker, workerAvailable } from '../util/worker.js';
 import { hashFd } from './hash-fd.js';
-import { DONE, GONE, HASHED, SEQ, WRITTEN, type HashReply } from './hash-worker.js';
+import type { HashReply } from './hash-worker.js';
+import { CTL_SLOTS, DONE, GONE, HASHED, PROGRESS, SEQ, WRITTEN } from './ring-ctl.js';
 
 /** From this blob size on, the digests are computed on a worker thread. */
 const WORKER_FROM = 8 << 20;
-/** The tar ring: a power of two (the offsets wrap with a mask). */
-const RING = 8 << 20;
+/** The tar ring: a power of two (offsets wrap with a mask; 2^32 is a multiple of it). */
+export const RING = 8 << 20;
 /** The most one read may fill. */
 const READ_MAX = 1 << 20;
 /** Tar bytes published to the worker at a time. */
 const WAKE_BYTES = 1 << 20;
 
+/** A user of ring bytes other than the hash: the earliest stream position it still needs. */
+export interface RingHolder {
+  /** Stream position of the earliest ring byte still needed, or -1 when none is. */
+  floor(): number;
+  /** Hands what it has queued to its thread, which then frees space (called before waiting). */
+  post(): void;
+}
+
+/** What the layer's sink sees of the ring: the buffers to give its own worker, and hold(). */
+export interface TarRing {
+  readonly sab: SharedArrayBuffer;
+  /** The control array (ring-ctl.ts). */
+  readonly ctl: SharedArrayBuffer;
+  /** Registers (or, with null, drops) the holder consulted before space is reused. */
+  hold(h: RingHolder | null): void;
+}
+
 export interface LayerDigests {
+  readonly ring: TarRing;
   /**
-   * A promise when space() would have to wait for the worker: it gives the event loop turns while
+   * A promise when space() would have to wait for a worker: it gives the event loop turns while
    * it waits, so that a worker that died without a word (it never started) is seen.
    */
   ready(): Promise<void> | undefined;
@@ -35,19 +60,72 @@ export interface LayerDigests {
   cancel(): Promise<void>;
 }
 
+const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 /**
- * Digests of the blob file open at `fd` (when `blob`) and of the tar read through space()/wrote()
- * (when `tar`; otherwise space() is a plain reused buffer).
+ * The ring, with the digests of the blob file open at `fd` (when `blob`; -1: no file) and of the
+ * tar written through space()/wrote() (when `tar`).
  */
 export function layerDigests(fd: number, blob: boolean, tar: boolean): LayerDigests {
-  const large = fstatSync(fd).size >= WORKER_FROM;
-  if (!(blob || tar) || !large || !workerAvailable('hash-worker'))
-    return inline(blob ? fd : -1, tar);
-  const ctlBuf = new SharedArrayBuffer(20);
+  const large = fd >= 0 && (blob || tar) && fstatSync(fd).size >= WORKER_FROM;
+  const ctlBuf = new SharedArrayBuffer(4 * CTL_SLOTS);
   const ctl = new Int32Array(ctlBuf);
-  const ring = tar ? new SharedArrayBuffer(RING) : null;
-  const bytes = ring ? Buffer.from(ring) : Buffer.allocUnsafe(READ_MAX);
-  const worker = startWorker('hash-worker', { fd: blob ? fd : -1, ring, ctl: ctlBuf });
+  const sab = new SharedArrayBuffer(RING);
+  const bytes = Buffer.from(sab);
+  let holder: RingHolder | null = null;
+  const ring: TarRing = { sab, ctl: ctlBuf, hold: (h) => void (holder = h) };
+  /** Tar bytes written (a double: exact far beyond 2^32). */
+  let pos = 0;
+  const roomFor = (): number => Math.min(READ_MAX, RING - (pos % RING));
+  /** Bytes before `pos` the holder still needs. */
+  const held = (): number => {
+    const f = holder ? holder.floor() : -1;
+    return f < 0 ? 0 : pos - f;
+  };
+
+  const useWorker = large && workerAvailable('hash-worker');
+  const inlineTar: Hash | null = tar && !useWorker ? createHash('sha256') : null;
+  if (!useWorker) {
+    const buf = Buffer.allocUnsafe(fd >= 0 && blob ? READ_MAX : 0);
+    const hasRoom = (): boolean => RING - held() >= roomFor();
+    return {
+      ring,
+      ready() {
+        if (hasRoom()) return undefined;
+        return (async () => {
+          while (!hasRoom()) {
+            holder?.post();
+            const p = Atomics.load(ctl, PROGRESS);
+            if (hasRoom()) break;
+            Atomics.wait(ctl, PROGRESS, p, 50);
+            if (!hasRoom()) await turn();
+          }
+        })();
+      },
+      space() {
+        const off = pos % RING;
+        return bytes.subarray(off, off + roomFor());
+      },
+      wrote(n) {
+        if (n === 0) return;
+        const off = pos % RING;
+        inlineTar?.update(bytes.subarray(off, off + n));
+        pos += n;
+      },
+      result: () =>
+        Promise.resolve({
+          blob: fd >= 0 && blob ? `sha256:${hashFd(fd, buf).hex}` : null,
+          tar: inlineTar ? `sha256:${inlineTar.digest('hex')}` : null,
+        }),
+      cancel: () => Promise.resolve(),
+    };
+  }
+
+  const worker = startWorker('hash-worker', {
+    fd: blob ? fd : -1,
+    ring: tar ? sab : null,
+    ctl: ctlBuf,
+  });
   const reply = new Promise<HashReply>((resolve, reject) => {
     worker.once('message', resolve);
     worker.once('error', reject);
@@ -64,53 +142,59 @@ export function layerDigests(fd: number, blob: boolean, tar: boolean): LayerDige
     Atomics.add(ctl, SEQ, 1);
     Atomics.notify(ctl, SEQ);
   };
-  let written = 0;
   let told = 0;
   let ended = false;
   const tell = (): void => {
-    told = written;
-    Atomics.store(ctl, WRITTEN, written);
+    told = pos;
+    Atomics.store(ctl, WRITTEN, (pos % 2 ** 32) | 0);
     signal();
   };
-  const roomFor = (): number => Math.min(READ_MAX, RING - (written & (RING - 1)));
-  const hasRoom = (): boolean => RING - ((written - Atomics.load(ctl, HASHED)) >>> 0) >= roomFor();
   // the worker failed (reading the blob) or exited: result() reports it; the read goes on unhashed
   const gone = (): boolean => stopped || Atomics.load(ctl, GONE) === 1;
+  const unhashed = (): number =>
+    !tar || gone() ? 0 : (((pos % 2 ** 32) | 0) - Atomics.load(ctl, HASHED)) >>> 0;
+  const hasRoom = (): boolean => RING - Math.max(unhashed(), held()) >= roomFor();
+  /** Before waiting: everyone who could free space has been told what there is. */
+  const nudge = (): void => {
+    if (told !== pos) tell();
+    holder?.post();
+  };
   return {
+    ring,
     ready() {
-      if (!ring || hasRoom() || gone()) return undefined;
+      if (hasRoom()) return undefined;
       return (async () => {
-        while (!hasRoom() && !gone()) {
-          if (told !== written) tell();
-          Atomics.wait(ctl, HASHED, Atomics.load(ctl, HASHED), 50);
-          if (!hasRoom()) await new Promise((resolve) => setImmediate(resolve));
+        while (!hasRoom()) {
+          nudge();
+          const p = Atomics.load(ctl, PROGRESS);
+          if (hasRoom()) break;
+          Atomics.wait(ctl, PROGRESS, p, 50);
+          if (!hasRoom()) await turn();
         }
       })();
     },
     space() {
-      if (!ring) return bytes;
-      const off = written & (RING - 1);
-      const room = roomFor();
-      // wait (rarely: hashing is several times faster than decompressing) until the worker has
-      // passed the space this read will fill
-      for (;;) {
-        const hashed = Atomics.load(ctl, HASHED);
-        if (RING - ((written - hashed) >>> 0) >= room) break;
-        if (gone()) break;
-        if (told !== written) tell();
-        Atomics.wait(ctl, HASHED, hashed, 1000);
+      // wait (rarely: hashing is several times faster than decompressing) until the workers have
+      // passed the space this read will fill; a holder is waited for by ready() (its thread's
+      // failure may need a turn of the event loop to be seen)
+      while (RING - unhashed() < roomFor()) {
+        nudge();
+        const p = Atomics.load(ctl, PROGRESS);
+        if (RING - unhashed() >= roomFor()) break;
+        Atomics.wait(ctl, PROGRESS, p, 1000);
       }
-      return bytes.subarray(off, off + room);
+      const off = pos % RING;
+      return bytes.subarray(off, off + roomFor());
     },
     wrote(n) {
-      if (!ring || n === 0) return;
-      written = (written + n) | 0;
+      if (n === 0) return;
+      pos += n;
       // the worker is woken per WAKE_BYTES, not per read (a read from the FIFO is ≤ 64 KiB)
-      if ((written - told) >>> 0 >= WAKE_BYTES) tell();
+      if (tar && pos - told >= WAKE_BYTES) tell();
     },
     async result() {
       ended = true;
-      if (ring) Atomics.store(ctl, WRITTEN, written);
+      if (tar) Atomics.store(ctl, WRITTEN, (pos % 2 ** 32) | 0);
       signal(1);
       const r = await reply;
       if ('error' in r) throw Object.assign(new Error(r.error.message), r.error);
@@ -124,22 +208,5 @@ export function layerDigests(fd: number, blob: boolean, tar: boolean): LayerDige
       ended = true;
       await worker.terminate();
     },
-  };
-}
-
-/** Both digests on the calling thread: the tar as it is read, the blob at the end. */
-function inline(fd: number, tar: boolean): LayerDigests {
-  const buf = Buffer.allocUnsafe(READ_MAX);
-  const h: Hash | null = tar ? createHash('sha256') : null;
-  return {
-    ready: () => undefined,
-    space: () => buf,
-    wrote: (n) => void h?.update(buf.subarray(0, n)),
-    result: () =>
-      Promise.resolve({
-        blob: fd >= 0 ? `sha256:${hashFd(fd, buf).hex}` : null,
-        tar: h ? `sha256:${h.digest('hex')}` : null,
-      }),
-    cancel: () => Promise.resolve(),
   };
 }

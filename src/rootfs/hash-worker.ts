@@ -11,12 +11,7 @@ import { createHash } from 'node:crypto';
 import { readSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 
-/** Int32 slots of the control array. */
-export const WRITTEN = 0; // tar bytes written into the ring (mod 2^32)
-export const HASHED = 1; // tar bytes hashed (mod 2^32)
-export const DONE = 2; // 1: no more tar bytes; 2: stop now
-export const SEQ = 3; // bumped by the main thread at every change; this thread waits on it
-export const GONE = 4; // set by this thread when it stops (done or failed): nobody hashes the ring
+import { DONE, GONE, HASHED, SEQ, WRITTEN, progressed } from './ring-ctl.js';
 
 export interface HashJob {
   /** The blob file, or -1. */
@@ -49,7 +44,7 @@ function run({ fd, ring, ctl: ctlBuf }: HashJob): HashReply {
       tar.update(bytes.subarray(off, off + n));
       hashed = (hashed + n) | 0;
       Atomics.store(ctl, HASHED, hashed);
-      Atomics.notify(ctl, HASHED);
+      progressed(ctl);
       continue;
     }
     if (!blobDone) {
@@ -89,7 +84,7 @@ if (port) {
     // a main thread waiting for ring space must not wait for this thread any more
     const ctl = new Int32Array(job.ctl);
     Atomics.store(ctl, GONE, 1);
-    Atomics.notify(ctl, HASHED);
+    progressed(ctl);
   }
   port.postMessage(reply);
 }

@@ -6,7 +6,7 @@
  * stages with the same error afterwards), so callers can tell a corrupt blob from a broken tar
  * from their own entry handler's error.
  */
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream, open, read, readSync } from 'node:fs';
 import { Transform, type Readable } from 'node:stream';
@@ -19,20 +19,23 @@ import {
   type Compression,
   type SyncDecompressor,
 } from '../util/compress.js';
-import { layerDigests, type LayerDigests } from './file-digest.js';
+import { layerDigests, type LayerDigests, type TarRing } from './file-digest.js';
 import { TarHeaderError } from './tar-headers.js';
 import { DATA, ENTRY, NEED, TarParser, type TarEntry } from './tar-parser.js';
 
 export type LayerEntry = TarEntry;
 
 /**
- * What receives a layer's entries, in order: entry() with the header, data() with each piece of
- * its body (a view into the decompressed chunk, valid during the call), end() when the body is
- * complete. entry() and end() may return a promise: reading waits for it (back-pressure); a
- * throw or rejection stops the read.
+ * What receives a layer's entries, in order: entry() with the header and the stream position of
+ * its body's first byte, data() with each piece of its body (a view into the tar ring, valid
+ * during the call), end() when the body is complete. entry() and end() may return a promise:
+ * reading waits for it (back-pressure); a throw or rejection stops the read. start(), before the
+ * first entry, gives the tar ring the bodies are read into (file-digest.ts): a sink whose own
+ * thread uses body bytes in place holds the ring (TarRing.hold) until it is done with them.
  */
 export interface LayerSink {
-  entry(h: LayerEntry): void | Promise<void>;
+  start?(ring: TarRing): void;
+  entry(h: LayerEntry, at: number): void | Promise<void>;
   data(chunk: Buffer): void;
   end(): void | Promise<void>;
 }
@@ -116,7 +119,7 @@ export async function readLayer(
   opts: ReadLayerOptions,
   sink: LayerSink,
 ): Promise<LayerRead> {
-  if (typeof src !== 'number') return readStream(src, opts, sink, null);
+  if (typeof src !== 'number') return readStream(src, opts, sink, null, null);
   const fd = src;
   const head = Buffer.alloc(4);
   let got: number;
@@ -131,7 +134,7 @@ export async function readLayer(
   let digests: LayerDigests;
   try {
     dec = comp === 'zstd' ? zstdFileReader(fd) : null;
-    digests = layerDigests(fd, !!opts.hashBlob, !!dec && !!opts.hashTar);
+    digests = layerDigests(fd, !!opts.hashBlob, !!opts.hashTar);
   } catch (e) {
     // fstat, a worker or zstd that cannot start: zstd stopped, the FIFO closed, the cause named
     dec?.close();
@@ -147,8 +150,13 @@ export async function readLayer(
         highWaterMark: 1 << 20,
         fs: { open, read, close: (_fd: number, cb: (e: null) => void) => cb(null) },
       });
-      const r = await readStream(stream, { ...opts, hashBlob: false }, sink, comp);
-      return { ...r, ...(await blobOf(digests, comp)) };
+      const r = await readStream(stream, { ...opts, hashBlob: false }, sink, comp, digests);
+      const d = await digestsOf(digests, comp);
+      return {
+        ...r,
+        ...(d.blob ? { blob: d.blob } : {}),
+        ...(d.tar ? { tar: d.tar } : {}),
+      };
     }
     try {
       await readSyncLoop(dec, digests, opts, sink);
@@ -179,30 +187,25 @@ async function digestsOf(
   }
 }
 
-async function blobOf(d: LayerDigests, comp: Compression): Promise<{ blob?: string }> {
-  const { blob } = await digestsOf(d, comp);
-  return blob ? { blob } : {};
-}
-
-/** What consumes decompressed bytes: taps, parser, sink; `stage` says what failed. */
+/**
+ * What consumes decompressed bytes (read into the tar ring): taps, parser, sink; `stage` says
+ * what failed.
+ */
 class Feeder {
   readonly parser = new TarParser();
   current = '';
   stage: LayerStage = 'read';
-  /** The tar's digest when this thread computes it. */
-  readonly tarHash: Hash | null;
   constructor(
     private readonly opts: ReadLayerOptions,
     private readonly sink: LayerSink,
-    hashTar: boolean,
+    ring: TarRing,
   ) {
-    this.tarHash = hashTar ? createHash('sha256') : null;
+    sink.start?.(ring);
   }
 
-  /** Hands a decompressed chunk on; a promise only when the sink waits. */
+  /** Hands a decompressed chunk (a view of the ring) on; a promise only when the sink waits. */
   feed(chunk: Buffer): void | Promise<void> {
     this.stage = 'read';
-    this.tarHash?.update(chunk);
     this.opts.onTar?.(chunk);
     this.stage = 'parse';
     this.parser.push(chunk);
@@ -221,7 +224,7 @@ class Feeder {
         let r: void | Promise<void>;
         if (ev === ENTRY) {
           this.current = parser.entry.name;
-          r = sink.entry(parser.entry);
+          r = sink.entry(parser.entry, parser.offset);
         } else r = sink.end();
         if (r) return r.then(() => this.events());
       }
@@ -254,7 +257,7 @@ async function readSyncLoop(
   opts: ReadLayerOptions,
   sink: LayerSink,
 ): Promise<void> {
-  const f = new Feeder(opts, sink, false);
+  const f = new Feeder(opts, sink, digests.ring);
   const signal = opts.signal;
   let since = 0;
   let reported = 0;
@@ -312,14 +315,17 @@ async function readSyncLoop(
 }
 
 /**
- * The stream path: any Readable, any compression (node:zlib, or the zstd program's pipe); the
- * digests on this thread. `known`: the compression, already sniffed.
+ * The stream path: any Readable, any compression (node:zlib, or the zstd program's pipe); each
+ * decompressed chunk is copied into the tar ring and parsed there. `known`: the compression,
+ * already sniffed; `digests`: the ring and digests of a blob file (null: a ring here, the tar's
+ * digest on this thread, the blob's by a tap).
  */
 async function readStream(
   src: Readable,
   opts: ReadLayerOptions,
   sink: LayerSink,
   known: Compression | null,
+  fileDigests: LayerDigests | null,
 ): Promise<LayerRead> {
   let comp: Compression;
   if (known) comp = known;
@@ -335,15 +341,25 @@ async function readStream(
     if (first) src.unshift(first);
   }
 
-  const f = new Feeder(opts, sink, !!opts.hashTar);
+  const digests = fileDigests ?? layerDigests(-1, false, !!opts.hashTar);
+  const f = new Feeder(opts, sink, digests.ring);
   const blobHash = opts.hashBlob ? createHash('sha256') : null;
   let failed: { stage: LayerStage; e: unknown } | undefined;
   const track = (stage: LayerStage) => (e: unknown) => void (failed ??= { stage, e });
   const consume = async (tarStream: AsyncIterable<Buffer>): Promise<void> => {
     try {
       for await (const chunk of tarStream) {
-        const r = f.feed(chunk);
-        if (r) await r;
+        for (let off = 0; off < chunk.length;) {
+          const wait = digests.ready();
+          if (wait) await wait;
+          const space = digests.space();
+          const n = Math.min(space.length, chunk.length - off);
+          chunk.copy(space, 0, off, off + n);
+          digests.wrote(n);
+          off += n;
+          const r = f.feed(space.subarray(0, n));
+          if (r) await r;
+        }
       }
       f.end();
     } catch (e) {
@@ -377,9 +393,11 @@ async function readStream(
   } finally {
     signal?.removeEventListener('abort', stop);
   }
+  if (fileDigests) return { compression: comp };
+  const d = await digests.result();
   return {
     compression: comp,
     ...(blobHash ? { blob: `sha256:${blobHash.digest('hex')}` } : {}),
-    ...(f.tarHash ? { tar: `sha256:${f.tarHash.digest('hex')}` } : {}),
+    ...(d.tar ? { tar: d.tar } : {}),
   };
 }

@@ -1,23 +1,29 @@
 /**
- * Writes small staged files and symlinks on a worker thread. Creating a file is mostly kernel work
- * (open/write/chown/chmod/utimes/close, hundreds of µs each on a busy disk); done on the main
- * thread it stalls tar parsing and the decompressor pipe. File contents go through one fixed
- * SharedArrayBuffer ring (no allocation per file, bounded memory): the main thread reserves space,
- * copies the entry in and queues a job; the worker creates the file, hashes it (unless the caller
- * did: see behind()) and releases the
- * space in order. Callers flush() before touching a staged path again.
+ * Writes staged files and symlinks on a worker thread, and hashes the files there. Creating a
+ * file is mostly kernel work (open/write/chown/chmod/utimes/close); done on the main thread it
+ * stalls tar parsing and the decompressor. File contents are never copied: the worker reads them
+ * in place from the layer's tar ring (file-digest.ts), which the main thread reads zstd's output
+ * into; the main thread only queues ranges of it. The writer is the ring's holder: space is not
+ * reused before the worker has written what is in it (STAGED counts the batches done). A file up
+ * to SMALL_FILE is one job once its body is in the ring; a larger one is opened, its body queued
+ * in pieces as it passes through the ring, and ended. Callers flush() before touching a staged
+ * path again.
  */
 import type { Worker } from 'node:worker_threads';
 import { CpmError } from '../errors.js';
 import { fsError } from '../util/fs-errors.js';
 import { startWorker } from '../util/worker.js';
-import type { Batch, Job, Reply } from './stage-worker.js';
+import type { RingHolder, TarRing } from './file-digest.js';
+import { STAGED, STAGE_GONE } from './ring-ctl.js';
+import type { Batch, Job, Reply, StageData } from './stage-worker.js';
 
-/** Files up to this size go through the ring and the worker; larger ones stream. */
+/** Files up to this size are queued whole once their body is in the ring; larger ones in pieces. */
 export const SMALL_FILE = 1 << 20;
-const RING = 8 << 20;
+/** Ring bytes and jobs per batch: the worker frees ring space a batch at a time. */
 const BATCH_BYTES = 1 << 20;
 const BATCH_JOBS = 256;
+/** Body bytes of a large file per data job. */
+const PIECE = 1 << 20;
 
 export interface StageMeta {
   uid: number;
@@ -44,114 +50,140 @@ export function metaCalls(
   };
 }
 
-export class StageWriter {
+export class StageWriter implements RingHolder {
   private readonly worker: Worker;
-  private readonly ring = new SharedArrayBuffer(RING);
-  /** Next free offset, and the oldest offset still in use (FIFO). */
-  private head = 0;
-  private used = 0;
+  private readonly ctl: Int32Array;
+  private readonly size: number;
   private batch: Job[] = [];
-  private batchDone: Array<(hash: string) => void> = [];
+  private batchDone: Array<((hash: string) => void) | null> = [];
   private batchBytes = 0;
+  /** Stream position of the first ring byte the queued batch uses, or -1. */
+  private batchFrom = -1;
   private scheduled = false;
   private nextId = 0;
-  private readonly pending = new Map<number, { done: Array<(h: string) => void>; bytes: number }>();
+  /** Per batch sent and not known done (by id - firstFrom): its first ring position, or -1. */
+  private froms: number[] = [];
+  private firstFrom = 0;
+  private readonly pending = new Map<number, Array<((h: string) => void) | null>>();
   private error: CpmError | null = null;
   private waiters: Array<() => void> = [];
+  private closing = false;
+  /** A body being read that is not queued yet: its first stream position, or -1. */
+  private keep = -1;
+  /** The large file open: the stream position and length of its body bytes not queued yet. */
+  private pieceAt = -1;
+  private pieceLen = 0;
 
   /**
    * `beforeSend` runs before each batch goes to the worker (fresh-root mode: the batch's paths are
    * appended to the journal); when it throws, the writer fails with that error.
    */
   constructor(
+    private readonly ring: TarRing,
     private readonly plainOwner = false,
     private readonly beforeSend?: () => void,
   ) {
-    this.worker = startWorker('stage-worker', this.ring);
+    this.ctl = new Int32Array(ring.ctl);
+    this.size = ring.sab.byteLength;
+    const data: StageData = { ring: ring.sab, ctl: ring.ctl };
+    this.worker = startWorker('stage-worker', data);
     this.worker.on('message', (r: Reply) => this.onReply(r));
     this.worker.on('error', (e) => this.fail(new CpmError('E_IO', `stage writer: ${e.message}`)));
+    this.worker.on('exit', (code) => {
+      if (!this.closing)
+        this.fail(new CpmError('E_IO', `the stage writer thread exited (${code})`));
+    });
+    ring.hold(this);
   }
 
-  /**
-   * Space for `size` bytes (≤ SMALL_FILE) in the ring, waiting for the worker when it is full.
-   * Returns a view to copy the file into; pass it to file().
-   */
-  async reserve(size: number): Promise<Uint8Array> {
-    for (;;) {
-      const view = this.tryReserve(size);
-      if (view) return view;
-      this.send();
-      await this.wait();
-    }
-  }
-
-  /** reserve() without waiting: null when the ring is too full now. */
-  tryReserve(size: number): Uint8Array | null {
+  /** The first error of the worker, if any (thrown by the calls that queue work). */
+  check(): void {
     if (this.error) throw this.error;
-    // contiguous space: at the head, or from 0 when the tail end is too short (that gap is
-    // accounted as used until the worker passes it)
-    const atEnd = RING - this.head;
-    const need = size <= atEnd ? size : atEnd + size;
-    if (this.used + need <= RING) {
-      if (size > atEnd) {
-        this.used += atEnd;
-        this.batchBytes += atEnd; // released with this batch
-        this.head = 0;
-      }
-      const view = new Uint8Array(this.ring, this.head, size);
-      this.head = (this.head + size) % RING;
-      this.used += size;
-      return view;
-    }
-    if (this.pending.size === 0 && this.batch.length === 0) {
-      // nothing in flight: space held by an abandoned reservation is free again
-      this.head = 0;
-      this.used = 0;
-      return this.tryReserve(size);
-    }
-    return null;
   }
 
   /**
-   * The worker is the slower side (over half the ring waits for it): the caller should hash files
-   * itself rather than wait idle, and pass the hash to file().
+   * The body of a file starting at stream position `at` is being read into the ring: its bytes
+   * are kept there until file() queues it.
    */
-  behind(): boolean {
-    return this.used > RING / 2;
+  hold(at: number): void {
+    this.keep = at;
   }
 
-  /**
-   * Queues a file whose contents are in `view` (from reserve()). `onHash` gets its sha256: `sha256`
-   * when the caller hashed it, else the worker's.
-   */
-  file(
-    p: string,
-    view: Uint8Array,
-    meta: StageMeta,
-    onHash: (sha256: string) => void,
-    sha256?: string,
-  ): void {
+  /** Queues a file whose body is the ring's stream bytes [at, at+n); `onHash` gets its sha256. */
+  file(p: string, at: number, n: number, meta: StageMeta, onHash: (sha256: string) => void): void {
+    this.check();
     const calls = metaCalls(meta, this.plainOwner);
+    this.keep = -1;
     this.push(
       {
         k: 'f',
         p,
         c: calls.chmod,
-        h: sha256 === undefined,
-        o: view.byteOffset,
-        n: view.byteLength,
+        o: at % this.size,
+        n,
         m: meta.mode,
         u: meta.uid,
         g: meta.gid,
         t: meta.mtime,
         own: calls.chown,
       },
-      sha256 === undefined ? onHash : () => onHash(sha256),
-      view.byteLength,
+      onHash,
+      at,
+      n,
     );
   }
 
+  /** Opens a file whose body (from stream position `at`) follows through piece() and end(). */
+  open(p: string, at: number, meta: StageMeta): void {
+    this.check();
+    const calls = metaCalls(meta, this.plainOwner);
+    this.push(
+      {
+        k: 'o',
+        p,
+        c: calls.chmod,
+        m: meta.mode,
+        u: meta.uid,
+        g: meta.gid,
+        t: meta.mtime,
+        own: calls.chown,
+      },
+      null,
+      -1,
+      0,
+    );
+    this.pieceAt = at;
+    this.pieceLen = 0;
+    this.keep = at;
+  }
+
+  /** The next `n` bytes of the open file's body are in the ring. */
+  piece(n: number): void {
+    this.pieceLen += n;
+    if (this.pieceLen >= PIECE) this.queuePiece();
+  }
+
+  /** The open file's body is complete; `onHash` gets its sha256. */
+  end(onHash: (sha256: string) => void): void {
+    this.check();
+    this.queuePiece();
+    this.pieceAt = -1;
+    this.keep = -1;
+    this.push({ k: 'e' }, onHash, -1, 0);
+  }
+
+  private queuePiece(): void {
+    if (this.pieceLen === 0) return;
+    const at = this.pieceAt;
+    const n = this.pieceLen;
+    this.pieceAt += n;
+    this.pieceLen = 0;
+    this.keep = this.pieceAt;
+    this.push({ k: 'd', o: at % this.size, n }, null, at, n);
+  }
+
   symlink(p: string, target: string, meta: StageMeta): void {
+    this.check();
     this.push(
       {
         k: 'l',
@@ -162,25 +194,49 @@ export class StageWriter {
         t: meta.mtime,
         own: metaCalls(meta, this.plainOwner).chown,
       },
-      () => undefined,
+      null,
+      -1,
       0,
     );
   }
 
+  /** RingHolder: the earliest stream position whose ring byte is still needed, or -1. */
+  floor(): number {
+    if (this.error || Atomics.load(this.ctl, STAGE_GONE) === 1) return -1;
+    const done = Atomics.load(this.ctl, STAGED);
+    while (this.firstFrom < done && this.froms.length > 0) {
+      this.froms.shift();
+      this.firstFrom++;
+    }
+    for (const f of this.froms) if (f >= 0) return f;
+    if (this.batchFrom >= 0) return this.batchFrom;
+    return this.keep;
+  }
+
+  /** RingHolder: what is queued goes to the worker (the ring waits for space). */
+  post(): void {
+    if (this.pieceAt >= 0) this.queuePiece();
+    this.send();
+  }
+
   /** Everything queued is on disk (or the first error is thrown). */
   async flush(): Promise<void> {
+    if (this.pieceAt >= 0) this.queuePiece();
     this.send();
     while (this.pending.size > 0 && !this.error) await this.wait();
     if (this.error) throw this.error;
   }
 
   async close(): Promise<void> {
+    this.closing = true;
+    this.ring.hold(null);
     await this.worker.terminate();
   }
 
-  private push(job: Job, done: (h: string) => void, bytes: number): void {
+  private push(job: Job, done: ((h: string) => void) | null, at: number, bytes: number): void {
     this.batch.push(job);
     this.batchDone.push(done);
+    if (at >= 0 && this.batchFrom < 0) this.batchFrom = at;
     this.batchBytes += bytes;
     if (this.batch.length >= BATCH_JOBS || this.batchBytes >= BATCH_BYTES) this.send();
     else if (!this.scheduled && this.pending.size === 0) {
@@ -206,20 +262,22 @@ export class StageWriter {
       return;
     }
     const id = this.nextId++;
-    this.pending.set(id, { done: this.batchDone, bytes: this.batchBytes });
+    this.pending.set(id, this.batchDone);
+    if (this.froms.length === 0) this.firstFrom = id;
+    this.froms.push(this.batchFrom);
     const batch: Batch = { id, jobs: this.batch };
     this.worker.postMessage(batch);
     this.batch = [];
     this.batchDone = [];
     this.batchBytes = 0;
+    this.batchFrom = -1;
   }
 
   private onReply(r: Reply): void {
-    const p = this.pending.get(r.id);
-    if (!p) return;
+    const done = this.pending.get(r.id);
+    if (!done) return;
     this.pending.delete(r.id);
-    this.used -= p.bytes; // batches complete in order, so their ring space is the oldest
-    r.hashes.forEach((h, i) => p.done[i]!(h));
+    for (let i = 0; i < r.hashes.length; i++) done[i]?.(r.hashes[i]!);
     if (this.pending.size === 0) this.send();
     if (r.error) {
       // the worker's error, rebuilt so it maps like any other system error (ENOSPC, EROFS, …)

@@ -6,7 +6,9 @@ import { describe, expect, it } from 'vitest';
 import { fileLayer, installPackages } from '../../src/rootfs/index.js';
 import { listInstalled, verify } from '../../src/upkeep/query.js';
 import { silentReporter } from '../../src/util/progress.js';
+import { layerDigests, type LayerDigests } from '../../src/rootfs/file-digest.js';
 import { StageWriter } from '../../src/rootfs/stage-writer.js';
+import { pseudoRandom } from '../support/layers.js';
 import { layerFromFiles, rawLayer, step, tmpDir } from '../install/helpers.js';
 
 describe('extraction of real GNU tar layers', () => {
@@ -155,35 +157,126 @@ describe('extraction of real GNU tar layers', () => {
 });
 
 describe('stage writer', () => {
-  it('writes files with exact modes (at open or by fchmod) and hashes where it is asked to', async () => {
+  const me = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
+  const hex = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
+  /** Writes `b` into the ring as the tar's next bytes: its stream position. */
+  const append = async (d: LayerDigests, b: Buffer): Promise<number> => {
+    let first = -1;
+    for (let off = 0; off < b.length || first < 0;) {
+      const wait = d.ready();
+      if (wait) await wait;
+      const space = d.space();
+      if (first < 0) first = pos;
+      const n = Math.min(space.length, b.length - off);
+      b.copy(space, 0, off, off + n);
+      d.wrote(n);
+      pos += n;
+      off += n;
+      if (b.length === 0) break;
+    }
+    return first;
+  };
+  let pos = 0;
+
+  it('writes files from the ring in place, with exact modes (at open or by fchmod), and hashes them', async () => {
     const dir = tmpDir();
-    const w = new StageWriter(process.getuid?.() === 0);
+    pos = 0;
+    const d = layerDigests(-1, false, false);
+    const w = new StageWriter(d.ring, process.getuid?.() === 0);
     const got = new Map<string, string>();
-    const put = async (name: string, text: string, mode: number, sha?: string): Promise<void> => {
-      const view = await w.reserve(Buffer.byteLength(text));
-      view.set(Buffer.from(text));
-      const meta = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, mode, mtime: 1e9 };
-      w.file(path.join(dir, name), view, meta, (h) => got.set(name, h), sha);
+    const put = async (name: string, text: string, mode: number): Promise<void> => {
+      const at = await append(d, Buffer.from(text));
+      w.file(path.join(dir, name), at, Buffer.byteLength(text), { ...me, mode, mtime: 1e9 }, (h) =>
+        got.set(name, h),
+      );
     };
-    const hex = (t: string): string => createHash('sha256').update(t).digest('hex');
     try {
       await put('plain', 'a', 0o644);
       await put('group-write', 'b', 0o664); // umask 022 would drop g+w at open
       await put('setuid', 'c', 0o4755);
-      await put('hashed-by-caller', 'd', 0o600, 'f'.repeat(64));
+      await put('empty', '', 0o600);
       await w.flush();
     } finally {
       await w.close();
     }
     const mode = (n: string): number => statSync(path.join(dir, n)).mode & 0o7777;
-    expect([mode('plain'), mode('group-write'), mode('setuid'), mode('hashed-by-caller')]).toEqual([
+    expect([mode('plain'), mode('group-write'), mode('setuid'), mode('empty')]).toEqual([
       0o644, 0o664, 0o4755, 0o600,
     ]);
     expect(statSync(path.join(dir, 'plain')).mtimeMs).toBe(1e12);
     expect(got.get('plain')).toBe(hex('a'));
     expect(got.get('setuid')).toBe(hex('c'));
-    expect(got.get('hashed-by-caller')).toBe('f'.repeat(64));
-    expect(readFileSync(path.join(dir, 'hashed-by-caller'), 'utf8')).toBe('d');
+    expect(got.get('empty')).toBe(hex(''));
+    expect(readFileSync(path.join(dir, 'group-write'), 'utf8')).toBe('b');
+  });
+
+  it('keeps ring bytes until they are written: small files across the wrap, large ones in pieces', async () => {
+    const dir = tmpDir();
+    pos = 0;
+    const d = layerDigests(-1, false, false);
+    const w = new StageWriter(d.ring, process.getuid?.() === 0);
+    const want = new Map<string, string>();
+    const got = new Map<string, string>();
+    const meta = { ...me, mode: 0o644, mtime: 1e9 };
+    try {
+      // 3 rings' worth: small files of odd sizes (some wrap the ring's end) and two large ones
+      // whose bodies are far larger than the ring, read in small pieces
+      for (let i = 0; i < 60; i++) {
+        const name = `s${i}`;
+        const b = pseudoRandom(1000 + ((i * 7919) % 400_000), i + 1);
+        want.set(name, hex(b));
+        // held while it is read, queued at its end (as the extractor does)
+        w.hold(pos);
+        const at = await append(d, b);
+        w.file(path.join(dir, name), at, b.length, meta, (h) => got.set(name, h));
+        if (i % 20 === 10) {
+          const big = pseudoRandom((9 << 20) + i, 100 + i);
+          const bn = `big${i}`;
+          want.set(bn, hex(big));
+          w.open(path.join(dir, bn), pos, meta);
+          for (let off = 0; off < big.length; off += 65_000) {
+            const part = big.subarray(off, off + 65_000);
+            await append(d, part);
+            w.piece(part.length);
+          }
+          w.end((h) => got.set(bn, h));
+        }
+      }
+      await w.flush();
+    } finally {
+      await w.close();
+    }
+    expect(pos).toBeGreaterThan(3 * (8 << 20));
+    for (const [name, h] of want) {
+      expect(got.get(name), name).toBe(h);
+      expect(hex(readFileSync(path.join(dir, name))), name).toBe(h);
+    }
+  });
+
+  it('fails with the worker’s error, and no longer holds the ring', async () => {
+    const dir = tmpDir();
+    pos = 0;
+    const d = layerDigests(-1, false, false);
+    const w = new StageWriter(d.ring, false);
+    const meta = { ...me, mode: 0o644, mtime: 1e9 };
+    try {
+      const at = await append(d, Buffer.from('x'));
+      w.file(path.join(dir, 'no-such-dir', 'f'), at, 1, meta, () => undefined);
+      const err = await w.flush().then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(err).toMatchObject({ code: 'E_IO' });
+      expect((err as Error).message).toContain('no-such-dir');
+      expect(w.floor()).toBe(-1);
+      // the reader goes on: 2 rings' worth, nothing waits for the failed worker
+      for (let i = 0; i < 16; i++) await append(d, pseudoRandom(1 << 20, i));
+      expect(() => w.file(path.join(dir, 'g'), pos, 0, meta, () => undefined)).toThrow(
+        /no-such-dir/,
+      );
+    } finally {
+      await w.close();
+    }
   });
 });
 

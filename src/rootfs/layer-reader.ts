@@ -104,6 +104,8 @@ const tap = (f: (chunk: Buffer) => void): Transform =>
 
 /** Decompressed bytes read between two turns of the event loop on the synchronous path. */
 const YIELD_BYTES = 2 << 20;
+/** Turns between two looks at how far zstd read (a read of /proc: progress only). */
+const PROGRESS_TURNS = 4;
 
 /**
  * Reads the layer in `src` to its end, handing each tar entry to `sink` in order (a synchronous
@@ -260,6 +262,7 @@ async function readSyncLoop(
   const f = new Feeder(opts, sink, digests.ring);
   const signal = opts.signal;
   let since = 0;
+  let turns = 0;
   let reported = 0;
   const progress = (): void => {
     const at = dec.consumed();
@@ -293,7 +296,7 @@ async function readSyncLoop(
     since += n;
     if (since >= YIELD_BYTES) {
       since = 0;
-      progress();
+      if (++turns % PROGRESS_TURNS === 0) progress();
       await turn();
       if (signal?.aborted) throw aborted();
     }

@@ -17,10 +17,17 @@ declare const __CPM_COMMAND_BUNDLES__: string | undefined;
 const enableCompileCache = (nodeModule as { enableCompileCache?: (dir?: string) => unknown })
   .enableCompileCache;
 
-/** The cache variant of a command line: its command, `help` for help and version, else `other`. */
+/**
+ * The cache variant of a command line: its command, `help` for help and version (also a command's
+ * `--help`: an entry made by it would hold commander's help and none of the command's work, and
+ * every later run of the command would compile that work again), else `other`.
+ */
 export function cacheVariant(argv: readonly string[]): string {
   const word = commandWord(argv);
   if (word === undefined || word === 'help') return 'help';
+  const end = argv.indexOf('--');
+  const opts = end < 0 ? argv : argv.slice(0, end);
+  if (opts.includes('--help') || opts.includes('-h')) return 'help';
   return COMMAND_SUMMARIES.some(([term]) => term.split(' ')[0] === word) ? word : 'other';
 }
 

@@ -188,7 +188,9 @@ export function runCached(
 
 /**
  * runCached with the user's cache directory, writing the entry at exit when there was none (or V8
- * refused it): the one way cpm's entry points use the cache.
+ * refused it): the one way cpm's entry points use the cache. Only a run that did its work (exit 0,
+ * or 1: a check that said no) writes it: a run that stopped at an error (a wrong path, a bad
+ * option) compiled little of what the command needs, and its entry, once there, is kept.
  */
 export function loadCached(
   source: string,
@@ -197,7 +199,10 @@ export function loadCached(
   variant: string,
 ): unknown {
   const run = runCached(source, filename, stamp, codeCacheDir(), variant);
-  if (run.cache === 'miss' || run.cache === 'rejected') process.once('exit', run.save);
+  if (run.cache === 'miss' || run.cache === 'rejected')
+    process.once('exit', (code) => {
+      if (code === 0 || code === 1) run.save();
+    });
   return run.exports;
 }
 

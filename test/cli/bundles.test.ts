@@ -3,11 +3,13 @@
  * right file is chosen from argv, and what it prints is what the full bundle prints.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import Module from 'node:module';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { bundleFor } from '../../src/cli/load.js';
-import { CPM_BIN, PROJECT, requireBuild } from '../support/cli.js';
+import { CPM_BIN, PROJECT, requireBuild, runCpm } from '../support/cli.js';
 // @ts-expect-error: build/bundle.mjs is plain JavaScript without types
 import { COMMAND_BUNDLES } from '../../build/bundle.mjs';
 
@@ -23,7 +25,10 @@ describe('bundleFor', () => {
       variant: 'tree',
     });
     expect(bundleFor(FULL, ['--config', 'c.yaml', '--debug', 'tree', 'list'], b).file).toBe(TREE);
-    expect(bundleFor(FULL, ['tree', '--help'], b).file).toBe(TREE);
+    // a command's help is help: its entry would hold none of the command's work
+    expect(bundleFor(FULL, ['tree', '--help'], b)).toEqual({ file: FULL, variant: 'help' });
+    expect(bundleFor(FULL, ['tree', 'validate', '-h'], b)).toEqual({ file: FULL, variant: 'help' });
+    expect(bundleFor(FULL, ['tree', 'render', '--', '-h'], b).file).toBe(TREE);
     expect(bundleFor(FULL, ['help', 'tree'], b)).toEqual({ file: FULL, variant: 'help' });
     expect(bundleFor(FULL, ['--version'], b)).toEqual({ file: FULL, variant: 'help' });
     expect(bundleFor(FULL, [], b)).toEqual({ file: FULL, variant: 'help' });
@@ -65,6 +70,26 @@ describe('the built command bundles', () => {
     const load = readFileSync(path.join(PROJECT, 'dist/load.cjs'), 'utf8');
     expect(load).toContain(JSON.stringify(COMMAND_BUNDLES.join(',')));
   });
+
+  it('write a code cache entry only from a run that did its work', async () => {
+    const home = mkdtempSync(path.join(tmpdir(), 'cpm-bundles-'));
+    const dir = path.join(home, 'cpm', 'code');
+    const env = { ...process.env, XDG_CACHE_HOME: home, NODE_DISABLE_COMPILE_CACHE: '' };
+    const entries = (): string[] => (existsSync(dir) ? readdirSync(dir) : []).sort();
+    const tree = path.join(PROJECT, 'packages-tree');
+    expect(
+      (await runCpm(['tree', 'validate', '--tree', path.join(home, 'none')], { env })).code,
+    ).toBe(5);
+    expect(entries().filter((e) => e.startsWith('cpm-tree.cjs-'))).toEqual([]);
+    expect((await runCpm(['tree', 'list', '--help'], { env })).code).toBe(0);
+    expect(entries().filter((e) => e.startsWith('cpm-tree.cjs-'))).toEqual([]);
+    expect((await runCpm(['tree', 'validate', '--tree', tree], { env })).code).toBe(0);
+    // Node >= 22 keeps its own compile cache there instead (src/cli/load.ts)
+    if (!('enableCompileCache' in Module))
+      expect(entries().filter((e) => e.startsWith('cpm-tree.cjs-'))).toEqual([
+        expect.stringMatching(/^cpm-tree\.cjs-[0-9a-f]+-tree-/),
+      ]);
+  }, 60_000);
 
   it.skipIf(!existsSync(FIXTURE))(
     'print what the full bundle prints (cOS fixture: validate, list, deps, help)',

@@ -319,10 +319,19 @@ export class Stager {
     this.fresh?.journal.flush();
   }
 
-  /** Fresh-root mode: the directory at `rel` is created now (journalled first), mode 0700 until the end. */
+  /**
+   * Fresh-root mode: the directory at `rel` is created (journalled first), mode 0700 until the
+   * end: now, or by the writer's thread once it runs (every creation goes through it then).
+   */
   private mkdirFresh(rel: string): void {
     if (!this.fresh) return;
     this.fresh.journal.note(rel);
+    if (this.writer) {
+      // in order with the files queued before and after it, journalled with its batch
+      faultPoint();
+      this.writer.mkdir(`${this.base}/${rel}`);
+      return;
+    }
     this.fresh.journal.flush();
     faultPoint();
     mkdirSync(`${this.base}/${rel}`, { mode: 0o700 });

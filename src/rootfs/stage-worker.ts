@@ -14,6 +14,7 @@ import {
   futimesSync,
   lchownSync,
   lutimesSync,
+  mkdirSync,
   openSync,
   symlinkSync,
   writeSync,
@@ -60,7 +61,12 @@ export interface LinkJob {
   t: number;
   own: boolean;
 }
-export type Job = FileJob | OpenJob | DataJob | EndJob | LinkJob;
+/** A directory (fresh-root mode), 0700 until the transaction sets its metadata at the end. */
+export interface DirJob {
+  k: 'm';
+  p: string;
+}
+export type Job = FileJob | OpenJob | DataJob | EndJob | LinkJob | DirJob;
 
 /** workerData: the tar ring and its control array (ring-ctl.ts). */
 export interface StageData {
@@ -159,6 +165,11 @@ class Stage {
             this.meta = null;
             break;
           }
+          case 'm':
+            path = j.p;
+            mkdirSync(j.p, 0o700);
+            hashes.push('');
+            break;
           case 'l':
             path = j.p;
             symlinkSync(j.l, j.p);

@@ -200,6 +200,12 @@ export class StageWriter implements RingHolder {
     );
   }
 
+  /** Creates a directory (mode 0700: its metadata is set at the end, as for one made directly). */
+  mkdir(p: string): void {
+    this.check();
+    this.push({ k: 'm', p }, null, -1, 0);
+  }
+
   /** RingHolder: the earliest stream position whose ring byte is still needed, or -1. */
   floor(): number {
     if (this.error || Atomics.load(this.ctl, STAGE_GONE) === 1) return -1;

@@ -269,7 +269,9 @@ async function applyPlanned(
           mediaType: l.mediaType,
           size: l.size,
           open: () => loc.openLayer(l.digest),
+          where: loc.layerWhere(l.digest),
           ...(file !== undefined ? { file } : {}),
+          ...(loc.openLayerFile ? { openFile: () => loc.openLayerFile!(l.digest) } : {}),
           ...(fetch
             ? {
                 fetch: {

@@ -2,9 +2,18 @@
  * Read-only file access below a repository root, on disk or over plain HTTP(S) (the `http`
  * repository type is any static web server holding the same files as a `dir` repository).
  */
-import { createReadStream, promises as fsp } from 'node:fs';
+import {
+  close,
+  constants,
+  createReadStream,
+  fstat,
+  open,
+  promises as fsp,
+  readFile,
+} from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import { promisify } from 'node:util';
 import { Agent, request } from '../oci/http.js';
 import { CpmError } from '../errors.js';
 
@@ -28,35 +37,109 @@ function safeRel(rel: string, where: string): string {
   return norm;
 }
 
+const openFd = promisify(open);
+const fstatFd = promisify(fstat);
+const closeFd = promisify(close);
+const readFd = promisify(readFile);
+
 export class LocalFiles implements RepoFiles {
   readonly location: string;
+  /** The location with its symlinks resolved (once): what every file opened must lie under. */
+  private real: Promise<string> | undefined;
   constructor(readonly root: string) {
     this.location = path.resolve(root);
   }
   private abs(rel: string): string {
     return path.join(this.location, safeRel(rel, this.location));
   }
-  async read(rel: string): Promise<Buffer> {
+  /**
+   * Opens `rel` and checks the open descriptor: a regular file whose path, symlinks resolved, is
+   * inside the repository (E_REPO otherwise, e.g. a blob that is a symlink to a host file). The
+   * check is made on what was opened, so what the caller reads is what was checked; the caller
+   * closes the descriptor.
+   */
+  async openFd(rel: string): Promise<number> {
+    const p = this.abs(rel);
+    let fd: number;
     try {
-      return await fsp.readFile(this.abs(rel));
+      // O_NONBLOCK: a FIFO put in place of a file must not hang the open (refused below)
+      fd = await openFd(p, constants.O_RDONLY | constants.O_NONBLOCK);
+    } catch (e) {
+      throw notFound(e, p);
+    }
+    try {
+      const st = await fstatFd(fd);
+      if (!st.isFile())
+        throw new CpmError('E_REPO', `${p}: not a regular file; refusing to read it`, {
+          context: { path: p },
+        });
+      const at = await this.openedPath(fd, p, st);
+      const real = await this.realRoot();
+      if (at !== real && !at.startsWith(real === '/' ? '/' : `${real}/`))
+        throw new CpmError(
+          'E_REPO',
+          `${p} leads out of the repository (to ${at}); refusing to read it`,
+          {
+            hint: 'a repository file may be a symlink only to another file inside the repository',
+            context: { path: p, target: at },
+          },
+        );
+      return fd;
+    } catch (e) {
+      await closeFd(fd).catch(() => undefined);
+      if (e instanceof CpmError) throw e;
+      throw notFound(e, p);
+    }
+  }
+  private realRoot(): Promise<string> {
+    this.real ??= fsp.realpath(this.location).catch((e: unknown) => {
+      this.real = undefined;
+      throw notFound(e, this.location);
+    });
+    return this.real;
+  }
+  /** The path the kernel opened `fd` at (Linux), else `p` resolved and checked to be that file. */
+  private async openedPath(
+    fd: number,
+    p: string,
+    st: { dev: number; ino: number },
+  ): Promise<string> {
+    try {
+      return await fsp.readlink(`/proc/self/fd/${fd}`);
+    } catch {
+      const real = await fsp.realpath(p);
+      const again = await fsp.stat(real);
+      if (again.dev !== st.dev || again.ino !== st.ino)
+        throw new CpmError('E_REPO', `${p} changed while it was opened`, { context: { path: p } });
+      return real;
+    }
+  }
+  async read(rel: string): Promise<Buffer> {
+    const fd = await this.openFd(rel);
+    try {
+      return await readFd(fd);
     } catch (e) {
       throw notFound(e, this.abs(rel));
+    } finally {
+      await closeFd(fd).catch(() => undefined);
     }
   }
   async open(rel: string): Promise<Readable> {
-    const p = this.abs(rel);
-    const fh = await fsp.open(p, 'r').catch((e: unknown) => {
-      throw notFound(e, p);
-    });
-    // Passing the FileHandle itself lets the stream close it (a raw fd would leak the handle).
-    return createReadStream('', { fd: fh, highWaterMark: 1 << 20 });
+    // the stream closes the descriptor at its end or when destroyed
+    return createReadStream('', { fd: await this.openFd(rel), highWaterMark: 1 << 20 });
   }
   async size(rel: string): Promise<number | undefined> {
+    let fd: number;
     try {
-      return (await fsp.stat(this.abs(rel))).size;
+      fd = await this.openFd(rel);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      if (e instanceof CpmError && e.code === 'E_NOT_FOUND') return undefined;
       throw e;
+    }
+    try {
+      return (await fstatFd(fd)).size;
+    } finally {
+      await closeFd(fd).catch(() => undefined);
     }
   }
   async close(): Promise<void> {}

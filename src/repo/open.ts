@@ -62,6 +62,10 @@ export interface LocatedPackage {
   evictLayer?(digest: string): Promise<void>;
   /** The local file of a layer's blob, when the reader keeps one; see LayerSource.file. */
   layerFile?(digest: string): string | undefined;
+  /** A layer's blob as a descriptor the caller reads and closes (on-disk repositories); see LayerSource.openFile. */
+  openLayerFile?(digest: string): Promise<number>;
+  /** Where a layer's blob is read from, for messages: the repository's name and the file or URL. */
+  layerWhere(digest: string): string;
   /** Readers with a download cache: see LayerSource.fetch. */
   fetchLayer?: {
     missing(digest: string): Promise<number>;
@@ -360,6 +364,16 @@ export async function openRepositories(
         ...(reader.layerFile
           ? { layerFile: (digest: string) => reader.layerFile!(offer.entry, layerOf(digest)) }
           : {}),
+        ...(reader.openLayerFile
+          ? {
+              openLayerFile: (digest: string) =>
+                reader.openLayerFile!(offer.entry, layerOf(digest)),
+            }
+          : {}),
+        layerWhere(digest: string): string {
+          const file = reader.layerWhere?.(offer.entry, layerOf(digest));
+          return `repository ${offer.repo}${file ? `, ${file}` : ''}`;
+        },
         ...(reader.evictLayer
           ? {
               async evictLayer(digest: string): Promise<void> {

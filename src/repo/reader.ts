@@ -15,7 +15,7 @@ import { RegistryClient } from '../oci/registry.js';
 import { REF_NAME } from '../oci/layout.js';
 import type { RepoType } from './config.js';
 import type { TransferProgress } from '../util/progress.js';
-import { openFiles, type RepoFiles } from './files.js';
+import { LocalFiles, openFiles, type RepoFiles } from './files.js';
 import { indexLayerOf, parseIndexBlob } from './index-artifact.js';
 import {
   serializeIndex,
@@ -47,6 +47,15 @@ export interface RepoReader {
    * a registry reader. The extractor reads that file itself (LayerSource.file).
    */
   layerFile?(p: IndexPackage, layer: IndexLayer): string | undefined;
+  /**
+   * Repositories on disk (dir, luet): the layer's blob opened and checked to be a regular file
+   * inside the repository (RepoFiles.openFd), as a descriptor at offset 0 that the extractor reads
+   * itself and closes (LayerSource.openFile). Its digest and size are then checked by the
+   * extractor alone, which names layerWhere() in a mismatch.
+   */
+  openLayerFile?(p: IndexPackage, layer: IndexLayer): Promise<number>;
+  /** Where a layer's blob is read from (a path or URL), for messages. */
+  layerWhere?(p: IndexPackage, layer: IndexLayer): string;
   /**
    * Readers that download into a cache: bytes of `layer` still to fetch (0 when cached), and the
    * download itself, reporting bytes as they arrive; `signal` abandons it (no partial kept).
@@ -127,7 +136,10 @@ export class LayoutReader implements RepoReader {
     readonly url: string,
     opts: ReaderOptions = {},
   ) {
-    this.files = openFiles(url, filesOptions(opts));
+    const files = openFiles(url, filesOptions(opts));
+    this.files = files;
+    if (files instanceof LocalFiles)
+      this.openLayerFile = (_p, layer) => files.openFd(blobPath(layer.digest));
   }
 
   async fetchIndex(): Promise<FetchedIndex> {
@@ -184,11 +196,16 @@ export class LayoutReader implements RepoReader {
   }
 
   async openLayer(p: IndexPackage, layer: IndexLayer): Promise<Readable> {
-    const where = `${this.files.location}/${blobPath(layer.digest)}`;
     return (await this.files.open(blobPath(layer.digest))).pipe(
-      verifying(layer.digest, layer.size, where),
+      verifying(layer.digest, layer.size, this.layerWhere(p, layer)),
     );
   }
+
+  layerWhere(_p: IndexPackage, layer: IndexLayer): string {
+    return `${this.files.location}${this.type === 'dir' ? '/' : ''}${blobPath(layer.digest)}`;
+  }
+
+  readonly openLayerFile?: (p: IndexPackage, layer: IndexLayer) => Promise<number>;
 
   close(): Promise<void> {
     return this.files.close();
@@ -287,6 +304,10 @@ export class RegistryReader implements RepoReader {
     return this.cache?.path(layer.digest);
   }
 
+  layerWhere(p: IndexPackage, layer: IndexLayer): string {
+    return this.cache?.path(layer.digest) ?? this.imageRef(p) ?? this.url;
+  }
+
   async layerMissing(_p: IndexPackage, layer: IndexLayer): Promise<number> {
     return (await this.requireCache().size(layer.digest)) === layer.size ? 0 : layer.size;
   }
@@ -315,7 +336,9 @@ export class LuetReader implements RepoReader {
     private readonly name: string,
     opts: ReaderOptions = {},
   ) {
-    this.files = openFiles(url, filesOptions(opts));
+    const files = openFiles(url, filesOptions(opts));
+    this.files = files;
+    if (files instanceof LocalFiles) this.openLayerFile = (p) => files.openFd(this.artifact(p));
   }
 
   async fetchIndex(): Promise<FetchedIndex> {
@@ -344,14 +367,25 @@ export class LuetReader implements RepoReader {
     return size;
   }
 
-  async openLayer(p: IndexPackage, layer: IndexLayer): Promise<Readable> {
+  private artifact(p: IndexPackage): string {
     if (!p.artifact)
       throw new CpmError('E_REPO', `${p.category}/${p.name}@${p.version} has no artifact`);
-    const where = `${this.files.location}/${p.artifact.file}`;
-    return (await this.files.open(p.artifact.file)).pipe(
-      verifying(layer.digest, layer.size, where),
+    return p.artifact.file;
+  }
+
+  async openLayer(p: IndexPackage, layer: IndexLayer): Promise<Readable> {
+    return (await this.files.open(this.artifact(p))).pipe(
+      verifying(layer.digest, layer.size, this.layerWhere(p, layer)),
     );
   }
+
+  layerWhere(p: IndexPackage, _layer: IndexLayer): string {
+    return this.files instanceof LocalFiles
+      ? path.join(this.files.location, this.artifact(p))
+      : new URL(this.artifact(p), this.files.location).toString();
+  }
+
+  readonly openLayerFile?: (p: IndexPackage, layer: IndexLayer) => Promise<number>;
 
   close(): Promise<void> {
     return this.files.close();

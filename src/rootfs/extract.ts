@@ -19,6 +19,7 @@ import {
   closeSync,
   fchmodSync,
   fchownSync,
+  fstatSync,
   futimesSync,
   lchownSync,
   linkSync,
@@ -26,6 +27,7 @@ import {
   mkdirSync,
   statSync,
   openSync,
+  readSync,
   rmdirSync,
   rmSync,
   symlinkSync,
@@ -381,7 +383,14 @@ export class Stager {
     // a local blob file is read through a descriptor (layer-reader.ts: zstd reads it directly,
     // the digests are computed off this thread); a stream otherwise
     let src: Readable | number | undefined;
-    if (layer.file !== undefined) {
+    if (layer.openFile) {
+      // the source checked what it opened and hashes nothing: this read is the only check
+      if (!layer.digest.startsWith('sha256:'))
+        throw new CpmError('E_DIGEST', `layer ${layer.digest} of ${id}: not a sha256 digest`, {
+          context: { digest: layer.digest, package: id },
+        });
+      src = await layer.openFile();
+    } else if (layer.file !== undefined) {
       try {
         src = openSync(layer.file, 'r');
       } catch (e) {
@@ -392,7 +401,22 @@ export class Stager {
     }
     src ??= await layer.open();
     const fd = typeof src === 'number' ? src : -1;
-    const verify = this.o.verifyDigest && layer.digest.startsWith('sha256:');
+    if (fd >= 0 && layer.size !== undefined) {
+      // a file of another size cannot hold the blob: refused before any of it is read
+      let size: number;
+      try {
+        size = fstatSync(fd).size;
+      } catch (e) {
+        closeSync(fd);
+        throw this.readError(new LayerReadError('read', e, 'none', ''), layer, id);
+      }
+      if (size !== layer.size) {
+        closeSync(fd);
+        throw digestMismatch(layer, id, `is ${size} bytes, expected ${layer.size}`);
+      }
+    }
+    const verify =
+      (this.o.verifyDigest || layer.openFile !== undefined) && layer.digest.startsWith('sha256:');
     const checkDiff = layer.diffId?.startsWith('sha256:') ?? false;
     const limits = this.o.limits;
     const c: LayerCtx = { digest: layer.digest, layer: layerIndex, pkg, id };
@@ -430,21 +454,19 @@ export class Stager {
     } catch (err) {
       this.closeBody();
       if (!(err instanceof LayerReadError)) throw err;
+      // a local blob that does not decompress or parse may just not be the blob its digest names:
+      // said so (E_DIGEST, which also lets a cache drop its copy), as a stream's check would
+      if (verify && fd >= 0 && !interruptSignal().aborted && damaged(err)) {
+        const got = hashFile(fd);
+        if (got !== undefined && got !== layer.digest)
+          throw digestMismatch(layer, id, `has digest ${got}, expected ${layer.digest}`);
+      }
       throw this.readError(err, layer, id);
     } finally {
       if (fd >= 0) closeSync(fd);
     }
-    if (verify) {
-      const got = read.blob;
-      if (got !== layer.digest)
-        throw new CpmError(
-          'E_DIGEST',
-          `layer of ${id} has digest ${got}, expected ${layer.digest}`,
-          {
-            context: { digest: layer.digest, package: id },
-          },
-        );
-    }
+    if (verify && read.blob !== layer.digest)
+      throw digestMismatch(layer, id, `has digest ${read.blob}, expected ${layer.digest}`);
     // the blob may be the one the manifest names and still not hold the tar the config describes
     if (checkDiff) {
       const got = read.tar;
@@ -1061,6 +1083,41 @@ function restoreQuote(s: string): string {
     out += /[A-Za-z0-9._\-+:@/]/.test(c) ? c : `\\${b.toString(8).padStart(3, '0')}`;
   }
   return out;
+}
+
+/** Whether a failed read looks like damaged content (rather than a local fault or a refusal by the sink). */
+function damaged(err: LayerReadError): boolean {
+  if (err.stage === 'decompress' || err.stage === 'parse') return true;
+  const e = err.cause;
+  return err.stage === 'entry' && e instanceof CpmError && e.code === 'E_UNSAFE_ENTRY';
+}
+
+/** sha256 of the open file (positional reads), or undefined when it cannot be read. */
+function hashFile(fd: number): string | undefined {
+  const h = createHash('sha256');
+  const buf = Buffer.allocUnsafe(1 << 20);
+  try {
+    for (let at = 0; ;) {
+      const n = readSync(fd, buf, 0, buf.length, at);
+      if (n === 0) break;
+      h.update(buf.subarray(0, n));
+      at += n;
+    }
+  } catch {
+    return undefined;
+  }
+  return `sha256:${h.digest('hex')}`;
+}
+
+/** A layer whose blob is not the one its digest and size name (E_DIGEST, where it was read). */
+function digestMismatch(layer: LayerSource, id: string, what: string): CpmError {
+  return new CpmError(
+    'E_DIGEST',
+    `layer of ${id}${layer.where ? ` (${layer.where})` : ''} ${what}`,
+    {
+      context: { digest: layer.digest, package: id, ...(layer.where ? { path: layer.where } : {}) },
+    },
+  );
 }
 
 function unsafe(digest: string, id: string, entry: string, why: string): CpmError {

@@ -28,6 +28,15 @@ export interface LayerSource {
    */
   file?: string;
   /**
+   * The blob as a local file the source opens and checks itself (a dir:// or on-disk luet
+   * repository: a regular file inside the repository): a descriptor at offset 0 that the
+   * extractor reads as it reads `file`, and closes. The source does not hash it: the extractor's
+   * digest and size checks are the only ones, and they are made whatever verifyDigest says.
+   */
+  openFile?(): Promise<number>;
+  /** Where the blob is read from (repository and file or URL), named in a digest mismatch. */
+  where?: string;
+  /**
    * A remote blob: brought into the local cache before extraction starts (the downloads of a
    * transaction run in parallel, with progress); open() would fetch it too, silently.
    */

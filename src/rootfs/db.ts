@@ -123,6 +123,17 @@ function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+/** Bytes per piece of encode(). */
+const CHUNK = 1 << 18;
+
+/** Files by path; a list in order already (a transaction's new package) is not copied. */
+function sortedFiles(files: FileRecord[]): readonly FileRecord[] {
+  for (let i = 1; i < files.length; i++)
+    if (!(files[i - 1]!.path < files[i]!.path))
+      return files.slice().sort((a, b) => cmp(a.path, b.path));
+  return files;
+}
+
 function fileOut(f: FileRecord): string {
   const o: Record<string, unknown> = { p: f.path, t: f.type, m: f.mode, u: f.uid, g: f.gid };
   if (f.size !== undefined) o.s = f.size;
@@ -238,8 +249,38 @@ export class InstalledDb {
     return InstalledDb.parse(text, file);
   }
 
+  /** The DB file's text (tests, small DBs); transactions write encode()'s pieces. */
   serialize(): string {
-    const out: string[] = [HEADER];
+    return Buffer.concat(this.encode()).toString('utf8');
+  }
+
+  /**
+   * The DB file's bytes, in pieces of about CHUNK bytes, trailer last: each line is encoded into
+   * the current piece as it is made. Never one string of the whole DB: a root's is megabytes, and
+   * one path outside Latin-1 (a certificate's name) makes such a string two bytes a character,
+   * copied again to hash it and again to write it.
+   */
+  encode(): Buffer[] {
+    const chunks: Buffer[] = [];
+    const hash = createHash('sha256');
+    let buf = Buffer.allocUnsafe(CHUNK);
+    let off = 0;
+    const line = (l: string): void => {
+      // at most 3 bytes of UTF-8 per UTF-16 unit, and the line break
+      const most = l.length * 3 + 1;
+      if (buf.length - off < most) {
+        if (off > 0) {
+          const b = buf.subarray(0, off);
+          hash.update(b);
+          chunks.push(b);
+        }
+        buf = Buffer.allocUnsafe(Math.max(CHUNK, most));
+        off = 0;
+      }
+      off += buf.write(l, off, 'utf8');
+      buf[off++] = 0x0a;
+    };
+    line(HEADER);
     let files = 0;
     for (const p of this.list()) {
       const o: Record<string, unknown> = {
@@ -253,19 +294,17 @@ export class InstalledDb {
       if (p.base) o.base = true;
       if (p.rootless) o.rootless = true;
       if (p.finalize) o.finalize = sortedDeep(p.finalize);
-      out.push(JSON.stringify(o));
-      const sorted = p.files.slice().sort((a, b) => cmp(a.path, b.path));
-      for (const f of sorted) out.push(fileOut(f));
-      files += sorted.length;
+      line(JSON.stringify(o));
+      for (const f of sortedFiles(p.files)) line(fileOut(f));
+      files += p.files.length;
     }
-    const body = out.join('\n') + '\n';
+    const last = buf.subarray(0, off);
+    hash.update(last);
+    chunks.push(last);
     // the trailer: a cut file (at a line boundary or not) or changed bytes are found on load
-    const end = {
-      packages: this.pkgs.size,
-      files,
-      sha256: createHash('sha256').update(body).digest('hex'),
-    };
-    return `${body}${JSON.stringify({ [TRAILER_KEY]: end })}\n`;
+    const end = { packages: this.pkgs.size, files, sha256: hash.digest('hex') };
+    chunks.push(Buffer.from(`${JSON.stringify({ [TRAILER_KEY]: end })}\n`, 'utf8'));
+    return chunks;
   }
 
   add(p: InstalledPackage): void {
@@ -329,15 +368,16 @@ export class InstalledDb {
   }
 }
 
-/** Writes `text` to `file` via a temp file + fsync + rename. */
-export function writeFileAtomic(file: string, text: string): void {
+/** Writes `data` (a text, or pieces of bytes in order) to `file` via a temp file + fsync + rename. */
+export function writeFileAtomic(file: string, data: string | readonly Uint8Array[]): void {
   const tmp = `${file}.tmp`;
   faultPoint();
   const fd = openSync(tmp, 'w', 0o644);
   try {
-    const buf = Buffer.from(text);
-    let off = 0;
-    while (off < buf.length) off += writeSync(fd, buf, off);
+    for (const buf of typeof data === 'string' ? [Buffer.from(data)] : data) {
+      let off = 0;
+      while (off < buf.length) off += writeSync(fd, buf, off);
+    }
     fsyncSync(fd);
   } finally {
     closeSync(fd);

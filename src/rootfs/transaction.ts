@@ -249,7 +249,7 @@ export async function applyTransaction(
       result.markedExplicit = markExplicit(newDb, input.explicit ?? []);
       if (adopt.length > 0 || result.markedExplicit.length > 0) {
         // no file changes: the atomic DB replace alone is the commit, no journal needed
-        writeFileAtomic(`${dbDir}/${DB_FILE}`, newDb.serialize());
+        writeFileAtomic(`${dbDir}/${DB_FILE}`, newDb.encode());
         result.installed = adopt.map((p) => p.id);
       }
       return result;
@@ -340,8 +340,7 @@ export async function applyTransaction(
         result.cpmsave = plan.cpmsave;
         result.markedExplicit = markExplicit(plan.newDb, input.explicit ?? []);
         checkInterrupt();
-        const newText = plan.newDb.serialize();
-        writeFileAtomic(`${dbDir}/${NEW_DB_FILE}`, newText);
+        writeFileAtomic(`${dbDir}/${NEW_DB_FILE}`, plan.newDb.encode());
         const journal: Journal = { v: 2, ops: plan.ops, rmdirs: plan.rmdirs };
         writeJournal(dbDir, journal);
         let done = 0;
@@ -547,8 +546,7 @@ async function commitFresh(
       });
     }
     setDirXattrs(t.paths, dirXattrs, reporter);
-    const newText = newDb.serialize();
-    writeFileAtomic(`${dbDir}/${NEW_DB_FILE}`, newText);
+    writeFileAtomic(`${dbDir}/${NEW_DB_FILE}`, newDb.encode());
     await signalsDelivered();
     throwIfInterrupted('nothing was changed');
     // the commit point, as in the staged path
@@ -687,7 +685,7 @@ function recordGenerated(dbDir: string, generated: Map<string, FileRecord[]>): v
     if (add.length === 0) continue;
     db.add({ ...p, files: [...p.files, ...add] });
   }
-  writeFileAtomic(`${dbDir}/${DB_FILE}`, db.serialize());
+  writeFileAtomic(`${dbDir}/${DB_FILE}`, db.encode());
 }
 
 /** The packages of a transaction and the state it starts from. */

@@ -193,6 +193,22 @@ export class RootPaths {
     return c === '' ? this.root : `${this.base}/${c}`;
   }
 
+  /**
+   * dir() for a directory that must be there: its lstat, taken once, says it is a real directory
+   * right now (chmod and utimes follow a symlink). Absent: the ENOENT of lstat.
+   */
+  realDir(rel: string): { p: string; st: Stats } {
+    const c = canonical(rel);
+    this.checkParents(c, false);
+    const p = c === '' ? this.root : `${this.base}/${c}`;
+    const st = lstatSync(p);
+    if (st.isSymbolicLink())
+      throw new UnsafePathError(`/${c} is a symlink (to ${readlinkSync(p)})`);
+    if (!st.isDirectory()) throw new UnsafePathError(`/${c} is not a directory`);
+    if (c !== '') this.dirs.add(c);
+    return { p, st };
+  }
+
   /** lstat of `rel` as a canonical path: null when absent or when a parent is not a directory. */
   lstat(rel: string): Stats | null {
     const c = canonical(rel);
@@ -238,7 +254,7 @@ function canonical(rel: string): string {
 
 function lstatOrNull(p: string): Stats | null {
   try {
-    return lstatSync(p);
+    return lstatSync(p, { throwIfNoEntry: false }) ?? null;
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return null;

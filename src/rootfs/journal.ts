@@ -413,10 +413,7 @@ export function guarded<T>(paths: RootPaths, fn: () => T): T {
 
 /** chmod/utimes follow symlinks: the directory itself must be one, right now. */
 function realDir(paths: RootPaths, rel: string): { p: string; st: Stats } {
-  const p = paths.dir(rel);
-  const st = lstatSync(p);
-  if (!st.isDirectory()) throw new UnsafePathError(`/${rel} is not a directory`);
-  return { p, st };
+  return paths.realDir(rel);
 }
 
 /** Runs one operation (forward). */

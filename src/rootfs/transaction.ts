@@ -515,16 +515,18 @@ async function commitFresh(
   const ids = t.steps.map((s) => packageId(s.spec));
   let marked: string[];
   try {
-    const winners = winnersOf(claimsOf(t.staged));
-    const order = [...winners.keys()].sort();
-    const newDb = buildNewDb(t, ids, winners, order, new Map());
+    // one package: its entries are the winners, no claim can compete
+    const entries = t.staged[0]!;
+    const order = [...entries.keys()].sort();
+    const winners = order.map((p): Claim => ({ pkg: 0, e: entries.get(p)! }));
+    const newDb = buildNewDb(t, ids, winners, new Map());
     marked = markExplicit(newDb, o.explicit);
     const step = t.steps[0]!;
     const dirXattrs: PendingXattrs[] = [];
     // deepest first: a child's metadata changes its parent's mtime
     for (let i = order.length - 1; i >= 0; i--) {
       const p = order[i]!;
-      const { e } = winners.get(p)!;
+      const { e } = winners[i]!;
       if (e.rec.type !== 'd') continue;
       if (e.rec.xattrs)
         dirXattrs.unshift({
@@ -711,7 +713,12 @@ function planCommit(t: CommitInput, force: boolean): CommitPlan {
   const winners = winnersOf(claims);
   // sorted once: the DB's files and the journal's operations both go in path order
   const order = [...winners.keys()].sort();
-  const newDb = buildNewDb(t, ids, winners, order, found.takeOver);
+  const newDb = buildNewDb(
+    t,
+    ids,
+    order.map((p) => winners.get(p)!),
+    found.takeOver,
+  );
   return { ...generateOps(t, winners, order, disk, oldFiles, newDb), newDb, forcedConflicts };
 }
 
@@ -833,14 +840,14 @@ function winnersOf(claims: Map<string, Claim[]>): Map<string, Claim> {
 }
 
 /**
- * The DB after the commit. Each winning entry's record becomes the new package's file record
- * (marked `config` under its config directories), so generateOps sees the same flags.
+ * The DB after the commit, from the winning claims in path order. Each winning entry's record
+ * becomes the new package's file record (marked `config` under its config directories), so
+ * generateOps sees the same flags.
  */
 function buildNewDb(
   t: CommitInput,
   ids: string[],
-  winners: Map<string, Claim>,
-  order: string[],
+  winners: readonly Claim[],
   takeOver: Map<string, string>,
 ): InstalledDb {
   const isRoot = process.getuid?.() === 0;
@@ -863,12 +870,11 @@ function buildNewDb(
     files: [],
   }));
   const cfgDirs = t.steps.map((s) => configDirs(s.spec.annotations));
-  for (const p of order) {
-    const { pkg, e } = winners.get(p)!;
-    const rec = { ...e.rec };
-    if (rec.type === 'f' && cfgDirs[pkg]!.some((d) => p.startsWith(d))) rec.config = true;
-    e.rec = rec;
-    newPkgs[pkg]!.files.push(rec);
+  for (const { pkg, e } of winners) {
+    // a copy only to mark it: the record is the entry's, and nothing else holds it
+    if (e.rec.type === 'f' && cfgDirs[pkg]!.some((d) => e.rec.path.startsWith(d)))
+      e.rec = { ...e.rec, config: true };
+    newPkgs[pkg]!.files.push(e.rec);
   }
   for (const p of newPkgs) {
     // reason: an upgrade keeps "explicit" if the user asked for the old version explicitly

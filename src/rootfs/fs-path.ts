@@ -99,6 +99,27 @@ export function entryComponents(name: string): string[] {
  * a relative symlink climbs above the root, on loops, and when a parent is not a directory.
  */
 export function resolveInRoot(view: PathView, comps: string[], followLast: boolean): string {
+  // Walked as given while no symlink is met (nearly always): each prefix is a slice of the joined
+  // name, and the result the joined name itself, a flat string (a concatenated one is a tree that
+  // every later hash, comparison and serialisation of the path walks again).
+  const full = comps.join('/');
+  let end = 0;
+  for (let i = 0; i < comps.length; i++) {
+    const c = comps[i]!;
+    if (c === '' || c === '.' || c === '..') return resolveSlow(view, comps, followLast);
+    end += (i === 0 ? 0 : 1) + c.length;
+    const rel = end === full.length ? full : full.slice(0, end);
+    const node = view.lookup(rel);
+    const last = i === comps.length - 1;
+    if (node && node.type === 'l' && (!last || followLast))
+      return resolveSlow(view, comps, followLast);
+    if (node && !last && node.type !== 'd') throw new UnsafePathError(`/${rel} is not a directory`);
+  }
+  return full;
+}
+
+/** resolveInRoot() once a symlink is on the way (or a component is "", "." or ".."). */
+function resolveSlow(view: PathView, comps: string[], followLast: boolean): string {
   // The path so far is kept as one string plus the offset where each component starts, so a
   // component costs one concatenation (this runs for every entry of every layer).
   let cur = '';

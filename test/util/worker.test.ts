@@ -3,6 +3,8 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { CTL_SLOTS } from '../../src/rootfs/ring-ctl.js';
+import type { StageData } from '../../src/rootfs/stage-worker.js';
 import { WORKERS, startWorker, workerAvailable } from '../../src/util/worker.js';
 
 const SRC = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src');
@@ -22,8 +24,11 @@ describe('worker threads', () => {
 
   it('starts the stage worker from source and gets a reply', async () => {
     expect(workerAvailable('stage-worker')).toBe(true);
-    const ring = new SharedArrayBuffer(16);
-    const w = startWorker('stage-worker', ring);
+    const data: StageData = {
+      ring: new SharedArrayBuffer(16),
+      ctl: new SharedArrayBuffer(CTL_SLOTS * 4),
+    };
+    const w = startWorker('stage-worker', data);
     try {
       const reply = await new Promise((resolve, reject) => {
         w.once('message', resolve);

@@ -233,6 +233,47 @@ describe('the digest of the tar (diff_id) of a blob file', () => {
     expect(sha(readFileSync(path.join(root, 'data/f00000')))).toBe(sha(pseudoRandom(100_000, 1)));
   });
 
+  it('writes every file from the ring the hash worker reads too: small ones across its wraps, large ones in pieces', async () => {
+    // GNU tar of odd-sized files (some over SMALL_FILE, one over the ring) and a >8 MB blob: the
+    // stage worker writes and hashes every body in place while the hash worker digests the tar
+    const dir = tmpDir('cpm-layerfile-ring-');
+    const src = path.join(dir, 'src');
+    mkdirSync(path.join(src, 'data'), { recursive: true });
+    const want = new Map<string, Buffer>();
+    for (let i = 0; i < 600; i++) {
+      const size =
+        i % 200 === 3 ? (9 << 20) + i : i % 50 === 5 ? (1 << 20) + i : (i * 7919) % 60_000;
+      const b = pseudoRandom(size, i + 1);
+      const rel = `data/f${String(i).padStart(3, '0')}`;
+      writeFileSync(path.join(src, rel), b);
+      want.set(rel, b);
+    }
+    const tar = execFileSync(
+      'tar',
+      ['--sort=name', '--numeric-owner', '--owner=0', '--group=0', '-C', src, '-cf', '-', '.'],
+      { maxBuffer: 1 << 30 },
+    );
+    const bytes = execFileSync('zstd', ['-q', '-c', '-1'], { input: tar, maxBuffer: 1 << 30 });
+    expect(bytes.length).toBeGreaterThan(8 << 20); // the hash worker's ring, not the inline hash
+    const file = path.join(dir, 'layer.tar.zst');
+    writeFileSync(file, bytes);
+    const after = process.env.CPM_STAGE_WORKER_AFTER;
+    process.env.CPM_STAGE_WORKER_AFTER = '0';
+    try {
+      await installPackages(root, [
+        step('ring/pkg@1', [{ ...fileLayer(file, ZSTD, sha(bytes)), diffId: sha(tar) }]),
+      ]);
+    } finally {
+      if (after === undefined) delete process.env.CPM_STAGE_WORKER_AFTER;
+      else process.env.CPM_STAGE_WORKER_AFTER = after;
+    }
+    const recs = listInstalled({ root }).find((p) => p.id === 'ring/pkg@1')!.files;
+    for (const [rel, b] of want) {
+      expect(sha(readFileSync(path.join(root, rel))), rel).toBe(sha(b));
+      expect(`sha256:${recs.find((f) => f.path === rel)!.sha256}`, rel).toBe(sha(b));
+    }
+  });
+
   it('hashes every byte written through the ring, across many wraps, in any piece sizes', async () => {
     const { file, bytes } = zstdLayerFile(90, 100_000); // large enough for the worker
     const fd = openSync(file, 'r');

@@ -68,6 +68,8 @@ export class StageWriter implements RingHolder {
   private error: CpmError | null = null;
   private waiters: Array<() => void> = [];
   private closing = false;
+  /** The thread is gone: it reads the ring no more. */
+  private dead = false;
   /** A body being read that is not queued yet: its first stream position, or -1. */
   private keep = -1;
   /** The large file open: the stream position and length of its body bytes not queued yet. */
@@ -88,8 +90,12 @@ export class StageWriter implements RingHolder {
     const data: StageData = { ring: ring.sab, ctl: ring.ctl };
     this.worker = startWorker('stage-worker', data);
     this.worker.on('message', (r: Reply) => this.onReply(r));
-    this.worker.on('error', (e) => this.fail(new CpmError('E_IO', `stage writer: ${e.message}`)));
+    this.worker.on('error', (e) => {
+      this.dead = true;
+      this.fail(new CpmError('E_IO', `stage writer: ${e.message}`));
+    });
     this.worker.on('exit', (code) => {
+      this.dead = true;
       if (!this.closing)
         this.fail(new CpmError('E_IO', `the stage writer thread exited (${code})`));
     });
@@ -208,13 +214,16 @@ export class StageWriter implements RingHolder {
 
   /** RingHolder: the earliest stream position whose ring byte is still needed, or -1. */
   floor(): number {
-    if (this.error || Atomics.load(this.ctl, STAGE_GONE) === 1) return -1;
+    if (this.dead || Atomics.load(this.ctl, STAGE_GONE) === 1) return -1;
     const done = Atomics.load(this.ctl, STAGED);
     while (this.firstFrom < done && this.froms.length > 0) {
       this.froms.shift();
       this.firstFrom++;
     }
     for (const f of this.froms) if (f >= 0) return f;
+    // failed here (a journal write before a batch): the thread still writes the batches it has,
+    // but nothing more is sent
+    if (this.error) return -1;
     if (this.batchFrom >= 0) return this.batchFrom;
     return this.keep;
   }

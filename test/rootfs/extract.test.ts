@@ -8,6 +8,7 @@ import { listInstalled, verify } from '../../src/upkeep/query.js';
 import { silentReporter } from '../../src/util/progress.js';
 import { layerDigests, type LayerDigests } from '../../src/rootfs/file-digest.js';
 import { StageWriter } from '../../src/rootfs/stage-writer.js';
+import { STAGED } from '../../src/rootfs/ring-ctl.js';
 import { pseudoRandom } from '../support/layers.js';
 import { layerFromFiles, rawLayer, step, tmpDir } from '../install/helpers.js';
 
@@ -274,6 +275,39 @@ describe('stage writer', () => {
       expect(() => w.file(path.join(dir, 'g'), pos, 0, meta, () => undefined)).toThrow(
         /no-such-dir/,
       );
+    } finally {
+      await w.close();
+    }
+  });
+
+  it('holds the ring for the batches its thread has when sending the next one fails (journal write)', async () => {
+    const dir = tmpDir();
+    pos = 0;
+    const d = layerDigests(-1, false, false);
+    let sends = 0;
+    const w = new StageWriter(d.ring, false, () => {
+      if (++sends > 1) throw Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' });
+    });
+    const meta = { ...me, mode: 0o4755, mtime: 1e9 };
+    const want = new Map<string, string>();
+    const filler = pseudoRandom(16 << 20, 99);
+    try {
+      // one batch of small files goes to the thread; the journal write before the next fails
+      for (let i = 0; i < 200; i++) {
+        const b = pseudoRandom(5000 + i, i + 1);
+        const at = await append(d, b);
+        w.file(path.join(dir, `f${i}`), at, b.length, meta, () => undefined);
+        want.set(`f${i}`, hex(b));
+      }
+      w.post();
+      w.file(path.join(dir, 'g'), await append(d, Buffer.from('g')), 1, meta, () => undefined);
+      w.post();
+      expect(() => w.check()).toThrow(/EIO/);
+      // the reader goes on (two rings' worth) while the thread still writes the first batch
+      await append(d, filler);
+      const ctl = new Int32Array(d.ring.ctl);
+      while (Atomics.load(ctl, STAGED) < 1) await new Promise((r) => setTimeout(r, 5));
+      for (const [name, h] of want) expect(hex(readFileSync(path.join(dir, name))), name).toBe(h);
     } finally {
       await w.close();
     }

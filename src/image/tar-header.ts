@@ -30,7 +30,7 @@ function xattrPax(xattrs: Record<string, Buffer>, pax: Record<string, string>): 
 
 export function tarHeader(e: RootEntry): TarHeader {
   const pax: Record<string, string> = {};
-  // ustar has 7 octal digits for ids; larger ones go to pax (the ustar field then reads 0).
+  // ids over 6 octal digits (what the encoder writes) go to pax (the ustar field then reads 0).
   let uid = e.uid;
   let gid = e.gid;
   if (uid > USTAR_ID_MAX) {

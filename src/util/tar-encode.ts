@@ -24,7 +24,7 @@ export interface TarHeader {
   pax?: Record<string, string>;
 }
 
-/** The largest uid/gid a ustar header holds (7 octal digits); larger ones go to pax. */
+/** The largest uid/gid written in ustar (6 octal digits, as tar-stream wrote); larger: pax. */
 export const USTAR_ID_MAX = 0o777777;
 
 const TYPEFLAG: Record<TarHeader['type'] | 'pax-header', number> = {

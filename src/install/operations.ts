@@ -270,6 +270,7 @@ async function applyPlanned(
           size: l.size,
           open: () => loc.openLayer(l.digest),
           where: loc.layerWhere(l.digest),
+          ...(loc.streamVerifies ? { streamVerifies: true } : {}),
           ...(file !== undefined ? { file } : {}),
           ...(loc.openLayerFile ? { openFile: () => loc.openLayerFile!(l.digest) } : {}),
           ...(fetch

@@ -64,6 +64,8 @@ export interface LocatedPackage {
   layerFile?(digest: string): string | undefined;
   /** A layer's blob as a descriptor the caller reads and closes (on-disk repositories); see LayerSource.openFile. */
   openLayerFile?(digest: string): Promise<number>;
+  /** openLayer() checks digest and size itself (see RepoReader.streamVerifies). */
+  streamVerifies: boolean;
   /** Where a layer's blob is read from, for messages: the repository's name and the file or URL. */
   layerWhere(digest: string): string;
   /** Readers with a download cache: see LayerSource.fetch. */
@@ -370,6 +372,7 @@ export async function openRepositories(
                 reader.openLayerFile!(offer.entry, layerOf(digest)),
             }
           : {}),
+        streamVerifies: reader.streamVerifies === true,
         layerWhere(digest: string): string {
           const file = reader.layerWhere?.(offer.entry, layerOf(digest));
           return `repository ${offer.repo}${file ? `, ${file}` : ''}`;

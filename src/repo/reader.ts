@@ -40,6 +40,11 @@ export interface RepoReader {
   imageRef(p: IndexPackage): string | undefined;
   /** A layer (or luet artifact) stream; it errors with E_DIGEST at the end on any mismatch. */
   openLayer(p: IndexPackage, layer: IndexLayer): Promise<Readable>;
+  /**
+   * openLayer() hashes what it streams (dir, http, luet) rather than handing over a cached copy
+   * that was verified when it was fetched (oci): a reader of the stream need not hash it again.
+   */
+  readonly streamVerifies?: boolean;
   /** Drops the cached copy of a layer that failed verification (readers with a blob cache). */
   evictLayer?(p: IndexPackage, layer: IndexLayer): Promise<void>;
   /**
@@ -130,6 +135,7 @@ function blobPath(digest: string): string {
 
 /** dir and http: an OCI image layout read through RepoFiles. */
 export class LayoutReader implements RepoReader {
+  readonly streamVerifies = true;
   private readonly files: RepoFiles;
   constructor(
     readonly type: 'dir' | 'http',
@@ -330,6 +336,7 @@ export class RegistryReader implements RepoReader {
 
 export class LuetReader implements RepoReader {
   readonly type = 'luet' as const;
+  readonly streamVerifies = true;
   private readonly files: RepoFiles;
   constructor(
     readonly url: string,

@@ -417,6 +417,8 @@ export class Stager {
     }
     const verify =
       (this.o.verifyDigest || layer.openFile !== undefined) && layer.digest.startsWith('sha256:');
+    // a stream that checks itself (a repository's over http) is not hashed a second time here
+    const hashBlob = verify && !(layer.streamVerifies && fd < 0);
     const checkDiff = layer.diffId?.startsWith('sha256:') ?? false;
     const limits = this.o.limits;
     const c: LayerCtx = { digest: layer.digest, layer: layerIndex, pkg, id };
@@ -435,7 +437,7 @@ export class Stager {
           // SIGINT/SIGTERM: stop reading at once (a large entry streams for a long time between
           // the per-entry checks); the transaction reports the interrupt
           signal: interruptSignal(),
-          hashBlob: verify,
+          hashBlob: hashBlob,
           hashTar: checkDiff,
           onBlobBytes: (n) => task.add(n),
           onTar: (chunk) => {
@@ -465,7 +467,7 @@ export class Stager {
     } finally {
       if (fd >= 0) closeSync(fd);
     }
-    if (verify && read.blob !== layer.digest)
+    if (hashBlob && read.blob !== layer.digest)
       throw digestMismatch(layer, id, `has digest ${read.blob}, expected ${layer.digest}`);
     // the blob may be the one the manifest names and still not hold the tar the config describes
     if (checkDiff) {

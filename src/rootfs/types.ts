@@ -34,6 +34,12 @@ export interface LayerSource {
    * digest and size checks are the only ones, and they are made whatever verifyDigest says.
    */
   openFile?(): Promise<number>;
+  /**
+   * open()'s stream checks the blob's digest and size itself and fails with E_DIGEST at its end,
+   * before the extractor accepts the layer (a dir:// or http:// repository's stream): the
+   * extractor does not hash it again. Not for a cached blob, which open() reads as it is.
+   */
+  streamVerifies?: boolean;
   /** Where the blob is read from (repository and file or URL), named in a digest mismatch. */
   where?: string;
   /**

@@ -1,6 +1,13 @@
 /** Reading a luet repository (for migration): a fixture generated here in luet's layout. */
 import { createHash } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
+import {
+  cpSync,
+  promises as fsp,
+  readFileSync,
+  renameSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
@@ -11,6 +18,9 @@ import { parseRepoEntry } from '../../src/repo/config.js';
 import { LocalFiles } from '../../src/repo/files.js';
 import { readLuetRepository } from '../../src/repo/luet.js';
 import { openRepositories } from '../../src/repo/open.js';
+import { runOperation } from '../../src/install/operations.js';
+import { listInstalled } from '../../src/upkeep/query.js';
+import { failure } from '../install/helpers.js';
 import { createCompressor, type Compression } from '../../src/util/compress.js';
 import { tempDir } from '../support/layers.js';
 
@@ -136,6 +146,71 @@ describe('luet repositories (read-only)', () => {
       });
     } finally {
       await fsp.writeFile(file, good);
+    }
+  });
+
+  it('installs an artifact on disk read once by the extractor; a damaged or linked-out one installs nothing', async () => {
+    const work = await tempDir('cpm-luet-install-');
+    const install = async (repo: string) => {
+      const cfg = {
+        ...defaultConfig(),
+        cache_dir: path.join(work, 'cache'),
+        repos_confdir: [path.join(repo, '..', 'conf')],
+      };
+      await fsp.mkdir(cfg.repos_confdir[0]!, { recursive: true });
+      writeFileSync(
+        path.join(cfg.repos_confdir[0]!, 'legacy.yaml'),
+        `name: legacy\ntype: luet\nurls: [${repo}]\n`,
+      );
+      const root = path.join(repo, '..', 'root');
+      const run = runOperation(
+        {
+          root,
+          dbDir: path.join(root, 'var/lib/cpm'),
+          config: cfg,
+          source: { kind: 'configured' },
+        },
+        'install',
+        ['utils/hello'],
+        { noFinalizers: true },
+      );
+      return { root, run };
+    };
+    const copy = (name: string): { repo: string; artifact: string } => {
+      const repo = path.join(work, name, 'repo');
+      cpSync(dir, repo, { recursive: true });
+      return { repo, artifact: path.join(repo, 'hello-utils-1.0+1.package.tar.zst') };
+    };
+    try {
+      const good = copy('good');
+      const ok = await install(good.repo);
+      await ok.run;
+      expect(readFileSync(path.join(ok.root, 'usr/bin/hello'), 'utf8')).toBe('echo hello\n');
+
+      const damaged = copy('damaged');
+      const b = readFileSync(damaged.artifact);
+      b[b.length - 5] = b[b.length - 5]! ^ 0x40;
+      writeFileSync(damaged.artifact, b);
+      const d = await install(damaged.repo);
+      const e = await failure(d.run);
+      expect(e.code).toBe('E_DIGEST');
+      expect(e.message).toContain(`repository legacy, ${damaged.artifact}`);
+      expect(e.message).toContain(`expected sha256:${artifactSum}`);
+      expect(listInstalled({ root: d.root })).toEqual([]);
+      await expect(fsp.access(path.join(d.root, 'usr'))).rejects.toThrow();
+
+      const linked = copy('linked');
+      const outside = path.join(work, 'linked', 'artifact');
+      renameSync(linked.artifact, outside);
+      symlinkSync(outside, linked.artifact);
+      const l = await install(linked.repo);
+      const f = await failure(l.run);
+      expect(f.code).toBe('E_REPO');
+      expect(f.message).toContain(`${linked.artifact} leads out of the repository`);
+      // refused when its size is looked up, before the root is touched
+      await expect(fsp.access(l.root)).rejects.toThrow();
+    } finally {
+      await fsp.rm(work, { recursive: true, force: true });
     }
   });
 });

@@ -238,6 +238,9 @@ export class TarParser {
   /**
    * One header block at hb[ho, ho+512). Returns true when it starts an entry (this.entry set,
    * this.open true) or an entry without body; false for meta headers and end-of-archive blocks.
+   * What is rare (meta headers, long names, PAX records, refusals) is in functions of its own, so
+   * that this one, run for every entry, stays small and is not re-optimized when a rare path
+   * first comes up; nothing is allocated for errors that do not happen.
    */
   private header(hb: Buffer, ho: number, at: number): boolean {
     // checksum, counting its own field as spaces; an all-zero block ends the archive (skipped,
@@ -246,173 +249,117 @@ export class TarParser {
     for (let i = ho, e = ho + 148; i < e; i++) sum += hb[i]!;
     for (let i = ho + 156, e = ho + 512; i < e; i++) sum += hb[i]!;
     if (sum === 8 * 0x20) return false;
-    const nameEnd = nulAt(hb, ho, 100);
-    const ustar =
-      hb[ho + 257] === 0x75 &&
-      hb[ho + 258] === 0x73 &&
-      hb[ho + 259] === 0x74 &&
-      hb[ho + 260] === 0x61 &&
-      hb[ho + 261] === 0x72;
-    const posix = ustar && hb[ho + 262] === 0;
-    const gnu = ustar && hb[ho + 262] === 0x20 && hb[ho + 263] === 0x20 && hb[ho + 264] === 0;
-    const prefixEnd = posix ? nulAt(hb, ho + 345, 155) : ho + 345;
-    // the name as its bytes read, for errors
-    const shown = (): string =>
-      escapeBytes(
-        prefixEnd > ho + 345
-          ? Buffer.concat([
-              hb.subarray(ho + 345, prefixEnd),
-              Buffer.from('/'),
-              hb.subarray(ho, nameEnd),
-            ])
-          : hb.subarray(ho, nameEnd),
-      );
     const ck = octal(hb, ho + 148, 8);
     if (ck === null)
-      throw new TarHeaderError(shown(), `the checksum field is ${notOctal(hb, ho + 148, 8)}`);
-    if (ck !== sum && ck !== signedSum(hb, ho))
       throw new TarHeaderError(
-        shown(),
-        `header checksum mismatch at byte ${at} (the archive is corrupt, or not a tar)`,
+        shownOf(hb, ho),
+        `the checksum field is ${notOctal(hb, ho + 148, 8)}`,
       );
-    if (!posix && !gnu)
-      throw new TarHeaderError(
-        shown(),
-        'no ustar magic: not a POSIX or GNU tar header (old v7 archives are not read)',
-      );
-    const size = this.num(hb, ho + 124, 12, 'size', shown, false);
+    if (ck !== sum && ck !== signedSum(hb, ho)) throw checksumError(hb, ho, at);
+    const magic = formatOf(hb, ho);
+    if (magic === NO_MAGIC) throw noMagic(hb, ho);
+    const size = this.num(hb, ho + 124, 12, 'size', ho, false);
     const flag = hb[ho + 156]!;
     if (flag === 0x4c || flag === 0x4b || flag === 0x78 || flag === 0x67) {
-      // 'L' long name, 'K' long link, 'x' PAX, 'g' global PAX: a body for the next entry
-      if (size > MAX_META)
-        throw new TarHeaderError(
-          shown(),
-          `a ${metaName(flag)} of ${size} bytes (more than ${MAX_META} is not accepted)`,
-        );
-      this.metaType = flag;
-      this.metaShown = shown();
-      this.meta = Buffer.allocUnsafe(size);
-      this.metaFill = 0;
-      this.left = size;
-      this.pad = (512 - (size & 511)) & 511;
-      this.state = S_META;
-      if (size === 0) {
-        this.takeMeta();
-        this.state = S_HEADER;
-      }
+      this.metaHeader(hb, ho, flag, size);
       return false;
     }
-    const mode = this.num(hb, ho + 100, 8, 'mode', shown, false) & 0o7777;
-    let uid = this.num(hb, ho + 108, 8, 'uid', shown, false);
-    let gid = this.num(hb, ho + 116, 8, 'gid', shown, false);
-    let mtime = this.num(hb, ho + 136, 12, 'mtime', shown, true);
+    const mode = this.num(hb, ho + 100, 8, 'mode', ho, false) & 0o7777;
+    const uid = this.num(hb, ho + 108, 8, 'uid', ho, false);
+    const gid = this.num(hb, ho + 116, 8, 'gid', ho, false);
+    const mtime = this.num(hb, ho + 136, 12, 'mtime', ho, true);
+    const nameEnd = nulAt(hb, ho, 100);
     let name = text(hb, ho, nameEnd);
-    if (name === null) throw new TarHeaderError(shown(), nonUtf8('name'));
-    if (prefixEnd > ho + 345) {
-      const prefix = text(hb, ho + 345, prefixEnd);
-      if (prefix === null) throw new TarHeaderError(shown(), nonUtf8('name'));
-      name = `${prefix}/${name}`;
-    }
+    if (name === null) throw new TarHeaderError(shownOf(hb, ho), nonUtf8('name'));
+    if (magic === POSIX && hb[ho + 345] !== 0) name = prefixed(hb, ho, name);
     const linkEnd = nulAt(hb, ho + 157, 100);
-    let linkname = text(hb, ho + 157, linkEnd);
-    if (linkname === null)
-      throw new TarHeaderError(
-        shown(),
-        `${nonUtf8('link target')} ("${escapeBytes(hb.subarray(ho + 157, linkEnd))}")`,
-      );
+    const linkname = text(hb, ho + 157, linkEnd);
+    if (linkname === null) throw badLinkname(hb, ho, linkEnd);
     let type: TarType;
     let devmajor = 0;
     let devminor = 0;
-    switch (flag) {
-      case 0:
-      case 0x30:
-        type = 'file';
-        break;
-      case 0x31:
-        type = 'link';
-        break;
-      case 0x32:
-        type = 'symlink';
-        break;
-      case 0x33:
-      case 0x34:
-        type = flag === 0x33 ? 'character-device' : 'block-device';
-        devmajor = this.num(hb, ho + 329, 8, 'devmajor', shown, false);
-        devminor = this.num(hb, ho + 337, 8, 'devminor', shown, false);
-        break;
-      case 0x35:
-        type = 'directory';
-        break;
-      case 0x36:
-        type = 'fifo';
-        break;
-      case 0x37:
-        type = 'contiguous-file';
-        break;
-      case 0x53: // 'S'
-        throw new TarHeaderError(
-          shown(),
-          'a GNU sparse file: not supported (its data would be written wrong)',
-        );
-      case 0x4d: // 'M'
-        throw new TarHeaderError(shown(), 'a GNU multi-volume continuation: not supported');
-      case 0x56: // 'V'
-      case 0x44: // 'D'
-      case 0x4e: // 'N'
-        throw new TarHeaderError(
-          shown(),
-          `a GNU '${String.fromCharCode(flag)}' entry (volume label, dump directory or old long names): not supported`,
-        );
-      default:
-        // POSIX: an unknown type is read as a regular file
-        type = 'file';
-    }
-    let bodySize = size;
-    if (this.longName !== null) name = this.longName;
-    if (this.longLink !== null) linkname = this.longLink;
-    let pax = this.pax;
-    if (this.global) pax = pax ? { ...this.global, ...pax } : { ...this.global };
-    if (pax) {
-      for (const k in pax)
-        if (k.startsWith('GNU.sparse.'))
-          throw new TarHeaderError(
-            shown(),
-            'a GNU sparse file (PAX GNU.sparse records): not supported (its data would be written wrong)',
-          );
-      // an empty value takes the record back (POSIX): the header's field counts
-      const v = pax;
-      if (v.path) name = v.path;
-      if (v.linkpath) linkname = v.linkpath;
-      if (v.size) bodySize = paxInt(v.size, 'size', name);
-      if (v.uid) uid = paxInt(v.uid, 'uid', name);
-      if (v.gid) gid = paxInt(v.gid, 'gid', name);
-      if (v.mtime) mtime = paxTime(v.mtime, name);
-    }
-    this.longName = null;
-    this.longLink = null;
-    this.pax = null;
-    // old archives mark directories by a trailing slash on a regular file's name
-    if (type === 'file' && (flag === 0 || flag === 0x30) && name.endsWith('/')) type = 'directory';
-    // a directory has no data, whatever its size field says (as tar-stream reads it)
-    if (type === 'directory') bodySize = 0;
-    this.entry = {
+    if (flag === 0x30 || flag === 0) type = 'file';
+    else if (flag === 0x35) type = 'directory';
+    else if (flag === 0x32) type = 'symlink';
+    else if (flag === 0x31) type = 'link';
+    else if (flag === 0x33 || flag === 0x34) {
+      type = flag === 0x33 ? 'character-device' : 'block-device';
+      devmajor = this.num(hb, ho + 329, 8, 'devmajor', ho, false);
+      devminor = this.num(hb, ho + 337, 8, 'devminor', ho, false);
+    } else type = otherType(hb, ho, flag);
+    const e: TarEntry = {
       name,
       type,
-      size: bodySize,
+      size,
       mode,
       uid,
       gid,
       mtime,
-      linkname: type === 'link' || type === 'symlink' ? linkname : '',
+      linkname,
       devmajor,
       devminor,
-      pax,
+      pax: null,
     };
-    this.left = bodySize;
-    this.pad = (512 - (bodySize & 511)) & 511;
+    if (this.longName !== null || this.longLink !== null || this.pax !== null || this.global)
+      this.extended(e, hb, ho);
+    // old archives mark directories by a trailing slash on a regular file's name
+    if (e.type === 'file' && (flag === 0 || flag === 0x30) && e.name.endsWith('/'))
+      e.type = 'directory';
+    // a directory has no data, whatever its size field says (as tar-stream reads it)
+    if (e.type === 'directory') e.size = 0;
+    if (e.type !== 'link' && e.type !== 'symlink') e.linkname = '';
+    this.entry = e;
+    this.left = e.size;
+    this.pad = (512 - (e.size & 511)) & 511;
     this.state = S_BODY;
     this.open = true;
     return true;
+  }
+
+  /** A long name, long link or PAX header: its body is gathered for the next entry. */
+  private metaHeader(hb: Buffer, ho: number, flag: number, size: number): void {
+    if (size > MAX_META)
+      throw new TarHeaderError(
+        shownOf(hb, ho),
+        `a ${metaName(flag)} of ${size} bytes (more than ${MAX_META} is not accepted)`,
+      );
+    this.metaType = flag;
+    this.metaShown = shownOf(hb, ho);
+    this.meta = Buffer.allocUnsafe(size);
+    this.metaFill = 0;
+    this.left = size;
+    this.pad = (512 - (size & 511)) & 511;
+    this.state = S_META;
+    if (size === 0) {
+      this.takeMeta();
+      this.state = S_HEADER;
+    }
+  }
+
+  /** What the long name, long link and PAX headers before `e` say about it (then forgotten). */
+  private extended(e: TarEntry, hb: Buffer, ho: number): void {
+    if (this.longName !== null) e.name = this.longName;
+    if (this.longLink !== null) e.linkname = this.longLink;
+    let pax = this.pax;
+    if (this.global) pax = pax ? { ...this.global, ...pax } : { ...this.global };
+    this.longName = null;
+    this.longLink = null;
+    this.pax = null;
+    if (!pax) return;
+    for (const k in pax)
+      if (k.startsWith('GNU.sparse.'))
+        throw new TarHeaderError(
+          shownOf(hb, ho),
+          'a GNU sparse file (PAX GNU.sparse records): not supported (its data would be written wrong)',
+        );
+    // an empty value takes the record back (POSIX): the header's field counts
+    if (pax.path) e.name = pax.path;
+    if (pax.linkpath) e.linkname = pax.linkpath;
+    if (pax.size) e.size = paxInt(pax.size, 'size', e.name);
+    if (pax.uid) e.uid = paxInt(pax.uid, 'uid', e.name);
+    if (pax.gid) e.gid = paxInt(pax.gid, 'gid', e.name);
+    if (pax.mtime) e.mtime = paxTime(pax.mtime, e.name);
+    e.pax = pax;
   }
 
   private num(
@@ -420,27 +367,14 @@ export class TarParser {
     off: number,
     len: number,
     what: string,
-    shown: () => string,
+    ho: number,
     signed: boolean,
   ): number {
     const first = hb[off]!;
-    if (first === 0x80 || first === 0xff) {
-      // base-256 (GNU): 0x80 leads a positive number, 0xff a negative one (two's complement)
-      if (first === 0xff && !signed)
-        throw new TarHeaderError(shown(), `the ${what} field is a negative base-256 number`);
-      let v = 0;
-      for (let i = off + 1; i < off + len; i++)
-        v = v * 256 + (first === 0xff ? 0xff - hb[i]! : hb[i]!);
-      if (!Number.isSafeInteger(v))
-        throw new TarHeaderError(
-          shown(),
-          `the ${what} field is a base-256 number too large to hold`,
-        );
-      return first === 0xff ? -v - 1 : v;
-    }
+    if (first === 0x80 || first === 0xff) return base256(hb, off, len, what, ho, signed);
     const v = octal(hb, off, len);
     if (v === null)
-      throw new TarHeaderError(shown(), `the ${what} field is ${notOctal(hb, off, len)}`);
+      throw new TarHeaderError(shownOf(hb, ho), `the ${what} field is ${notOctal(hb, off, len)}`);
     return v;
   }
 
@@ -465,6 +399,117 @@ export class TarParser {
     if (flag === 0x67) this.global = this.global ? { ...this.global, ...recs } : recs;
     else this.pax = this.pax ? { ...this.pax, ...recs } : recs;
   }
+}
+
+const NO_MAGIC = 0;
+const POSIX = 1;
+const GNU = 2;
+
+/** Which header format the magic says: POSIX ustar, GNU, or none cpm reads. */
+function formatOf(hb: Buffer, ho: number): number {
+  if (
+    hb[ho + 257] !== 0x75 ||
+    hb[ho + 258] !== 0x73 ||
+    hb[ho + 259] !== 0x74 ||
+    hb[ho + 260] !== 0x61 ||
+    hb[ho + 261] !== 0x72
+  )
+    return NO_MAGIC;
+  if (hb[ho + 262] === 0) return POSIX;
+  if (hb[ho + 262] === 0x20 && hb[ho + 263] === 0x20 && hb[ho + 264] === 0) return GNU;
+  return NO_MAGIC;
+}
+
+/** The entry's name as its header's bytes read (prefix included), for errors. */
+function shownOf(hb: Buffer, ho: number): string {
+  const nameEnd = nulAt(hb, ho, 100);
+  const prefixEnd = formatOf(hb, ho) === POSIX ? nulAt(hb, ho + 345, 155) : ho + 345;
+  return escapeBytes(
+    prefixEnd > ho + 345
+      ? Buffer.concat([
+          hb.subarray(ho + 345, prefixEnd),
+          Buffer.from('/'),
+          hb.subarray(ho, nameEnd),
+        ])
+      : hb.subarray(ho, nameEnd),
+  );
+}
+
+/** A POSIX header's name with its prefix field in front. */
+function prefixed(hb: Buffer, ho: number, name: string): string {
+  const prefix = text(hb, ho + 345, nulAt(hb, ho + 345, 155));
+  if (prefix === null) throw new TarHeaderError(shownOf(hb, ho), nonUtf8('name'));
+  return `${prefix}/${name}`;
+}
+
+function checksumError(hb: Buffer, ho: number, at: number): TarHeaderError {
+  return new TarHeaderError(
+    shownOf(hb, ho),
+    `header checksum mismatch at byte ${at} (the archive is corrupt, or not a tar)`,
+  );
+}
+
+function noMagic(hb: Buffer, ho: number): TarHeaderError {
+  return new TarHeaderError(
+    shownOf(hb, ho),
+    'no ustar magic: not a POSIX or GNU tar header (old v7 archives are not read)',
+  );
+}
+
+function badLinkname(hb: Buffer, ho: number, linkEnd: number): TarHeaderError {
+  return new TarHeaderError(
+    shownOf(hb, ho),
+    `${nonUtf8('link target')} ("${escapeBytes(hb.subarray(ho + 157, linkEnd))}")`,
+  );
+}
+
+/** A type flag other than the common ones: contiguous file, fifo, refused, or read as a file. */
+function otherType(hb: Buffer, ho: number, flag: number): TarType {
+  switch (flag) {
+    case 0x36:
+      return 'fifo';
+    case 0x37:
+      return 'contiguous-file';
+    case 0x53: // 'S'
+      throw new TarHeaderError(
+        shownOf(hb, ho),
+        'a GNU sparse file: not supported (its data would be written wrong)',
+      );
+    case 0x4d: // 'M'
+      throw new TarHeaderError(shownOf(hb, ho), 'a GNU multi-volume continuation: not supported');
+    case 0x56: // 'V'
+    case 0x44: // 'D'
+    case 0x4e: // 'N'
+      throw new TarHeaderError(
+        shownOf(hb, ho),
+        `a GNU '${String.fromCharCode(flag)}' entry (volume label, dump directory or old long names): not supported`,
+      );
+    default:
+      // POSIX: an unknown type is read as a regular file
+      return 'file';
+  }
+}
+
+/** A GNU base-256 field: 0x80 leads a positive number, 0xff a negative one (two's complement). */
+function base256(
+  hb: Buffer,
+  off: number,
+  len: number,
+  what: string,
+  ho: number,
+  signed: boolean,
+): number {
+  const first = hb[off]!;
+  if (first === 0xff && !signed)
+    throw new TarHeaderError(shownOf(hb, ho), `the ${what} field is a negative base-256 number`);
+  let v = 0;
+  for (let i = off + 1; i < off + len; i++) v = v * 256 + (first === 0xff ? 0xff - hb[i]! : hb[i]!);
+  if (!Number.isSafeInteger(v))
+    throw new TarHeaderError(
+      shownOf(hb, ho),
+      `the ${what} field is a base-256 number too large to hold`,
+    );
+  return first === 0xff ? -v - 1 : v;
 }
 
 /** The header's checksum as old tars computed it, bytes read as signed (only when needed). */

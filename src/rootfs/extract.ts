@@ -657,7 +657,7 @@ export class Stager {
         this.bodyMeta = meta;
         this.bodyXattrs = xattrs;
         this.bodyAt = at;
-        const writer = this.fileWriter();
+        const writer = this.fileWriter(c);
         if (writer) {
           // the worker writes and hashes it from the ring: nothing of the body is copied here
           if (size <= SMALL_FILE) {
@@ -849,7 +849,7 @@ export class Stager {
   }
 
   /** The worker writer, once this layer has had enough files to be worth a thread. */
-  private fileWriter(): StageWriter | null {
+  private fileWriter(c: LayerCtx): StageWriter | null {
     if (this.writer) return this.writer;
     if (++this.smallFiles <= this.workerAfter || !this.ring) return null;
     // fresh-root mode: each batch's paths are journalled before the worker gets it
@@ -857,6 +857,7 @@ export class Stager {
       this.ring,
       this.plainOwner,
       this.fresh ? () => this.journalled() : undefined,
+      { package: c.id, digest: c.digest },
     );
     return this.writer;
   }

@@ -10,7 +10,7 @@
  * path again.
  */
 import type { Worker } from 'node:worker_threads';
-import { CpmError } from '../errors.js';
+import { CpmError, type ErrorContext } from '../errors.js';
 import { fsError } from '../util/fs-errors.js';
 import { startWorker } from '../util/worker.js';
 import type { RingHolder, TarRing } from './file-digest.js';
@@ -78,12 +78,14 @@ export class StageWriter implements RingHolder {
 
   /**
    * `beforeSend` runs before each batch goes to the worker (fresh-root mode: the batch's paths are
-   * appended to the journal); when it throws, the writer fails with that error.
+   * appended to the journal); when it throws, the writer fails with that error. `where`: the
+   * package and layer digest the files come from, named in the writer's errors.
    */
   constructor(
     private readonly ring: TarRing,
     private readonly plainOwner = false,
     private readonly beforeSend?: () => void,
+    private readonly where: ErrorContext = {},
   ) {
     this.ctl = new Int32Array(ring.ctl);
     this.size = ring.sab.byteLength;
@@ -92,12 +94,16 @@ export class StageWriter implements RingHolder {
     this.worker.on('message', (r: Reply) => this.onReply(r));
     this.worker.on('error', (e) => {
       this.dead = true;
-      this.fail(new CpmError('E_IO', `stage writer: ${e.message}`));
+      this.fail(new CpmError('E_IO', `stage writer${this.of()}: ${e.message}`, { context: where }));
     });
     this.worker.on('exit', (code) => {
       this.dead = true;
       if (!this.closing)
-        this.fail(new CpmError('E_IO', `the stage writer thread exited (${code})`));
+        this.fail(
+          new CpmError('E_IO', `the stage writer thread${this.of()} exited (${code})`, {
+            context: where,
+          }),
+        );
     });
     ring.hold(this);
   }
@@ -268,11 +274,18 @@ export class StageWriter implements RingHolder {
     try {
       this.beforeSend?.();
     } catch (e) {
-      const mapped = fsError(e, { doing: 'writing the journal', where: 'root' });
+      const mapped = fsError(e, {
+        doing: 'writing the journal',
+        where: 'root',
+        context: this.where,
+      });
       this.fail(
         mapped instanceof CpmError
           ? mapped
-          : new CpmError('E_IO', `writing the journal: ${(e as Error).message}`, { cause: e }),
+          : new CpmError('E_IO', `writing the journal: ${(e as Error).message}`, {
+              context: this.where,
+              cause: e,
+            }),
       );
       return;
     }
@@ -298,18 +311,26 @@ export class StageWriter implements RingHolder {
       // the worker's error, rebuilt so it maps like any other system error (ENOSPC, EROFS, …)
       const { message, ...props } = r.error;
       const mapped = fsError(Object.assign(new Error(message), props), {
-        doing: 'writing staged file',
+        doing: `writing a file${this.of()} at`,
         where: 'root',
+        context: this.where,
       });
       this.fail(
         mapped instanceof CpmError
           ? mapped
-          : new CpmError('E_IO', `writing ${r.error.path}: ${message}`, {
-              context: { path: r.error.path, code: r.error.code },
+          : new CpmError('E_IO', `writing a file${this.of()} at ${r.error.path}: ${message}`, {
+              context: { ...this.where, path: r.error.path, code: r.error.code },
             }),
       );
     }
     this.wake();
+  }
+
+  /** " of PACKAGE (layer DIGEST)" when the writer was told, for its messages. */
+  private of(): string {
+    const { package: pkg, digest } = this.where;
+    if (!pkg) return '';
+    return digest ? ` of ${pkg} (layer ${digest})` : ` of ${pkg}`;
   }
 
   private fail(e: CpmError): void {

@@ -117,6 +117,8 @@ describe.skipIf(why !== '')('real filesystem faults (CLI)', () => {
     });
     expectEnvError(r, 'E_NO_SPACE', /no space left on device \(ENOSPC\)/);
     expect(r.err).toContain(root);
+    // the writer thread's error names the package and layer its file came from
+    expect(r.err).toMatch(/writing a file of test\/many@\S+ \(layer sha256:[0-9a-f]{64}\) at /);
     const left = execFileSync('find', [root, '-mindepth', '1'], { encoding: 'utf8' });
     expect(left.trim().split('\n').sort()).toEqual(
       ['var', 'var/lib', 'var/lib/cpm'].map((p) => path.join(root, p)),

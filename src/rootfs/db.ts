@@ -255,19 +255,21 @@ export class InstalledDb {
   }
 
   /**
-   * The DB file's bytes, in pieces of about CHUNK bytes, trailer last: each line is encoded into
-   * the current piece as it is made. Never one string of the whole DB: a root's is megabytes, and
-   * one path outside Latin-1 (a certificate's name) makes such a string two bytes a character,
-   * copied again to hash it and again to write it.
+   * The DB file's bytes, in pieces of about CHUNK bytes, trailer last: lines are encoded into the
+   * current piece a few KiB at a time as they are made (one call per line cost more: this runs
+   * once a process, before the code is optimised). Never one string of the whole DB: a root's is
+   * megabytes, and one path outside Latin-1 (a certificate's name) makes such a string two bytes
+   * a character, copied again to hash it and again to write it.
    */
   encode(): Buffer[] {
     const chunks: Buffer[] = [];
     const hash = createHash('sha256');
     let buf = Buffer.allocUnsafe(CHUNK);
     let off = 0;
-    const line = (l: string): void => {
-      // at most 3 bytes of UTF-8 per UTF-16 unit, and the line break
-      const most = l.length * 3 + 1;
+    let text = '';
+    const put = (): void => {
+      // at most 3 bytes of UTF-8 per UTF-16 unit
+      const most = text.length * 3;
       if (buf.length - off < most) {
         if (off > 0) {
           const b = buf.subarray(0, off);
@@ -277,8 +279,12 @@ export class InstalledDb {
         buf = Buffer.allocUnsafe(Math.max(CHUNK, most));
         off = 0;
       }
-      off += buf.write(l, off, 'utf8');
-      buf[off++] = 0x0a;
+      off += buf.write(text, off, 'utf8');
+      text = '';
+    };
+    const line = (l: string): void => {
+      text += `${l}\n`;
+      if (text.length >= 8192) put();
     };
     line(HEADER);
     let files = 0;
@@ -298,6 +304,7 @@ export class InstalledDb {
       for (const f of sortedFiles(p.files)) line(fileOut(f));
       files += p.files.length;
     }
+    put();
     const last = buf.subarray(0, off);
     hash.update(last);
     chunks.push(last);

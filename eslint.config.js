@@ -66,7 +66,7 @@ export default tseslint.config(
     files: ['bin/**/*.js'],
     languageOptions: {
       sourceType: 'commonjs',
-      globals: { require: 'readonly', __dirname: 'readonly' },
+      globals: { require: 'readonly', __dirname: 'readonly', setImmediate: 'readonly' },
     },
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },

@@ -15,7 +15,20 @@ function finish(code) {
   const streams = cli?.madeStreams ? cli.madeStreams() : [process.stdout, process.stderr];
   let pending = streams.length + 1;
   const done = () => {
-    if (--pending === 0) process.exit(code);
+    if (--pending === 0) setImmediate(exit); // after the streams' error events (next ticks)
+  };
+  const exit = () => {
+    // output that could not be written (a full disk, EIO) is a failure even when the work was done
+    const failed = cli?.outputFailureReport?.();
+    if (failed && code === 0) {
+      try {
+        require('node:fs').writeSync(2, failed.text);
+      } catch {
+        // standard error is gone too: the exit code still says it
+      }
+      process.exit(failed.exit);
+    }
+    process.exit(code);
   };
   for (const s of streams) {
     if (s.destroyed || s.writableEnded) done();

@@ -7,12 +7,25 @@
 import type { Command } from 'commander';
 import { commandWord } from './argv.js';
 import { commandFile, withGlobalOptions } from './command-table.js';
-import { CpmError } from '../errors.js';
+import { CpmError, exitCodeOf } from '../errors.js';
+import { fsError } from '../util/fs-errors.js';
 import { version } from './version.js';
-import { out } from '../util/stdio.js';
+import { out, outputFailure } from '../util/stdio.js';
 
 // for bin/cpm.js: print without Node's stream modules when nothing else needs them
 export { directStdio, madeStreams } from '../util/stdio.js';
+
+/**
+ * For bin/cpm.js at exit: standard output that could not be written (a full disk, EIO), as the
+ * line to print and the exit code of its error class (E_NO_SPACE, E_IO, …), or undefined.
+ */
+export function outputFailureReport(): { text: string; exit: number } | undefined {
+  const e = outputFailure();
+  if (!e) return undefined;
+  const c = fsError(e, { doing: 'writing', path: 'standard output', where: 'output' });
+  const err = c instanceof CpmError ? c : new CpmError('E_IO', `writing standard output: ${e}`);
+  return { text: `cpm: ${err.message}\n`, exit: exitCodeOf(err) };
+}
 
 /** The program for argv: only its command's file when argv names one, else the full tree. */
 async function programFor(argv: string[]): Promise<Command> {

@@ -4,13 +4,17 @@
  * 25 modules, ≈ 5 ms of CPU: a sixth of what `cpm --version` costs over `node -e 0`). A short
  * command that prints through out()/err() and touches neither stream never loads them.
  *
- * Order is kept: once a stream exists (any code read process.stdout, or a direct write failed),
- * every later write to that descriptor goes through it, behind what it may still hold. A direct
- * write that fails (EAGAIN on a non-blocking pipe shared with another process, EPIPE, anything)
- * hands what is left to the stream, which then reports or queues it as it always did.
+ * Order is kept: once a stream exists (any code read process.stdout, or a direct write met
+ * EAGAIN on a non-blocking pipe shared with another process), every later write to that
+ * descriptor goes through it, behind what it may still hold.
  *
  * Until directStdio() is called (bin/cpm.js does, for the CLI), out() and err() are plain stream
  * writes: in-process callers and tests see no difference.
+ *
+ * Output that cannot be written (ENOSPC, EIO: `cpm … > /dev/full`) must not end in an unhandled
+ * stream error (a stack trace) nor in a silent exit 0: the first failure is kept (outputFailure),
+ * later output to that descriptor is dropped, and bin/cpm.js turns it into E_IO's exit code. A
+ * reader that went away (EPIPE: `cpm tree list | head`) is not a failure of cpm's.
  */
 import { writeSync } from 'node:fs';
 
@@ -18,6 +22,27 @@ type Name = 'stdout' | 'stderr';
 
 /** Whether the stream of each descriptor exists (or is to be used regardless). */
 const made: Record<Name, boolean> = { stdout: true, stderr: true };
+/** The first write error of each descriptor; its later output is dropped. */
+const failed: Partial<Record<Name, NodeJS.ErrnoException>> = {};
+/** Streams whose errors are kept in `failed` (an 'error' listener added once). */
+const watched = new Set<Name>();
+
+function keepError(name: Name, e: NodeJS.ErrnoException): void {
+  failed[name] ??= e;
+}
+
+/** `s`, its errors kept instead of thrown as an unhandled 'error' event (a stack trace). */
+function watch(name: Name, s: NodeJS.WriteStream): NodeJS.WriteStream {
+  if (!watched.has(name)) {
+    watched.add(name);
+    s.on('error', (e: NodeJS.ErrnoException) => keepError(name, e));
+  }
+  return s;
+}
+
+function streamOf(name: Name): NodeJS.WriteStream {
+  return watch(name, process[name]);
+}
 
 /** Writes go straight to the descriptors from now on, while their streams are not made. */
 export function directStdio(): void {
@@ -31,7 +56,7 @@ export function directStdio(): void {
       ...d,
       get() {
         made[name] = true;
-        return get.call(process) as NodeJS.WriteStream;
+        return watch(name, get.call(process) as NodeJS.WriteStream);
       },
     });
   }
@@ -42,17 +67,29 @@ export function madeStreams(): NodeJS.WriteStream[] {
   return (['stdout', 'stderr'] as const).filter((n) => made[n]).map((n) => process[n]);
 }
 
+/**
+ * The first output error that is cpm's to report: standard output that could not be written for
+ * another reason than its reader going away (EPIPE).
+ */
+export function outputFailure(): NodeJS.ErrnoException | undefined {
+  const e = failed.stdout;
+  return e && e.code !== 'EPIPE' ? e : undefined;
+}
+
 function write(name: Name, fd: number, text: string): void {
+  if (failed[name]) return;
   if (made[name]) {
-    process[name].write(text);
+    streamOf(name).write(text);
     return;
   }
   const buf = Buffer.from(text, 'utf8');
   let at = 0;
   try {
     while (at < buf.length) at += writeSync(fd, buf, at, buf.length - at);
-  } catch {
-    process[name].write(buf.subarray(at));
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EAGAIN' || code === 'EWOULDBLOCK') streamOf(name).write(buf.subarray(at));
+    else keepError(name, e as NodeJS.ErrnoException);
   }
 }
 

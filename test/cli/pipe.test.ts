@@ -3,7 +3,15 @@
  * pipe still held unread output, truncating it at the pipe's 64 KiB buffer.
  */
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -132,5 +140,40 @@ describe('short commands', () => {
     const bad = await run(['tree', 'render', 'big/nothing', '--tree', tree]);
     expect(bad.code).toBe(5);
     expect(bad.modules).not.toContain('NativeModule stream');
+  }, 60_000);
+
+  it.each([
+    ['--version', ['--version']],
+    ['a tree command (straight to the descriptor)', ['tree', 'list', '--tree', 'TREE']],
+    ["help (commander writes through Node's stream)", ['help']],
+  ])('%s into a full disk: E_NO_SPACE with one line, no stack, no exit 0', async (_what, args) => {
+    const tree = bigTree(3);
+    const r = await new Promise<{ code: number | null; err: string }>((res) => {
+      const full = openSync('/dev/full', 'w');
+      const child = spawn('node', [BIN, ...args.map((a) => (a === 'TREE' ? tree : a))], {
+        stdio: ['ignore', full, 'pipe'],
+      });
+      closeSync(full);
+      let err = '';
+      child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
+      child.on('close', (code) => res({ code, err }));
+    });
+    expect(r.err).toBe('cpm: writing standard output: no space left on device (ENOSPC)\n');
+    expect(r.code).toBe(14);
+  });
+
+  it('stops quietly when its reader goes away (EPIPE is not a failure of cpm)', async () => {
+    const tree = bigTree(3000);
+    const r = await new Promise<{ code: number | null; err: string }>((res) => {
+      const child = spawn('node', [BIN, 'tree', 'list', '--json', '--tree', tree], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      child.stdout.once('data', () => child.stdout.destroy());
+      let err = '';
+      child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+      child.on('close', (code) => res({ code, err }));
+    });
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
   }, 60_000);
 });

@@ -63,6 +63,28 @@ export interface LayerDigests {
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /**
+ * ready() of a ring: undefined when there is room now, else a promise of it. `nudge` first tells
+ * whoever could free space what there is; the wait is short and gives the event loop a turn, so a
+ * thread's failure (an 'exit' or 'error' event) is seen while waiting.
+ */
+function roomOrWait(
+  ctl: Int32Array,
+  hasRoom: () => boolean,
+  nudge: () => void,
+): Promise<void> | undefined {
+  if (hasRoom()) return undefined;
+  return (async () => {
+    while (!hasRoom()) {
+      nudge();
+      const p = Atomics.load(ctl, PROGRESS);
+      if (hasRoom()) break;
+      Atomics.wait(ctl, PROGRESS, p, 50);
+      if (!hasRoom()) await turn();
+    }
+  })();
+}
+
+/**
  * The ring, with the digests of the blob file open at `fd` (when `blob`; -1: no file) and of the
  * tar written through space()/wrote() (when `tar`).
  */
@@ -90,18 +112,7 @@ export function layerDigests(fd: number, blob: boolean, tar: boolean): LayerDige
     const hasRoom = (): boolean => RING - held() >= roomFor();
     return {
       ring,
-      ready() {
-        if (hasRoom()) return undefined;
-        return (async () => {
-          while (!hasRoom()) {
-            holder?.post();
-            const p = Atomics.load(ctl, PROGRESS);
-            if (hasRoom()) break;
-            Atomics.wait(ctl, PROGRESS, p, 50);
-            if (!hasRoom()) await turn();
-          }
-        })();
-      },
+      ready: () => roomOrWait(ctl, hasRoom, () => holder?.post()),
       space() {
         const off = pos % RING;
         return bytes.subarray(off, off + roomFor());
@@ -161,18 +172,7 @@ export function layerDigests(fd: number, blob: boolean, tar: boolean): LayerDige
   };
   return {
     ring,
-    ready() {
-      if (hasRoom()) return undefined;
-      return (async () => {
-        while (!hasRoom()) {
-          nudge();
-          const p = Atomics.load(ctl, PROGRESS);
-          if (hasRoom()) break;
-          Atomics.wait(ctl, PROGRESS, p, 50);
-          if (!hasRoom()) await turn();
-        }
-      })();
-    },
+    ready: () => roomOrWait(ctl, hasRoom, nudge),
     space() {
       // wait (rarely: hashing is several times faster than decompressing) until the workers have
       // passed the space this read will fill; a holder is waited for by ready() (its thread's

@@ -354,12 +354,7 @@ export class Stager {
         const code = (e as NodeJS.ErrnoException).code;
         if (code === 'ENOENT') continue;
         if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw e;
-        this.put(pkg, {
-          rec: { path: p, type: 'd', mode: 0o755, uid: 0, gid: 0 },
-          layer,
-          mtime: 0,
-          implicit: true,
-        });
+        this.putImplicitDir(pkg, p, layer);
       }
     }
   }
@@ -862,6 +857,16 @@ export class Stager {
     return this.writer;
   }
 
+  /** A directory no layer entry describes (a parent of a deeper entry, or one kept for what it holds): 0755, root-owned. */
+  private putImplicitDir(pkg: PackageEntries, p: string, layer: number): void {
+    this.put(pkg, {
+      rec: { path: p, type: 'd', mode: 0o755, uid: 0, gid: 0 },
+      layer,
+      mtime: 0,
+      implicit: true,
+    });
+  }
+
   private put(pkg: PackageEntries, e: StagedEntry): void {
     pkg.set(e.rec.path, e);
     this.view.staged.set(e.rec.path, e);
@@ -879,12 +884,7 @@ export class Stager {
     }
     for (const p of missing.reverse()) {
       this.mkdirFresh(p);
-      this.put(pkg, {
-        rec: { path: p, type: 'd', mode: 0o755, uid: 0, gid: 0 },
-        layer,
-        mtime: 0,
-        implicit: true,
-      });
+      this.putImplicitDir(pkg, p, layer);
     }
   }
 

@@ -5,7 +5,7 @@
  * always give the same bytes. The layout is the one tar-stream 3 writes (what earlier cpm
  * versions used), except that mode 0 stays 0.
  */
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, openSync, readSync } from 'node:fs';
 import { CpmError } from '../errors.js';
 
 /** One tar header as the image writers build it (see tarHeader). */
@@ -230,7 +230,12 @@ export async function* tarChunks<E extends TarBody>(
       }
     }
     if (e.type === 'file' && e.size > 0) {
-      const fd = openSync(e.source!, 'r');
+      // a regular file when walked: one swapped for a symlink (or a FIFO) since is refused, never
+      // followed to what it names
+      const fd = openSync(
+        e.source!,
+        constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK,
+      );
       try {
         let done = 0;
         while (done < e.size) {

@@ -156,4 +156,19 @@ describe('buildLayer', () => {
     expect(err).toMatchObject({ code: 'E_IO', context: { path: path.join(tree, 'a') } });
     expect(String(err.message)).toMatch(/changed size/);
   });
+
+  it('does not follow a file swapped for a symlink between the walk and the read', async () => {
+    const secret = path.join(dir, 'secret-outside');
+    await fsp.writeFile(secret, 'not for the layer');
+    const tree = await writeTree(path.join(dir, 'swapped'), { a: 'first', b: 'second' });
+    const keep = (rel: string): boolean => {
+      if (rel === 'b') {
+        execFileSync('rm', [path.join(tree, 'a')]);
+        execFileSync('ln', ['-s', secret, path.join(tree, 'a')]);
+      }
+      return true;
+    };
+    const err = await buildLayer(tree, store, { compression: 'gzip', keep }).catch((e) => e);
+    expect(err).toMatchObject({ code: 'E_IO', context: { path: path.join(tree, 'a') } });
+  });
 });

@@ -8,8 +8,10 @@ import {
   createReadStream,
   fstat,
   open,
-  promises as fsp,
   readFile,
+  readlink,
+  realpath,
+  stat,
 } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -41,6 +43,11 @@ const openFd = promisify(open);
 const fstatFd = promisify(fstat);
 const closeFd = promisify(close);
 const readFd = promisify(readFile);
+// callback forms, not fs.promises: that getter loads node:readline and more on Node 24, a few ms
+// of every no-op install from a dir:// repository
+const realpathNative = promisify(realpath.native);
+const readlinkP = promisify(readlink);
+const statP = promisify(stat);
 
 export class LocalFiles implements RepoFiles {
   readonly location: string;
@@ -92,7 +99,7 @@ export class LocalFiles implements RepoFiles {
     }
   }
   private realRoot(): Promise<string> {
-    this.real ??= fsp.realpath(this.location).catch((e: unknown) => {
+    this.real ??= realpathNative(this.location).catch((e: unknown) => {
       this.real = undefined;
       throw notFound(e, this.location);
     });
@@ -105,10 +112,10 @@ export class LocalFiles implements RepoFiles {
     st: { dev: number; ino: number },
   ): Promise<string> {
     try {
-      return await fsp.readlink(`/proc/self/fd/${fd}`);
+      return await readlinkP(`/proc/self/fd/${fd}`);
     } catch {
-      const real = await fsp.realpath(p);
-      const again = await fsp.stat(real);
+      const real = await realpathNative(p);
+      const again = await statP(real);
       if (again.dev !== st.dev || again.ino !== st.ino)
         throw new CpmError('E_REPO', `${p} changed while it was opened`, { context: { path: p } });
       return real;

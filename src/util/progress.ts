@@ -344,7 +344,9 @@ class Progress {
   }
 }
 
-const defaultClock = (): number => performance.now();
+// process.hrtime, not performance.now(): the `performance` global loads perf_hooks' eleven
+// internal modules on Node 24 (≈ 1.5 ms of every command that reports progress).
+const defaultClock = (): number => Number(process.hrtime.bigint()) / 1e6;
 
 export function createReporter(opts: ReporterOptions = {}): Reporter {
   const out: ProgressStream = opts.stream ?? process.stderr;

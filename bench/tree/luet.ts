@@ -124,8 +124,9 @@ function main(): void {
     // Node 20 reads the NODE_EXTRA_CA_CERTS file (and sets up OpenSSL's store) at every start,
     // before any script runs; luet reads certificates only to make a TLS connection. When it is
     // set, the floor is also timed without it, to say what it adds to every cpm row.
+    let bare: NodeJS.ProcessEnv | undefined;
     if (process.env.NODE_EXTRA_CA_CERTS) {
-      const bare = { ...process.env };
+      bare = { ...process.env };
       delete bare.NODE_EXTRA_CA_CERTS;
       floor.push(
         { name: 'node -e 0, no NODE_EXTRA_CA_CERTS', argv: ['node', '-e', '0'], env: bare },
@@ -152,9 +153,15 @@ function main(): void {
         env,
         okStatus: [0, 2],
       });
-      for (const b of builds) {
+      // this checkout's build also without NODE_EXTRA_CA_CERTS (when set): a machine without it
+      // (the default) pays Node's start less by that much, luet nothing
+      const runs = [
+        ...builds.map((b) => ({ label: b.label, bin: b.bin, env: undefined, suffix: '' })),
+        ...(bare ? [{ ...builds[0]!, env: bare, suffix: ', no NODE_EXTRA_CA_CERTS' }] : []),
+      ];
+      for (const b of runs) {
         cases.push({
-          name: `${t.name}: ${b.label} tree validate --values`,
+          name: `${t.name}: ${b.label} tree validate --values${b.suffix}`,
           argv: [
             'node',
             b.bin,
@@ -166,6 +173,7 @@ function main(): void {
             '--values',
             t.valuesFile,
           ],
+          env: b.env,
           okStatus: [0, 1],
           output: (out) => {
             const first = answers.get(t.name);
@@ -190,7 +198,7 @@ function main(): void {
           `${Math.round(median(f.rssKb) / 1024)} |  |  |`,
       );
     }
-    const per = 2 + builds.length;
+    const per = 2 + builds.length + (bare ? 1 : 0);
     const totals = new Map<string, { wall: number; cpu: number }>();
     trees.forEach((t, i) => {
       const group = timed.slice(floor.length + i * per, floor.length + (i + 1) * per);

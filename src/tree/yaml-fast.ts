@@ -40,6 +40,8 @@ const ANCHOR = /^[&*][A-Za-z0-9_.-]+$/;
 /** Keys taken as-is: they resolve to themselves (checked against the resolver too). */
 const PLAIN_KEY = /^[A-Za-z_][A-Za-z0-9_./-]*$/;
 const CHOMP = /^[|>]([+-]?)$/;
+/** The spaces at `lastIndex` (sticky: always matches, maybe nothing). */
+const SPACES = / */y;
 /** The characters after a backslash that JSON and YAML read alike: " \ / b f n r t u. */
 const JSON_ESCAPE = new Set([...'"\\/bfnrtu'].map((c) => c.charCodeAt(0)));
 
@@ -144,8 +146,12 @@ class FastReader {
     let s = 0;
     for (let i = 0; i < n; i++) {
       this.starts[i] = s;
-      let k = s;
-      while (text.charCodeAt(k) === 32) k++;
+      // the indentation by a regex, not a loop per space: this runs cold, once per text, and
+      // the per-character steps made it hot enough to be optimized in the background (CPU a
+      // short run never earns back)
+      SPACES.lastIndex = s;
+      SPACES.test(text);
+      const k = SPACES.lastIndex;
       this.indents[i] = k - s;
       const nl = text.indexOf('\n', k);
       s = nl < 0 ? text.length + 1 : nl + 1;
@@ -564,13 +570,15 @@ function stripComment(s: string): string {
   return e === t.length ? t : t.slice(0, e);
 }
 
+// eslint-disable-next-line no-control-regex -- control characters are what it looks for
+const CONTROL = /[\x00-\x1f\x7f]/;
+// eslint-disable-next-line no-control-regex -- as CONTROL, without the tab
+const CONTROL_BUT_TAB = /[\x00-\x08\x0a-\x1f\x7f]/;
+
 /** Control characters (a tab too unless `tabOk`): left to yaml, which knows what each means. */
 function hasControl(s: string, tabOk: boolean): boolean {
-  for (let k = 0; k < s.length; k++) {
-    const c = s.charCodeAt(k);
-    if ((c < 32 && !(tabOk && c === 9)) || c === 127) return true;
-  }
-  return false;
+  // a regex, not a loop over the characters: this runs cold, once per quoted scalar
+  return (tabOk ? CONTROL_BUT_TAB : CONTROL).test(s);
 }
 
 function singleQuoted(body: string): string {

@@ -28,13 +28,9 @@ const PRIMARY = new Uint8Array(128);
 
 const isUpper = (c: number): boolean => c >= 65 && c <= 90;
 
-function printable(s: string): boolean {
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 32 || c > 126) return false;
-  }
-  return true;
-}
+/** Printable ASCII only (a regex: sorting runs cold, once per process). */
+const PRINTABLE = /^[\x20-\x7e]*$/;
+const printable = (s: string): boolean => PRINTABLE.test(s);
 
 /** -1, 0 or 1 as `a` sorts before, with or after `b` (root collation, as localeCompare). */
 export function collate(a: string, b: string): number {

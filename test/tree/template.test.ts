@@ -164,6 +164,19 @@ describe('Go text/template subset', () => {
     expect(() => render(src)).toThrow(re);
   });
 
+  it('finds the end of an action past quoted strings and comments', () => {
+    expect(render('{{ "a}}b" }}|{{ "q\\"}}" }}')).toBe('a}}b|q"}}');
+    expect(render('{{ `x}}\ny` }}')).toBe('x}}\ny'); // a raw string may span lines
+    expect(render("{{ 'a' }}|{{/* a }} comment */}}X")).toBe('97|X');
+    expect(render('{{ print "}" "{{" }}}')).toBe('}{{}');
+    expect(() => render('\n{{ "abc }}')).toThrow(
+      /^build\.yaml:2: template: unterminated quoted string/,
+    );
+    expect(() => render('{{ "a\nb" }}')).toThrow(/^build\.yaml:1: template: unterminated quoted/);
+    expect(() => render('{{ "a\\\nb" }}')).toThrow(/unterminated quoted string/);
+    expect(() => render('{{ /* x }}')).toThrow(/^build\.yaml:1: template: unclosed comment/);
+  });
+
   it('stops runaway recursion and output', () => {
     const ts = new TemplateSet();
     ts.addDefinitions('{{ define "r" }}{{ template "r" . }}{{ end }}', 'templates/r.yaml');

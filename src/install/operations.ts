@@ -76,6 +76,11 @@ export interface PlannedOperation {
   noop: boolean;
   /** The opened source (install/upgrade/reinstall with steps); closed by applyOperation. */
   repos?: OpenedRepositories;
+  /**
+   * The DB the plan was made from, which applyOperation reads as it was planned against instead
+   * of reading a root's megabytes again (the transaction reads it again under the root's lock).
+   */
+  db?: InstalledDb;
   /** Unknown requested packages → the closest known ones ("did you mean"). */
   suggestions?: Record<string, string[]>;
   /** Repositories answered from the index cache, with when each index was fetched. */
@@ -167,6 +172,7 @@ export async function planOperation(
     // a --base is always looked at: the same image again is a no-op in the transaction
     noop: plan.satisfiable && plan.steps.length === 0 && images.length === 0 && !base,
     ...(repos ? { repos } : {}),
+    db,
   });
 
   // uninstall needs no repository; a pinned install of what is installed needs none either
@@ -243,7 +249,7 @@ async function applyPlanned(
   try {
     if (!plan.satisfiable) throw planError(plan, planned.suggestions);
     const requested = new Set(planned.request.targets?.map((t) => familyKey(t)) ?? []);
-    const db = InstalledDb.load(ctx.dbDir);
+    const db = planned.db ?? InstalledDb.load(ctx.dbDir);
     // `install` of what is installed as a dependency still records it as explicit (apk, dnf)
     const explicit =
       planned.op === 'install'

@@ -65,18 +65,29 @@ function damaged(file: string, line: number | undefined, what: string): CpmError
   });
 }
 
+const NL = 0x0a;
+/** How every package line starts (the writer's fixed key order); file lines start otherwise. */
+const PACKAGE_PREFIX = Buffer.from('{"package":');
+
+/** Lines in `buf` (as split('\n') counts them, the empty string after a last newline dropped). */
+function lineCount(buf: Buffer): number {
+  let n = 1;
+  for (let i = buf.indexOf(NL); i >= 0; i = buf.indexOf(NL, i + 1)) n++;
+  return buf[buf.length - 1] === NL ? n - 1 : n;
+}
+
 /**
- * Checks the whole-file integrity of a DB text: complete last line, trailer with the counts and
- * the sha256 of everything before it. Returns the record lines, the counts the trailer promises
- * and, for a format-1 DB (no trailer), a note.
+ * Checks the whole-file integrity of a DB's bytes: complete last line, trailer with the counts and
+ * the sha256 of everything before it. Returns where the record lines are (after the header, before
+ * the trailer), the counts the trailer promises and, for a format-1 DB (no trailer), a note.
  */
 function checkIntegrity(
-  text: string,
+  buf: Buffer,
   file: string,
-): { lines: string[]; want?: { packages: number; files: number }; note?: string } {
-  if (text === '') throw damaged(file, undefined, 'the file is empty (truncated to 0 bytes)');
-  const lines = text.split('\n');
-  const header = lines[0] ?? '';
+): { start: number; end: number; want?: { packages: number; files: number }; note?: string } {
+  if (buf.length === 0) throw damaged(file, undefined, 'the file is empty (truncated to 0 bytes)');
+  const first = buf.indexOf(NL);
+  const header = buf.toString('utf8', 0, first < 0 ? buf.length : first);
   if (header !== HEADER && header !== HEADER_V1)
     throw damaged(
       file,
@@ -85,19 +96,20 @@ function checkIntegrity(
         ? `format ${header} is newer than this cpm reads`
         : 'not a cpm database (bad header)',
     );
-  if (!text.endsWith('\n'))
+  if (buf[buf.length - 1] !== NL)
     throw damaged(
       file,
-      lines.length,
+      lineCount(buf),
       'truncated in the middle of a line (the last line is incomplete)',
     );
-  lines.pop(); // the empty string after the last newline
   if (header === HEADER_V1)
     return {
-      lines,
+      start: first + 1,
+      end: buf.length,
       note: `${file} was written by an older cpm (format 1, no trailer): truncation cannot be detected until the next transaction rewrites it`,
     };
-  const last = lines[lines.length - 1] ?? '';
+  const lastStart = buf.length < 2 ? 0 : buf.lastIndexOf(NL, buf.length - 2) + 1;
+  const last = buf.toString('utf8', lastStart, buf.length - 1);
   let trailer: { packages?: unknown; files?: unknown; sha256?: unknown } | undefined;
   if (last.startsWith(`{"${TRAILER_KEY}":`)) {
     try {
@@ -106,17 +118,75 @@ function checkIntegrity(
       trailer = undefined;
     }
   }
-  if (!trailer)
-    throw damaged(
-      file,
-      lines.length,
-      `truncated: it ends after line ${lines.length} without its end-of-database line`,
-    );
-  const body = text.slice(0, text.length - last.length - 1);
-  if (createHash('sha256').update(body).digest('hex') !== trailer.sha256)
-    throw damaged(file, lines.length, 'its contents do not match the checksum in its last line');
-  lines.pop();
-  return { lines, want: { packages: Number(trailer.packages), files: Number(trailer.files) } };
+  if (!trailer) {
+    const n = lineCount(buf);
+    throw damaged(file, n, `truncated: it ends after line ${n} without its end-of-database line`);
+  }
+  // the bytes themselves: hashing a decoded string would encode it back to UTF-8 first
+  if (createHash('sha256').update(buf.subarray(0, lastStart)).digest('hex') !== trailer.sha256)
+    throw damaged(file, lineCount(buf), 'its contents do not match the checksum in its last line');
+  return {
+    start: first + 1,
+    end: lastStart,
+    want: { packages: Number(trailer.packages), files: Number(trailer.files) },
+  };
+}
+
+/** The file records of lines [start, end) of `buf`, the first being line `line` of `file`. */
+function parseFiles(
+  buf: Buffer,
+  start: number,
+  end: number,
+  line: number,
+  file: string,
+): FileRecord[] {
+  const files: FileRecord[] = [];
+  const lines = buf.toString('utf8', start, end).split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const text = lines[i]!;
+    if (text === '') continue;
+    const at = line + i;
+    let o: Record<string, unknown>;
+    try {
+      o = JSON.parse(text) as Record<string, unknown>;
+    } catch (e) {
+      throw damaged(file, at, `line ${at} is not a record (${(e as Error).message})`);
+    }
+    if (o === null || typeof o !== 'object') throw damaged(file, at, `line ${at} is not a record`);
+    if (typeof o.p !== 'string') throw damaged(file, at, `line ${at} is an unexpected record`);
+    files.push(fileIn(o));
+  }
+  return files;
+}
+
+/**
+ * Gives `p` its files as they are first asked for: a command that reads only which packages are
+ * installed (a no-op install, `cpm list`) decodes and parses none of a root's tens of thousands of
+ * file lines (hundreds of ms of a 3.5 MB DB). The bytes were checked whole by their checksum.
+ */
+function lazyFiles(
+  p: InstalledPackage,
+  buf: Buffer,
+  start: number,
+  end: number,
+  line: number,
+  file: string,
+): void {
+  const settle = (files: FileRecord[]): FileRecord[] => {
+    Object.defineProperty(p, 'files', {
+      value: files,
+      writable: true,
+      enumerable: true,
+      configurable: true,
+    });
+    return files;
+  };
+  Object.defineProperty(p, 'files', {
+    enumerable: true,
+    configurable: true,
+    get: () => settle(parseFiles(buf, start, end, line, file)),
+    set: (files: FileRecord[]) => settle(files),
+  });
 }
 
 function cmp(a: string, b: string): number {
@@ -178,52 +248,84 @@ export class InstalledDb {
   /** Notes about the file it was read from (an old format without trailer). */
   readonly notes: string[] = [];
 
-  static parse(text: string, file = DB_FILE): InstalledDb {
+  /**
+   * Reads a DB file's bytes (or text). Package lines are parsed here; each package's file lines
+   * when they are first used (lazyFiles), except in a format-1 DB, which has no checksum: there
+   * every line is parsed now, so damage is found at load.
+   */
+  static parse(input: string | Buffer, file = DB_FILE): InstalledDb {
+    const buf = typeof input === 'string' ? Buffer.from(input, 'utf8') : input;
     const db = new InstalledDb();
-    const { lines, want, note } = checkIntegrity(text, file);
+    const { start, end, want, note } = checkIntegrity(buf, file);
     if (note) db.notes.push(note);
     let cur: InstalledPackage | null = null;
+    let filesFrom = 0;
+    let filesLine = 0;
     let nPkgs = 0;
     let nFiles = 0;
-    for (let i = 1; i < lines.length; i++) {
-      const line = lines[i]!;
-      if (line === '') continue;
+    const closeFiles = (upTo: number): void => {
+      if (!cur) return;
+      lazyFiles(cur, buf, filesFrom, upTo, filesLine, file);
+      if (note) void cur.files; // format 1: parsed now
+    };
+    let line = 1; // the header
+    for (let pos = start; pos < end;) {
+      const nl = buf.indexOf(NL, pos);
+      const stop = nl < 0 || nl > end ? end : nl;
+      line++;
+      if (stop === pos) {
+        pos = stop + 1;
+        continue;
+      }
+      const isPackage =
+        buf.compare(
+          PACKAGE_PREFIX,
+          0,
+          PACKAGE_PREFIX.length,
+          pos,
+          Math.min(stop, pos + PACKAGE_PREFIX.length),
+        ) === 0;
+      if (!isPackage && cur) {
+        nFiles++;
+        pos = stop + 1;
+        continue;
+      }
+      closeFiles(pos); // before this line's own errors: a format-1 DB reports damage in order
       let o: Record<string, unknown>;
       try {
-        o = JSON.parse(line) as Record<string, unknown>;
+        o = JSON.parse(buf.toString('utf8', pos, stop)) as Record<string, unknown>;
       } catch (e) {
-        throw damaged(file, i + 1, `line ${i + 1} is not a record (${(e as Error).message})`);
+        throw damaged(file, line, `line ${line} is not a record (${(e as Error).message})`);
       }
       if (o === null || typeof o !== 'object')
-        throw damaged(file, i + 1, `line ${i + 1} is not a record`);
-      if (typeof o.package === 'string') {
-        const at = { file, line: i + 1 };
-        cur = {
-          id: o.package,
-          spec: specFromJson(
-            o.spec,
-            (m) =>
-              new CpmError('E_DB', `${file}:${i + 1}: package ${o.package}: ${m}`, { context: at }),
-          ),
-          origin: String(o.origin ?? ''),
-          imageDigest: String(o.imageDigest ?? ''),
-          reason: o.reason === 'dependency' ? 'dependency' : 'explicit',
-          layers: (o.layers as string[]) ?? [],
-          files: [],
-        };
-        if (o.base) cur.base = true;
-        if (o.rootless) cur.rootless = true;
-        const fin = finalizeFromJson(o.finalize);
-        if (fin) cur.finalize = fin;
-        db.add(cur);
-        nPkgs++;
-      } else if (cur && typeof o.p === 'string') {
-        cur.files.push(fileIn(o));
-        nFiles++;
-      } else {
-        throw damaged(file, i + 1, `line ${i + 1} is an unexpected record`);
-      }
+        throw damaged(file, line, `line ${line} is not a record`);
+      if (typeof o.package !== 'string')
+        throw damaged(file, line, `line ${line} is an unexpected record`);
+      const at = { file, line };
+      const id = o.package;
+      cur = {
+        id,
+        spec: specFromJson(
+          o.spec,
+          (m) => new CpmError('E_DB', `${file}:${at.line}: package ${id}: ${m}`, { context: at }),
+        ),
+        origin: String(o.origin ?? ''),
+        imageDigest: String(o.imageDigest ?? ''),
+        reason: o.reason === 'dependency' ? 'dependency' : 'explicit',
+        layers: (o.layers as string[]) ?? [],
+        files: [],
+      };
+      if (o.base) cur.base = true;
+      if (o.rootless) cur.rootless = true;
+      const fin = finalizeFromJson(o.finalize);
+      if (fin) cur.finalize = fin;
+      db.add(cur);
+      nPkgs++;
+      pos = stop + 1;
+      filesFrom = pos;
+      filesLine = line + 1;
     }
+    closeFiles(end);
     if (want && (want.packages !== nPkgs || want.files !== nFiles))
       throw damaged(
         file,
@@ -235,9 +337,9 @@ export class InstalledDb {
 
   static load(dbDir: string): InstalledDb {
     const file = `${dbDir}/${DB_FILE}`;
-    let text: string;
+    let text: Buffer;
     try {
-      text = readFileSync(file, 'utf8');
+      text = readFileSync(file);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return new InstalledDb();
       const mapped = fsError(e, { doing: 'reading the database', where: 'db' });

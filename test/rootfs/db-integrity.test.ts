@@ -128,6 +128,60 @@ describe('DB trailer', () => {
     good = now;
   });
 
+  /** `text` with its trailer's checksum made to match what is before it (a forged DB). */
+  const forge = (text: string): string => {
+    const l = text.split('\n');
+    const trailer = JSON.parse(l.at(-2)!) as { 'cpm-db-end': Record<string, unknown> };
+    const body = l.slice(0, -2).join('\n') + '\n';
+    trailer['cpm-db-end'].sha256 = createHash('sha256').update(body).digest('hex');
+    return `${body}${JSON.stringify(trailer)}\n`;
+  };
+
+  it('file lines are parsed when first used; one that is not a file record is refused then, by line', () => {
+    const l = good.split('\n');
+    const at = l.findIndex((x) => x.startsWith('{"p":'));
+    l[at] = '{"q":1}';
+    const db = InstalledDb.parse(forge(l.join('\n')), 'installed');
+    // which packages are installed is read without their files (a no-op install, `cpm list`)
+    expect(db.list().map((p) => p.id)).toEqual(
+      InstalledDb.parse(good)
+        .list()
+        .map((p) => p.id),
+    );
+    let err: unknown;
+    try {
+      void db.get('a/one@1')!.files;
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toMatchObject({ code: 'E_DB', context: { file: 'installed', line: at + 1 } });
+    expect(String((err as Error).message)).toMatch(
+      `installed:${at + 1}: damaged database: line ${at + 1} is an unexpected record`,
+    );
+    expect(db.get('b/two@1')!.files.map((f) => f.path)).toContain('usr/bin/two');
+  });
+
+  it('parsed when first used, the files are those the DB was written with', () => {
+    const db = InstalledDb.parse(good);
+    const again = InstalledDb.parse(db.serialize());
+    for (const p of db.list()) expect(again.get(p.id)!.files).toEqual(p.files);
+    expect(again.serialize()).toBe(good);
+    // set before it was read: the new list is kept, the old lines are never parsed
+    const p = again.get('a/one@1')!;
+    p.files = [];
+    expect(again.get('a/one@1')!.files).toEqual([]);
+  });
+
+  it('a format-1 DB (no checksum) is parsed whole at load: a damaged file line is refused there', () => {
+    const l = good.split('\n');
+    const at = l.findIndex((x) => x.startsWith('{"p":'));
+    l[at] = '{"p":';
+    const v1 = ['{"cpm-db":1}', ...l.slice(1, -2)].join('\n') + '\n';
+    expect(() => InstalledDb.parse(v1, 'installed')).toThrow(
+      new RegExp(`installed:${at + 1}: damaged database: line ${at + 1} is not a record`),
+    );
+  });
+
   it('a transaction refuses to run over a damaged DB', async () => {
     writeFileSync(dbFile, cut());
     const err = await failure(

@@ -10,6 +10,10 @@
  *
  *   npm run build && npx tsx bench/install/noop.ts [runs]
  * CPM_BENCH_NO_EXTRA_CA=1 runs every command without NODE_EXTRA_CA_CERTS (see below).
+ * CPM_BENCH_ROOT_LAYOUT=DIR (or bench/.work/layout when it exists: bench/install/layout.ts writes
+ * it) adds the issue's own case: the 514 MB Debian root image installed by `cpm install oci:DIR:z`,
+ * then the no-op re-install of that reference and of a repository package on that root, whose DB
+ * lists 25k files (the small roots above list a few dozen).
  * CPM_BENCH_BASE=DIR adds the rows of another build (DIR/bin/cpm.js, e.g. a copy of main's:
  * `cp -r bin dist package.json DIR/`), and of its single file when DIR/out/cpm-linux-ARCH exists
  * (`npm run build:dist` first, then also `cp -r out DIR/`).
@@ -43,6 +47,9 @@ const env: NodeJS.ProcessEnv = { ...process.env, CPM_CONFIG: cfg };
 // baseline's too), Node 24 when TLS is first loaded; the local registry is plain http, so nothing
 // here needs it. CPM_BENCH_NO_EXTRA_CA=1 times every row without it.
 const extraCa = process.env.NODE_EXTRA_CA_CERTS;
+const rootLayout = [process.env.CPM_BENCH_ROOT_LAYOUT, path.join(REPO_ROOT, 'bench/.work/layout')]
+  .filter((d): d is string => !!d)
+  .find((d) => existsSync(path.join(d, 'index.json')));
 if (process.env.CPM_BENCH_NO_EXTRA_CA === '1') delete env.NODE_EXTRA_CA_CERTS;
 
 function run(argv: string[]): string {
@@ -74,6 +81,14 @@ try {
   const rootD = path.join(work, 'root-digest');
   run([...cpm, 'install', 'system/cos-setup', '--root', rootD, '--no-finalizers', '-q']);
   run([...cpm, 'install', digestRef, '--root', rootD, '--no-finalizers', '-q']);
+
+  // the Debian root as an image reference (no registry: the tag's round trip is the rows above)
+  const rootBig = path.join(work, 'root-debian');
+  const bigRef = rootLayout ? `oci:${rootLayout}:z` : undefined;
+  if (bigRef) {
+    run([...cpm, 'install', bigRef, '--root', rootBig, '--no-finalizers', '-q']);
+    run([...cpm, 'install', 'system/cos-setup', '--root', rootBig, '--no-finalizers', '-q']);
+  }
 
   const variants: Array<[string, string[]]> = [['node bin/cpm.js', cpm]];
   const baseBin = baseBuild();
@@ -109,6 +124,21 @@ try {
         rootD,
       ]),
     );
+    if (bigRef)
+      cases.push(
+        c('install oci:LAYOUT:z (no-op, the Debian root: 25k files in the DB)', [
+          'install',
+          bigRef,
+          '--root',
+          rootBig,
+        ]),
+        c('install system/cos-setup (no-op, on the Debian root)', [
+          'install',
+          'system/cos-setup',
+          '--root',
+          rootBig,
+        ]),
+      );
   }
   const load = os.loadavg()[0]!;
   const rows = timeInterleaved(cases, RUNS);

@@ -69,16 +69,22 @@ const BUILD_KEYS = new Set([
   'platform',
 ]);
 
+const isObj = (x: unknown): x is Record<string, unknown> =>
+  x !== null && typeof x === 'object' && !Array.isArray(x);
+
 /** Deep merge for template values: maps merge recursively, everything else is replaced. */
 export function mergeValues(
   base: Record<string, unknown>,
   over: Record<string, unknown>,
 ): Record<string, unknown> {
   const out: Record<string, unknown> = { ...base };
-  for (const [k, v] of Object.entries(over)) {
+  // keys by index, not for-of over entries: an entry array and an iterator result per key, for
+  // every package, in code the JIT has not compiled yet
+  const keys = Object.keys(over);
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i]!;
+    const v = over[k];
     const b = out[k];
-    const isObj = (x: unknown): x is Record<string, unknown> =>
-      x !== null && typeof x === 'object' && !Array.isArray(x);
     out[k] = isObj(b) && isObj(v) ? mergeValues(b, v) : v;
   }
   return out;

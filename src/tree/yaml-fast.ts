@@ -192,9 +192,9 @@ class FastReader {
     if (i < this.count) {
       const b = this.body(i);
       if (b.startsWith('%') || b.startsWith('---') || b.startsWith('...')) giveUp();
-      const [v, end] = this.block(i, this.indent(i), b, 0);
-      value = v;
-      i = this.next(end);
+      const r = this.block(i, this.indent(i), b, 0);
+      value = r[0];
+      i = this.next(r[1]);
       if (i < this.count) giveUp(); // content the top node did not take: an error
     }
     return {
@@ -266,31 +266,31 @@ class FastReader {
         continue;
       }
       const key = this.key(body, c);
-      let value: unknown;
-      let end: number;
+      // [value, next line]; read by index (destructuring runs the iterator protocol, which
+      // allocates at each step in code the JIT has not compiled: this runs cold)
+      let r: [unknown, number];
       const v0 = body.charCodeAt(sp);
       if (v0 === 38 /* & */ || v0 === 42 /* * */) {
-        [value, end] = this.anchored(i, body.slice(sp), col, depth + 1);
+        r = this.anchored(i, body.slice(sp), col, depth + 1);
       } else if (sp >= body.length || v0 === 35 /* # */) {
         // The value is on the following lines: deeper, or a sequence at this map's column.
         const j = this.next(i + 1);
         const ind = j < this.count ? this.indent(j) : -1;
         if (ind > col) {
-          [value, end] = this.block(j, ind, this.body(j), depth + 1);
+          r = this.block(j, ind, this.body(j), depth + 1);
         } else if (ind === col && isDash(this.body(j))) {
-          [value, end] = this.seq(j, col, this.body(j), depth + 1);
+          r = this.seq(j, col, this.body(j), depth + 1);
         } else {
-          value = null;
-          end = i + 1;
+          r = [null, i + 1];
         }
       } else {
-        [value, end] = this.scalar(i, body.slice(sp), col, out, key);
+        r = this.scalar(i, body.slice(sp), col, out, key);
       }
       // A repeated key (warned about, last wins) would break the key order = line order rule.
       if (Object.prototype.hasOwnProperty.call(out, key)) giveUp();
-      out[key] = value;
+      out[key] = r[0];
       lines.push(i + 1);
-      const j = this.next(end);
+      const j = this.next(r[1]);
       if (j >= this.count || this.indent(j) < col) {
         i = j;
         break;
@@ -302,15 +302,17 @@ class FastReader {
     }
     // Merged maps fill only the keys the map does not set itself; an earlier one wins. Their
     // lines and scalar texts are the merged map's (as the full converter does).
-    for (const m of merges ?? []) {
-      for (const k of Object.keys(m)) {
-        if (Object.prototype.hasOwnProperty.call(out, k)) continue;
-        out[k] = (m as Record<string, unknown>)[k];
-        lines.push(this.positions.lineOf(m, k)!);
-        const t = this.positions.sourceOf(m, k);
-        if (t !== undefined) this.positions.text(out, k, t);
+    // (not `merges ?? []`: an empty list and its iterator for every map, most of which merge none)
+    if (merges)
+      for (const m of merges) {
+        for (const k of Object.keys(m)) {
+          if (Object.prototype.hasOwnProperty.call(out, k)) continue;
+          out[k] = (m as Record<string, unknown>)[k];
+          lines.push(this.positions.lineOf(m, k)!);
+          const t = this.positions.sourceOf(m, k);
+          if (t !== undefined) this.positions.text(out, k, t);
+        }
       }
-    }
     return [out, this.next(i)];
   }
 
@@ -356,34 +358,35 @@ class FastReader {
       const n = out.length;
       let sp = 1;
       while (body.charCodeAt(sp) === 32) sp++;
-      let value: unknown;
-      let end: number;
+      // [value, next line]; read by index (destructuring runs the iterator protocol, which
+      // allocates at each step in code the JIT has not compiled: this runs cold)
+      let r: [unknown, number];
       if (sp >= body.length || body.charCodeAt(sp) === 35) {
         // "-" alone: the item is the block on the following lines.
         const j = this.next(i + 1);
         if (j >= this.count || this.indent(j) <= col) giveUp(); // an empty item
-        [value, end] = this.block(j, this.indent(j), this.body(j), depth + 1);
+        r = this.block(j, this.indent(j), this.body(j), depth + 1);
         lines.push(j + 1);
       } else {
         const rest = body.slice(sp);
         if (isDash(rest)) giveUp(); // "- - x": a compact nested sequence
         const r0 = rest.charCodeAt(0);
         if (r0 === 38 /* & */ || r0 === 42 /* * */) {
-          [value, end] = this.anchored(i, rest, col, depth + 1);
+          r = this.anchored(i, rest, col, depth + 1);
           // an anchored item is where its collection starts, on the next line
           lines.push((r0 === 38 ? this.next(i + 1) : i) + 1);
         } else {
           if (this.keyEnd(rest) > 0) {
             if (depth + 1 > this.maxDepth) giveUp();
-            [value, end] = this.map(i, col + sp, rest, depth + 1);
+            r = this.map(i, col + sp, rest, depth + 1);
           } else {
-            [value, end] = this.scalar(i, rest, col, out, n);
+            r = this.scalar(i, rest, col, out, n);
           }
           lines.push(i + 1);
         }
       }
-      out.push(value);
-      const j = this.next(end);
+      out.push(r[0]);
+      const j = this.next(r[1]);
       if (j >= this.count || this.indent(j) < col) return [out, j];
       if (this.indent(j) > col) giveUp();
       const b = this.body(j);

@@ -40,11 +40,17 @@ function lookupVar(s: Scope | null, name: string): Scope | null {
   return null;
 }
 
+// Loops over nodes, commands and arguments below count with an index: a template is rendered
+// before the JIT has compiled any of this, and for-of there allocates an iterator result per step.
+
 /** Walks the AST and rejects functions the engine does not have, even in branches not taken. */
 function checkFunctions(nodes: TNode[], file: string): void {
   const checkPipe = (p: Pipeline | null): void => {
     if (!p) return;
-    for (const c of p.cmds) for (const a of c.args) checkArg(a);
+    for (let i = 0; i < p.cmds.length; i++) {
+      const args = p.cmds[i]!.args;
+      for (let k = 0; k < args.length; k++) checkArg(args[k]!);
+    }
   };
   const checkArg = (a: Arg): void => {
     if (a.kind === 'ident' && !isKnownFunction(a.name)) {
@@ -56,7 +62,8 @@ function checkFunctions(nodes: TNode[], file: string): void {
     }
     if (a.kind === 'pipe') checkPipe(a.pipe);
   };
-  for (const n of nodes) {
+  for (let i = 0; i < nodes.length; i++) {
+    const n = nodes[i]!;
     switch (n.kind) {
       case 'action':
       case 'template':
@@ -166,7 +173,8 @@ class Executor {
   }
 
   run(nodes: TNode[], file: string, dot: Value, scope: Scope, depth: number): void {
-    for (const n of nodes) {
+    for (let i = 0; i < nodes.length; i++) {
+      const n = nodes[i]!;
       switch (n.kind) {
         case 'text':
           this.write(n.text, file, 0);
@@ -244,7 +252,9 @@ class Executor {
       if (n.else) this.run(n.else, file, dot, { vars: new Map(), parent: scope }, depth);
       return;
     }
-    for (const [k, x] of items) {
+    for (let i = 0; i < items.length; i++) {
+      const k = items[i]![0];
+      const x = items[i]![1];
       const inner: Scope = { vars: new Map(), parent: scope };
       if (n.pipe.decl.length === 1) inner.vars.set(n.pipe.decl[0]!, x);
       if (n.pipe.decl.length === 2) {
@@ -263,10 +273,9 @@ class Executor {
 
   pipeline(p: Pipeline, file: string, dot: Value, scope: Scope, depth: number): Value {
     let v: Value = undefined;
-    let first = true;
-    for (const c of p.cmds) {
-      v = this.command(c.args, first ? undefined : { v }, file, dot, scope, depth, c.line);
-      first = false;
+    for (let i = 0; i < p.cmds.length; i++) {
+      const c = p.cmds[i]!;
+      v = this.command(c.args, i === 0 ? undefined : { v }, file, dot, scope, depth, c.line);
     }
     if (p.decl.length > 0) {
       const name = p.decl[0]!;
@@ -380,7 +389,8 @@ class Executor {
   private fields(v: Value, names: string[], base: string, file: string, line: number): Value {
     let cur = v;
     let path = base;
-    for (const f of names) {
+    for (let i = 0; i < names.length; i++) {
+      const f = names[i]!;
       if (isMissing(cur)) return MISSING; // Go: a field of a missing value is missing, not an error.
       if (cur === null || cur === undefined) {
         throw templateError(file, line, `nil pointer evaluating ${path || '.'}.${f}`);

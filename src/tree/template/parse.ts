@@ -419,7 +419,9 @@ export function parseTemplate(src: string, file: string): ParsedTemplate {
   const stack: Frame[] = [root];
   const top = (): Frame => stack[stack.length - 1]!;
 
-  for (const p of pieces) {
+  // counted with an index: for-of allocates an iterator result per step in code not yet compiled
+  for (let pi = 0; pi < pieces.length; pi++) {
+    const p = pieces[pi]!;
     if (p.kind === 'text') {
       top().nodes.push({ kind: 'text', text: p.text });
       continue;

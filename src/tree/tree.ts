@@ -697,15 +697,16 @@ async function resolvePayload(
   if (declared === undefined) {
     const dir = inDir(pd.abs, 'root');
     // statSync: most package directories have no root/, and a thread-pool round trip per
-    // directory to learn that was most of the loader's waiting.
+    // directory to learn that was most of the loader's waiting. Without throwing for the usual
+    // ENOENT: an error object and its stack per directory cost more than the call.
     pd.rootDir ??= (() => {
       let st;
       try {
-        st = statSync(dir);
+        st = statSync(dir, { throwIfNoEntry: false });
       } catch {
         return {};
       }
-      if (!st.isDirectory()) return {};
+      if (!st?.isDirectory()) return {};
       const escape = escapeOf(dir, root);
       return escape ? { escape } : { dir };
     })();

@@ -159,6 +159,14 @@ function parseFiles(
   return files;
 }
 
+/** Packages whose file lines are not parsed yet → how many there are. */
+const unparsed = new WeakMap<InstalledPackage, number>();
+
+/** How many files `p` owns, without parsing its file lines when they have not been (`cpm list`). */
+export function fileCount(p: InstalledPackage): number {
+  return unparsed.get(p) ?? p.files.length;
+}
+
 /**
  * Gives `p` its files as they are first asked for: a command that reads only which packages are
  * installed (a no-op install, `cpm list`) decodes and parses none of a root's tens of thousands of
@@ -170,9 +178,12 @@ function lazyFiles(
   start: number,
   end: number,
   line: number,
+  count: number,
   file: string,
 ): void {
+  unparsed.set(p, count);
   const settle = (files: FileRecord[]): FileRecord[] => {
+    unparsed.delete(p);
     Object.defineProperty(p, 'files', {
       value: files,
       writable: true,
@@ -261,11 +272,12 @@ export class InstalledDb {
     let cur: InstalledPackage | null = null;
     let filesFrom = 0;
     let filesLine = 0;
+    let filesBefore = 0;
     let nPkgs = 0;
     let nFiles = 0;
     const closeFiles = (upTo: number): void => {
       if (!cur) return;
-      lazyFiles(cur, buf, filesFrom, upTo, filesLine, file);
+      lazyFiles(cur, buf, filesFrom, upTo, filesLine, nFiles - filesBefore, file);
       if (note) void cur.files; // format 1: parsed now
     };
     let line = 1; // the header
@@ -327,6 +339,7 @@ export class InstalledDb {
       pos = stop + 1;
       filesFrom = pos;
       filesLine = line + 1;
+      filesBefore = nFiles;
     }
     closeFiles(end);
     if (want && (want.packages !== nPkgs || want.files !== nFiles))

@@ -9,7 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_CODES } from '../../src/errors.js';
-import { InstalledDb } from '../../src/rootfs/db.js';
+import { InstalledDb, fileCount } from '../../src/rootfs/db.js';
 import { installPackages } from '../../src/rootfs/index.js';
 import { cpmCli, failure, layerFromFiles, step, tmpDir } from '../install/helpers.js';
 
@@ -164,7 +164,11 @@ describe('DB trailer', () => {
   it('parsed when first used, the files are those the DB was written with', () => {
     const db = InstalledDb.parse(good);
     const again = InstalledDb.parse(db.serialize());
+    // counted at load, before any file line is parsed (`cpm list`), and the same after
+    const counts = again.list().map((p) => fileCount(p));
     for (const p of db.list()) expect(again.get(p.id)!.files).toEqual(p.files);
+    expect(again.list().map((p) => fileCount(p))).toEqual(counts);
+    expect(counts).toEqual(db.list().map((p) => p.files.length));
     expect(again.serialize()).toBe(good);
     // set before it was read: the new list is kept, the old lines are never parsed
     const p = again.get('a/one@1')!;

@@ -313,7 +313,8 @@ Examples:
           hint: 'cpm search lists the packages of repositories',
         });
       const ref = await rootRef(cmd);
-      const pkgs = (await query()).listInstalled(ref);
+      const q = await query();
+      const pkgs = q.listInstalled(ref);
       if (o.json) {
         printJson({
           root: ref.root,
@@ -325,7 +326,7 @@ Examples:
             reason: p.reason,
             origin: p.origin,
             imageDigest: p.imageDigest,
-            files: p.files.length,
+            files: q.fileCount(p),
             ...(p.base ? { base: true } : {}),
           })),
         });
@@ -333,7 +334,7 @@ Examples:
       }
       for (const p of pkgs)
         process.stdout.write(
-          `${p.id}\t${p.reason}${p.base ? ' base' : ''}\t${p.origin}\t${p.files.length} files\n`,
+          `${p.id}\t${p.reason}${p.base ? ' base' : ''}\t${p.origin}\t${q.fileCount(p)} files\n`,
         );
     });
 

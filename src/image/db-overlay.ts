@@ -75,5 +75,5 @@ export function loadRootDb(root: string, dbDir?: string): { db: InstalledDb; dbD
   const dir = resolveDbDir(path.resolve(root), dbDir);
   // a killed transaction's stage, lock or journal must never end up in an image
   refuseUnfinished(path.resolve(root), dir, 'cpm image');
-  return { db: InstalledDb.load(dir), dbDir: dir };
+  return { db: InstalledDb.load(dir, true), dbDir: dir };
 }

@@ -261,10 +261,10 @@ export class InstalledDb {
 
   /**
    * Reads a DB file's bytes (or text). Package lines are parsed here; each package's file lines
-   * when they are first used (lazyFiles), except in a format-1 DB, which has no checksum: there
-   * every line is parsed now, so damage is found at load.
+   * when they are first used (lazyFiles), except in a format-1 DB, which has no checksum, and when
+   * `eager`: there every line is parsed now, so damage is found at load.
    */
-  static parse(input: string | Buffer, file = DB_FILE): InstalledDb {
+  static parse(input: string | Buffer, file = DB_FILE, eager = false): InstalledDb {
     const buf = typeof input === 'string' ? Buffer.from(input, 'utf8') : input;
     const db = new InstalledDb();
     const { start, end, want, note } = checkIntegrity(buf, file);
@@ -278,7 +278,7 @@ export class InstalledDb {
     const closeFiles = (upTo: number): void => {
       if (!cur) return;
       lazyFiles(cur, buf, filesFrom, upTo, filesLine, nFiles - filesBefore, file);
-      if (note) void cur.files; // format 1: parsed now
+      if (note || eager) void cur.files; // format 1 or asked for: parsed now
     };
     let line = 1; // the header
     for (let pos = start; pos < end;) {
@@ -351,7 +351,11 @@ export class InstalledDb {
     return db;
   }
 
-  static load(dbDir: string): InstalledDb {
+  /**
+   * The DB of `dbDir` (empty when there is none). `eager`: every file line is parsed now, for the
+   * code that writes the root or the DB, which must find a damaged line before it changes anything.
+   */
+  static load(dbDir: string, eager = false): InstalledDb {
     const file = `${dbDir}/${DB_FILE}`;
     let text: Buffer;
     try {
@@ -364,7 +368,7 @@ export class InstalledDb {
         context: { file },
       });
     }
-    return InstalledDb.parse(text, file);
+    return InstalledDb.parse(text, file, eager);
   }
 
   /** The DB file's text (tests, small DBs); transactions write encode()'s pieces. */

@@ -495,7 +495,7 @@ export function removeStage(root: string): boolean {
 
 /** After the commit: drop emptied directories, backups and staging. Idempotent. */
 export function rollForward(paths: RootPaths, dbDir: string, j: Journal): void {
-  const db = j.rmdirs.length > 0 ? InstalledDb.load(dbDir) : null; // large: only when needed
+  const db = j.rmdirs.length > 0 ? InstalledDb.load(dbDir, true) : null; // large: only when needed
   guarded(paths, () => {
     for (const d of j.rmdirs) {
       if (db!.owners(d).length > 0) continue;

@@ -215,7 +215,7 @@ export async function applyTransaction(
     const rec = recoverWithLock(root, dbDir);
     if (rec.result !== 'clean')
       reporter.warn(`recovered an interrupted transaction (${rec.result})`);
-    const db = InstalledDb.load(dbDir);
+    const db = InstalledDb.load(dbDir, true);
 
     // What leaves: explicit removals and the installed versions that install steps replace.
     const leaving = new Map<string, InstalledPackage>();
@@ -678,7 +678,7 @@ function reservedPaths(root: string, dbDir: string): string[] {
  * of `installed`, still under the lock). A path another package came to own meanwhile stays its.
  */
 function recordGenerated(dbDir: string, generated: Map<string, FileRecord[]>): void {
-  const db = InstalledDb.load(dbDir);
+  const db = InstalledDb.load(dbDir, true);
   for (const [id, files] of generated) {
     const p = db.get(id);
     if (!p) continue;

@@ -5,7 +5,7 @@
  * must never report "0 problems" on a damaged DB. A format-1 DB (no trailer) still reads.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_CODES } from '../../src/errors.js';
@@ -174,6 +174,22 @@ describe('DB trailer', () => {
     const p = again.get('a/one@1')!;
     p.files = [];
     expect(again.get('a/one@1')!.files).toEqual([]);
+  });
+
+  it('a transaction parses every file line before it changes anything: a damaged one stops it there', async () => {
+    const l = good.split('\n');
+    const at = l.findIndex((x) => x.startsWith('{"p":'));
+    l[at] = '{"q":1}';
+    writeFileSync(dbFile, forge(l.join('\n')));
+    const err = await failure(
+      installPackages(root, [step('e/five@1', [layerFromFiles({ 'usr/bin/five': '5' })])]),
+    );
+    const after = readFileSync(dbFile, 'utf8');
+    writeFileSync(dbFile, good);
+    expect(err.code).toBe('E_DB');
+    expect(err.message).toMatch(`line ${at + 1} is an unexpected record`);
+    expect(existsSync(path.join(root, 'usr/bin/five'))).toBe(false);
+    expect(after).toBe(forge(l.join('\n')));
   });
 
   it('a format-1 DB (no checksum) is parsed whole at load: a damaged file line is refused there', () => {

@@ -135,8 +135,15 @@ async function walk(
   let entries = 0;
   const rootReal = realpathSync.native(root);
 
-  const visit = async (dir: string, ancestors: Set<string>): Promise<void> => {
-    const real = realpathSync.native(dir);
+  // `known`: the real path when the caller knows it (a directory entry that is not a symlink, in a
+  // directory whose real path is known, is that path plus its name); else it is asked for (a
+  // realpath walks every component of the path: hundreds of system calls per tree)
+  const visit = async (
+    dir: string,
+    known: string | undefined,
+    ancestors: Set<string>,
+  ): Promise<void> => {
+    const real = known ?? realpathSync.native(dir);
     if (ancestors.has(real)) {
       report.error({
         code: 'E_TREE',
@@ -172,14 +179,15 @@ async function walk(
       );
     }
     const files = new Set<string>();
-    const subdirs: string[] = [];
+    const subdirs: Array<{ dir: string; real: string | undefined }> = [];
     for (const e of list) {
       if (e.name.startsWith('.')) continue; // .git and friends
       // `dir` is normalized, an entry name is one segment
       const p = inDir(dir, e.name);
       let isDir = e.isDirectory();
       let isFile = e.isFile();
-      if (e.isSymbolicLink()) {
+      const link = e.isSymbolicLink();
+      if (link) {
         try {
           const st = statSync(p);
           isDir = st.isDirectory();
@@ -196,7 +204,8 @@ async function walk(
       }
       if (isFile && TREE_FILES.includes(e.name)) files.add(e.name);
       // The top-level templates/ directory holds shared template blocks, not packages.
-      if (isDir && !(real === rootReal && e.name === 'templates')) subdirs.push(p);
+      if (isDir && !(real === rootReal && e.name === 'templates'))
+        subdirs.push({ dir: p, real: link ? undefined : inDir(real, e.name) });
     }
     if (files.has('definition.yaml') || files.has('collection.yaml')) out.push({ abs: dir, files });
     else if (files.has('build.yaml')) {
@@ -207,9 +216,9 @@ async function walk(
         message: 'build.yaml without definition.yaml or collection.yaml; ignored',
       });
     }
-    for (const s of subdirs) await visit(s, inner);
+    for (const s of subdirs) await visit(s.dir, s.real, inner);
   };
-  await visit(root, new Set());
+  await visit(root, rootReal, new Set());
   return out;
 }
 

@@ -236,6 +236,27 @@ describe('loadTree: broken shapes, one by one', () => {
     expect(t.packages).toHaveLength(1);
   });
 
+  it('a directory reached twice (a symlink to it, or into a linked directory) is read once', async () => {
+    const dir = mkTree({
+      'system/foo/definition.yaml': def('foo', '1'),
+      'system/foo/sub/bar/definition.yaml': def('bar', '1'),
+      'other/baz/definition.yaml': def('baz', '1'),
+    });
+    symlinkSync('foo', join(dir, 'system', 'zlink')); // after foo: foo is read, zlink skipped
+    symlinkSync(join('..', 'system', 'foo', 'sub'), join(dir, 'other', 'asub')); // before system/
+    const t = await loadTree(dir);
+    expect(t.problems).toEqual([]);
+    expect(t.warnings.map(formatProblem)).toEqual([
+      'packages/system/foo/sub: same directory as packages/other/asub; skipped',
+      'packages/system/zlink: same directory as packages/system/foo; skipped',
+    ]);
+    expect(t.packages.map((p) => [p.name, p.dir.slice(dir.length)]).sort()).toEqual([
+      ['bar', '/other/asub/bar'],
+      ['baz', '/other/baz'],
+      ['foo', '/system/foo'],
+    ]);
+  });
+
   it('template errors in build.yaml are problems with file:line', async () => {
     expect(
       await problems({

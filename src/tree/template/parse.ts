@@ -70,22 +70,6 @@ type Piece = { kind: 'text'; text: string } | { kind: 'act'; act: RawAction };
 // character in JS: a tree's templates are parsed once per process, before the JIT warms up, and
 // a character loop made them hot enough to be optimized in the background (CPU a short run
 // never earns back).
-function lineStarts(src: string): number[] {
-  const starts = [0];
-  for (let i = src.indexOf('\n'); i >= 0; i = src.indexOf('\n', i + 1)) starts.push(i + 1);
-  return starts;
-}
-
-function lineAt(starts: number[], off: number): number {
-  let lo = 0;
-  let hi = starts.length - 1;
-  while (lo < hi) {
-    const mid = (lo + hi + 1) >> 1;
-    if (starts[mid]! <= off) lo = mid;
-    else hi = mid - 1;
-  }
-  return lo + 1;
-}
 
 const isSpace = (c: string | undefined): boolean =>
   c === ' ' || c === '\t' || c === '\n' || c === '\r';
@@ -123,10 +107,12 @@ function findClose(src: string, from: number, file: string, line: number): numbe
 }
 
 function split(src: string, file: string): Piece[] {
-  const starts = lineStarts(src);
   const out: Piece[] = [];
   let pos = 0;
   let trimNext = false;
+  // the line of the last action's start, counted on from there (actions come in order)
+  let line = 1;
+  let counted = 0;
   for (;;) {
     const open = src.indexOf('{{', pos);
     let text = src.slice(pos, open < 0 ? src.length : open);
@@ -135,7 +121,9 @@ function split(src: string, file: string): Piece[] {
       if (text) out.push({ kind: 'text', text });
       return out;
     }
-    const line = lineAt(starts, open);
+    for (let nl = src.indexOf('\n', counted); nl >= 0 && nl < open; nl = src.indexOf('\n', nl + 1))
+      line++;
+    counted = open;
     let start = open + 2;
     // "{{- " trims the whitespace before the action; the dash must be followed by a space.
     if (src[start] === '-' && isSpace(src[start + 1])) {

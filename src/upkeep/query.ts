@@ -15,10 +15,11 @@ import {
 import path from 'node:path';
 import { CpmError } from '../errors.js';
 import { InstalledDb, resolveDbDir } from '../rootfs/db.js';
-export { fileCount } from '../rootfs/db.js';
 import { DiskView, UnsafePathError, resolveUserPath, typeOfMode } from '../rootfs/fs-path.js';
 import { STAGE_DIR, refuseUnfinished } from '../rootfs/journal.js';
 import type { FileRecord, InstalledPackage } from '../rootfs/types.js';
+
+export { fileCount } from '../rootfs/db.js';
 
 export interface RootRef {
   root: string;

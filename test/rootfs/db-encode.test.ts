@@ -1,51 +1,19 @@
 /**
  * The DB file is written in pieces (InstalledDb.encode), never as one string of the whole DB.
- * Its bytes must stay exactly what the format says (docs/database.md): header, one JSON object
- * per package and per file in fixed key order, packages by id, files by path, and the trailer
- * with the counts and the sha256 of everything before it. Here against a plain rendering of the
- * format, on a DB spread over many pieces with paths outside Latin-1 at a piece's edge.
+ * Its bytes must stay exactly what the format says (docs/database.md): the header, one JSON
+ * object per package in fixed key order with its files' count and sha256, the head line, then per
+ * package its marker and its file lines by path, and the end line. Here against a plain rendering
+ * of the format (db-reference.ts), on a DB spread over many pieces with paths outside Latin-1 at
+ * a piece's edge; and the formats older cpm versions wrote read back the same.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { specToJson } from '../../src/package/codec.js';
-import { InstalledDb, writeFileAtomic } from '../../src/rootfs/db.js';
+import { InstalledDb, fileCount, writeFileAtomic } from '../../src/rootfs/db.js';
 import type { FileRecord, InstalledPackage } from '../../src/rootfs/types.js';
 import { spec, tmpDir } from '../install/helpers.js';
-
-/** The format, written the obvious way: one string. */
-function reference(pkgs: InstalledPackage[]): string {
-  const lines = ['{"cpm-db":2}'];
-  let files = 0;
-  for (const p of [...pkgs].sort((a, b) => (a.id < b.id ? -1 : 1))) {
-    lines.push(
-      JSON.stringify({
-        package: p.id,
-        spec: specToJson(p.spec, 'db'),
-        origin: p.origin,
-        imageDigest: p.imageDigest,
-        reason: p.reason,
-        layers: p.layers,
-        ...(p.base ? { base: true } : {}),
-      }),
-    );
-    for (const f of [...p.files].sort((a, b) => (a.path < b.path ? -1 : 1))) {
-      const o: Record<string, unknown> = { p: f.path, t: f.type, m: f.mode, u: f.uid, g: f.gid };
-      if (f.size !== undefined) o.s = f.size;
-      if (f.sha256 !== undefined) o.h = f.sha256;
-      if (f.target !== undefined) o.l = f.target;
-      if (f.rdev) o.r = f.rdev;
-      if (f.config) o.c = 1;
-      if (f.xattrs) o.x = Object.fromEntries(Object.entries(f.xattrs).sort());
-      lines.push(JSON.stringify(o));
-      files++;
-    }
-  }
-  const body = lines.join('\n') + '\n';
-  const sha256 = createHash('sha256').update(body).digest('hex');
-  return `${body}${JSON.stringify({ 'cpm-db-end': { packages: pkgs.length, files, sha256 } })}\n`;
-}
+import { referenceV2, referenceV3 as reference } from './db-reference.js';
 
 function files(prefix: string, n: number): FileRecord[] {
   const out: FileRecord[] = [];
@@ -114,7 +82,115 @@ describe('DB encoding', () => {
     expect(back.get('z/last@1')!.files).toEqual(sorted);
   });
 
-  it('an empty DB is the header and the trailer', () => {
+  it('an empty DB is the header, the head line and the end line', () => {
     expect(new InstalledDb().serialize()).toBe(reference([]));
+    expect(new InstalledDb().serialize().split('\n')).toHaveLength(4);
+  });
+
+  it('reads from disk the head and the end line only, the file lines when first used', () => {
+    const file = path.join(tmpDir('cpm-dbenc-'), 'installed');
+    const text = reference(pkgs);
+    // a marker line changed, at the same length: read whole, the DB is refused at once
+    const lines = text.split('\n');
+    const mark = lines.findIndex((l) => l === '{"files-of":"z/last@1"}');
+    lines[mark] = '{"files-of":"z/lost@1"}';
+    const bad = lines.join('\n');
+    expect(Buffer.byteLength(bad)).toBe(Buffer.byteLength(text));
+    expect(() => InstalledDb.parse(bad, file, true)).toThrow(
+      `line ${mark + 1} should begin the files of z/last@1`,
+    );
+    writeFileAtomic(file, [Buffer.from(bad)]);
+    // loaded from disk: which packages, and how many files each, without the file lines
+    const db = InstalledDb.load(path.dirname(file));
+    expect(db.list().map((p) => [p.id, fileCount(p)])).toEqual([
+      ['a/first@2', 3000],
+      ['z/last@1', 6000],
+    ]);
+    expect(() => db.get('a/first@2')!.files).toThrow(
+      `${file}:${mark + 1}: damaged database: line ${mark + 1} should begin the files of z/last@1`,
+    );
+    // mended on disk, the same head: the files are those of the file now there
+    writeFileAtomic(file, [Buffer.from(text)]);
+    expect(db.get('z/last@1')!.files).toEqual(sorted);
+    expect(db.get('a/first@2')!.files).toHaveLength(3000);
+    // with every line parsed at load, the damage is found there
+    writeFileAtomic(file, [Buffer.from(bad)]);
+    expect(() => InstalledDb.load(path.dirname(file), true)).toThrow(
+      `line ${mark + 1} should begin the files of z/last@1`,
+    );
+  });
+
+  it('damage the short read can see sends it to read the whole file, which names it', () => {
+    const file = path.join(tmpDir('cpm-dbenc-'), 'installed');
+    const text = reference(pkgs);
+    const lines = text.split('\n');
+    const n = lines.length - 1;
+    const cases: Array<[string, string, string]> = [
+      [
+        'cut at a line boundary',
+        lines.slice(0, 9000).join('\n') + '\n',
+        ':9000: damaged database: truncated: its last line is not the end line',
+      ],
+      [
+        'cut mid-line',
+        text.slice(0, text.length - 20),
+        `:${n}: damaged database: truncated in the middle of a line`,
+      ],
+      [
+        'a package line edited',
+        text.replace('"reason":"explicit"', '"reason":"dependency"'),
+        ':4: damaged database: its package lines do not match the checksum in its head line',
+      ],
+      [
+        'a line added',
+        text.replace('\n{"files-of":"z/last@1"}', '\n{}\n{"files-of":"z/last@1"}'),
+        `:${n + 1}: damaged database: its end line says`,
+      ],
+    ];
+    for (const [what, bad, why] of cases) {
+      writeFileAtomic(file, [Buffer.from(bad)]);
+      expect(() => InstalledDb.load(path.dirname(file)), what).toThrow(`${file}${why}`);
+    }
+  });
+
+  it('a DB changed on disk between reading its head and its files is refused, not mixed', () => {
+    const file = path.join(tmpDir('cpm-dbenc-'), 'installed');
+    writeFileAtomic(file, new InstalledDb(pkgs).encode());
+    const db = InstalledDb.load(path.dirname(file));
+    const other = new InstalledDb([pkg('a/first@2', shuffled.slice(1)), pkgs[0]!]);
+    writeFileAtomic(file, other.encode());
+    expect(() => db.get('z/last@1')!.files).toThrow(
+      /installed changed while cpm was reading it \(another cpm committed a transaction meanwhile\)/,
+    );
+    expect(InstalledDb.load(path.dirname(file)).get('a/first@2')!.files).toHaveLength(2999);
+  });
+
+  it('a head bigger than the first read is read on until it ends', () => {
+    const many = Array.from({ length: 400 }, (_, i) =>
+      pkg(`c/p${String(i).padStart(3, '0')}@1`, files(`p${i}`, 3)),
+    );
+    const file = path.join(tmpDir('cpm-dbenc-'), 'installed');
+    writeFileAtomic(file, new InstalledDb(many).encode());
+    const text = readFileSync(file, 'utf8');
+    expect(text.indexOf('{"cpm-db-head":')).toBeGreaterThan(64 << 10);
+    expect(text).toBe(reference(many));
+    const db = InstalledDb.load(path.dirname(file));
+    expect(db.list()).toHaveLength(400);
+    expect(db.get('c/p399@1')!.files).toEqual(many[399]!.files);
+  });
+
+  it.each([1, 2] as const)('a format-%i DB (an older cpm) reads back the same', (v) => {
+    const file = path.join(tmpDir('cpm-dbenc-'), 'installed');
+    writeFileAtomic(file, [Buffer.from(referenceV2(pkgs, v))]);
+    for (const eager of [false, true]) {
+      const db = InstalledDb.load(path.dirname(file), eager);
+      expect(db.list().map((p) => [p.id, fileCount(p)])).toEqual([
+        ['a/first@2', 3000],
+        ['z/last@1', 6000],
+      ]);
+      expect(db.get('z/last@1')!.files).toEqual(sorted);
+      // and is written back as format 3
+      expect(db.serialize()).toBe(reference(pkgs));
+    }
   });
 });

@@ -1,10 +1,11 @@
 /**
- * The DB checks itself: a trailer with the package and file counts and the sha256 of the rest.
- * A DB cut at a line boundary, cut mid-line, edited, emptied or replaced by garbage is refused by
+ * The DB checks itself (format 3): the head line holds the sha256 of the package lines, each
+ * package line the count and sha256 of its file lines, the end line the byte count before it. A
+ * DB cut at a line boundary, cut mid-line, edited, emptied or replaced by garbage is refused by
  * name with the way out (recover, reclaim) — through the library and through `cpm verify`, which
- * must never report "0 problems" on a damaged DB. A format-1 DB (no trailer) still reads.
+ * must never report "0 problems" on a damaged DB. Damage among the file lines is found when they
+ * are first used (`cpm list` reads the package lines only). Formats 1 and 2 still read.
  */
-import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -12,12 +13,12 @@ import { EXIT_CODES } from '../../src/errors.js';
 import { InstalledDb, fileCount } from '../../src/rootfs/db.js';
 import { installPackages } from '../../src/rootfs/index.js';
 import { cpmCli, failure, layerFromFiles, step, tmpDir } from '../install/helpers.js';
+import { forge, referenceV2 } from './db-reference.js';
 
 let root: string;
 let dbFile: string;
 let good: string;
 const { cpm } = cpmCli(() => path.join(root, 'no-config.yaml'));
-const cut = (): string => good.slice(0, good.length - 10);
 
 beforeAll(async () => {
   root = tmpDir('cpm-dbcheck-');
@@ -39,12 +40,38 @@ function withDb<T>(text: string, fn: () => T): T {
   }
 }
 
-describe('DB trailer', () => {
-  it('ends with counts and a checksum, and reads back', () => {
-    const last = good.trimEnd().split('\n').at(-1)!;
-    const t = JSON.parse(last) as { 'cpm-db-end': { packages: number; files: number } };
-    expect(t['cpm-db-end'].packages).toBe(2);
-    expect(t['cpm-db-end'].files).toBeGreaterThan(3);
+function caught(fn: () => unknown): Error & { code?: string; hint?: string } {
+  try {
+    fn();
+  } catch (e) {
+    return e as Error & { code?: string; hint?: string };
+  }
+  throw new Error('a damaged DB was accepted');
+}
+
+/** The 1-based line number of the first line of `text` matching `re`. */
+const lineOf = (text: string, re: RegExp): number =>
+  text.split('\n').findIndex((l) => re.test(l)) + 1;
+
+/** `good` with the line that matches `re` replaced. */
+const edit = (re: RegExp, by: string): string =>
+  good
+    .split('\n')
+    .map((l) => (re.test(l) ? by : l))
+    .join('\n');
+
+/** `good` as the format 1 or 2 an older cpm wrote. */
+const legacy = (v: 1 | 2): string => referenceV2(InstalledDb.parse(good).list(), v);
+
+describe('DB integrity', () => {
+  it('has a head line and an end line with counts and checksums, and reads back', () => {
+    const l = good.trimEnd().split('\n');
+    expect(l[0]).toBe('{"cpm-db":3}');
+    const head = JSON.parse(l[3]!) as { 'cpm-db-head': { packages: number; files: number } };
+    expect(head['cpm-db-head'].packages).toBe(2);
+    expect(head['cpm-db-head'].files).toBeGreaterThan(3);
+    const end = JSON.parse(l.at(-1)!) as { 'cpm-db-end': { bytes: number } };
+    expect(end['cpm-db-end'].bytes).toBe(Buffer.byteLength(good) - l.at(-1)!.length - 1);
     expect(
       InstalledDb.parse(good)
         .list()
@@ -53,11 +80,22 @@ describe('DB trailer', () => {
   });
 
   const lines = (): string[] => good.split('\n');
-  const cases: Array<[string, () => string, RegExp]> = [
+  // damage the load itself finds: what is read of every DB (header, package lines, end line)
+  const atLoad: Array<[string, () => string, RegExp]> = [
     [
       'cut at a line boundary',
+      () => lines().slice(0, 8).join('\n') + '\n',
+      /:8: damaged database: truncated: its last line is not the end line/,
+    ],
+    [
+      'cut after its head line',
       () => lines().slice(0, 4).join('\n') + '\n',
-      /truncated: it ends after line 4/,
+      /:4: damaged database: truncated: it ends after its head line/,
+    ],
+    [
+      'cut before its head line',
+      () => lines().slice(0, 3).join('\n') + '\n',
+      /:3: damaged database: truncated: it ends after line 3 without its head line/,
     ],
     [
       'cut mid-line',
@@ -67,39 +105,44 @@ describe('DB trailer', () => {
     ['emptied', () => '', /empty/],
     ['garbage', () => '\x00\x01garbage\n', /not a cpm database/],
     [
-      'a record edited',
-      () => good.replace('"usr/bin/two"', '"usr/bin/tw0"'),
-      /do not match the checksum/,
+      'a newer format',
+      () => good.replace('{"cpm-db":3}', '{"cpm-db":4}'),
+      /format \{"cpm-db":4\} is newer/,
     ],
     [
-      'a record dropped and the checksum forged',
+      'a package line edited',
+      () => good.replace('"reason":"explicit"', '"reason":"dependency"'),
+      /:4: damaged database: its package lines do not match the checksum in its head line/,
+    ],
+    [
+      'a package line dropped and the sums forged',
+      () =>
+        forge(
+          lines()
+            .filter((l) => !l.startsWith('{"package":"b/two@1"'))
+            .join('\n'),
+        ),
+      /its head line promises 2 packages and \d+ files, the package lines say 1 and \d+/,
+    ],
+    [
+      'lines added at the end, before the end line',
       () => {
         const l = lines();
-        const kept = l.filter((x) => !x.includes('"usr/bin/two"')).slice(0, -2);
-        const body = kept.join('\n') + '\n';
-        const t = JSON.parse(l.at(-2)!) as { 'cpm-db-end': Record<string, unknown> };
-        t['cpm-db-end'].sha256 = createHash('sha256').update(body).digest('hex');
-        return `${body}${JSON.stringify(t)}\n`;
+        l.splice(-2, 0, '{"p":"x","t":"d","m":493,"u":0,"g":0}');
+        return l.join('\n');
       },
-      /promises 2 packages and \d+ files, the file holds 2 and \d+/,
+      /its end line says \d+ bytes come before it, there are \d+/,
     ],
   ];
-  it.each(cases)('%s: refused by name with the way out', async (_name, make, why) => {
+  it.each(atLoad)('%s: refused at load by name with the way out', async (_name, make, why) => {
     const text = make();
-    const err = withDb(text, () => {
-      try {
-        InstalledDb.load(path.dirname(dbFile));
-      } catch (e) {
-        return e as Error & { code?: string; hint?: string };
-      }
-      throw new Error('a damaged DB was accepted');
-    });
+    const err = withDb(text, () => caught(() => InstalledDb.load(path.dirname(dbFile))));
     expect(err.code).toBe('E_DB');
     expect(err.message).toMatch(why);
     expect(err.message).toContain(dbFile);
     expect(err.hint).toMatch(/cpm recover/);
     expect(err.hint).toMatch(/cpm reclaim/);
-    // and through the CLI: verify never says "0 problems" on it
+    // and through the CLI: verify never says "0 problems" on it, list fails too
     writeFileSync(dbFile, text);
     try {
       const r = cpm('verify', '--root', root);
@@ -113,58 +156,107 @@ describe('DB trailer', () => {
     }
   });
 
-  it('a format-1 DB (no trailer) still reads, with a note; the next commit adds the trailer', async () => {
-    const l = good.split('\n');
-    const v1 = ['{"cpm-db":1}', ...l.slice(1, -2)].join('\n') + '\n';
+  // damage among the file lines: found when they are first used
+  // (true: checked for every package at the first use; false: when that package's files are parsed)
+  const atUse: Array<[string, () => string, RegExp, boolean]> = [
+    [
+      'a file line edited',
+      () => good.replace('"usr/bin/two"', '"usr/bin/tw0"'),
+      /the files of b\/two@1 \(lines \d+–\d+\) do not match the checksum in its package line/,
+      true,
+    ],
+    [
+      'a file line dropped and the sums forged',
+      () =>
+        forge(
+          lines()
+            .filter((l) => !l.includes('"usr/bin/two"'))
+            .join('\n'),
+        ),
+      /the files of b\/two@1 end at line \d+, before the \d+ its package line counts/,
+      true,
+    ],
+    [
+      'a marker line edited, the sums forged',
+      () => forge(edit(/^\{"files-of":"b\/two@1"\}$/, '{"files-of":"b/tw0@1"}')),
+      /line \d+ should begin the files of b\/two@1/,
+      true,
+    ],
+    [
+      'a file line that is not a record, the sums forged',
+      () => forge(edit(/"usr\/bin\/two"/, '{"q":1}')),
+      /line \d+ is an unexpected record/,
+      false,
+    ],
+  ];
+  it.each(atUse)('%s: refused when the files are used, by line', async (_name, make, why, all) => {
+    const text = make();
+    // which packages are installed is read without the file lines (a no-op install, `cpm list`)
+    const db = withDb(text, () => InstalledDb.load(path.dirname(dbFile)));
+    expect(db.list().map((p) => p.id)).toEqual(['a/one@1', 'b/two@1']);
+    const err = caught(() => db.get('b/two@1')!.files);
+    expect(err.code).toBe('E_DB');
+    expect(err.message).toMatch(why);
+    expect(err.message).toMatch(new RegExp(`${dbFile}:\\d+: damaged database`));
+    expect(err.hint).toMatch(/cpm reclaim/);
+    // the first use of any package's files checks the counts and sums of all
+    if (all) expect(caught(() => db.get('a/one@1')!.files).message).toMatch(why);
+    else expect(db.get('a/one@1')!.files.length).toBeGreaterThan(0);
+    // through the CLI: list reads the package lines; verify and files use the file lines
+    writeFileSync(dbFile, text);
+    try {
+      expect(cpm('list', '--installed', '--root', root).code).toBe(0);
+      for (const args of [['verify'], ['files', all ? 'a/one' : 'b/two']]) {
+        const r = cpm(...args, '--root', root);
+        expect(r.code, r.err).toBe(EXIT_CODES.E_DB);
+        expect(r.err).toMatch(why);
+        expect(r.err).not.toMatch(/problem\(s\)|internal error/);
+      }
+      // an uninstall stops before it changes anything
+      const r = cpm('uninstall', 'a/one', '--root', root);
+      expect(r.code, r.err).toBe(EXIT_CODES.E_DB);
+      expect(existsSync(path.join(root, 'usr/bin/one'))).toBe(true);
+      expect(readFileSync(dbFile, 'utf8')).toBe(text);
+    } finally {
+      writeFileSync(dbFile, good);
+    }
+  });
+
+  it('a format-1 DB (no trailer) still reads, with a note; the next commit writes format 3', async () => {
+    const v1 = legacy(1);
     const db = InstalledDb.parse(v1, 'installed');
     expect(db.list()).toHaveLength(2);
     expect(db.notes.join()).toMatch(/older cpm \(format 1, no trailer\)/);
     writeFileSync(dbFile, v1);
     await installPackages(root, [step('c/three@1', [layerFromFiles({ 'usr/bin/three': '3' })])]);
     const now = readFileSync(dbFile, 'utf8');
-    expect(now.startsWith('{"cpm-db":2}\n')).toBe(true);
+    expect(now.startsWith('{"cpm-db":3}\n')).toBe(true);
     expect(now).toContain('"cpm-db-end"');
     expect(InstalledDb.load(path.dirname(dbFile)).notes).toEqual([]);
     good = now;
   });
 
-  /** `text` with its trailer's checksum made to match what is before it (a forged DB). */
-  const forge = (text: string): string => {
-    const l = text.split('\n');
-    const trailer = JSON.parse(l.at(-2)!) as { 'cpm-db-end': Record<string, unknown> };
-    const body = l.slice(0, -2).join('\n') + '\n';
-    trailer['cpm-db-end'].sha256 = createHash('sha256').update(body).digest('hex');
-    return `${body}${JSON.stringify(trailer)}\n`;
-  };
-
-  it('file lines are parsed when first used; one that is not a file record is refused then, by line', () => {
-    const l = good.split('\n');
-    const at = l.findIndex((x) => x.startsWith('{"p":'));
-    l[at] = '{"q":1}';
-    const db = InstalledDb.parse(forge(l.join('\n')), 'installed');
-    // which packages are installed is read without their files (a no-op install, `cpm list`)
-    expect(db.list().map((p) => p.id)).toEqual(
-      InstalledDb.parse(good)
-        .list()
-        .map((p) => p.id),
-    );
-    let err: unknown;
-    try {
-      void db.get('a/one@1')!.files;
-    } catch (e) {
-      err = e;
-    }
-    expect(err).toMatchObject({ code: 'E_DB', context: { file: 'installed', line: at + 1 } });
-    expect(String((err as Error).message)).toMatch(
-      `installed:${at + 1}: damaged database: line ${at + 1} is an unexpected record`,
-    );
-    expect(db.get('b/two@1')!.files.map((f) => f.path)).toContain('usr/bin/two');
+  it('a format-2 DB still reads, damage refused as before; the next commit writes format 3', async () => {
+    const v2 = legacy(2);
+    expect(v2.startsWith('{"cpm-db":2}\n')).toBe(true);
+    const back = withDb(v2, () => InstalledDb.load(path.dirname(dbFile)));
+    for (const p of InstalledDb.parse(good).list()) expect(back.get(p.id)!.files).toEqual(p.files);
+    const edited = v2.replace('"usr/bin/two"', '"usr/bin/tw0"');
+    expect(
+      withDb(edited, () => caught(() => InstalledDb.load(path.dirname(dbFile)))).message,
+    ).toMatch(/do not match the checksum in its last line/);
+    writeFileSync(dbFile, v2);
+    await installPackages(root, [step('d/four@1', [layerFromFiles({ 'usr/bin/four': '4' })])]);
+    const now = readFileSync(dbFile, 'utf8');
+    expect(now.startsWith('{"cpm-db":3}\n')).toBe(true);
+    expect(InstalledDb.parse(now).list()).toHaveLength(4);
+    good = now;
   });
 
   it('parsed when first used, the files are those the DB was written with', () => {
     const db = InstalledDb.parse(good);
     const again = InstalledDb.parse(db.serialize());
-    // counted at load, before any file line is parsed (`cpm list`), and the same after
+    // counted at load, before any file line is read (`cpm list`), and the same after
     const counts = again.list().map((p) => fileCount(p));
     for (const p of db.list()) expect(again.get(p.id)!.files).toEqual(p.files);
     expect(again.list().map((p) => fileCount(p))).toEqual(counts);
@@ -176,36 +268,33 @@ describe('DB trailer', () => {
     expect(again.get('a/one@1')!.files).toEqual([]);
   });
 
-  it('a transaction parses every file line before it changes anything: a damaged one stops it there', async () => {
-    const l = good.split('\n');
-    const at = l.findIndex((x) => x.startsWith('{"p":'));
-    l[at] = '{"q":1}';
-    writeFileSync(dbFile, forge(l.join('\n')));
+  it('a transaction reads every file line before it changes anything: a damaged one stops it there', async () => {
+    const text = forge(edit(/"usr\/bin\/two"/, '{"q":1}'));
+    const at = lineOf(text, /^\{"q":1\}$/);
+    writeFileSync(dbFile, text);
     const err = await failure(
       installPackages(root, [step('e/five@1', [layerFromFiles({ 'usr/bin/five': '5' })])]),
     );
     const after = readFileSync(dbFile, 'utf8');
     writeFileSync(dbFile, good);
     expect(err.code).toBe('E_DB');
-    expect(err.message).toMatch(`line ${at + 1} is an unexpected record`);
+    expect(err.message).toMatch(`line ${at} is an unexpected record`);
     expect(existsSync(path.join(root, 'usr/bin/five'))).toBe(false);
-    expect(after).toBe(forge(l.join('\n')));
+    expect(after).toBe(text);
   });
 
   it('a format-1 DB (no checksum) is parsed whole at load: a damaged file line is refused there', () => {
-    const l = good.split('\n');
-    const at = l.findIndex((x) => x.startsWith('{"p":'));
-    l[at] = '{"p":';
-    const v1 = ['{"cpm-db":1}', ...l.slice(1, -2)].join('\n') + '\n';
+    const v1 = legacy(1).replace(/^\{"p":"usr\/bin\/two".*$/m, '{"p":');
+    const at = lineOf(v1, /^\{"p":$/);
     expect(() => InstalledDb.parse(v1, 'installed')).toThrow(
-      new RegExp(`installed:${at + 1}: damaged database: line ${at + 1} is not a record`),
+      new RegExp(`installed:${at}: damaged database: line ${at} is not a record`),
     );
   });
 
   it('a transaction refuses to run over a damaged DB', async () => {
-    writeFileSync(dbFile, cut());
+    writeFileSync(dbFile, good.slice(0, good.length - 10));
     const err = await failure(
-      installPackages(root, [step('d/four@1', [layerFromFiles({ 'usr/bin/four': '4' })])]),
+      installPackages(root, [step('f/six@1', [layerFromFiles({ 'usr/bin/six': '6' })])]),
     );
     writeFileSync(dbFile, good);
     expect(err.code).toBe('E_DB');

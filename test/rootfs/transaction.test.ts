@@ -277,7 +277,7 @@ describe('database and no-ops', () => {
     const a = await mk();
     const b = await mk();
     expect(a).toBe(b);
-    expect(a.split('\n')[0]).toBe('{"cpm-db":2}');
+    expect(a.split('\n')[0]).toBe('{"cpm-db":3}');
   });
 
   it('reinstall repairs modified and missing files', async () => {
@@ -329,7 +329,7 @@ describe('database and no-ops', () => {
     expect((await verify({ root })).problems).toEqual([]);
     // uninstalling the package leaves the DB alone
     await uninstallPackages(root, ['bases/built']);
-    expect(dbText(root).split('\n')[0]).toBe('{"cpm-db":2}');
+    expect(dbText(root).split('\n')[0]).toBe('{"cpm-db":3}');
   });
 
   it('uses a configurable DB directory', async () => {

@@ -15,13 +15,14 @@
  * missing. docs/performance.md ("Real luet trees against luet") says how to get both.
  *
  *   npx tsx bench/tree/luet.ts [--luet BIN] [--trees DIR] [--runs N] [--before DIR] [--cpm DIR]
- *                              [--only NAME,…] [--quick]
+ *                              [--single FILE] [--only NAME,…] [--quick]
  *
  * --luet BIN (or CPM_LUET; default `luet` on PATH). --trees DIR (or CPM_LUET_TREES): a directory
  * holding the trees as DIR/NAME/ (the names below); cOS comes from ../shared/fixtures when DIR
  * lacks it. --before DIR: also time another build (DIR/bin/cpm.js) in the same rounds; its
  * `tree validate --json` must print the same. --cpm DIR: time DIR/bin/cpm.js instead of this
- * checkout's. When NODE_EXTRA_CA_CERTS is set, `node -e 0` and `cpm --version` are timed without
+ * checkout's. --single FILE: also time the single-file binary (`npm run build:dist` writes
+ * out/cpm-linux-x64), the way the release is run. When NODE_EXTRA_CA_CERTS is set, `node -e 0` and `cpm --version` are timed without
  * it too (Node reads that file at every start).
  */
 import { spawnSync } from 'node:child_process';
@@ -41,6 +42,7 @@ const opt = (name: string): string | undefined => {
 const QUICK = argv.includes('--quick');
 const RUNS = Number(opt('runs') ?? (QUICK ? 1 : 5));
 const BEFORE = opt('before');
+const SINGLE = opt('single');
 
 /** The trees: directory under --trees, the packages directory in it, its values file. */
 const TREES = [
@@ -106,9 +108,11 @@ function main(): void {
         `  tmpdir_base: ${join(work, 'tmp')}\n`,
     );
     const env = { ...process.env, HOME: work };
-    const builds = [
-      { label: 'cpm', bin: resolve(opt('cpm') ?? ROOT, 'bin/cpm.js') },
-      ...(BEFORE ? [{ label: 'cpm before', bin: resolve(BEFORE, 'bin/cpm.js') }] : []),
+    // how each build is started: `node DIR/bin/cpm.js`, or the single file (the release binary)
+    const builds: Array<{ label: string; cmd: string[] }> = [
+      { label: 'cpm', cmd: ['node', resolve(opt('cpm') ?? ROOT, 'bin/cpm.js')] },
+      ...(BEFORE ? [{ label: 'cpm before', cmd: ['node', resolve(BEFORE, 'bin/cpm.js')] }] : []),
+      ...(SINGLE ? [{ label: 'cpm single file', cmd: [resolve(SINGLE)] }] : []),
     ];
     console.log(
       `${version.stdout.trim()} (${luet}); trees: ${trees.map((t) => t.name).join(', ')}` +
@@ -119,7 +123,7 @@ function main(): void {
     // What any cpm command costs before it reads a tree: Node's start, then cpm's.
     const floor: TimedCase[] = [
       { name: 'node -e 0', argv: ['node', '-e', '0'] },
-      ...builds.map((b) => ({ name: `${b.label} --version`, argv: ['node', b.bin, '--version'] })),
+      ...builds.map((b) => ({ name: `${b.label} --version`, argv: [...b.cmd, '--version'] })),
     ];
     // Node 20 reads the NODE_EXTRA_CA_CERTS file (and sets up OpenSSL's store) at every start,
     // before any script runs; luet reads certificates only to make a TLS connection. When it is
@@ -132,7 +136,7 @@ function main(): void {
         { name: 'node -e 0, no NODE_EXTRA_CA_CERTS', argv: ['node', '-e', '0'], env: bare },
         ...builds.map((b) => ({
           name: `${b.label} --version, no NODE_EXTRA_CA_CERTS`,
-          argv: ['node', b.bin, '--version'],
+          argv: [...b.cmd, '--version'],
           env: bare,
         })),
       );
@@ -156,23 +160,13 @@ function main(): void {
       // this checkout's build also without NODE_EXTRA_CA_CERTS (when set): a machine without it
       // (the default) pays Node's start less by that much, luet nothing
       const runs = [
-        ...builds.map((b) => ({ label: b.label, bin: b.bin, env: undefined, suffix: '' })),
+        ...builds.map((b) => ({ label: b.label, cmd: b.cmd, env: undefined, suffix: '' })),
         ...(bare ? [{ ...builds[0]!, env: bare, suffix: ', no NODE_EXTRA_CA_CERTS' }] : []),
       ];
       for (const b of runs) {
         cases.push({
           name: `${t.name}: ${b.label} tree validate --values${b.suffix}`,
-          argv: [
-            'node',
-            b.bin,
-            'tree',
-            'validate',
-            '--json',
-            '--tree',
-            t.dir,
-            '--values',
-            t.valuesFile,
-          ],
+          argv: [...b.cmd, 'tree', 'validate', '--json', '--tree', t.dir, '--values', t.valuesFile],
           env: b.env,
           okStatus: [0, 1],
           output: (out) => {

@@ -14,7 +14,8 @@
  * it) adds the issue's own case: the 514 MB Debian root image installed by `cpm install oci:DIR:z`,
  * then the no-op re-install of that reference and of a repository package on that root, whose DB
  * lists 25k files (the small roots above list a few dozen).
- * CPM_BENCH_BASE=DIR adds the rows of another build (DIR/bin/cpm.js, e.g. a copy of main's:
+ * CPM_BENCH_BASE=DIR adds the rows of another build (DIR/bin/cpm.js, on roots it installs itself:
+ * a DB is in its writer's format, which an older cpm may not read; e.g. a copy of main's:
  * `cp -r bin dist package.json DIR/`), and of its single file when DIR/out/cpm-linux-ARCH exists
  * (`npm run build:dist` first, then also `cp -r out DIR/`).
  */
@@ -62,11 +63,8 @@ const reg = await startRegistry();
 try {
   const cpm = [process.execPath, BIN];
   const repo = `dir://${path.join(work, 'repo')}`;
-  const root = path.join(work, 'root');
   run([...cpm, 'repo', 'create', '--tree', TREE, '--output', repo, '--json']);
   run([...cpm, 'repo', 'add', 'local', repo]);
-  run([...cpm, 'install', 'system/cos-setup', '--root', root, '--no-finalizers', '-q']);
-
   // a small image in the registry, installed by tag
   const pkgDir = path.join(work, 'pkg');
   mkdirSync(path.join(pkgDir, 'etc'), { recursive: true });
@@ -74,32 +72,50 @@ try {
   const tagRef = `${reg.host}/bench/noop:1`;
   const pushed = run([...cpm, 'pack', pkgDir, '--name', 'bench/noop@1', '-o', tagRef]).trim();
   const digestRef = `${reg.host}/bench/noop@${pushed.split('@').pop()}`;
-  run([...cpm, 'install', tagRef, '--root', root, '--no-finalizers', '-q']);
-  // the digest reference installed as such, in a root of its own (another reference is another origin)
-  // (and the same repository packages as `root`, so that tag − digest is the round trip alone,
-  // not a larger DB read)
-  const rootD = path.join(work, 'root-digest');
-  run([...cpm, 'install', 'system/cos-setup', '--root', rootD, '--no-finalizers', '-q']);
-  run([...cpm, 'install', digestRef, '--root', rootD, '--no-finalizers', '-q']);
-
   // the Debian root as an image reference (no registry: the tag's round trip is the rows above)
-  const rootBig = path.join(work, 'root-debian');
   const bigRef = rootLayout ? `oci:${rootLayout}:z` : undefined;
-  if (bigRef) {
-    run([...cpm, 'install', bigRef, '--root', rootBig, '--no-finalizers', '-q']);
-    run([...cpm, 'install', 'system/cos-setup', '--root', rootBig, '--no-finalizers', '-q']);
-  }
 
-  const variants: Array<[string, string[]]> = [['node bin/cpm.js', cpm]];
+  /**
+   * The roots a build's rows run on, installed by that build (a DB's format is the writer's: an
+   * older build may not read a newer one's).
+   */
+  const rootsOf = (
+    bin: string[],
+    dir: string,
+  ): { root: string; rootD: string; rootBig: string } => {
+    const r = {
+      root: path.join(work, dir, 'root'),
+      rootD: path.join(work, dir, 'root-digest'),
+      rootBig: path.join(work, dir, 'root-debian'),
+    };
+    run([...bin, 'install', 'system/cos-setup', '--root', r.root, '--no-finalizers', '-q']);
+    run([...bin, 'install', tagRef, '--root', r.root, '--no-finalizers', '-q']);
+    // the digest reference installed as such, in a root of its own (another reference is another
+    // origin), with the same repository packages as `root`, so that tag − digest is the round
+    // trip alone, not a larger DB read
+    run([...bin, 'install', 'system/cos-setup', '--root', r.rootD, '--no-finalizers', '-q']);
+    run([...bin, 'install', digestRef, '--root', r.rootD, '--no-finalizers', '-q']);
+    if (bigRef) {
+      run([...bin, 'install', bigRef, '--root', r.rootBig, '--no-finalizers', '-q']);
+      run([...bin, 'install', 'system/cos-setup', '--root', r.rootBig, '--no-finalizers', '-q']);
+    }
+    return r;
+  };
+  const mine = rootsOf(cpm, 'this');
+
+  const variants: Array<[string, string[], ReturnType<typeof rootsOf>]> = [
+    ['node bin/cpm.js', cpm, mine],
+  ];
   const baseBin = baseBuild();
-  if (baseBin) variants.push(['base build', [process.execPath, baseBin]]);
-  if (SEA && existsSync(SEA)) variants.push(['single file', [SEA]]);
+  const theirs = baseBin ? rootsOf([process.execPath, baseBin], 'base') : undefined;
+  if (baseBin) variants.push(['base build', [process.execPath, baseBin], theirs!]);
+  if (SEA && existsSync(SEA)) variants.push(['single file', [SEA], mine]);
   const baseSea = baseSingleFile();
-  if (baseSea) variants.push(['base single file', [baseSea]]);
+  if (baseSea) variants.push(['base single file', [baseSea], theirs ?? mine]);
   const cases: TimedCase[] = [
     { name: 'node -e 0 (baseline)', argv: [process.execPath, '-e', '0'], env },
   ];
-  for (const [label, bin] of variants) {
+  for (const [label, bin, { root, rootD, rootBig }] of variants) {
     const c = (what: string, args: string[]): TimedCase => ({
       name: `${label}: ${what}`,
       argv: [...bin, ...args],

@@ -174,7 +174,14 @@ function packageIn(
   return { pkg, files: { count: f.count!, sha256: f.sha256 } };
 }
 
-/** The file records of lines [start, end) of `buf`, the first being line `line` of `file`. */
+/** Bytes decoded at a time by parseFiles (then to the end of the line). */
+const BLOCK = 16 << 10;
+
+/**
+ * The file records of lines [start, end) of `buf`, the first being line `line` of `file`. Decoded
+ * a block of lines at a time: one path outside ASCII (a certificate's name) makes a string two
+ * bytes a character, twice as slow to decode and to parse, and only its block's string is.
+ */
 function parseFiles(
   buf: Buffer,
   start: number,
@@ -183,26 +190,53 @@ function parseFiles(
   file: string,
 ): FileRecord[] {
   const files: FileRecord[] = [];
-  const lines = buf.toString('utf8', start, end).split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    const text = lines[i]!;
-    if (text === '') continue;
-    const at = line + i;
-    let o: Record<string, unknown>;
-    try {
-      o = JSON.parse(text) as Record<string, unknown>;
-    } catch (e) {
-      throw damaged(file, at, `line ${at} is not a record (${(e as Error).message})`);
+  let at = line;
+  for (let pos = start; pos < end;) {
+    const nl = pos + BLOCK < end ? buf.indexOf(NL, pos + BLOCK) : -1;
+    const cut = nl < 0 || nl >= end ? end : nl + 1;
+    const lines = buf.toString('utf8', pos, cut).split('\n');
+    for (let i = 0; i < lines.length; i++, at++) {
+      const text = lines[i]!;
+      if (text === '') continue;
+      let o: Record<string, unknown>;
+      try {
+        o = JSON.parse(text) as Record<string, unknown>;
+      } catch (e) {
+        throw damaged(file, at, `line ${at} is not a record (${(e as Error).message})`);
+      }
+      if (o === null || typeof o !== 'object')
+        throw damaged(file, at, `line ${at} is not a record`);
+      if (typeof o.p !== 'string') throw damaged(file, at, `line ${at} is an unexpected record`);
+      files.push(fileIn(o));
     }
-    if (o === null || typeof o !== 'object') throw damaged(file, at, `line ${at} is not a record`);
-    if (typeof o.p !== 'string') throw damaged(file, at, `line ${at} is an unexpected record`);
-    files.push(fileIn(o));
+    at--; // the empty string after the block's last newline is not a line
+    pos = cut;
   }
   return files;
 }
 
 // ---------------------------------------------------------------------------------------------
 // files parsed when first used
+
+/**
+ * File lists read from a format-3 DB → the bytes and sum of the lines they came from, which
+ * encodeDb writes back as they are: a transaction on a root of 25k files would otherwise
+ * re-encode and re-hash every package it does not touch (≈ 90 ms, twice with finalizers). Such a
+ * list and its records are frozen, so what is written back is what was read: a change is a new
+ * list (`files = files.filter(…)`), which is encoded.
+ */
+const sections = new WeakMap<readonly FileRecord[], { bytes: Buffer; sha256: string }>();
+
+function sealed(files: FileRecord[], bytes: Buffer, sha256: string): FileRecord[] {
+  for (let i = 0; i < files.length; i++) Object.freeze(files[i]);
+  sections.set(Object.freeze(files), { bytes, sha256 });
+  return files;
+}
+
+/** Whether `files` is a list read from a DB and unchanged since (it can be shared: it is frozen). */
+export function isSealed(files: readonly FileRecord[]): boolean {
+  return sections.has(files);
+}
 
 /** Packages whose file lines are not parsed yet → how many there are. */
 const unparsed = new WeakMap<InstalledPackage, number>();
@@ -425,7 +459,7 @@ function endProblem(last: string, at: number, size: number, head: Head): string 
  */
 function attachBody(buf: Buffer, head: Head, file: string): void {
   const endAt = buf.lastIndexOf(NL, buf.length - 2) + 1;
-  const sections: Array<{ from: number; to: number; line: number }> = [];
+  const found: Array<{ from: number; to: number; line: number }> = [];
   let pos = head.end;
   let line = head.line + 1;
   for (let i = 0; i < head.packages.length; i++) {
@@ -455,15 +489,18 @@ function attachBody(buf: Buffer, head: Head, file: string): void {
         first,
         `the files of ${id} (lines ${first}–${line - 1}) do not match the checksum in its package line`,
       );
-    sections.push({ from, to: pos, line: first });
+    found.push({ from, to: pos, line: first });
   }
   if (pos !== endAt)
     throw damaged(file, line, `line ${line} is past the files its package lines count`);
   for (let i = 0; i < head.packages.length; i++) {
     const p = head.packages[i]!;
     if (!unparsed.has(p)) continue; // given its files already
-    const { from, to, line: at } = sections[i]!;
-    filesOnUse(p, head.metas[i]!.count, () => parseFiles(buf, from, to, at, file));
+    const { from, to, line: at } = found[i]!;
+    const meta = head.metas[i]!;
+    filesOnUse(p, meta.count, () =>
+      sealed(parseFiles(buf, from, to, at, file), buf.subarray(from, to), meta.sha256),
+    );
   }
 }
 
@@ -682,6 +719,18 @@ class Pieces {
     return sum;
   }
 
+  /** Bytes as they are (a section read from the DB), after what came before. */
+  raw(bytes: Buffer): void {
+    this.put();
+    if (this.buf && this.off > 0) {
+      this.chunks.push(this.buf.subarray(0, this.off));
+      this.buf = this.buf.subarray(this.off);
+      this.off = 0;
+    }
+    this.chunks.push(bytes);
+    this.bytes += bytes.length;
+  }
+
   finish(): Buffer[] {
     this.put();
     if (this.buf && this.off > 0) this.chunks.push(this.buf.subarray(0, this.off));
@@ -716,6 +765,13 @@ export function encodeDb(packages: readonly InstalledPackage[]): Buffer[] {
   let files = 0;
   for (const p of packages) {
     body.line(JSON.stringify({ [MARK_KEY]: p.id }));
+    const read = sections.get(p.files);
+    if (read) {
+      body.raw(read.bytes);
+      metas.push({ count: p.files.length, sha256: read.sha256 });
+      files += p.files.length;
+      continue;
+    }
     body.begin();
     const list = sortedFiles(p.files);
     for (const f of list) body.line(fileOut(f));

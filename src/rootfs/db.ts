@@ -9,7 +9,7 @@ import path from 'node:path';
 import { CpmError } from '../errors.js';
 import { satisfiesDep } from '../package/match.js';
 import { familyKey } from '../package/package.js';
-import { type Decoded, decodeDb, encodeDb, readDb } from './db-format.js';
+import { type Decoded, decodeDb, encodeDb, isSealed, readDb } from './db-format.js';
 import { faultPoint } from './fault.js';
 import { RootPaths, UnsafePathError } from './fs-path.js';
 import type { InstalledPackage } from './types.js';
@@ -130,8 +130,11 @@ export class InstalledDb {
     return [...this.pkgs.values()].sort((a, b) => cmp(a.id, b.id));
   }
 
+  /** A copy to change: its packages and file lists are its own (a list read and sealed, shared). */
   clone(): InstalledDb {
-    return new InstalledDb(this.list().map((p) => ({ ...p, files: p.files.slice() })));
+    return new InstalledDb(
+      this.list().map((p) => ({ ...p, files: isSealed(p.files) ? p.files : p.files.slice() })),
+    );
   }
 
   /** Packages owning a canonical root-relative path (several only for shared directories). */

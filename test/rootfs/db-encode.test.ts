@@ -13,7 +13,7 @@ import { describe, expect, it } from 'vitest';
 import { InstalledDb, fileCount, writeFileAtomic } from '../../src/rootfs/db.js';
 import type { FileRecord, InstalledPackage } from '../../src/rootfs/types.js';
 import { spec, tmpDir } from '../install/helpers.js';
-import { referenceV2, referenceV3 as reference } from './db-reference.js';
+import { forge, referenceV2, referenceV3 as reference } from './db-reference.js';
 
 function files(prefix: string, n: number): FileRecord[] {
   const out: FileRecord[] = [];
@@ -150,6 +150,55 @@ describe('DB encoding', () => {
     for (const [what, bad, why] of cases) {
       writeFileAtomic(file, [Buffer.from(bad)]);
       expect(() => InstalledDb.load(path.dirname(file)), what).toThrow(`${file}${why}`);
+    }
+  });
+
+  it('writes the file lines of a package read from the DB back as they were read, changed ones anew', () => {
+    const file = path.join(tmpDir('cpm-dbenc-'), 'installed');
+    // a/first's lines in another key order than cpm writes (its sum made to match): kept as read
+    const text = reference(pkgs);
+    const odd = text.replace(
+      /^\{"p":"(opt\/[^"]*)","t":"d","m":493,"u":0,"g":0\}$/gm,
+      '{"t":"d","p":"$1","m":493,"u":0,"g":0}',
+    );
+    expect(odd).not.toBe(text);
+    writeFileAtomic(file, [Buffer.from(forge(odd))]);
+    const db = InstalledDb.load(path.dirname(file), true);
+    const next = db.clone();
+    const z = next.get('z/last@1')!;
+    z.files = z.files.filter((f) => f.path !== sorted[0]!.path);
+    const out = next.serialize();
+    // a/first's section byte for byte; z/last's encoded from its records
+    const section = (t: string, id: string): string =>
+      t
+        .slice(t.indexOf(`{"files-of":"${id}"}`))
+        .split('\n')
+        .slice(1, 3001)
+        .join('\n');
+    expect(section(out, 'a/first@2')).toBe(section(odd, 'a/first@2'));
+    expect(out).not.toContain(`"${sorted[0]!.path}"`);
+    const back = InstalledDb.parse(out, file, true);
+    expect(back.get('a/first@2')!.files).toEqual(db.get('a/first@2')!.files);
+    expect(back.get('z/last@1')!.files).toEqual(sorted.slice(1));
+    // unchanged, the DB is written back as it was read
+    expect(db.clone().serialize()).toBe(forge(odd));
+    // what was read cannot be changed in place, only replaced
+    expect(() => db.get('a/first@2')!.files.push(sorted[0]!)).toThrow(TypeError);
+    expect(() => {
+      db.get('a/first@2')!.files[0]!.mode = 0;
+    }).toThrow(TypeError);
+  });
+
+  it('a damaged line deep in a large package is named by its line', () => {
+    const lines = reference(pkgs).split('\n');
+    const mark = lines.indexOf('{"files-of":"z/last@1"}');
+    for (const k of [1, 2500, 5999, 6000]) {
+      const l = [...lines];
+      l[mark + k] = '{"q":1}';
+      const db = InstalledDb.parse(forge(l.join('\n')), 'installed');
+      expect(() => db.get('z/last@1')!.files).toThrow(
+        `installed:${mark + k + 1}: damaged database: line ${mark + k + 1} is an unexpected record`,
+      );
     }
   });
 

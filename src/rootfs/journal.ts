@@ -493,9 +493,18 @@ export function removeStage(root: string): boolean {
   return true;
 }
 
-/** After the commit: drop emptied directories, backups and staging. Idempotent. */
-export function rollForward(paths: RootPaths, dbDir: string, j: Journal): void {
-  const db = j.rmdirs.length > 0 ? InstalledDb.load(dbDir, true) : null; // large: only when needed
+/**
+ * After the commit: drop emptied directories, backups and staging. Idempotent. `committed`: the
+ * DB just committed, when the caller has it in memory (a transaction); recovery reads it.
+ */
+export function rollForward(
+  paths: RootPaths,
+  dbDir: string,
+  j: Journal,
+  committed?: InstalledDb,
+): void {
+  // large: read only when needed
+  const db = j.rmdirs.length > 0 ? (committed ?? InstalledDb.load(dbDir, true)) : null;
   guarded(paths, () => {
     for (const d of j.rmdirs) {
       if (db!.owners(d).length > 0) continue;

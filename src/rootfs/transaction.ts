@@ -201,6 +201,7 @@ export async function applyTransaction(
   let failure: unknown;
   const checkInterrupt = (): void => throwIfInterrupted('nothing was changed');
 
+  let committed: Committed | null = null;
   const result: TransactionResult = {
     installed: [],
     removed: [],
@@ -377,7 +378,8 @@ export async function applyTransaction(
                 cause: e,
               });
         }
-        rollForward(paths, dbDir, journal);
+        rollForward(paths, dbDir, journal, plan.newDb);
+        committed = { db: plan.newDb, file: dbFileIdentity(dbDir) };
       } catch (e) {
         removeStage(root);
         throw fsError(e, { where: 'root' });
@@ -402,7 +404,7 @@ export async function applyTransaction(
             onEntries: (id, files) => generated.set(id, files),
           },
         });
-        if (generated.size > 0) recordGenerated(dbDir, generated);
+        if (generated.size > 0) recordGenerated(dbDir, generated, committed);
       }
       throwIfInterrupted(committedState(result, 'interrupted'));
     }
@@ -677,8 +679,15 @@ function reservedPaths(root: string, dbDir: string): string[] {
  * Adds what finalizers created to their packages' records: a DB-only commit (the atomic replace
  * of `installed`, still under the lock). A path another package came to own meanwhile stays its.
  */
-function recordGenerated(dbDir: string, generated: Map<string, FileRecord[]>): void {
-  const db = InstalledDb.load(dbDir, true);
+function recordGenerated(
+  dbDir: string,
+  generated: Map<string, FileRecord[]>,
+  committed: Committed | null,
+): void {
+  // the DB the transaction committed, unless the file is not the one it wrote (a finalizer can
+  // write under the root): then what is there, read and checked as any transaction's start
+  const same = committed?.file != null && dbFileIdentity(dbDir) === committed.file;
+  const db = same ? committed!.db : InstalledDb.load(dbDir, true);
   for (const [id, files] of generated) {
     const p = db.get(id);
     if (!p) continue;
@@ -688,6 +697,22 @@ function recordGenerated(dbDir: string, generated: Map<string, FileRecord[]>): v
     db.add({ ...p, files: [...p.files, ...add] });
   }
   writeFileAtomic(`${dbDir}/${DB_FILE}`, db.encode());
+}
+
+/** The DB a transaction committed, and the identity of the file it wrote. */
+interface Committed {
+  db: InstalledDb;
+  file: string | null;
+}
+
+/** What tells the DB file apart from one put in its place or changed since (null: none there). */
+function dbFileIdentity(dbDir: string): string | null {
+  try {
+    const st = lstatSync(`${dbDir}/${DB_FILE}`, { bigint: true });
+    return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+  } catch {
+    return null;
+  }
 }
 
 /** The packages of a transaction and the state it starts from. */

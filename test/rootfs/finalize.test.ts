@@ -3,10 +3,10 @@
  * copied into a base package layer.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { installPackages } from '../../src/rootfs/index.js';
+import { InstalledDb, installPackages } from '../../src/rootfs/index.js';
 import { silentReporter } from '../../src/util/progress.js';
 import { layerFromFiles, step, tmpDir } from '../install/helpers.js';
 import { fileLayer } from '../../src/rootfs/index.js';
@@ -114,5 +114,40 @@ describe('finalizers under bubblewrap', () => {
       },
     );
     expect(existsSync(path.join(root, 'tmp/skipped'))).toBe(false);
+  });
+
+  it('what they create is recorded under their package; a DB a finalizer put in place is read, not overwritten', async () => {
+    const root = tmpDir();
+    await installPackages(root, [step('base/minroot@1', [minimalRootLayer()], { base: true })]);
+    const dbDir = path.join(root, 'var/lib/cpm');
+    const only = readFileSync(path.join(dbDir, 'installed'));
+    await installPackages(root, [
+      step('g/gen@1', [layerFromFiles({ 'usr/share/g': 'g' })], {
+        finalize: { install: ['echo x > /usr/share/made-by-g; echo y > /made-by-g'] },
+      }),
+    ]);
+    const gen = (id: string): string[] =>
+      InstalledDb.load(dbDir)
+        .get(id)!
+        .files.filter((f) => f.generated)
+        .map((f) => f.path);
+    expect(gen('g/gen@1')).toEqual(['made-by-g', 'usr/share/made-by-g']);
+    // a finalizer writes the DB of before g/gen (a cpm run inside the root would): the record of
+    // what it made is added to the DB that is there, not to the one the transaction committed
+    writeFileSync(path.join(root, 'old-db'), only);
+    await installPackages(root, [
+      step('h/swap@1', [layerFromFiles({ 'usr/share/h': 'h' })], {
+        finalize: {
+          install: [
+            'while IFS= read -r l; do printf "%s\\n" "$l"; done < /old-db > /var/lib/cpm/installed; echo z > /made-by-h',
+          ],
+        },
+      }),
+    ]);
+    expect(
+      InstalledDb.load(dbDir)
+        .list()
+        .map((p) => p.id),
+    ).toEqual(['base/minroot@1']);
   });
 });

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Runs the benchmarks: every bench/<area>/run.ts (and noop.ts, the no-op install; luet.ts, trees
-// against luet, which skips without luet), one after the other, each printing its own table (cpm
+// Runs the benchmarks: every bench/<area>/run.ts (and noop.ts, the no-op install; big-root.ts,
+// transactions on the Debian root, which skips without its image; luet.ts, trees against luet,
+// which skips without luet), one after the other, each printing its own table (cpm
 // against a baseline measured in the same run).
 // `npm run bench -- [AREA...] [--quick]`.
 import { spawnSync } from 'node:child_process';
@@ -27,11 +28,11 @@ for (const w of wanted) {
 const tsx = path.join(here, '..', 'node_modules', '.bin', 'tsx');
 let failed = 0;
 for (const area of wanted.length > 0 ? wanted : areas) {
-  for (const entry of ['run.ts', 'noop.ts', 'luet.ts']) {
+  for (const entry of ['run.ts', 'noop.ts', 'big-root.ts', 'luet.ts']) {
     const file = path.join(here, area, entry);
     if (!existsSync(file)) continue;
-    // noop.ts takes a run count, not the flags
-    const args = entry === 'noop.ts' ? [] : flags;
+    // noop.ts and big-root.ts take a run count, not the flags
+    const args = entry === 'noop.ts' || entry === 'big-root.ts' ? [] : flags;
     process.stdout.write(`\n=== bench/${area}/${entry} ${args.join(' ')}\n`);
     const r = spawnSync(tsx, [file, ...args], { stdio: 'inherit' });
     if (r.status !== 0) {

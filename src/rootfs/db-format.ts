@@ -480,6 +480,8 @@ function attachBody(buf: Buffer, head: Head, file: string): void {
           line,
           `the files of ${id} end at line ${line - 1}, before the ${meta.count} its package line counts`,
         );
+      // the writer never leaves one, and parseFiles would skip it: the count would then be wrong
+      if (e === pos) throw damaged(file, line, `line ${line} is empty`);
       pos = e + 1;
       line++;
     }

@@ -183,6 +183,13 @@ describe('DB integrity', () => {
       true,
     ],
     [
+      // read as no file, it was written back under a count of one less: a DB cpm then refused
+      'a file line emptied, the sums forged',
+      () => forge(edit(/"usr\/bin\/two"/, '')),
+      /line \d+ is empty/,
+      true,
+    ],
+    [
       'a file line that is not a record, the sums forged',
       () => forge(edit(/"usr\/bin\/two"/, '{"q":1}')),
       /line \d+ is an unexpected record/,

@@ -113,6 +113,9 @@ export class RootListing {
       recent: ctime > now - this.recentNs,
     };
     this.dirs.set(rel, state);
+    // names that were not directories when last read (a symlink or file then): what an older
+    // record of the name lists was gone meanwhile, so all in it is new
+    const wasDir = prev ? new Set(prev.subdirs) : null;
     for (const e of ents) {
       const r = at(e.name);
       if (this.skip.has(r)) continue;
@@ -121,7 +124,7 @@ export class RootListing {
       if (fresh) out.push(r);
       if (e.isDirectory()) {
         state.subdirs.push(e.name);
-        this.scan(r, out, fresh);
+        this.scan(r, out, fresh || (wasDir !== null && !wasDir.has(e.name)));
       }
     }
   }

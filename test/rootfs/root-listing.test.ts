@@ -63,6 +63,15 @@ const edits: Array<(root: string) => void> = [
     renameSync(path.join(root, 'usr/lib/libz.so'), path.join(root, 'usr/lib/libz.so.1'));
     writeFileSync(path.join(root, 'etc/old/x'), 'changed content: not a new entry');
   },
+  (root) => {
+    rmSync(path.join(root, 'usr/share/doc/a'), { recursive: true }); // a directory made a symlink
+    symlinkSync('/usr/share/doc/b', path.join(root, 'usr/share/doc/a'));
+  },
+  (root) => {
+    rmSync(path.join(root, 'usr/share/doc/a')); // and a directory again, with its old files
+    mkdirSync(path.join(root, 'usr/share/doc/a'));
+    writeFileSync(path.join(root, 'usr/share/doc/a/README'), 'r');
+  },
   () => {}, // nothing
 ];
 
@@ -97,5 +106,7 @@ describe('RootListing', () => {
     expect(want[1]).toEqual(['opt/gone/deep/g', 'srv/file/inside']);
     expect(want[2]).toEqual(['etc/old/host-usr', 'usr/lib/libz.so.1']);
     expect(want[3]).toEqual([]);
+    expect(want[4]).toEqual(['usr/share/doc/a/README']);
+    expect(want[5]).toEqual([]);
   });
 });

@@ -174,6 +174,14 @@ function packageIn(
   return { pkg, files: { count: f.count!, sha256: f.sha256 } };
 }
 
+/**
+ * Whether a recorded path leaves the root: absolute, or with a ".." component. No writer of the
+ * DB records one; fs-path refuses it at use too, but there as an internal error, not the DB's line.
+ */
+function outsideRoot(p: string): boolean {
+  return p.charCodeAt(0) === 0x2f || (p.includes('..') && p.split('/').includes('..'));
+}
+
 /** Bytes decoded at a time by parseFiles (then to the end of the line). */
 const BLOCK = 16 << 10;
 
@@ -207,6 +215,8 @@ function parseFiles(
       if (o === null || typeof o !== 'object')
         throw damaged(file, at, `line ${at} is not a record`);
       if (typeof o.p !== 'string') throw damaged(file, at, `line ${at} is an unexpected record`);
+      if (outsideRoot(o.p))
+        throw damaged(file, at, `line ${at}: the path ${JSON.stringify(o.p)} is not in the root`);
       files.push(fileIn(o));
     }
     at--; // the empty string after the block's last newline is not a line

@@ -190,6 +190,19 @@ describe('DB integrity', () => {
       true,
     ],
     [
+      // fs-path refuses it at use too, but as an internal error
+      'a path out of the root, the sums forged',
+      () => forge(good.replace('"usr/bin/two"', '"usr/../../etc/shadow"')),
+      /line \d+: the path "usr\/\.\.\/\.\.\/etc\/shadow" is not in the root/,
+      false,
+    ],
+    [
+      'an absolute path, the sums forged',
+      () => forge(good.replace('"usr/bin/two"', '"/etc/shadow"')),
+      /line \d+: the path "\/etc\/shadow" is not in the root/,
+      false,
+    ],
+    [
       'a file line that is not a record, the sums forged',
       () => forge(edit(/"usr\/bin\/two"/, '{"q":1}')),
       /line \d+ is an unexpected record/,

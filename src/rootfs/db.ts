@@ -61,9 +61,10 @@ export class InstalledDb {
   readonly notes: string[] = [];
 
   /**
-   * Reads a DB file's bytes (or text), checked whole. Package lines are parsed here; each
-   * package's file lines when they are first used, except in a format-1 DB, which has no
-   * checksum, and when `eager`: there every line is parsed now, so damage is found at load.
+   * Reads a DB file's bytes (or text). The package lines are checked and parsed here (with the
+   * head and end line of format 3, the whole file's checksum of format 2); the file lines are
+   * checked and parsed when first used, except in a format-1 DB, which has no checksum, and when
+   * `eager`: there every line is checked and parsed now, so damage is found at load.
    */
   static parse(input: string | Buffer, file = DB_FILE, eager = false): InstalledDb {
     const buf = typeof input === 'string' ? Buffer.from(input, 'utf8') : input;

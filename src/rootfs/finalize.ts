@@ -38,8 +38,13 @@ export interface FinalizerOptions {
 /** Mount points and scratch dirs bwrap or a container runtime creates in any root. */
 export const RUNTIME_DIRS = ['dev', 'proc', 'sys', 'run', 'tmp'];
 
-/** A directory as last read: its ctime then, its entries, and which of them are directories. */
+/**
+ * A directory as last read: its inode and ctime then, its entries, and which of them are
+ * directories. The inode too: a directory moved onto the path (`mv`) keeps its own ctime, which
+ * may be the one recorded there (two directories made in the same tick, as an extraction does).
+ */
 interface DirState {
+  ino: bigint;
   ctime: bigint;
   names: Set<string>;
   subdirs: string[];
@@ -85,16 +90,18 @@ export class RootListing {
     const abs = rel === '' ? this.root : `${this.root}/${rel}`;
     const prev = whole ? undefined : this.dirs.get(rel);
     let ctime: bigint;
+    let ino: bigint;
     try {
       const st = lstatSync(abs, { bigint: true });
       if (!st.isDirectory()) throw new Error('not a directory');
       ctime = st.ctimeNs;
+      ino = st.ino;
     } catch {
       this.dirs.delete(rel); // vanished or unreadable: nothing to attribute
       return;
     }
     const at = (name: string): string => (rel === '' ? name : `${rel}/${name}`);
-    if (prev && !prev.recent && prev.ctime === ctime) {
+    if (prev && !prev.recent && prev.ctime === ctime && prev.ino === ino) {
       for (const d of prev.subdirs) this.scan(at(d), out, false);
       return;
     }
@@ -107,6 +114,7 @@ export class RootListing {
       return;
     }
     const state: DirState = {
+      ino,
       ctime,
       names: new Set(),
       subdirs: [],

@@ -3,7 +3,15 @@
  * (src/rootfs/finalize.ts, RootListing). Later listings read again only the directories whose
  * ctime changed or was recent: here every kind of change, checked against listing everything.
  */
-import { mkdirSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { RootListing } from '../../src/rootfs/finalize.js';
@@ -108,5 +116,25 @@ describe('RootListing', () => {
     expect(want[3]).toEqual([]);
     expect(want[4]).toEqual(['usr/share/doc/a/README']);
     expect(want[5]).toEqual([]);
+  });
+
+  it('a directory moved onto a path is read again, though its ctime is the one recorded there', async () => {
+    const root = tmpDir('cpm-listing-');
+    const ctime = (rel: string): bigint =>
+      lstatSync(path.join(root, rel), { bigint: true }).ctimeNs;
+    // two directories made in the same tick (an extraction makes hundreds a tick): equal ctimes
+    for (let i = 0; i < 100 && (i === 0 || ctime('x/sub') !== ctime('y/sub')); i++) {
+      rmSync(path.join(root, 'x'), { recursive: true, force: true });
+      rmSync(path.join(root, 'y'), { recursive: true, force: true });
+      mkdirSync(path.join(root, 'x/sub'), { recursive: true });
+      mkdirSync(path.join(root, 'y/sub'), { recursive: true });
+      writeFileSync(path.join(root, 'y/sub/new'), 'n');
+    }
+    await tick();
+    const listing = new RootListing(root, new Set(), 0n);
+    await tick();
+    rmSync(path.join(root, 'x'), { recursive: true });
+    renameSync(path.join(root, 'y'), path.join(root, 'x'));
+    expect(listing.changes()).toEqual(['x/sub/new']);
   });
 });

@@ -4,7 +4,7 @@
  * files sorted by path, fixed key order, no timestamps: the same install gives the same bytes.
  * Indexes (path → owners, family → package) are built in memory at load. docs/database.md says why.
  */
-import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { CpmError } from '../errors.js';
 import { satisfiesDep } from '../package/match.js';
@@ -166,7 +166,14 @@ export class InstalledDb {
 export function writeFileAtomic(file: string, data: string | readonly Uint8Array[]): void {
   const tmp = `${file}.tmp`;
   faultPoint();
-  const fd = openSync(tmp, 'w', 0o644);
+  // a name left there (a finalizer writes under the root) is replaced, never written through: a
+  // symlink planted as installed.tmp would have cpm overwrite its target, outside the root
+  try {
+    unlinkSync(tmp);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  const fd = openSync(tmp, 'wx', 0o644);
   try {
     for (const buf of typeof data === 'string' ? [Buffer.from(data)] : data) {
       let off = 0;

@@ -404,7 +404,7 @@ export async function applyTransaction(
             onEntries: (id, files) => generated.set(id, files),
           },
         });
-        if (generated.size > 0) recordGenerated(dbDir, generated, committed);
+        if (generated.size > 0) recordGenerated(root, dbDir, generated, committed);
       }
       throwIfInterrupted(committedState(result, 'interrupted'));
     }
@@ -680,10 +680,13 @@ function reservedPaths(root: string, dbDir: string): string[] {
  * of `installed`, still under the lock). A path another package came to own meanwhile stays its.
  */
 function recordGenerated(
+  root: string,
   dbDir: string,
   generated: Map<string, FileRecord[]>,
   committed: Committed | null,
 ): void {
+  // the way to the DB checked again: a finalizer can put a symlink there, to a directory outside
+  resolveDbDir(root, dbDir);
   // the DB the transaction committed, unless the file is not the one it wrote (a finalizer can
   // write under the root): then what is there, read and checked as any transaction's start
   const same = committed?.file != null && dbFileIdentity(dbDir) === committed.file;

@@ -7,7 +7,7 @@
  * a piece's edge; and the formats older cpm versions wrote read back the same.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { InstalledDb, fileCount, writeFileAtomic } from '../../src/rootfs/db.js';
@@ -80,6 +80,20 @@ describe('DB encoding', () => {
     const back = InstalledDb.parse(text, file);
     expect(back.get('a/first@2')!.files.length).toBe(3000);
     expect(back.get('z/last@1')!.files).toEqual(sorted);
+  });
+
+  it('writeFileAtomic replaces what is left at its temp name, never writes through a symlink', () => {
+    const dir = tmpDir('cpm-dbenc-');
+    const victim = path.join(tmpDir('cpm-dbenc-outside-'), 'victim');
+    writeFileSync(victim, 'precious');
+    symlinkSync(victim, path.join(dir, 'installed.tmp'));
+    writeFileAtomic(
+      path.join(dir, 'installed'),
+      ['new'].map((t) => Buffer.from(t)),
+    );
+    expect(readFileSync(victim, 'utf8')).toBe('precious');
+    expect(readFileSync(path.join(dir, 'installed'), 'utf8')).toBe('new');
+    expect(readdirSync(dir)).toEqual(['installed']);
   });
 
   it('an empty DB is the header, the head line and the end line', () => {

@@ -3,7 +3,7 @@
  * copied into a base package layer.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { InstalledDb, installPackages } from '../../src/rootfs/index.js';
@@ -12,24 +12,30 @@ import { layerFromFiles, step, tmpDir } from '../install/helpers.js';
 import { fileLayer } from '../../src/rootfs/index.js';
 import { createHash } from 'node:crypto';
 
-/** A layer holding /bin/sh (dash) plus the shared objects it needs, found with ldd. */
-function minimalRootLayer(): ReturnType<typeof fileLayer> {
+/**
+ * A layer holding /bin/sh (dash) plus the shared objects it needs, found with ldd; and the host's
+ * `tools` (coreutils) as /bin/NAME.
+ */
+function minimalRootLayer(tools: string[] = []): ReturnType<typeof fileLayer> {
   const dir = tmpDir('cpm-minroot-');
   const src = path.join(dir, 'src');
   mkdirSync(path.join(src, 'bin'), { recursive: true });
   mkdirSync(path.join(src, 'dev'));
   mkdirSync(path.join(src, 'proc'));
   mkdirSync(path.join(src, 'tmp'));
-  const sh = execFileSync('readlink', ['-f', '/bin/sh'], { encoding: 'utf8' }).trim();
-  execFileSync('cp', [sh, path.join(src, 'bin/sh')]);
-  const libs = execFileSync('ldd', [sh], { encoding: 'utf8' })
-    .split('\n')
-    .map((l) => /(\/\S+)/.exec(l.includes('=>') ? l.split('=>')[1]! : l)?.[1])
-    .filter((l): l is string => !!l);
-  for (const lib of libs) {
-    const dest = path.join(src, lib);
-    mkdirSync(path.dirname(dest), { recursive: true });
-    execFileSync('cp', ['-L', lib, dest]);
+  const host = (cmd: string): string =>
+    execFileSync('sh', ['-c', `readlink -f "$(command -v ${cmd})"`], { encoding: 'utf8' }).trim();
+  for (const [name, bin] of [['sh', host('sh')], ...tools.map((t) => [t, host(t)])] as const) {
+    execFileSync('cp', [bin, path.join(src, 'bin', name)]);
+    const libs = execFileSync('ldd', [bin], { encoding: 'utf8' })
+      .split('\n')
+      .map((l) => /(\/\S+)/.exec(l.includes('=>') ? l.split('=>')[1]! : l)?.[1])
+      .filter((l): l is string => !!l);
+    for (const lib of libs) {
+      const dest = path.join(src, lib);
+      mkdirSync(path.dirname(dest), { recursive: true });
+      execFileSync('cp', ['-L', lib, dest]);
+    }
   }
   const out = path.join(dir, 'root.tar.zst');
   execFileSync('sh', ['-c', `tar --numeric-owner -C ${src} -cf - . | zstd -q -c > ${out}`]);
@@ -149,5 +155,35 @@ describe('finalizers under bubblewrap', () => {
         .list()
         .map((p) => p.id),
     ).toEqual(['base/minroot@1']);
+  });
+
+  it.each([
+    [
+      'a symlink for the DB directory',
+      (out: string) => `mv /var/lib/cpm /var/lib/cpm.real; ln -s ${out} /var/lib/cpm`,
+    ],
+    [
+      'a symlink as the DB temp file',
+      (out: string) => `ln -s ${out}/victim /var/lib/cpm/installed.tmp`,
+    ],
+  ])('%s, put there by a finalizer, never has cpm write outside the root', async (_what, plant) => {
+    const root = tmpDir();
+    const outside = tmpDir('cpm-outside-');
+    writeFileSync(path.join(outside, 'victim'), 'precious');
+    await installPackages(root, [
+      step('base/minroot@1', [minimalRootLayer(['ln', 'mv'])], { base: true }),
+    ]);
+    const run = installPackages(root, [
+      step('g/gen@1', [layerFromFiles({ 'usr/share/g': 'g' })], {
+        // made-by-g: something to record after the finalizers, in the DB
+        finalize: { install: [`PATH=/bin; echo x > /made-by-g; ${plant(outside)}`] },
+      }),
+    ]);
+    await run.then(
+      () => undefined,
+      (e: Error & { code?: string }) => expect(e.code, e.message).toBe('E_UNSAFE_ENTRY'),
+    );
+    expect(readdirSync(outside)).toEqual(['victim']);
+    expect(readFileSync(path.join(outside, 'victim'), 'utf8')).toBe('precious');
   });
 });

@@ -6,7 +6,7 @@
  * `cpm list`, a plan) reads the head and the last line, not a root's megabytes of file lines.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { closeSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, constants as fsc, fstatSync, openSync, readSync } from 'node:fs';
 import { CpmError } from '../errors.js';
 import { fsError } from '../util/fs-errors.js';
 import { sortedDeep, specFromJson, specToJson } from '../package/codec.js';
@@ -554,14 +554,15 @@ function headerOf(buf: Buffer, file: string): string {
   if (buf.length === 0) throw damaged(file, undefined, 'the file is empty (truncated to 0 bytes)');
   const first = buf.indexOf(NL);
   const header = buf.toString('utf8', 0, first < 0 ? buf.length : first);
-  if (header !== HEADER && header !== HEADER_V2 && header !== HEADER_V1)
-    throw damaged(
-      file,
-      1,
-      /^\{"cpm-db":\d+\}$/.test(header)
-        ? `format ${header} is newer than this cpm reads`
-        : 'not a cpm database (bad header)',
-    );
+  if (header !== HEADER && header !== HEADER_V2 && header !== HEADER_V1) {
+    if (/^\{"cpm-db":\d+\}$/.test(header))
+      // not damage: a newer cpm wrote it, and moving it aside would lose what it records
+      throw new CpmError('E_DB', `${file}:1: format ${header} is newer than this cpm reads`, {
+        hint: 'this root was written by a newer cpm: run that version (or a later one) on it',
+        context: { file, line: 1 },
+      });
+    throw damaged(file, 1, 'not a cpm database (bad header)');
+  }
   return header;
 }
 
@@ -610,13 +611,8 @@ export function readDb(file: string, eager: boolean): Decoded | null {
   let head: Head | null = null;
   let headBytes: Buffer | null = null;
   let whole: Buffer | null = null;
-  let fd: number;
-  try {
-    fd = openSync(file, 'r');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw readFailure(e, file);
-  }
+  const fd = openDb(file);
+  if (fd === null) return null;
   try {
     const size = fstatSync(fd).size;
     let buf = readAt(fd, eager ? size : Math.min(size, FIRST_READ), 0);
@@ -654,17 +650,20 @@ export function readDb(file: string, eager: boolean): Decoded | null {
   const h = head!;
   const hb = headBytes!;
   bodyOnUse(h, file, () => {
-    let buf: Buffer;
-    try {
-      buf = readFileSync(file);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw readFailure(e, file);
-      buf = Buffer.alloc(0);
-    }
+    let buf: Buffer = Buffer.alloc(0);
+    const again = openDb(file);
+    if (again !== null)
+      try {
+        buf = readAt(again, fstatSync(again).size, 0);
+      } catch (e) {
+        throw readFailure(e, file);
+      } finally {
+        closeSync(again);
+      }
     if (buf.length < hb.length || !buf.subarray(0, hb.length).equals(hb))
       throw new CpmError(
-        'E_DB',
-        `${file} changed while cpm was reading it (another cpm committed a transaction meanwhile)`,
+        'E_LOCKED',
+        `${file} changed while cpm was reading it: another cpm committed a transaction meanwhile`,
         { context: { file }, hint: 'run the command again' },
       );
     const at = buf.lastIndexOf(NL, buf.length - 2) + 1;
@@ -676,6 +675,39 @@ export function readDb(file: string, eager: boolean): Decoded | null {
     return buf;
   });
   return { packages: h.packages, notes: [] };
+}
+
+/**
+ * The DB file opened for reading, or null when there is none. Never through a symlink, and only a
+ * regular file: cpm runs as root, and a finalizer can put anything there (a link to a host file,
+ * a FIFO that would block the read).
+ */
+function openDb(file: string): number | null {
+  let fd: number;
+  try {
+    fd = openSync(file, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return null;
+    if (code === 'ELOOP')
+      throw new CpmError('E_UNSAFE_ENTRY', `refusing the database ${file}: it is a symlink`, {
+        context: { path: file },
+        hint: 'cpm does not follow symlinks to its database; put the real file there, or point --db-dir (database_path) at its directory',
+      });
+    throw readFailure(e, file);
+  }
+  let regular: boolean;
+  try {
+    regular = fstatSync(fd).isFile();
+  } catch (e) {
+    closeSync(fd);
+    throw readFailure(e, file);
+  }
+  if (!regular) {
+    closeSync(fd);
+    throw damaged(file, undefined, 'it is not a regular file');
+  }
+  return fd;
 }
 
 /** An error reading the DB file, as a CpmError naming it. */

@@ -6,7 +6,8 @@
  * must never report "0 problems" on a damaged DB. Damage among the file lines is found when they
  * are first used (`cpm list` reads the package lines only). Formats 1 and 2 still read.
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_CODES } from '../../src/errors.js';
@@ -105,11 +106,6 @@ describe('DB integrity', () => {
     ['emptied', () => '', /empty/],
     ['garbage', () => '\x00\x01garbage\n', /not a cpm database/],
     [
-      'a newer format',
-      () => good.replace('{"cpm-db":3}', '{"cpm-db":4}'),
-      /format \{"cpm-db":4\} is newer/,
-    ],
-    [
       'a package line edited',
       () => good.replace('"reason":"explicit"', '"reason":"dependency"'),
       /:4: damaged database: its package lines do not match the checksum in its head line/,
@@ -154,6 +150,40 @@ describe('DB integrity', () => {
     } finally {
       writeFileSync(dbFile, good);
     }
+  });
+
+  it('a DB of a newer format is refused with the advice to run the newer cpm, not to move it aside', () => {
+    const text = good.replace('{"cpm-db":3}', '{"cpm-db":4}');
+    const err = withDb(text, () => caught(() => InstalledDb.load(path.dirname(dbFile))));
+    expect(err.code).toBe('E_DB');
+    expect(err.message).toBe(`${dbFile}:1: format {"cpm-db":4} is newer than this cpm reads`);
+    expect(err.hint).toMatch(/written by a newer cpm/);
+    expect(err.hint).not.toMatch(/reclaim|mv /);
+    writeFileSync(dbFile, text);
+    try {
+      const r = cpm('list', '--installed', '--root', root);
+      expect(r.code, r.err).toBe(EXIT_CODES.E_DB);
+      expect(r.err).toMatch(/newer than this cpm reads/);
+    } finally {
+      writeFileSync(dbFile, good);
+    }
+  });
+
+  it('the DB file is read only as a regular file: a symlink or a FIFO there is refused, not followed or waited on', () => {
+    const dir = tmpDir('cpm-dbkind-');
+    const outside = path.join(dir, 'outside-db');
+    writeFileSync(outside, good);
+    const db = path.join(dir, 'var/lib/cpm');
+    mkdirSync(db, { recursive: true });
+    symlinkSync(outside, path.join(db, 'installed'));
+    const link = caught(() => InstalledDb.load(db));
+    expect(link.code).toBe('E_UNSAFE_ENTRY');
+    expect(link.message).toBe(`refusing the database ${db}/installed: it is a symlink`);
+    rmSync(path.join(db, 'installed'));
+    execFileSync('mkfifo', [path.join(db, 'installed')]);
+    const fifo = caught(() => InstalledDb.load(db));
+    expect(fifo.code).toBe('E_DB');
+    expect(fifo.message).toBe(`${db}/installed: damaged database: it is not a regular file`);
   });
 
   // damage among the file lines: found when they are first used

@@ -11,6 +11,7 @@ import { CpmError } from '../errors.js';
 import { fsError } from '../util/fs-errors.js';
 import { sortedDeep, specFromJson, specToJson } from '../package/codec.js';
 import { finalizeFromJson } from '../package/finalize.js';
+import { familyKey } from '../package/package.js';
 import type { FileRecord, InstalledPackage } from './types.js';
 
 const HEADER = '{"cpm-db":3}';
@@ -175,6 +176,27 @@ function packageIn(
 }
 
 /**
+ * Refuses a second package of one family ("cat/name"): a root holds one version of each, and the
+ * in-memory DB would keep one of the two silently. `seen`: family → the line that holds it.
+ */
+function oneOfFamily(
+  seen: Map<string, number>,
+  pkg: InstalledPackage,
+  line: number,
+  file: string,
+): void {
+  const fam = familyKey(pkg.spec);
+  const first = seen.get(fam);
+  if (first !== undefined)
+    throw damaged(
+      file,
+      line,
+      `line ${line}: package ${pkg.id} is a second version of ${fam} (line ${first} holds the first)`,
+    );
+  seen.set(fam, line);
+}
+
+/**
  * Whether a recorded path leaves the root: absolute, or with a ".." component. No writer of the
  * DB records one; fs-path refuses it at use too, but there as an internal error, not the DB's line.
  */
@@ -322,6 +344,7 @@ function checkV2(
 function decodeV2(buf: Buffer, file: string, eager: boolean, v1: boolean): InstalledPackage[] {
   const { start, end, want } = checkV2(buf, file, v1);
   const packages: InstalledPackage[] = [];
+  const families = new Map<string, number>();
   let cur: InstalledPackage | null = null;
   let filesFrom = 0;
   let filesLine = 0;
@@ -360,6 +383,7 @@ function decodeV2(buf: Buffer, file: string, eager: boolean, v1: boolean): Insta
     }
     closeFiles(pos); // before this line's own errors: a format-1 DB reports damage in order
     cur = packageIn(buf, pos, stop, file, line, false).pkg;
+    oneOfFamily(families, cur, line, file);
     packages.push(cur);
     pos = stop + 1;
     filesFrom = pos;
@@ -417,6 +441,7 @@ function parseHead(buf: Buffer, where: { start: number; end: number }, file: str
       `its package lines do not match the checksum in its head line (line ${headLine})`,
     );
   const packages: InstalledPackage[] = [];
+  const families = new Map<string, number>();
   const metas: FilesMeta[] = [];
   let files = 0;
   let n = 1;
@@ -426,6 +451,7 @@ function parseHead(buf: Buffer, where: { start: number; end: number }, file: str
     const { pkg, files: meta } = packageIn(buf, pos, stop, file, n, true);
     if (packages.length > 0 && !(packages[packages.length - 1]!.id < pkg.id))
       throw damaged(file, n, `line ${n}: package ${pkg.id} is out of order`);
+    oneOfFamily(families, pkg, n, file);
     packages.push(pkg);
     metas.push(meta!);
     files += meta!.count;

@@ -216,6 +216,14 @@ describe('DB encoding', () => {
     }
   });
 
+  it('two versions of one package in a DB (a forged one: cpm writes one) are refused, not one kept', () => {
+    const two = [pkg('a/first@2', []), pkg('a/first@3', []), pkg('z/last@1', [])];
+    for (const text of [reference(two), referenceV2(two, 2), referenceV2(two, 1)])
+      expect(() => InstalledDb.parse(text, 'installed')).toThrow(
+        'installed:3: damaged database: line 3: package a/first@3 is a second version of a/first (line 2 holds the first)',
+      );
+  });
+
   it('a DB changed on disk between reading its head and its files is refused, not mixed', () => {
     const file = path.join(tmpDir('cpm-dbenc-'), 'installed');
     writeFileAtomic(file, new InstalledDb(pkgs).encode());

@@ -57,8 +57,19 @@ function lineCount(buf: Buffer, end = buf.length): number {
   return buf[end - 1] === NL ? n - 1 : n;
 }
 
-function cmp(a: string, b: string): number {
+export function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** The object under `key` of a one-key line such as the head or end line, or undefined. */
+function keyedLine(text: string, key: string): Record<string, unknown> | undefined {
+  if (!text.startsWith(`{"${key}":`)) return undefined;
+  try {
+    const v = (JSON.parse(text) as Record<string, unknown>)[key];
+    return v !== null && typeof v === 'object' ? (v as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** What the DB's bytes give: its packages (files parsed when first used) and notes on its format. */
@@ -318,15 +329,7 @@ function checkV2(
   const first = buf.indexOf(NL);
   if (v1) return { start: first + 1, end: buf.length };
   const lastStart = buf.length < 2 ? 0 : buf.lastIndexOf(NL, buf.length - 2) + 1;
-  const last = buf.toString('utf8', lastStart, buf.length - 1);
-  let trailer: { packages?: unknown; files?: unknown; sha256?: unknown } | undefined;
-  if (last.startsWith(`{"${END_KEY}":`)) {
-    try {
-      trailer = (JSON.parse(last) as Record<string, typeof trailer>)[END_KEY];
-    } catch {
-      trailer = undefined;
-    }
-  }
+  const trailer = keyedLine(buf.toString('utf8', lastStart, buf.length - 1), END_KEY);
   if (!trailer) {
     const n = lineCount(buf);
     throw damaged(file, n, `truncated: it ends after line ${n} without its end-of-database line`);
@@ -424,16 +427,9 @@ function findHead(buf: Buffer): { start: number; end: number } | null {
 
 /** Checks and parses the head, [0, where.end) of `buf`, found by findHead. */
 function parseHead(buf: Buffer, where: { start: number; end: number }, file: string): Head {
-  const line = buf.toString('utf8', where.start, where.end - 1);
-  let head: { packages?: unknown; files?: unknown; sha256?: unknown } | undefined;
-  try {
-    head = (JSON.parse(line) as Record<string, typeof head>)[HEAD_KEY];
-  } catch {
-    head = undefined;
-  }
+  const head = keyedLine(buf.toString('utf8', where.start, where.end - 1), HEAD_KEY);
   const headLine = lineCount(buf, where.start) + 1;
-  if (!head || typeof head !== 'object')
-    throw damaged(file, headLine, `line ${headLine} is not a head line`);
+  if (!head) throw damaged(file, headLine, `line ${headLine} is not a head line`);
   if (createHash('sha256').update(buf.subarray(0, where.start)).digest('hex') !== head.sha256)
     throw damaged(
       file,
@@ -471,20 +467,22 @@ function parseHead(buf: Buffer, where: { start: number; end: number }, file: str
  * that `head` calls for, or null when it is.
  */
 function endProblem(last: string, at: number, size: number, head: Head): string | null {
-  let end: { packages?: unknown; files?: unknown; bytes?: unknown } | undefined;
-  if (last.startsWith(`{"${END_KEY}":`)) {
-    try {
-      end = (JSON.parse(last) as Record<string, typeof end>)[END_KEY];
-    } catch {
-      end = undefined;
-    }
-  }
-  if (!end || typeof end !== 'object') return 'truncated: its last line is not the end line';
+  const end = keyedLine(last, END_KEY);
+  if (!end) return 'truncated: its last line is not the end line';
   if (end.bytes !== at || at + Buffer.byteLength(last) + 1 !== size)
     return `its end line says ${String(end.bytes)} bytes come before it, there are ${at}`;
   if (end.packages !== head.packages.length || end.files !== head.files)
     return `its end line promises ${String(end.packages)} packages and ${String(end.files)} files, the head ${head.packages.length} and ${head.files}`;
   return null;
+}
+
+/** Why the whole file `buf` does not end as `head` calls for (its end line), or null. */
+function wholeEndProblem(buf: Buffer, head: Head): string | null {
+  if (buf[buf.length - 1] !== NL)
+    return 'truncated in the middle of a line (the last line is incomplete)';
+  const at = buf.lastIndexOf(NL, buf.length - 2) + 1;
+  if (at < head.end) return 'truncated: it ends after its head line';
+  return endProblem(buf.toString('utf8', at, buf.length - 1), at, buf.length, head);
 }
 
 /**
@@ -564,11 +562,7 @@ function decodeV3(buf: Buffer, file: string, eager: boolean): InstalledPackage[]
     throw damaged(file, n, `truncated: it ends after line ${n} without its head line`);
   }
   const head = parseHead(buf, where, file);
-  const at = buf.lastIndexOf(NL, buf.length - 2) + 1;
-  const why =
-    at < head.end
-      ? 'truncated: it ends after its head line'
-      : endProblem(buf.toString('utf8', at, buf.length - 1), at, buf.length, head);
+  const why = wholeEndProblem(buf, head);
   if (why) throw damaged(file, lineCount(buf), why);
   bodyOnUse(head, file, () => buf);
   if (eager) for (const p of head.packages) void p.files;
@@ -637,10 +631,10 @@ export function readDb(file: string, eager: boolean): Decoded | null {
   let head: Head | null = null;
   let headBytes: Buffer | null = null;
   let whole: Buffer | null = null;
-  const fd = openDb(file);
-  if (fd === null) return null;
+  const opened = openDb(file);
+  if (opened === null) return null;
+  const { fd, size } = opened;
   try {
-    const size = fstatSync(fd).size;
     let buf = readAt(fd, eager ? size : Math.min(size, FIRST_READ), 0);
     if (buf.length < size && buf.subarray(0, HEADER_LINE.length).equals(HEADER_LINE)) {
       let where = findHead(buf);
@@ -680,11 +674,11 @@ export function readDb(file: string, eager: boolean): Decoded | null {
     const again = openDb(file);
     if (again !== null)
       try {
-        buf = readAt(again, fstatSync(again).size, 0);
+        buf = readAt(again.fd, again.size, 0);
       } catch (e) {
         throw readFailure(e, file);
       } finally {
-        closeSync(again);
+        closeSync(again.fd);
       }
     if (buf.length < hb.length || !buf.subarray(0, hb.length).equals(hb))
       throw new CpmError(
@@ -692,11 +686,7 @@ export function readDb(file: string, eager: boolean): Decoded | null {
         `${file} changed while cpm was reading it: another cpm committed a transaction meanwhile`,
         { context: { file }, hint: 'run the command again' },
       );
-    const at = buf.lastIndexOf(NL, buf.length - 2) + 1;
-    const why =
-      buf[buf.length - 1] !== NL
-        ? 'truncated in the middle of a line (the last line is incomplete)'
-        : endProblem(buf.toString('utf8', at, buf.length - 1), at, buf.length, h);
+    const why = wholeEndProblem(buf, h);
     if (why) throw damaged(file, lineCount(buf), why);
     return buf;
   });
@@ -708,7 +698,7 @@ export function readDb(file: string, eager: boolean): Decoded | null {
  * regular file: cpm runs as root, and a finalizer can put anything there (a link to a host file,
  * a FIFO that would block the read).
  */
-function openDb(file: string): number | null {
+function openDb(file: string): { fd: number; size: number } | null {
   let fd: number;
   try {
     fd = openSync(file, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
@@ -722,18 +712,18 @@ function openDb(file: string): number | null {
       });
     throw readFailure(e, file);
   }
-  let regular: boolean;
+  let st;
   try {
-    regular = fstatSync(fd).isFile();
+    st = fstatSync(fd);
   } catch (e) {
     closeSync(fd);
     throw readFailure(e, file);
   }
-  if (!regular) {
+  if (!st.isFile()) {
     closeSync(fd);
     throw damaged(file, undefined, 'it is not a regular file');
   }
-  return fd;
+  return { fd, size: st.size };
 }
 
 /** An error reading the DB file, as a CpmError naming it. */

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { CpmError } from '../errors.js';
 import { satisfiesDep } from '../package/match.js';
 import { familyKey } from '../package/package.js';
-import { type Decoded, decodeDb, encodeDb, isSealed, readDb } from './db-format.js';
+import { cmp, type Decoded, decodeDb, encodeDb, isSealed, readDb } from './db-format.js';
 import { faultPoint } from './fault.js';
 import { RootPaths, UnsafePathError } from './fs-path.js';
 import type { InstalledPackage } from './types.js';
@@ -42,10 +42,6 @@ export function resolveDbDir(root: string, dbDir?: string): string {
     });
   }
   return dir;
-}
-
-function cmp(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 export class InstalledDb {

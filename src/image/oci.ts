@@ -21,7 +21,7 @@ import { pipeline } from 'node:stream/promises';
 import { CpmError } from '../errors.js';
 import type { InstalledDb } from '../rootfs/db.js';
 import type { BlobStore } from '../oci/blobstore.js';
-import { HashingStream } from '../oci/digest.js';
+import { HashingStream } from '../oci/hashing-stream.js';
 import { openTarget, type EndpointOptions } from '../oci/endpoint.js';
 import { mapLimit, pushImage } from '../oci/image.js';
 import { layerMediaType, type LayerCompression } from '../oci/layer.js';

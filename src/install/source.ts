@@ -4,13 +4,13 @@
  * under the cache dir. `repo create` is incremental, so a repeat run over an unchanged tree only
  * re-hashes payloads and packs nothing.
  */
-import { createHash } from 'node:crypto';
 import { realpathSync } from 'node:fs';
 import path from 'node:path';
 import type { CpmConfig } from '../config.js';
 import { CpmError } from '../errors.js';
 import { repoTypeOfUrl, type RepoConfig, type RepoType } from '../repo/config.js';
 import type { OpenedRepositories } from '../repo/open.js';
+import { nodeCrypto } from '../util/lazy-builtins.js';
 
 export type PackageSource =
   | { kind: 'configured' }
@@ -90,7 +90,7 @@ export function treeRepoDir(
   values: readonly string[] = [],
 ): string {
   const dirs = typeof treeDirs === 'string' ? [treeDirs] : treeDirs;
-  const h = createHash('sha256');
+  const h = nodeCrypto().createHash('sha256');
   // One tree without values keeps the key it always had (the tree's real path).
   h.update(dirs.map(realTreeDir).join('\0'));
   for (const v of values) h.update(`\0values\0${path.resolve(v)}`);

@@ -4,11 +4,11 @@
  * Secrets are only ever held in memory and sent in Authorization headers — never formatted into
  * messages, logs or error contexts.
  */
-import { randomBytes } from 'node:crypto';
 import { promises as fsp, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CpmError } from '../errors.js';
+import { nodeCrypto } from '../util/lazy-builtins.js';
 
 export interface Credentials {
   username: string;
@@ -101,7 +101,7 @@ export function findCredentials(
 
 async function writeAuthFile(file: string, data: AuthFile): Promise<void> {
   await fsp.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-  const tmp = `${file}.tmp-${randomBytes(4).toString('hex')}`;
+  const tmp = `${file}.tmp-${nodeCrypto().randomBytes(4).toString('hex')}`;
   await fsp.writeFile(tmp, JSON.stringify(data, null, 2) + '\n', { mode: 0o600 });
   await fsp.rename(tmp, file);
 }

@@ -5,7 +5,7 @@
  * by readers), sha256 and size are checked while streaming, then fsync + rename: a blob that is
  * in the store is always complete and correct.
  */
-import { createHash, randomBytes, type Hash } from 'node:crypto';
+import type { Hash } from 'node:crypto';
 import {
   constants,
   createReadStream,
@@ -15,10 +15,10 @@ import {
   type ReadStream,
 } from 'node:fs';
 import path from 'node:path';
-import { Readable, Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Readable, Writable } from 'node:stream';
 import { CpmError } from '../errors.js';
 import { fsError } from '../util/fs-errors.js';
+import { nodeCrypto, stream, streamPromises } from '../util/lazy-builtins.js';
 import { assertDigest, hexOf } from './digest.js';
 
 export interface BlobRef {
@@ -132,7 +132,7 @@ export class BlobStore {
         size = 0;
       }
       // the hash continues over the bytes already there
-      const hash = createHash('sha256');
+      const hash = nodeCrypto().createHash('sha256');
       if (size > 0)
         for await (const c of createReadStream(own, { start: 0, end: size - 1 }))
           hash.update(c as Buffer);
@@ -275,7 +275,10 @@ export class BlobStore {
   /** Starts an incremental write (used by resumable downloads). Call commit() or abort(). */
   async writer(expected: Expected = {}): Promise<BlobWriter> {
     if (expected.digest !== undefined) assertDigest(expected.digest);
-    const tmp = path.join(this.dir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
+    const tmp = path.join(
+      this.dir,
+      `.tmp-${process.pid}-${nodeCrypto().randomBytes(6).toString('hex')}`,
+    );
     try {
       await fsp.mkdir(this.dir, { recursive: true });
       const fh = await fsp.open(tmp, 'w', 0o644);
@@ -300,9 +303,9 @@ export class BlobStore {
     }
     const w = await this.writer(expected);
     try {
-      if (src instanceof Readable) {
+      if (src instanceof stream().Readable) {
         // Flowing mode + writev: no per-chunk await, no re-concatenation of buffered chunks.
-        await pipeline(src, w.sink());
+        await streamPromises().pipeline(src, w.sink());
       } else {
         for await (const chunk of src) await w.write(chunk as Buffer);
       }
@@ -379,7 +382,7 @@ export class BlobWriter {
       release?: () => Promise<void>;
     } = {
       partial: false,
-      hash: createHash('sha256'),
+      hash: nodeCrypto().createHash('sha256'),
       received: 0,
     },
   ) {
@@ -424,7 +427,7 @@ export class BlobWriter {
    * 4 MiB), so network or compression keep running and disk writes come in large batches.
    */
   sink(): Writable {
-    return new Writable({
+    return new (stream().Writable)({
       highWaterMark: 4 << 20,
       writev: (chunks, cb) => {
         this.writeMany(chunks.map((c) => c.chunk as Buffer)).then(() => cb(), cb);
@@ -440,7 +443,7 @@ export class BlobWriter {
     await this.settle();
     await this.fh.truncate(0);
     this.received = 0;
-    this.hash = createHash('sha256'); // a Hash cannot be rewound
+    this.hash = nodeCrypto().createHash('sha256'); // a Hash cannot be rewound
   }
 
   async commit(): Promise<BlobRef> {
@@ -580,7 +583,7 @@ export interface Ingest {
 
 /** An owner tag of this process: boot, pid namespace, pid, random (see ownerGone). */
 function newOwner(): string {
-  return `${ownerTag()}-${randomBytes(4).toString('hex')}`;
+  return `${ownerTag()}-${nodeCrypto().randomBytes(4).toString('hex')}`;
 }
 
 const OWNER = /^([0-9a-f]+|x)-(\d+|x)-(\d+)-[0-9a-f]+$/;
@@ -618,7 +621,7 @@ async function lockHolder(
  * process (another inode) is put back instead of removed.
  */
 async function breakLock(lock: string, ino: number): Promise<void> {
-  const aside = `${lock}.gone-${randomBytes(4).toString('hex')}`;
+  const aside = `${lock}.gone-${nodeCrypto().randomBytes(4).toString('hex')}`;
   if (!(await renamed(lock, aside))) return;
   if ((await fsp.lstat(aside)).ino !== ino) await fsp.link(aside, lock).catch(() => undefined); // EEXIST: a newer lock is there: keep it
   await fsp.rm(aside, { force: true });

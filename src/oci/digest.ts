@@ -1,7 +1,6 @@
-/** sha256 digests: validation, computing, and the hash-while-streaming Transform. */
-import { createHash, type Hash } from 'node:crypto';
-import { Transform, type TransformCallback } from 'node:stream';
+/** sha256 digests: validation and computing (the hash-while-streaming Transform: hashing-stream.ts). */
 import { CpmError } from '../errors.js';
+import { sha256Hex } from '../util/sha256.js';
 
 const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
 
@@ -24,22 +23,5 @@ export function hexOf(digest: string): string {
 }
 
 export function sha256(data: Buffer | string): string {
-  return 'sha256:' + createHash('sha256').update(data).digest('hex');
-}
-
-/** Passes bytes through unchanged while hashing and counting them. */
-export class HashingStream extends Transform {
-  private readonly hash: Hash = createHash('sha256');
-  bytes = 0;
-
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.hash.update(chunk);
-    this.bytes += chunk.length;
-    cb(null, chunk);
-  }
-
-  /** Valid once the stream has finished. */
-  digest(): string {
-    return 'sha256:' + this.hash.digest('hex');
-  }
+  return 'sha256:' + sha256Hex(data);
 }

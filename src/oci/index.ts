@@ -1,6 +1,7 @@
 /** Public API of the OCI area: blob store, registry client, layouts, images, package images. */
 export * from './types.js';
 export * from './digest.js';
+export * from './hashing-stream.js';
 export * from './blobstore.js';
 export * from './reference.js';
 export * from './auth.js';

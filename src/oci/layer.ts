@@ -13,7 +13,7 @@ import { createCompressor, type Compression } from '../util/compress.js';
 import { human, plural, type ProgressTask, type Reporter } from '../util/progress.js';
 import { interruptSignal, throwIfInterrupted } from '../util/signals.js';
 import type { BlobStore } from './blobstore.js';
-import { HashingStream } from './digest.js';
+import { HashingStream } from './hashing-stream.js';
 import { MEDIA } from './types.js';
 
 export type LayerCompression = 'gzip' | 'zstd';

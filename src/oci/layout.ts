@@ -3,12 +3,12 @@
  * so that umoci, skopeo (`oci:DIR:TAG`) and cpm `dir://` repositories interoperate. Tags are the
  * `org.opencontainers.image.ref.name` annotation of index.json entries.
  */
-import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { CpmError } from '../errors.js';
 import { BlobStore } from './blobstore.js';
 import { MEDIA, type Descriptor, type ImageIndex } from './types.js';
+import { nodeCrypto } from '../util/lazy-builtins.js';
 
 export const REF_NAME = 'org.opencontainers.image.ref.name';
 
@@ -147,7 +147,7 @@ export class OciLayout {
 }
 
 async function writeAtomic(file: string, text: string): Promise<void> {
-  const tmp = `${file}.tmp-${randomBytes(4).toString('hex')}`;
+  const tmp = `${file}.tmp-${nodeCrypto().randomBytes(4).toString('hex')}`;
   const fh = await fsp.open(tmp, 'w', 0o644);
   try {
     await fh.writeFile(text);

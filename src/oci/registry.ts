@@ -21,7 +21,6 @@ import {
 } from './http-node.js';
 import type { Readable } from 'node:stream';
 import { createReadStream } from 'node:fs';
-import { pipeline } from 'node:stream/promises';
 import { CpmError, type ErrorCode } from '../errors.js';
 import { basicHeader, findCredentials, parseChallenge, type Credentials } from './auth.js';
 import type { BlobRef, BlobStore } from './blobstore.js';
@@ -31,6 +30,7 @@ import { MANIFEST_ACCEPT } from './types.js';
 import { networkSettings } from '../util/net.js';
 import type { TransferProgress } from '../util/progress.js';
 import { interruptSignal, throwIfInterrupted } from '../util/signals.js';
+import { streamPromises } from '../util/lazy-builtins.js';
 
 export interface RegistryOptions {
   /** Force plain http (true) or https (false); default: http for loopback hosts, else https. */
@@ -463,7 +463,7 @@ export class RegistryClient {
       progress?.rebase(w.received);
       if (progress) res.body.on('data', (c: Buffer) => progress.add(c.length));
       try {
-        await pipeline(res.body, w.sink(), { signal: withCancel(cancel) });
+        await streamPromises().pipeline(res.body, w.sink(), { signal: withCancel(cancel) });
       } catch (e) {
         // The resume offset is only known once the last write reached the file.
         await w.settle();

@@ -5,7 +5,6 @@
  * GET; larger indexes cost one blob GET more. The layer blob is always stored too, so registries
  * that validate references accept the manifest and tools that ignore `data` still work.
  */
-import { createHash } from 'node:crypto';
 import { CpmError } from '../errors.js';
 import {
   INDEX_ARTIFACT_TYPE,
@@ -13,6 +12,7 @@ import {
   parseIndex,
   type RepoIndex,
 } from './repo-index.js';
+import { sha256Hex } from '../util/sha256.js';
 
 export const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 export const EMPTY_CONFIG = {
@@ -37,7 +37,7 @@ export interface IndexArtifact {
   blobs: Array<{ digest: string; data: Buffer }>;
 }
 
-const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+const sha = (b: Buffer): string => `sha256:${sha256Hex(b)}`;
 
 /** Builds the artifact for a serialised index. Deterministic: no clock, sorted keys fixed. */
 export function buildIndexArtifact(

@@ -22,7 +22,6 @@
  * the package.
  */
 import { isAscii } from 'node:buffer';
-import { gunzipSync, gzipSync } from 'node:zlib';
 import { CpmError } from '../errors.js';
 import { createSpec, familyKey, type Dep, type PackageSpec } from '../package/package.js';
 import { depFromJson } from '../package/codec.js';
@@ -37,6 +36,7 @@ import {
   type RepoIndex,
   type RepoMeta,
 } from './repo-index.js';
+import { zlib } from '../util/lazy-builtins.js';
 
 export const SCHEMA_4 = 4;
 const SECTIONS = [
@@ -156,7 +156,7 @@ export function encodeV4(repository: RepoMeta, packages: readonly IndexPackage[]
  * Deterministic: gzipSync writes no name and a zero mtime.
  */
 export function gzipParts(parts: readonly string[], level: number): Buffer {
-  const members = parts.map((p) => gzipSync(Buffer.from(p, 'utf8'), { level }));
+  const members = parts.map((p) => zlib().gzipSync(Buffer.from(p, 'utf8'), { level }));
   const first = members[0]!;
   if ((first[3]! & 0x1e) !== 0) throw new Error('unexpected gzip header flags');
   const n = members.length;
@@ -321,7 +321,7 @@ function inflate(member: Buffer, where: string, part: string, size?: number): Bu
     // one output chunk of the size the header gives, but no larger than deflate can expand
     // this member to (about 1032:1): a lying header does not make a huge allocation
     const most = member.length * 1032 + 1024;
-    return gunzipSync(member, {
+    return zlib().gunzipSync(member, {
       chunkSize: Math.min(Math.max((size ?? 0) + 1, 64 * 1024), most, 256 * 1024 * 1024),
     });
   } catch (e) {

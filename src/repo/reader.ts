@@ -5,9 +5,8 @@
  *   oci   a registry namespace               (oci://host[:port]/ns)
  *   luet  a luet disk/http repository        (path or http(s) URL), read-only, for migration
  */
-import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import type { Readable, Transform, TransformCallback } from 'node:stream';
 import { CpmError } from '../errors.js';
 import { BlobStore } from '../oci/blobstore.js';
 import { findCredentials } from '../oci/auth.js';
@@ -15,6 +14,8 @@ import { RegistryClient } from '../oci/registry.js';
 import { REF_NAME } from '../oci/layout.js';
 import type { RepoType } from './config.js';
 import type { TransferProgress } from '../util/progress.js';
+import { nodeCrypto, stream } from '../util/lazy-builtins.js';
+import { sha256Hex } from '../util/sha256.js';
 import { LocalFiles, openFiles, type RepoFiles } from './files.js';
 import { indexLayerOf, parseIndexBlob } from './index-artifact.js';
 import {
@@ -96,9 +97,9 @@ function filesOptions(opts: ReaderOptions): { tlsVerify: boolean; ca?: string | 
 
 /** Passes bytes through, failing at the end unless they hash to `digest` (and match `size`). */
 export function verifying(digest: string, size: number | undefined, where: string): Transform {
-  const h = createHash('sha256');
+  const h = nodeCrypto().createHash('sha256');
   let n = 0;
-  return new Transform({
+  return new (stream().Transform)({
     transform(chunk: Buffer, _e, cb: TransformCallback) {
       h.update(chunk);
       n += chunk.length;
@@ -183,7 +184,7 @@ export class LayoutReader implements RepoReader {
       );
     }
     const manifest = await this.files.read(blobPath(desc.digest));
-    if (`sha256:${createHash('sha256').update(manifest).digest('hex')}` !== desc.digest) {
+    if (`sha256:${sha256Hex(manifest)}` !== desc.digest) {
       throw new CpmError('E_DIGEST', `${where}: index manifest does not match ${desc.digest}`, {
         context: { digest: desc.digest },
       });

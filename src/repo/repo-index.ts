@@ -4,9 +4,7 @@
  * zstd. Identical input gives byte-identical output, so its digest names its content.
  * Format described in docs/repository.md.
  */
-import { createHash } from 'node:crypto';
 import { isAscii } from 'node:buffer';
-import { gunzipSync } from 'node:zlib';
 import { CpmError } from '../errors.js';
 import { depFromJson, depToJson, type DepJson } from '../package/codec.js';
 import {
@@ -26,6 +24,8 @@ import {
   sniffCompression,
   type Compression,
 } from '../util/compress.js';
+import { zlib } from '../util/lazy-builtins.js';
+import { sha256Hex } from '../util/sha256.js';
 
 /**
  * 4: columns a reader need not parse whole (index-v4.ts); gzip as one member per column.
@@ -290,7 +290,7 @@ export async function serializeIndex(
   }
   return {
     data,
-    digest: `sha256:${createHash('sha256').update(data).digest('hex')}`,
+    digest: `sha256:${sha256Hex(data)}`,
     mediaType: indexMediaType(compression),
   };
 }
@@ -320,7 +320,7 @@ export async function parseIndex(data: Buffer, where: string): Promise<RepoIndex
       c === 'none'
         ? data
         : c === 'gzip'
-          ? gunzipSync(data, { chunkSize: gzipChunk(data) })
+          ? zlib().gunzipSync(data, { chunkSize: gzipChunk(data) })
           : await transform(data, createDecompressor(c));
   } catch (e) {
     throw new CpmError(

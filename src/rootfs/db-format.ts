@@ -5,10 +5,12 @@
  * package line carries: a command that needs only which packages are installed (a no-op install,
  * `cpm list`, a plan) reads the head and the last line, not a root's megabytes of file lines.
  */
-import { createHash, type Hash } from 'node:crypto';
+import type { Hash } from 'node:crypto';
 import { closeSync, constants as fsc, fstatSync, openSync, readSync } from 'node:fs';
 import { CpmError } from '../errors.js';
 import { fsError } from '../util/fs-errors.js';
+import { nodeCrypto } from '../util/lazy-builtins.js';
+import { sha256Hex } from '../util/sha256.js';
 import { sortedDeep, specFromJson, specToJson } from '../package/codec.js';
 import { finalizeFromJson } from '../package/finalize.js';
 import { familyKey } from '../package/package.js';
@@ -335,7 +337,7 @@ function checkV2(
     throw damaged(file, n, `truncated: it ends after line ${n} without its end-of-database line`);
   }
   // the bytes themselves: hashing a decoded string would encode it back to UTF-8 first
-  if (createHash('sha256').update(buf.subarray(0, lastStart)).digest('hex') !== trailer.sha256)
+  if (sha256Hex(buf.subarray(0, lastStart)) !== trailer.sha256)
     throw damaged(file, lineCount(buf), 'its contents do not match the checksum in its last line');
   return {
     start: first + 1,
@@ -430,7 +432,7 @@ function parseHead(buf: Buffer, where: { start: number; end: number }, file: str
   const head = keyedLine(buf.toString('utf8', where.start, where.end - 1), HEAD_KEY);
   const headLine = lineCount(buf, where.start) + 1;
   if (!head) throw damaged(file, headLine, `line ${headLine} is not a head line`);
-  if (createHash('sha256').update(buf.subarray(0, where.start)).digest('hex') !== head.sha256)
+  if (sha256Hex(buf.subarray(0, where.start)) !== head.sha256)
     throw damaged(
       file,
       headLine,
@@ -519,7 +521,7 @@ function attachBody(buf: Buffer, head: Head, file: string): void {
       pos = e + 1;
       line++;
     }
-    if (createHash('sha256').update(buf.subarray(from, pos)).digest('hex') !== meta.sha256)
+    if (sha256Hex(buf.subarray(from, pos)) !== meta.sha256)
       throw damaged(
         file,
         first,
@@ -768,7 +770,7 @@ class Pieces {
   /** Starts hashing what comes next. */
   begin(): void {
     this.put();
-    this.hash = createHash('sha256');
+    this.hash = nodeCrypto().createHash('sha256');
   }
 
   /** The sha256 of what came since begin(). */

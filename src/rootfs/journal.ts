@@ -24,7 +24,6 @@
  * (FreshJournalWriter). Undoing it removes the listed paths that exist, deepest first; it
  * committed when the DB lists its package (see docs/database.md).
  */
-import { createHash } from 'node:crypto';
 import {
   chmodSync,
   closeSync,
@@ -49,6 +48,7 @@ import { InstalledDb, DB_FILE, writeFileAtomic } from './db.js';
 import { faultPoint } from './fault.js';
 import { entryComponents, RootPaths, UnsafePathError } from './fs-path.js';
 import { lockHolder } from './lock.js';
+import { sha256Hex } from '../util/sha256.js';
 
 /** The stage (staged files, backups) under the root: one component, removed whole. */
 export const STAGE_DIR = '.cpm-tx';
@@ -94,7 +94,7 @@ function lexists(p: string): boolean {
 /** The journal file: "cpm-journal 2 BYTES SHA256\n" then the JSON body. */
 export function encodeJournal(j: Journal): string {
   const body = JSON.stringify(j);
-  const sum = createHash('sha256').update(body).digest('hex');
+  const sum = sha256Hex(body);
   return `${MAGIC} ${Buffer.byteLength(body)} ${sum}\n${body}`;
 }
 
@@ -146,8 +146,7 @@ export function readJournal(dbDir: string, root?: string): Journal | FreshJourna
   const want = Number(m[1]);
   if (body.length < want) throw bad(`truncated: ${body.length} of ${want} bytes`);
   if (body.length > want) throw bad(`${body.length - want} bytes after the end`);
-  if (createHash('sha256').update(body).digest('hex') !== m[2])
-    throw bad('checksum mismatch (the contents are corrupt)');
+  if (sha256Hex(body) !== m[2]) throw bad('checksum mismatch (the contents are corrupt)');
   let j: unknown;
   try {
     j = JSON.parse(body.toString('utf8'));

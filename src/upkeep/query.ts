@@ -3,7 +3,6 @@
  * (luet's oscheck, with digests): missing, modified (sha256 / symlink target / type), mode or
  * owner differing from the DB, and foreign files (in a directory a package owns, owned by none).
  */
-import { createHash } from 'node:crypto';
 import {
   createReadStream,
   lstatSync,
@@ -18,6 +17,7 @@ import { InstalledDb, resolveDbDir } from '../rootfs/db.js';
 import { DiskView, UnsafePathError, resolveUserPath, typeOfMode } from '../rootfs/fs-path.js';
 import { STAGE_DIR, refuseUnfinished } from '../rootfs/journal.js';
 import type { FileRecord, InstalledPackage } from '../rootfs/types.js';
+import { nodeCrypto } from '../util/lazy-builtins.js';
 
 export { fileCount } from '../rootfs/db.js';
 
@@ -119,7 +119,7 @@ export interface VerifyReport {
 
 function sha256Of(file: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const h = createHash('sha256');
+    const h = nodeCrypto().createHash('sha256');
     createReadStream(file)
       .on('data', (c) => h.update(c))
       .on('error', reject)

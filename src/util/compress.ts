@@ -17,10 +17,9 @@ import {
 } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Duplex, PassThrough, type Readable, type Writable } from 'node:stream';
-import zlib from 'node:zlib';
+import type { Duplex, Readable, Writable } from 'node:stream';
 import { CpmError } from '../errors.js';
-import { childProcess } from './lazy-builtins.js';
+import { childProcess, stream, zlib } from './lazy-builtins.js';
 
 export type Compression = 'gzip' | 'zstd' | 'none';
 
@@ -29,10 +28,11 @@ interface ZstdZlib {
   createZstdDecompress?: () => Duplex;
   constants: Record<string, number>;
 }
-const z = zlib as unknown as ZstdZlib;
+const z = (): ZstdZlib => zlib() as unknown as ZstdZlib;
 
 export function hasBuiltinZstd(): boolean {
-  return typeof z.createZstdDecompress === 'function' && typeof z.createZstdCompress === 'function';
+  const m = z();
+  return typeof m.createZstdDecompress === 'function' && typeof m.createZstdCompress === 'function';
 }
 
 /** Wraps a child process's stdin/stdout as one Duplex; a non-zero exit becomes a stream error. */
@@ -44,10 +44,10 @@ function processDuplex(cmd: string, args: string[]): Duplex {
   });
   // the output ends only once the tool exited 0: a truncated input makes zstd print what it could
   // decode and then fail, and that failure must reach the reader before its end does
-  const out = new PassThrough();
+  const out = new (stream().PassThrough)();
   (child.stdout as Readable).pipe(out, { end: false });
   const inp = child.stdin as Writable;
-  const duplex = Duplex.from({ readable: out, writable: inp });
+  const duplex = stream().Duplex.from({ readable: out, writable: inp });
   child.on('error', (e: NodeJS.ErrnoException) => {
     duplex.destroy(e.code === 'ENOENT' ? missingTool(cmd) : e);
   });
@@ -71,11 +71,11 @@ function processDuplex(cmd: string, args: string[]): Duplex {
 export function createDecompressor(c: Compression): Duplex {
   switch (c) {
     case 'gzip':
-      return zlib.createGunzip();
+      return zlib().createGunzip();
     case 'zstd':
-      return hasBuiltinZstd() ? z.createZstdDecompress!() : processDuplex('zstd', ['-dcq']);
+      return hasBuiltinZstd() ? z().createZstdDecompress!() : processDuplex('zstd', ['-dcq']);
     case 'none':
-      return new PassThrough();
+      return new (stream().PassThrough)();
   }
 }
 
@@ -83,16 +83,17 @@ export function createDecompressor(c: Compression): Duplex {
 export function createCompressor(c: Compression, level?: number): Duplex {
   switch (c) {
     case 'gzip':
-      return zlib.createGzip({ level: level ?? 6 });
+      return zlib().createGzip({ level: level ?? 6 });
     case 'zstd': {
       const lvl = level ?? 3;
       if (hasBuiltinZstd()) {
-        return z.createZstdCompress!({ params: { [z.constants.ZSTD_c_compressionLevel!]: lvl } });
+        const m = z();
+        return m.createZstdCompress!({ params: { [m.constants.ZSTD_c_compressionLevel!]: lvl } });
       }
       return processDuplex('zstd', ['-cq', `-${lvl}`, '--no-check']);
     }
     case 'none':
-      return new PassThrough();
+      return new (stream().PassThrough)();
   }
 }
 

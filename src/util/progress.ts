@@ -10,6 +10,7 @@
  * unpacked size. Rates and ETAs come from the clock: bytes counted over the last seconds.
  */
 import type { Writable } from 'node:stream';
+import { stderrStream } from './stdio.js';
 
 /** A byte-counted piece of work inside a phase (one layer, one file set). */
 export interface ProgressTask {
@@ -349,7 +350,7 @@ class Progress {
 const defaultClock = (): number => Number(process.hrtime.bigint()) / 1e6;
 
 export function createReporter(opts: ReporterOptions = {}): Reporter {
-  const out: ProgressStream = opts.stream ?? process.stderr;
+  const out: ProgressStream = opts.stream ?? stderrStream();
   const mode: ReporterMode = opts.mode ?? (out.isTTY ? 'tty' : 'plain');
   if (mode === 'silent') return silentReporter();
   const clock = opts.clock ?? defaultClock;

@@ -16,7 +16,7 @@
  * later output to that descriptor is dropped, and bin/cpm.js turns it into E_IO's exit code. A
  * reader that went away (EPIPE: `cpm tree list | head`) is not a failure of cpm's.
  */
-import { writeSync } from 'node:fs';
+import { fstatSync, writeSync } from 'node:fs';
 
 type Name = 'stdout' | 'stderr';
 
@@ -101,4 +101,28 @@ export function out(text: string): void {
 /** Writes text to standard error. */
 export function err(text: string): void {
   write('stderr', 2, text);
+}
+
+/**
+ * Standard error for progress output: process.stderr where it may be a terminal (the reporter
+ * asks isTTY and columns), else an object that writes through err(), so a command whose output
+ * goes to a pipe or a file does not make the stream to learn that it is not a terminal. A
+ * terminal is a character device; fstat says so without loading node:tty (which loads net).
+ */
+export function stderrStream(): { write(s: string): boolean; isTTY?: boolean } {
+  if (made.stderr) return process.stderr;
+  let terminal = true;
+  try {
+    terminal = fstatSync(2).isCharacterDevice();
+  } catch {
+    // no descriptor 2, or it cannot be asked: let Node's stream decide
+  }
+  if (terminal) return process.stderr;
+  return {
+    write: (s: string) => {
+      err(s);
+      return true;
+    },
+    isTTY: false,
+  };
 }

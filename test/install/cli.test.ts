@@ -3,13 +3,14 @@
  * Dockerfile RUN would call them: no TTY, exit codes, stdout/stderr. packages-tree/ is built into
  * a dir:// repository and pushed to a real registry.
  */
+import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COMMAND_FILES } from '../../src/cli/command-table.js';
 import { startRegistry, type RegistryInstance } from '../support/registry.js';
-import { cpmCli, tmpDir } from './helpers.js';
+import { CPM_BIN, cpmCli, tmpDir } from './helpers.js';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const TREE = path.join(REPO_ROOT, 'packages-tree');
@@ -20,6 +21,31 @@ let repoDir: string;
 let reg: RegistryInstance;
 
 const { cpm, ok } = cpmCli(() => cfgFile);
+
+/** Built-in modules whose loading a short command should not pay for (lazy-builtins.ts). */
+const HEAVY = new Set(['crypto', 'stream', 'zlib', 'net', 'http', 'child_process', 'readline']);
+
+/** Runs cpm and lists the built-in modules the process loaded (process.moduleLoadList). */
+function builtinsLoaded(...args: string[]): { out: string; loaded: string[] } {
+  const hook = path.join(dir, 'loaded-hook.cjs');
+  const list = path.join(dir, 'loaded.txt');
+  writeFileSync(
+    hook,
+    `process.on('exit', () => require('node:fs').writeFileSync(${JSON.stringify(list)}, process.moduleLoadList.join('\\n')));\n`,
+  );
+  const r = spawnSync(process.execPath, ['--require', hook, CPM_BIN, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, CPM_CONFIG: cfgFile },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  if (r.status !== 0)
+    throw new Error(`cpm ${args.join(' ')} → ${r.status}\n${r.stdout}\n${r.stderr}`);
+  const loaded = readFileSync(list, 'utf8')
+    .split('\n')
+    .filter((m) => m.startsWith('NativeModule '))
+    .map((m) => m.slice('NativeModule '.length));
+  return { out: r.stdout, loaded };
+}
 
 beforeAll(async () => {
   if (!existsSync(path.join(REPO_ROOT, 'dist/cpm.cjs')))
@@ -82,6 +108,31 @@ describe('cpm install … (CLI, no TTY)', () => {
       ok('install', 'system/cos-setup@1.0.0', '--repo', `dir://${repoDir}`, '--root', root),
     ).toBe('nothing to do\n');
     expect(readFileSync(path.join(root, 'var/lib/cpm/installed')).equals(db)).toBe(true);
+    // …without loading node:crypto or the stream modules (10–15 ms of a ≈ 130 ms no-op on Node
+    // 24): the DB's sums are checked by util/sha256.ts, the output written to the descriptors.
+    // An unpinned request reads the repository's gzip index, and node:zlib brings the streams.
+    const pinned = builtinsLoaded(
+      'install',
+      'system/cos-setup@1.0.0',
+      '--repo',
+      `dir://${repoDir}`,
+      '--root',
+      root,
+    );
+    expect(pinned.out).toBe('nothing to do\n');
+    expect(pinned.loaded.filter((m) => HEAVY.has(m))).toEqual([]);
+    const unpinned = builtinsLoaded(
+      'install',
+      'system/cos-setup',
+      '--repo',
+      `dir://${repoDir}`,
+      '--root',
+      root,
+    );
+    expect(unpinned.out).toBe('nothing to do\n');
+    expect(unpinned.loaded.filter((m) => HEAVY.has(m) && m !== 'stream' && m !== 'zlib')).toEqual(
+      [],
+    );
 
     const up = cpm(
       'upgrade',

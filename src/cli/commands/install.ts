@@ -10,6 +10,7 @@ import {
 } from '../../config.js';
 import { CpmError, EXIT_CODES } from '../../errors.js';
 import { reporterForFlags } from '../../util/progress.js';
+import { err, out } from '../../util/stdio.js';
 import type { RootRef } from '../../upkeep/query.js';
 import type {
   OperationResult,
@@ -161,30 +162,28 @@ function printResult(r: OperationResult, o: OpCli): void {
       finalizerErrors: (t?.finalizerErrors ?? []).map((e) => e.toJSON()),
     });
   } else if (!t) {
-    if (!o.quiet) process.stdout.write('nothing to do\n');
+    if (!o.quiet) out('nothing to do\n');
     // the answer came from cached indexes: say how old, and how to look again (dnf, apk -U)
     const cached = r.planned.cachedIndexes ?? [];
     if (!o.quiet && cached.length > 0 && r.planned.op !== 'uninstall') {
       const oldest = cached.reduce((a, b) => (a.fetchedAt < b.fetchedAt ? a : b));
       const age = (Date.now() - Date.parse(oldest.fetchedAt)) / 1000;
-      process.stderr.write(
+      err(
         `hint: answered from cached indexes (${oldest.repo} fetched ${formatAge(age)} ago); ` +
           `cpm ${r.planned.op} --refresh (-U) fetches them first\n`,
       );
     }
   } else if (!o.quiet) {
-    for (const id of t.installed) process.stdout.write(`installed ${id}\n`);
-    for (const id of t.removed) process.stdout.write(`removed ${id}\n`);
-    for (const id of t.markedExplicit)
-      process.stdout.write(`marked ${id} as explicitly installed\n`);
+    for (const id of t.installed) out(`installed ${id}\n`);
+    for (const id of t.removed) out(`removed ${id}\n`);
+    for (const id of t.markedExplicit) out(`marked ${id} as explicitly installed\n`);
     for (const c of t.forcedConflicts)
-      process.stdout.write(`took over /${c.path} from ${c.claimants.slice(0, -1).join(', ')}\n`);
-    for (const p of t.cpmnew)
-      process.stdout.write(`kept changed /${p}, new version in /${p}.cpmnew\n`);
-    for (const p of t.cpmsave) process.stdout.write(`kept changed /${p} as /${p}.cpmsave\n`);
+      out(`took over /${c.path} from ${c.claimants.slice(0, -1).join(', ')}\n`);
+    for (const p of t.cpmnew) out(`kept changed /${p}, new version in /${p}.cpmnew\n`);
+    for (const p of t.cpmsave) out(`kept changed /${p} as /${p}.cpmsave\n`);
   }
   for (const e of t?.finalizerErrors ?? []) {
-    if (!o.json) process.stderr.write(`cpm: ${e.message}\n`);
+    if (!o.json) err(`cpm: ${e.message}\n`);
     process.exitCode = EXIT_CODES.E_FINALIZER;
   }
 }
@@ -207,7 +206,7 @@ async function runOp(op: Operation, refs: string[], o: OpCli, cmd: Command): Pro
     noFinalizers: o.finalizers === false,
     noWait: o.wait === false,
     ...(o.base ? { base: o.base } : {}),
-    ...(o.quiet || o.json ? {} : { log: (l: string) => process.stderr.write(`${l}\n`) }),
+    ...(o.quiet || o.json ? {} : { log: (l: string) => err(`${l}\n`) }),
   };
   const { applyOperation, planError, planOperation } = await operations();
   const planned: PlannedOperation = await planOperation(ctx, op, refs, opts);
@@ -221,11 +220,10 @@ async function runOp(op: Operation, refs: string[], o: OpCli, cmd: Command): Pro
         ...(planned.base ? { base: planned.base } : {}),
       });
     else {
-      if (planned.base) process.stdout.write(`base      ${planned.base} (image reference)\n`);
-      for (const i of planned.images) process.stdout.write(`install   ${i} (image reference)\n`);
+      if (planned.base) out(`base      ${planned.base} (image reference)\n`);
+      for (const i of planned.images) out(`install   ${i} (image reference)\n`);
       const p = planned.plan;
-      if (planned.images.length === 0 || p.steps.length > 0 || !p.satisfiable)
-        process.stdout.write(formatPlan(p));
+      if (planned.images.length === 0 || p.steps.length > 0 || !p.satisfiable) out(formatPlan(p));
     }
     if (!planned.plan.satisfiable) process.exitCode = EXIT_CODES[planError(planned.plan).code];
     return;
@@ -244,12 +242,11 @@ async function runOp(op: Operation, refs: string[], o: OpCli, cmd: Command): Pro
     });
   }
   if (canAsk) {
-    for (const i of planned.images) process.stderr.write(`install   ${i} (image reference)\n`);
-    if (planned.images.length === 0 || planned.plan.steps.length > 0)
-      process.stderr.write(formatPlan(planned.plan));
+    for (const i of planned.images) err(`install   ${i} (image reference)\n`);
+    if (planned.images.length === 0 || planned.plan.steps.length > 0) err(formatPlan(planned.plan));
     if (!(await confirm('Proceed? [Y/n] '))) {
       await planned.repos?.close();
-      process.stderr.write('cancelled, nothing was changed\n');
+      err('cancelled, nothing was changed\n');
       process.exitCode = 1;
       return;
     }
@@ -333,9 +330,7 @@ Examples:
         return;
       }
       for (const p of pkgs)
-        process.stdout.write(
-          `${p.id}\t${p.reason}${p.base ? ' base' : ''}\t${p.origin}\t${q.fileCount(p)} files\n`,
-        );
+        out(`${p.id}\t${p.reason}${p.base ? ' base' : ''}\t${p.origin}\t${q.fileCount(p)} files\n`);
     });
 
   common(program.command('files <package>'))
@@ -350,7 +345,7 @@ Examples:
     .action(async (pkg: string, o: { json?: boolean }, cmd: Command) => {
       const { id, files } = (await query()).packageFiles(await rootRef(cmd), pkg);
       if (o.json) return printJson({ package: id, files });
-      for (const f of files) process.stdout.write(`/${f.path}${f.type === 'd' ? '/' : ''}\n`);
+      for (const f of files) out(`/${f.path}${f.type === 'd' ? '/' : ''}\n`);
     });
 
   common(program.command('owns <path>'))
@@ -365,9 +360,8 @@ Examples:
     .action(async (p: string, o: { json?: boolean }, cmd: Command) => {
       const r = (await query()).ownersOf(await rootRef(cmd), p);
       if (o.json) printJson(r);
-      else if (r.owners.length > 0)
-        process.stdout.write(`${r.path} is owned by ${r.owners.join(', ')}\n`);
-      else process.stderr.write(`${r.path} is not owned by any installed package\n`);
+      else if (r.owners.length > 0) out(`${r.path} is owned by ${r.owners.join(', ')}\n`);
+      else err(`${r.path} is not owned by any installed package\n`);
       if (r.owners.length === 0) process.exitCode = 1;
     });
 
@@ -400,15 +394,15 @@ Examples:
         if (o.json) printJson(r);
         else {
           for (const p of r.problems)
-            process.stdout.write(
+            out(
               `${p.kind}\t${p.path}\t${p.package}${p.expected !== undefined ? `\texpected ${p.expected}, found ${p.actual}` : ''}\n`,
             );
           for (const c of r.changedConfig)
-            process.stdout.write(`config\t${c.path}\t${c.package}\t(changed, kept)\n`);
-          for (const n of r.notes) process.stderr.write(`note: ${n}\n`);
+            out(`config\t${c.path}\t${c.package}\t(changed, kept)\n`);
+          for (const n of r.notes) err(`note: ${n}\n`);
           if (!r.foreign.checked && r.foreign.reason !== 'not asked for')
-            process.stderr.write(`foreign files not checked: ${r.foreign.reason}\n`);
-          process.stderr.write(`${r.checked} files checked, ${r.problems.length} problem(s)\n`);
+            err(`foreign files not checked: ${r.foreign.reason}\n`);
+          err(`${r.checked} files checked, ${r.problems.length} problem(s)\n`);
         }
         if (r.problems.length > 0) process.exitCode = 1;
       },
@@ -429,8 +423,8 @@ Examples:
       const { recover } = await import('../../rootfs/transaction.js');
       const r = await recover(ref.root, { dbDir: ref.dbDir, noWait: o.wait === false });
       if (o.json) printJson(r);
-      else if (r.did.length === 0) process.stdout.write('nothing to recover\n');
-      else for (const l of r.did) process.stdout.write(`${l}\n`);
+      else if (r.did.length === 0) out('nothing to recover\n');
+      else for (const l of r.did) out(`${l}\n`);
     });
 
   changing(program.command('install <packages...>'), true)
@@ -530,12 +524,10 @@ Examples:
       );
       if (o.json) return printJson(r);
       const verb = o.dryRun ? 'would adopt' : 'adopted';
-      for (const id of r.adopted) process.stdout.write(`${verb} ${id}\n`);
+      for (const id of r.adopted) out(`${verb} ${id}\n`);
       for (const p of r.partial)
-        process.stdout.write(
-          `partial ${p.id}: ${p.matched} of ${p.total} files present, not adopted\n`,
-        );
-      process.stderr.write(`${r.checked} package(s) compared, ${r.adopted.length} ${verb}\n`);
+        out(`partial ${p.id}: ${p.matched} of ${p.total} files present, not adopted\n`);
+      err(`${r.checked} package(s) compared, ${r.adopted.length} ${verb}\n`);
     });
 
   program
@@ -557,7 +549,7 @@ Examples:
       const r = await cleanup(cfg, { all: o.all, dryRun: o.dryRun });
       if (o.json) return printJson(r);
       const mib = (r.bytesFreed / 1024 ** 2).toFixed(1);
-      process.stdout.write(
+      out(
         `${o.dryRun ? 'would free' : 'freed'} ${r.bytesFreed} bytes (${mib} MiB) in ${r.files} file(s) of ${r.cacheDir}` +
           (r.pruned.length ? ` (${r.pruned.join(', ')})` : '') +
           '\n',

@@ -36,6 +36,7 @@ import {
   type RepoIndex,
   type RepoMeta,
 } from './repo-index.js';
+import { gunzipMember } from '../util/inflate.js';
 import { zlib } from '../util/lazy-builtins.js';
 
 export const SCHEMA_4 = 4;
@@ -316,11 +317,16 @@ export function openV4(
   return new V4Index(header.repository, new V4Columns(n, read, where));
 }
 
+/** Members up to this size are inflated in JavaScript (util/inflate.ts: no node:zlib to load). */
+const SMALL_MEMBER = 16 * 1024;
+
 function inflate(member: Buffer, where: string, part: string, size?: number): Buffer {
   try {
     // one output chunk of the size the header gives, but no larger than deflate can expand
     // this member to (about 1032:1): a lying header does not make a huge allocation
     const most = member.length * 1032 + 1024;
+    if (member.length <= SMALL_MEMBER)
+      return gunzipMember(member, most, Math.min((size ?? 0) + 1, most));
     return zlib().gunzipSync(member, {
       chunkSize: Math.min(Math.max((size ?? 0) + 1, 64 * 1024), most, 256 * 1024 * 1024),
     });

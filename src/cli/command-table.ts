@@ -6,6 +6,7 @@
  * (program.ts).
  */
 import type { Command } from 'commander';
+import { commanderOutput } from '../util/stdio.js';
 import { version } from './version.js';
 
 export type Registrar = (program: Command) => void;
@@ -79,6 +80,7 @@ export function withGlobalOptions(program: Command): Command {
     .option('--config <file>', 'config file (default $CPM_CONFIG or /etc/cpm/cpm.yaml)')
     .option('--debug', 'show stack traces')
     .showHelpAfterError()
+    .configureOutput(commanderOutput)
     .exitOverride();
 }
 

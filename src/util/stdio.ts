@@ -104,20 +104,25 @@ export function err(text: string): void {
 }
 
 /**
+ * Whether descriptor `fd` may be a terminal: a terminal is a character device, and fstat says so
+ * without loading node:tty (which loads net). True when it cannot be asked: then Node's stream
+ * decides, as it would have.
+ */
+export function mayBeTerminal(fd: 1 | 2): boolean {
+  try {
+    return fstatSync(fd).isCharacterDevice();
+  } catch {
+    return true;
+  }
+}
+
+/**
  * Standard error for progress output: process.stderr where it may be a terminal (the reporter
  * asks isTTY and columns), else an object that writes through err(), so a command whose output
- * goes to a pipe or a file does not make the stream to learn that it is not a terminal. A
- * terminal is a character device; fstat says so without loading node:tty (which loads net).
+ * goes to a pipe or a file does not make the stream to learn that it is not a terminal.
  */
 export function stderrStream(): { write(s: string): boolean; isTTY?: boolean } {
-  if (made.stderr) return process.stderr;
-  let terminal = true;
-  try {
-    terminal = fstatSync(2).isCharacterDevice();
-  } catch {
-    // no descriptor 2, or it cannot be asked: let Node's stream decide
-  }
-  if (terminal) return process.stderr;
+  if (made.stderr || mayBeTerminal(2)) return process.stderr;
   return {
     write: (s: string) => {
       err(s);
@@ -125,4 +130,30 @@ export function stderrStream(): { write(s: string): boolean; isTTY?: boolean } {
     },
     isTTY: false,
   };
+}
+
+/**
+ * commander's output (help, usage errors) through out() and err(). Its defaults ask the streams
+ * for isTTY, columns and colours, which makes them; on a descriptor that is no terminal the answers
+ * are known: commander's width for no terminal (80) and no colours.
+ */
+export const commanderOutput = {
+  writeOut: (s: string): void => out(s),
+  writeErr: (s: string): void => err(s),
+  getOutHelpWidth: (): number =>
+    mayBeTerminal(1) && process.stdout.isTTY ? process.stdout.columns : 80,
+  getErrHelpWidth: (): number =>
+    mayBeTerminal(2) && process.stderr.isTTY ? process.stderr.columns : 80,
+  getOutHasColors: (): boolean => hasColors(1),
+  getErrHasColors: (): boolean => hasColors(2),
+};
+
+/** commander's rule: NO_COLOR and FORCE_COLOR first, else a terminal that has colours. */
+function hasColors(fd: 1 | 2): boolean {
+  const env = process.env;
+  if (env.NO_COLOR || env.FORCE_COLOR === '0' || env.FORCE_COLOR === 'false') return false;
+  if (env.FORCE_COLOR || env.CLICOLOR_FORCE !== undefined) return true;
+  if (!mayBeTerminal(fd)) return false;
+  const s = fd === 1 ? process.stdout : process.stderr;
+  return !!s.isTTY && !!s.hasColors?.();
 }

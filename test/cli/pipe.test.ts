@@ -177,3 +177,34 @@ describe('short commands', () => {
     expect(r.code).toBe(0);
   }, 60_000);
 });
+
+describe('short commands to a pipe make no stream', () => {
+  // making process.stdout or process.stderr loads Node's stream modules and, for a pipe, net: 5–15
+  // ms of a 100 ms command. Help and usage errors print through util/stdio.ts (commanderOutput).
+  const hook = join(mkdtempSync(join(tmpdir(), 'cpm-loaded-')), 'hook.cjs');
+  writeFileSync(
+    hook,
+    "process.on('exit', () => require('node:fs').writeSync(2, '\\nLOADED ' + process.moduleLoadList.join(',') + '\\n'));\n",
+  );
+  const run = (...args: string[]): Promise<{ out: string; loaded: string[] }> =>
+    new Promise((res) => {
+      execFile('node', ['--require', hook, BIN, ...args], (_e, stdout, stderr) => {
+        const line = stderr.split('\n').find((l) => l.startsWith('LOADED ')) ?? '';
+        const loaded = line
+          .slice('LOADED '.length)
+          .split(',')
+          .filter((m) => m.startsWith('NativeModule '))
+          .map((m) => m.slice('NativeModule '.length));
+        res({ out: stdout + stderr.replace(/\nLOADED .*\n$/, ''), loaded });
+      });
+    });
+  const streams = (l: string[]): string[] => l.filter((m) => ['stream', 'net', 'tty'].includes(m));
+
+  it('cpm --version, cpm help, cpm install --help and a usage error', async () => {
+    for (const args of [['--version'], ['help'], ['install', '--help'], ['bogus']]) {
+      const r = await run(...args);
+      expect(r.out.length, args.join(' ')).toBeGreaterThan(5);
+      expect(streams(r.loaded), args.join(' ')).toEqual([]);
+    }
+  });
+});

@@ -1,6 +1,7 @@
 /** `cpm completion SHELL`: the script walks the whole command tree (program.ts loads it). */
 import { Command } from 'commander';
 import { completionScript, SHELLS } from '../completion.js';
+import { out } from '../../util/stdio.js';
 
 export function registerCompletion(program: Command): void {
   program
@@ -16,6 +17,6 @@ Examples:
   cpm completion fish > ~/.config/fish/completions/cpm.fish`,
     )
     .action((shell: string) => {
-      process.stdout.write(completionScript(program, shell));
+      out(completionScript(program, shell));
     });
 }

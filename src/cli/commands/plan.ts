@@ -5,6 +5,7 @@ import type { InstalledSpec, Universe } from '../../package/package.js';
 import { assumeInstalled, formatPlan, makeRequest, planErrorCode } from '../../resolver/request.js';
 import { printJson } from '../output.js';
 import { collect } from '../command-table.js';
+import { err, out } from '../../util/stdio.js';
 
 interface PlanOpts {
   tree?: string[];
@@ -28,7 +29,7 @@ async function loadUniverse(
     { ...(values?.length ? { values } : {}), ...(lenient ? { lenient: true } : {}) },
   );
   if (tree.problems.length > 0) {
-    process.stderr.write(
+    err(
       `cpm: warning: the tree has ${tree.problems.length} problem(s); see \`cpm tree validate\`\n`,
     );
   }
@@ -101,7 +102,7 @@ export function registerPlan(program: Command): void {
       }
       const plan = resolve(universe, installed, request);
       if (opts.json) printJson(planToJson(plan));
-      else process.stdout.write(formatPlan(plan));
+      else out(formatPlan(plan));
       const code = planErrorCode(plan);
       if (code) process.exitCode = EXIT_CODES[code];
     });

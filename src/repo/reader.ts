@@ -95,6 +95,15 @@ function filesOptions(opts: ReaderOptions): { tlsVerify: boolean; ca?: string | 
   return { tlsVerify: opts.tlsVerify ?? true, ...(opts.ca !== undefined ? { ca: opts.ca } : {}) };
 }
 
+/**
+ * `body` through verifying(). A pipeline, not pipe(): a reader that stops early (a layer that
+ * does not decompress) destroys the check and with it the body, which pipe() left open and
+ * paused: an http:// response was then never consumed nor closed, and the command never ended.
+ */
+function checked(body: Readable, layer: IndexLayer, where: string): Readable {
+  return stream().pipeline(body, verifying(layer.digest, layer.size, where), () => undefined);
+}
+
 /** Passes bytes through, failing at the end unless they hash to `digest` (and match `size`). */
 export function verifying(digest: string, size: number | undefined, where: string): Transform {
   const h = nodeCrypto().createHash('sha256');
@@ -203,9 +212,7 @@ export class LayoutReader implements RepoReader {
   }
 
   async openLayer(p: IndexPackage, layer: IndexLayer): Promise<Readable> {
-    return (await this.files.open(blobPath(layer.digest))).pipe(
-      verifying(layer.digest, layer.size, this.layerWhere(p, layer)),
-    );
+    return checked(await this.files.open(blobPath(layer.digest)), layer, this.layerWhere(p, layer));
   }
 
   layerWhere(_p: IndexPackage, layer: IndexLayer): string {
@@ -382,9 +389,7 @@ export class LuetReader implements RepoReader {
   }
 
   async openLayer(p: IndexPackage, layer: IndexLayer): Promise<Readable> {
-    return (await this.files.open(this.artifact(p))).pipe(
-      verifying(layer.digest, layer.size, this.layerWhere(p, layer)),
-    );
+    return checked(await this.files.open(this.artifact(p)), layer, this.layerWhere(p, layer));
   }
 
   layerWhere(p: IndexPackage, _layer: IndexLayer): string {

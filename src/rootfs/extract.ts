@@ -458,6 +458,12 @@ export class Stager {
         if (got !== undefined && got !== layer.digest)
           throw digestMismatch(layer, id, `has digest ${got}, expected ${layer.digest}`);
       }
+      // a stream that checks itself fails only at its end, and the layer stopped before it: read
+      // to the end once more for the check's verdict (an http:// blob: downloaded again)
+      if (layer.streamVerifies && fd < 0 && !interruptSignal().aborted && damaged(err)) {
+        const verdict = await streamVerdict(layer);
+        if (verdict) throw verdict;
+      }
       throw this.readError(err, layer, id);
     } finally {
       if (fd >= 0) closeSync(fd);
@@ -1093,6 +1099,24 @@ function damaged(err: LayerReadError): boolean {
   if (err.stage === 'decompress' || err.stage === 'parse') return true;
   const e = err.cause;
   return err.stage === 'entry' && e instanceof CpmError && e.code === 'E_UNSAFE_ENTRY';
+}
+
+/** The E_DIGEST of a self-checking layer stream read to its end; undefined when it passes. */
+async function streamVerdict(layer: LayerSource): Promise<CpmError | undefined> {
+  const signal = interruptSignal();
+  try {
+    const s = await layer.open();
+    for await (const chunk of s) {
+      void chunk; // only the check at the end matters
+      if (signal.aborted) {
+        s.destroy();
+        return undefined;
+      }
+    }
+  } catch (e) {
+    if (e instanceof CpmError && e.code === 'E_DIGEST') return e;
+  }
+  return undefined;
 }
 
 /** sha256 of the open file (positional reads), or undefined when it cannot be read. */

@@ -213,6 +213,26 @@ describe('repository layers read once', () => {
     });
   }
 
+  it('refuses a damaged http:// blob that stops decompressing long before its end (E_DIGEST)', async () => {
+    // a compressible layer of several MiB, damaged near its start: zstd fails while most of the
+    // blob is still to come, before the stream's own check has read to the end. The blob is read
+    // again to its end to tell a damaged blob (E_DIGEST) from a corrupt layer (E_UNSAFE_ENTRY).
+    const text = Buffer.from(pseudoRandom(5 << 20, 11).toString('hex'));
+    const { out, blobs } = await makeRepo(tmpDir('cpm-repoblobs-text-'), 'S\n', text);
+    const blob = path.join(out, blobs.get('test/big@1.0')!);
+    expect(statSync(blob).size).toBeGreaterThan(4 << 20);
+    const b = readFileSync(blob);
+    for (let i = 0; i < 64; i++) b[4096 + i * 7] = b[4096 + i * 7]! ^ 0x5a;
+    writeFileSync(blob, b);
+    const url = await serve(out);
+    const root = tmpDir();
+    const e = await failure(install(root, url, ['test/big@1.0']));
+    expect(e.code).toBe('E_DIGEST');
+    expect(e.message).toContain(`${url}${blobs.get('test/big@1.0')}`);
+    expect(e.context.digest).toBe(`sha256:${path.basename(blob)}`);
+    untouched(root);
+  });
+
   it('refuses a blob of another size: dir:// before reading it, http:// (E_DIGEST)', async () => {
     const bad = repoCopy();
     const blob = path.join(bad, blobOf.get('test/big@1.0')!);

@@ -1104,17 +1104,18 @@ function damaged(err: LayerReadError): boolean {
 /** The E_DIGEST of a self-checking layer stream read to its end; undefined when it passes. */
 async function streamVerdict(layer: LayerSource): Promise<CpmError | undefined> {
   const signal = interruptSignal();
+  // an interrupt ends the read at once, also while no bytes come (a stalled server)
+  let s: Readable | undefined;
+  const stop = (): void => void s?.destroy();
+  signal.addEventListener('abort', stop, { once: true });
   try {
-    const s = await layer.open();
-    for await (const chunk of s) {
-      void chunk; // only the check at the end matters
-      if (signal.aborted) {
-        s.destroy();
-        return undefined;
-      }
-    }
+    s = await layer.open();
+    if (signal.aborted) s.destroy();
+    for await (const chunk of s) void chunk; // only the check at the end matters
   } catch (e) {
-    if (e instanceof CpmError && e.code === 'E_DIGEST') return e;
+    if (!signal.aborted && e instanceof CpmError && e.code === 'E_DIGEST') return e;
+  } finally {
+    signal.removeEventListener('abort', stop);
   }
   return undefined;
 }

@@ -17,7 +17,7 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -232,6 +232,42 @@ describe('repository layers read once', () => {
     expect(e.context.digest).toBe(`sha256:${path.basename(blob)}`);
     untouched(root);
   });
+
+  it('stops reading a damaged http:// blob again at once on an interrupt (E_INTERRUPTED)', async () => {
+    // the same damaged layer; the server stalls the second GET of the blob (the read for the
+    // check's verdict) after its first bytes: an interrupt ends that read, not an idle timeout
+    const text = Buffer.from(pseudoRandom(5 << 20, 12).toString('hex'));
+    const { out, blobs } = await makeRepo(tmpDir('cpm-repoblobs-stall-'), 'S\n', text);
+    const rel = blobs.get('test/big@1.0')!;
+    const blob = path.join(out, rel);
+    const b = readFileSync(blob);
+    for (let i = 0; i < 64; i++) b[4096 + i * 7] = b[4096 + i * 7]! ^ 0x5a;
+    writeFileSync(blob, b);
+    const files = serveFiles(out);
+    let gets = 0;
+    const stalled: ServerResponse[] = [];
+    const server = createServer((req, res) => {
+      if (req.method === 'GET' && req.url === `/${rel}` && ++gets === 2) {
+        res.writeHead(200, { 'content-length': b.length });
+        res.write(b.subarray(0, 64 * 1024));
+        stalled.push(res);
+        setTimeout(() => process.emit('SIGINT'), 200);
+        return;
+      }
+      files(req, res);
+    });
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+    const root = tmpDir();
+    const started = Date.now();
+    const e = await failure(install(root, url, ['test/big@1.0']));
+    for (const r of stalled) r.destroy();
+    expect(gets).toBe(2);
+    expect(e.code).toBe('E_INTERRUPTED');
+    expect(Date.now() - started).toBeLessThan(20_000);
+    untouched(root);
+  }, 30_000);
 
   it('refuses a blob of another size: dir:// before reading it, http:// (E_DIGEST)', async () => {
     const bad = repoCopy();

@@ -18,6 +18,7 @@ const MAXBITS = 15;
 interface Huffman {
   count: Uint16Array; // codes of each length
   symbol: Uint16Array; // symbols in canonical order
+  incomplete: boolean; // codes left unused (zlib refuses such a code in a dynamic block)
 }
 
 // lengths 257..285: base and extra bits; distances 0..29 likewise
@@ -42,7 +43,8 @@ const ORDER = [16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15]
 function huffman(lengths: Uint8Array, at: number, n: number): Huffman {
   const count = new Uint16Array(MAXBITS + 1);
   for (let i = 0; i < n; i++) count[lengths[at + i]!]!++;
-  if (count[0] === n) return { count, symbol: new Uint16Array(0) }; // no codes: any use fails
+  // no codes: any use fails
+  if (count[0] === n) return { count, symbol: new Uint16Array(0), incomplete: false };
   let left = 1;
   for (let len = 1; len <= MAXBITS; len++) {
     left = (left << 1) - count[len]!;
@@ -55,7 +57,12 @@ function huffman(lengths: Uint8Array, at: number, n: number): Huffman {
     const l = lengths[at + i]!;
     if (l !== 0) symbol[offs[l]!++] = i;
   }
-  return { count, symbol };
+  return { count, symbol, incomplete: left > 0 };
+}
+
+/** zlib's rule: an incomplete code is refused, but for a single code of one bit. */
+function usable(h: Huffman): boolean {
+  return !h.incomplete || (h.count[1] === 1 && h.count.every((c, len) => len < 2 || c === 0));
 }
 
 let fixed: { len: Huffman; dist: Huffman } | undefined;
@@ -187,6 +194,7 @@ class Inflater {
     const lengths = new Uint8Array(320);
     for (let i = 0; i < ncode; i++) lengths[ORDER[i]!] = this.bits(3);
     const lencode = huffman(lengths, 0, 19);
+    if (lencode.incomplete) throw new InflateError('incomplete code lengths code');
     lengths.fill(0);
     for (let i = 0; i < nlen + ndist;) {
       const sym = this.decode(lencode);
@@ -206,7 +214,11 @@ class Inflater {
       while (rep-- > 0) lengths[i++] = len;
     }
     if (lengths[256] === 0) throw new InflateError('no end-of-block code');
-    this.codes(huffman(lengths, 0, nlen), huffman(lengths, nlen, ndist));
+    const lit = huffman(lengths, 0, nlen);
+    if (!usable(lit)) throw new InflateError('incomplete literal/length code');
+    const dist = huffman(lengths, nlen, ndist);
+    if (!usable(dist)) throw new InflateError('incomplete distance code');
+    this.codes(lit, dist);
   }
 
   run(): void {

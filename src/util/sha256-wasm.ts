@@ -310,7 +310,9 @@ function compressor(): Compressor | null {
   try {
     const inst = new wasm.Instance(new wasm.Module(Buffer.from(MODULE, 'base64')));
     const memory = inst.exports.m as WasmMemory;
-    new Uint32Array(memory.buffer, 0, 64).set(K);
+    // WebAssembly memory is little-endian whatever the host is (a Uint32Array is the host's order)
+    const k = new DataView(memory.buffer);
+    K.forEach((v, i) => k.setUint32(4 * i, v, true));
     made = { memory, compress: inst.exports.c as Compressor['compress'] };
   } catch {
     // no WebAssembly here: node:crypto it is
@@ -337,12 +339,11 @@ export function sha256HexWasm(data: Uint8Array): string | null {
   const view = new DataView(w.memory.buffer);
   view.setUint32(DATA + padded - 8, Math.floor(len / 0x20000000));
   view.setUint32(DATA + padded - 4, (len << 3) >>> 0);
-  const h = new Uint32Array(w.memory.buffer, H_AT, 8);
-  h.set(H0);
+  for (let j = 0; j < 8; j++) view.setUint32(H_AT + 4 * j, H0[j]!, true);
   w.compress(DATA, padded >>> 6);
   let hex = '';
   for (let j = 0; j < 8; j++) {
-    const v = h[j]!;
+    const v = view.getUint32(H_AT + 4 * j, true);
     hex += HEX[v >>> 24]! + HEX[(v >>> 16) & 255]! + HEX[(v >>> 8) & 255]! + HEX[v & 255]!;
   }
   return hex;

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { sha256Hex } from '../../src/util/sha256.js';
 import { assemble, MODULE, sha256HexWasm } from '../../src/util/sha256-wasm.js';
 
@@ -54,5 +54,37 @@ describe('sha256Hex (util/sha256.ts)', () => {
     // above the size hashed in WebAssembly
     const big = Buffer.alloc(300 * 1024, 7);
     expect(sha256Hex(big)).toBe(ref(big));
+  });
+});
+
+describe('sha256 in WebAssembly on a big-endian host', () => {
+  it('keeps its words in WebAssembly’s order (little-endian), not the host’s', async () => {
+    // a Uint32Array over WebAssembly memory as on s390x: words stored and read big-endian
+    class BigEndianWords {
+      constructor(buf: ArrayBuffer, off = 0, len = (buf.byteLength - off) >> 2) {
+        const view = new DataView(buf, off, len * 4);
+        return new Proxy(this, {
+          get: (_t, key) => {
+            if (key === 'set')
+              return (vs: ArrayLike<number>, at = 0) => {
+                for (let i = 0; i < vs.length; i++) view.setUint32((at + i) * 4, vs[i]!, false);
+              };
+            if (key === 'length') return len;
+            if (typeof key === 'string' && /^\d+$/.test(key))
+              return view.getUint32(+key * 4, false);
+            return undefined;
+          },
+        });
+      }
+    }
+    vi.resetModules();
+    vi.stubGlobal('Uint32Array', BigEndianWords);
+    try {
+      const m = await import('../../src/util/sha256-wasm.js');
+      expect(m.sha256HexWasm(Buffer.from('abc'))).toBe(ref('abc'));
+    } finally {
+      vi.unstubAllGlobals();
+      vi.resetModules();
+    }
   });
 });

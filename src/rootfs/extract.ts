@@ -515,6 +515,20 @@ export class Stager {
         err.entry,
         `malformed or truncated tar stream (${(e as Error).message})`,
       );
+    // a streamed layer's connection that dropped or stalled is the network's fault, not the disk's
+    if (err.stage === 'read' && !layer.file && !layer.openFile && networkFault(e))
+      return new CpmError(
+        'E_NETWORK',
+        `reading layer ${layer.digest} of ${id}${layer.where ? ` from ${layer.where}` : ''}: ${(e as Error).message}`,
+        {
+          context: {
+            digest: layer.digest,
+            package: id,
+            ...(layer.where ? { path: layer.where } : {}),
+          },
+          cause: e,
+        },
+      );
     const local = fsError(e, {
       doing: `reading layer ${layer.digest} of ${id}`,
       where: 'cache',
@@ -1099,6 +1113,25 @@ function damaged(err: LayerReadError): boolean {
   if (err.stage === 'decompress' || err.stage === 'parse') return true;
   const e = err.cause;
   return err.stage === 'entry' && e instanceof CpmError && e.code === 'E_UNSAFE_ENTRY';
+}
+
+const NET_CODES = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ECONNABORTED',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'EHOSTUNREACH',
+  'EAI_AGAIN',
+  'ENOTFOUND',
+]);
+
+/** An error of a connection (node:net's errno codes, undici's UND_ERR_*), not of a file. */
+function networkFault(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && (code.startsWith('UND_ERR_') || NET_CODES.has(code));
 }
 
 /** The E_DIGEST of a self-checking layer stream read to its end; undefined when it passes. */

@@ -27,6 +27,7 @@ import { createFromTree } from '../../src/repo/create.js';
 import { listInstalled } from '../../src/upkeep/query.js';
 import { pseudoRandom } from '../support/layers.js';
 import { rootSnapshot } from '../support/root-snapshot.js';
+import { startFaultProxy } from '../support/fault-proxy.js';
 import { serveFiles } from '../support/static-files.js';
 import { failure, tmpDir } from './helpers.js';
 
@@ -231,6 +232,26 @@ describe('repository layers read once', () => {
     expect(e.message).toContain(`${url}${blobs.get('test/big@1.0')}`);
     expect(e.context.digest).toBe(`sha256:${path.basename(blob)}`);
     untouched(root);
+  });
+
+  it('ends in E_NETWORK naming the URL when the connection drops in the middle of a layer', async () => {
+    const url = await serve(repo);
+    const proxy = await startFaultProxy(url);
+    try {
+      const big = blobOf.get('test/big@1.0')!;
+      proxy.add({
+        method: 'GET',
+        path: new RegExp(path.basename(big)),
+        fault: { kind: 'reset', afterBytes: 1 << 20 },
+      });
+      const root = tmpDir();
+      const e = await failure(install(root, `${proxy.url}/`, ['test/big@1.0']));
+      expect(e.code).toBe('E_NETWORK');
+      expect(e.message).toContain(`${proxy.url}/${big}`);
+      untouched(root);
+    } finally {
+      await proxy.stop();
+    }
   });
 
   it('stops reading a damaged http:// blob again at once on an interrupt (E_INTERRUPTED)', async () => {
